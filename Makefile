@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both create the virtual environment on first use; nothing downloads at run time after that.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test up down lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[local,dev]"
+	$(BIN)/backstop setup
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/backstop demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+up: $(STAMP)
+	$(BIN)/backstop up
+
+down: $(STAMP)
+	$(BIN)/backstop down
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy flows tasks blocks backstop
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .backstop

@@ -1,0 +1,84 @@
+"""The `backstop` command line: the local platform, backups, the catalog and restores.
+
+User errors (BackstopError) print one line on stderr and exit 2, with no traceback. Every command
+that prints data takes `--json`. Component verbs (`backup gcs`, `restore bigquery`, ...) live in
+`backstop/commands/<component>.py`, each registering itself in `COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backstop.errors import BackstopError, InvalidInput
+
+COMMAND_MODULES = [
+    "backstop.commands.core",
+    "backstop.commands.gcs",
+]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises InvalidInput (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise InvalidInput(f"{self.prog}: {message}")
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("BACKSTOP_HOME", ".backstop")).resolve()
+
+
+def load_platform_env() -> None:
+    """Use the running local platform's endpoints unless the environment already names services."""
+    from backstop.platform import LocalPlatform
+
+    for key, value in LocalPlatform(state_dir()).env().items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print `data` as JSON with --json, else `text`."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        print(text)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="backstop", description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default="default", help="name of the Backstop settings block")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=ArgumentParser)
+    groups: dict[str, Any] = {}
+    for verb in ("backup", "restore"):
+        group = verbs.add_parser(verb, help=f"{verb} one component")
+        groups[verb] = group.add_subparsers(dest="component", required=True, parser_class=ArgumentParser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(verbs, groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "no_platform_env", False):
+            load_platform_env()
+        return int(args.handler(args) or 0)
+    except BackstopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

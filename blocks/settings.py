@@ -1,0 +1,105 @@
+"""The settings block: where backups go, how long they stay, and what the objectives are.
+
+Settings only; no logic beyond loading with a clear error. Functions in tasks/ take a
+`BackstopSettings` object, so tests build one in memory without a Prefect server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.blocks.core import Block
+from pydantic import BaseModel, Field
+
+from backstop.errors import ConfigError
+
+DEFAULT_BLOCK_NAME = "default"
+
+DEFAULT_SCHEDULES = {
+    "composer-dags": "15 0 * * *",
+    "configs": "30 0 * * *",
+    "bigquery": "0 1 * * *",
+    "gcs": "0 2 * * *",
+    "gcs-incremental": "0 */6 * * *",
+    "gke": "0 3 * * *",
+    "composer-metadata": "5 * * * *",
+}
+
+
+class RetentionSettings(BaseModel):
+    """How many backups to keep; see backstop.retention for the exact rules."""
+
+    keep_last: int = Field(default=3, ge=0, description="Always keep the newest N backups.")
+    keep_daily: int = Field(default=7, ge=0, description="Keep the newest backup of each of the last N days.")
+    keep_weekly: int = Field(default=4, ge=0, description="Keep the newest backup of each of the last N weeks.")
+    keep_monthly: int = Field(default=12, ge=0, description="Keep the newest backup of each of the last N months.")
+    keep_yearly: int = Field(default=0, ge=0, description="Keep the newest backup of each of the last N years.")
+    keep_within_days: float = Field(default=0, ge=0, description="Keep every backup younger than this.")
+    min_validated: int = Field(default=1, ge=1, description="Never remove the newest N validated backups.")
+
+
+class Objectives(BaseModel):
+    """Recovery objectives of one component."""
+
+    rpo_hours: float = Field(default=26, gt=0, description="Oldest acceptable age of the last good backup.")
+    rto_minutes: float = Field(default=60, gt=0, description="Longest acceptable restore time.")
+
+
+class BackstopSettings(Block):
+    """Backstop settings: project, backup buckets, encryption, schedules, retention, objectives."""
+
+    _block_type_name = "Backstop Settings"
+    _block_type_slug = "backstop-settings"
+    _description = "Where Backstop writes backups, how long it keeps them and the recovery objectives."
+
+    project: str = Field(description="Google Cloud project that owns the backup buckets and runs the jobs.")
+    backup_bucket: str = Field(description="Primary backup bucket.")
+    secondary_bucket: str | None = Field(
+        default=None, description="Bucket in another region that receives a verified copy of every backup."
+    )
+    location: str = Field(default="US", description="Location for BigQuery jobs and new buckets.")
+    kms_key_name: str | None = Field(
+        default=None, description="Cloud KMS key (projects/.../cryptoKeys/...) for backup objects (CMEK)."
+    )
+    gcs_sources: list[str] = Field(default_factory=list, description="Buckets the scheduled Cloud Storage backup takes.")
+    bigquery_datasets: list[str] = Field(default_factory=list, description="Datasets the scheduled backup takes.")
+    bigquery_method: str = Field(default="read", description="'read' (Storage Read API) or 'extract' (extract jobs).")
+    validate_sample_percent: float = Field(
+        default=5.0, ge=0, le=100, description="Share of backed-up objects re-read during validation."
+    )
+    schedules: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_SCHEDULES), description="Cron (UTC) per scheduled job."
+    )
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Default retention.")
+    retention_overrides: dict[str, RetentionSettings] = Field(
+        default_factory=dict, description="Retention per component ('gcs') or component/source ('gcs/raw')."
+    )
+    objectives: dict[str, Objectives] = Field(
+        default_factory=dict, description="RPO / RTO per component; components not named use the default."
+    )
+    notify_block: str | None = Field(
+        default=None, description="Name of a notification block (e.g. 'slack-webhook/ops') for failures."
+    )
+
+    def retention_for(self, component: str, source: str) -> RetentionSettings:
+        return (
+            self.retention_overrides.get(f"{component}/{source}")
+            or self.retention_overrides.get(component)
+            or self.retention
+        )
+
+    def objectives_for(self, component: str) -> Objectives:
+        return self.objectives.get(component, Objectives())
+
+
+def load_settings(name: str = DEFAULT_BLOCK_NAME) -> BackstopSettings:
+    """Load the settings block `name`; a missing or malformed block raises ConfigError naming it."""
+    try:
+        settings: Any = BackstopSettings.load(name)
+    except ValueError as exc:
+        raise ConfigError(
+            f"settings block 'backstop-settings/{name}' not found: run `backstop bootstrap` or create it in the UI"
+        ) from exc
+    except Exception as exc:  # pydantic errors for a malformed document, API errors
+        raise ConfigError(f"settings block 'backstop-settings/{name}' could not be loaded: {exc}") from exc
+    return settings

@@ -1,0 +1,171 @@
+"""The backup lifecycle every component shares: begin, commit, verify, record, resolve.
+
+A component fills a manifest's entries (each with the `stored_key` that holds its bytes in the
+backup bucket); this module does what is the same for all of them, so no component re-implements
+"write the manifest last" or "check every stored object against its checksum".
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from backstop.errors import NotFound, ValidationFailed
+from backstop.manifest import BackupManifest, ManifestEntry, ValidationRecord, new_backup_id, select, utcnow
+from backstop.names import check_backup_id, check_percent
+from tasks.store import BackupStore, crc32c_b64, parallel_map
+
+
+def begin_backup(
+    store: BackupStore, component: str, source: str, options: dict[str, Any] | None = None
+) -> BackupManifest:
+    """A new, uncommitted manifest; marks the run in progress so prune leaves shared data alone."""
+    store.check_bucket()
+    started = utcnow()
+    manifest = BackupManifest(
+        backup_id=new_backup_id(started),
+        component=component,
+        source=source,
+        started_at=started,
+        options=options or {},
+        kms_key_name=store.kms_key_name,
+    )
+    store.mark_in_progress(manifest)
+    return manifest
+
+
+def commit_backup(
+    store: BackupStore,
+    manifest: BackupManifest,
+    entries: list[ManifestEntry],
+    source_state: dict[str, Any] | None = None,
+) -> BackupManifest:
+    """Write the manifest (last), then clear the in-progress marker. Returns the committed manifest."""
+    committed = manifest.model_copy(
+        update={
+            "entries": sorted(entries, key=lambda e: e.name),
+            "source_state": source_state or manifest.source_state,
+            "finished_at": utcnow(),
+            "status": "complete",
+        }
+    )
+    store.write_manifest(committed)
+    store.clear_in_progress(manifest)
+    return committed
+
+
+def abandon_backup(store: BackupStore, manifest: BackupManifest) -> None:
+    """Clear the in-progress marker of a failed run (its data stays for prune to sweep)."""
+    try:
+        store.clear_in_progress(manifest)
+    except Exception:  # the store may be what failed; the marker then expires on its own
+        pass
+
+
+def sample(entries: list[ManifestEntry], percent: float, seed: int | None = None) -> list[ManifestEntry]:
+    """A random `percent` of `entries` (at least one when percent > 0 and entries exist)."""
+    check_percent(percent, "sample percentage")
+    if percent <= 0 or not entries:
+        return []
+    count = max(1, round(len(entries) * percent / 100))
+    return random.Random(seed).sample(entries, min(count, len(entries)))
+
+
+def verify_stored(
+    store: BackupStore,
+    manifest: BackupManifest,
+    sample_percent: float = 5.0,
+    seed: int | None = None,
+    prefixes: list[str] | None = None,
+) -> tuple[list[str], int]:
+    """Check every stored object of `manifest` against its entry; re-read a sample.
+
+    Sizes and crc32c come from one listing per prefix (what the bucket says it holds); the sample
+    is downloaded and its crc32c recomputed here (what the bytes really are).
+    Returns (problems, number re-read). Each problem names the entry and the stored object.
+    """
+    listed: dict[str, Any] = {}
+    for prefix in prefixes or sorted({_common_prefix(e.stored_key) for e in manifest.entries}):
+        listed.update(store.list(prefix))
+    problems = []
+    for entry in manifest.entries:
+        blob = listed.get(entry.stored_key)
+        where = f"{entry.name!r} ({store.where(entry.stored_key)})"
+        if blob is None:
+            problems.append(f"missing: {where}")
+        elif blob.size != entry.size:
+            problems.append(f"size differs: {where} holds {blob.size} bytes, manifest says {entry.size}")
+        elif entry.crc32c and blob.crc32c and blob.crc32c != entry.crc32c:
+            problems.append(f"checksum differs: {where} crc32c {blob.crc32c}, manifest says {entry.crc32c}")
+    damaged = {p.split("'")[1] for p in problems if "'" in p}
+    chosen = [e for e in sample(manifest.entries, sample_percent, seed) if e.name not in damaged]
+
+    def read_back(entry: ManifestEntry) -> str | None:
+        data = store.get_bytes(entry.stored_key)
+        actual = crc32c_b64(data)
+        if len(data) != entry.size or (entry.crc32c and actual != entry.crc32c):
+            return (
+                f"content differs on read-back: {entry.name!r} ({store.where(entry.stored_key)}) "
+                f"crc32c {actual} / {len(data)} bytes, manifest says {entry.crc32c} / {entry.size}"
+            )
+        return None
+
+    problems += [p for p in parallel_map(read_back, chosen) if p]
+    return problems, len(chosen)
+
+
+def _common_prefix(key: str) -> str:
+    """Listing prefix for a stored key: its folder down to the backup or pool level."""
+    parts = key.split("/")
+    if parts[0] == "pool":
+        return "/".join(parts[:3]) + "/"
+    return "/".join(parts[:6]) + "/" if len(parts) > 6 else key.rsplit("/", 1)[0] + "/"
+
+
+def record_validation(
+    store: BackupStore, manifest: BackupManifest, problems: list[str], checked: int, read_back: int
+) -> BackupManifest:
+    """Rewrite the manifest with the validation outcome; raise ValidationFailed when problems exist."""
+    record = ValidationRecord(at=utcnow(), ok=not problems, checked=checked, read_back=read_back, problems=problems[:200])
+    updated = manifest.model_copy(update={"validation": record, "status": "validated" if not problems else "invalid"})
+    store.write_manifest(updated)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ValidationFailed(
+            f"backup {manifest.backup_id} of {manifest.component}/{manifest.source} failed validation: {shown}",
+            problems,
+        )
+    return updated
+
+
+def resolve_backup(
+    store: BackupStore,
+    component: str,
+    source: str | None = None,
+    backup_id: str | None = None,
+    before: datetime | None = None,
+    validated_only: bool = True,
+    on_damaged: Callable[[str], None] | None = None,
+) -> BackupManifest:
+    """The backup to restore: `backup_id`, or the latest (validated) one before `before`."""
+    if backup_id:
+        check_backup_id(backup_id)
+        manifest = store.find_manifest(backup_id)
+        if manifest.component != component:
+            raise NotFound(f"backup {backup_id} is a {manifest.component} backup, not {component}")
+        return manifest
+    found = select(
+        store.list_manifests(component, source, on_damaged=on_damaged or (lambda _: None)),
+        component,
+        source,
+        before,
+        validated_only,
+    )
+    if not found:
+        what = f"{component}/{source}" if source else component
+        kind = "validated backup" if validated_only else "backup"
+        when = f" before {before.isoformat()}" if before else ""
+        raise NotFound(f"no {kind} of {what}{when} in {store.where()}")
+    return found[0]

@@ -1,0 +1,19 @@
+"""Open the backup stores and clients a run needs from the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blocks.clients import storage_client
+from blocks.settings import BackstopSettings
+from tasks.store import BackupStore
+
+
+def open_store(settings: BackstopSettings, secondary: bool = False, client: Any | None = None) -> BackupStore:
+    """The primary (or secondary) backup store named by `settings`."""
+    from backstop.errors import ConfigError
+
+    bucket = settings.secondary_bucket if secondary else settings.backup_bucket
+    if not bucket:
+        raise ConfigError("settings name no secondary_bucket")
+    return BackupStore(client or storage_client(settings.project), bucket, settings.kms_key_name)

@@ -1,0 +1,200 @@
+"""The backup bucket: manifests (the catalog), component data, in-progress markers.
+
+Everything that reads or writes the backup bucket goes through `BackupStore`, which converts
+`google.api_core` errors into Backstop errors at the call site. Components never list the bucket
+to learn what backups exist: they ask the catalog (`list_manifests`), which reads manifests only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import google_crc32c
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
+
+from backstop.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from backstop.manifest import MANIFEST_NAME, BackupManifest
+
+T = TypeVar("T")
+
+INPROGRESS_PREFIX = "_inprogress/"
+# Transient errors are retried for a bounded time, never for the client's default 10 minutes.
+RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=30.0)
+TIMEOUT = 60.0
+
+
+def crc32c_b64(data: bytes) -> str:
+    """CRC32C of `data`, base64 big-endian, as Cloud Storage reports it."""
+    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+
+@contextmanager
+def converted_errors(what: str) -> Iterator[None]:
+    """Turn Google API errors into Backstop errors whose message names `what`."""
+    try:
+        yield
+    except BackstopError:
+        raise
+    except gexc.NotFound as exc:
+        raise NotFound(f"{what}: not found ({exc.message})") from exc
+    except (gexc.Forbidden, gexc.Unauthorized) as exc:
+        raise PermissionDenied(f"{what}: permission denied ({exc.message})") from exc
+    except gexc.GoogleAPICallError as exc:
+        raise Unavailable(f"{what}: {type(exc).__name__} ({exc.message})") from exc
+    except (gexc.RetryError, ConnectionError, TimeoutError, OSError) as exc:
+        raise Unavailable(f"{what}: service unavailable ({exc})") from exc
+    except Exception as exc:  # requests' ConnectionError and friends are not OSError subclasses everywhere
+        if type(exc).__module__.startswith(("requests", "urllib3", "google.auth")):
+            raise Unavailable(f"{what}: service unavailable ({exc})") from exc
+        raise
+
+
+def parallel_map(fn: Callable[[Any], T], items: list[Any], workers: int = 16) -> list[T]:
+    """Run `fn` over `items` on a thread pool, keeping order; the first error propagates."""
+    if len(items) <= 1 or workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+class BackupStore:
+    """One backup bucket (primary or secondary)."""
+
+    def __init__(self, client: Any, bucket_name: str, kms_key_name: str | None = None) -> None:
+        self.client = client
+        self.bucket_name = bucket_name
+        self.kms_key_name = kms_key_name
+        self.bucket = client.bucket(bucket_name)
+
+    def __repr__(self) -> str:
+        return f"BackupStore(gs://{self.bucket_name})"
+
+    # -- plumbing ------------------------------------------------------------------------
+    def where(self, key: str = "") -> str:
+        return f"gs://{self.bucket_name}/{key}"
+
+    def ensure_bucket(self, location: str | None = None) -> None:
+        """Create the backup bucket if it does not exist."""
+        with converted_errors(f"backup bucket {self.where()}"):
+            if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT) is None:
+                self.client.create_bucket(self.bucket_name, location=location, timeout=TIMEOUT)
+
+    def check_bucket(self) -> None:
+        """Raise NotFound unless the backup bucket exists."""
+        with converted_errors(f"backup bucket {self.where()}"):
+            if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT, retry=RETRY) is None:
+                raise NotFound(f"backup bucket {self.where()} does not exist")
+
+    def blob(self, key: str) -> Any:
+        return self.bucket.blob(key, kms_key_name=self.kms_key_name)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> Any:
+        """Upload `data` and verify the stored crc32c; returns the blob."""
+        blob = self.blob(key)
+        with converted_errors(f"writing {self.where(key)}"):
+            blob.upload_from_string(data, content_type=content_type, timeout=TIMEOUT, retry=RETRY, checksum="crc32c")
+        return blob
+
+    def put_file(self, key: str, path: str, content_type: str = "application/octet-stream") -> Any:
+        blob = self.blob(key)
+        with converted_errors(f"writing {self.where(key)}"):
+            blob.upload_from_filename(path, content_type=content_type, timeout=TIMEOUT * 10, checksum="crc32c")
+        return blob
+
+    def get_bytes(self, key: str) -> bytes:
+        with converted_errors(f"reading {self.where(key)}"):
+            return self.bucket.blob(key).download_as_bytes(timeout=TIMEOUT, retry=RETRY, checksum=None)
+
+    def get_file(self, key: str, path: str) -> None:
+        with converted_errors(f"reading {self.where(key)}"):
+            self.bucket.blob(key).download_to_filename(path, timeout=TIMEOUT * 10, checksum=None)
+
+    def stat(self, key: str) -> Any | None:
+        """The blob with its size / crc32c / md5, or None if absent."""
+        with converted_errors(f"reading {self.where(key)}"):
+            return self.bucket.get_blob(key, timeout=TIMEOUT, retry=RETRY)
+
+    def list(self, prefix: str) -> dict[str, Any]:
+        """Every object under `prefix`, by name (one paged listing)."""
+        with converted_errors(f"listing {self.where(prefix)}"):
+            return {b.name: b for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)}
+
+    def delete(self, keys: list[str], workers: int = 16) -> list[str]:
+        """Delete `keys`; return the ones that could not be deleted (with the reason)."""
+
+        def one(key: str) -> str | None:
+            try:
+                with converted_errors(f"deleting {self.where(key)}"):
+                    self.bucket.blob(key).delete(timeout=TIMEOUT, retry=RETRY)
+            except NotFound:
+                return None
+            except BackstopError as exc:
+                return str(exc)
+            return None
+
+        return [problem for problem in parallel_map(one, keys, workers) if problem]
+
+    # -- the catalog ---------------------------------------------------------------------
+    def write_manifest(self, manifest: BackupManifest) -> None:
+        """Write (or rewrite) a manifest. Call it last: its presence means the backup is complete."""
+        self.put_bytes(manifest.path, manifest.to_bytes(), content_type="application/json")
+
+    def read_manifest(self, key: str) -> BackupManifest:
+        return BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key))
+
+    def list_manifests(
+        self, component: str | None = None, source: str | None = None, on_damaged: Callable[[str], None] | None = None
+    ) -> list[BackupManifest]:
+        """All readable manifests under the component / source prefix.
+
+        A damaged manifest is reported through `on_damaged` (or raised when not given) and never
+        hides the others.
+        """
+        prefix = "" if component is None else f"{component}/" + ("" if source is None else f"{source}/")
+        keys = [k for k in self.list(prefix) if k.endswith("/" + MANIFEST_NAME) and not k.startswith(INPROGRESS_PREFIX)]
+
+        def read(key: str) -> BackupManifest | None:
+            try:
+                return self.read_manifest(key)
+            except ValidationFailed as exc:
+                if on_damaged is None:
+                    raise
+                on_damaged(str(exc))
+                return None
+
+        found = [m for m in parallel_map(read, keys) if m is not None]
+        return [m for m in found if (source is None or m.source == source)]
+
+    def find_manifest(self, backup_id: str) -> BackupManifest:
+        """The manifest of `backup_id`, wherever it is; NotFound names the id and the bucket."""
+        matches = [k for k in self.list("") if k.endswith(f"/{backup_id}/{MANIFEST_NAME}")]
+        if not matches:
+            raise NotFound(f"backup {backup_id} not found in {self.where()}")
+        return self.read_manifest(matches[0])
+
+    # -- in-progress markers (prune does not sweep data a running backup may reuse) ------
+    def mark_in_progress(self, manifest: BackupManifest) -> str:
+        key = f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"
+        body = {"backup_id": manifest.backup_id, "started_at": manifest.started_at.isoformat()}
+        self.put_bytes(key, json.dumps(body).encode(), content_type="application/json")
+        return key
+
+    def clear_in_progress(self, manifest: BackupManifest) -> None:
+        self.delete([f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"])
+
+    def in_progress(self, component: str, source: str, younger_than_hours: float = 24.0) -> list[str]:
+        """Backup ids of runs of this source that started recently and have not committed."""
+        now = datetime.now(UTC)
+        running = []
+        for key, blob in self.list(f"{INPROGRESS_PREFIX}{component}/{source}/").items():
+            created = blob.time_created or now
+            if (now - created).total_seconds() < younger_than_hours * 3600:
+                running.append(key.rsplit("/", 1)[-1].removesuffix(".json"))
+        return running

@@ -1,0 +1,99 @@
+"""Shared fixtures: the local platform (real emulators) and the Prefect test harness.
+
+Both are session-scoped and started only by tests that ask for them, so unit tests stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from backstop.platform import PROJECT, LocalPlatform  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    """fake-gcs-server and bqemulator on free ports; their endpoints exported to this process."""
+    state = tmp_path_factory.mktemp("platform")
+    local = LocalPlatform.with_free_ports(state, services=("gcs", "bigquery"), persistent=False)
+    env = local.up()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield local
+    finally:
+        local.down()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def gcs(platform: LocalPlatform) -> Any:
+    from blocks.clients import storage_client
+
+    return storage_client(PROJECT)
+
+
+@pytest.fixture(scope="session")
+def bq(platform: LocalPlatform) -> Any:
+    from blocks.clients import bigquery_client
+
+    return bigquery_client(PROJECT)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(gcs: Any) -> Any:
+    """In-memory settings with a fresh backup bucket (and secondary bucket) per test."""
+    from blocks.settings import BackstopSettings
+
+    primary, secondary = unique("backups"), unique("backups-dr")
+    for name in (primary, secondary):
+        gcs.create_bucket(name)
+    return BackstopSettings(project=PROJECT, backup_bucket=primary, secondary_bucket=secondary)
+
+
+@pytest.fixture
+def store(gcs: Any, settings: Any) -> Any:
+    from tasks.store import BackupStore
+
+    return BackupStore(gcs, settings.backup_bucket)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A Prefect test server for the session; flow runs skip the 1 s heartbeat wait at exit."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings(
+        {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    ):
+        yield
+
+
+@pytest.fixture
+def saved_settings(prefect_harness: None, settings: Any) -> str:
+    """`settings` saved as a block; returns the block name to pass to flows."""
+    name = unique("settings")
+    settings.save(name, overwrite=True)
+    return name
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return Path(__file__).parent / "data"
