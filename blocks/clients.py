@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import requests.adapters
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 
@@ -21,6 +22,7 @@ BIGQUERY_EMULATOR = "BIGQUERY_EMULATOR_HOST"
 BIGQUERY_STORAGE_EMULATOR = "BIGQUERY_STORAGE_EMULATOR_HOST"
 GKE_BACKUP_EMULATOR = "GKE_BACKUP_EMULATOR_HOST"
 COMPOSER_EMULATOR = "COMPOSER_EMULATOR_HOST"
+POOL_SIZE = 64
 
 
 def storage_client(project: str, credentials: Any | None = None) -> Any:
@@ -28,8 +30,14 @@ def storage_client(project: str, credentials: Any | None = None) -> Any:
     from google.cloud import storage
 
     if os.environ.get(STORAGE_EMULATOR):
-        return storage.Client(project=project, credentials=AnonymousCredentials())
-    return storage.Client(project=project, credentials=credentials)
+        client = storage.Client(project=project, credentials=AnonymousCredentials())
+    else:
+        client = storage.Client(project=project, credentials=credentials)
+    # Backstop copies with up to 16 threads per batch; the default pool of 10 would churn connections.
+    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE)
+    client._http.mount("https://", adapter)
+    client._http.mount("http://", adapter)
+    return client
 
 
 def bigquery_client(project: str, credentials: Any | None = None, location: str | None = None) -> Any:

@@ -1,0 +1,133 @@
+"""Core verbs: setup, up, down, status, list, validate, demo."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from backstop.cli import emit, state_dir
+from backstop.manifest import select
+from backstop.names import check_backup_id, check_percent, parse_time
+from backstop.report import human_bytes, text_table
+
+
+def register(verbs: Any, groups: dict[str, Any]) -> None:
+    p = verbs.add_parser("setup", help="one-off offline setup of the local platform (DuckDB spatial extension)")
+    p.set_defaults(handler=setup, no_platform_env=True)
+
+    p = verbs.add_parser("up", help="start the local platform (emulators + Prefect server)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=up, no_platform_env=True)
+
+    p = verbs.add_parser("down", help="stop what `backstop up` started")
+    p.set_defaults(handler=down, no_platform_env=True)
+
+    p = verbs.add_parser("status", help="what of the local platform is running")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=status, no_platform_env=True)
+
+    p = verbs.add_parser("list", help="list backups in the catalog")
+    p.add_argument("--component")
+    p.add_argument("--source")
+    p.add_argument("--before", help="only backups started at or before this ISO time")
+    p.add_argument("--validated", action="store_true", help="only validated backups")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=list_backups)
+
+    p = verbs.add_parser("validate", help="validate a backup by id")
+    p.add_argument("backup_id")
+    p.add_argument("--sample-percent", type=float)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=validate)
+
+    p = verbs.add_parser("demo", help="the whole job on the local platform: up, seed, back up, restore, report, down")
+    p.add_argument("--keep-running", action="store_true", help="leave the platform up afterwards")
+    p.set_defaults(handler=demo, no_platform_env=True)
+
+
+def _platform() -> Any:
+    from backstop.platform import LocalPlatform
+
+    return LocalPlatform(state_dir(), services=("gcs", "bigquery", "prefect"))
+
+
+def setup(args: argparse.Namespace) -> int:
+    from backstop.platform import ensure_duckdb_spatial, fake_gcs_binary
+
+    ensure_duckdb_spatial()
+    fake_gcs_binary()
+    print("local platform prerequisites are installed (no downloads needed at run time)")
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    platform = _platform()
+    env = platform.up(echo=print)
+    ui = platform.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_UI_URL")
+    emit(args, {"env": env, "ui": ui}, f"Prefect UI: {ui}\nclient environment: source {state_dir() / 'env'}")
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    stopped = _platform().down(echo=print)
+    if not stopped:
+        print("nothing was running")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    running = _platform().running()
+    rows = [{"service": n, "pid": i["pid"], "endpoints": " ".join(i["endpoints"].values())} for n, i in running.items()]
+    emit(args, running, text_table(rows) if rows else "the local platform is not running")
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from blocks.settings import load_settings
+
+    return load_settings(args.settings)
+
+
+def list_backups(args: argparse.Namespace) -> int:
+    from tasks.context import open_store
+
+    before = parse_time(args.before) if args.before else None
+    store = open_store(_settings(args))
+    damaged: list[str] = []
+    found = select(
+        store.list_manifests(args.component, args.source, on_damaged=damaged.append),
+        args.component, args.source, before, args.validated,
+    )
+    rows = [
+        {
+            "backup_id": m.backup_id,
+            "component": m.component,
+            "source": m.source,
+            "started_utc": f"{m.started_at:%Y-%m-%d %H:%M:%S}",
+            "seconds": round(m.duration_seconds or 0, 1),
+            "entries": len(m.entries),
+            "size": human_bytes(m.total_bytes),
+            "status": m.status,
+        }
+        for m in found
+    ]
+    text = text_table(rows) + "".join(f"\nwarning: {d}" for d in damaged)
+    emit(args, {"backups": rows, "damaged": damaged}, text)
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    from flows.validate import validate_backup
+
+    check_backup_id(args.backup_id)
+    if args.sample_percent is not None:
+        check_percent(args.sample_percent, "--sample-percent")
+    row = validate_backup(args.backup_id, args.sample_percent, args.settings)
+    emit(args, row, text_table([row]))
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from backstop.demo import run_demo
+
+    return run_demo(state_dir(), keep_running=args.keep_running)
