@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ T = TypeVar("T")
 
 INPROGRESS_PREFIX = "_inprogress/"
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
-RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=30.0)
+RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=float(os.environ.get("BACKSTOP_RETRY_TIMEOUT", "30")))
 TIMEOUT = 60.0
 
 

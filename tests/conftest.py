@@ -15,6 +15,8 @@ import pytest
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A dead emulator must fail a test in seconds, not after the default 30 s of retries.
+os.environ.setdefault("BACKSTOP_RETRY_TIMEOUT", "4")
 
 from backstop.platform import PROJECT, LocalPlatform  # noqa: E402
 

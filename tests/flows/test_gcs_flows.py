@@ -1,0 +1,110 @@
+"""Cloud Storage flows and CLI on the Prefect test harness and the emulators."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from backstop.cli import main
+from flows.gcs import backup_gcs, restore_gcs
+from tests.conftest import unique
+
+pytestmark = [pytest.mark.flow, pytest.mark.integration]
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))
+
+
+def seed(gcs: Any, count: int) -> str:
+    name = unique("flowsrc")
+    bucket = gcs.create_bucket(name)
+    for i in range(count):
+        bucket.blob(f"p{i % 4}/o {i}.txt").upload_from_string(f"object {i}".encode())
+    return name
+
+
+def flow_task_runs(flow_run_name_prefix: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_run_name_prefix])), limit=200)
+
+
+def test_backup_flow_batches_objects_and_records_artifacts(gcs: Any, saved_settings: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from tasks import gcs as gcs_tasks
+
+    monkeypatch.setattr(gcs_tasks, "BATCH_SIZE", 100)
+    source = seed(gcs, 450)
+    rows = backup_gcs([source], settings_block=saved_settings)
+    assert rows[0]["objects"] == 450 and rows[0]["status"] == "validated"
+    runs = flow_task_runs("backup-gcs")
+    assert 0 < len(runs) < 50  # a handful of batches, not one task per object
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gcs-backup-summary"])))
+    assert any(source in json.dumps(a.data) for a in artifacts)
+
+
+def test_cli_backup_list_validate_restore(gcs: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = seed(gcs, 12)
+    assert main(["--settings", saved_settings, "backup", "gcs", "--bucket", source, "--json"]) == 0
+    backup_id = json.loads(capsys.readouterr().out)[0]["backup_id"]
+
+    assert main(["--settings", saved_settings, "list", "--component", "gcs", "--source", source, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["backups"]
+    assert [b["backup_id"] for b in listed] == [backup_id]
+
+    assert main(["--settings", saved_settings, "validate", backup_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "validated"
+
+    target = unique("clirestore")
+    assert main(["--settings", saved_settings, "restore", "gcs", "--bucket", source, "--target", target, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 12
+    assert {b.name: b.download_as_bytes() for b in gcs.list_blobs(target)} == {
+        b.name: b.download_as_bytes() for b in gcs.list_blobs(source)
+    }
+
+    # A second restore into the original, changed, bucket refuses to overwrite and says why.
+    gcs.bucket(source).blob("p0/o 0.txt").upload_from_string(b"changed")
+    assert main(["--settings", saved_settings, "restore", "gcs", "--bucket", source]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "p0/o 0.txt" in err and "Traceback" not in err
+    assert gcs.bucket(source).blob("p0/o 0.txt").download_as_bytes() == b"changed"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["backup", "gcs", "--bucket", "Not_A_Bucket!"], "malformed bucket name"),
+        (["restore", "gcs", "--bucket", "ok-bucket", "--backup-id", "last-tuesday"], "malformed backup id"),
+        (["restore", "gcs", "--bucket", "ok-bucket", "--before", "yesterday-ish"], "malformed time"),
+        (["backup", "gcs", "--bucket", "ok-bucket", "--sample-percent", "150"], "out of range"),
+        (["validate", "20261124T214600Z-abcdef"], "not found"),
+        (["list", "--before", "13/13/2026"], "malformed time"),
+        (["frobnicate"], "invalid choice"),
+        (["--settings", "no-such-settings", "list"], "backstop-settings/no-such-settings"),
+    ],
+)
+def test_cli_bad_input_is_one_line_with_exit_2(
+    argv: list[str], message: str, saved_settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = argv if argv[0] == "--settings" else ["--settings", saved_settings, *argv]
+    assert main(full) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_restore_flow_dry_run_changes_nothing(gcs: Any, saved_settings: str) -> None:
+    source = seed(gcs, 5)
+    backup_gcs([source], settings_block=saved_settings)
+    gcs.bucket(source).blob("p1/o 1.txt").delete()
+    summary = restore_gcs(source, dry_run=True, settings_block=saved_settings)
+    assert summary["created"] == 1 and summary["dry_run"] is True
+    assert gcs.bucket(source).get_blob("p1/o 1.txt") is None

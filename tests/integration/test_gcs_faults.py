@@ -1,0 +1,54 @@
+"""Faults during a Cloud Storage backup: the emulator dies halfway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backstop.errors import Unavailable
+from backstop.platform import PROJECT, LocalPlatform
+from blocks.clients import storage_client
+from blocks.settings import BackstopSettings
+from tasks import gcs
+from tasks.store import BackupStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_emulator_killed_mid_backup_leaves_no_manifest_and_next_run_succeeds(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = LocalPlatform.with_free_ports(tmp_path, services=("gcs",), persistent=True)
+    for key, value in own.up().items():
+        monkeypatch.setenv(key, value)
+    try:
+        client = storage_client(PROJECT)
+        source = client.create_bucket("faulty-source")
+        for i in range(40):
+            source.blob(f"obj-{i:02d}").upload_from_string(f"payload {i}".encode() * 100)
+        client.create_bucket("faulty-backups")
+        settings = BackstopSettings(project=PROJECT, backup_bucket="faulty-backups")
+        monkeypatch.setattr(gcs, "BATCH_SIZE", 10)  # several batches, so the kill lands halfway
+
+        def kill_after_first_batch(batch: int, objects: int, size: int) -> None:
+            if batch == 1:
+                own.kill("gcs")
+
+        store = BackupStore(client, "faulty-backups")
+        with pytest.raises(Unavailable, match="faulty-source"):
+            gcs.COMPONENT.backup(settings, store, "faulty-source", progress=kill_after_first_batch)
+
+        own.up()  # same ports, same on-disk state
+        client = storage_client(PROJECT)
+        store = BackupStore(client, "faulty-backups")
+        assert store.list_manifests() == []  # the interrupted run did not happen
+        manifest = gcs.COMPONENT.backup(settings, store, "faulty-source")
+        assert len(manifest.entries) == 40
+        assert manifest.source_state["reused"] == 10  # the batch copied before the kill is not copied again
+        gcs.COMPONENT.validate(settings, store, manifest, 100)
+        gcs.COMPONENT.restore(settings, store, manifest, target="faulty-restored")
+        restored = {b.name: b.download_as_bytes() for b in client.list_blobs("faulty-restored")}
+        assert restored == {f"obj-{i:02d}": f"payload {i}".encode() * 100 for i in range(40)}
+    finally:
+        own.down()
