@@ -12,6 +12,8 @@ from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
 
 from backstop.errors import ConfigError
+from blocks.components import ConfigsSettings
+from tasks.gke_plans import GkeSettings
 
 DEFAULT_BLOCK_NAME = "default"
 
@@ -77,6 +79,8 @@ class BackstopSettings(Block):
     objectives: dict[str, Objectives] = Field(
         default_factory=dict, description="RPO / RTO per component; components not named use the default."
     )
+    configs: ConfigsSettings = Field(default_factory=ConfigsSettings, description="Configuration file sources.")
+    gke: GkeSettings | None = Field(default=None, description="Backup for GKE clusters and thresholds.")
     notify_block: str | None = Field(
         default=None, description="Name of a notification block (e.g. 'slack-webhook/ops') for failures."
     )

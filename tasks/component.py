@@ -96,6 +96,8 @@ class Component(Protocol):
 
 COMPONENTS: dict[str, str] = {
     "gcs": "tasks.gcs:COMPONENT",
+    "configs": "tasks.configs:COMPONENT",
+    "gke": "tasks.gke:COMPONENT",
 }
 
 

@@ -1,0 +1,3 @@
+SELECT day, SUM(amount) AS revenue, COUNT(*) AS orders
+FROM staging.orders_clean
+GROUP BY day

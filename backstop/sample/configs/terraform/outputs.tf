@@ -1,0 +1,3 @@
+output "landing_bucket" {
+  value = google_storage_bucket.landing.name
+}

@@ -1,0 +1,2 @@
+project = "demo-prod"
+region  = "europe-west1"

@@ -1,0 +1,33 @@
+"""Settings models of individual components, held by the settings block (no logic, no I/O)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+DEFAULT_EXCLUDE = ["**/.git/**", "**/__pycache__/**", "*.pyc", "**/.terraform/**"]
+
+
+class ConfigSource(BaseModel):
+    """One set of configuration files: a local directory or a gs://bucket/prefix."""
+
+    name: str = Field(description="Source name used in the catalog, e.g. 'pipelines-prod'.")
+    path: str = Field(description="Local directory or gs://bucket/prefix to back up.")
+    include: list[str] = Field(
+        default_factory=lambda: ["**/*"], description="Glob patterns of files to take."
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE), description="Glob patterns to leave out."
+    )
+    include_secrets: list[str] = Field(
+        default_factory=list,
+        description="Patterns of secret-looking files to take anyway (e.g. 'terraform.tfstate').",
+    )
+
+
+class ConfigsSettings(BaseModel):
+    """Settings of the configuration files component (BackstopSettings.configs)."""
+
+    sources: list[ConfigSource] = Field(
+        default_factory=list, description="Sources the scheduled backup takes."
+    )
+    strict_syntax: bool = Field(default=False, description="Fail validation when a file does not parse.")

@@ -1,0 +1,303 @@
+"""Configuration files component: local directories and gs:// prefixes, one tar.gz per backup.
+
+Manifest layout (one choice, kept simple):
+- one entry, `configs.tar.gz`, the archive under the backup's folder (size, crc32c, sha256);
+- `source_state["files"]`: every archived file as {path, size, mode, mtime, sha256};
+- `source_state["skipped_secrets"]`: [{path, reason}] left out as secrets (paths only, never content);
+- `source_state["syntax_warnings"]`: files that did not parse at backup time (file and line).
+
+Syntax problems are warnings, not failures: a file that was already broken at the source is still
+backed up faithfully, and a backup that refuses to exist because someone committed a bad YAML file
+is worse than one that says so. `validate` fails on integrity problems (archive unreadable, a file
+missing, extra or with another sha256, stored object size/crc32c wrong); with
+`ConfigsSettings.strict_syntax` on, syntax problems fail it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import backstop
+from backstop.archive import (
+    ARCHIVE_NAME,
+    ArchiveWriter,
+    FileRecord,
+    check_member_name,
+    compare_files,
+    extract_archive,
+    iter_archive,
+    matches,
+    syntax_problem,
+)
+from backstop.errors import InvalidInput, NotFound, ValidationFailed
+from backstop.manifest import BackupManifest, ManifestEntry
+from backstop.names import check_source_name
+from blocks.components import ConfigSource, ConfigsSettings
+from blocks.settings import BackstopSettings
+from tasks import catalog
+from tasks.component import RestoreReport
+from tasks.config_io import Location, collect_gcs, collect_local, open_location
+from tasks.store import BackupStore, crc32c_b64
+
+NAME = "configs"
+SCRATCH_PREFIX = "backstop-configs-"
+SAMPLE_DIR = Path(backstop.__file__).resolve().parent / "sample" / "configs"
+
+log = logging.getLogger("backstop.configs")
+
+
+def configs_settings(settings: BackstopSettings | None) -> ConfigsSettings:
+    """The `configs` settings of `settings` (defaults when the field is absent)."""
+    raw = getattr(settings, "configs", None)
+    if raw is None:
+        return ConfigsSettings()
+    if isinstance(raw, ConfigsSettings):
+        return raw
+    return ConfigsSettings.model_validate(raw if isinstance(raw, dict) else raw.model_dump())
+
+
+def find_source(
+    settings: BackstopSettings | None, name: str, sources: list[ConfigSource] | None = None
+) -> ConfigSource:
+    """The source `name` from `sources` or the settings; NotFound lists the known names."""
+    check_source_name(name)
+    known = list(sources or []) + configs_settings(settings).sources
+    for source in known:
+        if source.name == name:
+            return source
+    names = ", ".join(sorted(s.name for s in known)) or "none configured"
+    raise NotFound(f"configuration source {name!r} is not configured (known: {names})")
+
+
+def backup_source(store: BackupStore, source: ConfigSource, client: Any | None = None) -> BackupManifest:
+    """Archive `source` into the backup bucket and commit its manifest (written last)."""
+    check_source_name(source.name)
+    if not source.path.startswith("gs://"):  # restore "to the original place" must not depend on the cwd
+        source = source.model_copy(update={"path": str(Path(source.path).expanduser().absolute())})
+    options = {"path": source.path, "include": source.include, "exclude": source.exclude}
+    options["include_secrets"] = source.include_secrets
+    manifest = catalog.begin_backup(store, NAME, source.name, options)
+    try:
+        with tempfile.TemporaryDirectory(prefix="backstop-configs-build-") as tmp:
+            archive = Path(tmp) / ARCHIVE_NAME
+            writer = ArchiveWriter(archive)
+            try:
+                if source.path.startswith("gs://"):
+                    found = collect_gcs(source, writer, client or store.client)
+                else:
+                    found = collect_local(source, writer)
+            finally:
+                writer.close()
+            if not found.files:
+                raise NotFound(
+                    f"configuration source {source.name!r}: no files in {source.path} match include "
+                    f"{source.include} (exclude {source.exclude}, {len(found.skipped_secrets)} secrets left out)"
+                )
+            key = manifest.folder + ARCHIVE_NAME
+            data = archive.read_bytes()
+            store.put_bytes(key, data, content_type="application/gzip")
+        entry = ManifestEntry(
+            name=ARCHIVE_NAME,
+            stored_key=key,
+            size=len(data),
+            crc32c=crc32c_b64(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            metadata={"files": len(found.files)},
+        )
+        state = {
+            "path": source.path,
+            "file_count": len(found.files),
+            "bytes": sum(f.size for f in found.files),
+            "files": [f.to_dict() for f in found.files],
+            "skipped_secrets": found.skipped_secrets,
+            "included_secrets": found.included_secrets,
+            "skipped_other": found.skipped_other,
+            "syntax_warnings": found.warnings,
+        }
+        return catalog.commit_backup(store, manifest, [entry], state)
+    except BaseException:
+        catalog.abandon_backup(store, manifest)
+        raise
+
+
+def manifest_files(manifest: BackupManifest) -> list[FileRecord]:
+    return [FileRecord.from_dict(item) for item in manifest.source_state.get("files", [])]
+
+
+def _download_archive(store: BackupStore, manifest: BackupManifest, folder: str) -> Path:
+    entry = next((e for e in manifest.entries if e.name == ARCHIVE_NAME), None)
+    if entry is None:
+        raise ValidationFailed(f"backup {manifest.backup_id}: manifest has no {ARCHIVE_NAME} entry")
+    path = Path(folder) / ARCHIVE_NAME
+    store.get_file(entry.stored_key, str(path))
+    return path
+
+
+def check_backup(store: BackupStore, manifest: BackupManifest) -> tuple[list[str], list[str]]:
+    """(integrity problems, syntax warnings) of a backup: stored object, every member, every sha256."""
+    problems, _ = catalog.verify_stored(store, manifest, sample_percent=0)
+    if problems:
+        return problems, []
+    entry = manifest.entries[0]
+    where = store.where(entry.stored_key)
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="backstop-configs-check-") as tmp:
+        archive = _download_archive(store, manifest, tmp)
+        data = archive.read_bytes()
+        if entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
+            return [f"{where}: archive sha256 differs from the manifest"], []
+        found: dict[str, str] = {}
+        try:
+            for path, content in iter_archive(archive, where):
+                found[path] = hashlib.sha256(content).hexdigest()
+                problem = syntax_problem(path, content)
+                if problem:
+                    warnings.append(problem)
+        except ValidationFailed as exc:
+            return [str(exc)], []
+    expected = manifest_files(manifest)
+    if not expected:
+        problems.append(f"backup {manifest.backup_id}: manifest lists no files")
+    return problems + compare_files(expected, found, where), warnings
+
+
+def validate_backup(
+    store: BackupStore, manifest: BackupManifest, strict_syntax: bool = False
+) -> tuple[BackupManifest, list[str]]:
+    """Check and record; returns (recorded manifest, syntax warnings). Raises ValidationFailed."""
+    problems, warnings = check_backup(store, manifest)
+    for warning in warnings:
+        log.warning("configs/%s %s: %s", manifest.source, manifest.backup_id, warning)
+    if strict_syntax:
+        problems += warnings
+    checked = len(manifest_files(manifest))
+    return catalog.record_validation(store, manifest, problems, checked, 1), warnings
+
+
+def select_files(records: list[FileRecord], only: list[str] | None) -> list[FileRecord]:
+    """Files whose path equals or matches one of `only` (all when None); NotFound for a pattern
+    that matches nothing."""
+    if not only:
+        return records
+    missing = [p for p in only if not any(r.path == p or matches(r.path, [p]) for r in records)]
+    if missing:
+        raise NotFound(f"no file in the backup matches {', '.join(map(repr, missing))}")
+    return [r for r in records if any(r.path == p or matches(r.path, [p]) for p in only)]
+
+
+def restore_backup(
+    store: BackupStore,
+    manifest: BackupManifest,
+    target: str | None = None,
+    only: list[str] | None = None,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    client: Any | None = None,
+) -> RestoreReport:
+    """Restore files of `manifest` to `target` (default: the original path); see tasks.config_io."""
+    started = time.monotonic()
+    where = target or str(manifest.source_state.get("path") or "")
+    if not where:
+        raise InvalidInput(f"backup {manifest.backup_id} records no source path: give a target")
+    records = select_files(manifest_files(manifest), only)
+    location = open_location(where, client or store.client)
+    with tempfile.TemporaryDirectory(prefix="backstop-configs-stage-") as tmp:
+        archive = _download_archive(store, manifest, tmp)
+        staged = Path(tmp) / "staged"
+        staged.mkdir()
+        extract_archive(archive, staged, store.where(manifest.entries[0].stored_key))
+        contents = {}
+        for record in records:
+            data = (staged / check_member_name(record.path)).read_bytes()
+            if hashlib.sha256(data).hexdigest() != record.sha256:
+                raise ValidationFailed(
+                    f"backup {manifest.backup_id}: {record.path} in the archive differs from the manifest"
+                )
+            contents[record.path] = data
+    report = RestoreReport(NAME, manifest.source, manifest.backup_id, location.describe(), dry_run=dry_run)
+    location.apply(records, contents, report, overwrite=overwrite, dry_run=dry_run)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def verify_restored_files(manifest: BackupManifest, location: Location) -> list[str]:
+    """Differences between the manifest's files and what `location` holds."""
+    problems = []
+    for record in manifest_files(manifest):
+        current = location.read(record.path)
+        if current is None:
+            problems.append(f"{location.describe()}: {record.path} missing")
+        elif hashlib.sha256(current).hexdigest() != record.sha256:
+            problems.append(f"{location.describe()}: {record.path} content differs from the backup")
+        else:
+            mode = location.mode(record.path)
+            if mode is not None and mode != record.mode:
+                problems.append(
+                    f"{location.describe()}: {record.path} mode {mode:o}, backup has {record.mode:o}"
+                )
+    return problems
+
+
+class ConfigsComponent:
+    """The configuration files component (see the module docstring)."""
+
+    name = NAME
+
+    def backup(
+        self, settings: BackstopSettings, store: BackupStore, source: str, **options: Any
+    ) -> BackupManifest:
+        given = options.get("config_source")
+        if given is not None:
+            config_source = given if isinstance(given, ConfigSource) else ConfigSource.model_validate(given)
+        else:
+            config_source = find_source(settings, source, options.get("sources"))
+        return backup_source(store, config_source, options.get("client"))
+
+    def validate(
+        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
+    ) -> BackupManifest:
+        # the archive is one object: it is always read back whole, whatever the sample percentage
+        return validate_backup(store, manifest, configs_settings(settings).strict_syntax)[0]
+
+    def restore(
+        self,
+        settings: BackstopSettings,
+        store: BackupStore,
+        manifest: BackupManifest,
+        target: str | None = None,
+        only: list[str] | None = None,
+        overwrite: bool = False,
+        dry_run: bool = False,
+    ) -> RestoreReport:
+        return restore_backup(store, manifest, target, only, overwrite, dry_run)
+
+    def verify_restored(
+        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
+    ) -> list[str]:
+        return verify_restored_files(manifest, open_location(target, store.client))
+
+    def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
+        return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{manifest.source}-{suffix}-")
+
+    def remove_target(self, settings: BackstopSettings, target: str) -> None:
+        path = Path(target)
+        if not path.name.startswith(SCRATCH_PREFIX) or target.startswith("gs://"):
+            raise InvalidInput(f"refusing to remove {target}: not a scratch target made by scratch_target()")
+        shutil.rmtree(path, ignore_errors=True)
+
+
+COMPONENT = ConfigsComponent()
+
+
+def seed_sample_configs(target_dir: str | Path) -> Path:
+    """Copy the demo configuration files (pipelines, DAGs, Terraform, per-environment configs and a
+    fake Terraform state and .env that backups leave out) into `target_dir`; returns it."""
+    target = Path(target_dir)
+    shutil.copytree(SAMPLE_DIR, target, dirs_exist_ok=True)
+    return target

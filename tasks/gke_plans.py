@@ -1,0 +1,227 @@
+"""Pure logic of the GKE component: settings, plan diffing, count checks, restore targets. No I/O.
+
+Backup plans are compared as flat dicts keyed by their update-mask path
+(`backup_config.include_secrets`, `retention_policy.backup_retain_days`, ...), so the diff is
+both what the run reports ("include_secrets: False -> True") and the update mask it sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from backstop.errors import InvalidInput
+
+_CLUSTER = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Exactly one of these is set on a plan: they form the `backup_scope` oneof.
+SCOPE_PATHS = (
+    "backup_config.all_namespaces",
+    "backup_config.selected_namespaces",
+    "backup_config.selected_applications",
+)
+COUNT_FIELDS = ("resource_count", "volume_count", "pod_count")
+
+
+class GkeClusterSettings(BaseModel):
+    """One cluster protected by a Backup for GKE backup plan."""
+
+    cluster: str = Field(description="Cluster short name (in settings.gke.location) or full resource name.")
+    plan_name: str | None = Field(default=None, description="Backup plan id; default 'backstop-<cluster>'.")
+    all_namespaces: bool = Field(default=True, description="Back up every namespace.")
+    namespaces: list[str] = Field(default_factory=list, description="Back up only these namespaces.")
+    applications: list[str] = Field(
+        default_factory=list, description="Back up only these ProtectedApplications, as 'namespace/name'."
+    )
+    include_volume_data: bool = Field(default=True, description="Back up persistent volume data.")
+    include_secrets: bool = Field(default=True, description="Back up Secrets (encrypted with the key below).")
+    encryption_key: str | None = Field(default=None, description="Cloud KMS key for the backup (CMEK).")
+    retain_days: int = Field(default=30, ge=0, description="Backup for GKE deletes backups older than this.")
+    delete_lock_days: int = Field(
+        default=0, ge=0, description="Backups cannot be deleted for this many days."
+    )
+    drill_namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces a restore drill restores under a scratch suffix."
+    )
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> GkeClusterSettings:
+        if self.namespaces or self.applications:
+            self.all_namespaces = False
+        if self.namespaces and self.applications:
+            raise ValueError(f"cluster {self.cluster}: give namespaces or applications, not both")
+        if not (self.all_namespaces or self.namespaces or self.applications):
+            raise ValueError(f"cluster {self.cluster}: choose all_namespaces, namespaces or applications")
+        for app in self.applications:
+            if app.count("/") != 1:
+                raise ValueError(f"cluster {self.cluster}: application {app!r} must be 'namespace/name'")
+        return self
+
+    @property
+    def short_name(self) -> str:
+        return self.cluster.rsplit("/", 1)[-1]
+
+    @property
+    def plan_id(self) -> str:
+        return self.plan_name or f"backstop-{self.short_name}"[:63]
+
+
+class GkeSettings(BaseModel):
+    """Backup for GKE settings (the `gke` field of the Backstop settings block)."""
+
+    project: str | None = Field(
+        default=None, description="Project of the clusters; default: settings.project."
+    )
+    location: str = Field(default="us-central1", description="Region of the backup plans and restore plans.")
+    clusters: list[GkeClusterSettings] = Field(default_factory=list, description="Clusters to protect.")
+    drop_threshold_percent: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        description="Validation fails when a count drops by more than this against the previous good backup.",
+    )
+    poll_seconds: float = Field(
+        default=5.0, gt=0, description="Seconds between polls of a long-running operation."
+    )
+    operation_timeout_minutes: float = Field(
+        default=240.0, gt=0, description="Give up following an operation after."
+    )
+
+    def cluster(self, name: str) -> GkeClusterSettings:
+        """The settings of cluster `name` (short or full name); InvalidInput lists the known ones."""
+        for item in self.clusters:
+            if name in (item.cluster, item.short_name):
+                return item
+        known = ", ".join(c.short_name for c in self.clusters) or "none configured"
+        raise InvalidInput(f"cluster {name!r} is not in settings.gke.clusters ({known})")
+
+
+def check_cluster(name: str) -> str:
+    """A GKE cluster short name or full resource name."""
+    short = name.rsplit("/", 1)[-1]
+    full_ok = "/" not in name or re.match(r"^projects/[^/]+/locations/[^/]+/clusters/[^/]+$", name)
+    if not _CLUSTER.match(short) or not full_ok:
+        raise InvalidInput(f"malformed cluster name {name!r}: use lowercase letters, digits and '-' (max 40)")
+    return name
+
+
+def check_namespace(name: str) -> str:
+    if not isinstance(name, str) or not _NAMESPACE.match(name):
+        raise InvalidInput(f"malformed namespace {name!r}: use lowercase letters, digits and '-' (max 63)")
+    return name
+
+
+def cluster_path(project: str, location: str, cluster: str) -> str:
+    """Full resource name of a cluster given by short or full name."""
+    check_cluster(cluster)
+    return (
+        cluster
+        if cluster.startswith("projects/")
+        else f"projects/{project}/locations/{location}/clusters/{cluster}"
+    )
+
+
+def desired_plan(item: GkeClusterSettings, cluster: str) -> dict[str, Any]:
+    """The plan fields Backstop manages, keyed by update-mask path."""
+    return {
+        "cluster": cluster,
+        "backup_config.all_namespaces": item.all_namespaces,
+        "backup_config.selected_namespaces": sorted(item.namespaces),
+        "backup_config.selected_applications": sorted(item.applications),
+        "backup_config.include_volume_data": item.include_volume_data,
+        "backup_config.include_secrets": item.include_secrets,
+        "backup_config.encryption_key": item.encryption_key or "",
+        "retention_policy.backup_retain_days": item.retain_days,
+        "retention_policy.backup_delete_lock_days": item.delete_lock_days,
+    }
+
+
+def plan_diff(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields whose value differs: {path: (current, desired)}. Empty means nothing to do."""
+    return {path: (current.get(path), value) for path, value in desired.items() if current.get(path) != value}
+
+
+def update_mask(changes: dict[str, tuple[Any, Any]]) -> list[str]:
+    """Mask paths for `changes`. Of the scope oneof only the member being set is sent (setting it clears
+    the others); the cluster of a plan is immutable."""
+    if "cluster" in changes:
+        old, new = changes["cluster"]
+        raise InvalidInput(f"backup plan cluster cannot change ({old} -> {new}): give the plan another name")
+    paths = [p for p in changes if p not in SCOPE_PATHS]
+    if any(p in changes for p in SCOPE_PATHS):
+        paths += [p for p in SCOPE_PATHS if changes.get(p, (None, None))[1] not in (False, [], None)][:1]
+    return sorted(paths)
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> list[str]:
+    """Human lines 'include_secrets: False -> True'."""
+    return [f"{path.split('.')[-1]}: {old!r} -> {new!r}" for path, (old, new) in sorted(changes.items())]
+
+
+def count_problems(
+    backup: dict[str, Any],
+    previous: dict[str, Any] | None,
+    threshold_percent: float,
+    contains_volume_data: bool,
+) -> list[str]:
+    """Missing counts, and counts that dropped by more than `threshold_percent` against `previous`."""
+    problems = []
+    for field in COUNT_FIELDS:
+        value = backup.get(field)
+        if value is None or (value <= 0 and (field != "volume_count" or contains_volume_data)):
+            problems.append(f"{field} is {value!r}: the backup holds nothing")
+    if previous:
+        for field in (*COUNT_FIELDS, "size_bytes"):
+            old, new = previous.get(field) or 0, backup.get(field) or 0
+            if old > 0 and new < old * (1 - threshold_percent / 100):
+                drop = 100 * (old - new) / old
+                problems.append(
+                    f"{field} dropped {drop:.0f}% ({old} -> {new}) against backup {previous.get('backup_id')}, "
+                    f"more than the {threshold_percent:g}% threshold"
+                )
+    return problems
+
+
+def parse_renames(pairs: list[str] | dict[str, str] | None) -> dict[str, str]:
+    """'old=new' strings (or a dict) into {old: new}, checking both namespace names."""
+    if not pairs:
+        return {}
+    items = pairs.items() if isinstance(pairs, dict) else [_split_pair(p) for p in pairs]
+    renames = {check_namespace(old): check_namespace(new) for old, new in items}
+    if len(set(renames.values())) != len(renames):
+        raise InvalidInput(f"two namespaces renamed to the same name: {renames}")
+    return renames
+
+
+def _split_pair(pair: str) -> tuple[str, str]:
+    if pair.count("=") != 1:
+        raise InvalidInput(f"malformed rename {pair!r}: use old=new")
+    old, new = pair.split("=")
+    return old.strip(), new.strip()
+
+
+def parse_target(target: str) -> tuple[str, str | None]:
+    """'cluster' or 'cluster:suffix' (restore every namespace as '<namespace>-<suffix>')."""
+    cluster, _, suffix = target.partition(":")
+    check_cluster(cluster)
+    if suffix:
+        check_namespace(suffix)
+    return cluster, suffix or None
+
+
+def suffixed(namespace: str, suffix: str) -> str:
+    """The scratch name of `namespace` ('shop' -> 'shop-drill-ab12'), cut to 63 characters."""
+    name = f"{namespace}-{suffix}"
+    if len(name) > 63:
+        name = f"{namespace[: 62 - len(suffix) - 7]}-{hashlib.sha256(namespace.encode()).hexdigest()[:6]}-{suffix}"
+    return check_namespace(name)
+
+
+def restore_plan_id(backup_plan_id: str, target_cluster: str, config: dict[str, Any]) -> str:
+    """A stable restore plan id per (backup plan, target cluster, restore config)."""
+    digest = hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest()[:8]
+    short = target_cluster.rsplit("/", 1)[-1]
+    return f"bs-{backup_plan_id.removeprefix('backstop-')[:20]}-{short[:20]}-{digest}".lower()

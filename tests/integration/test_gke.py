@@ -1,0 +1,224 @@
+"""GKE component against the local Backup for GKE server, driven by the real client over insecure gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from backstop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from backstop.local.gke_server import GkeBackupServer
+from backstop.platform import PROJECT, free_port
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+LOCATION = "us-central1"
+NAMESPACES = {
+    "shop": {"resources": 40, "pods": 6, "volumes": 2, "bytes": 2 * 2**30},
+    "payments": {"resources": 20, "pods": 4, "volumes": 1, "bytes": 2**30},
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[GkeBackupServer]:
+    local = GkeBackupServer(port=free_port(), polls=3, demo=False).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def gke_env(server: GkeBackupServer, monkeypatch: pytest.MonkeyPatch) -> GkeBackupServer:
+    monkeypatch.setenv("GKE_BACKUP_EMULATOR_HOST", server.target)
+    return server
+
+
+def full(cluster: str, project: str = PROJECT) -> str:
+    return f"projects/{project}/locations/{LOCATION}/clusters/{cluster}"
+
+
+@pytest.fixture
+def cluster(gke_env: GkeBackupServer) -> str:
+    name = unique("c")
+    gke_env.add_cluster(full(name), NAMESPACES)
+    return name
+
+
+def gke_settings(cluster: str, **overrides: Any) -> Any:
+    from tasks.gke import GkeSettings
+
+    item = {"cluster": cluster, "include_secrets": False, "retain_days": 14} | overrides
+    return GkeSettings(
+        project=PROJECT, location=LOCATION, clusters=[item], poll_seconds=0.01, drop_threshold_percent=50
+    )
+
+
+def test_plan_is_idempotent_and_a_changed_setting_updates_it(settings: Any, cluster: str) -> None:
+    from blocks.clients import gke_backup_client
+    from tasks.gke import ensure_plan
+
+    gke = gke_settings(cluster)
+    first = ensure_plan(settings, gke, gke.clusters[0])
+    second = ensure_plan(settings, gke, gke.clusters[0])
+    assert (first["action"], second["action"], second["changes"]) == ("created", "unchanged", [])
+
+    changed = gke_settings(cluster, include_secrets=True, retain_days=30, namespaces=["shop"])
+    third = ensure_plan(settings, changed, changed.clusters[0])
+    assert third["action"] == "updated"
+    assert "include_secrets: False -> True" in third["changes"]
+    assert "backup_retain_days: 14 -> 30" in third["changes"]
+    plan = gke_backup_client().get_backup_plan(name=third["plan"], timeout=10)
+    assert plan.backup_config.include_secrets and plan.retention_policy.backup_retain_days == 30
+    assert (
+        list(plan.backup_config.selected_namespaces.namespaces) == ["shop"]
+        and not plan.backup_config.all_namespaces
+    )
+    assert ensure_plan(settings, changed, changed.clusters[0])["action"] == "unchanged"
+
+
+def test_backup_goes_pending_then_succeeds_and_the_manifest_has_its_counts(
+    settings: Any, store: Any, cluster: str, server: GkeBackupServer
+) -> None:
+    from tasks.gke import COMPONENT
+
+    lines: list[str] = []
+    manifest = COMPONENT.backup(settings, store, cluster, gke=gke_settings(cluster), log=lines.append)
+    assert any("running" in line for line in lines), lines  # the operation was pending first
+    state = manifest.source_state
+    assert state["state"] == "SUCCEEDED"
+    assert (state["resource_count"], state["pod_count"], state["volume_count"]) == (60, 10, 3)
+    assert state["size_bytes"] >= 3 * 2**30
+    assert state["complete_time"] and state["backup_name"].endswith(
+        f"/backups/bs-{manifest.backup_id.lower()}"
+    )
+    assert manifest.component == "gke" and manifest.source == cluster
+    [entry] = manifest.entries
+    assert store.stat(entry.stored_key).crc32c == entry.crc32c
+    validated = COMPONENT.validate(settings, store, manifest, gke=gke_settings(cluster))
+    assert validated.status == "validated" and store.list_manifests("gke", cluster)[0].validated
+
+    COMPONENT.delete(settings, validated, gke=gke_settings(cluster))
+    with pytest.raises(ValidationFailed, match="no longer exists in Backup for GKE"):
+        COMPONENT.validate(settings, store, validated, gke=gke_settings(cluster))
+    COMPONENT.delete(settings, validated, gke=gke_settings(cluster))  # already gone: nothing to do
+
+
+def test_failed_backup_fails_validation_naming_the_reason(
+    settings: Any, store: Any, cluster: str, server: GkeBackupServer
+) -> None:
+    from tasks.gke import COMPONENT
+
+    server.fail_next_backup("VolumeSnapshot quota exceeded in zone us-central1-a")
+    manifest = COMPONENT.backup(settings, store, cluster, gke=gke_settings(cluster), log=lambda _: None)
+    assert manifest.source_state["state"] == "FAILED"
+    with pytest.raises(ValidationFailed, match="FAILED: VolumeSnapshot quota exceeded"):
+        COMPONENT.validate(settings, store, manifest, gke=gke_settings(cluster))
+    assert store.list_manifests("gke", cluster)[0].status == "invalid"
+
+
+def test_sharp_count_drop_fails_validation(
+    settings: Any, store: Any, cluster: str, server: GkeBackupServer
+) -> None:
+    from tasks.gke import COMPONENT
+
+    gke = gke_settings(cluster)
+    first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
+    COMPONENT.validate(settings, store, first, gke=gke)
+    server.shrink_next_backup(0.25)
+    second = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
+    with pytest.raises(ValidationFailed, match=r"resource_count dropped 75% \(60 -> 15\)") as failed:
+        COMPONENT.validate(settings, store, second, gke=gke)
+    assert first.backup_id in str(failed.value)
+
+
+def test_permission_denied_and_not_found_give_clear_errors(
+    settings: Any, store: Any, gke_env: GkeBackupServer
+) -> None:
+    from tasks.gke import COMPONENT, GkeSettings
+
+    missing = unique("c")
+    with pytest.raises(NotFound, match=f"cluster .*clusters/{missing}.* not found"):
+        COMPONENT.backup(settings, store, missing, gke=gke_settings(missing), log=lambda _: None)
+    gke_env.deny("forbidden-project")
+    gke = GkeSettings(
+        project="forbidden-project", location=LOCATION, clusters=[{"cluster": "prod"}], poll_seconds=0.01
+    )
+    with pytest.raises(PermissionDenied, match="permission denied.*forbidden-project"):
+        COMPONENT.backup(settings, store, "prod", gke=gke, log=lambda _: None)
+    assert store.list_manifests("gke") == []  # nothing half-done was committed
+
+
+def test_restore_into_a_renamed_namespace_and_another_cluster(
+    settings: Any, store: Any, cluster: str, server: GkeBackupServer
+) -> None:
+    from tasks.gke import COMPONENT
+
+    gke = gke_settings(cluster)
+    manifest = COMPONENT.validate(
+        settings, store, COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None), gke=gke
+    )
+
+    dry = COMPONENT.restore(
+        settings, store, manifest, only=["shop"], rename={"shop": "shop-restored"}, dry_run=True, gke=gke
+    )
+    assert dry.actions == [{"namespace": "shop", "restore_as": "shop-restored"}]
+    assert "shop-restored" not in server.namespaces(full(cluster))
+
+    report = COMPONENT.restore(
+        settings, store, manifest, only=["shop"], rename={"shop": "shop-restored"}, gke=gke
+    )
+    assert report.created == 40
+    assert server.namespaces(full(cluster))["shop-restored"] == NAMESPACES["shop"]
+
+    with pytest.raises(Conflict, match="shop already exist"):  # same namespace, overwrite not asked for
+        COMPONENT.restore(settings, store, manifest, only=["shop"], gke=gke)
+    assert COMPONENT.restore(settings, store, manifest, only=["shop"], overwrite=True, gke=gke).created == 40
+
+    other = unique("c")
+    server.add_cluster(full(other), {})
+    whole = COMPONENT.restore(settings, store, manifest, target=other, gke=gke)
+    assert whole.created == 60 and server.namespaces(full(other)) == NAMESPACES
+    assert COMPONENT.verify_restored(settings, store, manifest, other, gke=gke) == []
+
+    scratch = COMPONENT.scratch_target(manifest, "ab12")
+    drill_gke = gke_settings(cluster, drill_namespaces=["payments"])
+    COMPONENT.restore(settings, store, manifest, target=scratch, gke=drill_gke)
+    assert "payments-drill-ab12" in server.namespaces(full(cluster))
+    assert COMPONENT.verify_restored(settings, store, manifest, scratch, gke=drill_gke) == []
+    COMPONENT.remove_target(settings, scratch, gke=drill_gke)
+    assert COMPONENT.verify_restored(settings, store, manifest, scratch, gke=drill_gke) == [
+        f"no restore of {manifest.backup_id} into {scratch} found in Backup for GKE"
+    ]
+
+
+@pytest.mark.flow
+def test_backup_and_restore_flows(
+    saved_settings: str, store: Any, cluster: str, server: GkeBackupServer
+) -> None:
+    from flows.gke import backup_gke, restore_gke
+
+    gke = gke_settings(cluster)
+    [row] = backup_gke([cluster], settings_block=saved_settings, gke_config=gke)
+    assert (row["state"], row["resources"], row["volumes"], row["status"]) == (
+        "SUCCEEDED",
+        60,
+        3,
+        "validated",
+    )
+
+    summary = restore_gke(
+        cluster,
+        namespaces=["payments"],
+        rename={"payments": "payments-copy"},
+        settings_block=saved_settings,
+        gke_config=gke,
+    )
+    assert (
+        summary["created"] == 20
+        and server.namespaces(full(cluster))["payments-copy"] == NAMESPACES["payments"]
+    )
+
+    server.fail_next_backup("cluster unreachable: agent not running")
+    with pytest.raises(ValidationFailed, match="agent not running"):
+        backup_gke([cluster], settings_block=saved_settings, gke_config=gke)
