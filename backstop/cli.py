@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "backstop.commands.gcs",
     "backstop.commands.configs",
     "backstop.commands.gke",
+    "backstop.commands.retention",
 ]
 
 

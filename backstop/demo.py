@@ -98,6 +98,51 @@ def gcs_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
             raise SystemExit(f"demo: restore of {backup['backup_id']} into gs://{target} differs from the source")
 
 
+def configs_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
+    from flows.configs import backup_configs, restore_configs
+
+    source_dir = Path(settings.configs.sources[0].path)
+    started = time.monotonic()
+    row = backup_configs(settings_block="default")[0]
+    results.append({
+        "component": "configs", "step": "backup", "source": row["source"], "backup_id": row["backup_id"],
+        "objects": row["files"], "size": row["size"], "copied": f"{row['skipped_secrets']} secrets left out",
+        "seconds": round(time.monotonic() - started, 1), "result": row["status"],
+    })
+    target = source_dir.parent / "configs-restored"
+    started = time.monotonic()
+    report = restore_configs(row["source"], backup_id=row["backup_id"], target=str(target))
+    expected = {p.relative_to(source_dir): p.read_bytes() for p in source_dir.rglob("*") if p.is_file()}
+    restored = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    identical = all(restored[k] == expected[k] for k in restored) and len(restored) == row["files"]
+    results.append({
+        "component": "configs", "step": "restore to new directory", "source": row["source"],
+        "backup_id": row["backup_id"], "objects": report["created"], "size": "", "copied": "",
+        "seconds": round(time.monotonic() - started, 1), "result": "byte-identical" if identical else "DIFFERS",
+    })
+    if not identical:
+        raise SystemExit(f"demo: restored configuration files in {target} differ from {source_dir}")
+
+
+def gke_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
+    from flows.gke import backup_gke, restore_gke
+
+    started = time.monotonic()
+    row = backup_gke(["prod"], settings_block="default")[0]
+    results.append({
+        "component": "gke", "step": "Backup for GKE backup", "source": row["cluster"], "backup_id": row["backup_id"],
+        "objects": row["resources"], "size": row["size"], "copied": f"{row['volumes']} volumes",
+        "seconds": round(time.monotonic() - started, 1), "result": row["status"],
+    })
+    started = time.monotonic()
+    report = restore_gke("prod", backup_id=row["backup_id"], namespaces=["shop"], rename={"shop": "shop-restored"})
+    results.append({
+        "component": "gke", "step": "restore namespace shop as shop-restored", "source": row["cluster"],
+        "backup_id": row["backup_id"], "objects": report["created"], "size": "", "copied": "",
+        "seconds": round(time.monotonic() - started, 1), "result": "restored" if report["created"] else "NOTHING",
+    })
+
+
 def _row(component: str, step: str, row: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {
         "component": component, "step": step, "source": row.get("bucket") or row.get("source"),
@@ -106,37 +151,57 @@ def _row(component: str, step: str, row: dict[str, Any], seconds: float) -> dict
     }
 
 
-STEPS: list[tuple[str, Step]] = [("Cloud Storage", gcs_round_trip)]
+STEPS: list[tuple[str, Step]] = [
+    ("Cloud Storage", gcs_round_trip),
+    ("Configuration files", configs_round_trip),
+    ("GKE (Backup for GKE)", gke_round_trip),
+]
+SERVICES = ("gcs", "bigquery", "prefect", "gke")
 
 
-def save_demo_settings() -> Any:
-    from blocks.clients import storage_client
-    from blocks.settings import BackstopSettings
+def save_demo_settings(work_dir: Path) -> Any:
     from backstop.platform import PROJECT
+    from blocks.clients import storage_client
+    from blocks.components import ConfigSource, ConfigsSettings
+    from blocks.settings import BackstopSettings
+    from tasks.configs import seed_sample_configs
+    from tasks.gke_plans import GkeSettings
 
     client = storage_client(PROJECT)
     for name in (BACKUP_BUCKET, SECONDARY_BUCKET):
         if client.lookup_bucket(name) is None:
             client.create_bucket(name)
+    configs_dir = seed_sample_configs(work_dir / "configs")
     settings = BackstopSettings(
-        project=PROJECT, backup_bucket=BACKUP_BUCKET, secondary_bucket=SECONDARY_BUCKET, gcs_sources=[DEMO_BUCKET]
+        project=PROJECT,
+        backup_bucket=BACKUP_BUCKET,
+        secondary_bucket=SECONDARY_BUCKET,
+        gcs_sources=[DEMO_BUCKET],
+        configs=ConfigsSettings(sources=[ConfigSource(name="platform-configs", path=str(configs_dir))]),
+        gke=GkeSettings(clusters=[{"cluster": "prod", "drill_namespaces": ["shop"]}], poll_seconds=0.5),
     )
     settings.save("default", overwrite=True)
     return settings
 
 
 def run_demo(state_dir: Path, keep_running: bool = False) -> int:
+    import shutil
+
+    import backstop.local.gke_server  # noqa: F401  (registers the local Backup for GKE server)
     from backstop.platform import LocalPlatform
 
     began = time.monotonic()
-    platform = LocalPlatform(state_dir / "demo", services=("gcs", "bigquery", "prefect"), persistent=False)
+    work_dir = state_dir / "demo"
+    platform = LocalPlatform(work_dir, services=SERVICES, persistent=False)
     already = set(platform.running())
     env = platform.up(echo=print)
     os.environ.update(env)
     ui = platform.running()["prefect"]["endpoints"]["PREFECT_UI_URL"]
     results: list[dict[str, Any]] = []
     try:
-        settings = save_demo_settings()
+        for leftover in ("configs", "configs-restored"):
+            shutil.rmtree(work_dir / leftover, ignore_errors=True)
+        settings = save_demo_settings(work_dir)
         for title, step in STEPS:
             print(f"\n== {title} ==")
             step(settings, results)

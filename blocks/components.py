@@ -31,3 +31,18 @@ class ConfigsSettings(BaseModel):
         default_factory=list, description="Sources the scheduled backup takes."
     )
     strict_syntax: bool = Field(default=False, description="Fail validation when a file does not parse.")
+
+
+DEFAULT_COMPONENTS = ("gcs", "bigquery", "configs", "composer", "gke")
+
+
+class TierSettings(BaseModel):
+    """Storage-class tiers of backup objects (the `tiers` field of the settings block)."""
+
+    nearline_after_days: int | None = Field(default=30, ge=1, description="Move to Nearline at this age.")
+    coldline_after_days: int | None = Field(default=90, ge=1, description="Move to Coldline at this age.")
+    archive_after_days: int | None = Field(default=None, ge=1, description="Move to Archive at this age.")
+    delete_after_days: int | None = Field(
+        default=None, ge=1, description="Delete at this age (off by default: retention decides)."
+    )
+    components: list[str] = Field(default_factory=lambda: list(DEFAULT_COMPONENTS))

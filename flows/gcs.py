@@ -22,6 +22,7 @@ from flows.hooks import HOOKS
 from tasks import catalog, gcs
 from tasks.context import open_store
 from tasks.gcs_plan import BackupPlan, SourceObject, batches
+from tasks.secondary import open_for_restore
 
 
 @task(name="plan-gcs-backup", cache_policy=NO_CACHE)
@@ -30,8 +31,13 @@ def plan_backup(
 ) -> tuple[list[SourceObject], BackupPlan, BackupManifest]:
     """List the source and the pool, decide what to copy, and open the backup (in progress)."""
     store = open_store(settings)
-    objects, plan_ = gcs.plan(storage_client(settings.project), store, bucket, prefixes)
+    # Mark the run in progress before planning: prune does not sweep pool objects it may reuse.
     manifest = catalog.begin_backup(store, gcs.NAME, bucket, {"prefixes": prefixes or []})
+    try:
+        objects, plan_ = gcs.plan(storage_client(settings.project), store, bucket, prefixes)
+    except BaseException:
+        catalog.abandon_backup(store, manifest)
+        raise
     get_run_logger().info(
         "gs://%s: %d objects, %d to copy (%s), %d unchanged since the last backup",
         bucket, len(objects), len(plan_.to_copy), human_bytes(plan_.copy_bytes), len(plan_.reused),
@@ -61,7 +67,7 @@ def backup_bucket(settings: BackstopSettings, bucket: str, prefixes: list[str] |
     objects, plan_, manifest = plan_backup(settings, bucket, prefixes)
     try:
         work = batches(plan_.to_copy, gcs.BATCH_SIZE)
-        progress = create_progress_artifact(0.0, key=f"gcs-backup-progress", description=f"gs://{bucket}")
+        progress = create_progress_artifact(0.0, key="gcs-backup-progress", description=f"gs://{bucket}")
         futures = [copy_batch.submit(settings, bucket, batch) for batch in work]
         entries: list[ManifestEntry] = list(plan_.reused)
         for done, future in enumerate(as_completed(futures), 1):
@@ -168,11 +174,13 @@ def restore_gcs(
         dry_run: only report what would be created, overwritten or left alone.
     """
     settings = load_settings(settings_block)
-    store = open_store(settings)
-    manifest = catalog.resolve_backup(
-        store, gcs.NAME, check_bucket(bucket), backup_id=backup_id, before=parse_time(before) if before else None
-    )
-    report = gcs.COMPONENT.restore(settings, store, manifest, target_bucket, objects, overwrite, dry_run)
+    check_bucket(bucket)
+    # The primary when the backup there is intact, else the secondary copy; the log says which and why.
+    source = open_for_restore(settings, gcs.NAME, bucket, backup_id, parse_time(before) if before else None)
+    get_run_logger().info(source.message)
+    manifest = source.manifest
+    report = gcs.COMPONENT.restore(settings, source.store, manifest, target_bucket, objects, overwrite, dry_run)
+    report.from_secondary = source.from_secondary
     get_run_logger().info(
         "restore of %s to %s: %d created, %d overwritten, %d unchanged, %d conflicts%s",
         manifest.backup_id, report.target, report.created, report.overwritten, report.unchanged,

@@ -186,9 +186,11 @@ class GcsComponent:
         **_: Any,
     ) -> BackupManifest:
         client = storage_client(settings.project)
-        objects, plan_ = plan(client, store, source, prefixes)
+        check_bucket(source)
+        # Mark the run in progress before planning: prune does not sweep pool objects it may reuse.
         manifest = catalog.begin_backup(store, NAME, source, {"prefixes": prefixes or []})
         try:
+            objects, plan_ = plan(client, store, source, prefixes)
             entries = list(plan_.reused)
             done = 0
             for number, batch in enumerate(batches(plan_.to_copy, BATCH_SIZE), 1):

@@ -8,6 +8,7 @@ to learn what backups exist: they ask the catalog (`list_manifests`), which read
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -127,7 +128,7 @@ class BackupStore:
         with converted_errors(f"listing {self.where(prefix)}"):
             return {b.name: b for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)}
 
-    def delete(self, keys: list[str], workers: int = 16) -> list[str]:
+    def delete(self, keys: builtins.list[str], workers: int = 16) -> builtins.list[str]:
         """Delete `keys`; return the ones that could not be deleted (with the reason)."""
 
         def one(key: str) -> str | None:
@@ -152,7 +153,7 @@ class BackupStore:
 
     def list_manifests(
         self, component: str | None = None, source: str | None = None, on_damaged: Callable[[str], None] | None = None
-    ) -> list[BackupManifest]:
+    ) -> builtins.list[BackupManifest]:
         """All readable manifests under the component / source prefix.
 
         A damaged manifest is reported through `on_damaged` (or raised when not given) and never
@@ -190,7 +191,7 @@ class BackupStore:
     def clear_in_progress(self, manifest: BackupManifest) -> None:
         self.delete([f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"])
 
-    def in_progress(self, component: str, source: str, younger_than_hours: float = 24.0) -> list[str]:
+    def in_progress(self, component: str, source: str, younger_than_hours: float = 24.0) -> builtins.list[str]:
         """Backup ids of runs of this source that started recently and have not committed."""
         now = datetime.now(UTC)
         running = []

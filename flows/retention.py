@@ -1,0 +1,181 @@
+"""Retention flows: prune backups by policy, ensure storage tiers, check the buckets' configuration.
+
+One task per (component, source) and per store; objects that cannot be deleted (holds, retention
+locks) and sources whose task failed are reported in the `prune-problems` artifact, a warning log
+line and the result, and stop no other source: the run itself completes (the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from backstop.errors import BackstopError, InvalidInput
+from backstop.manifest import utcnow
+from backstop.names import check_source_name
+from backstop.report import human_bytes, markdown_table
+from backstop.retention import RetentionPolicy
+from blocks.clients import storage_client
+from blocks.settings import BackstopSettings, load_settings
+from flows.hooks import HOOKS
+from tasks import buckets
+from tasks.context import open_store
+from tasks.prune import PruneReport, prune, sources_in
+from tasks.store import BackupStore
+
+
+@task(name="prune-source", cache_policy=NO_CACHE)
+def prune_source(
+    settings: BackstopSettings, secondary: bool, component: str, source: str, dry_run: bool
+) -> dict[str, Any]:
+    """Apply the source's retention policy in one store; returns the summary and the plan rows."""
+    store = open_store(settings, secondary=secondary)
+    policy = RetentionPolicy.from_settings(settings.retention_for(component, source))
+    report: PruneReport = prune(store, component, source, policy, utcnow(), dry_run=dry_run)
+    get_run_logger().info(
+        "%s %s/%s: keep %d, remove %d%s, %d objects (%s) deleted, %d not deleted",
+        store.where(),
+        component,
+        source,
+        len(report.plan.keep),
+        len(report.plan.remove),
+        " (dry run)" if dry_run else "",
+        report.deleted_objects,
+        human_bytes(report.deleted_bytes),
+        len(report.not_deleted),
+    )
+    rows = [row | {"bucket": store.bucket_name} for row in report.rows()]
+    return {"summary": report.summary(), "rows": rows}
+
+
+def _stores(settings: BackstopSettings) -> list[tuple[bool, BackupStore]]:
+    stores = [(False, open_store(settings))]
+    if settings.secondary_bucket:
+        stores.append((True, open_store(settings, secondary=True)))
+    return stores
+
+
+@flow(name="prune-backups", **HOOKS)
+def prune_backups(
+    component: str | None = None,
+    source: str | None = None,
+    dry_run: bool = False,
+    settings_block: str = "default",
+) -> dict[str, Any]:
+    """Apply the retention policy to every (component, source) in the primary and secondary buckets.
+
+    Args:
+        component: only this component (e.g. "gcs").
+        source: only this source (needs `component`).
+        dry_run: plan only: print what would be kept and removed, and why; delete nothing.
+        settings_block: name of the Backstop settings block.
+
+    Returns:
+        {"rows": one per backup (bucket, component, source, backup_id, started, status, decision, reason),
+         "summaries": one per store and source, "problems": what could not be deleted}.
+    """
+    if source is not None and component is None:
+        raise InvalidInput("prune: --source needs --component")
+    if source is not None:
+        check_source_name(source)
+    settings = load_settings(settings_block)
+    futures = []
+    problems: list[str] = []
+    for secondary, store in _stores(settings):
+        try:
+            groups = sources_in(store, component)
+        except BackstopError as exc:  # e.g. the secondary bucket is gone: prune the other store anyway
+            problems.append(f"{store.where()}: not pruned: {exc}")
+            continue
+        if source is not None:
+            groups = [g for g in groups if g[1] == source]
+        futures += [prune_source.submit(settings, secondary, c, s, dry_run) for c, s in groups]
+    rows: list[dict[str, Any]] = []
+    summaries: list[dict[str, Any]] = []
+    for future in futures:
+        future.wait()
+        state = future.state
+        if state.is_completed():
+            result = future.result()
+            rows += result["rows"]
+            summaries.append(result["summary"])
+            problems += result["summary"]["not_deleted"]
+        else:  # one source failing does not stop the others
+            problems.append(f"prune task failed: {state.message}")
+    columns = ["bucket", "component", "source", "backup_id", "started", "status", "decision", "reason"]
+    create_table_artifact(
+        [{c: r.get(c) for c in columns} for r in rows],
+        key="prune-plan",
+        description=("Retention plan (dry run)" if dry_run else "Retention: what was kept and removed"),
+    )
+    if problems:
+        create_markdown_artifact(
+            "# Not deleted\n\n" + "\n".join(f"- {p}" for p in problems[:200]), key="prune-problems"
+        )
+    result = {"rows": rows, "summaries": summaries, "problems": problems}
+    if problems and not dry_run:
+        get_run_logger().warning("prune finished with %d problem(s): %s", len(problems), problems[0])
+    return result
+
+
+@flow(name="ensure-storage-tiers", **HOOKS)
+def ensure_storage_tiers(settings_block: str = "default") -> dict[str, Any]:
+    """Put the lifecycle (storage tier) rules on the backup buckets; report tier warnings."""
+    settings = load_settings(settings_block)
+    client = storage_client(settings.project)
+    rules = buckets.lifecycle_rules(settings)
+    components = buckets.tiers_of(settings).components
+    changed = {}
+    for bucket in filter(None, [settings.backup_bucket, settings.secondary_bucket]):
+        changed[bucket] = buckets.ensure_lifecycle(client, bucket, rules, components)
+        get_run_logger().info(
+            "gs://%s: lifecycle rules %s", bucket, "updated" if changed[bucket] else "already set"
+        )
+    warnings = buckets.tier_warnings(settings)
+    rows = [
+        {
+            "class": r["action"].get("storageClass", r["action"]["type"]),
+            "age_days": r["condition"]["age"],
+            "prefixes": ", ".join(r["condition"]["matchesPrefix"]),
+        }
+        for r in rules
+    ]
+    body = (
+        "# Storage tiers\n\n"
+        + markdown_table(rows)
+        + "\n\n"
+        + "\n".join(f"- gs://{b}: {'updated' if c else 'unchanged'}" for b, c in changed.items())
+    )
+    if warnings:
+        body += "\n\n## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings)
+    create_markdown_artifact(body, key="storage-tiers")
+    return {"rules": rules, "changed": changed, "warnings": warnings}
+
+
+@flow(name="preflight-check", **HOOKS)
+def preflight_check(settings_block: str = "default") -> list[dict[str, str]]:
+    """Report the backup buckets' versioning, soft delete, retention lock, KMS key and location."""
+    settings = load_settings(settings_block)
+    try:
+        findings = [f.as_dict() for f in buckets.preflight(storage_client(settings.project), settings)]
+    except BackstopError as exc:
+        findings = [
+            {"level": "error", "bucket": settings.backup_bucket, "check": "preflight", "message": str(exc)}
+        ]
+    findings += [
+        {"level": "warning", "bucket": "-", "check": "tiers", "message": w}
+        for w in buckets.tier_warnings(settings)
+    ]
+    counts = {level: sum(f["level"] == level for f in findings) for level in ("ok", "warning", "error")}
+    create_markdown_artifact(
+        f"# Preflight: {counts['error']} error(s), {counts['warning']} warning(s)\n\n"
+        + markdown_table(findings),
+        key="preflight",
+    )
+    for finding in findings:
+        if finding["level"] != "ok":
+            get_run_logger().warning("%s %s: %s", finding["bucket"], finding["check"], finding["message"])
+    return findings

@@ -1,0 +1,228 @@
+"""Prune: apply the retention policy to the catalog, delete manifests first, then sweep.
+
+Two phases, each safe to interrupt and re-run:
+1. `remove_manifests`: delete the manifest of every backup the plan removes. From that moment the
+   backup no longer exists for restore, validation or retention (a run without its manifest did
+   not happen), and its data is orphaned. An interrupted prune never leaves a manifest pointing
+   at missing data, because data is only deleted in phase 2.
+2. `sweep`: re-read the manifests that remain (the catalog at sweep time is the truth) and delete
+   what none of them references (mark and sweep):
+   - per-backup data under `<component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/` is deleted when
+     that folder holds no readable manifest, the backup is not in progress, and the folder is
+     either one this prune just removed or older than the grace period (so the data of a backup
+     that is still being written, before its manifest, is never taken);
+   - shared data under `pool/<component>/<source>/` is deleted when no remaining manifest lists it
+     as a stored_key. The pool sweep is skipped while a backup of the source is in progress (it
+     may be reusing pool objects it has not yet recorded) or while a manifest is damaged (its
+     references are unknown).
+Objects that cannot be deleted (object holds, retention policies) are reported with the reason;
+the rest of the sweep goes on. Re-running prune deletes what an interrupted run left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from backstop.errors import BackstopError, InvalidInput
+from backstop.manifest import MANIFEST_NAME, BackupManifest
+from backstop.retention import (
+    RetentionPlan,
+    RetentionPolicy,
+    apply_policy,
+    orphaned_keys,
+    ref_of,
+    unreferenced_pool,
+)
+from tasks.store import BackupStore
+
+DEFAULT_GRACE_HOURS = 48.0
+
+
+@dataclass
+class PruneReport:
+    """What one prune of one (component, source) did or, with dry_run, would do."""
+
+    component: str
+    source: str
+    bucket: str
+    dry_run: bool
+    plan: RetentionPlan
+    removed: list[str] = field(default_factory=list)
+    deleted_objects: int = 0
+    deleted_bytes: int = 0
+    not_deleted: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.not_deleted
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.plan.rows()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "source": self.source,
+            "bucket": self.bucket,
+            "dry_run": self.dry_run,
+            "keep": len(self.plan.keep),
+            "remove": len(self.plan.remove),
+            "removed": self.removed,
+            "deleted_objects": self.deleted_objects,
+            "deleted_bytes": self.deleted_bytes,
+            "not_deleted": self.not_deleted,
+            "notes": self.notes,
+        }
+
+
+def _hold_reason(blob: Any, now: datetime) -> str | None:
+    """Why Cloud Storage will refuse to delete this object now, if its listing says so."""
+    if getattr(blob, "temporary_hold", None):
+        return "temporary hold"
+    if getattr(blob, "event_based_hold", None):
+        return "event-based hold"
+    until = getattr(blob, "retention_expiration_time", None)
+    if until is not None and until > now:
+        return f"retention policy until {until.isoformat()}"
+    return None
+
+
+def _delete(store: BackupStore, blobs: dict[str, Any], now: datetime, report: PruneReport) -> None:
+    """Delete `blobs` (key -> listed blob), reporting held ones and failures instead of raising."""
+    deletable = {}
+    for key, blob in blobs.items():
+        reason = _hold_reason(blob, now)
+        if reason:
+            report.not_deleted.append(f"{store.where(key)}: not deleted ({reason})")
+        else:
+            deletable[key] = blob
+    failed = store.delete(sorted(deletable))
+    report.not_deleted += failed
+    failed_keys = {key for key in deletable if any(f"{store.where(key)}:" in problem for problem in failed)}
+    for key, blob in deletable.items():
+        if key not in failed_keys:
+            report.deleted_objects += 1
+            report.deleted_bytes += int(getattr(blob, "size", 0) or 0)
+
+
+def plan_prune(
+    store: BackupStore, component: str, source: str, policy: RetentionPolicy, now: datetime
+) -> tuple[RetentionPlan, dict[str, BackupManifest], list[str]]:
+    """The plan for one source, its manifests by id, and the damaged manifests found."""
+    damaged: list[str] = []
+    manifests = store.list_manifests(component, source, on_damaged=damaged.append)
+    by_id = {m.backup_id: m for m in manifests if m.component == component}
+    return apply_policy([ref_of(m) for m in by_id.values()], policy, now), by_id, damaged
+
+
+def remove_manifests(store: BackupStore, manifests: list[BackupManifest], report: PruneReport) -> list[str]:
+    """Phase 1: delete the manifests of removed backups. Returns the folders whose manifest is gone."""
+    gone: list[str] = []
+    for manifest in manifests:
+        problems = store.delete([manifest.path])
+        if problems:
+            report.not_deleted += [f"backup {manifest.backup_id} kept: {p}" for p in problems]
+        else:
+            report.removed.append(manifest.backup_id)
+            gone.append(manifest.folder)
+    return gone
+
+
+def sweep(
+    store: BackupStore,
+    component: str,
+    source: str,
+    now: datetime,
+    report: PruneReport,
+    just_removed: list[str] | None = None,
+    grace_hours: float = DEFAULT_GRACE_HOURS,
+) -> None:
+    """Phase 2: delete data no remaining manifest references (see the module docstring)."""
+    damaged: list[str] = []
+    remaining = [
+        m
+        for m in store.list_manifests(component, source, on_damaged=damaged.append)
+        if m.component == component
+    ]
+    running: set[str] = set(store.in_progress(component, source))
+    listed = store.list(f"{component}/{source}/")
+    orphans = orphaned_keys(
+        listed, component, source, remaining, running, just_removed or [], now - timedelta(hours=grace_hours)
+    )
+    _delete(store, {key: listed[key] for key in orphans}, now, report)
+
+    if damaged:
+        report.notes.append(f"pool sweep skipped: {len(damaged)} damaged manifest(s) ({damaged[0]})")
+        return
+    if running:
+        report.notes.append(f"pool sweep skipped: backup(s) in progress ({', '.join(sorted(running))})")
+        return
+    listed_pool = store.list(f"pool/{component}/{source}/")
+    # A backup that began (or even committed) while we listed may use pool objects: look again.
+    running = set(store.in_progress(component, source))
+    remaining += store.list_manifests(component, source, on_damaged=damaged.append)
+    pool = {key: listed_pool[key] for key in unreferenced_pool(listed_pool, remaining)}
+    if running or damaged:
+        report.notes.append(
+            "pool sweep skipped: a backup started or a manifest became unreadable during the sweep"
+        )
+        return
+    _delete(store, pool, now, report)
+
+
+def prune(
+    store: BackupStore,
+    component: str,
+    source: str,
+    policy: RetentionPolicy,
+    now: datetime,
+    dry_run: bool = False,
+    grace_hours: float = DEFAULT_GRACE_HOURS,
+) -> PruneReport:
+    """Apply `policy` to the backups of `component`/`source` in `store`; delete what it removes.
+
+    Args:
+        store: the backup store (primary or secondary).
+        component: component name, e.g. "gcs".
+        source: source name within the component.
+        policy: the retention policy of this source.
+        now: the moment the plan is made.
+        dry_run: only plan; delete nothing.
+        grace_hours: manifest-less data of backups started less than this long ago is left alone
+            (a backup may still be writing it), unless this prune just removed that backup.
+
+    Returns:
+        A PruneReport with the plan (keep / remove with reasons), what was deleted and what was not.
+    """
+    if grace_hours < 0:
+        raise InvalidInput(f"prune: grace_hours must be >= 0, got {grace_hours}")
+    plan, by_id, damaged = plan_prune(store, component, source, policy, now)
+    report = PruneReport(component, source, store.bucket_name, dry_run, plan)
+    report.notes += [f"damaged manifest left in place: {d}" for d in damaged]
+    if dry_run:
+        return report
+    gone = remove_manifests(store, [by_id[b] for b in plan.remove_ids], report)
+    try:
+        sweep(store, component, source, now, report, just_removed=gone, grace_hours=grace_hours)
+    except BackstopError as exc:  # manifests are already gone: a re-run finishes the sweep
+        report.not_deleted.append(
+            f"sweep of {component}/{source} interrupted: {exc} (re-run prune to finish)"
+        )
+    return report
+
+
+def sources_in(store: BackupStore, component: str | None = None) -> list[tuple[str, str]]:
+    """Every (component, source) with at least one manifest (damaged ones included) in `store`."""
+    groups = set()
+    for key in store.list("" if component is None else f"{component}/"):
+        parts = key.split("/")
+        if (
+            key.endswith("/" + MANIFEST_NAME)
+            and len(parts) >= 7
+            and not key.startswith(("pool/", "_inprogress/"))
+        ):
+            groups.add((parts[0], "/".join(parts[1:-5])))
+    return sorted(groups)

@@ -1,0 +1,207 @@
+"""Secondary-region copies: server-side copy, verify by checksum, manifest last; restore fallback.
+
+`copy_to_secondary` copies every stored object of a committed backup to the secondary bucket
+(server-side rewrite, skipping objects already there with the same crc32c and size), verifies the
+copies against the manifest, writes the manifest in the secondary LAST (so a secondary manifest
+means a complete secondary copy), and records a `SecondaryCopy` in the primary manifest.
+
+`open_for_restore` picks where a restore reads from: the primary, or the secondary when the
+primary bucket is unavailable, the manifest is missing or damaged, or stored objects fail their
+checksums, and it says which and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from backstop.errors import BackstopError, ConfigError, ValidationFailed
+from backstop.manifest import BackupManifest, SecondaryCopy, utcnow
+from blocks.settings import BackstopSettings
+from tasks import catalog
+from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, parallel_map
+
+WORKERS = 16
+
+
+def _listing_prefixes(manifest: BackupManifest) -> list[str]:
+    """One listing per pool / backup folder the manifest's stored keys live in."""
+    prefixes = {manifest.folder}
+    for entry in manifest.entries:
+        if entry.stored_key.startswith("pool/"):
+            prefixes.add("/".join(entry.stored_key.split("/")[:3]) + "/")
+        elif not entry.stored_key.startswith(manifest.folder):
+            prefixes.add(entry.stored_key.rsplit("/", 1)[0] + "/")
+    return sorted(prefixes)
+
+
+def _listed(store: BackupStore, prefixes: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for prefix in prefixes:
+        found.update(store.list(prefix))
+    return found
+
+
+def _rewrite(source_blob: Any, dest_blob: Any) -> None:
+    """Server-side rewrite (works across locations and storage classes), following tokens."""
+    token, _, _ = dest_blob.rewrite(source_blob, timeout=TIMEOUT, retry=RETRY)
+    while token is not None:
+        token, _, _ = dest_blob.rewrite(source_blob, token=token, timeout=TIMEOUT, retry=RETRY)
+
+
+def copy_to_secondary(
+    primary: BackupStore, secondary: BackupStore, manifest: BackupManifest
+) -> BackupManifest:
+    """Copy one committed backup to `secondary`, verify it, and record the outcome in the primary manifest.
+
+    Args:
+        primary: the store the backup is in.
+        secondary: the store in the other region.
+        manifest: the committed backup's manifest (as read from the primary).
+
+    Returns:
+        The primary manifest, rewritten with its `secondary` record (ok or with problems).
+    """
+    prefixes = _listing_prefixes(manifest)
+    present = _listed(secondary, prefixes)
+    wanted = {e.stored_key: e for e in manifest.entries}
+    to_copy = [
+        key
+        for key, entry in wanted.items()
+        if key not in present
+        or int(present[key].size or 0) != entry.size
+        or (entry.crc32c is not None and present[key].crc32c != entry.crc32c)
+    ]
+
+    def copy(key: str) -> str | None:
+        try:
+            with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
+                _rewrite(primary.bucket.blob(key), secondary.blob(key))
+        except BackstopError as exc:
+            return str(exc)
+        return None
+
+    problems = [p for p in parallel_map(copy, sorted(to_copy), WORKERS) if p]
+    copied = _listed(secondary, prefixes)
+    for key, entry in wanted.items():
+        blob = copied.get(key)
+        if blob is None:
+            problems.append(f"missing in secondary: {entry.name!r} ({secondary.where(key)})")
+        elif int(blob.size or 0) != entry.size or (entry.crc32c and blob.crc32c != entry.crc32c):
+            problems.append(
+                f"checksum differs in secondary: {entry.name!r} ({secondary.where(key)}) crc32c {blob.crc32c} / "
+                f"{blob.size} bytes, manifest says {entry.crc32c} / {entry.size}"
+            )
+    record = SecondaryCopy(
+        bucket=secondary.bucket_name,
+        at=utcnow(),
+        ok=not problems,
+        objects=len(wanted),
+        problems=problems[:200],
+    )
+    updated = manifest.model_copy(update={"secondary": record})
+    if not problems:
+        secondary.write_manifest(updated)  # last: its presence means the secondary copy is complete
+    primary.write_manifest(updated)
+    return updated
+
+
+@dataclass
+class RestoreSource:
+    """Where a restore reads from, and why."""
+
+    store: BackupStore
+    manifest: BackupManifest
+    from_secondary: bool
+    reason: str
+
+    @property
+    def message(self) -> str:
+        where = "secondary" if self.from_secondary else "primary"
+        return f"reading backup {self.manifest.backup_id} from the {where} bucket {self.store.where()}" + (
+            f" because {self.reason}" if self.reason else ""
+        )
+
+
+def _open(
+    store: BackupStore, component: str, source: str | None, backup_id: str | None, before: datetime | None
+) -> BackupManifest:
+    store.check_bucket()
+    manifest = catalog.resolve_backup(
+        store, component, source, backup_id, before, validated_only=backup_id is None
+    )
+    problems, _ = catalog.verify_stored(store, manifest, 0)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise ValidationFailed(
+            f"backup {manifest.backup_id} in {store.where()} is damaged: {shown}", problems
+        )
+    return manifest
+
+
+def choose_store(
+    primary: BackupStore,
+    secondary: BackupStore | None,
+    component: str,
+    source: str | None = None,
+    backup_id: str | None = None,
+    before: datetime | None = None,
+) -> RestoreSource:
+    """The primary when the backup there is present and intact, else the secondary (saying why).
+
+    Raises:
+        NotFound / ValidationFailed / Unavailable naming both buckets when neither can serve the backup.
+    """
+    try:
+        return RestoreSource(primary, _open(primary, component, source, backup_id, before), False, "")
+    except BackstopError as exc:
+        if secondary is None:
+            raise
+        primary_problem = str(exc)
+    try:
+        manifest = _open(secondary, component, source, backup_id, before)
+    except BackstopError as exc:
+        raise type(exc)(f"primary: {primary_problem}; secondary: {exc}") from exc
+    return RestoreSource(secondary, manifest, True, f"the primary could not serve it: {primary_problem}")
+
+
+def open_for_restore(
+    settings: BackstopSettings,
+    component: str,
+    source: str | None = None,
+    backup_id: str | None = None,
+    before: datetime | None = None,
+    client: Any | None = None,
+) -> RestoreSource:
+    """Open the backup to restore from the settings' primary bucket, falling back to the secondary."""
+    from tasks.context import open_store
+
+    primary = open_store(settings, client=client)
+    try:
+        secondary = open_store(settings, secondary=True, client=client) if settings.secondary_bucket else None
+    except ConfigError:
+        secondary = None
+    return choose_store(primary, secondary, component, source, backup_id, before)
+
+
+def pending_copies(primary: BackupStore, component: str | None = None) -> list[BackupManifest]:
+    """Committed backups with no good secondary copy yet, oldest first."""
+    found = [
+        m
+        for m in primary.list_manifests(component, on_damaged=lambda _: None)
+        if m.finished_at is not None and (m.secondary is None or not m.secondary.ok)
+    ]
+    return sorted(found, key=lambda m: (m.started_at, m.backup_id))
+
+
+def secondary_store(settings: BackstopSettings, client: Any | None = None) -> BackupStore:
+    """The secondary store named by the settings; ConfigError when none is configured."""
+    from tasks.context import open_store
+
+    if not settings.secondary_bucket:
+        raise ConfigError("settings name no secondary_bucket: set one to copy backups to another region")
+    store = open_store(settings, secondary=True, client=client)
+    with converted_errors(f"secondary bucket {store.where()}"):
+        store.check_bucket()
+    return store
