@@ -22,6 +22,7 @@ from blocks.clients import storage_client
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks import buckets
+from tasks.component import COMPONENTS, get_component
 from tasks.context import open_store
 from tasks.prune import PruneReport, prune, sources_in
 from tasks.store import BackupStore
@@ -34,7 +35,9 @@ def prune_source(
     """Apply the source's retention policy in one store; returns the summary and the plan rows."""
     store = open_store(settings, secondary=secondary)
     policy = RetentionPolicy.from_settings(settings.retention_for(component, source))
-    report: PruneReport = prune(store, component, source, policy, utcnow(), dry_run=dry_run)
+    external = getattr(get_component(component), "delete", None) if component in COMPONENTS else None
+    release = (lambda manifest: external(settings, manifest)) if external and not secondary else None
+    report: PruneReport = prune(store, component, source, policy, utcnow(), dry_run=dry_run, release=release)
     get_run_logger().info(
         "%s %s/%s: keep %d, remove %d%s, %d objects (%s) deleted, %d not deleted",
         store.where(),

@@ -21,6 +21,7 @@ the rest of the sweep goes on. Re-running prune deletes what an interrupted run 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,10 +119,25 @@ def plan_prune(
     return apply_policy([ref_of(m) for m in by_id.values()], policy, now), by_id, damaged
 
 
-def remove_manifests(store: BackupStore, manifests: list[BackupManifest], report: PruneReport) -> list[str]:
-    """Phase 1: delete the manifests of removed backups. Returns the folders whose manifest is gone."""
+def remove_manifests(
+    store: BackupStore,
+    manifests: list[BackupManifest],
+    report: PruneReport,
+    release: Callable[[BackupManifest], None] | None = None,
+) -> list[str]:
+    """Phase 1: delete the manifests of removed backups. Returns the folders whose manifest is gone.
+
+    `release` first frees what a backup holds outside the bucket (a Backup for GKE backup); when it
+    fails, the backup is kept and reported, so no manifest is lost for data that still exists.
+    """
     gone: list[str] = []
     for manifest in manifests:
+        if release is not None:
+            try:
+                release(manifest)
+            except BackstopError as exc:
+                report.not_deleted.append(f"backup {manifest.backup_id} kept: {exc}")
+                continue
         problems = store.delete([manifest.path])
         if problems:
             report.not_deleted += [f"backup {manifest.backup_id} kept: {p}" for p in problems]
@@ -181,6 +197,7 @@ def prune(
     now: datetime,
     dry_run: bool = False,
     grace_hours: float = DEFAULT_GRACE_HOURS,
+    release: Callable[[BackupManifest], None] | None = None,
 ) -> PruneReport:
     """Apply `policy` to the backups of `component`/`source` in `store`; delete what it removes.
 
@@ -193,6 +210,8 @@ def prune(
         dry_run: only plan; delete nothing.
         grace_hours: manifest-less data of backups started less than this long ago is left alone
             (a backup may still be writing it), unless this prune just removed that backup.
+        release: called for each removed backup before its manifest is deleted, to free what it
+            holds outside the bucket (the component's `delete`, where it has one).
 
     Returns:
         A PruneReport with the plan (keep / remove with reasons), what was deleted and what was not.
@@ -204,7 +223,7 @@ def prune(
     report.notes += [f"damaged manifest left in place: {d}" for d in damaged]
     if dry_run:
         return report
-    gone = remove_manifests(store, [by_id[b] for b in plan.remove_ids], report)
+    gone = remove_manifests(store, [by_id[b] for b in plan.remove_ids], report, release)
     try:
         sweep(store, component, source, now, report, just_removed=gone, grace_hours=grace_hours)
     except BackstopError as exc:  # manifests are already gone: a re-run finishes the sweep
