@@ -23,7 +23,9 @@ COMMAND_MODULES = [
     "backstop.commands.gcs",
     "backstop.commands.configs",
     "backstop.commands.gke",
+    "backstop.commands.bigquery",
     "backstop.commands.retention",
+    "backstop.commands.ops",
 ]
 
 

@@ -143,6 +143,35 @@ def gke_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     })
 
 
+def secondary_copy(settings: Any, results: list[dict[str, Any]]) -> None:
+    from flows.secondary import copy_backups_to_secondary
+
+    started = time.monotonic()
+    rows = copy_backups_to_secondary(settings_block="default")
+    results.append({
+        "component": "all", "step": f"copy to gs://{SECONDARY_BUCKET}", "source": f"{len(rows)} backups",
+        "backup_id": "", "objects": sum(r["objects"] for r in rows), "size": "", "copied": "",
+        "seconds": round(time.monotonic() - started, 1),
+        "result": "verified" if all(r["ok"] for r in rows) else "FAILED",
+    })
+
+
+def drill_and_health(settings: Any, results: list[dict[str, Any]]) -> None:
+    from flows.drill import restore_drill
+    from flows.health import health_report
+
+    for row in restore_drill(settings_block="default"):
+        results.append({
+            "component": row["component"], "step": "restore drill (scratch target)", "source": row["source"],
+            "backup_id": row["backup_id"], "objects": "", "size": "", "copied": f"RTO {row['rto_minutes']} min",
+            "seconds": row["seconds"], "result": "passed" if row["passed"] else f"FAILED {row['problems']}",
+        })
+    print("\n" + text_table(health_report(settings_block="default"), HEALTH_SHOWN))
+
+
+HEALTH_SHOWN = ["status", "component", "source", "age_hours", "rpo_hours", "drill_seconds", "rto_minutes", "problems"]
+
+
 def _row(component: str, step: str, row: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {
         "component": component, "step": step, "source": row.get("bucket") or row.get("source"),
@@ -155,6 +184,8 @@ STEPS: list[tuple[str, Step]] = [
     ("Cloud Storage", gcs_round_trip),
     ("Configuration files", configs_round_trip),
     ("GKE (Backup for GKE)", gke_round_trip),
+    ("Secondary region copy", secondary_copy),
+    ("Restore drills and health report", drill_and_health),
 ]
 SERVICES = ("gcs", "bigquery", "prefect", "gke")
 

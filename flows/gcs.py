@@ -18,6 +18,7 @@ from backstop.names import check_bucket, check_percent, parse_time
 from backstop.report import human_bytes
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings, load_settings
+from flows.approval import require_approval
 from flows.hooks import HOOKS
 from tasks import catalog, gcs
 from tasks.context import open_store
@@ -160,6 +161,7 @@ def restore_gcs(
     objects: list[str] | None = None,
     overwrite: bool = False,
     dry_run: bool = False,
+    approved: bool = False,
     settings_block: str = "default",
 ) -> dict[str, Any]:
     """Restore a bucket, a prefix ('logs/') or objects from a backup, to the bucket or another.
@@ -172,6 +174,8 @@ def restore_gcs(
         objects: object names or prefixes ending in '/' to restore; default everything.
         overwrite: replace objects whose content differs from the backup (never without it).
         dry_run: only report what would be created, overwritten or left alone.
+        approved: approve overwriting objects in the original bucket up front; without it such a
+            restore pauses for approval in the UI (default deny).
     """
     settings = load_settings(settings_block)
     check_bucket(bucket)
@@ -179,6 +183,13 @@ def restore_gcs(
     source = open_for_restore(settings, gcs.NAME, bucket, backup_id, parse_time(before) if before else None)
     get_run_logger().info(source.message)
     manifest = source.manifest
+    if overwrite and not dry_run and (target_bucket or bucket) == bucket:
+        plan = gcs.COMPONENT.restore(settings, source.store, manifest, bucket, objects, True, dry_run=True)
+        if plan.overwritten:
+            require_approval(
+                f"restore of backup {manifest.backup_id} overwrites {plan.overwritten} object(s) in gs://{bucket}",
+                yes=approved,
+            )
     report = gcs.COMPONENT.restore(settings, source.store, manifest, target_bucket, objects, overwrite, dry_run)
     report.from_secondary = source.from_secondary
     get_run_logger().info(

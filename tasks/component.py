@@ -98,6 +98,7 @@ COMPONENTS: dict[str, str] = {
     "gcs": "tasks.gcs:COMPONENT",
     "configs": "tasks.configs:COMPONENT",
     "gke": "tasks.gke:COMPONENT",
+    "bigquery": "tasks.bigquery:COMPONENT",
 }
 
 

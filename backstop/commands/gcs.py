@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from backstop.cli import emit
+from backstop.errors import Conflict
 from backstop.names import check_backup_id, check_bucket, check_percent, parse_time
 from backstop.report import text_table
 
@@ -27,6 +28,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--object", action="append", help="object name, or prefix ending in '/' (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace objects whose content differs")
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    p.add_argument("--yes", action="store_true", help="approve overwriting objects in the original bucket")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=restore)
 
@@ -53,8 +55,11 @@ def restore(args: argparse.Namespace) -> int:
         check_backup_id(args.backup_id)
     if args.before:
         parse_time(args.before)
+    if args.overwrite and not args.dry_run and not args.yes and (args.target or args.bucket) == args.bucket:
+        raise Conflict(f"--overwrite into the original bucket gs://{args.bucket} needs --yes (or use --dry-run first)")
     summary = restore_gcs(
-        args.bucket, args.backup_id, args.before, args.target, args.object, args.overwrite, args.dry_run, args.settings
+        args.bucket, args.backup_id, args.before, args.target, args.object, args.overwrite, args.dry_run,
+        approved=args.yes, settings_block=args.settings,
     )
     emit(args, summary, text_table([summary]))
     return 0

@@ -108,3 +108,16 @@ def test_restore_flow_dry_run_changes_nothing(gcs: Any, saved_settings: str) -> 
     summary = restore_gcs(source, dry_run=True, settings_block=saved_settings)
     assert summary["created"] == 1 and summary["dry_run"] is True
     assert gcs.bucket(source).get_blob("p1/o 1.txt") is None
+
+
+def test_overwriting_the_original_needs_yes(gcs: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = seed(gcs, 4)
+    backup_gcs([source], settings_block=saved_settings)
+    gcs.bucket(source).blob("p2/o 2.txt").upload_from_string(b"edited")
+    argv = ["--settings", saved_settings, "restore", "gcs", "--bucket", source, "--overwrite"]
+    assert main(argv) == 2
+    assert "needs --yes" in capsys.readouterr().err
+    assert gcs.bucket(source).blob("p2/o 2.txt").download_as_bytes() == b"edited"
+    assert main([*argv, "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overwritten"] == 1
+    assert gcs.bucket(source).blob("p2/o 2.txt").download_as_bytes() == b"object 2"

@@ -1,0 +1,120 @@
+"""`backstop drill`, `backstop health`, `backstop bootstrap` and `backstop deploy`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from backstop.cli import emit
+from backstop.errors import ObjectiveBreached
+from backstop.report import text_table
+
+
+def register(verbs: Any, groups: dict[str, Any]) -> None:
+    p = verbs.add_parser(
+        "drill", help="restore the latest validated backups into scratch targets, verify, time"
+    )
+    p.add_argument("--component", action="append", help="component to drill (repeatable; default: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=drill)
+
+    p = verbs.add_parser("health", help="backup age against RPO, last drill against RTO, recent failures")
+    p.add_argument("--trend", type=int, default=5, help="newest backups per source in the trend table")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=health)
+
+    p = verbs.add_parser(
+        "bootstrap", help="register block types, save default settings, create the work pool"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=bootstrap)
+
+    p = verbs.add_parser("deploy", help="bootstrap, deploy prefect.yaml, create the alert automations")
+    p.add_argument("--no-automations", action="store_true", help="skip the automations")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=deploy)
+
+
+def drill(args: argparse.Namespace) -> int:
+    """Run the restore-drill flow; on failure show the drills it recorded, then the error."""
+    from tasks.component import get_component
+
+    for name in args.component or []:
+        get_component(name)  # InvalidInput names the known components
+    from flows.drill import DRILL_COLUMNS, restore_drill
+
+    began = datetime.now(UTC)
+    try:
+        rows = restore_drill(args.component, settings_block=args.settings)
+    except ObjectiveBreached:
+        rows = _drills_since(args, began)
+        emit(args, rows, text_table(rows, DRILL_COLUMNS))
+        raise
+    emit(
+        args, rows, text_table(rows, DRILL_COLUMNS) if rows else "nothing to drill: no backups in the catalog"
+    )
+    return 0
+
+
+def _drills_since(args: argparse.Namespace, began: datetime) -> list[dict[str, Any]]:
+    from blocks.settings import load_settings
+    from tasks.context import open_store
+    from tasks.drill import list_drills
+
+    store = open_store(load_settings(args.settings))
+    wanted = set(args.component or [])
+    return [
+        d.row()
+        for d in list_drills(store, on_damaged=lambda _: None)
+        if d.started_at >= began and (not wanted or d.component in wanted)
+    ]
+
+
+def health(args: argparse.Namespace) -> int:
+    """Read the catalog and print every source's health (read-only, no flow run); exit 2 on a breach."""
+    from backstop.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
+    from blocks.settings import load_settings
+    from flows.health import expected_sources
+    from tasks.context import open_store
+    from tasks.drill import list_drills
+
+    settings = load_settings(args.settings)
+    store = open_store(settings)
+    damaged: list[str] = []
+    manifests = store.list_manifests(on_damaged=damaged.append)
+    drills = list_drills(store, on_damaged=damaged.append)
+    rows = health_rows(
+        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings)
+    )
+    trend = trend_rows(manifests, args.trend)
+    data: dict[str, Any] = {"health": [r.row() for r in rows], "trend": trend, "damaged": damaged}
+    parts = [text_table(data["health"], HEALTH_COLUMNS[:-1]), text_table(trend)]
+    problems = [f"  {r.component}/{r.source}: {p}" for r in rows for p in r.problems]
+    if problems:
+        parts.append("problems:\n" + "\n".join(problems))
+    parts += [f"damaged: {d}" for d in damaged]
+    text = "\n\n".join(parts)
+    emit(args, data, text)
+    breached = breaches(rows)
+    if breached:
+        raise ObjectiveBreached(f"{len(breached)} source(s) breach an objective: " + " | ".join(breached))
+    return 0
+
+
+def bootstrap(args: argparse.Namespace) -> int:
+    from deployments.bootstrap import bootstrap as run_bootstrap
+
+    result = run_bootstrap(args.settings)
+    emit(args, result, "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def deploy(args: argparse.Namespace) -> int:
+    from deployments.bootstrap import deploy as run_deploy
+
+    result = run_deploy(args.settings, os.environ.get("PREFECT_API_URL"), automations=not args.no_automations)
+    shown = {k: v for k, v in result.items() if k != "deploy_output"}
+    emit(args, result, "\n".join(f"{k}: {v}" for k, v in shown.items()))
+    return 0

@@ -1,0 +1,107 @@
+"""Health report flow: every source against its RPO and RTO, recent failures, and a trend table.
+
+Reads the catalog only (manifests and drill records). The run fails with ObjectiveBreached when a
+source has no validated backup within its RPO or its last drill failed / exceeded its RTO, so the
+failure hooks and automations alert.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from backstop.errors import ObjectiveBreached
+from backstop.manifest import BackupManifest
+from backstop.objectives import HEALTH_COLUMNS, HealthRow, breaches, health_rows, trend_rows
+from backstop.report import human_bytes, markdown_table
+from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
+from flows.hooks import HOOKS
+from tasks.context import open_store
+from tasks.drill import DrillResult, list_drills
+from tasks.store import BackupStore
+
+
+def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:
+    """Sources the settings schedule for backup (a source never backed up must still show up)."""
+    return [("gcs", s) for s in settings.gcs_sources] + [("bigquery", d) for d in settings.bigquery_datasets]
+
+
+@task(name="read-catalog", cache_policy=NO_CACHE)
+def read_catalog(store: BackupStore) -> tuple[list[BackupManifest], list[DrillResult], list[str]]:
+    """Every manifest and drill record, plus the damaged ones as problems (never hiding the others)."""
+    damaged: list[str] = []
+    manifests = store.list_manifests(on_damaged=damaged.append)
+    drills = list_drills(store, on_damaged=damaged.append)
+    get_run_logger().info(
+        "catalog: %d manifest(s), %d drill record(s), %d damaged", len(manifests), len(drills), len(damaged)
+    )
+    return manifests, drills, damaged
+
+
+def render(rows: list[HealthRow], trend: list[dict[str, Any]], damaged: list[str]) -> str:
+    """The markdown report."""
+    breached = [r for r in rows if r.status == "breach"]
+    head = (
+        f"**{len(breached)} of {len(rows)} source(s) breach an objective**"
+        if breached
+        else f"**all {len(rows)} source(s) healthy**"
+    )
+    trend_md = [dict(r, size=human_bytes(r["bytes"])) for r in trend]
+    parts = [
+        "# Backstop health",
+        head,
+        "## Objectives",
+        markdown_table([r.row() for r in rows], HEALTH_COLUMNS),
+        "## Trend (newest backups first)",
+        markdown_table(
+            trend_md,
+            ["component", "source", "backup_id", "status", "seconds", "entries", "size", "size_change_pct"],
+        ),
+    ]
+    if damaged:
+        parts += ["## Damaged catalog records", "\n".join(f"- {d}" for d in damaged)]
+    return "\n\n".join(parts) + "\n"
+
+
+@flow(name="health-report", **HOOKS)
+def health_report(settings_block: str = DEFAULT_BLOCK_NAME, trend_runs: int = 10) -> list[dict[str, Any]]:
+    """Report every source's backup age against its RPO and last drill against its RTO.
+
+    Args:
+        settings_block: name of the Backstop settings block.
+        trend_runs: how many of the newest backups per source the trend table shows.
+
+    Returns:
+        One health row per component / source.
+
+    Raises:
+        ObjectiveBreached: when any source breaches its RPO or RTO.
+    """
+    logger = get_run_logger()
+    settings = load_settings(settings_block)
+    store = open_store(settings)
+    manifests, drills, damaged = read_catalog(store)
+    rows = health_rows(
+        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings)
+    )
+    trend = trend_rows(manifests, trend_runs)
+    table = [r.row() for r in rows]
+    create_table_artifact(
+        key="health", table=table or [{"status": "no sources"}], description="Backstop health"
+    )
+    create_table_artifact(
+        key="health-trend", table=trend or [{"status": "no backups"}], description="Backup trend"
+    )
+    create_markdown_artifact(
+        key="health-report", markdown=render(rows, trend, damaged), description="Backstop health"
+    )
+    for row in rows:
+        logger.info("%s %s/%s %s", row.status.upper(), row.component, row.source, "; ".join(row.problems))
+    breached = breaches(rows)
+    if breached:
+        raise ObjectiveBreached(f"{len(breached)} source(s) breach an objective: " + " | ".join(breached))
+    return table

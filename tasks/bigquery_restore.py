@@ -1,0 +1,377 @@
+"""Validate and restore BigQuery backups (the BigQuery component's second half)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from backstop.errors import Conflict, NotFound
+from backstop.manifest import BackupManifest, ManifestEntry
+from backstop.names import check_dataset, check_table
+from blocks.settings import BackstopSettings
+from tasks import bigquery_io as bqio
+from tasks.bigquery import DATASET_ENTRY, NAME, clients
+from tasks.bigquery_schema import (
+    geography_columns,
+    retarget_sql,
+    row_hashes,
+    sample_mask,
+    schema_fingerprint,
+    schema_from_json,
+    schema_to_json,
+    view_order,
+)
+from tasks.catalog import record_validation, verify_stored
+from tasks.component import RestoreReport
+from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors
+
+
+# -- validate ------------------------------------------------------------------------------
+def parts_of(manifest: BackupManifest, entry: ManifestEntry) -> list[ManifestEntry]:
+    """The Parquet part entries of a table entry, in order (the table entry itself first)."""
+    more = [
+        e
+        for e in manifest.entries
+        if e.metadata.get("kind") == "part" and e.metadata.get("table") == entry.name
+    ]
+    return [entry, *sorted(more, key=lambda e: e.stored_key)]
+
+
+def table_rows(entry: ManifestEntry) -> int:
+    return int(entry.metadata.get("table_rows", entry.rows or 0))
+
+
+def validate_table(
+    settings: BackstopSettings,
+    store: BackupStore,
+    manifest: BackupManifest,
+    entry: ManifestEntry,
+    percent: float,
+) -> list[str]:
+    """Problems of one table's backup: Parquet rows (file footers), source rows at backup time, schema,
+    and a content sample re-read from the Parquet files compared with the source."""
+    if entry.metadata.get("kind") != "table":
+        return []
+    client, read_client = clients(settings)
+    project, dataset, name = settings.project, manifest.source, entry.name
+    problems: list[str] = []
+    parts = parts_of(manifest, entry)
+    with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
+        paths = []
+        for part in parts:
+            try:
+                if percent > 0:  # the sample reads the data, so fetch the file once
+                    path = os.path.join(directory, os.path.basename(part.stored_key))
+                    store.get_file(part.stored_key, path)
+                    paths.append(path)
+                    file_rows = bqio.parquet_rows(path)
+                else:
+                    file_rows = bqio.remote_parquet_rows(store, part.stored_key, part.size)
+            except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer
+                problems.append(
+                    f"table {name!r}: Parquet file {store.where(part.stored_key)} unreadable ({exc})"
+                )
+                continue
+            if file_rows != part.rows:
+                problems.append(
+                    f"table {name!r}: Parquet file {store.where(part.stored_key)} holds {file_rows} rows, "
+                    f"manifest says {part.rows}"
+                )
+        total = sum(p.rows or 0 for p in parts)
+        if total != table_rows(entry):
+            problems.append(
+                f"table {name!r}: part files hold {total} rows, manifest says {table_rows(entry)}"
+            )
+        try:
+            with converted_errors(f"BigQuery table {project}.{dataset}.{name}"):
+                table = client.get_table(f"{project}.{dataset}.{name}", timeout=TIMEOUT, retry=RETRY)
+        except NotFound:
+            return [
+                *problems,
+                f"table {name!r}: no longer exists in {project}.{dataset}; source checks skipped",
+            ]
+        if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
+            problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
+        at_backup = bqio.count_as_of(client, project, dataset, name, manifest.started_at)
+        if at_backup is not None and at_backup != table_rows(entry):
+            problems.append(
+                f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"
+            )
+        if percent > 0 and not problems:
+            problems += _compare_sample(read_client, project, dataset, entry, paths, percent, manifest)
+    return problems
+
+
+def _compare_sample(
+    read_client: Any,
+    project: str,
+    dataset: str,
+    entry: ManifestEntry,
+    paths: list[str],
+    percent: float,
+    manifest: Any,
+) -> list[str]:
+    geo = geography_columns(entry.metadata["schema"])
+    backed_up = [
+        h[sample_mask(h, percent)] for path in paths for h in map(row_hashes, bqio.parquet_batches(path))
+    ]
+    source = [
+        h[sample_mask(h, percent)]
+        for h in map(
+            row_hashes, bqio.read_batches(read_client, project, dataset, entry.name, manifest.started_at, geo)
+        )
+    ]
+    mine = np.sort(np.concatenate(backed_up)) if backed_up else np.array([], dtype=np.uint64)
+    theirs = np.sort(np.concatenate(source)) if source else np.array([], dtype=np.uint64)
+    if mine.size != theirs.size or not np.array_equal(mine, theirs):
+        only_backup = np.setdiff1d(mine, theirs).size
+        only_source = np.setdiff1d(theirs, mine).size
+        return [
+            f"table {entry.name!r}: sampled rows differ from the source ({mine.size} sampled in the backup, "
+            f"{theirs.size} in the source; {only_backup} only in the backup, {only_source} only in the source)"
+        ]
+    return []
+
+
+def validate_backup(
+    settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
+) -> BackupManifest:
+    """Validate every stored file and table of `manifest`; record the outcome (raises ValidationFailed)."""
+    problems, read_back = verify_stored(store, manifest, sample_percent)
+    damaged = {p.split("'")[1].split("/")[0] for p in problems if "'" in p}
+    for entry in manifest.entries:
+        if entry.name not in damaged:
+            problems += validate_table(settings, store, manifest, entry, sample_percent)
+    return record_validation(store, manifest, problems, len(manifest.entries), read_back)
+
+
+# -- restore -------------------------------------------------------------------------------
+def plan_restore(
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    target: str,
+    only: list[str] | None,
+    overwrite: bool,
+    schema_only: bool,
+    dataset_exists: bool = True,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ordered actions of a restore (tables, then views in dependency order) and the conflicts.
+
+    A conflict is a non-empty table at the target that the restore would replace without `overwrite`.
+    """
+    client, _ = clients(settings)
+    project = settings.project
+    by_name = {e.name: e for e in manifest.entries if e.name != DATASET_ENTRY}
+    if only:
+        missing = [check_table(t) for t in only if t not in by_name]
+        if missing:
+            raise NotFound(
+                f"table(s) {', '.join(missing)} not in backup {manifest.backup_id} of {manifest.source}"
+            )
+        by_name = {n: by_name[n] for n in only}
+    existing: set[str] = set()
+    if dataset_exists:
+        with converted_errors(f"BigQuery dataset {project}.{target}"):
+            listed = client.list_tables(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY)
+            existing = {t.table_id for t in listed}
+    actions: list[dict[str, Any]] = []
+    conflicts = []
+    tables = sorted(n for n, e in by_name.items() if e.metadata.get("kind") == "table")
+    views = view_order(
+        {n: e.metadata.get("view_query") or e.metadata.get("mview_query") or "" for n, e in by_name.items()
+         if e.metadata.get("kind") == "view"},
+        manifest.source,
+    )  # fmt: skip
+    for name in tables + views:
+        entry = by_name[name]
+        state = "absent"
+        if name in existing:
+            with converted_errors(f"BigQuery table {project}.{target}.{name}"):
+                current = client.get_table(f"{project}.{target}.{name}", timeout=TIMEOUT, retry=RETRY)
+            state = "non-empty" if _has_rows(client, current) else "empty"
+            if state == "non-empty" and not overwrite:
+                conflicts.append(name)
+        kind = entry.metadata["kind"]
+        load = kind == "table" and not schema_only and table_rows(entry) > 0
+        verb = "refuse (non-empty)" if name in conflicts else "replace" if state != "absent" else "create"
+        actions.append({"table": name, "kind": kind, "target": f"{project}.{target}.{name}", "existing": state,
+                        "action": verb + (" + load" if load else ""), "rows": table_rows(entry) if load else 0})  # fmt: skip
+    return actions, conflicts
+
+
+def _has_rows(client: Any, table: Any) -> bool:
+    """num_rows, or one row read (num_rows leaves out streaming buffers, and some services lag)."""
+    if table.table_type in ("VIEW", "MATERIALIZED_VIEW"):
+        return False
+    if (table.num_rows or 0) > 0:
+        return True
+    with converted_errors(f"BigQuery table {table.full_table_id}"):
+        rows = client.list_rows(table, max_results=1, timeout=TIMEOUT, retry=RETRY)
+        return any(True for _ in rows)
+
+
+def ensure_dataset(client: Any, project: str, target: str, meta: dict[str, Any], same: bool) -> bool:
+    """Create the target dataset from the saved metadata if missing; returns True when created."""
+    from google.cloud import bigquery
+
+    with converted_errors(f"BigQuery dataset {project}.{target}"):
+        if _exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY)):
+            return False
+        ds = bigquery.Dataset(f"{project}.{target}")
+        ds.labels = meta.get("labels") or {}
+        ds.description = meta.get("description")
+        ds.location = meta.get("location") or client.location
+        ds.default_table_expiration_ms = meta.get("default_table_expiration_ms")
+        ds.default_partition_expiration_ms = meta.get("default_partition_expiration_ms")
+        if same and meta.get("access_entries"):
+            ds.access_entries = [bigquery.AccessEntry.from_api_repr(e) for e in meta["access_entries"]]
+        client.create_dataset(ds, exists_ok=True, timeout=TIMEOUT, retry=RETRY)
+    return True
+
+
+def _exists(fn: Any) -> bool:
+    try:
+        fn()
+    except NotFound:
+        return False
+    except Exception as exc:
+        from google.api_core import exceptions as gexc
+
+        if isinstance(exc, gexc.NotFound):
+            return False
+        raise
+    return True
+
+
+def build_table(project: str, target: str, name: str, meta: dict[str, Any], source: str) -> Any:
+    """A Table object recreated from the saved metadata (views get retargeted SQL)."""
+    from google.cloud import bigquery
+
+    table = bigquery.Table(f"{project}.{target}.{name}")
+    if meta["kind"] == "view":
+        if meta.get("mview_query"):
+            table.mview_query = retarget_sql(meta["mview_query"], source, target, project)
+        else:
+            table.view_query = retarget_sql(meta.get("view_query") or "", source, target, project)
+    else:
+        table.schema = schema_from_json(meta["schema"])
+        if meta.get("time_partitioning"):
+            table.time_partitioning = bigquery.TimePartitioning.from_api_repr(meta["time_partitioning"])
+        if meta.get("range_partitioning"):
+            table._properties["rangePartitioning"] = meta["range_partitioning"]
+        table.clustering_fields = meta.get("clustering_fields")
+        if meta.get("require_partition_filter"):
+            table.require_partition_filter = True
+    table.labels = meta.get("labels") or {}
+    table.description = meta.get("description")
+    table.friendly_name = meta.get("friendly_name")
+    return table
+
+
+def restore_backup(
+    settings: BackstopSettings,
+    store: BackupStore,
+    manifest: BackupManifest,
+    target: str | None = None,
+    only: list[str] | None = None,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    schema_only: bool = False,
+) -> RestoreReport:
+    """Restore `manifest` into dataset `target` (default: the source dataset)."""
+    start = time.monotonic()
+    client, _ = clients(settings)
+    project, target = settings.project, check_dataset(target or manifest.source)
+    report = RestoreReport(NAME, manifest.source, manifest.backup_id, target, dry_run=dry_run)
+    dataset_meta = next((e.metadata for e in manifest.entries if e.name == DATASET_ENTRY), {})
+    exists = _exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY))
+    actions, report.conflicts = plan_restore(settings, manifest, target, only, overwrite, schema_only, exists)
+    report.actions = (
+        [] if exists else [{"dataset": f"{project}.{target}", "action": "create dataset"}]
+    ) + actions
+    if report.conflicts and not dry_run:
+        raise Conflict(
+            f"restore would overwrite non-empty table(s) {', '.join(report.conflicts)} in {project}.{target}: "
+            "pass overwrite=True (--overwrite) or restore to another dataset (--target)"
+        )
+    if dry_run:
+        report.seconds = time.monotonic() - start
+        return report
+    ensure_dataset(client, project, target, dataset_meta, same=target == manifest.source)
+    by_name = {e.name: e for e in manifest.entries}
+    for action in report.actions:
+        if "table" not in action:
+            continue
+        entry = by_name[action["table"]]
+        restore_table(settings, store, entry, target, manifest.source, replace=action["existing"] != "absent",
+                      load=action["rows"] > 0, parts=parts_of(manifest, entry))  # fmt: skip
+        if action["existing"] == "absent":
+            report.created += 1
+        else:
+            report.overwritten += 1
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def restore_table(
+    settings: BackstopSettings,
+    store: BackupStore,
+    entry: ManifestEntry,
+    target: str,
+    source: str,
+    replace: bool = False,
+    load: bool = True,
+    parts: list[ManifestEntry] | None = None,
+) -> int:
+    """Recreate one table or view from its entry, then load its Parquet part files; returns rows loaded."""
+    client, _ = clients(settings)
+    project = settings.project
+    ref = f"{project}.{target}.{entry.name}"
+    with converted_errors(f"BigQuery table {ref}"):
+        if replace:
+            client.delete_table(ref, not_found_ok=True, timeout=TIMEOUT, retry=RETRY)
+        client.create_table(
+            build_table(project, target, entry.name, entry.metadata, source), timeout=TIMEOUT, retry=RETRY
+        )
+    if not load or entry.metadata["kind"] != "table":
+        return 0
+    loaded = 0
+    for part in parts or [entry]:
+        path = bqio.temp_path()
+        try:
+            store.get_file(part.stored_key, path)
+            loaded += bqio.load_parquet(client, path, ref)
+        finally:
+            os.unlink(path)
+    return loaded
+
+
+def verify_restored(settings: BackstopSettings, manifest: BackupManifest, target: str) -> list[str]:
+    """Differences between the restored dataset `target` and the backup: row counts and content digests."""
+    client, read_client = clients(settings)
+    project = settings.project
+    problems = []
+    for entry in manifest.entries:
+        if entry.metadata.get("kind") != "table":
+            continue
+        geo = geography_columns(entry.metadata["schema"])
+        try:
+            digest = bqio.table_digest(read_client, project, target, entry.name, geo)
+        except NotFound:
+            problems.append(f"table {entry.name!r}: missing in {project}.{target}")
+            continue
+        if digest.rows != table_rows(entry):
+            problems.append(
+                f"table {entry.name!r}: {digest.rows} rows restored, backup holds {table_rows(entry)}"
+            )
+        elif entry.metadata.get("content_digest") not in (
+            None,
+            digest.hexdigest,
+        ):  # extract backups have none
+            problems.append(f"table {entry.name!r}: restored content differs from the backup (content hash)")
+    return problems

@@ -1,0 +1,282 @@
+"""Pure helpers of the BigQuery component: schema JSON, fingerprints, view order, row hashes, WKB.
+
+No I/O here, so all of it is unit-tested without an emulator.
+
+Row hashes are order-independent content checks: every row gets a 64-bit hash of its values
+(vectorised with pandas where the column is a plain scalar, canonical JSON text otherwise); a
+table's digest is the row count plus the sum and the xor of its row hashes, so two tables with the
+same multiset of rows have the same digest whatever order a reader returns them in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from backstop.errors import InvalidInput
+
+# Legacy and standard SQL names of the same type, so fingerprints do not change with the spelling.
+_TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
+_MASK64 = (1 << 64) - 1
+
+
+def schema_to_json(fields: Iterable[Any]) -> list[dict[str, Any]]:
+    """SchemaFields as their API JSON (modes, nested fields, descriptions, policy tags, defaults)."""
+    return [field.to_api_repr() for field in fields]
+
+
+def schema_from_json(data: list[dict[str, Any]]) -> list[Any]:
+    """The SchemaFields described by `schema_to_json` output."""
+    from google.cloud.bigquery import SchemaField
+
+    return [SchemaField.from_api_repr(item) for item in data]
+
+
+def _canonical_field(field: dict[str, Any]) -> dict[str, Any]:
+    kind = str(field.get("type", "")).upper()
+    return {
+        "name": str(field["name"]).lower(),
+        "type": _TYPE_ALIASES.get(kind, kind),
+        "mode": str(field.get("mode") or "NULLABLE").upper(),
+        "fields": [_canonical_field(f) for f in field.get("fields") or []],
+    }
+
+
+def schema_fingerprint(schema: list[dict[str, Any]]) -> str:
+    """SHA-256 of the schema's names, types, modes and nesting (descriptions do not count)."""
+    body = json.dumps([_canonical_field(f) for f in schema], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def geography_columns(schema: list[dict[str, Any]]) -> list[str]:
+    """Top-level GEOGRAPHY columns (written to Parquet as WKT text, as BigQuery exports them)."""
+    return [f["name"] for f in schema if str(f.get("type", "")).upper() == "GEOGRAPHY"]
+
+
+def view_order(views: dict[str, str], dataset: str) -> list[str]:
+    """Views ordered so that each comes after the views of `dataset` it reads.
+
+    Args:
+        views: view name -> SQL text.
+        dataset: the dataset the views live in (references may be `ds.v` or `project.ds.v`).
+
+    Raises:
+        InvalidInput: the views reference each other in a cycle.
+    """
+    deps: dict[str, set[str]] = {}
+    for name, sql in views.items():
+        found = set()
+        for other in views:
+            if other == name:
+                continue
+            pattern = rf"(?<![\w$-]){re.escape(dataset)}`?\.`?{re.escape(other)}(?![\w$-])"
+            if re.search(pattern, sql) or re.search(
+                rf"`[^`]*\.{re.escape(dataset)}\.{re.escape(other)}`", sql
+            ):
+                found.add(other)
+        deps[name] = found
+    ordered: list[str] = []
+    done: set[str] = set()
+    visiting: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            raise InvalidInput(
+                f"views of dataset {dataset!r} reference each other in a cycle: {' -> '.join(path)}"
+            )
+        visiting.add(name)
+        for dep in sorted(deps[name]):
+            visit(dep, [*path, dep])
+        visiting.discard(name)
+        done.add(name)
+        ordered.append(name)
+
+    for name in sorted(views):
+        visit(name, [name])
+    return ordered
+
+
+def retarget_sql(sql: str, source: str, target: str, project: str) -> str:
+    """Point references to dataset `source` in a view's SQL at dataset `target`."""
+    if source == target:
+        return sql
+    sql = re.sub(rf"(?<![\w-]){re.escape(project)}\.{re.escape(source)}\.", f"{project}.{target}.", sql)
+    sql = re.sub(rf"`{re.escape(project)}`\.`{re.escape(source)}`\.", f"`{project}`.`{target}`.", sql)
+    return re.sub(rf"(?<![\w.`-])(`?){re.escape(source)}(`?)\.", rf"\g<1>{target}\g<2>.", sql)
+
+
+# -- GEOGRAPHY: the emulator's Storage Read API returns WKB; BigQuery loads and exports WKT ----
+_WKB_NAMES = {1: "POINT", 2: "LINESTRING", 3: "POLYGON", 4: "MULTIPOINT", 5: "MULTILINESTRING", 6: "MULTIPOLYGON",
+              7: "GEOMETRYCOLLECTION"}  # fmt: skip
+
+
+def _num(value: float) -> str:
+    return repr(float(value)).removesuffix(".0") if float(value).is_integer() else repr(float(value))
+
+
+def wkb_to_wkt(data: bytes) -> str:
+    """Well-known binary (2D, either byte order) to well-known text."""
+    text, _ = _read_geometry(memoryview(data), 0)
+    return text
+
+
+def _read_geometry(buf: memoryview, pos: int) -> tuple[str, int]:
+    order = "<" if buf[pos] == 1 else ">"
+    (kind,) = struct.unpack_from(order + "I", buf, pos + 1)
+    pos += 5
+    kind %= 1000
+    name = _WKB_NAMES.get(kind)
+    if name is None:
+        raise InvalidInput(f"unsupported WKB geometry type {kind}")
+
+    def point(p: int) -> tuple[str, int]:
+        x, y = struct.unpack_from(order + "dd", buf, p)
+        return f"{_num(x)} {_num(y)}", p + 16
+
+    def ring(p: int) -> tuple[str, int]:
+        (count,) = struct.unpack_from(order + "I", buf, p)
+        p += 4
+        coords = []
+        for _ in range(count):
+            c, p = point(p)
+            coords.append(c)
+        return "(" + ", ".join(coords) + ")", p
+
+    if kind == 1:
+        x, y = struct.unpack_from(order + "dd", buf, pos)
+        if x != x and y != y:
+            return "POINT EMPTY", pos + 16
+        body, pos = point(pos)
+        return f"POINT({body})", pos
+    if kind == 2:
+        body, pos = ring(pos)
+        return f"LINESTRING{body}", pos
+    (count,) = struct.unpack_from(order + "I", buf, pos)
+    pos += 4
+    parts = []
+    for _ in range(count):
+        if kind == 3:
+            part, pos = ring(pos)
+        else:
+            part, pos = _read_geometry(buf, pos)
+            if kind in (4, 5, 6):
+                part = part[part.index("(") :]
+        parts.append(part)
+    if not parts:
+        return f"{name} EMPTY", pos
+    return f"{name}(" + ", ".join(parts) + ")", pos
+
+
+def normalize_batch(batch: pa.RecordBatch, geography: list[str]) -> pa.RecordBatch:
+    """GEOGRAPHY columns given as WKB binary become WKT strings; everything else is kept."""
+    names = batch.schema.names
+    if not any(name in names and pa.types.is_binary(batch.schema.field(name).type) for name in geography):
+        return batch
+    columns, fields = [], []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if field.name in geography and pa.types.is_binary(field.type):
+            column = pa.array([None if v is None else wkb_to_wkt(v) for v in column.to_pylist()], pa.string())
+            field = pa.field(field.name, pa.string(), field.nullable)
+        columns.append(column)
+        fields.append(field.remove_metadata())
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+# -- row hashes ----------------------------------------------------------------------------
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, bytes):
+        return "b64:" + value.hex()
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+_NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _column_hash(column: pa.Array) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    kind = column.type
+    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
+        if pa.types.is_date32(kind):
+            column = column.cast(pa.int32())
+        elif pa.types.is_temporal(kind):
+            column = column.view(pa.int64()) if kind.bit_width == 64 else column.view(pa.int32())
+        ints = pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        # the type family salts the hash: DATE 1 and INT64 1 in the same column position must differ
+        values = pd.util.hash_array(ints) + np.uint64(hash_kind(kind))
+    elif pa.types.is_floating(kind):
+        floats = (
+            pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+        )
+        floats = np.where(np.isnan(floats), np.float64("nan"), floats) + 0.0  # one NaN, and -0.0 == 0.0
+        values = pd.util.hash_array(floats.view(np.uint64))
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        texts = pc.fill_null(column, "").to_numpy(zero_copy_only=False).astype(object)
+        values = pd.util.hash_array(texts, categorize=False)
+    else:
+        texts = np.array(
+            [json.dumps(_canonical(v), sort_keys=True, default=str) for v in column.to_pylist()], dtype=object
+        )
+        values = pd.util.hash_array(texts, categorize=False)
+    return np.where(nulls, _NULL_HASH, np.asarray(values, dtype=np.uint64))
+
+
+def hash_kind(kind: pa.DataType) -> int:
+    """A small stable number per Arrow type family (so equal integers of different types differ)."""
+    return int(hashlib.sha256(str(kind).split("[")[0].encode()).hexdigest()[:8], 16)
+
+
+def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """One 64-bit hash per row over all columns (column order and names count)."""
+    rows = batch.num_rows
+    result = np.full(rows, np.uint64(len(batch.schema)), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            salt = np.uint64(int(hashlib.sha256(name.encode()).hexdigest()[:16], 16))
+            result = result * np.uint64(1_000_003) ^ (_column_hash(column) + salt)
+    return result
+
+
+@dataclass
+class TableDigest:
+    """Order-independent content digest of a table: count, sum and xor of its row hashes."""
+
+    rows: int = 0
+    total: int = 0
+    xor: int = 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        self.rows += int(hashes.size)
+        with np.errstate(over="ignore"):
+            self.total = (self.total + int(hashes.sum(dtype=np.uint64))) & _MASK64
+        if hashes.size:
+            self.xor ^= int(np.bitwise_xor.reduce(hashes))
+
+    @property
+    def hexdigest(self) -> str:
+        return f"{self.rows}:{self.total:016x}:{self.xor:016x}"
+
+
+def sample_mask(hashes: np.ndarray, percent: float) -> np.ndarray:
+    """Rows chosen for a content sample: the same rows whatever order they are read in."""
+    return np.asarray(hashes % np.uint64(10_000) < np.uint64(round(percent * 100)), dtype=bool)
