@@ -21,6 +21,7 @@ from backstop.errors import BackstopError, InvalidInput
 COMMAND_MODULES = [
     "backstop.commands.core",
     "backstop.commands.gcs",
+    "backstop.commands.composer",
     "backstop.commands.configs",
     "backstop.commands.gke",
     "backstop.commands.bigquery",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+from backstop.secretbox import DEFAULT_SECRET_PATTERNS
 
 DEFAULT_EXCLUDE = ["**/.git/**", "**/__pycache__/**", "*.pyc", "**/.terraform/**"]
 
@@ -46,3 +50,34 @@ class TierSettings(BaseModel):
         default=None, ge=1, description="Delete at this age (off by default: retention decides)."
     )
     components: list[str] = Field(default_factory=lambda: list(DEFAULT_COMPONENTS))
+
+
+class ComposerSettings(BaseModel):
+    """Composer settings (the `composer` field of BackstopSettings)."""
+
+    environments: list[str] = Field(
+        default_factory=list, description="projects/P/locations/L/environments/E names."
+    )
+    airflow_auth_block: str | None = Field(
+        default=None, description="Secret block holding the Airflow API user:password."
+    )
+    secrets_mode: Literal["encrypt", "reference"] = Field(
+        default="encrypt", description="Encrypt secrets or keep references."
+    )
+    encryption_key_block: str | None = Field(
+        default=None, description="Secret block holding the encryption key."
+    )
+    secret_variable_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SECRET_PATTERNS),
+        description="Variables and env variables whose names match are secret.",
+    )
+    snapshot: bool = Field(
+        default=False, description="Also save a Composer snapshot with each config backup."
+    )
+    snapshot_location: str | None = Field(
+        default=None, description="gs:// folder for snapshots (default: the environment bucket)."
+    )
+    airflow_python: str | None = Field(
+        default=None,
+        description="Python of a venv with apache-airflow: validation then also loads the DAGs with DagBag.",
+    )

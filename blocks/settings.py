@@ -12,7 +12,7 @@ from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
 
 from backstop.errors import ConfigError
-from blocks.components import ConfigsSettings, TierSettings
+from blocks.components import ComposerSettings, ConfigsSettings, TierSettings
 from tasks.gke_plans import GkeSettings
 
 DEFAULT_BLOCK_NAME = "default"
@@ -81,6 +81,9 @@ class BackstopSettings(Block):
     )
     configs: ConfigsSettings = Field(default_factory=ConfigsSettings, description="Configuration file sources.")
     tiers: TierSettings = Field(default_factory=TierSettings, description="Storage-class tiers of backup objects.")
+    composer: ComposerSettings = Field(
+        default_factory=ComposerSettings, description="Cloud Composer environments, Airflow auth and secrets handling."
+    )
     gke: GkeSettings | None = Field(default=None, description="Backup for GKE clusters and thresholds.")
     notify_block: str | None = Field(
         default=None, description="Name of a notification block (e.g. 'slack-webhook/ops') for failures."

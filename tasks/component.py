@@ -96,6 +96,7 @@ class Component(Protocol):
 
 COMPONENTS: dict[str, str] = {
     "gcs": "tasks.gcs:COMPONENT",
+    "composer": "tasks.composer:COMPONENT",
     "configs": "tasks.configs:COMPONENT",
     "gke": "tasks.gke:COMPONENT",
     "bigquery": "tasks.bigquery:COMPONENT",

@@ -36,7 +36,7 @@ from backstop.retention import (
     ref_of,
     unreferenced_pool,
 )
-from tasks.store import BackupStore
+from tasks.store import INPROGRESS_PREFIX, BackupStore
 
 DEFAULT_GRACE_HOURS = 48.0
 
@@ -147,6 +147,28 @@ def remove_manifests(
     return gone
 
 
+# Components whose manifests may reference another component's pool.
+POOL_SHARERS: dict[str, tuple[str, ...]] = {"gcs": ("composer",)}
+
+
+def sharer_manifests(store: BackupStore, component: str, damaged: list[str]) -> list[BackupManifest]:
+    """Manifests of the components that may reference `component`'s pool."""
+    return [
+        m
+        for other in POOL_SHARERS.get(component, ())
+        for m in store.list_manifests(other, on_damaged=damaged.append)
+    ]
+
+
+def running_sharers(store: BackupStore, component: str) -> set[str]:
+    """In-progress backups of the components that may reuse `component`'s pool objects."""
+    return {
+        key.rsplit("/", 1)[-1]
+        for other in POOL_SHARERS.get(component, ())
+        for key in store.list(f"{INPROGRESS_PREFIX}{other}/")
+    }
+
+
 def sweep(
     store: BackupStore,
     component: str,
@@ -178,8 +200,11 @@ def sweep(
         return
     listed_pool = store.list(f"pool/{component}/{source}/")
     # A backup that began (or even committed) while we listed may use pool objects: look again.
-    running = set(store.in_progress(component, source))
+    # Other components share the pool (Composer copies its environment bucket through it), so
+    # their manifests and running backups count too.
+    running = set(store.in_progress(component, source)) | running_sharers(store, component)
     remaining += store.list_manifests(component, source, on_damaged=damaged.append)
+    remaining += sharer_manifests(store, component, damaged)
     pool = {key: listed_pool[key] for key in unreferenced_pool(listed_pool, remaining)}
     if running or damaged:
         report.notes.append(

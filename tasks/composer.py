@@ -1,0 +1,437 @@
+"""Cloud Composer component: DAG bucket, Airflow metadata and environment config.
+
+Source = the environment's short name. One backup holds the parts asked for:
+- "dags":     objects under dags/, plugins/ and data/ of the environment bucket (read from the
+              environment's config.dag_gcs_prefix), copied server-side into the generation-keyed
+              pool with tasks/gcs.py (entries named by object name, e.g. "dags/etl.py");
+- "metadata": variables, connections and pools through the Airflow REST API, one JSON file each
+              ("airflow/<kind>.json"), secrets encrypted or replaced by references (secretbox);
+- "config":   the environment's software config as JSON ("composer/environment.json"), and with
+              the `snapshot` option a Composer snapshot ("composer/snapshot.json" holds its path).
+Restore writes DAG files (never over different content unless overwrite), creates or updates
+metadata, shows the config as a diff (no write) and loads the snapshot only when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, cast
+
+from google.protobuf import json_format
+
+from backstop.errors import ConfigError, Conflict, InvalidInput, NotFound
+from backstop.manifest import BackupManifest, ManifestEntry, select
+from backstop.secretbox import SecretBox, is_protected, is_secret_name, protect
+from blocks.clients import composer_client, storage_client
+from blocks.components import ComposerSettings
+from blocks.settings import BackstopSettings
+from tasks import catalog, gcs
+from tasks.airflow_api import KINDS, AirflowApi, check_python_files, export_metadata, import_items
+from tasks.component import RestoreReport
+from tasks.gcs_plan import batches, plan_backup, plan_restore
+from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, crc32c_b64
+
+NAME = "composer"
+PARTS = ("dags", "metadata", "config")
+BUCKET_PREFIXES = ["dags/", "plugins/", "data/"]
+ENV_FILE, SNAPSHOT_FILE = "composer/environment.json", "composer/snapshot.json"
+LRO_TIMEOUT = 300.0
+
+
+def composer_settings(settings: BackstopSettings) -> ComposerSettings:
+    raw = getattr(settings, "composer", None)
+    return raw if isinstance(raw, ComposerSettings) else ComposerSettings.model_validate(raw or {})
+
+
+def load_secret(block_name: str | None, what: str) -> str:
+    """The value of the Prefect Secret block `block_name`; ConfigError names the block."""
+    if not block_name:
+        raise ConfigError(f"composer settings name no {what} block")
+    from prefect.blocks.system import Secret
+
+    try:
+        value = cast(Any, Secret.load(block_name)).get()
+    except ValueError as exc:
+        raise ConfigError(f"secret block 'secret/{block_name}' ({what}) not found") from exc
+    return str(value)
+
+
+def secret_box(cs: ComposerSettings, required: bool) -> SecretBox | None:
+    if not required and not cs.encryption_key_block:
+        return None
+    return SecretBox(load_secret(cs.encryption_key_block, "encryption_key_block"))
+
+
+def environment_name(cs: ComposerSettings, name: str) -> str:
+    """The full name of environment `name` (a full name, or a short name from the settings)."""
+    if name.startswith("projects/"):
+        parts = name.split("/")
+        if len(parts) != 6 or parts[2] != "locations" or parts[4] != "environments" or not all(parts[1::2]):
+            raise InvalidInput(f"environment name {name!r} is not projects/P/locations/L/environments/E")
+        return name
+    matches = [e for e in cs.environments if e.rsplit("/", 1)[-1] == name]
+    if matches:
+        return matches[0]
+    if cs.environments:  # another environment in the same project and location
+        return cs.environments[0].rsplit("/", 1)[0] + "/" + name
+    raise InvalidInput(f"environment {name!r} is not in the composer settings: give its full name")
+
+
+def get_environment(client: Any, name: str) -> Any:
+    with converted_errors(f"Composer environment {name}"):
+        return client.get_environment(name=name, timeout=TIMEOUT, retry=RETRY)
+
+
+def environment_bucket(env: Any) -> str:
+    prefix = env.config.dag_gcs_prefix
+    if not prefix.startswith("gs://"):
+        raise ConfigError(f"Composer environment {env.name} has no dag_gcs_prefix")
+    return str(prefix.removeprefix("gs://").split("/", 1)[0])
+
+
+def airflow_api(cs: ComposerSettings, env: Any) -> AirflowApi:
+    if not env.config.airflow_uri:
+        raise ConfigError(f"Composer environment {env.name} has no airflow_uri")
+    user, sep, password = load_secret(cs.airflow_auth_block, "airflow_auth_block").partition(":")
+    if not sep:
+        raise ConfigError(f"secret block 'secret/{cs.airflow_auth_block}' must hold user:password")
+    return AirflowApi(
+        env.config.airflow_uri.rstrip("/") + "/api/v1", user, password, auth_block=str(cs.airflow_auth_block)
+    )
+
+
+def config_of(env: Any, cs: ComposerSettings, box: SecretBox | None) -> dict[str, Any]:
+    """What restore compares: software config, sizes, URIs, labels; secret-named values protected."""
+    software = json_format.MessageToDict(
+        type(env).pb(env).config.software_config, preserving_proto_field_name=True
+    )
+    for field in ("env_variables", "airflow_config_overrides"):  # e.g. SMTP_PASSWORD, smtp-smtp_password
+        values = software.get(field, {})
+        for key, value in values.items():
+            if is_secret_name(key, cs.secret_variable_patterns):
+                values[key] = protect(value, cs.secrets_mode, box, f"composer/{env.name}/{field}/{key}")
+    return {
+        "name": env.name,
+        "software_config": software,
+        "environment_size": int(env.config.environment_size),
+        "airflow_uri": env.config.airflow_uri,
+        "dag_gcs_prefix": env.config.dag_gcs_prefix,
+        "labels": dict(env.labels),
+    }
+
+
+def config_diff(backup: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """Fields that differ between two config dicts, flattened (`software_config.pypi_packages.pandas`)."""
+    changes = []
+    for key in sorted(set(backup) | set(current)):
+        b, c, path = backup.get(key), current.get(key), f"{prefix}{key}"
+        if isinstance(b, dict) and isinstance(c, dict) and not is_protected(b):
+            changes += config_diff(b, c, path + ".")
+        elif b != c and not (is_protected(b) and c is not None):
+            changes.append({"field": path, "backup": "<secret>" if is_protected(b) else b, "current": c})
+    return changes
+
+
+def part_of(entry: ManifestEntry) -> str:
+    if entry.name.startswith("airflow/"):
+        return "metadata"
+    if entry.name == SNAPSHOT_FILE:
+        return "snapshot"
+    return "config" if entry.name.startswith("composer/") else "dags"
+
+
+def _put_json(
+    store: BackupStore, manifest: BackupManifest, name: str, body: Any, **meta: Any
+) -> ManifestEntry:
+    data = json.dumps(body, indent=1, sort_keys=True).encode()
+    key = manifest.folder + name
+    store.put_bytes(key, data, content_type="application/json")
+    return ManifestEntry(
+        name=name,
+        stored_key=key,
+        size=len(data),
+        crc32c=crc32c_b64(data),
+        rows=meta.pop("rows", None),
+        metadata=meta,
+    )
+
+
+class ComposerComponent:
+    """Cloud Composer environments: source = environment short name."""
+
+    name = NAME
+
+    def backup(
+        self,
+        settings: BackstopSettings,
+        store: BackupStore,
+        source: str,
+        parts: list[str] | None = None,
+        snapshot: bool | None = None,
+        **_: Any,
+    ) -> BackupManifest:
+        cs = composer_settings(settings)
+        chosen = check_parts(parts or list(PARTS))
+        full = environment_name(cs, source)
+        env = get_environment(composer_client(), full)
+        box = secret_box(cs, cs.secrets_mode == "encrypt" and bool({"metadata", "config"} & set(chosen)))
+        short = full.rsplit("/", 1)[-1]
+        manifest = catalog.begin_backup(store, NAME, short, {"parts": chosen, "environment": full})
+        state: dict[str, Any] = {
+            "environment": full,
+            "parts": chosen,
+            "counts": {},
+            "key_id": box.key_id if box else None,
+        }
+        try:
+            entries: list[ManifestEntry] = []
+            if "dags" in chosen:
+                entries += self.backup_dags(settings, store, env, state)
+            if "metadata" in chosen:
+                exported = export_metadata(
+                    airflow_api(cs, env),
+                    cs.secret_variable_patterns,
+                    cs.secrets_mode,
+                    box,
+                    f"composer/{short}",
+                )
+                for kind, data in exported.items():
+                    entries.append(
+                        _put_json(
+                            store, manifest, f"airflow/{kind}.json", data, rows=data["count"], part="metadata"
+                        )
+                    )
+                    state["counts"][kind] = data["count"]
+            if "config" in chosen:
+                entries.append(_put_json(store, manifest, ENV_FILE, config_of(env, cs, box), part="config"))
+                if cs.snapshot if snapshot is None else snapshot:
+                    entries.append(
+                        _put_json(
+                            store,
+                            manifest,
+                            SNAPSHOT_FILE,
+                            {"snapshot_path": save_snapshot(cs, env)},
+                            part="snapshot",
+                        )
+                    )
+            return catalog.commit_backup(store, manifest, entries, state)
+        except BaseException:
+            catalog.abandon_backup(store, manifest)
+            raise
+
+    def backup_dags(
+        self, settings: BackstopSettings, store: BackupStore, env: Any, state: dict[str, Any]
+    ) -> list[ManifestEntry]:
+        """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
+        client, bucket = storage_client(settings.project), environment_bucket(env)
+        objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
+        previous = select(store.list_manifests(NAME, env.name.rsplit("/", 1)[-1], on_damaged=lambda _: None))
+        last = previous[0] if previous else None
+        plan_ = plan_backup(objects, bucket, last, gcs.pooled_objects(store, bucket))
+        entries = list(plan_.reused)
+        for batch in batches(plan_.to_copy, gcs.BATCH_SIZE):
+            entries += gcs.copy_batch(client, bucket, batch, store)
+        state.update(bucket=bucket, objects=len(entries), copied=len(plan_.to_copy), reused=len(plan_.reused))
+        state["counts"]["dag_files"] = sum(
+            1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py")
+        )
+        return entries
+
+    def validate(
+        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
+    ) -> BackupManifest:
+        problems, read_back = catalog.verify_stored(store, manifest, sample_percent)
+        state = manifest.source_state
+        objects = [e for e in manifest.entries if part_of(e) == "dags"]
+        if "objects" in state and state["objects"] != len(objects):
+            problems.append(
+                f"manifest lists {len(objects)} bucket objects, the environment had {state['objects']}"
+            )
+        missing = {
+            e.name for e in objects if any(p.startswith("missing") and repr(e.name) in p for p in problems)
+        }
+        python = composer_settings(settings).airflow_python or os.environ.get("BACKSTOP_AIRFLOW_PYTHON")
+        problems += check_python_files(python, store, [e for e in objects if e.name not in missing])
+        for entry in manifest.entries:
+            if part_of(entry) == "metadata":
+                kind = entry.name.removeprefix("airflow/").removesuffix(".json")
+                try:
+                    count = len(json.loads(store.get_bytes(entry.stored_key))["items"])
+                except (ValueError, KeyError) as exc:
+                    problems.append(f"{entry.name}: not a metadata export ({exc})")
+                    continue
+                expected = state.get("counts", {}).get(kind)
+                if count != expected:
+                    problems.append(
+                        f"{entry.name}: holds {count} {kind}, the environment had {expected} at backup time"
+                    )
+        return catalog.record_validation(store, manifest, problems, len(manifest.entries), read_back)
+
+    def restore(
+        self,
+        settings: BackstopSettings,
+        store: BackupStore,
+        manifest: BackupManifest,
+        target: str | None = None,
+        only: list[str] | None = None,
+        overwrite: bool = False,
+        dry_run: bool = False,
+        delete_extra: bool = False,
+    ) -> RestoreReport:
+        started = time.monotonic()
+        cs = composer_settings(settings)
+        parts = check_parts(only or list(PARTS), allow_snapshot=True)
+        name = (
+            environment_name(cs, target)
+            if target
+            else str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
+        )
+        env = get_environment(composer_client(), name)
+        report = RestoreReport(NAME, manifest.source, manifest.backup_id, name, dry_run=dry_run)
+        entries = {
+            part: [e for e in manifest.entries if part_of(e) == part]
+            for part in ("dags", "metadata", "config", "snapshot")
+        }
+        taken = set(manifest.source_state.get("parts", [])) | ({"snapshot"} if entries["snapshot"] else set())
+        missing = [part for part in parts if only and part not in taken]
+        if missing:
+            raise NotFound(
+                f"backup {manifest.backup_id} of {manifest.source} holds no {', '.join(missing)} part"
+            )
+        if "dags" in parts and entries["dags"]:
+            self.restore_dags(settings, store, env, entries["dags"], overwrite, report)
+        if "metadata" in parts and entries["metadata"]:
+            self.restore_metadata(cs, store, env, entries["metadata"], dry_run, delete_extra, report)
+        if "config" in parts and entries["config"]:
+            saved = json.loads(store.get_bytes(entries["config"][0].stored_key))
+            for change in config_diff(
+                saved, config_of(env, cs.model_copy(update={"secrets_mode": "reference"}), None)
+            ):
+                report.actions.append({"kind": "config", "action": "differs", **change})
+        if "snapshot" in parts and entries["snapshot"]:
+            path = json.loads(store.get_bytes(entries["snapshot"][0].stored_key))["snapshot_path"]
+            if not dry_run:
+                load_snapshot(env, path)
+            report.actions.append({"kind": "snapshot", "name": path, "action": "load"})
+        report.seconds = time.monotonic() - started
+        return report
+
+    def restore_dags(
+        self,
+        settings: BackstopSettings,
+        store: BackupStore,
+        env: Any,
+        entries: list[ManifestEntry],
+        overwrite: bool,
+        report: RestoreReport,
+    ) -> None:
+        client, bucket = storage_client(settings.project), environment_bucket(env)
+        actions = plan_restore(
+            entries, gcs.existing_objects(client, bucket, {e.name for e in entries}), overwrite
+        )
+        report.actions += [{"kind": "dags", "name": e.name, "action": a} for e, a in actions]
+        report.conflicts = [e.name for e, a in actions if a == "conflict"]
+        report.unchanged += sum(1 for _, a in actions if a == "unchanged")
+        report.created += sum(1 for _, a in actions if a == "create")
+        report.overwritten += sum(1 for _, a in actions if a == "overwrite")
+        if report.dry_run:
+            return
+        if report.conflicts:
+            shown = ", ".join(report.conflicts[:5]) + (" ..." if len(report.conflicts) > 5 else "")
+            raise Conflict(
+                f"{len(report.conflicts)} file(s) in gs://{bucket} differ from backup {report.backup_id} "
+                f"and overwrite was not asked for: {shown}"
+            )
+        for batch in batches([e for e, a in actions if a in ("create", "overwrite")], gcs.BATCH_SIZE):
+            gcs.restore_batch(client, store, bucket, batch)
+
+    def restore_metadata(
+        self,
+        cs: ComposerSettings,
+        store: BackupStore,
+        env: Any,
+        entries: list[ManifestEntry],
+        dry_run: bool,
+        delete_extra: bool,
+        report: RestoreReport,
+    ) -> None:
+        exports = {
+            e.name.removeprefix("airflow/").removesuffix(".json"): json.loads(store.get_bytes(e.stored_key))
+            for e in entries
+        }
+        encrypted = any("$encrypted" in json.dumps(v["items"]) for v in exports.values())
+        if encrypted and not cs.encryption_key_block:
+            raise ConfigError(
+                "the backup holds encrypted secrets and composer settings name no encryption_key_block"
+            )
+        box = secret_box(cs, encrypted)
+        api = airflow_api(cs, env)
+        for kind in KINDS:
+            if kind in exports:
+                data = exports[kind]
+                actions = import_items(
+                    api, kind, data["items"], box, data.get("masked", {}), dry_run, delete_extra
+                )
+                report.actions += actions
+                report.created += sum(1 for a in actions if a["action"] == "create")
+                report.overwritten += sum(1 for a in actions if a["action"] in ("update", "delete"))
+                report.unchanged += sum(1 for a in actions if a["action"] == "unchanged")
+
+    def verify_restored(
+        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
+    ) -> list[str]:
+        cs = composer_settings(settings)
+        env = get_environment(composer_client(), environment_name(cs, target))
+        bucket = environment_bucket(env)
+        objects = [e for e in manifest.entries if part_of(e) == "dags"]
+        there = gcs.existing_objects(storage_client(settings.project), bucket, {e.name for e in objects})
+        problems = [
+            f"differs or missing in gs://{bucket}: {e.name}"
+            for e in objects
+            if there.get(e.name) != (e.size, e.crc32c)
+        ]
+        if any(part_of(e) == "metadata" for e in manifest.entries):
+            api = airflow_api(cs, env)
+            for kind in KINDS:
+                names = {str(i.get("key") or i.get("connection_id") or i.get("name")) for i in api.list(kind)}
+                expected = manifest.source_state.get("counts", {}).get(kind, 0)
+                if len(names) < expected:
+                    problems.append(f"{kind}: {len(names)} in {env.name}, backup holds {expected}")
+        return problems
+
+    def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
+        return f"{manifest.source}-drill-{suffix}"
+
+    def remove_target(self, settings: BackstopSettings, target: str) -> None:
+        """Composer environments are not created by drills; nothing to remove."""
+
+
+def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:
+    known = (*PARTS, "snapshot") if allow_snapshot else PARTS
+    unknown = [p for p in parts if p not in known]
+    if unknown:
+        raise InvalidInput(f"unknown composer part(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+    return list(dict.fromkeys(parts))
+
+
+def save_snapshot(cs: ComposerSettings, env: Any) -> str:
+    request = {"environment": env.name, "snapshot_location": cs.snapshot_location or ""}
+    with converted_errors(f"saving a snapshot of Composer environment {env.name}"):
+        return str(
+            composer_client()
+            .save_snapshot(request=request, timeout=TIMEOUT)
+            .result(timeout=LRO_TIMEOUT)
+            .snapshot_path
+        )
+
+
+def load_snapshot(env: Any, path: str) -> None:
+    with converted_errors(f"loading snapshot {path} into Composer environment {env.name}"):
+        composer_client().load_snapshot(
+            request={"environment": env.name, "snapshot_path": path}, timeout=TIMEOUT
+        ).result(timeout=LRO_TIMEOUT)
+
+
+COMPONENT = ComposerComponent()
