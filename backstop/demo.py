@@ -7,6 +7,7 @@ byte, prints a summary table and the Prefect UI address, and stops what it start
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -143,6 +144,168 @@ def gke_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     })
 
 
+DEMO_DATASET = "demo_sales"
+
+
+def seed_dataset(client: Any, project: str, dataset: str, rows: int = 300_000) -> None:
+    """A sample dataset: a partitioned + clustered table, a nested table and a view."""
+    import tempfile
+
+    import numpy as np
+    import pandas as pd
+    from google.cloud import bigquery
+
+    from tasks.bigquery_io import load_parquet
+
+    client.delete_dataset(f"{project}.{dataset}", delete_contents=True, not_found_ok=True)
+    client.create_dataset(bigquery.Dataset(f"{project}.{dataset}"))
+    orders = bigquery.Table(
+        f"{project}.{dataset}.orders",
+        schema=[
+            bigquery.SchemaField("order_id", "INT64", mode="REQUIRED"),
+            bigquery.SchemaField("customer_id", "INT64"),
+            bigquery.SchemaField("order_ts", "TIMESTAMP"),
+            bigquery.SchemaField("amount", "FLOAT64"),
+            bigquery.SchemaField("status", "STRING"),
+        ],
+    )
+    orders.time_partitioning = bigquery.TimePartitioning(field="order_ts")
+    orders.clustering_fields = ["customer_id"]
+    orders.labels = {"owner": "sales"}
+    client.create_table(orders)
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({
+        "order_id": np.arange(rows, dtype="int64"),
+        "customer_id": rng.integers(0, 5_000, rows),
+        "order_ts": pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 86400 * 20, rows), unit="s"),
+        "amount": rng.random(rows).round(2) * 500,
+        "status": rng.choice(["paid", "refunded", "pending", "geliefert ✓"], rows),
+    })
+    with tempfile.TemporaryDirectory() as tmp:  # through a Parquet file, as restores load
+        path = f"{tmp}/orders.parquet"
+        frame.to_parquet(path, index=False)
+        load_parquet(client, path, f"{project}.{dataset}.orders")
+    customers = bigquery.Table(
+        f"{project}.{dataset}.customers",
+        schema=[
+            bigquery.SchemaField("customer_id", "INT64", mode="REQUIRED"),
+            bigquery.SchemaField("name", "STRING"),
+            bigquery.SchemaField("tags", "STRING", mode="REPEATED"),
+            bigquery.SchemaField("address", "RECORD", fields=[
+                bigquery.SchemaField("city", "STRING"), bigquery.SchemaField("zip", "STRING"),
+            ]),
+        ],
+    )
+    client.create_table(customers)
+    client.insert_rows_json(customers, [
+        {"customer_id": i, "name": f"Kunde {i}", "tags": ["b2b"] if i % 2 else [],
+         "address": {"city": ["Zürich", "Lyon", "Kraków"][i % 3], "zip": f"{1000 + i}"}}
+        for i in range(500)
+    ])
+    view = bigquery.Table(f"{project}.{dataset}.daily_revenue")
+    view.view_query = (
+        f"SELECT DATE(order_ts) AS day, SUM(amount) AS revenue FROM `{project}.{dataset}.orders` GROUP BY day"
+    )
+    client.create_table(view)
+
+
+def bigquery_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
+    from blocks.clients import bigquery_client
+    from flows.bigquery import backup_bigquery, restore_bigquery, validate_bigquery
+    from tasks.bigquery import COMPONENT
+    from tasks.context import open_store
+
+    print(f"seeding BigQuery dataset {DEMO_DATASET} ...")
+    seed_dataset(bigquery_client(settings.project), settings.project, DEMO_DATASET)
+    started = time.monotonic()
+    rows = backup_bigquery([DEMO_DATASET], settings_block="default")
+    backup_id = rows[0]["backup_id"]
+    validate_bigquery(backup_id=backup_id, settings_block="default")
+    total = sum(r["rows"] or 0 for r in rows)
+    results.append({
+        "component": "bigquery", "step": "backup + validate", "source": DEMO_DATASET, "backup_id": backup_id,
+        "objects": f"{total:,} rows", "size": "", "copied": f"{len(rows)} tables/views",
+        "seconds": round(time.monotonic() - started, 1), "result": "validated",
+    })
+    target = f"{DEMO_DATASET}_restored"
+    started = time.monotonic()
+    restore_bigquery(DEMO_DATASET, backup_id=backup_id, target_dataset=target, overwrite=True)
+    store = open_store(settings)
+    problems = COMPONENT.verify_restored(settings, store, store.find_manifest(backup_id), target)
+    results.append({
+        "component": "bigquery", "step": f"restore into {target}", "source": DEMO_DATASET, "backup_id": backup_id,
+        "objects": f"{total:,} rows", "size": "", "copied": "",
+        "seconds": round(time.monotonic() - started, 1),
+        "result": "row-for-row identical" if not problems else f"DIFFERS: {problems[0]}",
+    })
+    if problems:
+        raise SystemExit(f"demo: restored dataset {target} differs: {problems}")
+
+
+COMPOSER_PARENT = "projects/backstop-demo/locations/us-central1"
+DEMO_DAGS = {
+    "dags/etl_orders.py": b"from datetime import datetime\n\nDAG_ID = 'etl_orders'\nSTART = datetime(2026, 1, 1)\n",
+    "dags/reports/weekly.py": b"DAG_ID = 'weekly_report'\nSCHEDULE = '@weekly'\n",
+    "plugins/hooks/warehouse.py": b"class WarehouseHook:\n    pass\n",
+    "data/lookup.csv": b"code,name\n1,one\n2,two\n",
+}
+
+
+def make_environment(client: Any, short: str, bucket: str, files: dict[str, bytes]) -> str:
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud.orchestration.airflow import service_v1 as composer
+
+    from blocks.clients import composer_client
+
+    target = client.lookup_bucket(bucket) or client.create_bucket(bucket)
+    for name, data in files.items():
+        target.blob(name).upload_from_string(data)
+    config = composer.EnvironmentConfig(
+        dag_gcs_prefix=f"gs://{bucket}/dags",
+        airflow_uri=os.environ["AIRFLOW_API_URL"].removesuffix("/api/v1"),
+        software_config=composer.SoftwareConfig(image_version="composer-2.9.7-airflow-2.9.3",
+                                                pypi_packages={"pandas": "==2.2.3"}),
+    )
+    name = f"{COMPOSER_PARENT}/environments/{short}"
+    environment = composer.Environment(name=name, config=config)
+    with contextlib.suppress(AlreadyExists):  # a platform left running by an earlier demo
+        composer_client().create_environment(parent=COMPOSER_PARENT, environment=environment, timeout=10).result(timeout=30)
+    return name
+
+
+def composer_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
+    from blocks.clients import storage_client
+    from flows.composer import backup_composer, restore_composer
+    from tasks.airflow_api import AirflowApi
+
+    client = storage_client(settings.project)
+    api = AirflowApi(os.environ["AIRFLOW_API_URL"], "admin", "admin")
+    api.create("variables", {"key": "stage", "value": "prod"})
+    api.create("variables", {"key": "warehouse_password", "value": "demo-not-a-real-secret"})
+    api.create("pools", {"name": "etl", "slots": 4, "description": "ETL jobs"})
+    api.create("connections", {"connection_id": "warehouse", "conn_type": "postgres", "host": "db", "login": "etl"})
+    started = time.monotonic()
+    row = backup_composer(["analytics"], settings_block="default")[0]
+    results.append({
+        "component": "composer", "step": "DAGs + metadata + config", "source": row["environment"],
+        "backup_id": row["backup_id"], "objects": row["objects"], "size": row["size"],
+        "copied": f"{row.get('variables', 0)} variables", "seconds": round(time.monotonic() - started, 1),
+        "result": row["status"],
+    })
+    make_environment(client, "analytics-dr", "demo-composer-analytics-dr", {})
+    started = time.monotonic()
+    restore_composer("analytics", backup_id=row["backup_id"], target_environment="analytics-dr", parts=["dags"])
+    restored = {b.name: b.download_as_bytes() for b in client.list_blobs("demo-composer-analytics-dr")}
+    identical = restored == DEMO_DAGS
+    results.append({
+        "component": "composer", "step": "restore DAGs into analytics-dr", "source": row["environment"],
+        "backup_id": row["backup_id"], "objects": len(restored), "size": "", "copied": "",
+        "seconds": round(time.monotonic() - started, 1), "result": "byte-identical" if identical else "DIFFERS",
+    })
+    if not identical:
+        raise SystemExit("demo: restored Composer DAGs differ from the environment bucket")
+
+
 def secondary_copy(settings: Any, results: list[dict[str, Any]]) -> None:
     from flows.secondary import copy_backups_to_secondary
 
@@ -182,18 +345,23 @@ def _row(component: str, step: str, row: dict[str, Any], seconds: float) -> dict
 
 STEPS: list[tuple[str, Step]] = [
     ("Cloud Storage", gcs_round_trip),
+    ("BigQuery", bigquery_round_trip),
     ("Configuration files", configs_round_trip),
+    ("Cloud Composer", composer_round_trip),
     ("GKE (Backup for GKE)", gke_round_trip),
     ("Secondary region copy", secondary_copy),
     ("Restore drills and health report", drill_and_health),
 ]
-SERVICES = ("gcs", "bigquery", "prefect", "gke")
+SERVICES = ("gcs", "bigquery", "prefect", "gke", "airflow", "composer")
 
 
 def save_demo_settings(work_dir: Path) -> Any:
+    from prefect.blocks.system import Secret
+
     from backstop.platform import PROJECT
+    from backstop.secretbox import new_key
     from blocks.clients import storage_client
-    from blocks.components import ConfigSource, ConfigsSettings
+    from blocks.components import ComposerSettings, ConfigSource, ConfigsSettings
     from blocks.settings import BackstopSettings
     from tasks.configs import seed_sample_configs
     from tasks.gke_plans import GkeSettings
@@ -203,11 +371,18 @@ def save_demo_settings(work_dir: Path) -> Any:
         if client.lookup_bucket(name) is None:
             client.create_bucket(name)
     configs_dir = seed_sample_configs(work_dir / "configs")
+    Secret(value="admin:admin").save("demo-airflow-auth", overwrite=True)  # the local Airflow's login
+    Secret(value=new_key()).save("demo-composer-key", overwrite=True)
+    environment = make_environment(client, "analytics", "demo-composer-analytics", DEMO_DAGS)
     settings = BackstopSettings(
         project=PROJECT,
         backup_bucket=BACKUP_BUCKET,
         secondary_bucket=SECONDARY_BUCKET,
         gcs_sources=[DEMO_BUCKET],
+        bigquery_datasets=[DEMO_DATASET],
+        composer=ComposerSettings(
+            environments=[environment], airflow_auth_block="demo-airflow-auth", encryption_key_block="demo-composer-key"
+        ),
         configs=ConfigsSettings(sources=[ConfigSource(name="platform-configs", path=str(configs_dir))]),
         gke=GkeSettings(clusters=[{"cluster": "prod", "drill_namespaces": ["shop"]}], poll_seconds=0.5),
     )
@@ -218,7 +393,9 @@ def save_demo_settings(work_dir: Path) -> Any:
 def run_demo(state_dir: Path, keep_running: bool = False) -> int:
     import shutil
 
-    import backstop.local.gke_server  # noqa: F401  (registers the local Backup for GKE server)
+    import backstop.local.airflow_server  # noqa: F401  (each registers its local server)
+    import backstop.local.composer_server  # noqa: F401
+    import backstop.local.gke_server  # noqa: F401
     from backstop.platform import LocalPlatform
 
     began = time.monotonic()
@@ -237,6 +414,9 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
             print(f"\n== {title} ==")
             step(settings, results)
     finally:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()  # send the last log lines before the Prefect server stops
         print("\n" + text_table(results))
         print(f"\nPrefect UI (flow runs, artifacts): {ui}")
         if not keep_running:

@@ -23,6 +23,7 @@ from google.protobuf import json_format
 
 from backstop.errors import ConfigError, Conflict, InvalidInput, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry, select
+from backstop.names import check_bucket
 from backstop.secretbox import SecretBox, is_protected, is_secret_name, protect
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
@@ -283,6 +284,17 @@ class ComposerComponent:
         started = time.monotonic()
         cs = composer_settings(settings)
         parts = check_parts(only or list(PARTS), allow_snapshot=True)
+        if target and target.startswith("gs://"):  # DAGs, plugins and data into a bucket (drills)
+            bucket = check_bucket(target.removeprefix("gs://").split("/", 1)[0])
+            report = RestoreReport(
+                NAME, manifest.source, manifest.backup_id, f"gs://{bucket}", dry_run=dry_run
+            )
+            if not dry_run:
+                gcs.ensure_target_bucket(storage_client(settings.project), bucket, settings.location)
+            dags = [e for e in manifest.entries if part_of(e) == "dags"]
+            self.restore_dags(settings, store, bucket, dags, overwrite, report)
+            report.seconds = time.monotonic() - started
+            return report
         name = (
             environment_name(cs, target)
             if target
@@ -301,7 +313,7 @@ class ComposerComponent:
                 f"backup {manifest.backup_id} of {manifest.source} holds no {', '.join(missing)} part"
             )
         if "dags" in parts and entries["dags"]:
-            self.restore_dags(settings, store, env, entries["dags"], overwrite, report)
+            self.restore_dags(settings, store, environment_bucket(env), entries["dags"], overwrite, report)
         if "metadata" in parts and entries["metadata"]:
             self.restore_metadata(cs, store, env, entries["metadata"], dry_run, delete_extra, report)
         if "config" in parts and entries["config"]:
@@ -322,12 +334,12 @@ class ComposerComponent:
         self,
         settings: BackstopSettings,
         store: BackupStore,
-        env: Any,
+        bucket: str,
         entries: list[ManifestEntry],
         overwrite: bool,
         report: RestoreReport,
     ) -> None:
-        client, bucket = storage_client(settings.project), environment_bucket(env)
+        client = storage_client(settings.project)
         actions = plan_restore(
             entries, gcs.existing_objects(client, bucket, {e.name for e in entries}), overwrite
         )
@@ -383,9 +395,13 @@ class ComposerComponent:
         self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
     ) -> list[str]:
         cs = composer_settings(settings)
+        objects = [e for e in manifest.entries if part_of(e) == "dags"]
+        if target.startswith("gs://"):
+            return gcs.COMPONENT.verify_restored(
+                settings, store, manifest.model_copy(update={"entries": objects}), target
+            )
         env = get_environment(composer_client(), environment_name(cs, target))
         bucket = environment_bucket(env)
-        objects = [e for e in manifest.entries if part_of(e) == "dags"]
         there = gcs.existing_objects(storage_client(settings.project), bucket, {e.name for e in objects})
         problems = [
             f"differs or missing in gs://{bucket}: {e.name}"
@@ -402,10 +418,15 @@ class ComposerComponent:
         return problems
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
-        return f"{manifest.source}-drill-{suffix}"
+        """A scratch bucket: a drill cannot create a Composer environment, so it restores the
+        DAGs, plugins and data files into a bucket and verifies them there (metadata and config
+        are checked against the source by validation)."""
+        base = manifest.source.lower()[: 63 - len(suffix) - 16].rstrip("-._")
+        return f"gs://{check_bucket(f'{base}-composer-drill-{suffix}'.lower())}"
 
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
-        """Composer environments are not created by drills; nothing to remove."""
+        if target.startswith("gs://"):
+            gcs.COMPONENT.remove_target(settings, target)
 
 
 def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:
