@@ -14,6 +14,7 @@ Extra local servers (Backup for GKE, Composer, Airflow) register in `EXTRA_SERVI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from backstop.errors import BackstopError, Unavailable
 
 DEFAULT_PORTS = {"gcs": 4443, "bigquery": 9050, "bigquery_grpc": 9060, "prefect": 4200}
 PROJECT = "backstop-demo"
+WORK_POOL = "backstop-process"
 
 
 def free_port() -> int:
@@ -174,6 +176,19 @@ class LocalPlatform:
                 endpoints={"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_UI_URL": f"http://127.0.0.1:{port}"},
                 timeout=90.0,
             )
+        if name == "worker":  # runs the deployments of prefect.yaml; needs the Prefect server up
+            api = self.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_API_URL")
+            if not api:
+                raise BackstopError("the Prefect worker needs the local Prefect server: start 'prefect' first")
+            return Service(
+                "worker",
+                [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", WORK_POOL,
+                 "--type", "process"],
+                lambda: http_ok(f"{api}/work_pools/{WORK_POOL}"),
+                env={"PREFECT_API_URL": api, "PREFECT_HOME": str(self.state_dir / "prefect")},
+                endpoints={},
+                timeout=90.0,
+            )
         if name in EXTRA_SERVICES:
             return EXTRA_SERVICES[name](self)
         raise BackstopError(f"unknown local service {name!r}")
@@ -263,10 +278,8 @@ class LocalPlatform:
         """SIGKILL one service (fault-injection tests)."""
         info = self.read_state().get("services", {}).get(name)
         if info:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(int(info["pid"]), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def _terminate(pid: int, grace: float = 10.0) -> None:
@@ -279,7 +292,5 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
         if not pid_alive(pid):
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass

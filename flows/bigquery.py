@@ -96,7 +96,7 @@ def backup_one(
 
 @flow(name="backup-bigquery", **HOOKS)
 def backup_bigquery(
-    datasets: list[str], tables: list[str] | None = None, settings_block: str = "default"
+    datasets: list[str] | None = None, tables: list[str] | None = None, settings_block: str = "default"
 ) -> list[dict[str, Any]]:
     """Back up BigQuery datasets (all tables, or `tables`) to Parquet at one point in time per dataset.
 

@@ -45,10 +45,16 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.set_defaults(handler=demo, no_platform_env=True)
 
 
-def _platform() -> Any:
+PLATFORM_SERVICES = ("gcs", "bigquery", "prefect", "gke", "airflow", "composer")
+
+
+def _platform(services: tuple[str, ...] = PLATFORM_SERVICES) -> Any:
+    import backstop.local.airflow_server  # noqa: F401  (each registers its local server)
+    import backstop.local.composer_server  # noqa: F401
+    import backstop.local.gke_server  # noqa: F401
     from backstop.platform import LocalPlatform
 
-    return LocalPlatform(state_dir(), services=("gcs", "bigquery", "prefect"))
+    return LocalPlatform(state_dir(), services=services)
 
 
 def setup(args: argparse.Namespace) -> int:
@@ -62,7 +68,8 @@ def setup(args: argparse.Namespace) -> int:
 
 def up(args: argparse.Namespace) -> int:
     platform = _platform()
-    env = platform.up(echo=print)
+    platform.up(echo=print)
+    env = _platform(("worker",)).up(echo=print)  # a process worker for the deployments, once Prefect is up
     ui = platform.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_UI_URL")
     emit(args, {"env": env, "ui": ui}, f"Prefect UI: {ui}\nclient environment: source {state_dir() / 'env'}")
     return 0
@@ -77,7 +84,7 @@ def down(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     running = _platform().running()
-    rows = [{"service": n, "pid": i["pid"], "endpoints": " ".join(i["endpoints"].values())} for n, i in running.items()]
+    rows = [{"service": n, "pid": str(i["pid"]), "endpoints": " ".join(i["endpoints"].values())} for n, i in running.items()]
     emit(args, running, text_table(rows) if rows else "the local platform is not running")
     return 0
 

@@ -231,6 +231,8 @@ EXPECTED_TIMES = {
     "weekly-retention": "0 4 * * 0",
     "monthly-restore-drill": "0 5 1 * *",
     "daily-health-report": "0 6 * * *",
+    "daily-secondary-copy": "0 7 * * *",
+    "weekly-preflight": "30 4 * * 0",
 }
 
 
