@@ -33,7 +33,7 @@ COMMAND_MODULES = [
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises InvalidInput (one line, exit 2) instead of printing usage and exiting."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise InvalidInput(f"{self.prog}: {message}")
 
 

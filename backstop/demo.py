@@ -33,15 +33,24 @@ def seed_bucket(client: Any, name: str, small: int = 2000, large: int = 3) -> di
     for i in range(small):
         day = f"dt=2026-11-{1 + i % 24:02d}"
         folder = ["events", "exports/partner ä", "raw/sensors/zone-β"][i % 3]
-        items.append((f"{folder}/{day}/part {i:05d}.json", (f'{{"id": {i}, "value": "{"x" * (i % 97)}"}}\n' * 8).encode()))
+        items.append(
+            (
+                f"{folder}/{day}/part {i:05d}.json",
+                (f'{{"id": {i}, "value": "{"x" * (i % 97)}"}}\n' * 8).encode(),
+            )
+        )
     for i in range(large):
-        items.append((f"models/checkpoint-{i}.bin", hashlib.sha256(str(i).encode()).digest() * (32768 * (i + 1))))
+        items.append(
+            (f"models/checkpoint-{i}.bin", hashlib.sha256(str(i).encode()).digest() * (32768 * (i + 1)))
+        )
 
     def put(item: tuple[str, bytes]) -> None:
         blob = bucket.blob(item[0])
         blob.metadata = {"source": "demo", "team": "data-platform"}
         blob.cache_control = "private, max-age=60"
-        blob.upload_from_string(item[1], content_type="application/json" if item[0].endswith("json") else None)
+        blob.upload_from_string(
+            item[1], content_type="application/json" if item[0].endswith("json") else None
+        )
 
     parallel_map(put, items, 16)
     bucket.blob("events/").upload_from_string(b"")  # a console-style folder placeholder
@@ -90,13 +99,23 @@ def gcs_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
         report = restore_gcs(DEMO_BUCKET, backup_id=backup["backup_id"], target_bucket=target)
         seconds = time.monotonic() - started
         identical = bucket_digest(client, target) == expected
-        results.append({
-            "component": "gcs", "step": label, "source": DEMO_BUCKET, "backup_id": backup["backup_id"],
-            "objects": report["created"], "size": "", "copied": "", "seconds": round(seconds, 1),
-            "result": "byte-identical" if identical else "DIFFERS",
-        })
+        results.append(
+            {
+                "component": "gcs",
+                "step": label,
+                "source": DEMO_BUCKET,
+                "backup_id": backup["backup_id"],
+                "objects": report["created"],
+                "size": "",
+                "copied": "",
+                "seconds": round(seconds, 1),
+                "result": "byte-identical" if identical else "DIFFERS",
+            }
+        )
         if not identical:
-            raise SystemExit(f"demo: restore of {backup['backup_id']} into gs://{target} differs from the source")
+            raise SystemExit(
+                f"demo: restore of {backup['backup_id']} into gs://{target} differs from the source"
+            )
 
 
 def configs_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
@@ -105,22 +124,38 @@ def configs_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     source_dir = Path(settings.configs.sources[0].path)
     started = time.monotonic()
     row = backup_configs(settings_block="default")[0]
-    results.append({
-        "component": "configs", "step": "backup", "source": row["source"], "backup_id": row["backup_id"],
-        "objects": row["files"], "size": row["size"], "copied": f"{row['skipped_secrets']} secrets left out",
-        "seconds": round(time.monotonic() - started, 1), "result": row["status"],
-    })
+    results.append(
+        {
+            "component": "configs",
+            "step": "backup",
+            "source": row["source"],
+            "backup_id": row["backup_id"],
+            "objects": row["files"],
+            "size": row["size"],
+            "copied": f"{row['skipped_secrets']} secrets left out",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": row["status"],
+        }
+    )
     target = source_dir.parent / "configs-restored"
     started = time.monotonic()
     report = restore_configs(row["source"], backup_id=row["backup_id"], target=str(target))
     expected = {p.relative_to(source_dir): p.read_bytes() for p in source_dir.rglob("*") if p.is_file()}
     restored = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     identical = all(restored[k] == expected[k] for k in restored) and len(restored) == row["files"]
-    results.append({
-        "component": "configs", "step": "restore to new directory", "source": row["source"],
-        "backup_id": row["backup_id"], "objects": report["created"], "size": "", "copied": "",
-        "seconds": round(time.monotonic() - started, 1), "result": "byte-identical" if identical else "DIFFERS",
-    })
+    results.append(
+        {
+            "component": "configs",
+            "step": "restore to new directory",
+            "source": row["source"],
+            "backup_id": row["backup_id"],
+            "objects": report["created"],
+            "size": "",
+            "copied": "",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": "byte-identical" if identical else "DIFFERS",
+        }
+    )
     if not identical:
         raise SystemExit(f"demo: restored configuration files in {target} differ from {source_dir}")
 
@@ -130,18 +165,36 @@ def gke_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
 
     started = time.monotonic()
     row = backup_gke(["prod"], settings_block="default")[0]
-    results.append({
-        "component": "gke", "step": "Backup for GKE backup", "source": row["cluster"], "backup_id": row["backup_id"],
-        "objects": row["resources"], "size": row["size"], "copied": f"{row['volumes']} volumes",
-        "seconds": round(time.monotonic() - started, 1), "result": row["status"],
-    })
+    results.append(
+        {
+            "component": "gke",
+            "step": "Backup for GKE backup",
+            "source": row["cluster"],
+            "backup_id": row["backup_id"],
+            "objects": row["resources"],
+            "size": row["size"],
+            "copied": f"{row['volumes']} volumes",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": row["status"],
+        }
+    )
     started = time.monotonic()
-    report = restore_gke("prod", backup_id=row["backup_id"], namespaces=["shop"], rename={"shop": "shop-restored"})
-    results.append({
-        "component": "gke", "step": "restore namespace shop as shop-restored", "source": row["cluster"],
-        "backup_id": row["backup_id"], "objects": report["created"], "size": "", "copied": "",
-        "seconds": round(time.monotonic() - started, 1), "result": "restored" if report["created"] else "NOTHING",
-    })
+    report = restore_gke(
+        "prod", backup_id=row["backup_id"], namespaces=["shop"], rename={"shop": "shop-restored"}
+    )
+    results.append(
+        {
+            "component": "gke",
+            "step": "restore namespace shop as shop-restored",
+            "source": row["cluster"],
+            "backup_id": row["backup_id"],
+            "objects": report["created"],
+            "size": "",
+            "copied": "",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": "restored" if report["created"] else "NOTHING",
+        }
+    )
 
 
 DEMO_DATASET = "demo_sales"
@@ -174,13 +227,16 @@ def seed_dataset(client: Any, project: str, dataset: str, rows: int = 300_000) -
     orders.labels = {"owner": "sales"}
     client.create_table(orders)
     rng = np.random.default_rng(7)
-    frame = pd.DataFrame({
-        "order_id": np.arange(rows, dtype="int64"),
-        "customer_id": rng.integers(0, 5_000, rows),
-        "order_ts": pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 86400 * 20, rows), unit="s"),
-        "amount": rng.random(rows).round(2) * 500,
-        "status": rng.choice(["paid", "refunded", "pending", "geliefert ✓"], rows),
-    })
+    frame = pd.DataFrame(
+        {
+            "order_id": np.arange(rows, dtype="int64"),
+            "customer_id": rng.integers(0, 5_000, rows),
+            "order_ts": pd.Timestamp("2026-11-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 86400 * 20, rows), unit="s"),
+            "amount": rng.random(rows).round(2) * 500,
+            "status": rng.choice(["paid", "refunded", "pending", "geliefert ✓"], rows),
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:  # through a Parquet file, as restores load
         path = f"{tmp}/orders.parquet"
         frame.to_parquet(path, index=False)
@@ -191,17 +247,29 @@ def seed_dataset(client: Any, project: str, dataset: str, rows: int = 300_000) -
             bigquery.SchemaField("customer_id", "INT64", mode="REQUIRED"),
             bigquery.SchemaField("name", "STRING"),
             bigquery.SchemaField("tags", "STRING", mode="REPEATED"),
-            bigquery.SchemaField("address", "RECORD", fields=[
-                bigquery.SchemaField("city", "STRING"), bigquery.SchemaField("zip", "STRING"),
-            ]),
+            bigquery.SchemaField(
+                "address",
+                "RECORD",
+                fields=[
+                    bigquery.SchemaField("city", "STRING"),
+                    bigquery.SchemaField("zip", "STRING"),
+                ],
+            ),
         ],
     )
     client.create_table(customers)
-    client.insert_rows_json(customers, [
-        {"customer_id": i, "name": f"Kunde {i}", "tags": ["b2b"] if i % 2 else [],
-         "address": {"city": ["Zürich", "Lyon", "Kraków"][i % 3], "zip": f"{1000 + i}"}}
-        for i in range(500)
-    ])
+    client.insert_rows_json(
+        customers,
+        [
+            {
+                "customer_id": i,
+                "name": f"Kunde {i}",
+                "tags": ["b2b"] if i % 2 else [],
+                "address": {"city": ["Zürich", "Lyon", "Kraków"][i % 3], "zip": f"{1000 + i}"},
+            }
+            for i in range(500)
+        ],
+    )
     view = bigquery.Table(f"{project}.{dataset}.daily_revenue")
     view.view_query = (
         f"SELECT DATE(order_ts) AS day, SUM(amount) AS revenue FROM `{project}.{dataset}.orders` GROUP BY day"
@@ -222,22 +290,37 @@ def bigquery_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     backup_id = rows[0]["backup_id"]
     validate_bigquery(backup_id=backup_id, settings_block="default")
     total = sum(r["rows"] or 0 for r in rows)
-    results.append({
-        "component": "bigquery", "step": "backup + validate", "source": DEMO_DATASET, "backup_id": backup_id,
-        "objects": f"{total:,} rows", "size": "", "copied": f"{len(rows)} tables/views",
-        "seconds": round(time.monotonic() - started, 1), "result": "validated",
-    })
+    results.append(
+        {
+            "component": "bigquery",
+            "step": "backup + validate",
+            "source": DEMO_DATASET,
+            "backup_id": backup_id,
+            "objects": f"{total:,} rows",
+            "size": "",
+            "copied": f"{len(rows)} tables/views",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": "validated",
+        }
+    )
     target = f"{DEMO_DATASET}_restored"
     started = time.monotonic()
     restore_bigquery(DEMO_DATASET, backup_id=backup_id, target_dataset=target, overwrite=True)
     store = open_store(settings)
     problems = COMPONENT.verify_restored(settings, store, store.find_manifest(backup_id), target)
-    results.append({
-        "component": "bigquery", "step": f"restore into {target}", "source": DEMO_DATASET, "backup_id": backup_id,
-        "objects": f"{total:,} rows", "size": "", "copied": "",
-        "seconds": round(time.monotonic() - started, 1),
-        "result": "row-for-row identical" if not problems else f"DIFFERS: {problems[0]}",
-    })
+    results.append(
+        {
+            "component": "bigquery",
+            "step": f"restore into {target}",
+            "source": DEMO_DATASET,
+            "backup_id": backup_id,
+            "objects": f"{total:,} rows",
+            "size": "",
+            "copied": "",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": "row-for-row identical" if not problems else f"DIFFERS: {problems[0]}",
+        }
+    )
     if problems:
         raise SystemExit(f"demo: restored dataset {target} differs: {problems}")
 
@@ -263,13 +346,16 @@ def make_environment(client: Any, short: str, bucket: str, files: dict[str, byte
     config = composer.EnvironmentConfig(
         dag_gcs_prefix=f"gs://{bucket}/dags",
         airflow_uri=os.environ["AIRFLOW_API_URL"].removesuffix("/api/v1"),
-        software_config=composer.SoftwareConfig(image_version="composer-2.9.7-airflow-2.9.3",
-                                                pypi_packages={"pandas": "==2.2.3"}),
+        software_config=composer.SoftwareConfig(
+            image_version="composer-2.9.7-airflow-2.9.3", pypi_packages={"pandas": "==2.2.3"}
+        ),
     )
     name = f"{COMPOSER_PARENT}/environments/{short}"
     environment = composer.Environment(name=name, config=config)
     with contextlib.suppress(AlreadyExists):  # a platform left running by an earlier demo
-        composer_client().create_environment(parent=COMPOSER_PARENT, environment=environment, timeout=10).result(timeout=30)
+        composer_client().create_environment(
+            parent=COMPOSER_PARENT, environment=environment, timeout=10
+        ).result(timeout=30)
     return name
 
 
@@ -283,25 +369,44 @@ def composer_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     api.create("variables", {"key": "stage", "value": "prod"})
     api.create("variables", {"key": "warehouse_password", "value": "demo-not-a-real-secret"})
     api.create("pools", {"name": "etl", "slots": 4, "description": "ETL jobs"})
-    api.create("connections", {"connection_id": "warehouse", "conn_type": "postgres", "host": "db", "login": "etl"})
+    api.create(
+        "connections", {"connection_id": "warehouse", "conn_type": "postgres", "host": "db", "login": "etl"}
+    )
     started = time.monotonic()
     row = backup_composer(["analytics"], settings_block="default")[0]
-    results.append({
-        "component": "composer", "step": "DAGs + metadata + config", "source": row["environment"],
-        "backup_id": row["backup_id"], "objects": row["objects"], "size": row["size"],
-        "copied": f"{row.get('variables', 0)} variables", "seconds": round(time.monotonic() - started, 1),
-        "result": row["status"],
-    })
+    results.append(
+        {
+            "component": "composer",
+            "step": "DAGs + metadata + config",
+            "source": row["environment"],
+            "backup_id": row["backup_id"],
+            "objects": row["objects"],
+            "size": row["size"],
+            "copied": f"{row.get('variables', 0)} variables",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": row["status"],
+        }
+    )
     make_environment(client, "analytics-dr", "demo-composer-analytics-dr", {})
     started = time.monotonic()
-    restore_composer("analytics", backup_id=row["backup_id"], target_environment="analytics-dr", parts=["dags"])
+    restore_composer(
+        "analytics", backup_id=row["backup_id"], target_environment="analytics-dr", parts=["dags"]
+    )
     restored = {b.name: b.download_as_bytes() for b in client.list_blobs("demo-composer-analytics-dr")}
     identical = restored == DEMO_DAGS
-    results.append({
-        "component": "composer", "step": "restore DAGs into analytics-dr", "source": row["environment"],
-        "backup_id": row["backup_id"], "objects": len(restored), "size": "", "copied": "",
-        "seconds": round(time.monotonic() - started, 1), "result": "byte-identical" if identical else "DIFFERS",
-    })
+    results.append(
+        {
+            "component": "composer",
+            "step": "restore DAGs into analytics-dr",
+            "source": row["environment"],
+            "backup_id": row["backup_id"],
+            "objects": len(restored),
+            "size": "",
+            "copied": "",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": "byte-identical" if identical else "DIFFERS",
+        }
+    )
     if not identical:
         raise SystemExit("demo: restored Composer DAGs differ from the environment bucket")
 
@@ -311,12 +416,19 @@ def secondary_copy(settings: Any, results: list[dict[str, Any]]) -> None:
 
     started = time.monotonic()
     rows = copy_backups_to_secondary(settings_block="default")
-    results.append({
-        "component": "all", "step": f"copy to gs://{SECONDARY_BUCKET}", "source": f"{len(rows)} backups",
-        "backup_id": "", "objects": sum(r["objects"] for r in rows), "size": "", "copied": "",
-        "seconds": round(time.monotonic() - started, 1),
-        "result": "verified" if all(r["ok"] for r in rows) else "FAILED",
-    })
+    results.append(
+        {
+            "component": "all",
+            "step": f"copy to gs://{SECONDARY_BUCKET}",
+            "source": f"{len(rows)} backups",
+            "backup_id": "",
+            "objects": sum(r["objects"] for r in rows),
+            "size": "",
+            "copied": "",
+            "seconds": round(time.monotonic() - started, 1),
+            "result": "verified" if all(r["ok"] for r in rows) else "FAILED",
+        }
+    )
 
 
 def drill_and_health(settings: Any, results: list[dict[str, Any]]) -> None:
@@ -324,22 +436,45 @@ def drill_and_health(settings: Any, results: list[dict[str, Any]]) -> None:
     from flows.health import health_report
 
     for row in restore_drill(settings_block="default"):
-        results.append({
-            "component": row["component"], "step": "restore drill (scratch target)", "source": row["source"],
-            "backup_id": row["backup_id"], "objects": "", "size": "", "copied": f"RTO {row['rto_minutes']} min",
-            "seconds": row["seconds"], "result": "passed" if row["passed"] else f"FAILED {row['problems']}",
-        })
+        results.append(
+            {
+                "component": row["component"],
+                "step": "restore drill (scratch target)",
+                "source": row["source"],
+                "backup_id": row["backup_id"],
+                "objects": "",
+                "size": "",
+                "copied": f"RTO {row['rto_minutes']} min",
+                "seconds": row["seconds"],
+                "result": "passed" if row["passed"] else f"FAILED {row['problems']}",
+            }
+        )
     print("\n" + text_table(health_report(settings_block="default"), HEALTH_SHOWN))
 
 
-HEALTH_SHOWN = ["status", "component", "source", "age_hours", "rpo_hours", "drill_seconds", "rto_minutes", "problems"]
+HEALTH_SHOWN = [
+    "status",
+    "component",
+    "source",
+    "age_hours",
+    "rpo_hours",
+    "drill_seconds",
+    "rto_minutes",
+    "problems",
+]
 
 
 def _row(component: str, step: str, row: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {
-        "component": component, "step": step, "source": row.get("bucket") or row.get("source"),
-        "backup_id": row.get("backup_id"), "objects": row.get("objects"), "size": row.get("size"),
-        "copied": row.get("copied"), "seconds": round(seconds, 1), "result": row.get("status"),
+        "component": component,
+        "step": step,
+        "source": row.get("bucket") or row.get("source"),
+        "backup_id": row.get("backup_id"),
+        "objects": row.get("objects"),
+        "size": row.get("size"),
+        "copied": row.get("copied"),
+        "seconds": round(seconds, 1),
+        "result": row.get("status"),
     }
 
 
@@ -357,6 +492,7 @@ SERVICES = ("gcs", "bigquery", "prefect", "gke", "airflow", "composer")
 
 def save_demo_settings(work_dir: Path) -> Any:
     from prefect.blocks.system import Secret
+    from pydantic import SecretStr
 
     from backstop.platform import PROJECT
     from backstop.secretbox import new_key
@@ -364,15 +500,17 @@ def save_demo_settings(work_dir: Path) -> Any:
     from blocks.components import ComposerSettings, ConfigSource, ConfigsSettings
     from blocks.settings import BackstopSettings
     from tasks.configs import seed_sample_configs
-    from tasks.gke_plans import GkeSettings
+    from tasks.gke_plans import GkeClusterSettings, GkeSettings
 
     client = storage_client(PROJECT)
     for name in (BACKUP_BUCKET, SECONDARY_BUCKET):
         if client.lookup_bucket(name) is None:
             client.create_bucket(name)
     configs_dir = seed_sample_configs(work_dir / "configs")
-    Secret(value="admin:admin").save("demo-airflow-auth", overwrite=True)  # the local Airflow's login
-    Secret(value=new_key()).save("demo-composer-key", overwrite=True)
+    Secret(value=SecretStr("admin:admin")).save(
+        "demo-airflow-auth", overwrite=True
+    )  # the local Airflow's login
+    Secret(value=SecretStr(new_key())).save("demo-composer-key", overwrite=True)
     environment = make_environment(client, "analytics", "demo-composer-analytics", DEMO_DAGS)
     settings = BackstopSettings(
         project=PROJECT,
@@ -381,10 +519,14 @@ def save_demo_settings(work_dir: Path) -> Any:
         gcs_sources=[DEMO_BUCKET],
         bigquery_datasets=[DEMO_DATASET],
         composer=ComposerSettings(
-            environments=[environment], airflow_auth_block="demo-airflow-auth", encryption_key_block="demo-composer-key"
+            environments=[environment],
+            airflow_auth_block="demo-airflow-auth",
+            encryption_key_block="demo-composer-key",
         ),
         configs=ConfigsSettings(sources=[ConfigSource(name="platform-configs", path=str(configs_dir))]),
-        gke=GkeSettings(clusters=[{"cluster": "prod", "drill_namespaces": ["shop"]}], poll_seconds=0.5),
+        gke=GkeSettings(
+            clusters=[GkeClusterSettings(cluster="prod", drill_namespaces=["shop"])], poll_seconds=0.5
+        ),
     )
     settings.save("default", overwrite=True)
     return settings

@@ -37,7 +37,9 @@ class ManifestEntry(BaseModel):
     name: str = Field(description="Name at the source: object name, table id, file path, resource name.")
     stored_key: str = Field(description="Object name in the backup bucket that holds the bytes.")
     size: int = Field(ge=0, description="Size in bytes of the stored copy.")
-    crc32c: str | None = Field(default=None, description="Base64 big-endian CRC32C, as Cloud Storage reports it.")
+    crc32c: str | None = Field(
+        default=None, description="Base64 big-endian CRC32C, as Cloud Storage reports it."
+    )
     md5: str | None = Field(default=None, description="Base64 MD5, where known.")
     sha256: str | None = Field(default=None, description="Hex SHA-256, where Backstop computed it.")
     generation: int | None = Field(default=None, description="Cloud Storage source generation.")

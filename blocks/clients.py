@@ -27,7 +27,7 @@ POOL_SIZE = 64
 
 def storage_client(project: str, credentials: Any | None = None) -> Any:
     """A Cloud Storage client (emulator when STORAGE_EMULATOR_HOST is set)."""
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     if os.environ.get(STORAGE_EMULATOR):
         client = storage.Client(project=project, credentials=AnonymousCredentials())
@@ -83,7 +83,9 @@ def gke_backup_client(credentials: Any | None = None) -> Any:
     from google.cloud import gke_backup_v1
     from google.cloud.gke_backup_v1.services.backup_for_gke.transports import BackupForGKEGrpcTransport
 
-    return _grpc_client(gke_backup_v1.BackupForGKEClient, BackupForGKEGrpcTransport, GKE_BACKUP_EMULATOR, credentials)
+    return _grpc_client(
+        gke_backup_v1.BackupForGKEClient, BackupForGKEGrpcTransport, GKE_BACKUP_EMULATOR, credentials
+    )
 
 
 def composer_client(credentials: Any | None = None) -> Any:
@@ -93,4 +95,6 @@ def composer_client(credentials: Any | None = None) -> Any:
         EnvironmentsGrpcTransport,
     )
 
-    return _grpc_client(service_v1.EnvironmentsClient, EnvironmentsGrpcTransport, COMPOSER_EMULATOR, credentials)
+    return _grpc_client(
+        service_v1.EnvironmentsClient, EnvironmentsGrpcTransport, COMPOSER_EMULATOR, credentials
+    )

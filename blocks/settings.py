@@ -33,9 +33,15 @@ class RetentionSettings(BaseModel):
 
     keep_last: int = Field(default=3, ge=0, description="Always keep the newest N backups.")
     keep_daily: int = Field(default=7, ge=0, description="Keep the newest backup of each of the last N days.")
-    keep_weekly: int = Field(default=4, ge=0, description="Keep the newest backup of each of the last N weeks.")
-    keep_monthly: int = Field(default=12, ge=0, description="Keep the newest backup of each of the last N months.")
-    keep_yearly: int = Field(default=0, ge=0, description="Keep the newest backup of each of the last N years.")
+    keep_weekly: int = Field(
+        default=4, ge=0, description="Keep the newest backup of each of the last N weeks."
+    )
+    keep_monthly: int = Field(
+        default=12, ge=0, description="Keep the newest backup of each of the last N months."
+    )
+    keep_yearly: int = Field(
+        default=0, ge=0, description="Keep the newest backup of each of the last N years."
+    )
     keep_within_days: float = Field(default=0, ge=0, description="Keep every backup younger than this.")
     min_validated: int = Field(default=1, ge=1, description="Never remove the newest N validated backups.")
 
@@ -63,9 +69,15 @@ class BackstopSettings(Block):
     kms_key_name: str | None = Field(
         default=None, description="Cloud KMS key (projects/.../cryptoKeys/...) for backup objects (CMEK)."
     )
-    gcs_sources: list[str] = Field(default_factory=list, description="Buckets the scheduled Cloud Storage backup takes.")
-    bigquery_datasets: list[str] = Field(default_factory=list, description="Datasets the scheduled backup takes.")
-    bigquery_method: str = Field(default="read", description="'read' (Storage Read API) or 'extract' (extract jobs).")
+    gcs_sources: list[str] = Field(
+        default_factory=list, description="Buckets the scheduled Cloud Storage backup takes."
+    )
+    bigquery_datasets: list[str] = Field(
+        default_factory=list, description="Datasets the scheduled backup takes."
+    )
+    bigquery_method: str = Field(
+        default="read", description="'read' (Storage Read API) or 'extract' (extract jobs)."
+    )
     validate_sample_percent: float = Field(
         default=5.0, ge=0, le=100, description="Share of backed-up objects re-read during validation."
     )
@@ -79,10 +91,15 @@ class BackstopSettings(Block):
     objectives: dict[str, Objectives] = Field(
         default_factory=dict, description="RPO / RTO per component; components not named use the default."
     )
-    configs: ConfigsSettings = Field(default_factory=ConfigsSettings, description="Configuration file sources.")
-    tiers: TierSettings = Field(default_factory=TierSettings, description="Storage-class tiers of backup objects.")
+    configs: ConfigsSettings = Field(
+        default_factory=ConfigsSettings, description="Configuration file sources."
+    )
+    tiers: TierSettings = Field(
+        default_factory=TierSettings, description="Storage-class tiers of backup objects."
+    )
     composer: ComposerSettings = Field(
-        default_factory=ComposerSettings, description="Cloud Composer environments, Airflow auth and secrets handling."
+        default_factory=ComposerSettings,
+        description="Cloud Composer environments, Airflow auth and secrets handling.",
     )
     gke: GkeSettings | None = Field(default=None, description="Backup for GKE clusters and thresholds.")
     notify_block: str | None = Field(

@@ -18,10 +18,10 @@ from backstop.manifest import BackupManifest
 from backstop.names import check_source_name, parse_time
 from backstop.report import human_bytes
 from blocks.clients import storage_client
+from blocks.components import ConfigSource
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks import catalog, configs
-from tasks.configs import ConfigSource
 from tasks.context import open_store
 
 

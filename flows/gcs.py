@@ -41,24 +41,34 @@ def plan_backup(
         raise
     get_run_logger().info(
         "gs://%s: %d objects, %d to copy (%s), %d unchanged since the last backup",
-        bucket, len(objects), len(plan_.to_copy), human_bytes(plan_.copy_bytes), len(plan_.reused),
+        bucket,
+        len(objects),
+        len(plan_.to_copy),
+        human_bytes(plan_.copy_bytes),
+        len(plan_.reused),
     )
     return objects, plan_, manifest
 
 
 @task(name="copy-gcs-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def copy_batch(settings: BackstopSettings, bucket: str, batch: list[tuple[SourceObject, str]]) -> list[ManifestEntry]:
+def copy_batch(
+    settings: BackstopSettings, bucket: str, batch: list[tuple[SourceObject, str]]
+) -> list[ManifestEntry]:
     """Server-side copy of one batch of source generations into the pool (idempotent: safe to retry)."""
     return gcs.copy_batch(storage_client(settings.project), bucket, batch, open_store(settings))
 
 
 @task(name="commit-gcs-backup", cache_policy=NO_CACHE)
-def commit(settings: BackstopSettings, manifest: BackupManifest, entries: list[ManifestEntry], state: dict[str, Any]) -> BackupManifest:
+def commit(
+    settings: BackstopSettings, manifest: BackupManifest, entries: list[ManifestEntry], state: dict[str, Any]
+) -> BackupManifest:
     return catalog.commit_backup(open_store(settings), manifest, entries, state)
 
 
 @task(name="validate-gcs-backup", cache_policy=NO_CACHE)
-def validate_backup(settings: BackstopSettings, manifest: BackupManifest, sample_percent: float) -> BackupManifest:
+def validate_backup(
+    settings: BackstopSettings, manifest: BackupManifest, sample_percent: float
+) -> BackupManifest:
     return gcs.COMPONENT.validate(settings, open_store(settings), manifest, sample_percent)
 
 
@@ -68,12 +78,18 @@ def backup_bucket(settings: BackstopSettings, bucket: str, prefixes: list[str] |
     objects, plan_, manifest = plan_backup(settings, bucket, prefixes)
     try:
         work = batches(plan_.to_copy, gcs.BATCH_SIZE)
-        progress = create_progress_artifact(0.0, key="gcs-backup-progress", description=f"gs://{bucket}")
+        progress: Any = create_progress_artifact(0.0, key="gcs-backup-progress", description=f"gs://{bucket}")
         futures = [copy_batch.submit(settings, bucket, batch) for batch in work]
         entries: list[ManifestEntry] = list(plan_.reused)
         for done, future in enumerate(as_completed(futures), 1):
             entries += future.result()
-            log.info("gs://%s: batch %d/%d copied (%d objects in the backup so far)", bucket, done, len(work), len(entries))
+            log.info(
+                "gs://%s: batch %d/%d copied (%d objects in the backup so far)",
+                bucket,
+                done,
+                len(work),
+                len(entries),
+            )
             update_progress_artifact(progress, 100.0 * done / len(work))
         if not work:
             update_progress_artifact(progress, 100.0)
@@ -147,7 +163,9 @@ def validate_gcs(
     rows = []
     for manifest in manifests:
         checked = validate_backup(settings, manifest, percent)
-        rows.append(summary_row(checked) | {"read_back": checked.validation.read_back if checked.validation else 0})
+        rows.append(
+            summary_row(checked) | {"read_back": checked.validation.read_back if checked.validation else 0}
+        )
     create_table_artifact(rows, key="gcs-validation", description="Cloud Storage validation")
     return rows
 
@@ -190,12 +208,19 @@ def restore_gcs(
                 f"restore of backup {manifest.backup_id} overwrites {plan.overwritten} object(s) in gs://{bucket}",
                 yes=approved,
             )
-    report = gcs.COMPONENT.restore(settings, source.store, manifest, target_bucket, objects, overwrite, dry_run)
+    report = gcs.COMPONENT.restore(
+        settings, source.store, manifest, target_bucket, objects, overwrite, dry_run
+    )
     report.from_secondary = source.from_secondary
     get_run_logger().info(
         "restore of %s to %s: %d created, %d overwritten, %d unchanged, %d conflicts%s",
-        manifest.backup_id, report.target, report.created, report.overwritten, report.unchanged,
-        len(report.conflicts), " (dry run)" if dry_run else "",
+        manifest.backup_id,
+        report.target,
+        report.created,
+        report.overwritten,
+        report.unchanged,
+        len(report.conflicts),
+        " (dry run)" if dry_run else "",
     )
     create_table_artifact([report.summary()], key="gcs-restore", description="Cloud Storage restore")
     return report.summary()

@@ -15,7 +15,9 @@ from tasks.context import open_store
 
 
 @flow(name="validate-backup", **HOOKS)
-def validate_backup(backup_id: str, sample_percent: float | None = None, settings_block: str = "default") -> dict[str, Any]:
+def validate_backup(
+    backup_id: str, sample_percent: float | None = None, settings_block: str = "default"
+) -> dict[str, Any]:
     """Validate one backup; a failed validation fails the run and names what differs."""
     settings = load_settings(settings_block)
     store = open_store(settings)

@@ -7,6 +7,7 @@ backup bucket); this module does what is the same for all of them, so no compone
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from datetime import datetime
@@ -58,10 +59,9 @@ def commit_backup(
 
 def abandon_backup(store: BackupStore, manifest: BackupManifest) -> None:
     """Clear the in-progress marker of a failed run (its data stays for prune to sweep)."""
-    try:
+    # The store may be what failed; the marker then expires on its own.
+    with contextlib.suppress(Exception):
         store.clear_in_progress(manifest)
-    except Exception:  # the store may be what failed; the marker then expires on its own
-        pass
 
 
 def sample(entries: list[ManifestEntry], percent: float, seed: int | None = None) -> list[ManifestEntry]:
@@ -128,8 +128,12 @@ def record_validation(
     store: BackupStore, manifest: BackupManifest, problems: list[str], checked: int, read_back: int
 ) -> BackupManifest:
     """Rewrite the manifest with the validation outcome; raise ValidationFailed when problems exist."""
-    record = ValidationRecord(at=utcnow(), ok=not problems, checked=checked, read_back=read_back, problems=problems[:200])
-    updated = manifest.model_copy(update={"validation": record, "status": "validated" if not problems else "invalid"})
+    record = ValidationRecord(
+        at=utcnow(), ok=not problems, checked=checked, read_back=read_back, problems=problems[:200]
+    )
+    updated = manifest.model_copy(
+        update={"validation": record, "status": "validated" if not problems else "invalid"}
+    )
     store.write_manifest(updated)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")

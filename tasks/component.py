@@ -56,7 +56,9 @@ class Component(Protocol):
 
     name: str
 
-    def backup(self, settings: BackstopSettings, store: BackupStore, source: str, **options: Any) -> BackupManifest:
+    def backup(
+        self, settings: BackstopSettings, store: BackupStore, source: str, **options: Any
+    ) -> BackupManifest:
         """Take a backup of `source`, commit its manifest last, return it."""
         ...
 

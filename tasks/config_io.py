@@ -43,7 +43,7 @@ from tasks.component import RestoreReport
 from tasks.store import RETRY, TIMEOUT, converted_errors, parallel_map
 
 if TYPE_CHECKING:
-    from tasks.configs import ConfigSource
+    from blocks.components import ConfigSource
 
 READ_WHOLE_LIMIT = 8 << 20  # files up to this size are read once into memory (hash, tar, syntax)
 

@@ -79,7 +79,9 @@ def _rewrite(src_blob: Any, dest_blob: Any) -> Any:
     return dest_blob
 
 
-def copy_batch(client: Any, bucket: str, items: list[tuple[SourceObject, str]], store: BackupStore) -> list[ManifestEntry]:
+def copy_batch(
+    client: Any, bucket: str, items: list[tuple[SourceObject, str]], store: BackupStore
+) -> list[ManifestEntry]:
     """Copy one batch of source generations into the pool; verify each copy's crc32c."""
     source = client.bucket(bucket)
 
@@ -102,13 +104,19 @@ def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
     return found[0] if found else None
 
 
-def plan(client: Any, store: BackupStore, bucket: str, prefixes: list[str] | None) -> tuple[list[SourceObject], BackupPlan]:
+def plan(
+    client: Any, store: BackupStore, bucket: str, prefixes: list[str] | None
+) -> tuple[list[SourceObject], BackupPlan]:
     """List the source and the pool; decide what to copy."""
     objects = list_source(client, bucket, prefixes)
-    return objects, plan_backup(objects, bucket, previous_backup(store, bucket), pooled_objects(store, bucket))
+    return objects, plan_backup(
+        objects, bucket, previous_backup(store, bucket), pooled_objects(store, bucket)
+    )
 
 
-def source_state(bucket: str, prefixes: list[str] | None, objects: list[SourceObject], plan_: BackupPlan) -> dict[str, Any]:
+def source_state(
+    bucket: str, prefixes: list[str] | None, objects: list[SourceObject], plan_: BackupPlan
+) -> dict[str, Any]:
     live = [o for o in objects if not o.is_placeholder]
     return {
         "bucket": bucket,
@@ -198,7 +206,9 @@ class GcsComponent:
                 done += sum(o.size for o, _ in batch)
                 if progress:
                     progress(number, len(entries), done)
-            return catalog.commit_backup(store, manifest, entries, source_state(source, prefixes, objects, plan_))
+            return catalog.commit_backup(
+                store, manifest, entries, source_state(source, prefixes, objects, plan_)
+            )
         except BaseException:
             catalog.abandon_backup(store, manifest)
             raise
@@ -206,7 +216,9 @@ class GcsComponent:
     def validate(
         self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
     ) -> BackupManifest:
-        problems, read_back = catalog.verify_stored(store, manifest, sample_percent, prefixes=[pool_prefix(manifest.source)])
+        problems, read_back = catalog.verify_stored(
+            store, manifest, sample_percent, prefixes=[pool_prefix(manifest.source)]
+        )
         expected = manifest.source_state.get("objects")
         if expected is not None and expected != len(manifest.entries):
             problems.append(f"manifest lists {len(manifest.entries)} objects, the source had {expected}")
@@ -267,7 +279,9 @@ class GcsComponent:
             if got is None:
                 problems.append(f"missing in gs://{bucket}: {entry.name}")
             elif got != (entry.size, entry.crc32c):
-                problems.append(f"differs in gs://{bucket}: {entry.name} {got} vs backup {(entry.size, entry.crc32c)}")
+                problems.append(
+                    f"differs in gs://{bucket}: {entry.name} {got} vs backup {(entry.size, entry.crc32c)}"
+                )
         return problems
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:

@@ -15,7 +15,13 @@ from typing import Any, Literal
 from backstop.manifest import BackupManifest, ManifestEntry
 
 # Object properties that a restore recreates (besides custom metadata).
-KEPT_PROPERTIES = ("content_type", "cache_control", "content_encoding", "content_disposition", "content_language")
+KEPT_PROPERTIES = (
+    "content_type",
+    "cache_control",
+    "content_encoding",
+    "content_disposition",
+    "content_language",
+)
 
 
 @dataclass(frozen=True)

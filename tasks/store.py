@@ -28,7 +28,9 @@ T = TypeVar("T")
 
 INPROGRESS_PREFIX = "_inprogress/"
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
-RETRY = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=float(os.environ.get("BACKSTOP_RETRY_TIMEOUT", "30")))
+RETRY = Retry(
+    initial=0.2, maximum=2.0, multiplier=2.0, timeout=float(os.environ.get("BACKSTOP_RETRY_TIMEOUT", "30"))
+)
 TIMEOUT = 60.0
 
 
@@ -101,13 +103,17 @@ class BackupStore:
         """Upload `data` and verify the stored crc32c; returns the blob."""
         blob = self.blob(key)
         with converted_errors(f"writing {self.where(key)}"):
-            blob.upload_from_string(data, content_type=content_type, timeout=TIMEOUT, retry=RETRY, checksum="crc32c")
+            blob.upload_from_string(
+                data, content_type=content_type, timeout=TIMEOUT, retry=RETRY, checksum="crc32c"
+            )
         return blob
 
     def put_file(self, key: str, path: str, content_type: str = "application/octet-stream") -> Any:
         blob = self.blob(key)
         with converted_errors(f"writing {self.where(key)}"):
-            blob.upload_from_filename(path, content_type=content_type, timeout=TIMEOUT * 10, checksum="crc32c")
+            blob.upload_from_filename(
+                path, content_type=content_type, timeout=TIMEOUT * 10, checksum="crc32c"
+            )
         return blob
 
     def get_bytes(self, key: str) -> bytes:
@@ -126,7 +132,10 @@ class BackupStore:
     def list(self, prefix: str) -> dict[str, Any]:
         """Every object under `prefix`, by name (one paged listing)."""
         with converted_errors(f"listing {self.where(prefix)}"):
-            return {b.name: b for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)}
+            return {
+                b.name: b
+                for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
+            }
 
     def delete(self, keys: builtins.list[str], workers: int = 16) -> builtins.list[str]:
         """Delete `keys`; return the ones that could not be deleted (with the reason)."""
@@ -152,7 +161,10 @@ class BackupStore:
         return BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key))
 
     def list_manifests(
-        self, component: str | None = None, source: str | None = None, on_damaged: Callable[[str], None] | None = None
+        self,
+        component: str | None = None,
+        source: str | None = None,
+        on_damaged: Callable[[str], None] | None = None,
     ) -> builtins.list[BackupManifest]:
         """All readable manifests under the component / source prefix.
 
@@ -160,7 +172,11 @@ class BackupStore:
         hides the others.
         """
         prefix = "" if component is None else f"{component}/" + ("" if source is None else f"{source}/")
-        keys = [k for k in self.list(prefix) if k.endswith("/" + MANIFEST_NAME) and not k.startswith(INPROGRESS_PREFIX)]
+        keys = [
+            k
+            for k in self.list(prefix)
+            if k.endswith("/" + MANIFEST_NAME) and not k.startswith(INPROGRESS_PREFIX)
+        ]
 
         def read(key: str) -> BackupManifest | None:
             try:
@@ -191,7 +207,9 @@ class BackupStore:
     def clear_in_progress(self, manifest: BackupManifest) -> None:
         self.delete([f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"])
 
-    def in_progress(self, component: str, source: str, younger_than_hours: float = 24.0) -> builtins.list[str]:
+    def in_progress(
+        self, component: str, source: str, younger_than_hours: float = 24.0
+    ) -> builtins.list[str]:
         """Backup ids of runs of this source that started recently and have not committed."""
         now = datetime.now(UTC)
         running = []

@@ -12,7 +12,9 @@ from backstop.report import human_bytes, text_table
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
-    p = verbs.add_parser("setup", help="one-off offline setup of the local platform (DuckDB spatial extension)")
+    p = verbs.add_parser(
+        "setup", help="one-off offline setup of the local platform (DuckDB spatial extension)"
+    )
     p.set_defaults(handler=setup, no_platform_env=True)
 
     p = verbs.add_parser("up", help="start the local platform (emulators + Prefect server)")
@@ -40,7 +42,9 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=validate)
 
-    p = verbs.add_parser("demo", help="the whole job on the local platform: up, seed, back up, restore, report, down")
+    p = verbs.add_parser(
+        "demo", help="the whole job on the local platform: up, seed, back up, restore, report, down"
+    )
     p.add_argument("--keep-running", action="store_true", help="leave the platform up afterwards")
     p.set_defaults(handler=demo, no_platform_env=True)
 
@@ -84,7 +88,10 @@ def down(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     running = _platform().running()
-    rows = [{"service": n, "pid": str(i["pid"]), "endpoints": " ".join(i["endpoints"].values())} for n, i in running.items()]
+    rows = [
+        {"service": n, "pid": str(i["pid"]), "endpoints": " ".join(i["endpoints"].values())}
+        for n, i in running.items()
+    ]
     emit(args, running, text_table(rows) if rows else "the local platform is not running")
     return 0
 
@@ -103,7 +110,10 @@ def list_backups(args: argparse.Namespace) -> int:
     damaged: list[str] = []
     found = select(
         store.list_manifests(args.component, args.source, on_damaged=damaged.append),
-        args.component, args.source, before, args.validated,
+        args.component,
+        args.source,
+        before,
+        args.validated,
     )
     rows = [
         {

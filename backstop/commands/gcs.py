@@ -13,7 +13,9 @@ from backstop.report import text_table
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = groups["backup"].add_parser("gcs", help="back up Cloud Storage buckets")
-    p.add_argument("--bucket", action="append", help="source bucket (repeatable; default: the settings' gcs_sources)")
+    p.add_argument(
+        "--bucket", action="append", help="source bucket (repeatable; default: the settings' gcs_sources)"
+    )
     p.add_argument("--prefix", action="append", help="only objects under this prefix (repeatable)")
     p.add_argument("--no-validate", action="store_true", help="skip validation after the backup")
     p.add_argument("--sample-percent", type=float, help="share of objects re-read by validation")
@@ -56,10 +58,19 @@ def restore(args: argparse.Namespace) -> int:
     if args.before:
         parse_time(args.before)
     if args.overwrite and not args.dry_run and not args.yes and (args.target or args.bucket) == args.bucket:
-        raise Conflict(f"--overwrite into the original bucket gs://{args.bucket} needs --yes (or use --dry-run first)")
+        raise Conflict(
+            f"--overwrite into the original bucket gs://{args.bucket} needs --yes (or use --dry-run first)"
+        )
     summary = restore_gcs(
-        args.bucket, args.backup_id, args.before, args.target, args.object, args.overwrite, args.dry_run,
-        approved=args.yes, settings_block=args.settings,
+        args.bucket,
+        args.backup_id,
+        args.before,
+        args.target,
+        args.object,
+        args.overwrite,
+        args.dry_run,
+        approved=args.yes,
+        settings_block=args.settings,
     )
     emit(args, summary, text_table([summary]))
     return 0

@@ -32,10 +32,14 @@ def flow_task_runs(flow_run_name_prefix: str) -> list[Any]:
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with get_client(sync_client=True) as client:
-        return client.read_task_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_run_name_prefix])), limit=200)
+        return client.read_task_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_run_name_prefix])), limit=200
+        )
 
 
-def test_backup_flow_batches_objects_and_records_artifacts(gcs: Any, saved_settings: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backup_flow_batches_objects_and_records_artifacts(
+    gcs: Any, saved_settings: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -48,16 +52,22 @@ def test_backup_flow_batches_objects_and_records_artifacts(gcs: Any, saved_setti
     runs = flow_task_runs("backup-gcs")
     assert 0 < len(runs) < 50  # a handful of batches, not one task per object
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gcs-backup-summary"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gcs-backup-summary"]))
+        )
     assert any(source in json.dumps(a.data) for a in artifacts)
 
 
-def test_cli_backup_list_validate_restore(gcs: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_backup_list_validate_restore(
+    gcs: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = seed(gcs, 12)
     assert main(["--settings", saved_settings, "backup", "gcs", "--bucket", source, "--json"]) == 0
     backup_id = json.loads(capsys.readouterr().out)[0]["backup_id"]
 
-    assert main(["--settings", saved_settings, "list", "--component", "gcs", "--source", source, "--json"]) == 0
+    assert (
+        main(["--settings", saved_settings, "list", "--component", "gcs", "--source", source, "--json"]) == 0
+    )
     listed = json.loads(capsys.readouterr().out)["backups"]
     assert [b["backup_id"] for b in listed] == [backup_id]
 
@@ -65,7 +75,12 @@ def test_cli_backup_list_validate_restore(gcs: Any, saved_settings: str, capsys:
     assert json.loads(capsys.readouterr().out)["status"] == "validated"
 
     target = unique("clirestore")
-    assert main(["--settings", saved_settings, "restore", "gcs", "--bucket", source, "--target", target, "--json"]) == 0
+    assert (
+        main(
+            ["--settings", saved_settings, "restore", "gcs", "--bucket", source, "--target", target, "--json"]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["created"] == 12
     assert {b.name: b.download_as_bytes() for b in gcs.list_blobs(target)} == {
         b.name: b.download_as_bytes() for b in gcs.list_blobs(source)
@@ -110,7 +125,9 @@ def test_restore_flow_dry_run_changes_nothing(gcs: Any, saved_settings: str) -> 
     assert gcs.bucket(source).get_blob("p1/o 1.txt") is None
 
 
-def test_overwriting_the_original_needs_yes(gcs: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_overwriting_the_original_needs_yes(
+    gcs: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = seed(gcs, 4)
     backup_gcs([source], settings_block=saved_settings)
     gcs.bucket(source).blob("p2/o 2.txt").upload_from_string(b"edited")

@@ -54,7 +54,9 @@ def test_round_trip_is_byte_identical_with_metadata(gcs: Any, settings: Any, sto
     assert gcs_component.verify_restored(settings, store, validated, target) == []
 
 
-def test_incremental_copies_only_changes_and_older_backups_can_go(gcs: Any, settings: Any, store: Any) -> None:
+def test_incremental_copies_only_changes_and_older_backups_can_go(
+    gcs: Any, settings: Any, store: Any
+) -> None:
     source = unique("src")
     seed(gcs, source, 20)
     first = gcs_component.backup(settings, store, source)
@@ -64,7 +66,9 @@ def test_incremental_copies_only_changes_and_older_backups_can_go(gcs: Any, sett
     same = bucket.get_blob("logs/6.txt")
     rewritten = bucket.blob("logs/6.txt")
     rewritten.metadata, rewritten.cache_control = same.metadata, same.cache_control
-    rewritten.upload_from_string(same.download_as_bytes(), content_type="text/csv")  # same bytes, new generation
+    rewritten.upload_from_string(
+        same.download_as_bytes(), content_type="text/csv"
+    )  # same bytes, new generation
     bare = bucket.blob("logs/9.txt")
     bare.upload_from_string(bare.download_as_bytes(), content_type="text/csv")  # same bytes, metadata dropped
     second = gcs_component.backup(settings, store, source)
@@ -83,7 +87,9 @@ def test_incremental_copies_only_changes_and_older_backups_can_go(gcs: Any, sett
     assert snapshot(gcs, target) == snapshot(gcs, source)
 
 
-def test_corrupt_and_missing_backup_objects_are_named_by_validate(gcs: Any, settings: Any, store: Any) -> None:
+def test_corrupt_and_missing_backup_objects_are_named_by_validate(
+    gcs: Any, settings: Any, store: Any
+) -> None:
     source = unique("src")
     seed(gcs, source, 6)
     manifest = gcs_component.backup(settings, store, source)

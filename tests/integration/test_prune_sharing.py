@@ -17,7 +17,9 @@ from tests.conftest import unique
 pytestmark = pytest.mark.integration
 
 
-def test_gcs_prune_keeps_pool_objects_a_composer_backup_references(gcs: Any, settings: Any, store: Any) -> None:
+def test_gcs_prune_keeps_pool_objects_a_composer_backup_references(
+    gcs: Any, settings: Any, store: Any
+) -> None:
     bucket = unique("envbucket")
     gcs.create_bucket(bucket).blob("dags/etl.py").upload_from_string(b"print('dag')\n")
     first = gcs_component.backup(settings, store, bucket)

@@ -27,7 +27,12 @@ def test_manifest_round_trips_and_lives_under_component_source_date() -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    [lambda b: b[: len(b) // 2], lambda b: b.replace(b'"size": 3', b'"size": 4'), lambda b: b"", lambda b: b"{}"],
+    [
+        lambda b: b[: len(b) // 2],
+        lambda b: b.replace(b'"size": 3', b'"size": 4'),
+        lambda b: b"",
+        lambda b: b"{}",
+    ],
 )
 def test_damaged_manifest_is_refused_with_its_location(damage) -> None:
     with pytest.raises(ValidationFailed, match="gs://bk/x/manifest.json"):
