@@ -15,7 +15,7 @@ from prefect.futures import as_completed
 
 from backstop.errors import InvalidInput
 from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.names import check_dataset, check_percent, parse_time
+from backstop.names import check_dataset, parse_time
 from backstop.report import human_bytes
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
@@ -124,12 +124,9 @@ def validate_bigquery(
     """Validate one backup (by id) or the latest of `dataset` (default: every configured dataset)."""
     settings = load_settings(settings_block)
     store = open_store(settings)
-    percent = check_percent(settings.validate_sample_percent if sample_percent is None else sample_percent)
-    if backup_id:
-        manifests = [catalog.resolve_backup(store, bq.NAME, backup_id=backup_id)]
-    else:
-        sources = [check_dataset(dataset)] if dataset else settings.bigquery_datasets
-        manifests = [catalog.resolve_backup(store, bq.NAME, s, validated_only=False) for s in sources]
+    percent = catalog.sample_percent(settings, sample_percent)
+    sources = [check_dataset(dataset)] if dataset else settings.bigquery_datasets
+    manifests = catalog.backups_to_validate(store, bq.NAME, backup_id, sources)
     rows: list[dict[str, Any]] = []
     for manifest in manifests:
         problems, read_back = catalog.verify_stored(store, manifest, percent)

@@ -13,7 +13,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from backstop.manifest import BackupManifest
-from backstop.names import check_percent, parse_time
+from backstop.names import parse_time
 from backstop.report import human_bytes
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
@@ -98,7 +98,7 @@ def backup_composer(
     """
     settings = load_settings(settings_block)
     chosen_parts = composer.check_parts(parts or DEFAULT_PARTS)
-    percent = check_percent(settings.validate_sample_percent if sample_percent is None else sample_percent)
+    percent = catalog.sample_percent(settings, sample_percent)
     rows = []
     for environment in _environments(settings, environments):
         manifest = backup_environment(settings, environment, chosen_parts, snapshot)
@@ -119,15 +119,11 @@ def validate_composer(
     """Validate one backup (by id), or the latest backup of `environment` / of every configured one."""
     settings = load_settings(settings_block)
     store = open_store(settings)
-    percent = check_percent(settings.validate_sample_percent if sample_percent is None else sample_percent)
-    if backup_id:
-        manifests = [catalog.resolve_backup(store, composer.NAME, backup_id=backup_id)]
-    else:
-        sources = _environments(settings, [environment] if environment else None)
-        manifests = [
-            catalog.resolve_backup(store, composer.NAME, s.rsplit("/", 1)[-1], validated_only=False)
-            for s in sources
-        ]
+    percent = catalog.sample_percent(settings, sample_percent)
+    named = [] if backup_id else _environments(settings, [environment] if environment else None)
+    manifests = catalog.backups_to_validate(
+        store, composer.NAME, backup_id, [s.rsplit("/", 1)[-1] for s in named]
+    )
     rows = [summary_row(validate_backup(settings, m, percent)) for m in manifests]
     create_table_artifact(rows, key="composer-validation", description="Cloud Composer validation")
     return rows

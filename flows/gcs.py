@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.names import check_bucket, check_percent, parse_time
+from backstop.names import check_bucket, parse_time
 from backstop.report import human_bytes
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings, load_settings
@@ -133,7 +133,7 @@ def backup_gcs(
     """
     settings = load_settings(settings_block)
     chosen = [check_bucket(b) for b in (buckets or settings.gcs_sources)]
-    percent = check_percent(settings.validate_sample_percent if sample_percent is None else sample_percent)
+    percent = catalog.sample_percent(settings, sample_percent)
     rows = []
     for bucket in chosen:
         manifest = backup_bucket(settings, bucket, prefixes)
@@ -154,12 +154,9 @@ def validate_gcs(
     """Validate one backup (by id), or the latest backup of `bucket` / of every configured bucket."""
     settings = load_settings(settings_block)
     store = open_store(settings)
-    percent = check_percent(settings.validate_sample_percent if sample_percent is None else sample_percent)
-    if backup_id:
-        manifests = [catalog.resolve_backup(store, gcs.NAME, backup_id=backup_id)]
-    else:
-        sources = [check_bucket(bucket)] if bucket else settings.gcs_sources
-        manifests = [catalog.resolve_backup(store, gcs.NAME, s, validated_only=False) for s in sources]
+    percent = catalog.sample_percent(settings, sample_percent)
+    sources = [check_bucket(bucket)] if bucket else settings.gcs_sources
+    manifests = catalog.backups_to_validate(store, gcs.NAME, backup_id, sources)
     rows = []
     for manifest in manifests:
         checked = validate_backup(settings, manifest, percent)

@@ -120,11 +120,8 @@ def validate_gke(
     """Validate one backup (by id), or the latest backup of `cluster` / of every configured cluster."""
     settings, config = _settings(settings_block, gke_config)
     store = open_store(settings)
-    if backup_id:
-        manifests = [catalog.resolve_backup(store, gke.NAME, backup_id=backup_id)]
-    else:
-        sources = [check_cluster(cluster)] if cluster else [c.short_name for c in config.clusters]
-        manifests = [catalog.resolve_backup(store, gke.NAME, s, validated_only=False) for s in sources]
+    sources = [check_cluster(cluster)] if cluster else [c.short_name for c in config.clusters]
+    manifests = catalog.backups_to_validate(store, gke.NAME, backup_id, sources)
     rows = [summary_row(validate_backup(settings, config, m)) for m in manifests]
     create_table_artifact(rows, key="gke-validation", description="Backup for GKE validation")
     return rows

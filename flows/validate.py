@@ -7,9 +7,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from backstop.names import check_backup_id, check_percent
+from backstop.names import check_backup_id
 from blocks.settings import load_settings
 from flows.hooks import HOOKS
+from tasks import catalog
 from tasks.component import get_component
 from tasks.context import open_store
 
@@ -22,7 +23,7 @@ def validate_backup(
     settings = load_settings(settings_block)
     store = open_store(settings)
     manifest = store.find_manifest(check_backup_id(backup_id))
-    percent = check_percent(settings.validate_sample_percent if sample_percent is None else sample_percent)
+    percent = catalog.sample_percent(settings, sample_percent)
     checked = get_component(manifest.component).validate(settings, store, manifest, percent)
     record = checked.validation
     row = {

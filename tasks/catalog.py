@@ -173,3 +173,19 @@ def resolve_backup(
         when = f" before {before.isoformat()}" if before else ""
         raise NotFound(f"no {kind} of {what}{when} in {store.where()}")
     return found[0]
+
+
+def backups_to_validate(
+    store: BackupStore, component: str, backup_id: str | None, sources: list[str]
+) -> list[BackupManifest]:
+    """The backup named by `backup_id`, or else the latest backup (validated or not) of each source."""
+    if backup_id:
+        return [resolve_backup(store, component, backup_id=backup_id)]
+    return [resolve_backup(store, component, source, validated_only=False) for source in sources]
+
+
+def sample_percent(settings: Any, override: float | None) -> float:
+    """The share of objects validation re-reads: `override`, else the settings' default."""
+    return check_percent(
+        settings.validate_sample_percent if override is None else override, "sample percentage"
+    )
