@@ -158,8 +158,17 @@ def restore_composer(
     settings = load_settings(settings_block)
     store = open_store(settings)
     source = composer.environment_name(composer.composer_settings(settings), environment).rsplit("/", 1)[-1]
+    wanted = set(composer.check_parts(parts, allow_snapshot=True)) if parts else set()
     manifest = catalog.resolve_backup(
-        store, composer.NAME, source, backup_id=backup_id, before=parse_time(before) if before else None
+        store,
+        composer.NAME,
+        source,
+        backup_id=backup_id,
+        before=parse_time(before) if before else None,
+        # DAGs are backed up daily and metadata hourly: take the latest backup holding what was asked.
+        where=lambda m: (
+            wanted <= set(m.source_state.get("parts", [])) | ({"snapshot"} if "snapshot" in wanted else set())
+        ),
     )
     report = restore_task(settings, manifest, target_environment, parts, overwrite, dry_run, delete_extra)
     get_run_logger().info(

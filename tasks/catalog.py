@@ -152,8 +152,12 @@ def resolve_backup(
     before: datetime | None = None,
     validated_only: bool = True,
     on_damaged: Callable[[str], None] | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
 ) -> BackupManifest:
-    """The backup to restore: `backup_id`, or the latest (validated) one before `before`."""
+    """The backup to restore: `backup_id`, or the latest (validated) one before `before`.
+
+    `where` narrows the choice further (e.g. a Composer backup that holds the DAGs part).
+    """
     if backup_id:
         check_backup_id(backup_id)
         manifest = store.find_manifest(backup_id)
@@ -167,6 +171,7 @@ def resolve_backup(
         before,
         validated_only,
     )
+    found = [m for m in found if where is None or where(m)]
     if not found:
         what = f"{component}/{source}" if source else component
         kind = "validated backup" if validated_only else "backup"

@@ -306,6 +306,20 @@ def test_flows_and_cli(gcs: Any, composer_api: Any, saved_settings: str, airflow
         == b"x = 1\n"
     )
 
+    # A later backup of another part does not hide the DAGs: restore takes the latest backup holding them.
+    from blocks.settings import load_settings
+
+    with_references = load_settings(saved_settings)
+    with_references.composer.secrets_mode = "reference"
+    with_references.save(saved_settings, overwrite=True)
+    assert (
+        backup_composer([source], parts=["config"], settings_block=saved_settings)[0]["status"] == "validated"
+    )
+    again = restore_composer(
+        source, target_environment=target, parts=["dags"], dry_run=True, settings_block=saved_settings
+    )
+    assert again["backup_id"] == rows[0]["backup_id"] and again["unchanged"] == 1
+
     code = main(
         [
             "--settings",
