@@ -20,7 +20,7 @@ from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks import catalog, gke
 from tasks.context import open_store
-from tasks.gke_plans import GkeSettings, check_cluster, check_namespace, parse_renames
+from tasks.gke_plans import GkeSettings, check_cluster, check_namespace, parse_renames, parse_resources
 
 
 def _settings(
@@ -139,8 +139,9 @@ def restore_gke(
     dry_run: bool = False,
     settings_block: str = "default",
     gke_config: GkeSettings | None = None,
+    resources: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Restore a cluster's backup (whole, or chosen namespaces) into it or another cluster.
+    """Restore a cluster's backup (whole, chosen namespaces or chosen resources) into it or another cluster.
 
     Args:
         cluster: the backed-up cluster (short name).
@@ -151,12 +152,17 @@ def restore_gke(
         rename: {old: new} namespace renames (transformation rules).
         overwrite: replace existing resources (DELETE_AND_RESTORE); without it a conflict fails the restore.
         dry_run: only report what would be restored, and as which namespace.
+        settings_block: name of the Backstop settings block.
+        gke_config: GKE settings to use instead of the block's `gke` section.
+        resources: restore only these objects: 'namespace/Kind/name' or 'Kind/name' (any namespace
+            or cluster-scoped); 'Kind.group' names a kind outside the common API groups.
     """
     settings, config = _settings(settings_block, gke_config)
     check_cluster(cluster)
     for namespace in namespaces or []:
         check_namespace(namespace)
     renames = parse_renames(rename)
+    parse_resources(resources)
     store = open_store(settings)
     manifest = catalog.resolve_backup(
         store, gke.NAME, cluster, backup_id=backup_id, before=parse_time(before) if before else None
@@ -172,6 +178,7 @@ def restore_gke(
         rename=renames,
         gke=config,
         log=_info,
+        resources=resources,
     )
     get_run_logger().info(
         "restore of %s into %s: %d resources restored%s",
@@ -181,7 +188,7 @@ def restore_gke(
         " (dry run)" if dry_run else "",
     )
     create_table_artifact(
-        [a for a in report.actions if "namespace" in a] or [report.summary()],
+        [a for a in report.actions if "namespace" in a or "resource" in a] or [report.summary()],
         key="gke-restore",
         description=f"Backup for GKE restore of {manifest.backup_id}",
     )

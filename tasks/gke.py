@@ -6,8 +6,9 @@ Backstop protects GKE clusters with Backup for GKE: one backup plan per cluster 
 chosen namespaces or chosen ProtectedApplications; volume data; Secrets; CMEK; retention and
 delete-lock days), a backup per scheduled run (03:00 UTC by default), validation (state SUCCEEDED,
 every volume backup SUCCEEDED, resource / volume / pod counts and size not dropping more than
-`gke.drop_threshold_percent` against the previous good backup) and restores (whole backup or chosen
-namespaces, into the same or another cluster, namespaces renamed through transformation rules,
+`gke.drop_threshold_percent` against the previous good backup, no namespace whose volumes were
+backed up before missing now) and restores (whole backup, chosen namespaces or chosen resources
+through a restore filter, into the same or another cluster, namespaces renamed through transformation rules,
 conflicts failing the restore unless overwrite is asked for). The backup data stays in Backup for
 GKE; the Backstop manifest records its name, state, counts, size and times, plus a small JSON
 description in the backup bucket so the catalog, retention and drills treat it like any backup.
@@ -31,7 +32,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from backstop.errors import BackstopError, ConfigError, NotFound
+from backstop.errors import BackstopError, ConfigError, Conflict, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry, select
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
@@ -44,6 +45,8 @@ from tasks.gke_plans import (
     count_problems,
     describe_changes,
     desired_plan,
+    namespace_volume_problems,
+    namespace_volumes,
     plan_diff,
     update_mask,
 )
@@ -271,6 +274,10 @@ class GkeComponent:
                     name=f"{plan['plan']}/backups/{backup_id}", timeout=TIMEOUT, retry=RETRY
                 )
             state = backup_state(backup)
+            if state["state"] == "SUCCEEDED" and state["contains_volume_data"]:
+                with converted_errors(f"listing volume backups of {backup.name}"):
+                    listed = client.list_volume_backups(parent=backup.name, timeout=TIMEOUT, retry=RETRY)
+                    state["namespace_volumes"] = namespace_volumes(listed)
             log(
                 f"backup {backup.name}: {state['state']} {state['resource_count']} resources, "
                 f"{state['volume_count']} volumes, {state['pod_count']} pods, {state['size_bytes']} bytes"
@@ -320,6 +327,13 @@ class GkeComponent:
             prev = previous_good(store, manifest.source, manifest)
             before = prev.source_state | {"backup_id": prev.backup_id} if prev else None
             problems += count_problems(live, before, gke.drop_threshold_percent, live["contains_volume_data"])
+            if prev and live["contains_volume_data"]:
+                problems += namespace_volume_problems(
+                    namespace_volumes(volumes),
+                    prev.source_state.get("namespace_volumes"),
+                    prev.backup_id,
+                    live["namespaces"],
+                )
             bad = [
                 v.name.rsplit("/", 1)[-1] + f" {v.state.name}" for v in volumes if v.state.name != "SUCCEEDED"
             ]
@@ -378,7 +392,12 @@ class GkeComponent:
             return
         try:
             with converted_errors(f"deleting Backup for GKE backup {name}"):
-                op = gke_backup_client().delete_backup(request={"name": name, "force": True}, timeout=TIMEOUT)
+                try:
+                    op = gke_backup_client().delete_backup(
+                        request={"name": name, "force": True}, timeout=TIMEOUT
+                    )
+                except gexc.FailedPrecondition as exc:  # e.g. still inside its delete-lock days
+                    raise Conflict(f"Backup for GKE backup {name} cannot be deleted: {exc.message}") from exc
                 follow(op, f"deleting backup {name.rsplit('/', 1)[-1]}", gke, logger.info)
         except NotFound:
             return

@@ -225,3 +225,74 @@ def restore_plan_id(backup_plan_id: str, target_cluster: str, config: dict[str, 
     digest = hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest()[:8]
     short = target_cluster.rsplit("/", 1)[-1]
     return f"bs-{backup_plan_id.removeprefix('backstop-')[:20]}-{short[:20]}-{digest}".lower()
+
+
+# API groups of common kinds; anything else is core ("") unless given as 'Kind.group'.
+KIND_GROUPS = {
+    **dict.fromkeys(("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ControllerRevision"), "apps"),
+    **dict.fromkeys(("Job", "CronJob"), "batch"),
+    **dict.fromkeys(("Ingress", "IngressClass", "NetworkPolicy"), "networking.k8s.io"),
+    **dict.fromkeys(
+        ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"), "rbac.authorization.k8s.io"
+    ),
+    "HorizontalPodAutoscaler": "autoscaling",
+    "PodDisruptionBudget": "policy",
+    "StorageClass": "storage.k8s.io",
+    "CustomResourceDefinition": "apiextensions.k8s.io",
+}
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+_GROUP = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def parse_resource(text: str) -> dict[str, str]:
+    """'namespace/Kind/name' or 'Kind/name' (cluster-scoped, or any namespace) into a selector dict.
+
+    The kind may carry its API group as 'Kind.group' ('Certificate.cert-manager.io'); common kinds
+    get theirs from KIND_GROUPS. Returns {"namespace", "group", "kind", "name"} ("" namespace: any).
+    """
+    parts = text.split("/") if isinstance(text, str) else []
+    if len(parts) not in (2, 3):
+        raise InvalidInput(f"malformed resource {text!r}: use namespace/Kind/name or Kind/name")
+    namespace = check_namespace(parts[0]) if len(parts) == 3 else ""
+    kind, _, group = parts[-2].partition(".")
+    name = parts[-1]
+    if not _KIND.match(kind) or (group and not _GROUP.match(group)):
+        raise InvalidInput(f"malformed kind {parts[-2]!r} in resource {text!r}: use Kind or Kind.group")
+    if not _OBJECT_NAME.match(name):
+        raise InvalidInput(f"malformed object name {name!r} in resource {text!r}")
+    return {"namespace": namespace, "group": group or KIND_GROUPS.get(kind, ""), "kind": kind, "name": name}
+
+
+def parse_resources(items: list[str] | None) -> list[dict[str, str]]:
+    """`parse_resource` over a list, dropping duplicates (order kept)."""
+    found: list[dict[str, str]] = []
+    for item in items or []:
+        selector = parse_resource(item)
+        if selector not in found:
+            found.append(selector)
+    return found
+
+
+def namespace_volume_problems(
+    current: dict[str, int], previous: dict[str, int] | None, previous_id: str, scope: list[str]
+) -> list[str]:
+    """Namespaces whose volumes were backed up in the previous good backup and are missing now.
+
+    `current` / `previous` map namespace -> volume backups (from VolumeBackup.source_pvc);
+    `scope` is the plan's selected namespaces (empty: all); a namespace left out of it on purpose
+    is not reported.
+    """
+    return [
+        f"namespace {ns} had {count} volume backup(s) in backup {previous_id} and has none in this one"
+        for ns, count in sorted((previous or {}).items())
+        if count > 0 and not current.get(ns) and (not scope or ns in scope)
+    ]
+
+
+def namespace_volumes(volume_backups: Any) -> dict[str, int]:
+    """Volume backups per namespace, from each VolumeBackup's `source_pvc`."""
+    counts: dict[str, int] = {}
+    for volume in volume_backups:
+        counts[volume.source_pvc.namespace] = counts.get(volume.source_pvc.namespace, 0) + 1
+    return counts

@@ -25,6 +25,7 @@ from tasks.gke_plans import (
     check_namespace,
     cluster_path,
     parse_renames,
+    parse_resources,
     parse_target,
     restore_plan_id,
     suffixed,
@@ -43,8 +44,13 @@ def restore_backup(
     rename: dict[str, str] | list[str] | None = None,
     gke: GkeSettings | None = None,
     log: Log = logger.info,
+    resources: list[str] | None = None,
 ) -> RestoreReport:
-    """Restore the backup (or the namespaces in `only`) to `target` ('cluster' or 'cluster:suffix')."""
+    """Restore the backup (or the namespaces in `only`) to `target` ('cluster' or 'cluster:suffix').
+
+    `resources` ('namespace/Kind/name' or 'Kind/name') restores only those objects: they become
+    the restore's inclusion filter, and their namespaces (with `only`) the restore plan's scope.
+    """
     started = time.monotonic()
     gke = gke_settings(settings, gke)
     state = manifest.source_state
@@ -56,7 +62,10 @@ def restore_backup(
     project = gke.project or settings.project
     cluster = cluster_path(project, gke.location, cluster_name)
     backed_up = state.get("namespaces") or []
+    selectors = parse_resources(resources)
     chosen = [check_namespace(n) for n in only or []]
+    if selectors and (chosen or all(s["namespace"] for s in selectors)):
+        chosen = sorted(set(chosen) | {s["namespace"] for s in selectors if s["namespace"]})
     missing = [n for n in chosen if backed_up and n not in backed_up]
     if missing:
         raise NotFound(
@@ -66,13 +75,15 @@ def restore_backup(
     if suffix:  # a scratch restore: only named namespaces, each under a new name
         chosen = chosen or backed_up or _drill_namespaces(gke, manifest.source)
         renames = {ns: renames.get(ns, suffixed(ns, suffix)) for ns in chosen}
-    config = restore_config(chosen, renames, overwrite)
+    cluster_kinds = sorted({(s["group"], s["kind"]) for s in selectors if not s["namespace"]})
+    config = restore_config(chosen, renames, overwrite, cluster_kinds if selectors else None)
     report = RestoreReport(
         NAME, manifest.source, manifest.backup_id, target or manifest.source, dry_run=dry_run
     )
     report.actions = [
         {"namespace": ns, "restore_as": renames.get(ns, ns)} for ns in (chosen or backed_up or ["*"])
     ]
+    report.actions += [{"resource": r, "restore_as": _restored_as(r, renames)} for r in resources or []]
     if dry_run:
         report.seconds = time.monotonic() - started
         return report
@@ -102,7 +113,7 @@ def restore_backup(
         restore_id = f"r-{manifest.backup_id.lower()}-{int(time.time() * 1000) % 10**8}"
         op = client.create_restore(
             parent=plan_name,
-            restore=t.Restore(backup=state["backup_name"]),
+            restore=t.Restore(backup=state["backup_name"], filter=restore_filter(selectors)),
             restore_id=restore_id,
             timeout=TIMEOUT,
         )
@@ -198,8 +209,39 @@ def _drill_namespaces(gke: GkeSettings, source: str) -> list[str]:
     return list(found)
 
 
-def restore_config(only: list[str], renames: dict[str, str], overwrite: bool) -> Any:
-    """RestoreConfig: chosen namespaces, renames as transformation rules, the conflict policy."""
+def restore_filter(selectors: list[dict[str, str]]) -> Any:
+    """Restore.Filter including only the objects `selectors` (from parse_resources) name; None: all."""
+    if not selectors:
+        return None
+    t = gke_types()
+    return t.Restore.Filter(
+        inclusion_filters=[
+            t.ResourceSelector(
+                group_kind=t.RestoreConfig.GroupKind(resource_group=s["group"], resource_kind=s["kind"]),
+                name=s["name"],
+                namespace=s["namespace"],
+            )
+            for s in selectors
+        ]
+    )
+
+
+def _restored_as(resource: str, renames: dict[str, str]) -> str:
+    parts = resource.split("/")
+    return "/".join([renames.get(parts[0], parts[0]), *parts[1:]]) if len(parts) == 3 else resource
+
+
+def restore_config(
+    only: list[str],
+    renames: dict[str, str],
+    overwrite: bool,
+    cluster_kinds: list[tuple[str, str]] | None = None,
+) -> Any:
+    """RestoreConfig: chosen namespaces, renames as transformation rules, the conflict policy.
+
+    `cluster_kinds` ((group, kind) pairs) limits the cluster-scoped resources restored to those kinds
+    (a restore of chosen resources); None keeps the default (all of them unless the restore is partial).
+    """
     t = gke_types()
     rc = t.RestoreConfig
     config = rc(
@@ -219,6 +261,11 @@ def restore_config(only: list[str], renames: dict[str, str], overwrite: bool) ->
             no_group_kinds=bool(only or renames), all_group_kinds=not (only or renames)
         ),
     )
+    if cluster_kinds is not None:
+        config.cluster_resource_restore_scope = rc.ClusterResourceRestoreScope(
+            selected_group_kinds=[rc.GroupKind(resource_group=g, resource_kind=k) for g, k in cluster_kinds],
+            no_group_kinds=not cluster_kinds,
+        )
     if only:
         config.selected_namespaces = t.Namespaces(namespaces=sorted(only))
     else:

@@ -19,7 +19,9 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=backup)
 
-    p = groups["restore"].add_parser("gke", help="restore a GKE backup (whole, or chosen namespaces)")
+    p = groups["restore"].add_parser(
+        "gke", help="restore a GKE backup (whole, chosen namespaces or chosen resources)"
+    )
     p.add_argument("--cluster", required=True, help="the backed-up cluster")
     p.add_argument("--backup-id")
     p.add_argument("--before", help="latest validated backup at or before this ISO time")
@@ -27,6 +29,11 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         "--target-cluster", help="restore into this cluster ('name' or 'name:suffix'); default the source"
     )
     p.add_argument("--namespace", action="append", help="restore only this namespace (repeatable)")
+    p.add_argument(
+        "--resource",
+        action="append",
+        help="restore only this object: namespace/Kind/name or Kind/name (repeatable)",
+    )
     p.add_argument("--rename", action="append", help="restore namespace old as new: old=new (repeatable)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace existing resources (else a conflict fails)"
@@ -49,7 +56,7 @@ def backup(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     from flows.gke import restore_gke
-    from tasks.gke_plans import check_cluster, check_namespace, parse_renames, parse_target
+    from tasks.gke_plans import check_cluster, check_namespace, parse_renames, parse_resources, parse_target
 
     check_cluster(args.cluster)
     if args.target_cluster:
@@ -61,6 +68,7 @@ def restore(args: argparse.Namespace) -> int:
     for namespace in args.namespace or []:
         check_namespace(namespace)
     renames = parse_renames(args.rename)
+    parse_resources(args.resource)
     summary = restore_gke(
         args.cluster,
         args.backup_id,
@@ -71,8 +79,9 @@ def restore(args: argparse.Namespace) -> int:
         args.overwrite,
         args.dry_run,
         args.settings,
+        resources=args.resource,
     )
-    rows = [a for a in summary["actions"] if "namespace" in a]
+    rows = [a for a in summary["actions"] if "namespace" in a or "resource" in a]
     table = {k: v for k, v in summary.items() if k != "actions"}
     emit(args, summary, text_table([table]) + ("\n\n" + text_table(rows) if rows else ""))
     return 0

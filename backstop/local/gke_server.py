@@ -22,7 +22,8 @@ from typing import Any
 import grpc
 from google.longrunning import operations_pb2
 
-from backstop.local.gke_model import DEMO_CLUSTERS, Abort, GkeBackupModel, namespace_renames, t
+from backstop.local.gke_cluster import DEMO_CLUSTERS, namespace_renames
+from backstop.local.gke_model import Abort, GkeBackupModel, t
 
 SERVICE = "google.cloud.gkebackup.v1.BackupForGKE"
 ADMIN_METHOD = "/backstop.local.GkeAdmin/Call"

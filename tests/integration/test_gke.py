@@ -219,6 +219,128 @@ def test_backup_and_restore_flows(
         and server.namespaces(full(cluster))["payments-copy"] == NAMESPACES["payments"]
     )
 
+    dry = restore_gke(
+        cluster,
+        resources=["payments/Deployment/api", "ClusterRole/reader"],
+        dry_run=True,
+        settings_block=saved_settings,
+        gke_config=gke,
+    )
+    assert {"resource": "ClusterRole/reader", "restore_as": "ClusterRole/reader"} in dry["actions"]
+
     server.fail_next_backup("cluster unreachable: agent not running")
     with pytest.raises(ValidationFailed, match="agent not running"):
         backup_gke([cluster], settings_block=saved_settings, gke_config=gke)
+
+
+WITH_OBJECTS = {
+    "shop": {
+        "resources": 4,
+        "pods": 2,
+        "volumes": 1,
+        "bytes": 2**30,
+        "objects": [
+            "ConfigMap/settings",
+            "Deployment/frontend",
+            "PersistentVolumeClaim/data",
+            "Service/frontend",
+        ],
+    },
+    "payments": {
+        "resources": 2,
+        "pods": 1,
+        "volumes": 1,
+        "bytes": 2**29,
+        "objects": ["ConfigMap/settings", "Deployment/api"],
+    },
+}
+
+
+def test_restore_chosen_resources_brings_back_only_those(
+    settings: Any, store: Any, gke_env: GkeBackupServer
+) -> None:
+    from backstop.errors import InvalidInput
+    from tasks.gke import COMPONENT
+
+    cluster = unique("c")
+    gke_env.add_cluster(full(cluster), WITH_OBJECTS)
+    gke = gke_settings(cluster)
+    manifest = COMPONENT.validate(
+        settings, store, COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None), gke=gke
+    )
+    assert gke_env.delete_namespace(full(cluster), "shop")
+
+    chosen = ["shop/Deployment/frontend", "shop/PersistentVolumeClaim/data"]
+    dry = COMPONENT.restore(settings, store, manifest, resources=chosen, dry_run=True, gke=gke)
+    assert {"resource": "shop/Deployment/frontend", "restore_as": "shop/Deployment/frontend"} in dry.actions
+    assert "shop" not in gke_env.namespaces(full(cluster))
+
+    report = COMPONENT.restore(settings, store, manifest, resources=chosen, gke=gke)
+    assert report.created == 2 and report.actions[-1]["volumes_restored"] == 1
+    after = gke_env.namespaces(full(cluster))
+    assert after["shop"]["objects"] == ["Deployment/frontend", "PersistentVolumeClaim/data"]
+    assert (after["shop"]["resources"], after["shop"]["volumes"]) == (2, 1)
+    assert after["payments"] == WITH_OBJECTS["payments"]  # untouched
+    assert COMPONENT.verify_restored(settings, store, manifest, cluster, gke=gke) == []
+
+    # 'Kind/name' selects in every namespace: payments still has its ConfigMap, so it conflicts
+    with pytest.raises(Conflict, match="payments/ConfigMap/settings already exist"):
+        COMPONENT.restore(settings, store, manifest, resources=["ConfigMap/settings"], gke=gke)
+    only_shop = COMPONENT.restore(
+        settings, store, manifest, only=["shop"], resources=["ConfigMap/settings"], gke=gke
+    )
+    assert only_shop.created == 1
+    assert gke_env.namespaces(full(cluster))["shop"]["objects"] == [
+        "ConfigMap/settings",
+        "Deployment/frontend",
+        "PersistentVolumeClaim/data",
+    ]
+    with pytest.raises(InvalidInput, match="malformed resource 'shop/frontend/x/y'"):
+        COMPONENT.restore(settings, store, manifest, resources=["shop/frontend/x/y"], gke=gke)
+
+
+@pytest.mark.flow
+def test_prune_deletes_the_gke_backup_and_keeps_a_delete_locked_one(
+    prefect_harness: None, settings: Any, store: Any, cluster: str, server: GkeBackupServer
+) -> None:
+    from blocks.settings import RetentionSettings
+    from flows.retention import prune_backups
+    from tasks.gke import COMPONENT
+
+    def backed_up(gke: Any) -> Any:
+        manifest = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
+        return COMPONENT.validate(settings, store, manifest, gke=gke)
+
+    unlocked, locked = gke_settings(cluster), gke_settings(cluster, delete_lock_days=7)
+    oldest, middle, newest = backed_up(unlocked), backed_up(locked), backed_up(locked)
+    assert middle.source_state["delete_lock_days"] == 7
+    settings.gke = locked
+    settings.retention = RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    block = unique("settings")
+    settings.save(block, overwrite=True)
+
+    result = prune_backups(component="gke", source=cluster, settings_block=block)
+
+    assert oldest.source_state["backup_name"] not in server.backups  # gone from Backup for GKE
+    assert middle.source_state["backup_name"] in server.backups
+    assert {m.backup_id for m in store.list_manifests("gke", cluster)} == {middle.backup_id, newest.backup_id}
+    [problem] = result["problems"]
+    assert problem.startswith(f"backup {middle.backup_id} kept:") and "delete-locked until" in problem
+
+
+def test_a_namespace_that_disappeared_fails_validation_by_name(
+    settings: Any, store: Any, cluster: str, server: GkeBackupServer
+) -> None:
+    from tasks.gke import COMPONENT
+
+    gke = gke_settings(cluster)
+    first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
+    assert first.source_state["namespace_volumes"] == {"shop": 2, "payments": 1}
+    COMPONENT.validate(settings, store, first, gke=gke)
+    server.delete_namespace(full(cluster), "payments")  # a third of everything: under the threshold
+    second = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
+    with pytest.raises(ValidationFailed) as failed:
+        COMPONENT.validate(settings, store, second, gke=gke)
+    assert failed.value.problems == [
+        f"namespace payments had 1 volume backup(s) in backup {first.backup_id} and has none in this one"
+    ]

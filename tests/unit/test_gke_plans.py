@@ -13,6 +13,8 @@ from tasks.gke_plans import (
     describe_changes,
     desired_plan,
     parse_renames,
+    parse_resource,
+    parse_resources,
     parse_target,
     plan_diff,
     restore_plan_id,
@@ -124,3 +126,77 @@ def test_cli_rejects_a_malformed_rename_in_one_line(capsys: pytest.CaptureFixtur
 
     assert main(["restore", "gke", "--cluster", "prod", "--rename", "shop"]) == 2
     assert capsys.readouterr().err.strip() == "error: malformed rename 'shop': use old=new"
+
+
+def test_resources_parse_into_selectors_with_api_groups() -> None:
+    assert parse_resource("shop/Deployment/frontend") == {
+        "namespace": "shop",
+        "group": "apps",
+        "kind": "Deployment",
+        "name": "frontend",
+    }
+    assert parse_resource("ConfigMap/settings") == {
+        "namespace": "",
+        "group": "",
+        "kind": "ConfigMap",
+        "name": "settings",
+    }
+    assert parse_resource("shop/Certificate.cert-manager.io/web")["group"] == "cert-manager.io"
+    assert len(parse_resources(["ConfigMap/a", "ConfigMap/a", "shop/Service/a"])) == 2
+    for bad, message in [
+        ("frontend", "malformed resource 'frontend'"),
+        ("a/b/c/d", "malformed resource"),
+        ("Shop/Deployment/x", "malformed namespace 'Shop'"),
+        ("shop/deployment/x", "malformed kind 'deployment'"),
+        ("shop/Deployment/Front_End", "malformed object name 'Front_End'"),
+    ]:
+        with pytest.raises(InvalidInput, match=message):
+            parse_resource(bad)
+
+
+def test_cli_rejects_a_malformed_resource_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from backstop.cli import main
+
+    assert main(["restore", "gke", "--cluster", "prod", "--resource", "frontend"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: malformed resource 'frontend': use namespace/Kind/name or Kind/name"
+    )
+
+
+def test_local_model_restores_only_selected_objects_and_reports_conflicts() -> None:
+    from google.cloud.gke_backup_v1 import types
+
+    from backstop.local.gke_cluster import restore_into
+
+    backed_up = {
+        "shop": {
+            "resources": 3,
+            "pods": 1,
+            "volumes": 1,
+            "bytes": 100,
+            "objects": ["A/x", "B/y", "PersistentVolumeClaim/d"],
+        }
+    }
+    pick = types.Restore.Filter(
+        inclusion_filters=[
+            types.ResourceSelector(namespace="shop", name="d"),
+            types.ResourceSelector(group_kind=types.RestoreConfig.GroupKind(resource_kind="A")),
+        ]
+    )
+    cluster: dict[str, dict[str, object]] = {}
+    assert restore_into(cluster, backed_up, ["shop"], {"shop": "copy"}, pick, replace=False) == (2, 1)
+    assert cluster["copy"] == {
+        "resources": 2,
+        "pods": 0,
+        "volumes": 1,
+        "bytes": 100,
+        "objects": ["A/x", "PersistentVolumeClaim/d"],
+    }
+    assert restore_into(cluster, backed_up, ["shop"], {"shop": "copy"}, pick, replace=False) == (
+        "resource(s) copy/A/x, copy/PersistentVolumeClaim/d already exist"
+    )
+    assert restore_into(cluster, backed_up, ["shop"], {"shop": "copy"}, None, replace=False) == (
+        "namespace(s) copy already exist"
+    )
+    assert restore_into(cluster, backed_up, ["shop"], {"shop": "copy"}, None, replace=True) == (3, 1)
+    assert cluster["copy"] == backed_up["shop"]
