@@ -76,7 +76,8 @@ class BackstopSettings(Block):
         default_factory=list, description="Datasets the scheduled backup takes."
     )
     bigquery_method: str = Field(
-        default="read", description="'read' (Storage Read API) or 'extract' (extract jobs)."
+        default="read",
+        description="'read' (Storage Read API to Parquet), 'extract' (extract jobs) or 'snapshot' (native table snapshots).",
     )
     validate_sample_percent: float = Field(
         default=5.0, ge=0, le=100, description="Share of backed-up objects re-read during validation."

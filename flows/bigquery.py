@@ -60,16 +60,21 @@ def _row(entries: list[ManifestEntry], seconds: float, extra: dict[str, Any] | N
 
 
 def backup_one(
-    settings: BackstopSettings, store: BackupStore, dataset: str, tables: list[str] | None
+    settings: BackstopSettings,
+    store: BackupStore,
+    dataset: str,
+    tables: list[str] | None,
+    method: str | None = None,
 ) -> list[dict[str, Any]]:
     """Back up one dataset: metadata, then one task per table, commit last (nothing committed on error)."""
     log = get_run_logger()
     client, _ = bq.clients(settings)
     names = bq.list_tables(client, settings.project, dataset, tables)
-    method = settings.bigquery_method or "read"
+    method = bq.backup_method(settings, method)
     manifest = catalog.begin_backup(store, bq.NAME, dataset, {"tables": tables, "method": method})
+    entries: list[ManifestEntry] = []
     try:
-        entries = [bq.backup_dataset_metadata(client, store, manifest, dataset)]
+        entries.append(bq.backup_dataset_metadata(client, store, manifest, dataset))
         progress: Any = create_progress_artifact(0.0, description=f"BigQuery backup of {dataset}")
         rows = []
         futures = [backup_table.submit(settings, manifest, dataset, name, method) for name in names]
@@ -85,7 +90,7 @@ def backup_one(
             store, manifest, entries, bq.source_state(settings, dataset, manifest, entries)
         )
     except BaseException:
-        catalog.abandon_backup(store, manifest)
+        bq.discard_backup(settings, store, manifest, entries)  # drops snapshot tables made so far
         raise
     log.info("backup %s of %s committed: %d tables/views", committed.backup_id, dataset, len(names))
     return sorted(
@@ -96,7 +101,10 @@ def backup_one(
 
 @flow(name="backup-bigquery", **HOOKS)
 def backup_bigquery(
-    datasets: list[str] | None = None, tables: list[str] | None = None, settings_block: str = "default"
+    datasets: list[str] | None = None,
+    tables: list[str] | None = None,
+    settings_block: str = "default",
+    method: str | None = None,
 ) -> list[dict[str, Any]]:
     """Back up BigQuery datasets (all tables, or `tables`) to Parquet at one point in time per dataset.
 
@@ -104,12 +112,15 @@ def backup_bigquery(
         datasets: dataset ids in the settings' project.
         tables: only these tables / views (each must exist in every dataset given).
         settings_block: name of the Backstop settings block.
+        method: "read" (Parquet via the Storage Read API), "extract" (extract jobs) or "snapshot"
+            (native table snapshots); default settings.bigquery_method.
     """
     settings = load_settings(settings_block)
+    method = bq.backup_method(settings, method)
     store = open_store(settings)
     rows: list[dict[str, Any]] = []
     for dataset in [check_dataset(d) for d in datasets or settings.bigquery_datasets]:
-        rows += backup_one(settings, store, dataset, tables)
+        rows += backup_one(settings, store, dataset, tables, method)
     create_table_artifact(rows, key="bigquery-backup-summary", description="BigQuery backup")
     return rows
 
@@ -176,6 +187,8 @@ def restore_bigquery(
     ]
     create_table_artifact(rows, key="bigquery-restore-plan" if dry_run else "bigquery-restore",
                           description=f"BigQuery restore of {manifest.backup_id} into {report.target}")  # fmt: skip
+    for note in (a["note"] for a in report.actions if a.get("action") == "note"):
+        get_run_logger().warning("restore of %s: %s", manifest.backup_id, note)  # e.g. a refused access entry
     get_run_logger().info("restore of %s into %s: %s", manifest.backup_id, report.target, report.summary())
     return report.summary() | {"actions": report.actions}
 

@@ -16,16 +16,16 @@ from backstop.names import check_dataset, check_table
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio
 from tasks.bigquery import DATASET_ENTRY, NAME, clients
+from tasks.bigquery_create import build_table, create_table, ensure_dataset, resource_exists
 from tasks.bigquery_schema import (
     geography_columns,
-    retarget_sql,
     row_hashes,
     sample_mask,
     schema_fingerprint,
-    schema_from_json,
     schema_to_json,
     view_order,
 )
+from tasks.bigquery_snapshot import restore_from_snapshot, validate_snapshot
 from tasks.catalog import record_validation, verify_stored
 from tasks.component import RestoreReport
 from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors
@@ -58,6 +58,8 @@ def validate_table(
     if entry.metadata.get("kind") != "table":
         return []
     client, read_client = clients(settings)
+    if entry.metadata.get("snapshot_table"):
+        return validate_snapshot(client, entry)
     project, dataset, name = settings.project, manifest.source, entry.name
     problems: list[str] = []
     parts = parts_of(manifest, entry)
@@ -215,64 +217,6 @@ def _has_rows(client: Any, table: Any) -> bool:
         return any(True for _ in rows)
 
 
-def ensure_dataset(client: Any, project: str, target: str, meta: dict[str, Any], same: bool) -> bool:
-    """Create the target dataset from the saved metadata if missing; returns True when created."""
-    from google.cloud import bigquery
-
-    with converted_errors(f"BigQuery dataset {project}.{target}"):
-        if _exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY)):
-            return False
-        ds = bigquery.Dataset(f"{project}.{target}")
-        ds.labels = meta.get("labels") or {}
-        ds.description = meta.get("description")
-        ds.location = meta.get("location") or client.location
-        ds.default_table_expiration_ms = meta.get("default_table_expiration_ms")
-        ds.default_partition_expiration_ms = meta.get("default_partition_expiration_ms")
-        if same and meta.get("access_entries"):
-            ds.access_entries = [bigquery.AccessEntry.from_api_repr(e) for e in meta["access_entries"]]
-        client.create_dataset(ds, exists_ok=True, timeout=TIMEOUT, retry=RETRY)
-    return True
-
-
-def _exists(fn: Any) -> bool:
-    try:
-        fn()
-    except NotFound:
-        return False
-    except Exception as exc:
-        from google.api_core import exceptions as gexc
-
-        if isinstance(exc, gexc.NotFound):
-            return False
-        raise
-    return True
-
-
-def build_table(project: str, target: str, name: str, meta: dict[str, Any], source: str) -> Any:
-    """A Table object recreated from the saved metadata (views get retargeted SQL)."""
-    from google.cloud import bigquery
-
-    table = bigquery.Table(f"{project}.{target}.{name}")
-    if meta["kind"] == "view":
-        if meta.get("mview_query"):
-            table.mview_query = retarget_sql(meta["mview_query"], source, target, project)
-        else:
-            table.view_query = retarget_sql(meta.get("view_query") or "", source, target, project)
-    else:
-        table.schema = schema_from_json(meta["schema"])
-        if meta.get("time_partitioning"):
-            table.time_partitioning = bigquery.TimePartitioning.from_api_repr(meta["time_partitioning"])
-        if meta.get("range_partitioning"):
-            table._properties["rangePartitioning"] = meta["range_partitioning"]
-        table.clustering_fields = meta.get("clustering_fields")
-        if meta.get("require_partition_filter"):
-            table.require_partition_filter = True
-    table.labels = meta.get("labels") or {}
-    table.description = meta.get("description")
-    table.friendly_name = meta.get("friendly_name")
-    return table
-
-
 def restore_backup(
     settings: BackstopSettings,
     store: BackupStore,
@@ -289,7 +233,7 @@ def restore_backup(
     project, target = settings.project, check_dataset(target or manifest.source)
     report = RestoreReport(NAME, manifest.source, manifest.backup_id, target, dry_run=dry_run)
     dataset_meta = next((e.metadata for e in manifest.entries if e.name == DATASET_ENTRY), {})
-    exists = _exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY))
+    exists = resource_exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY))
     actions, report.conflicts = plan_restore(settings, manifest, target, only, overwrite, schema_only, exists)
     report.actions = (
         [] if exists else [{"dataset": f"{project}.{target}", "action": "create dataset"}]
@@ -302,7 +246,9 @@ def restore_backup(
     if dry_run:
         report.seconds = time.monotonic() - start
         return report
-    ensure_dataset(client, project, target, dataset_meta, same=target == manifest.source)
+    notes: list[str] = []
+    ensure_dataset(client, project, target, dataset_meta, same=target == manifest.source, notes=notes)
+    report.actions += [{"dataset": f"{project}.{target}", "action": "note", "note": note} for note in notes]
     by_name = {e.name: e for e in manifest.entries}
     for action in report.actions:
         if "table" not in action:
@@ -332,12 +278,14 @@ def restore_table(
     client, _ = clients(settings)
     project = settings.project
     ref = f"{project}.{target}.{entry.name}"
-    with converted_errors(f"BigQuery table {ref}"):
-        if replace:
+    if replace:
+        with converted_errors(f"BigQuery table {ref}"):
             client.delete_table(ref, not_found_ok=True, timeout=TIMEOUT, retry=RETRY)
-        client.create_table(
-            build_table(project, target, entry.name, entry.metadata, source), timeout=TIMEOUT, retry=RETRY
-        )
+    if load and entry.metadata.get("snapshot_table"):
+        return restore_from_snapshot(client, entry, ref, settings.kms_key_name)
+    create_table(
+        client, build_table(project, target, entry.name, entry.metadata, source, settings.kms_key_name)
+    )
     if not load or entry.metadata["kind"] != "table":
         return 0
     loaded = 0

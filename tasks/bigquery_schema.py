@@ -280,3 +280,19 @@ class TableDigest:
 def sample_mask(hashes: np.ndarray, percent: float) -> np.ndarray:
     """Rows chosen for a content sample: the same rows whatever order they are read in."""
     return np.asarray(hashes % np.uint64(10_000) < np.uint64(round(percent * 100)), dtype=bool)
+
+
+# Column types some BigQuery services cannot create (the local emulator answers HTTP 500 to BIGNUMERIC).
+RISKY_TYPES = ("BIGNUMERIC", "BIGDECIMAL")
+
+
+def risky_columns(schema: list[dict[str, Any]], prefix: str = "") -> list[str]:
+    """`<column> <TYPE>` for every column (nested ones as `a.b`) whose type is in RISKY_TYPES."""
+    found = []
+    for field in schema:
+        name = prefix + str(field.get("name"))
+        kind = str(field.get("type", "")).upper()
+        if kind in RISKY_TYPES:
+            found.append(f"{name} {kind}")
+        found += risky_columns(field.get("fields") or [], name + ".")
+    return found

@@ -18,7 +18,8 @@ from backstop.names import check_dataset
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio
 from tasks.bigquery import NAME, clients, list_tables, table_metadata, view_definition
-from tasks.bigquery_restore import _exists, _has_rows, build_table, ensure_dataset
+from tasks.bigquery_create import build_table, ensure_dataset, resource_exists
+from tasks.bigquery_restore import _has_rows
 from tasks.bigquery_schema import view_order
 from tasks.component import RestoreReport
 from tasks.store import RETRY, TIMEOUT, converted_errors
@@ -60,7 +61,7 @@ def restore_as_of(
         {n: m["view_query"] or m["mview_query"] or "" for n, m in metas.items() if n not in tables}, dataset
     )
     report = RestoreReport(NAME, dataset, f"as-of {moment.isoformat()}", target, dry_run=dry_run)
-    exists = _exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY))
+    exists = resource_exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY))
     rows: dict[str, int] = {}
     for name in tables:  # checked before anything is written
         count = bqio.count_as_of(client, project, dataset, name, moment)

@@ -15,6 +15,12 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = groups["backup"].add_parser("bigquery", help="back up BigQuery datasets to Parquet")
     p.add_argument("--dataset", action="append", required=True, help="dataset id (repeatable)")
     p.add_argument("--table", action="append", help="only this table or view (repeatable)")
+    p.add_argument(
+        "--method",
+        choices=["read", "extract", "snapshot"],
+        help="read: Parquet via the Storage Read API; extract: extract jobs; snapshot: native table"
+        " snapshots (default: the settings' bigquery_method)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=backup)
 
@@ -41,7 +47,7 @@ def backup(args: argparse.Namespace) -> int:
 
     datasets = [check_dataset(d) for d in args.dataset]
     tables = [check_table(t) for t in args.table] if args.table else None
-    rows = backup_bigquery(datasets, tables, args.settings)
+    rows = backup_bigquery(datasets, tables, args.settings, args.method)
     emit(args, rows, text_table(rows))
     return 0
 
