@@ -62,6 +62,7 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="backstop", description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default="default", help="name of the Backstop settings block")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's flow and task run logs")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=ArgumentParser)
     groups: dict[str, Any] = {}
     for verb in ("backup", "restore"):
@@ -78,7 +79,19 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def quiet_prefect_console(argv: Sequence[str]) -> None:
+    """Keep Prefect's own log lines and tracebacks off the terminal unless -v is given.
+
+    The flow runs still log to the Prefect API (the UI shows every line); the CLI prints its
+    result table, or one `error:` line. Must run before Prefect configures logging.
+    """
+    if "-v" not in argv and "--verbose" not in argv:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_prefect_console(argv)
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "no_platform_env", False):

@@ -12,7 +12,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.utilities.annotations import quote
 
+from backstop.errors import ValidationFailed
 from backstop.manifest import BackupManifest, ManifestEntry
 from backstop.names import check_bucket, parse_time
 from backstop.report import human_bytes
@@ -79,7 +81,8 @@ def backup_bucket(settings: BackstopSettings, bucket: str, prefixes: list[str] |
     try:
         work = batches(plan_.to_copy, gcs.BATCH_SIZE)
         progress: Any = create_progress_artifact(0.0, key="gcs-backup-progress", description=f"gs://{bucket}")
-        futures = [copy_batch.submit(settings, bucket, batch) for batch in work]
+        # quote(): Prefect would otherwise walk every object of every batch looking for futures.
+        futures = [copy_batch.submit(settings, bucket, quote(batch)) for batch in work]  # type: ignore[call-overload]
         entries: list[ManifestEntry] = list(plan_.reused)
         for done, future in enumerate(as_completed(futures), 1):
             entries += future.result()
@@ -93,7 +96,8 @@ def backup_bucket(settings: BackstopSettings, bucket: str, prefixes: list[str] |
             update_progress_artifact(progress, 100.0 * done / len(work))
         if not work:
             update_progress_artifact(progress, 100.0)
-        return commit(settings, manifest, entries, gcs.source_state(bucket, prefixes, objects, plan_))
+        state = gcs.source_state(bucket, prefixes, plan_, entries)
+        return commit(settings, manifest, quote(entries), state)  # type: ignore[call-overload]
     except BaseException:
         catalog.abandon_backup(open_store(settings), manifest)
         raise
@@ -177,6 +181,7 @@ def restore_gcs(
     overwrite: bool = False,
     dry_run: bool = False,
     approved: bool = False,
+    skip_damaged: bool = False,
     settings_block: str = "default",
 ) -> dict[str, Any]:
     """Restore a bucket, a prefix ('logs/') or objects from a backup, to the bucket or another.
@@ -191,24 +196,39 @@ def restore_gcs(
         dry_run: only report what would be created, overwritten or left alone.
         approved: approve overwriting objects in the original bucket up front; without it such a
             restore pauses for approval in the UI (default deny).
+        skip_damaged: restore what is intact when neither the primary nor the secondary copy of the
+            backup is whole (the damaged objects are listed); without it such a restore is refused.
     """
     settings = load_settings(settings_block)
     check_bucket(bucket)
+    if target_bucket:
+        check_bucket(target_bucket)
     # The primary when the backup there is intact, else the secondary copy; the log says which and why.
-    source = open_for_restore(settings, gcs.NAME, bucket, backup_id, parse_time(before) if before else None)
-    get_run_logger().info(source.message)
-    manifest = source.manifest
+    moment = parse_time(before) if before else None
+    try:
+        source = open_for_restore(settings, gcs.NAME, bucket, backup_id, moment)
+        store, manifest, from_secondary = source.store, source.manifest, source.from_secondary
+        get_run_logger().info(source.message)
+    except ValidationFailed:
+        if not skip_damaged:
+            raise
+        store = open_store(settings)
+        manifest = catalog.resolve_backup(store, gcs.NAME, bucket, backup_id, moment, validated_only=False)
+        from_secondary = False
+        get_run_logger().warning(
+            "backup %s is damaged: restoring only its intact objects", manifest.backup_id
+        )
     if overwrite and not dry_run and (target_bucket or bucket) == bucket:
-        plan = gcs.COMPONENT.restore(settings, source.store, manifest, bucket, objects, True, dry_run=True)
+        plan = gcs.COMPONENT.restore(settings, store, manifest, bucket, objects, True, True, skip_damaged)
         if plan.overwritten:
             require_approval(
                 f"restore of backup {manifest.backup_id} overwrites {plan.overwritten} object(s) in gs://{bucket}",
                 yes=approved,
             )
     report = gcs.COMPONENT.restore(
-        settings, source.store, manifest, target_bucket, objects, overwrite, dry_run
+        settings, store, manifest, target_bucket, objects, overwrite, dry_run, skip_damaged
     )
-    report.from_secondary = source.from_secondary
+    report.from_secondary = from_secondary
     get_run_logger().info(
         "restore of %s to %s: %d created, %d overwritten, %d unchanged, %d conflicts%s",
         manifest.backup_id,

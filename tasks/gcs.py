@@ -27,6 +27,7 @@ from tasks.gcs_plan import (
     entry_for,
     plan_backup,
     plan_restore,
+    pool_key,
     pool_prefix,
     select_entries,
 )
@@ -34,6 +35,7 @@ from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, parallel_
 
 NAME = "gcs"
 BATCH_SIZE = 1000
+COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
 WORKERS = 16
 
 Progress = Callable[[int, int, int], None]  # (batch number, objects done, bytes done)
@@ -71,6 +73,20 @@ def pooled_objects(store: BackupStore, bucket: str) -> dict[str, tuple[int, str 
     return {key: (int(b.size or 0), b.crc32c) for key, b in store.list(pool_prefix(bucket)).items()}
 
 
+def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -> Any:
+    """Copy one source generation into the pool, server-side.
+
+    Small objects use the one-call copy; large ones, and any copy that must be encrypted with a
+    KMS key, use rewrite with its resumption tokens (the path Google recommends for big objects).
+    """
+    src = source.blob(obj.name, generation=obj.generation)
+    if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
+        return source.copy_blob(
+            src, store.bucket, key, source_generation=obj.generation, timeout=TIMEOUT, retry=RETRY
+        )
+    return _rewrite(src, store.blob(key))
+
+
 def _rewrite(src_blob: Any, dest_blob: Any) -> Any:
     """Server-side rewrite, following rewrite tokens for large objects."""
     token, _, _ = dest_blob.rewrite(src_blob, timeout=TIMEOUT, retry=RETRY)
@@ -85,10 +101,23 @@ def copy_batch(
     """Copy one batch of source generations into the pool; verify each copy's crc32c."""
     source = client.bucket(bucket)
 
-    def copy(item: tuple[SourceObject, str]) -> ManifestEntry:
+    def copy(item: tuple[SourceObject, str]) -> ManifestEntry | None:
         obj, key = item
-        with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
-            dest = _rewrite(source.blob(obj.name, generation=obj.generation), store.blob(key))
+        try:
+            with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
+                dest = _server_copy(source, obj, store, key)
+        except NotFound:
+            # Overwritten or deleted since it was listed: a bucket without versioning keeps no
+            # older generation. Take the live one (the backup is then not one point in time for
+            # this object, and source_state says so); a deleted object is simply not in it.
+            with converted_errors(f"reading gs://{bucket}/{obj.name}"):
+                live = source.get_blob(obj.name, timeout=TIMEOUT, retry=RETRY)
+            if live is None:
+                return None
+            obj = source_object(live)
+            key = pool_key(bucket, obj.name, obj.generation)
+            with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
+                dest = _server_copy(source, obj, store, key)
         if dest.crc32c != obj.crc32c or int(dest.size or 0) != obj.size:
             raise ValidationFailed(
                 f"copy of gs://{bucket}/{obj.name} to {store.where(key)} has crc32c {dest.crc32c} / {dest.size} bytes, "
@@ -96,7 +125,7 @@ def copy_batch(
             )
         return entry_for(obj, key)
 
-    return parallel_map(copy, items, WORKERS)
+    return [entry for entry in parallel_map(copy, items, WORKERS) if entry is not None]
 
 
 def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
@@ -115,22 +144,43 @@ def plan(
 
 
 def source_state(
-    bucket: str, prefixes: list[str] | None, objects: list[SourceObject], plan_: BackupPlan
+    bucket: str, prefixes: list[str] | None, plan_: BackupPlan, entries: list[ManifestEntry]
 ) -> dict[str, Any]:
-    live = [o for o in objects if not o.is_placeholder]
+    """What the backup captured; `entries` may differ from the listing when objects changed meanwhile."""
+    listed = len(plan_.to_copy) + len(plan_.reused)
+    replaced = sum(1 for e in entries if e.generation not in plan_.generations.get(e.name, ()))
     return {
         "bucket": bucket,
         "prefixes": prefixes or [],
-        "objects": len(live),
-        "bytes": sum(o.size for o in live),
+        "objects": len(entries),
+        "bytes": sum(e.size for e in entries),
         "copied": len(plan_.to_copy),
         "copied_bytes": plan_.copy_bytes,
         "reused": len(plan_.reused),
         "placeholders_skipped": plan_.placeholders,
+        # Objects overwritten (a newer generation was taken) or deleted while the backup ran.
+        "changed_during_backup": replaced,
+        "deleted_during_backup": listed - len(entries),
     }
 
 
 # -- restore --------------------------------------------------------------------------------
+def damaged_entries(store: BackupStore, bucket: str, entries: list[ManifestEntry]) -> dict[str, str]:
+    """Entries whose pool copy is missing or no longer matches the manifest (one listing), by name."""
+    pooled = pooled_objects(store, bucket)
+    damaged = {}
+    for entry in entries:
+        held = pooled.get(entry.stored_key)
+        if held is None:
+            damaged[entry.name] = f"missing: {entry.name!r} ({store.where(entry.stored_key)})"
+        elif held != (entry.size, entry.crc32c):
+            damaged[entry.name] = (
+                f"damaged: {entry.name!r} ({store.where(entry.stored_key)}) holds crc32c {held[1]} / {held[0]} "
+                f"bytes, manifest says {entry.crc32c} / {entry.size}"
+            )
+    return damaged
+
+
 def existing_objects(client: Any, bucket: str, names: set[str]) -> dict[str, tuple[int, str | None]]:
     with converted_errors(f"target bucket gs://{bucket}"):
         return {
@@ -207,7 +257,7 @@ class GcsComponent:
                 if progress:
                     progress(number, len(entries), done)
             return catalog.commit_backup(
-                store, manifest, entries, source_state(source, prefixes, objects, plan_)
+                store, manifest, entries, source_state(source, prefixes, plan_, entries)
             )
         except BaseException:
             catalog.abandon_backup(store, manifest)
@@ -219,9 +269,11 @@ class GcsComponent:
         problems, read_back = catalog.verify_stored(
             store, manifest, sample_percent, prefixes=[pool_prefix(manifest.source)]
         )
-        expected = manifest.source_state.get("objects")
-        if expected is not None and expected != len(manifest.entries):
-            problems.append(f"manifest lists {len(manifest.entries)} objects, the source had {expected}")
+        state = manifest.source_state
+        if "copied" in state:
+            expected = state["copied"] + state["reused"] - state.get("deleted_during_backup", 0)
+            if expected != len(manifest.entries):
+                problems.append(f"manifest lists {len(manifest.entries)} objects, the backup took {expected}")
         return catalog.record_validation(store, manifest, problems, len(manifest.entries), read_back)
 
     def restore(
@@ -233,6 +285,7 @@ class GcsComponent:
         only: list[str] | None = None,
         overwrite: bool = False,
         dry_run: bool = False,
+        skip_damaged: bool = False,
     ) -> RestoreReport:
         started = time.monotonic()
         bucket = check_bucket(target or manifest.source)
@@ -240,11 +293,27 @@ class GcsComponent:
         chosen = select_entries(manifest.entries, only)
         if only and not chosen:
             raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(only)}")
+        # Refuse damaged data before writing anything: the pool copy must still match the manifest.
+        damaged = damaged_entries(store, manifest.source, chosen)
+        if (damaged or manifest.status == "invalid") and not skip_damaged and not dry_run:
+            shown = ", ".join(list(damaged)[:5]) + (" ..." if len(damaged) > 5 else "")
+            why = (
+                f"{len(damaged)} stored object(s) are missing or damaged: {shown}"
+                if damaged
+                else "it failed validation"
+            )
+            raise ValidationFailed(
+                f"backup {manifest.backup_id} of gs://{manifest.source} cannot be restored as is: {why} "
+                "(restore from another backup, or skip the damaged objects)",
+                list(damaged.values()),
+            )
+        chosen = [e for e in chosen if e.name not in damaged]
         exists = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is not None
         existing = existing_objects(client, bucket, {e.name for e in chosen}) if exists else {}
         actions = plan_restore(chosen, existing, overwrite)
         report = RestoreReport(NAME, manifest.source, manifest.backup_id, f"gs://{bucket}", dry_run=dry_run)
         report.actions = [{"object": e.name, "action": a, "bytes": e.size} for e, a in actions]
+        report.actions += [{"object": name, "action": "damaged: skipped", "bytes": 0} for name in damaged]
         report.conflicts = [e.name for e, a in actions if a == "conflict"]
         report.unchanged = sum(1 for _, a in actions if a == "unchanged")
         if dry_run:

@@ -71,6 +71,13 @@ class BackupPlan:
     placeholders: int = 0
 
     @property
+    def generations(self) -> dict[str, tuple[int | None, ...]]:
+        """The generation listed for each object name."""
+        listed: dict[str, tuple[int | None, ...]] = {obj.name: (obj.generation,) for obj, _ in self.to_copy}
+        listed.update({entry.name: (entry.generation,) for entry in self.reused})
+        return listed
+
+    @property
     def copy_bytes(self) -> int:
         return sum(obj.size for obj, _ in self.to_copy)
 

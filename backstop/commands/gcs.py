@@ -31,6 +31,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace objects whose content differs")
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     p.add_argument("--yes", action="store_true", help="approve overwriting objects in the original bucket")
+    p.add_argument("--skip-damaged", action="store_true", help="restore what is intact of a damaged backup")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=restore)
 
@@ -70,6 +71,7 @@ def restore(args: argparse.Namespace) -> int:
         args.overwrite,
         args.dry_run,
         approved=args.yes,
+        skip_damaged=args.skip_damaged,
         settings_block=args.settings,
     )
     emit(args, summary, text_table([summary]))

@@ -112,7 +112,7 @@ def test_drill_flow_fails_on_a_bad_drill_and_health_reports_it(
     bad, manifest = backed_up(gcs, settings, store, count=4)
     store.put_bytes(manifest.entries[0].stored_key, b"damaged")
     with pytest.raises(
-        ObjectiveBreached, match=rf"1 of 2 restore drill\(s\) failed: gcs/{bad}: restored gs://"
+        ObjectiveBreached, match=rf"1 of 2 restore drill\(s\) failed: gcs/{bad}: damaged: 'data/"
     ):
         restore_drill(["gcs"], settings_block=saved_settings)
     drills = {d.source: d.passed for d in list_drills(store, "gcs")}
