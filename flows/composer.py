@@ -18,6 +18,7 @@ from backstop.report import human_bytes
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks import catalog, composer
+from tasks.composer_env import environment_name
 from tasks.context import open_store
 
 DEFAULT_PARTS = ["dags", "metadata", "config"]
@@ -73,7 +74,7 @@ def _environments(settings: BackstopSettings, names: list[str] | None) -> list[s
         from backstop.errors import ConfigError
 
         raise ConfigError("no Composer environments given and composer.environments is empty in the settings")
-    return [composer.environment_name(cs, n) for n in chosen]
+    return [environment_name(cs, n) for n in chosen]
 
 
 @flow(name="backup-composer", **HOOKS)
@@ -157,7 +158,7 @@ def restore_composer(
     """
     settings = load_settings(settings_block)
     store = open_store(settings)
-    source = composer.environment_name(composer.composer_settings(settings), environment).rsplit("/", 1)[-1]
+    source = environment_name(composer.composer_settings(settings), environment).rsplit("/", 1)[-1]
     wanted = set(composer.check_parts(parts, allow_snapshot=True)) if parts else set()
     manifest = catalog.resolve_backup(
         store,
