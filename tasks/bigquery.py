@@ -1,8 +1,9 @@
-"""The BigQuery component: dataset backup to Parquet, validation, and restore.
+"""The BigQuery component: dataset backup to Parquet (or Avro), validation, and restore.
 
 Backup of one dataset (source = dataset id): `dataset.json` (labels, description, default
 expirations, access entries), per table a Parquet file `tables/<table>/part-00000.parquet`
-streamed from the Storage Read API (method "read"), written by an extract job (method
+(or with format "avro" one Avro file `part-00000.avro`) streamed from the Storage Read API
+(method "read"), written by an extract job (method
 "extract", the Google Cloud path) or kept as a native table snapshot inside BigQuery (method
 "snapshot", see tasks/bigquery_snapshot.py), per view its SQL in `views/<view>.sql`. Each manifest entry
 carries the table's schema JSON, partitioning, clustering, labels, row count and a content digest.
@@ -12,8 +13,11 @@ row count as of that time comes from a `FOR SYSTEM_TIME AS OF` count and must eq
 What the local emulator (bqemulator 1.4.0) cannot do, so is not exercised by the tests:
 - BIGNUMERIC columns (table creation fails with HTTP 500; a restore of such a table fails at once
   with an error naming the table and the type). A RECORD nested in a RECORD is created fine.
-- Avro files: the emulator's DuckDB has no `avro` extension offline, so an Avro load job could not be
-  tested here, and fastavro is only a dependency of the emulator; the data format stays Parquet.
+- Avro (`format="avro"`, method "read"; tasks/bigquery_avro.py): the emulator loads Avro through DuckDB's
+  `avro` extension (installed from its PyPI wheel by backstop.platform.ensure_duckdb_extensions), but a
+  file with a NUMERIC (Avro decimal) column goes through its fastavro fallback, which cannot take
+  TIME (time-micros) in the same file: such a table fails to load on the emulator (fine on BigQuery).
+  Every other listed type round-trips through Avro on the emulator, TIME too in a table without NUMERIC.
 - CMEK: `encryption_configuration` is accepted and ignored (reads back None).
 - Read-session `snapshot_time` is ignored (the current table is read); Backstop detects a table
   that changed during the backup by comparing the rows read with the time-travel count.
@@ -58,6 +62,7 @@ NAME = "bigquery"
 DATASET_ENTRY = "_dataset"
 VIEW_TYPES = ("VIEW", "MATERIALIZED_VIEW")
 METHODS = ("read", "extract", "snapshot")
+FORMATS = ("parquet", "avro")
 
 
 def clients(settings: BackstopSettings) -> tuple[Any, Any]:
@@ -71,6 +76,19 @@ def backup_method(settings: BackstopSettings, method: str | None = None) -> str:
     if chosen not in METHODS:
         raise InvalidInput(f"unknown BigQuery backup method {chosen!r}: choose one of {', '.join(METHODS)}")
     return chosen
+
+
+def data_format(settings: BackstopSettings, method: str, chosen: str | None = None) -> str:
+    """The table data format of a run: `chosen`, else settings.bigquery_format, else "parquet".
+
+    Avro is written by the "read" method only (an extract job is Parquet; a snapshot has no files).
+    """
+    fmt = str(chosen or getattr(settings, "bigquery_format", None) or "parquet").lower()
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown BigQuery data format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "avro" and method == "extract":
+        raise InvalidInput("BigQuery data format 'avro' needs method 'read' (extract jobs write Parquet)")
+    return fmt if method == "read" else "parquet"
 
 
 def list_tables(client: Any, project: str, dataset: str, only: list[str] | None = None) -> list[str]:
@@ -141,8 +159,9 @@ def backup_table(
     table_id: str,
     snapshot_time: datetime,
     method: str = "read",
+    data_format: str = "parquet",
 ) -> list[ManifestEntry]:
-    """Back up one table (Parquet part files) or view (SQL); returns its manifest entries.
+    """Back up one table (Parquet part files, or one Avro file) or view (SQL); returns its manifest entries.
 
     The first entry is named after the table and carries its metadata; further part files of a big
     table are entries named `<table>/part-NNNNN` with metadata kind "part".
@@ -171,11 +190,13 @@ def backup_table(
     if method == "extract":
         return [_extract_table(client, store, prefix + "part-00000.parquet", table, meta)]
     parts: list[ManifestEntry] = []
+    suffix = ".avro" if data_format == "avro" else ".parquet"
+    content_type = "application/avro" if data_format == "avro" else "application/vnd.apache.parquet"
 
     def upload(index: int, path: str, rows: int) -> None:
-        key = f"{prefix}part-{index:05d}.parquet"
+        key = f"{prefix}part-{index:05d}{suffix}"
         crc = bqio.file_crc32c(path)
-        blob = store.put_file(key, path, content_type="application/vnd.apache.parquet")
+        blob = store.put_file(key, path, content_type=content_type)
         if blob.crc32c and blob.crc32c != crc:
             raise Conflict(f"upload of {store.where(key)} stored crc32c {blob.crc32c}, the file has {crc}")
         name = table_id if index == 0 else f"{table_id}/part-{index:05d}"
@@ -188,7 +209,15 @@ def backup_table(
         batches = bqio.read_batches(
             read_client, project, dataset, table_id, snapshot_time, geography_columns(meta["schema"])
         )
-        digest = bqio.write_parquet_parts(batches, directory, upload)
+        if data_format == "avro":
+            from tasks.bigquery_avro import write_avro
+
+            path = os.path.join(directory, "part-00000.avro")
+            with open(path, "wb") as handle:
+                digest = write_avro(batches, handle, meta["schema"])
+            upload(0, path, digest.rows)
+        else:
+            digest = bqio.write_parquet_parts(batches, directory, upload)
         if not parts:
             empty = os.path.join(directory, "part-00000.parquet")
             _write_empty(empty, meta["schema"])
@@ -200,7 +229,11 @@ def backup_table(
             f"it held {expected} at {snapshot_time.isoformat()}; run the backup again"
         )
     parts[0].metadata.update(  # the entry holds its own copy of `meta`
-        content_digest=digest.hexdigest, rows_at_snapshot=expected, table_rows=digest.rows, parts=len(parts)
+        content_digest=digest.hexdigest,
+        rows_at_snapshot=expected,
+        table_rows=digest.rows,
+        parts=len(parts),
+        format=data_format,
     )
     return parts
 
@@ -263,16 +296,22 @@ class BigQueryComponent:
     def backup(
         self, settings: BackstopSettings, store: BackupStore, source: str, **options: Any
     ) -> BackupManifest:
-        """Back up dataset `source` (options: tables=[...], method="read"|"extract"|"snapshot")."""
+        """Back up dataset `source` (options: tables=[...], method="read"|"extract"|"snapshot",
+        format="parquet"|"avro")."""
         method = backup_method(settings, options.get("method"))
+        fmt = data_format(settings, method, options.get("format"))
         client, _ = clients(settings)
         names = list_tables(client, settings.project, source, options.get("tables"))
-        manifest = begin_backup(store, NAME, source, {"tables": options.get("tables"), "method": method})
+        manifest = begin_backup(
+            store, NAME, source, {"tables": options.get("tables"), "method": method, "format": fmt}
+        )
         entries: list[ManifestEntry] = []
         try:
             entries.append(backup_dataset_metadata(client, store, manifest, source))
             for name in names:
-                entries += backup_table(settings, store, manifest, source, name, manifest.started_at, method)
+                entries += backup_table(
+                    settings, store, manifest, source, name, manifest.started_at, method, fmt
+                )
             return commit_backup(store, manifest, entries, source_state(settings, source, manifest, entries))
         except BaseException:
             discard_backup(settings, store, manifest, entries)

@@ -1,4 +1,4 @@
-"""BigQuery data movement: Storage Read API -> Parquet (bounded memory), Parquet -> load job.
+"""BigQuery data movement: Storage Read API -> Parquet (bounded memory), Parquet / Avro -> load job.
 
 Every Google call has a timeout and a bounded retry and converts its errors (tasks.store.converted_errors).
 """
@@ -238,17 +238,23 @@ def parquet_rows(path: str) -> int:
     return int(pq.read_metadata(path).num_rows)
 
 
-def load_parquet(client: Any, path: str, table_ref: str, truncate: bool = False) -> int:
-    """Load a Parquet file into an existing table; returns the rows the job reports."""
+def load_parquet(
+    client: Any, path: str, table_ref: str, truncate: bool = False, data_format: str = "parquet"
+) -> int:
+    """Load a Parquet (or, with data_format="avro", Avro) file into an existing table; returns the rows
+    the job reports."""
     from google.cloud import bigquery
 
     config = bigquery.LoadJobConfig(
-        source_format=bigquery.SourceFormat.PARQUET,
+        source_format=bigquery.SourceFormat.AVRO if data_format == "avro" else bigquery.SourceFormat.PARQUET,
         write_disposition="WRITE_TRUNCATE" if truncate else "WRITE_APPEND",
     )
-    options = bigquery.ParquetOptions()
-    options.enable_list_inference = True
-    config.parquet_options = options
+    if data_format == "avro":
+        config.use_avro_logical_types = True  # date, time-micros, timestamp-micros, decimal as typed values
+    else:
+        options = bigquery.ParquetOptions()
+        options.enable_list_inference = True
+        config.parquet_options = options
     with converted_errors(f"loading {path} into BigQuery table {table_ref}"), open(path, "rb") as handle:
         # size=None: a resumable upload (the emulator refuses the multipart form's '*/*' media part).
         job = client.load_table_from_file(handle, table_ref, size=None, job_config=config, timeout=TIMEOUT)

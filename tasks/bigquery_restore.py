@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,32 @@ def parts_of(manifest: BackupManifest, entry: ManifestEntry) -> list[ManifestEnt
     return [entry, *sorted(more, key=lambda e: e.stored_key)]
 
 
+def data_format_of(entry: ManifestEntry) -> str:
+    """The data format of a table entry's files ("parquet" for backups made before the option)."""
+    return str(entry.metadata.get("format") or "parquet")
+
+
+def file_row_count(path: str, fmt: str) -> int:
+    """Rows of a local data file: Parquet footer, or the record counts of the Avro blocks."""
+    if fmt != "avro":
+        return bqio.parquet_rows(path)
+    from tasks.bigquery_avro import avro_rows
+
+    with open(path, "rb") as handle:
+        return avro_rows(handle)
+
+
+def file_batches(path: str, fmt: str, schema: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+    """Record batches of a local data file, in the Arrow types of the source read."""
+    if fmt != "avro":
+        yield from bqio.parquet_batches(path)
+        return
+    from tasks.bigquery_avro import avro_batches
+
+    with open(path, "rb") as handle:
+        yield from avro_batches(handle, schema)
+
+
 def table_rows(entry: ManifestEntry) -> int:
     return int(entry.metadata.get("table_rows", entry.rows or 0))
 
@@ -63,25 +90,26 @@ def validate_table(
     project, dataset, name = settings.project, manifest.source, entry.name
     problems: list[str] = []
     parts = parts_of(manifest, entry)
+    fmt = data_format_of(entry)
     with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
         paths = []
         for part in parts:
             try:
-                if percent > 0:  # the sample reads the data, so fetch the file once
+                if percent > 0 or fmt == "avro":  # the sample reads the data, so fetch the file once
                     path = os.path.join(directory, os.path.basename(part.stored_key))
                     store.get_file(part.stored_key, path)
                     paths.append(path)
-                    file_rows = bqio.parquet_rows(path)
+                    file_rows = file_row_count(path, fmt)
                 else:
                     file_rows = bqio.remote_parquet_rows(store, part.stored_key, part.size)
-            except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer
+            except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer or block
                 problems.append(
-                    f"table {name!r}: Parquet file {store.where(part.stored_key)} unreadable ({exc})"
+                    f"table {name!r}: {fmt.title()} file {store.where(part.stored_key)} unreadable ({exc})"
                 )
                 continue
             if file_rows != part.rows:
                 problems.append(
-                    f"table {name!r}: Parquet file {store.where(part.stored_key)} holds {file_rows} rows, "
+                    f"table {name!r}: {fmt.title()} file {store.where(part.stored_key)} holds {file_rows} rows, "
                     f"manifest says {part.rows}"
                 )
         total = sum(p.rows or 0 for p in parts)
@@ -120,7 +148,9 @@ def _compare_sample(
 ) -> list[str]:
     geo = geography_columns(entry.metadata["schema"])
     backed_up = [
-        h[sample_mask(h, percent)] for path in paths for h in map(row_hashes, bqio.parquet_batches(path))
+        h[sample_mask(h, percent)]
+        for path in paths
+        for h in map(row_hashes, file_batches(path, data_format_of(entry), entry.metadata["schema"]))
     ]
     source = [
         h[sample_mask(h, percent)]
@@ -274,7 +304,7 @@ def restore_table(
     load: bool = True,
     parts: list[ManifestEntry] | None = None,
 ) -> int:
-    """Recreate one table or view from its entry, then load its Parquet part files; returns rows loaded."""
+    """Recreate one table or view from its entry, then load its data files; returns rows loaded."""
     client, _ = clients(settings)
     project = settings.project
     ref = f"{project}.{target}.{entry.name}"
@@ -289,11 +319,12 @@ def restore_table(
     if not load or entry.metadata["kind"] != "table":
         return 0
     loaded = 0
+    fmt = data_format_of(entry)
     for part in parts or [entry]:
-        path = bqio.temp_path()
+        path = bqio.temp_path("." + fmt)
         try:
             store.get_file(part.stored_key, path)
-            loaded += bqio.load_parquet(client, path, ref)
+            loaded += bqio.load_parquet(client, path, ref, data_format=fmt)
         finally:
             os.unlink(path)
     return loaded

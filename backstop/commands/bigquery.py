@@ -12,7 +12,7 @@ from backstop.report import text_table
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
-    p = groups["backup"].add_parser("bigquery", help="back up BigQuery datasets to Parquet")
+    p = groups["backup"].add_parser("bigquery", help="back up BigQuery datasets to Parquet or Avro")
     p.add_argument("--dataset", action="append", required=True, help="dataset id (repeatable)")
     p.add_argument("--table", action="append", help="only this table or view (repeatable)")
     p.add_argument(
@@ -20,6 +20,11 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         choices=["read", "extract", "snapshot"],
         help="read: Parquet via the Storage Read API; extract: extract jobs; snapshot: native table"
         " snapshots (default: the settings' bigquery_method)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["parquet", "avro"],
+        help="table data format of method read (default: the settings' bigquery_format, else parquet)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=backup)
@@ -47,7 +52,7 @@ def backup(args: argparse.Namespace) -> int:
 
     datasets = [check_dataset(d) for d in args.dataset]
     tables = [check_table(t) for t in args.table] if args.table else None
-    rows = backup_bigquery(datasets, tables, args.settings, args.method)
+    rows = backup_bigquery(datasets, tables, args.settings, args.method, args.format)
     emit(args, rows, text_table(rows))
     return 0
 

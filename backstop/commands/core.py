@@ -13,7 +13,7 @@ from backstop.report import human_bytes, text_table
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = verbs.add_parser(
-        "setup", help="one-off offline setup of the local platform (DuckDB spatial extension)"
+        "setup", help="one-off offline setup of the local platform (DuckDB spatial and avro extensions)"
     )
     p.set_defaults(handler=setup, no_platform_env=True)
 
