@@ -404,7 +404,10 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
         settings = save_demo_settings(work_dir)
         for title, step in STEPS:
             print(f"\n== {title} ==")
+            before = len(results)
             step(settings, results)
+            for row in results[before:]:
+                print(f"  {row['step']}: {row['result']} ({row['seconds']} s)")
     finally:
         from prefect.logging.handlers import APILogHandler
 
