@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backstop.errors import BackstopError, InvalidInput
+from backstop.errors import BackstopError, Conflict, InvalidInput
 
 COMMAND_MODULES = [
     "backstop.commands.core",
@@ -57,6 +57,21 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(json.dumps(data, indent=1, default=str))
     else:
         print(text)
+
+
+def add_yes(parser: argparse.ArgumentParser) -> None:
+    """The --yes flag of restore commands."""
+    parser.add_argument(
+        "--yes", action="store_true", help="approve overwriting data in the original location"
+    )
+
+
+def check_overwrite_approved(args: argparse.Namespace, into_original: bool) -> None:
+    """--overwrite into the original location needs --yes: the CLI never waits for a UI approval."""
+    if args.overwrite and not args.dry_run and into_original and not args.yes:
+        raise Conflict(
+            "--overwrite into the original location needs --yes (see what changes with --dry-run first)"
+        )
 
 
 def build_parser() -> ArgumentParser:

@@ -54,3 +54,17 @@ def require_approval(
     if not answer.approve:
         raise Conflict(f"{description}: approval denied")
     get_run_logger().info("approved: %s", description)
+
+
+def approve_overwrite(what: str, overwrite: bool, dry_run: bool, into_original: bool, approved: bool) -> None:
+    """Pause for approval (default deny) before a restore overwrites data where it came from.
+
+    Args:
+        what: the restore, e.g. "restore of backup X into dataset sales".
+        overwrite: the restore may replace existing data.
+        dry_run: nothing will be written (no approval needed).
+        into_original: the target is the backed-up source itself.
+        approved: approval given up front (CLI --yes, or the flow parameter).
+    """
+    if overwrite and not dry_run and into_original:
+        require_approval(f"{what} overwrites data in the original location", yes=approved)

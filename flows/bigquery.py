@@ -18,6 +18,7 @@ from backstop.manifest import BackupManifest, ManifestEntry
 from backstop.names import check_dataset, parse_time
 from backstop.report import human_bytes
 from blocks.settings import BackstopSettings, load_settings
+from flows.approval import approve_overwrite
 from flows.hooks import HOOKS
 from tasks import bigquery as bq
 from tasks import bigquery_restore as bqr
@@ -179,10 +180,14 @@ def restore_bigquery(
     overwrite: bool = False,
     dry_run: bool = False,
     settings_block: str = "default",
+    approved: bool = False,
 ) -> dict[str, Any]:
     """Restore a dataset (or chosen tables, or only the schema) from a backup id or the latest validated before T."""
     if backup_id and before:
         raise InvalidInput("give a backup id or a time (before), not both")
+    approve_overwrite(
+        f"restore of dataset {dataset}", overwrite, dry_run, target_dataset in (None, "", dataset), approved
+    )
     settings = load_settings(settings_block)
     store = open_store(settings)
     manifest = catalog.resolve_backup(

@@ -16,6 +16,7 @@ from backstop.manifest import BackupManifest
 from backstop.names import parse_time
 from backstop.report import human_bytes
 from blocks.settings import BackstopSettings, load_settings
+from flows.approval import approve_overwrite
 from flows.hooks import HOOKS
 from tasks import catalog, composer
 from tasks.composer_env import environment_name
@@ -141,6 +142,7 @@ def restore_composer(
     dry_run: bool = False,
     delete_extra: bool = False,
     settings_block: str = "default",
+    approved: bool = False,
 ) -> dict[str, Any]:
     """Restore an environment's DAGs, metadata, config diff or snapshot from a backup.
 
@@ -155,7 +157,16 @@ def restore_composer(
         dry_run: only report what would change.
         delete_extra: also delete variables, connections and pools that are not in the backup.
         settings_block: name of the Backstop settings block.
+        approved: approve overwriting the original up front; without it such a restore pauses for
+            approval in the Prefect UI (default deny).
     """
+    approve_overwrite(
+        f"restore of Composer environment {environment}",
+        overwrite,
+        dry_run,
+        target_environment in (None, "", environment),
+        approved,
+    )
     settings = load_settings(settings_block)
     store = open_store(settings)
     source = environment_name(composer.composer_settings(settings), environment).rsplit("/", 1)[-1]

@@ -20,6 +20,7 @@ from backstop.report import human_bytes
 from blocks.clients import storage_client
 from blocks.components import ConfigSource
 from blocks.settings import BackstopSettings, load_settings
+from flows.approval import approve_overwrite
 from flows.hooks import HOOKS
 from tasks import catalog, configs
 from tasks.context import open_store
@@ -180,6 +181,7 @@ def restore_configs(
     overwrite: bool = False,
     dry_run: bool = False,
     settings_block: str = "default",
+    approved: bool = False,
 ) -> dict[str, Any]:
     """Restore a source's files (all, or those matching `files`) to their place or `target`.
 
@@ -191,7 +193,16 @@ def restore_configs(
         files: paths or glob patterns ('pipelines/*.yaml'); default every file.
         overwrite: replace files whose content differs (never without it).
         dry_run: report created / changed / unchanged files with diffs; write nothing.
+        approved: approve overwriting the original up front; without it such a restore pauses for
+            approval in the Prefect UI (default deny).
     """
+    approve_overwrite(
+        f"restore of configuration source {source}",
+        overwrite,
+        dry_run,
+        target in (None, "", source),
+        approved,
+    )
     settings = load_settings(settings_block)
     store = open_store(settings)
     manifest = catalog.resolve_backup(

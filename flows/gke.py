@@ -17,6 +17,7 @@ from backstop.manifest import BackupManifest
 from backstop.names import parse_time
 from backstop.report import human_bytes
 from blocks.settings import BackstopSettings, load_settings
+from flows.approval import approve_overwrite
 from flows.hooks import HOOKS
 from tasks import catalog, gke
 from tasks.context import open_store
@@ -140,6 +141,7 @@ def restore_gke(
     settings_block: str = "default",
     gke_config: GkeSettings | None = None,
     resources: list[str] | None = None,
+    approved: bool = False,
 ) -> dict[str, Any]:
     """Restore a cluster's backup (whole, chosen namespaces or chosen resources) into it or another cluster.
 
@@ -156,7 +158,12 @@ def restore_gke(
         gke_config: GKE settings to use instead of the block's `gke` section.
         resources: restore only these objects: 'namespace/Kind/name' or 'Kind/name' (any namespace
             or cluster-scoped); 'Kind.group' names a kind outside the common API groups.
+        approved: approve overwriting the original up front; without it such a restore pauses for
+            approval in the Prefect UI (default deny).
     """
+    approve_overwrite(
+        f"restore of cluster {cluster}", overwrite, dry_run, target_cluster in (None, "", cluster), approved
+    )
     settings, config = _settings(settings_block, gke_config)
     check_cluster(cluster)
     for namespace in namespaces or []:

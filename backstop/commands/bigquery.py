@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop.cli import emit
+from backstop.cli import add_yes, check_overwrite_approved, emit
 from backstop.errors import InvalidInput
 from backstop.names import check_backup_id, check_dataset, check_table, parse_time
 from backstop.report import text_table
@@ -42,6 +42,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--table", action="append", help="only this table or view (repeatable)")
     p.add_argument("--schema-only", action="store_true", help="recreate tables and views without data")
     p.add_argument("--overwrite", action="store_true", help="replace non-empty tables")
+    add_yes(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=restore)
@@ -59,6 +60,8 @@ def backup(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     from flows.bigquery import restore_bigquery
+
+    check_overwrite_approved(args, into_original=args.target in (None, "", args.dataset))
 
     check_dataset(args.dataset)
     if args.target:
@@ -95,6 +98,7 @@ def restore(args: argparse.Namespace) -> int:
             args.overwrite,
             args.dry_run,
             args.settings,
+            approved=args.yes,
         )
     actions = summary.pop("actions", [])
     text = text_table([summary]) + "\n\n" + text_table([a for a in actions if "table" in a])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop.cli import emit
+from backstop.cli import add_yes, check_overwrite_approved, emit
 from backstop.names import check_backup_id, check_percent, parse_time
 from backstop.report import text_table
 
@@ -37,6 +37,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         "--part", action="append", choices=[*PARTS, "snapshot"], help="part to restore (repeatable)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace DAG files whose content differs")
+    add_yes(p)
     p.add_argument(
         "--delete-extra", action="store_true", help="delete variables/connections/pools not in the backup"
     )
@@ -60,6 +61,8 @@ def backup(args: argparse.Namespace) -> int:
 def restore(args: argparse.Namespace) -> int:
     from flows.composer import restore_composer
 
+    check_overwrite_approved(args, into_original=args.target_environment in (None, "", args.environment))
+
     if args.backup_id:
         check_backup_id(args.backup_id)
     if args.before:
@@ -74,6 +77,7 @@ def restore(args: argparse.Namespace) -> int:
         args.dry_run,
         args.delete_extra,
         args.settings,
+        approved=args.yes,
     )
     actions = report.pop("actions")
     changed = [a for a in actions if a.get("action") not in ("unchanged",)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop.cli import emit
+from backstop.cli import add_yes, check_overwrite_approved, emit
 from backstop.errors import InvalidInput
 from backstop.names import check_backup_id, check_source_name, parse_time
 from backstop.report import text_table
@@ -31,6 +31,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         "--file", action="append", help="path or glob pattern, e.g. 'pipelines/*.yaml' (repeatable)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace files whose content differs")
+    add_yes(p)
     p.add_argument(
         "--dry-run", action="store_true", help="show what would change (with diffs), change nothing"
     )
@@ -55,6 +56,8 @@ def backup(args: argparse.Namespace) -> int:
 def restore(args: argparse.Namespace) -> int:
     from flows.configs import restore_configs
 
+    check_overwrite_approved(args, into_original=args.target in (None, "", args.source))
+
     check_source_name(args.source)
     if args.backup_id:
         check_backup_id(args.backup_id)
@@ -69,6 +72,7 @@ def restore(args: argparse.Namespace) -> int:
         args.overwrite,
         args.dry_run,
         args.settings,
+        approved=args.yes,
     )
     actions = summary.get("actions", [])
     shown = [a for a in actions if a["action"] != "unchanged"] or actions

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop.cli import emit
-from backstop.errors import Conflict
+from backstop.cli import add_yes, check_overwrite_approved, emit
 from backstop.names import check_backup_id, check_bucket, check_percent, parse_time
 from backstop.report import text_table
 
@@ -30,7 +29,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--object", action="append", help="object name, or prefix ending in '/' (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace objects whose content differs")
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
-    p.add_argument("--yes", action="store_true", help="approve overwriting objects in the original bucket")
+    add_yes(p)
     p.add_argument("--skip-damaged", action="store_true", help="restore what is intact of a damaged backup")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=restore)
@@ -58,10 +57,7 @@ def restore(args: argparse.Namespace) -> int:
         check_backup_id(args.backup_id)
     if args.before:
         parse_time(args.before)
-    if args.overwrite and not args.dry_run and not args.yes and (args.target or args.bucket) == args.bucket:
-        raise Conflict(
-            f"--overwrite into the original bucket gs://{args.bucket} needs --yes (or use --dry-run first)"
-        )
+    check_overwrite_approved(args, into_original=args.target in (None, "", args.bucket))
     summary = restore_gcs(
         args.bucket,
         args.backup_id,

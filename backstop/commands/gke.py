@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop.cli import emit
+from backstop.cli import add_yes, check_overwrite_approved, emit
 from backstop.names import check_backup_id, parse_time
 from backstop.report import text_table
 
@@ -38,6 +38,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="replace existing resources (else a conflict fails)"
     )
+    add_yes(p)
     p.add_argument("--dry-run", action="store_true", help="show what would be restored, change nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=restore)
@@ -59,6 +60,7 @@ def restore(args: argparse.Namespace) -> int:
     from tasks.gke_plans import check_cluster, check_namespace, parse_renames, parse_resources, parse_target
 
     check_cluster(args.cluster)
+    check_overwrite_approved(args, into_original=args.target_cluster in (None, "", args.cluster))
     if args.target_cluster:
         parse_target(args.target_cluster)
     if args.backup_id:
@@ -80,6 +82,7 @@ def restore(args: argparse.Namespace) -> int:
         args.dry_run,
         args.settings,
         resources=args.resource,
+        approved=args.yes,
     )
     rows = [a for a in summary["actions"] if "namespace" in a or "resource" in a]
     table = {k: v for k, v in summary.items() if k != "actions"}
