@@ -207,12 +207,29 @@ def create_automations(
 def bootstrap(
     settings_block: str = DEFAULT_BLOCK_NAME, settings: BackstopSettings | None = None
 ) -> dict[str, Any]:
-    """Register block types, save default settings (when missing), create the work pool."""
+    """Register block types, save default settings (when missing), create the backup buckets
+    (when missing) and the work pool."""
     return {
         "block_types": register_block_types(),
         "settings_saved": save_default_settings(settings, settings_block),
+        "backup_buckets_created": ensure_backup_buckets(settings_block),
         "work_pool_created": ensure_work_pool(),
     }
+
+
+def ensure_backup_buckets(settings_block: str = DEFAULT_BLOCK_NAME) -> list[str]:
+    """Create the primary and secondary backup buckets named by the settings if they are missing."""
+    from blocks.settings import load_settings
+    from tasks.context import open_store
+
+    settings = load_settings(settings_block)
+    created = []
+    for secondary in (False, True) if settings.secondary_bucket else (False,):
+        store = open_store(settings, secondary=secondary)
+        if store.client.lookup_bucket(store.bucket_name) is None:
+            store.ensure_bucket(settings.location)
+            created.append(store.bucket_name)
+    return created
 
 
 def deployable(spec: dict[str, Any], project_dir: Path = ROOT) -> tuple[list[str], list[str]]:

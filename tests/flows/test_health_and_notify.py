@@ -295,6 +295,21 @@ def test_bootstrap_registers_blocks_saves_settings_and_creates_the_pool(
     with get_client(sync_client=True) as client:
         pool = client.read_work_pool("backstop-process")
     assert pool.type == "process" and "command" in pool.base_job_template["job_configuration"]
+    assert first["backup_buckets_created"] == []  # the fixture made them already
+
+
+def test_bootstrap_creates_missing_backup_buckets(prefect_harness: None, settings: Any, gcs: Any) -> None:
+    from deployments.bootstrap import bootstrap
+
+    fresh = settings.model_copy(
+        update={"backup_bucket": unique("newbk"), "secondary_bucket": unique("newbk-dr")}
+    )
+    result = bootstrap(unique("boot"), fresh)
+    assert result["backup_buckets_created"] == [fresh.backup_bucket, fresh.secondary_bucket]
+    assert (
+        gcs.lookup_bucket(fresh.backup_bucket) is not None
+        and gcs.lookup_bucket(fresh.secondary_bucket) is not None
+    )
 
 
 def test_staleness_automation_fires_when_no_backup_completes(
