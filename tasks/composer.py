@@ -19,7 +19,7 @@ import os
 import time
 from typing import Any
 
-from backstop.errors import ConfigError, Conflict, InvalidInput, NotFound
+from backstop.errors import ConfigError, InvalidInput, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry, select
 from backstop.names import check_bucket
 from blocks.clients import composer_client, storage_client
@@ -39,7 +39,7 @@ from tasks.composer_env import (
     save_snapshot,
     secret_box,
 )
-from tasks.gcs_plan import batches, plan_backup, plan_restore
+from tasks.gcs_plan import batches, plan_backup
 from tasks.store import BackupStore, crc32c_b64
 
 NAME = "composer"
@@ -258,24 +258,14 @@ class ComposerComponent:
         report: RestoreReport,
     ) -> None:
         client = storage_client(settings.project)
-        actions = plan_restore(
-            entries, gcs.existing_objects(client, bucket, {e.name for e in entries}), overwrite
-        )
+        actions = gcs.plan_objects(client, bucket, entries, overwrite)
         report.actions += [{"kind": "dags", "name": e.name, "action": a} for e, a in actions]
         report.conflicts = [e.name for e, a in actions if a == "conflict"]
         report.unchanged += sum(1 for _, a in actions if a == "unchanged")
         report.created += sum(1 for _, a in actions if a == "create")
         report.overwritten += sum(1 for _, a in actions if a == "overwrite")
-        if report.dry_run:
-            return
-        if report.conflicts:
-            shown = ", ".join(report.conflicts[:5]) + (" ..." if len(report.conflicts) > 5 else "")
-            raise Conflict(
-                f"{len(report.conflicts)} file(s) in gs://{bucket} differ from backup {report.backup_id} "
-                f"and overwrite was not asked for: {shown}"
-            )
-        for batch in batches([e for e, a in actions if a in ("create", "overwrite")], gcs.BATCH_SIZE):
-            gcs.restore_batch(client, store, bucket, batch)
+        if not report.dry_run:
+            gcs.write_objects(client, store, bucket, actions, report.backup_id, noun="file")
 
     def restore_metadata(
         self,

@@ -21,6 +21,7 @@ from tasks import catalog
 from tasks.component import RestoreReport
 from tasks.gcs_plan import (
     KEPT_PROPERTIES,
+    Action,
     BackupPlan,
     SourceObject,
     batches,
@@ -203,6 +204,36 @@ def ensure_target_bucket(client: Any, bucket: str, location: str | None) -> bool
         return True
 
 
+def plan_objects(
+    client: Any, bucket: str, entries: list[ManifestEntry], overwrite: bool
+) -> list[tuple[ManifestEntry, Action]]:
+    """Per entry, what restoring it into `bucket` does (a bucket that does not exist holds nothing)."""
+    with converted_errors(f"target bucket gs://{bucket}"):
+        exists = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is not None
+    existing = existing_objects(client, bucket, {e.name for e in entries}) if exists else {}
+    return plan_restore(entries, existing, overwrite)
+
+
+def write_objects(
+    client: Any,
+    store: BackupStore,
+    bucket: str,
+    actions: list[tuple[ManifestEntry, Action]],
+    backup_id: str,
+    noun: str = "object",
+) -> None:
+    """Refuse any conflict before writing anything, then copy what the plan creates or overwrites."""
+    conflicts = [e.name for e, a in actions if a == "conflict"]
+    if conflicts:
+        shown = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
+        raise Conflict(
+            f"{len(conflicts)} {noun}(s) in gs://{bucket} differ from backup {backup_id} "
+            f"and overwrite was not asked for: {shown}"
+        )
+    for batch in batches([e for e, a in actions if a in ("create", "overwrite")], BATCH_SIZE):
+        restore_batch(client, store, bucket, batch)
+
+
 def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[ManifestEntry]) -> int:
     """Copy entries from the pool to `bucket`, with their properties and custom metadata."""
     target = client.bucket(bucket)
@@ -308,9 +339,7 @@ class GcsComponent:
                 list(damaged.values()),
             )
         chosen = [e for e in chosen if e.name not in damaged]
-        exists = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is not None
-        existing = existing_objects(client, bucket, {e.name for e in chosen}) if exists else {}
-        actions = plan_restore(chosen, existing, overwrite)
+        actions = plan_objects(client, bucket, chosen, overwrite)
         report = RestoreReport(NAME, manifest.source, manifest.backup_id, f"gs://{bucket}", dry_run=dry_run)
         report.actions = [{"object": e.name, "action": a, "bytes": e.size} for e, a in actions]
         report.actions += [{"object": name, "action": "damaged: skipped", "bytes": 0} for name in damaged]
@@ -321,16 +350,8 @@ class GcsComponent:
             report.overwritten = sum(1 for _, a in actions if a == "overwrite")
             report.seconds = time.monotonic() - started
             return report
-        if report.conflicts:
-            shown = ", ".join(report.conflicts[:5]) + (" ..." if len(report.conflicts) > 5 else "")
-            raise Conflict(
-                f"{len(report.conflicts)} object(s) in gs://{bucket} differ from backup {manifest.backup_id} "
-                f"and overwrite was not asked for: {shown}"
-            )
-        ensure_target_bucket(client, bucket, settings.location)
-        todo = [e for e, a in actions if a in ("create", "overwrite")]
-        for batch in batches(todo, BATCH_SIZE):
-            restore_batch(client, store, bucket, batch)
+        ensure_target_bucket(client, bucket, settings.location)  # conflicts imply it exists: nothing made
+        write_objects(client, store, bucket, actions, manifest.backup_id)
         report.created = sum(1 for _, a in actions if a == "create")
         report.overwritten = sum(1 for _, a in actions if a == "overwrite")
         report.seconds = time.monotonic() - started
