@@ -31,25 +31,25 @@ from tasks.secondary import open_for_restore
 @task(name="plan-gcs-backup", cache_policy=NO_CACHE)
 def plan_backup(
     settings: BackstopSettings, bucket: str, prefixes: list[str] | None
-) -> tuple[list[SourceObject], BackupPlan, BackupManifest]:
+) -> tuple[BackupPlan, BackupManifest]:
     """List the source and the pool, decide what to copy, and open the backup (in progress)."""
     store = open_store(settings)
     # Mark the run in progress before planning: prune does not sweep pool objects it may reuse.
     manifest = catalog.begin_backup(store, gcs.NAME, bucket, {"prefixes": prefixes or []})
     try:
-        objects, plan_ = gcs.plan(storage_client(settings.project), store, bucket, prefixes)
+        plan_ = gcs.plan(storage_client(settings.project), store, bucket, prefixes)
     except BaseException:
         catalog.abandon_backup(store, manifest)
         raise
     get_run_logger().info(
         "gs://%s: %d objects, %d to copy (%s), %d unchanged since the last backup",
         bucket,
-        len(objects),
+        len(plan_.to_copy) + len(plan_.reused),
         len(plan_.to_copy),
         human_bytes(plan_.copy_bytes),
         len(plan_.reused),
     )
-    return objects, plan_, manifest
+    return plan_, manifest
 
 
 @task(name="copy-gcs-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -77,7 +77,7 @@ def validate_backup(
 def backup_bucket(settings: BackstopSettings, bucket: str, prefixes: list[str] | None) -> BackupManifest:
     """Plan, copy in batches with progress, commit; an error abandons the run with no manifest."""
     log = get_run_logger()
-    objects, plan_, manifest = plan_backup(settings, bucket, prefixes)
+    plan_, manifest = plan_backup(settings, bucket, prefixes)
     try:
         work = batches(plan_.to_copy, gcs.BATCH_SIZE)
         progress: Any = create_progress_artifact(0.0, key="gcs-backup-progress", description=f"gs://{bucket}")

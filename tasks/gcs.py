@@ -134,14 +134,10 @@ def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
     return found[0] if found else None
 
 
-def plan(
-    client: Any, store: BackupStore, bucket: str, prefixes: list[str] | None
-) -> tuple[list[SourceObject], BackupPlan]:
+def plan(client: Any, store: BackupStore, bucket: str, prefixes: list[str] | None) -> BackupPlan:
     """List the source and the pool; decide what to copy."""
     objects = list_source(client, bucket, prefixes)
-    return objects, plan_backup(
-        objects, bucket, previous_backup(store, bucket), pooled_objects(store, bucket)
-    )
+    return plan_backup(objects, bucket, previous_backup(store, bucket), pooled_objects(store, bucket))
 
 
 def source_state(
@@ -279,7 +275,7 @@ class GcsComponent:
         # Mark the run in progress before planning: prune does not sweep pool objects it may reuse.
         manifest = catalog.begin_backup(store, NAME, source, {"prefixes": prefixes or []})
         try:
-            objects, plan_ = plan(client, store, source, prefixes)
+            plan_ = plan(client, store, source, prefixes)
             entries = list(plan_.reused)
             done = 0
             for number, batch in enumerate(batches(plan_.to_copy, BATCH_SIZE), 1):
