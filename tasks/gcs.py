@@ -145,7 +145,8 @@ def source_state(
 ) -> dict[str, Any]:
     """What the backup captured; `entries` may differ from the listing when objects changed meanwhile."""
     listed = len(plan_.to_copy) + len(plan_.reused)
-    replaced = sum(1 for e in entries if e.generation not in plan_.generations.get(e.name, ()))
+    listed_generation = plan_.generations
+    replaced = sum(1 for e in entries if listed_generation.get(e.name) != e.generation)
     return {
         "bucket": bucket,
         "prefixes": prefixes or [],

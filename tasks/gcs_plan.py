@@ -71,10 +71,10 @@ class BackupPlan:
     placeholders: int = 0
 
     @property
-    def generations(self) -> dict[str, tuple[int | None, ...]]:
+    def generations(self) -> dict[str, int | None]:
         """The generation listed for each object name."""
-        listed: dict[str, tuple[int | None, ...]] = {obj.name: (obj.generation,) for obj, _ in self.to_copy}
-        listed.update({entry.name: (entry.generation,) for entry in self.reused})
+        listed: dict[str, int | None] = {obj.name: obj.generation for obj, _ in self.to_copy}
+        listed.update({entry.name: entry.generation for entry in self.reused})
         return listed
 
     @property
