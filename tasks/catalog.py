@@ -90,6 +90,7 @@ def verify_stored(
     for prefix in prefixes or sorted({_common_prefix(e.stored_key) for e in manifest.entries}):
         listed.update(store.list(prefix))
     problems = []
+    damaged: set[str] = set()  # already reported: not worth re-reading
     for entry in manifest.entries:
         blob = listed.get(entry.stored_key)
         where = f"{entry.name!r} ({store.where(entry.stored_key)})"
@@ -99,7 +100,9 @@ def verify_stored(
             problems.append(f"size differs: {where} holds {blob.size} bytes, manifest says {entry.size}")
         elif entry.crc32c and blob.crc32c and blob.crc32c != entry.crc32c:
             problems.append(f"checksum differs: {where} crc32c {blob.crc32c}, manifest says {entry.crc32c}")
-    damaged = {p.split("'")[1] for p in problems if "'" in p}
+        else:
+            continue
+        damaged.add(entry.name)
     chosen = [e for e in sample(manifest.entries, sample_percent, seed) if e.name not in damaged]
 
     def read_back(entry: ManifestEntry) -> str | None:
