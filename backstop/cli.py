@@ -2,7 +2,7 @@
 
 User errors (BackstopError) print one line on stderr and exit 2, with no traceback. Every command
 that prints data takes `--json`. Component verbs (`backup gcs`, `restore bigquery`, ...) live in
-`backstop/commands/<component>.py`, each registering itself in `COMMAND_MODULES`.
+`backstop/commands/components.py`, made from the component registry.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backstop.errors import BackstopError, Conflict, InvalidInput
+from backstop.errors import BackstopError, InvalidInput
 
 COMMAND_MODULES = [
     "backstop.commands.core",
-    "backstop.commands.gcs",
-    "backstop.commands.composer",
-    "backstop.commands.configs",
-    "backstop.commands.gke",
+    "backstop.commands.components",
     "backstop.commands.bigquery",
     "backstop.commands.retention",
     "backstop.commands.ops",
@@ -57,21 +54,6 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(json.dumps(data, indent=1, default=str))
     else:
         print(text)
-
-
-def add_yes(parser: argparse.ArgumentParser) -> None:
-    """The --yes flag of restore commands."""
-    parser.add_argument(
-        "--yes", action="store_true", help="approve overwriting data in the original location"
-    )
-
-
-def check_overwrite_approved(args: argparse.Namespace, into_original: bool) -> None:
-    """--overwrite into the original location needs --yes: the CLI never waits for a UI approval."""
-    if args.overwrite and not args.dry_run and into_original and not args.yes:
-        raise Conflict(
-            "--overwrite into the original location needs --yes (see what changes with --dry-run first)"
-        )
 
 
 def build_parser() -> ArgumentParser:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from backstop.manifest import BackupManifest, select
+from backstop.runs import RunRecord
 
 DRILL_PREFIX = "drills/"
 
@@ -148,6 +149,7 @@ def health_rows(
     objectives_for: Callable[[str], ObjectivesLike],
     now: datetime,
     expected: Iterable[tuple[str, str]] = (),
+    runs: Iterable[RunRecord] = (),
 ) -> list[HealthRow]:
     """One HealthRow per (component, source) seen in the catalog or named in `expected`.
 
@@ -158,9 +160,12 @@ def health_rows(
         now: the time the report is made for (UTC aware).
         expected: sources the settings say should be backed up, so a source that was never
             backed up is reported as a breach instead of being invisible.
+        runs: run records (backstop.runs): failed runs count as failures, and a source whose
+            latest backup run failed after its last good backup is in breach.
     """
     manifests = list(manifests)
     drills = list(drills)
+    runs = list(runs)
     keys = (
         {(m.component, m.source) for m in manifests}
         | {(d.component, d.source) for d in drills}
@@ -203,7 +208,27 @@ def health_rows(
         failures = sum(1 for m in own if m.status == "invalid" and m.started_at >= since)
         if failures:
             problems.append(f"{failures} backup(s) failed validation in the last day")
-        status = "breach" if not (rpo_ok and rto_ok) else ("warn" if failures or drill is None else "ok")
+        own_runs = sorted(
+            (r for r in runs if r.component == component and r.source == source and r.failed),
+            key=lambda r: r.at,
+            reverse=True,
+        )
+        failed_runs = [r for r in own_runs if r.at >= since]
+        if failed_runs:
+            failures += len(failed_runs)
+            problems.append(f"{len(failed_runs)} run(s) failed in the last day")
+        latest_backup_failed = bool(
+            own_runs
+            and own_runs[0].kind in ("backup", "validate")
+            and (last is None or own_runs[0].at > (last.finished_at or last.started_at))
+        )
+        if latest_backup_failed:
+            r = own_runs[0]
+            problems.append(
+                f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message[:200]}"
+            )
+        healthy = rpo_ok and rto_ok and not latest_backup_failed
+        status = "breach" if not healthy else ("warn" if failures or drill is None else "ok")
         rows.append(
             HealthRow(
                 component=component,

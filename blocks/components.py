@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from backstop.errors import InvalidInput
 from backstop.secretbox import DEFAULT_SECRET_PATTERNS
 
 DEFAULT_EXCLUDE = ["**/.git/**", "**/__pycache__/**", "*.pyc", "**/.terraform/**"]
@@ -81,3 +82,76 @@ class ComposerSettings(BaseModel):
         default=None,
         description="Python of a venv with apache-airflow: validation then also loads the DAGs with DagBag.",
     )
+
+
+class GkeClusterSettings(BaseModel):
+    """One cluster protected by a Backup for GKE backup plan."""
+
+    cluster: str = Field(description="Cluster short name (in settings.gke.location) or full resource name.")
+    plan_name: str | None = Field(default=None, description="Backup plan id; default 'backstop-<cluster>'.")
+    all_namespaces: bool = Field(default=True, description="Back up every namespace.")
+    namespaces: list[str] = Field(default_factory=list, description="Back up only these namespaces.")
+    applications: list[str] = Field(
+        default_factory=list, description="Back up only these ProtectedApplications, as 'namespace/name'."
+    )
+    include_volume_data: bool = Field(default=True, description="Back up persistent volume data.")
+    include_secrets: bool = Field(default=True, description="Back up Secrets (encrypted with the key below).")
+    encryption_key: str | None = Field(default=None, description="Cloud KMS key for the backup (CMEK).")
+    retain_days: int = Field(default=30, ge=0, description="Backup for GKE deletes backups older than this.")
+    delete_lock_days: int = Field(
+        default=0, ge=0, description="Backups cannot be deleted for this many days."
+    )
+    drill_namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces a restore drill restores under a scratch suffix."
+    )
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> GkeClusterSettings:
+        if self.namespaces or self.applications:
+            self.all_namespaces = False
+        if self.namespaces and self.applications:
+            raise ValueError(f"cluster {self.cluster}: give namespaces or applications, not both")
+        if not (self.all_namespaces or self.namespaces or self.applications):
+            raise ValueError(f"cluster {self.cluster}: choose all_namespaces, namespaces or applications")
+        for app in self.applications:
+            if app.count("/") != 1:
+                raise ValueError(f"cluster {self.cluster}: application {app!r} must be 'namespace/name'")
+        return self
+
+    @property
+    def short_name(self) -> str:
+        return self.cluster.rsplit("/", 1)[-1]
+
+    @property
+    def plan_id(self) -> str:
+        return self.plan_name or f"backstop-{self.short_name}"[:63]
+
+
+class GkeSettings(BaseModel):
+    """Backup for GKE settings (the `gke` field of the Backstop settings block)."""
+
+    project: str | None = Field(
+        default=None, description="Project of the clusters; default: settings.project."
+    )
+    location: str = Field(default="us-central1", description="Region of the backup plans and restore plans.")
+    clusters: list[GkeClusterSettings] = Field(default_factory=list, description="Clusters to protect.")
+    drop_threshold_percent: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        description="Validation fails when a count drops by more than this against the previous good backup.",
+    )
+    poll_seconds: float = Field(
+        default=5.0, gt=0, description="Seconds between polls of a long-running operation."
+    )
+    operation_timeout_minutes: float = Field(
+        default=240.0, gt=0, description="Give up following an operation after."
+    )
+
+    def cluster(self, name: str) -> GkeClusterSettings:
+        """The settings of cluster `name` (short or full name); InvalidInput lists the known ones."""
+        for item in self.clusters:
+            if name in (item.cluster, item.short_name):
+                return item
+        known = ", ".join(c.short_name for c in self.clusters) or "none configured"
+        raise InvalidInput(f"cluster {name!r} is not in settings.gke.clusters ({known})")

@@ -12,8 +12,7 @@ from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
 
 from backstop.errors import ConfigError
-from blocks.components import ComposerSettings, ConfigsSettings, TierSettings
-from tasks.gke_plans import GkeSettings
+from blocks.components import ComposerSettings, ConfigsSettings, GkeSettings, TierSettings
 
 DEFAULT_BLOCK_NAME = "default"
 

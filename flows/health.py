@@ -18,28 +18,36 @@ from backstop.errors import ObjectiveBreached
 from backstop.manifest import BackupManifest
 from backstop.objectives import HEALTH_COLUMNS, HealthRow, breaches, health_rows, trend_rows
 from backstop.report import human_bytes, markdown_table
+from backstop.runs import RunRecord
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
+from tasks.catalog import list_runs
+from tasks.component import COMPONENTS, get_component
 from tasks.context import open_store
 from tasks.drill import DrillResult, list_drills
 from tasks.store import BackupStore
 
 
 def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:
-    """Sources the settings schedule for backup (a source never backed up must still show up)."""
-    return [("gcs", s) for s in settings.gcs_sources] + [("bigquery", d) for d in settings.bigquery_datasets]
+    """Sources the settings schedule for backup, of every registered component (a source never
+    backed up must still show up)."""
+    return [(name, source) for name in COMPONENTS for source in get_component(name).sources(settings)]
 
 
 @task(name="read-catalog", cache_policy=NO_CACHE)
-def read_catalog(store: BackupStore) -> tuple[list[BackupManifest], list[DrillResult], list[str]]:
-    """Every manifest and drill record, plus the damaged ones as problems (never hiding the others)."""
+def read_catalog(
+    store: BackupStore,
+) -> tuple[list[BackupManifest], list[DrillResult], list[RunRecord], list[str]]:
+    """Every manifest, drill record and recent run record, plus the damaged ones as problems."""
     damaged: list[str] = []
     manifests = store.list_manifests(on_damaged=damaged.append)
     drills = list_drills(store, on_damaged=damaged.append)
+    runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     get_run_logger().info(
-        "catalog: %d manifest(s), %d drill record(s), %d damaged", len(manifests), len(drills), len(damaged)
-    )
-    return manifests, drills, damaged
+        "catalog: %d manifest(s), %d drill record(s), %d run record(s), %d damaged",
+        len(manifests), len(drills), len(runs), len(damaged),
+    )  # fmt: skip
+    return manifests, drills, runs, damaged
 
 
 def render(rows: list[HealthRow], trend: list[dict[str, Any]], damaged: list[str]) -> str:
@@ -84,9 +92,9 @@ def health_report(settings_block: str = DEFAULT_BLOCK_NAME, trend_runs: int = 10
     logger = get_run_logger()
     settings = load_settings(settings_block)
     store = open_store(settings)
-    manifests, drills, damaged = read_catalog(store)
+    manifests, drills, runs, damaged = read_catalog(store)
     rows = health_rows(
-        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings)
+        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs
     )
     trend = trend_rows(manifests, trend_runs)
     table = [r.row() for r in rows]

@@ -179,8 +179,10 @@ def import_items(
     masked: dict[str, list[str]],
     dry_run: bool = False,
     delete_extra: bool = False,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Create or update every item of `kind` (delete others only with `delete_extra`); return actions."""
+    """Create every missing item of `kind`, update changed ones only with `overwrite`, delete others
+    only with `delete_extra` and `overwrite`; return the actions (all of them, when dry_run)."""
     id_field = ID_FIELD[kind]
     current = {i[id_field]: i for i in api.list(kind)}
     actions: list[dict[str, Any]] = []
@@ -209,13 +211,13 @@ def import_items(
             )
         if not dry_run and action == "create":
             api.create(kind, plain)
-        elif not dry_run and action == "update":
+        elif not dry_run and action == "update" and overwrite:
             api.update(kind, name, plain)
         actions.append({"kind": kind, "name": name, "action": action, "note": "; ".join(note)})
     if delete_extra:
         keep = {str(i[id_field]) for i in items} | {"default_pool"}
         for name in sorted(set(current) - keep):
-            if not dry_run:
+            if not dry_run and overwrite:
                 api.delete(kind, name)
             actions.append({"kind": kind, "name": name, "action": "delete", "note": "not in the backup"})
     return actions

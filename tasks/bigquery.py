@@ -40,7 +40,9 @@ import json
 import os
 import tempfile
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.errors import Conflict, InvalidInput, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry
@@ -54,8 +56,8 @@ from tasks.bigquery_schema import (
     schema_from_json,
     schema_to_json,
 )
-from tasks.catalog import abandon_backup, begin_backup, commit_backup
-from tasks.component import RestoreReport
+from tasks.component import BackupPlan as LifecyclePlan
+from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, crc32c_b64
 
 NAME = "bigquery"
@@ -288,63 +290,114 @@ def _extract_table(
     )
 
 
-class BigQueryComponent:
-    """BigQuery datasets: backup / validate / restore (see the module docstring)."""
+class BigQueryOptions(BaseModel):
+    """Options of BigQuery backups and restores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tables: list[str] | None = Field(
+        default=None,
+        description="Back up only these tables and views.",
+        json_schema_extra={"flag": "table", "verbs": ["backup"]},
+    )
+    method: Literal["read", "extract", "snapshot"] | None = Field(
+        default=None,
+        description="read (Storage Read API), extract (extract jobs), snapshot (table snapshots).",
+        json_schema_extra={"verbs": ["backup"]},
+    )
+    format: Literal["parquet", "avro"] | None = Field(
+        default=None, description="Table data format of method read.", json_schema_extra={"verbs": ["backup"]}
+    )
+    schema_only: bool = Field(
+        default=False,
+        description="Restore tables and views without data.",
+        json_schema_extra={"verbs": ["restore"]},
+    )
+
+
+class BigQueryComponent(LifecycleMethods):
+    """BigQuery datasets: source = dataset id; a unit = one table or view."""
 
     name = NAME
+    noun = "dataset"
+    part = "table"
+    Options = BigQueryOptions
 
-    def backup(
-        self, settings: BackstopSettings, store: BackupStore, source: str, **options: Any
-    ) -> BackupManifest:
-        """Back up dataset `source` (options: tables=[...], method="read"|"extract"|"snapshot",
-        format="parquet"|"avro")."""
-        method = backup_method(settings, options.get("method"))
-        fmt = data_format(settings, method, options.get("format"))
-        client, _ = clients(settings)
-        names = list_tables(client, settings.project, source, options.get("tables"))
-        manifest = begin_backup(
-            store, NAME, source, {"tables": options.get("tables"), "method": method, "format": fmt}
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        return list(settings.bigquery_datasets)
+
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        return check_dataset(source)
+
+    check_target = check_source
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
+        client, _ = clients(ctx.settings)
+        names = list_tables(client, ctx.settings.project, manifest.source, ctx.options.tables)
+        method = backup_method(ctx.settings, ctx.options.method)
+        fmt = data_format(ctx.settings, method, ctx.options.format)
+        metadata = backup_dataset_metadata(client, ctx.store, manifest, manifest.source)
+        units = [(name, method, fmt) for name in names]
+        return LifecyclePlan(
+            units=units,
+            carried=[metadata],
+            describe=f"{manifest.source}: {len(names)} tables / views ({method}, {fmt})",
         )
-        entries: list[ManifestEntry] = []
-        try:
-            entries.append(backup_dataset_metadata(client, store, manifest, source))
-            for name in names:
-                entries += backup_table(
-                    settings, store, manifest, source, name, manifest.started_at, method, fmt
-                )
-            return commit_backup(store, manifest, entries, source_state(settings, source, manifest, entries))
-        except BaseException:
-            discard_backup(settings, store, manifest, entries)
-            raise
 
-    def validate(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
-    ) -> BackupManifest:
-        from tasks.bigquery_restore import validate_backup
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: tuple[str, str, str]
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        name, method, fmt = unit
+        entries = backup_table(
+            ctx.settings, ctx.store, manifest, manifest.source, name, manifest.started_at, method, fmt
+        )
+        return entries, {}
 
-        return validate_backup(settings, store, manifest, sample_percent)
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
+    ) -> dict[str, Any]:
+        return source_state(ctx.settings, manifest.source, manifest, entries)
 
-    def restore(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        target: str | None = None,
-        only: list[str] | None = None,
-        overwrite: bool = False,
-        dry_run: bool = False,
-        schema_only: bool = False,
-    ) -> RestoreReport:
-        from tasks.bigquery_restore import restore_backup
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
+        """Drop the snapshot tables an abandoned snapshot-method backup made."""
+        self.delete(ctx.settings, manifest.model_copy(update={"entries": entries}))
 
-        return restore_backup(settings, store, manifest, target, only, overwrite, dry_run, schema_only)
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
+        from tasks.bigquery_restore import validate_table
+
+        tables = {name.split("/")[0] for name in damaged}
+        problems: list[str] = []
+        for entry in manifest.entries:
+            if entry.name not in tables:
+                problems += validate_table(ctx.settings, ctx.store, manifest, entry, sample_percent)
+        return problems
+
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        from tasks.bigquery_restore import plan_dataset_restore
+
+        return plan_dataset_restore(
+            ctx.settings,
+            manifest,
+            request.target or manifest.source,
+            request.only,
+            request.options.schema_only,
+        )
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        from tasks.bigquery_restore import apply_dataset_restore
+
+        apply_dataset_restore(ctx.settings, ctx.store, manifest, plan, request.overwrite)
 
     def verify_restored(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         from tasks.bigquery_restore import verify_restored
 
-        return verify_restored(settings, manifest, target)
+        return verify_restored(ctx.settings, manifest, target, only)
 
     def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
         """Free what a backup holds outside the bucket: the snapshot tables of a "snapshot" backup."""
@@ -366,19 +419,6 @@ class BigQueryComponent:
                 timeout=TIMEOUT,
                 retry=RETRY,
             )
-
-
-def discard_backup(
-    settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, entries: list[ManifestEntry]
-) -> None:
-    """Abandon an uncommitted backup: drop the snapshot tables it made (best effort), then its files."""
-    from tasks.bigquery_snapshot import delete_snapshots
-
-    try:
-        if any(e.metadata.get("snapshot_table") for e in entries):
-            delete_snapshots(clients(settings)[0], entries)
-    finally:
-        abandon_backup(store, manifest)
 
 
 def source_state(

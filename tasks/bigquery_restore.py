@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from backstop.errors import Conflict, NotFound
+from backstop.errors import NotFound
 from backstop.manifest import BackupManifest, ManifestEntry
 from backstop.names import check_dataset, check_table
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio
-from tasks.bigquery import DATASET_ENTRY, NAME, clients
+from tasks.bigquery import DATASET_ENTRY, clients
 from tasks.bigquery_create import build_table, create_table, ensure_dataset, resource_exists
 from tasks.bigquery_schema import (
     geography_columns,
@@ -27,8 +26,7 @@ from tasks.bigquery_schema import (
     view_order,
 )
 from tasks.bigquery_snapshot import restore_from_snapshot, validate_snapshot
-from tasks.catalog import record_validation, verify_stored
-from tasks.component import RestoreReport
+from tasks.component import RestorePlan
 from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors
 
 
@@ -170,18 +168,6 @@ def _compare_sample(
     return []
 
 
-def validate_backup(
-    settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
-) -> BackupManifest:
-    """Validate every stored file and table of `manifest`; record the outcome (raises ValidationFailed)."""
-    problems, read_back = verify_stored(store, manifest, sample_percent)
-    damaged = {p.split("'")[1].split("/")[0] for p in problems if "'" in p}
-    for entry in manifest.entries:
-        if entry.name not in damaged:
-            problems += validate_table(settings, store, manifest, entry, sample_percent)
-    return record_validation(store, manifest, problems, len(manifest.entries), read_back)
-
-
 # -- restore -------------------------------------------------------------------------------
 def plan_restore(
     settings: BackstopSettings,
@@ -247,51 +233,78 @@ def _has_rows(client: Any, table: Any) -> bool:
         return any(True for _ in rows)
 
 
-def restore_backup(
+def _metadata_changes(client: Any, ref: str, meta: dict[str, Any]) -> list[str]:
+    """What reapplying the saved labels and description would change on an existing dataset."""
+    with converted_errors(f"BigQuery dataset {ref}"):
+        current = client.get_dataset(ref, timeout=TIMEOUT, retry=RETRY)
+    changes = []
+    labels = dict(current.labels or {})
+    if labels | dict(meta.get("labels") or {}) != labels:
+        changes.append("labels")
+    if (meta.get("description") or None) != (current.description or None):
+        changes.append("description")
+    return changes
+
+
+def plan_dataset_restore(
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    target: str,
+    only: list[str] | None = None,
+    schema_only: bool = False,
+) -> RestorePlan:
+    """What restoring `manifest` into dataset `target` changes: the dataset, then tables and views in order.
+
+    A non-empty table, or saved dataset labels / description that differ from the target's, is a
+    "replace" (the lifecycle refuses it without overwrite); an empty table is recreated.
+    """
+    client, _ = clients(settings)
+    project, target = settings.project, check_dataset(target)
+    ref = f"{project}.{target}"
+    meta = next((e.metadata for e in manifest.entries if e.name == DATASET_ENTRY), {})
+    exists = resource_exists(lambda: client.get_dataset(ref, timeout=TIMEOUT, retry=RETRY))
+    actions, _ = plan_restore(settings, manifest, target, only, True, schema_only, exists)
+    head: list[dict[str, Any]] = []
+    if not exists:
+        head.append({"name": ref, "change": "create", "kind": "dataset", "action": "create dataset"})
+    elif meta:
+        changes = _metadata_changes(client, ref, meta)
+        if changes:
+            head.append(
+                {"name": ref, "change": "replace", "kind": "dataset", "action": "set " + ", ".join(changes)}
+            )
+    for action in actions:
+        action["name"] = action["table"]
+        action["change"] = "replace" if action["existing"] == "non-empty" else "create"
+    return RestorePlan(
+        target=target, into_original=target == manifest.source, actions=head + actions, private=(exists, meta)
+    )
+
+
+def apply_dataset_restore(
     settings: BackstopSettings,
     store: BackupStore,
     manifest: BackupManifest,
-    target: str | None = None,
-    only: list[str] | None = None,
-    overwrite: bool = False,
-    dry_run: bool = False,
-    schema_only: bool = False,
-) -> RestoreReport:
-    """Restore `manifest` into dataset `target` (default: the source dataset)."""
-    start = time.monotonic()
+    plan: RestorePlan,
+    overwrite: bool,
+) -> None:
+    """Create the dataset (or reapply its metadata when planned and allowed), then every table and view."""
     client, _ = clients(settings)
-    project, target = settings.project, check_dataset(target or manifest.source)
-    report = RestoreReport(NAME, manifest.source, manifest.backup_id, target, dry_run=dry_run)
-    dataset_meta = next((e.metadata for e in manifest.entries if e.name == DATASET_ENTRY), {})
-    exists = resource_exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY))
-    actions, report.conflicts = plan_restore(settings, manifest, target, only, overwrite, schema_only, exists)
-    report.actions = (
-        [] if exists else [{"dataset": f"{project}.{target}", "action": "create dataset"}]
-    ) + actions
-    if report.conflicts and not dry_run:
-        raise Conflict(
-            f"restore would overwrite non-empty table(s) {', '.join(report.conflicts)} in {project}.{target}: "
-            "pass overwrite=True (--overwrite) or restore to another dataset (--target)"
-        )
-    if dry_run:
-        report.seconds = time.monotonic() - start
-        return report
+    exists, meta = plan.private
     notes: list[str] = []
-    ensure_dataset(client, project, target, dataset_meta, same=target == manifest.source, notes=notes)
-    report.actions += [{"dataset": f"{project}.{target}", "action": "note", "note": note} for note in notes]
+    reapply = any(a.get("kind") == "dataset" and a["change"] == "replace" for a in plan.actions) and overwrite
+    if not exists or reapply:
+        ensure_dataset(
+            client, settings.project, plan.target, meta, same=plan.target == manifest.source, notes=notes
+        )
+    plan.actions += [{"name": plan.target, "change": "note", "why": note} for note in notes]
     by_name = {e.name: e for e in manifest.entries}
-    for action in report.actions:
-        if "table" not in action:
+    for action in [a for a in plan.actions if "table" in a]:
+        if action["change"] == "replace" and not overwrite:
             continue
         entry = by_name[action["table"]]
-        restore_table(settings, store, entry, target, manifest.source, replace=action["existing"] != "absent",
+        restore_table(settings, store, entry, plan.target, manifest.source, replace=action["existing"] != "absent",
                       load=action["rows"] > 0, parts=parts_of(manifest, entry))  # fmt: skip
-        if action["existing"] == "absent":
-            report.created += 1
-        else:
-            report.overwritten += 1
-    report.seconds = time.monotonic() - start
-    return report
 
 
 def restore_table(
@@ -330,13 +343,15 @@ def restore_table(
     return loaded
 
 
-def verify_restored(settings: BackstopSettings, manifest: BackupManifest, target: str) -> list[str]:
+def verify_restored(
+    settings: BackstopSettings, manifest: BackupManifest, target: str, only: list[str] | None = None
+) -> list[str]:
     """Differences between the restored dataset `target` and the backup: row counts and content digests."""
     client, read_client = clients(settings)
     project = settings.project
     problems = []
     for entry in manifest.entries:
-        if entry.metadata.get("kind") != "table":
+        if entry.metadata.get("kind") != "table" or (only and entry.name not in only):
             continue
         geo = geography_columns(entry.metadata["schema"])
         try:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from backstop.errors import NotFound, ValidationFailed
+from backstop.errors import InvalidInput, NotFound, ValidationFailed
 from backstop.manifest import BackupManifest, ManifestEntry, ValidationRecord, new_backup_id, select, utcnow
 from backstop.names import check_backup_id, check_percent
+from backstop.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
 from tasks.store import BackupStore, crc32c_b64, parallel_map
 
 
@@ -73,37 +75,43 @@ def sample(entries: list[ManifestEntry], percent: float, seed: int | None = None
     return random.Random(seed).sample(entries, min(count, len(entries)))
 
 
+@dataclass
+class StoredCheck:
+    """What checking a backup's stored objects found: problems, damaged entries by name, re-reads."""
+
+    problems: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+    read_back: int = 0
+
+
 def verify_stored(
-    store: BackupStore,
-    manifest: BackupManifest,
-    sample_percent: float = 5.0,
-    seed: int | None = None,
-    prefixes: list[str] | None = None,
-) -> tuple[list[str], int]:
+    store: BackupStore, manifest: BackupManifest, sample_percent: float = 5.0, seed: int | None = None
+) -> StoredCheck:
     """Check every stored object of `manifest` against its entry; re-read a sample.
 
     Sizes and crc32c come from one listing per prefix (what the bucket says it holds); the sample
-    is downloaded and its crc32c recomputed here (what the bytes really are).
-    Returns (problems, number re-read). Each problem names the entry and the stored object.
+    is downloaded and its crc32c recomputed here (what the bytes really are). Each problem names
+    the entry and the stored object; `damaged` maps entry names to their problem.
     """
     listed: dict[str, Any] = {}
-    for prefix in prefixes or sorted({_common_prefix(e.stored_key) for e in manifest.entries}):
+    for prefix in sorted({_common_prefix(e.stored_key) for e in manifest.entries}):
         listed.update(store.list(prefix))
-    problems = []
-    damaged: set[str] = set()  # already reported: not worth re-reading
+    check = StoredCheck()
+
+    def damaged(entry: ManifestEntry, problem: str) -> None:
+        check.problems.append(problem)
+        check.damaged[entry.name] = problem
+
     for entry in manifest.entries:
         blob = listed.get(entry.stored_key)
         where = f"{entry.name!r} ({store.where(entry.stored_key)})"
         if blob is None:
-            problems.append(f"missing: {where}")
+            damaged(entry, f"missing: {where}")
         elif blob.size != entry.size:
-            problems.append(f"size differs: {where} holds {blob.size} bytes, manifest says {entry.size}")
+            damaged(entry, f"size differs: {where} holds {blob.size} bytes, manifest says {entry.size}")
         elif entry.crc32c and blob.crc32c and blob.crc32c != entry.crc32c:
-            problems.append(f"checksum differs: {where} crc32c {blob.crc32c}, manifest says {entry.crc32c}")
-        else:
-            continue
-        damaged.add(entry.name)
-    chosen = [e for e in sample(manifest.entries, sample_percent, seed) if e.name not in damaged]
+            damaged(entry, f"checksum differs: {where} crc32c {blob.crc32c}, manifest says {entry.crc32c}")
+    chosen = [e for e in sample(manifest.entries, sample_percent, seed) if e.name not in check.damaged]
 
     def read_back(entry: ManifestEntry) -> str | None:
         data = store.get_bytes(entry.stored_key)
@@ -115,8 +123,11 @@ def verify_stored(
             )
         return None
 
-    problems += [p for p in parallel_map(read_back, chosen) if p]
-    return problems, len(chosen)
+    for entry, problem in zip(chosen, parallel_map(read_back, chosen), strict=True):
+        if problem:
+            damaged(entry, problem)
+    check.read_back = len(chosen)
+    return check
 
 
 def _common_prefix(key: str) -> str:
@@ -165,7 +176,11 @@ def resolve_backup(
         check_backup_id(backup_id)
         manifest = store.find_manifest(backup_id)
         if manifest.component != component:
-            raise NotFound(f"backup {backup_id} is a {manifest.component} backup, not {component}")
+            raise InvalidInput(f"backup {backup_id} is a {manifest.component} backup, not {component}")
+        if source is not None and manifest.source != source:
+            raise InvalidInput(
+                f"backup {backup_id} is of {component} source {manifest.source!r}, not {source!r}: nothing restored"
+            )
         return manifest
     found = select(
         store.list_manifests(component, source, on_damaged=on_damaged or (lambda _: None)),
@@ -197,3 +212,71 @@ def sample_percent(settings: Any, override: float | None) -> float:
     return check_percent(
         settings.validate_sample_percent if override is None else override, "sample percentage"
     )
+
+
+# -- run records (backstop/runs.py) -----------------------------------------------------------
+def record_run(
+    store: BackupStore,
+    kind: str,
+    component: str,
+    source: str,
+    error: BaseException | None = None,
+    backup_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> RunRecord | None:
+    """Record how a run ended (best effort: a store that is down must not hide the run's own error)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    error_kind = None if error is None else type(error).__name__
+    message = "" if error is None else (str(error) or error_kind or "")[:2000]
+    outcome = (
+        "succeeded" if error is None else ("abandoned" if not isinstance(error, Exception) else "failed")
+    )
+    try:
+        previous = list_runs(store, component, source, limit_days=2) if error is not None else []
+        record = RunRecord(
+            run_id=new_run_id(kind),
+            kind=kind,  # type: ignore[arg-type]
+            component=component,
+            source=source,
+            outcome=outcome,  # type: ignore[arg-type]
+            at=utcnow(),
+            backup_id=backup_id,
+            error_kind=error_kind,
+            transient=is_transient(error_kind, message, [p for p in previous if p.kind == kind]),
+            message=message,
+            flow_run_id=str(context.flow_run.id) if context and context.flow_run else None,
+            details=details or {},
+        )
+        store.put_bytes(
+            record.path, record.model_dump_json(indent=1).encode(), content_type="application/json"
+        )
+        return record
+    except Exception:  # the store itself may be what failed
+        return None
+
+
+def list_runs(
+    store: BackupStore,
+    component: str | None = None,
+    source: str | None = None,
+    limit_days: int | None = None,
+    on_damaged: Callable[[str], None] | None = None,
+) -> list[RunRecord]:
+    """Run records under the component / source prefix, newest first (only the last days if asked)."""
+    prefix = RUNS_PREFIX + (
+        "" if component is None else f"{component}/" + ("" if source is None else f"{source}/")
+    )
+    now = utcnow()
+    found = []
+    for key, blob in store.list(prefix).items():
+        if limit_days is not None and blob.time_created and (now - blob.time_created).days > limit_days:
+            continue
+        try:
+            found.append(RunRecord.model_validate_json(store.get_bytes(key)))
+        except ValueError as exc:
+            if on_damaged is not None:
+                on_damaged(f"{store.where(key)}: damaged run record ({str(exc).splitlines()[0]})")
+    found = [r for r in found if source is None or r.source == source]
+    return sorted(found, key=lambda r: (r.at, r.run_id), reverse=True)

@@ -1,21 +1,111 @@
-"""The one small protocol every component implements, and the registry of components.
+"""The one small protocol every component implements, the shapes it trades in, and the registry.
 
-The protocol is plain Python (no Prefect): the contract test suite, restore drills and the CLI use
-it directly; flows compose finer-grained tasks from the same module functions where batching or
-progress needs it. A component's `backup` commits its manifest (via tasks.catalog.commit_backup)
-and never leaves a manifest for an incomplete run.
+The lifecycle (tasks/lifecycle.py) owns everything that must hold for every component: begin and
+commit a backup, abandon it on any error, validate after, record failures, resolve a backup and
+check it belongs to the named source, read it from the primary or the secondary copy, refuse a
+damaged one, refuse to replace or delete without `overwrite`, ask for approval before changing an
+original location, verify what was written, drill. A component supplies only what differs:
+
+- `plan_backup` / `run_unit` / `finish`: what to take, in units the lifecycle runs as Prefect tasks;
+- `check`: checks of its own beyond the stored objects' sizes and checksums;
+- `plan_restore` / `apply_restore` / `verify_restored`: what a restore would change, doing it,
+  comparing the target with the backup;
+- `scratch_target` / `remove_target`: isolated targets for drills.
+
+Adding a component: one module with a class like the ones registered below, its options model, one
+line in `COMPONENTS`, one fixture in tests/contract/conftest.py, and its prefect.yaml entries.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
 
 from backstop.errors import InvalidInput
-from backstop.manifest import BackupManifest
+from backstop.manifest import BackupManifest, ManifestEntry
 from blocks.settings import BackstopSettings
 from tasks.store import BackupStore
+
+# What a restore action does to the target. The lifecycle refuses "replace" and "delete" without
+# `overwrite`, asks for approval before them in an original location, and always refuses "blocked".
+CHANGES = ("create", "replace", "delete", "unchanged", "blocked", "skipped", "note")
+DESTRUCTIVE = ("replace", "delete")
+
+
+class NoOptions(BaseModel):
+    """A component with no options of its own."""
+
+
+@dataclass
+class Context:
+    """What every component step gets: the settings, the store the backup is read from or written
+    to, and the component's options (an instance of its `Options` model)."""
+
+    settings: BackstopSettings
+    store: BackupStore
+    options: Any = None
+    log: Any = None
+
+    def info(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
+
+
+@dataclass
+class BackupPlan:
+    """What a backup takes: units to run (each a task), entries carried over unchanged from the
+    previous backup, and source state known at planning time."""
+
+    units: list[Any]
+    carried: list[ManifestEntry] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    describe: str = ""
+    private: Any = None
+
+
+@dataclass
+class RestoreRequest:
+    """A restore as the user asked for it; the same names in every component, flow and command."""
+
+    source: str
+    target: str | None = None
+    backup_id: str | None = None
+    before: str | None = None
+    only: list[str] | None = None
+    overwrite: bool = False
+    dry_run: bool = False
+    skip_damaged: bool = False
+    options: Any = None
+
+
+@dataclass
+class RestorePlan:
+    """What a restore would do: one action per restored thing, with `change` one of CHANGES.
+
+    `into_original` says the target is where the backup came from (approval applies); `private`
+    holds whatever the component needs to apply the plan.
+    """
+
+    target: str
+    into_original: bool
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    private: Any = None
+    done: dict[str, int] = field(
+        default_factory=dict
+    )  # counts the service reported, where finer than actions
+
+    def count(self, change: str) -> int:
+        return self.done.get(change, sum(1 for a in self.actions if a["change"] == change))
+
+    def destructive(self) -> list[dict[str, Any]]:
+        return [a for a in self.actions if a["change"] in DESTRUCTIVE]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(a["change"] for a in self.actions))
 
 
 @dataclass
@@ -34,6 +124,8 @@ class RestoreReport:
     actions: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     from_secondary: bool = False
+    approval: str = ""
+    problems: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -48,67 +140,196 @@ class RestoreReport:
             "conflicts": len(self.conflicts),
             "seconds": round(self.seconds, 3),
             "from_secondary": self.from_secondary,
+            "approval": self.approval,
         }
 
 
 class Component(Protocol):
-    """backup / validate / restore / scratch targets for one kind of source."""
+    """What differs between components; see the module docstring."""
+
+    name: str
+    noun: str  # what a source is called: "bucket", "dataset", ...
+    part: str  # what `only` names: "object", "table", ...
+    Options: ClassVar[type[BaseModel]]
+
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        """The sources the settings schedule for backup."""
+        ...
+
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        """The source name, checked (InvalidInput / NotFound naming it)."""
+        ...
+
+    def check_target(self, settings: BackstopSettings, target: str) -> str:
+        """A restore target, checked."""
+        ...
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> BackupPlan:
+        """Decide what the backup of `manifest.source` takes."""
+        ...
+
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: Any
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        """Take one unit into the store; return its entries and state to merge into source_state."""
+        ...
+
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: BackupPlan, entries: list[ManifestEntry]
+    ) -> dict[str, Any]:
+        """The source state recorded in the manifest."""
+        ...
+
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
+        """Free what an abandoned backup made outside the store (best effort)."""
+        ...
+
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
+        """Checks of this component beyond the stored objects (`damaged` already failed those)."""
+        ...
+
+    def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
+        """Whether a backup holds what a restore asks for (the newest that does is chosen)."""
+        ...
+
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        """What restoring `manifest` as `request` asks would change; writes nothing."""
+        ...
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        """Do what `plan` says (the lifecycle has refused conflicts and got approval)."""
+        ...
+
+    def verify_restored(
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
+    ) -> list[str]:
+        """Differences between `target` and the backup (of the parts in `only`)."""
+        ...
+
+    def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
+        """An isolated target for a restore drill."""
+        ...
+
+    def remove_target(self, settings: BackstopSettings, target: str) -> None:
+        """Delete a scratch target made by a drill, and everything in it."""
+        ...
+
+    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
+        """Free what a pruned backup holds outside the store (nothing for most components)."""
+        ...
+
+
+class LifecycleMethods:
+    """`backup` / `validate` / `restore` / `drill` on a component object, for scripts and tests:
+    each is the lifecycle (tasks/lifecycle.py) run for this component, nothing more."""
 
     name: str
 
+    def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
+        """Whether `manifest` holds what `request` asks (the newest backup that does is restored)."""
+        return True
+
+    def check_restored(
+        self,
+        settings: BackstopSettings,
+        store: BackupStore,
+        manifest: BackupManifest,
+        target: str,
+        **options: Any,
+    ) -> list[str]:
+        """Differences between `target` and the whole backup (verify_restored with these options)."""
+        ctx = Context(settings, store, options_for(self, options))
+        return self.verify_restored(ctx, manifest, target, None)  # type: ignore[attr-defined, no-any-return]
+
     def backup(
-        self, settings: BackstopSettings, store: BackupStore, source: str, **options: Any
+        self, settings: BackstopSettings, store: BackupStore | None, source: str, **options: Any
     ) -> BackupManifest:
-        """Take a backup of `source`, commit its manifest last, return it."""
-        ...
+        """Back up `source` (not validated unless validate_after=True)."""
+        from tasks import lifecycle
+
+        validate_after = bool(options.pop("validate_after", False))
+        log = options.pop("log", None)
+        return lifecycle.backup(self.name, settings, source, options, validate_after, store=store, log=log)
 
     def validate(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
+        self,
+        settings: BackstopSettings,
+        store: BackupStore | None,
+        manifest: BackupManifest,
+        sample_percent: float | None = None,
     ) -> BackupManifest:
-        """Check the backup against its manifest and the source; record the outcome; raise ValidationFailed."""
-        ...
+        from tasks import lifecycle
+
+        return lifecycle.validate(self.name, settings, manifest, sample_percent, store)
 
     def restore(
         self,
         settings: BackstopSettings,
-        store: BackupStore,
+        store: BackupStore | None,
         manifest: BackupManifest,
         target: str | None = None,
         only: list[str] | None = None,
         overwrite: bool = False,
         dry_run: bool = False,
+        yes: bool = False,
+        skip_damaged: bool = False,
+        **options: Any,
     ) -> RestoreReport:
-        """Restore all of `manifest` (or the parts in `only`) to `target` (default: the source)."""
-        ...
+        """Restore backup `manifest` of its source (approval for the original location: `yes`)."""
+        from tasks import lifecycle
 
-    def verify_restored(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
-    ) -> list[str]:
-        """Compare what is at `target` with the manifest; return the differences (drills use this)."""
-        ...
-
-    def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
-        """An isolated target name for a restore drill."""
-        ...
-
-    def remove_target(self, settings: BackstopSettings, target: str) -> None:
-        """Delete a scratch target made by a drill."""
-        ...
+        request = RestoreRequest(
+            source=manifest.source,
+            target=target,
+            backup_id=manifest.backup_id,
+            only=only,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            skip_damaged=skip_damaged,
+            options=options,
+        )
+        return lifecycle.restore(self.name, settings, request, yes=yes, store=store)
 
 
 COMPONENTS: dict[str, str] = {
+    "configs": "tasks.configs:COMPONENT",
+    "bigquery": "tasks.bigquery:COMPONENT",
     "gcs": "tasks.gcs:COMPONENT",
     "composer": "tasks.composer:COMPONENT",
-    "configs": "tasks.configs:COMPONENT",
     "gke": "tasks.gke:COMPONENT",
-    "bigquery": "tasks.bigquery:COMPONENT",
 }
 
 
-def get_component(name: str) -> Component:
+def get_component(name: str) -> Any:
     """The registered component `name`; InvalidInput lists the known ones."""
     if name not in COMPONENTS:
         raise InvalidInput(f"unknown component {name!r}: choose one of {', '.join(sorted(COMPONENTS))}")
     module, attr = COMPONENTS[name].split(":")
-    component: Component = getattr(importlib.import_module(module), attr)
-    return component
+    return getattr(importlib.import_module(module), attr)
+
+
+def options_for(component: Any, options: Any) -> Any:
+    """`options` (a dict, a model or None) as an instance of the component's Options model."""
+    model: type[BaseModel] = component.Options
+    if isinstance(options, model):
+        return options
+    try:
+        return model.model_validate(options or {})
+    except ValueError as exc:
+        first = getattr(exc, "errors", lambda: [{}])()[0]
+        where = ".".join(map(str, first.get("loc", ()))) or "options"
+        raise InvalidInput(f"{component.name} option {where}: {first.get('msg', exc)}") from None
+
+
+def stored_options(component: Any, manifest: BackupManifest) -> Any:
+    """The component options a backup was taken with (defaults for what it does not record)."""
+    model: type[BaseModel] = component.Options
+    known = {k: v for k, v in manifest.options.items() if k in model.model_fields}
+    try:
+        return model.model_validate(known)
+    except ValueError:
+        return model()

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.errors import ConfigError, InvalidInput, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry, select
@@ -25,9 +26,10 @@ from backstop.names import check_bucket
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks import catalog, gcs
+from tasks import gcs
 from tasks.airflow_api import KINDS, check_python_files, export_metadata, import_items
-from tasks.component import RestoreReport
+from tasks.component import BackupPlan as LifecyclePlan
+from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.composer_env import (
     airflow_api,
     config_diff,
@@ -77,206 +79,235 @@ def _put_json(
     )
 
 
-class ComposerComponent:
-    """Cloud Composer environments: source = environment short name."""
+class ComposerOptions(BaseModel):
+    """Options of Cloud Composer backups and restores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[Literal["dags", "metadata", "config"]] | None = Field(
+        default=None,
+        description="Parts to back up (default all three).",
+        json_schema_extra={"flag": "part", "verbs": ["backup"]},
+    )
+    snapshot: bool | None = Field(
+        default=None,
+        description="Also save a Composer snapshot (default: settings).",
+        json_schema_extra={"verbs": ["backup"]},
+    )
+    delete_extra: bool = Field(
+        default=False,
+        description="Delete Airflow items the backup does not hold (needs --overwrite).",
+        json_schema_extra={"verbs": ["restore"]},
+    )
+
+
+class ComposerComponent(LifecycleMethods):
+    """Cloud Composer environments: source = environment short name; a unit = one part."""
 
     name = NAME
+    noun = "environment"
+    part = "part"
+    Options = ComposerOptions
 
-    def backup(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        source: str,
-        parts: list[str] | None = None,
-        snapshot: bool | None = None,
-        **_: Any,
-    ) -> BackupManifest:
-        cs = composer_settings(settings)
-        chosen = check_parts(parts or list(PARTS))
-        full = environment_name(cs, source)
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        return [e.rsplit("/", 1)[-1] for e in composer_settings(settings).environments]
+
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        return environment_name(composer_settings(settings), source).rsplit("/", 1)[-1]
+
+    def check_target(self, settings: BackstopSettings, target: str) -> str:
+        if target.startswith("gs://"):
+            return f"gs://{check_bucket(target.removeprefix('gs://').split('/', 1)[0])}"
+        return environment_name(composer_settings(settings), target)
+
+    def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
+        """DAGs are backed up daily and metadata hourly: a restore takes the latest backup holding what it asks."""
+        wanted = set(request.only or [])
+        taken = set(manifest.source_state.get("parts", []))
+        return wanted <= taken | ({"snapshot"} if "snapshot" in wanted else set())
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
+        cs = composer_settings(ctx.settings)
+        full = environment_name(cs, manifest.source)
         env = get_environment(composer_client(), full)
-        box = secret_box(cs, cs.secrets_mode == "encrypt" and bool({"metadata", "config"} & set(chosen)))
-        short = full.rsplit("/", 1)[-1]
-        manifest = catalog.begin_backup(store, NAME, short, {"parts": chosen, "environment": full})
-        state: dict[str, Any] = {
-            "environment": full,
-            "parts": chosen,
-            "counts": {},
-            "key_id": box.key_id if box else None,
-        }
-        try:
-            entries: list[ManifestEntry] = []
-            if "dags" in chosen:
-                entries += self.backup_dags(settings, store, env, state)
-            if "metadata" in chosen:
-                exported = export_metadata(
-                    airflow_api(cs, env),
-                    cs.secret_variable_patterns,
-                    cs.secrets_mode,
-                    box,
-                    f"composer/{short}",
+        chosen = check_parts(list(ctx.options.parts or PARTS))
+        key_id = None
+        if cs.secrets_mode == "encrypt" and {"metadata", "config"} & set(chosen):
+            box = secret_box(cs, True)
+            key_id = box.key_id if box else None
+        state = {"environment": full, "parts": chosen, "counts": {}, "key_id": key_id}
+        return LifecyclePlan(units=[(part, full) for part in chosen], state=state, private=env)
+
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: tuple[str, str]
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        part, full = unit
+        cs = composer_settings(ctx.settings)
+        env = get_environment(composer_client(), full)
+        if part == "dags":
+            return self.backup_dags(ctx.settings, ctx.store, manifest, env)
+        box = secret_box(cs, cs.secrets_mode == "encrypt")
+        if part == "metadata":
+            exported = export_metadata(
+                airflow_api(cs, env),
+                cs.secret_variable_patterns,
+                cs.secrets_mode,
+                box,
+                f"composer/{manifest.source}",
+            )
+            entries = [
+                _put_json(
+                    ctx.store, manifest, f"airflow/{kind}.json", data, rows=data["count"], part="metadata"
                 )
-                for kind, data in exported.items():
-                    entries.append(
-                        _put_json(
-                            store, manifest, f"airflow/{kind}.json", data, rows=data["count"], part="metadata"
-                        )
-                    )
-                    state["counts"][kind] = data["count"]
-            if "config" in chosen:
-                entries.append(_put_json(store, manifest, ENV_FILE, config_of(env, cs, box), part="config"))
-                if cs.snapshot if snapshot is None else snapshot:
-                    entries.append(
-                        _put_json(
-                            store,
-                            manifest,
-                            SNAPSHOT_FILE,
-                            {"snapshot_path": save_snapshot(cs, env)},
-                            part="snapshot",
-                        )
-                    )
-            return catalog.commit_backup(store, manifest, entries, state)
-        except BaseException:
-            catalog.abandon_backup(store, manifest)
-            raise
+                for kind, data in exported.items()
+            ]
+            return entries, {"counts": {kind: data["count"] for kind, data in exported.items()}}
+        entries = [_put_json(ctx.store, manifest, ENV_FILE, config_of(env, cs, box), part="config")]
+        if cs.snapshot if ctx.options.snapshot is None else ctx.options.snapshot:
+            body = {"snapshot_path": save_snapshot(cs, env)}
+            entries.append(_put_json(ctx.store, manifest, SNAPSHOT_FILE, body, part="snapshot"))
+        return entries, {}
 
     def backup_dags(
-        self, settings: BackstopSettings, store: BackupStore, env: Any, state: dict[str, Any]
-    ) -> list[ManifestEntry]:
+        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, env: Any
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
         """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
         client, bucket = storage_client(settings.project), environment_bucket(env)
         objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
-        previous = select(store.list_manifests(NAME, env.name.rsplit("/", 1)[-1], on_damaged=lambda _: None))
+        previous = select(store.list_manifests(NAME, manifest.source, on_damaged=lambda _: None))
         last = previous[0] if previous else None
         plan_ = plan_backup(objects, bucket, last, gcs.pooled_objects(store, bucket))
         entries = list(plan_.reused)
         for batch in batches(plan_.to_copy, gcs.BATCH_SIZE):
             entries += gcs.copy_batch(client, bucket, batch, store)
-        state.update(bucket=bucket, objects=len(entries), copied=len(plan_.to_copy), reused=len(plan_.reused))
-        state["counts"]["dag_files"] = sum(
-            1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py")
-        )
-        return entries
+        dag_files = sum(1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py"))
+        state = {
+            "bucket": bucket,
+            "objects": len(entries),
+            "copied": len(plan_.to_copy),
+            "reused": len(plan_.reused),
+        }
+        return entries, state | {"counts": {"dag_files": dag_files}}
 
-    def validate(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
-    ) -> BackupManifest:
-        problems, read_back = catalog.verify_stored(store, manifest, sample_percent)
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
+    ) -> dict[str, Any]:
+        return {}
+
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
+        """Copied DAG files stay in the pool for the next backup; prune sweeps the rest."""
+
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
+        problems: list[str] = []
         state = manifest.source_state
         objects = [e for e in manifest.entries if part_of(e) == "dags"]
         if "objects" in state and state["objects"] != len(objects):
             problems.append(
                 f"manifest lists {len(objects)} bucket objects, the environment had {state['objects']}"
             )
-        missing = {
-            e.name for e in objects if any(p.startswith("missing") and repr(e.name) in p for p in problems)
-        }
-        python = composer_settings(settings).airflow_python or os.environ.get("BACKSTOP_AIRFLOW_PYTHON")
-        problems += check_python_files(python, store, [e for e in objects if e.name not in missing])
+        python = composer_settings(ctx.settings).airflow_python or os.environ.get("BACKSTOP_AIRFLOW_PYTHON")
+        problems += check_python_files(python, ctx.store, [e for e in objects if e.name not in damaged])
         for entry in manifest.entries:
-            if part_of(entry) == "metadata":
-                kind = entry.name.removeprefix("airflow/").removesuffix(".json")
-                try:
-                    count = len(json.loads(store.get_bytes(entry.stored_key))["items"])
-                except (ValueError, KeyError) as exc:
-                    problems.append(f"{entry.name}: not a metadata export ({exc})")
-                    continue
-                expected = state.get("counts", {}).get(kind)
-                if count != expected:
-                    problems.append(
-                        f"{entry.name}: holds {count} {kind}, the environment had {expected} at backup time"
-                    )
-        return catalog.record_validation(store, manifest, problems, len(manifest.entries), read_back)
+            if part_of(entry) != "metadata" or entry.name in damaged:
+                continue
+            kind = entry.name.removeprefix("airflow/").removesuffix(".json")
+            try:
+                count = len(json.loads(ctx.store.get_bytes(entry.stored_key))["items"])
+            except (ValueError, KeyError) as exc:
+                problems.append(f"{entry.name}: not a metadata export ({exc})")
+                continue
+            expected = state.get("counts", {}).get(kind)
+            if count != expected:
+                problems.append(
+                    f"{entry.name}: holds {count} {kind}, the environment had {expected} at backup time"
+                )
+        return problems
 
-    def restore(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        target: str | None = None,
-        only: list[str] | None = None,
-        overwrite: bool = False,
-        dry_run: bool = False,
-        delete_extra: bool = False,
-    ) -> RestoreReport:
-        started = time.monotonic()
-        cs = composer_settings(settings)
-        parts = check_parts(only or list(PARTS), allow_snapshot=True)
-        if target and target.startswith("gs://"):  # DAGs, plugins and data into a bucket (drills)
-            bucket = check_bucket(target.removeprefix("gs://").split("/", 1)[0])
-            report = RestoreReport(
-                NAME, manifest.source, manifest.backup_id, f"gs://{bucket}", dry_run=dry_run
-            )
-            if not dry_run:
-                gcs.ensure_target_bucket(storage_client(settings.project), bucket, settings.location)
-            dags = [e for e in manifest.entries if part_of(e) == "dags"]
-            self.restore_dags(settings, store, bucket, dags, overwrite, report)
-            report.seconds = time.monotonic() - started
-            return report
-        name = (
-            environment_name(cs, target)
-            if target
-            else str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
-        )
-        env = get_environment(composer_client(), name)
-        report = RestoreReport(NAME, manifest.source, manifest.backup_id, name, dry_run=dry_run)
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        cs = composer_settings(ctx.settings)
+        parts = check_parts(request.only or list(PARTS), allow_snapshot=True)
         entries = {
-            part: [e for e in manifest.entries if part_of(e) == part]
-            for part in ("dags", "metadata", "config", "snapshot")
+            p: [e for e in manifest.entries if part_of(e) == p]
+            for p in ("dags", "metadata", "config", "snapshot")
         }
         taken = set(manifest.source_state.get("parts", [])) | ({"snapshot"} if entries["snapshot"] else set())
-        missing = [part for part in parts if only and part not in taken]
+        missing = [part for part in parts if request.only and part not in taken]
         if missing:
             raise NotFound(
                 f"backup {manifest.backup_id} of {manifest.source} holds no {', '.join(missing)} part"
             )
+        client = storage_client(ctx.settings.project)
+        original = str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
+        target = request.target or original
+        if target.startswith("gs://"):  # DAGs, plugins and data into a bucket (drills)
+            bucket, env = target.removeprefix("gs://"), None
+            parts = ["dags"]
+        else:
+            env = get_environment(composer_client(), target)
+            bucket = environment_bucket(env)
+        actions: list[dict[str, Any]] = []
+        private: dict[str, Any] = {"bucket": bucket, "env": env}
         if "dags" in parts and entries["dags"]:
-            self.restore_dags(settings, store, environment_bucket(env), entries["dags"], overwrite, report)
-        if "metadata" in parts and entries["metadata"]:
-            self.restore_metadata(cs, store, env, entries["metadata"], dry_run, delete_extra, report)
-        if "config" in parts and entries["config"]:
-            saved = json.loads(store.get_bytes(entries["config"][0].stored_key))
-            for change in config_diff(
-                saved, config_of(env, cs.model_copy(update={"secrets_mode": "reference"}), None)
-            ):
-                report.actions.append({"kind": "config", "action": "differs", **change})
-        if "snapshot" in parts and entries["snapshot"]:
-            path = json.loads(store.get_bytes(entries["snapshot"][0].stored_key))["snapshot_path"]
-            if not dry_run:
-                load_snapshot(env, path)
-            report.actions.append({"kind": "snapshot", "name": path, "action": "load"})
-        report.seconds = time.monotonic() - started
-        return report
+            exists = client.lookup_bucket(bucket) is not None
+            planned = (
+                gcs.plan_objects(client, bucket, entries["dags"], overwrite=True)
+                if exists
+                else [(e, "create") for e in entries["dags"]]
+            )
+            change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
+            actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in planned]
+            private["dags"] = planned
+        if "metadata" in parts and entries["metadata"] and env is not None:
+            exports, box = self.metadata_exports(cs, ctx.store, entries["metadata"])
+            private["metadata"] = (exports, box)
+            api = airflow_api(cs, env)
+            for kind in KINDS:
+                if kind in exports:
+                    data = exports[kind]
+                    planned_items = import_items(
+                        api,
+                        kind,
+                        data["items"],
+                        box,
+                        data.get("masked", {}),
+                        True,
+                        request.options.delete_extra,
+                    )
+                    actions += [
+                        {
+                            "name": f"{kind}/{a['name']}",
+                            "part": "metadata",
+                            "change": {"update": "replace"}.get(a["action"], a["action"]),
+                            "why": a["note"],
+                        }
+                        for a in planned_items
+                    ]
+        if "config" in parts and entries["config"] and env is not None:
+            saved = json.loads(ctx.store.get_bytes(entries["config"][0].stored_key))
+            current = config_of(env, cs.model_copy(update={"secrets_mode": "reference"}), None)
+            actions += [
+                {"name": "config", "part": "config", "change": "note", **c}
+                for c in config_diff(saved, current)
+            ]
+        if "snapshot" in parts and entries["snapshot"] and env is not None:
+            path = json.loads(ctx.store.get_bytes(entries["snapshot"][0].stored_key))["snapshot_path"]
+            actions.append(
+                {
+                    "name": path,
+                    "part": "snapshot",
+                    "change": "replace",
+                    "why": "loading a snapshot replaces the environment's state",
+                }
+            )
+            private["snapshot"] = path
+        into_original = target == original or bucket == manifest.source_state.get("bucket")
+        return RestorePlan(target=target, into_original=into_original, actions=actions, private=private)
 
-    def restore_dags(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        bucket: str,
-        entries: list[ManifestEntry],
-        overwrite: bool,
-        report: RestoreReport,
-    ) -> None:
-        client = storage_client(settings.project)
-        actions = gcs.plan_objects(client, bucket, entries, overwrite)
-        report.actions += [{"kind": "dags", "name": e.name, "action": a} for e, a in actions]
-        report.conflicts = [e.name for e, a in actions if a == "conflict"]
-        report.unchanged += sum(1 for _, a in actions if a == "unchanged")
-        report.created += sum(1 for _, a in actions if a == "create")
-        report.overwritten += sum(1 for _, a in actions if a == "overwrite")
-        if not report.dry_run:
-            gcs.write_objects(client, store, bucket, actions, report.backup_id, noun="file")
-
-    def restore_metadata(
-        self,
-        cs: ComposerSettings,
-        store: BackupStore,
-        env: Any,
-        entries: list[ManifestEntry],
-        dry_run: bool,
-        delete_extra: bool,
-        report: RestoreReport,
-    ) -> None:
+    def metadata_exports(
+        self, cs: ComposerSettings, store: BackupStore, entries: list[ManifestEntry]
+    ) -> tuple[dict[str, Any], Any]:
         exports = {
             e.name.removeprefix("airflow/").removesuffix(".json"): json.loads(store.get_bytes(e.stored_key))
             for e in entries
@@ -286,37 +317,53 @@ class ComposerComponent:
             raise ConfigError(
                 "the backup holds encrypted secrets and composer settings name no encryption_key_block"
             )
-        box = secret_box(cs, encrypted)
-        api = airflow_api(cs, env)
-        for kind in KINDS:
-            if kind in exports:
-                data = exports[kind]
-                actions = import_items(
-                    api, kind, data["items"], box, data.get("masked", {}), dry_run, delete_extra
-                )
-                report.actions += actions
-                report.created += sum(1 for a in actions if a["action"] == "create")
-                report.overwritten += sum(1 for a in actions if a["action"] in ("update", "delete"))
-                report.unchanged += sum(1 for a in actions if a["action"] == "unchanged")
+        return exports, secret_box(cs, encrypted)
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        private = plan.private
+        client = storage_client(ctx.settings.project)
+        if "dags" in private:
+            gcs.ensure_target_bucket(client, private["bucket"], ctx.settings.location)
+            wanted = [
+                (e, a)
+                for e, a in private["dags"]
+                if a == "create" or (a == "overwrite" and request.overwrite)
+            ]
+            gcs.write_objects(client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file")
+        if "metadata" in private:
+            cs = composer_settings(ctx.settings)
+            exports, box = private["metadata"]
+            api = airflow_api(cs, private["env"])
+            for kind in KINDS:
+                if kind in exports:
+                    data = exports[kind]
+                    import_items(
+                        api,
+                        kind,
+                        data["items"],
+                        box,
+                        data.get("masked", {}),
+                        False,
+                        request.options.delete_extra,
+                        request.overwrite,
+                    )
+        if "snapshot" in private and request.overwrite:
+            load_snapshot(private["env"], private["snapshot"])
 
     def verify_restored(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
-        cs = composer_settings(settings)
-        objects = [e for e in manifest.entries if part_of(e) == "dags"]
+        cs = composer_settings(ctx.settings)
+        parts = set(only or PARTS)
+        objects = [e for e in manifest.entries if part_of(e) == "dags"] if "dags" in parts else []
+        client = storage_client(ctx.settings.project)
         if target.startswith("gs://"):
-            return gcs.COMPONENT.verify_restored(
-                settings, store, manifest.model_copy(update={"entries": objects}), target
-            )
+            return gcs.verify_objects(client, target.removeprefix("gs://"), objects)
         env = get_environment(composer_client(), environment_name(cs, target))
-        bucket = environment_bucket(env)
-        there = gcs.existing_objects(storage_client(settings.project), bucket, {e.name for e in objects})
-        problems = [
-            f"differs or missing in gs://{bucket}: {e.name}"
-            for e in objects
-            if there.get(e.name) != (e.size, e.crc32c)
-        ]
-        if any(part_of(e) == "metadata" for e in manifest.entries):
+        problems = gcs.verify_objects(client, environment_bucket(env), objects)
+        if "metadata" in parts and any(part_of(e) == "metadata" for e in manifest.entries):
             api = airflow_api(cs, env)
             for kind in KINDS:
                 names = {str(i.get("key") or i.get("connection_id") or i.get("name")) for i in api.list(kind)}
@@ -335,6 +382,9 @@ class ComposerComponent:
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
         if target.startswith("gs://"):
             gcs.COMPONENT.remove_target(settings, target)
+
+    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
+        """DAG files live in the shared pool (prune sweeps them by reference); nothing else outside."""
 
 
 def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:

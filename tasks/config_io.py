@@ -37,9 +37,8 @@ from backstop.archive import (
     syntax_problem,
     text_diff,
 )
-from backstop.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from backstop.errors import InvalidInput, NotFound, ValidationFailed
 from backstop.names import check_bucket
-from tasks.component import RestoreReport
 from tasks.store import RETRY, TIMEOUT, converted_errors, parallel_map
 
 if TYPE_CHECKING:
@@ -187,60 +186,47 @@ class Location:
     def write(self, record: FileRecord, data: bytes) -> None:
         raise NotImplementedError
 
-    def apply(
-        self,
-        records: list[FileRecord],
-        contents: dict[str, bytes],
-        report: RestoreReport,
-        overwrite: bool = False,
-        dry_run: bool = False,
-    ) -> None:
-        """Plan every file, then (unless dry_run) write the creates and allowed overwrites."""
-        writes: list[FileRecord] = []
-        blocked: list[str] = []
+    def plan(self, records: list[FileRecord], contents: dict[str, bytes]) -> list[dict[str, Any]]:
+        """Per file, what restoring it here changes (`change` as in tasks.component.CHANGES), with
+        a text diff for replaced files that are not secret-looking."""
+        actions = []
         for record in records:
             kind, current = self.state(record.path)
             data = contents[record.path]
-            item: dict[str, Any] = {"path": record.path, "size": record.size}
+            item: dict[str, Any] = {"name": record.path, "size": record.size}
             if kind == "file" and current == data:
-                item["action"] = "unchanged"
-                report.unchanged += 1
+                item["change"] = "unchanged"
             elif kind == "missing":
-                item["action"] = "create"
-                report.created += 1
-                writes.append(record)
+                item["change"] = "create"
             elif kind == "dir":
-                item["action"] = "blocked"
-                blocked.append(f"{record.path} (a directory is in the way)")
+                item["change"] = "blocked"
+                item["why"] = "a directory is in the way"
             else:
-                item["action"] = "overwrite" if overwrite else "conflict"
-                if overwrite:
-                    report.overwritten += 1
-                    writes.append(record)
-                else:
-                    report.conflicts.append(record.path)
+                item["change"] = "replace"
                 if kind == "link":
-                    item["note"] = "a symbolic link is in the way"
-                elif dry_run and current is not None and secret_reason(record.path) is None:
+                    item["why"] = "a symbolic link is in the way"
+                elif current is not None and secret_reason(record.path) is None:
                     diff = text_diff(record.path, current, data)
                     if diff is not None:
                         item["diff"] = diff
-            report.actions.append(item)
-        if dry_run:
-            report.conflicts += blocked
-            return
-        if blocked:
-            raise Conflict(f"restore to {self.describe()} blocked: {', '.join(blocked)}")
-        if report.conflicts:
-            shown = ", ".join(report.conflicts[:10]) + (" ..." if len(report.conflicts) > 10 else "")
-            raise Conflict(
-                f"restore to {self.describe()} would overwrite {len(report.conflicts)} changed file(s): {shown}; "
-                "nothing was written: pass overwrite (--overwrite) or restore elsewhere (--target)"
-            )
+            actions.append(item)
+        return actions
+
+    def write_planned(
+        self,
+        records: list[FileRecord],
+        contents: dict[str, bytes],
+        actions: list[dict[str, Any]],
+        overwrite: bool,
+    ) -> None:
+        """Write the files the plan creates (and replaces, with `overwrite`)."""
+        allowed = ("create", "replace") if overwrite else ("create",)
+        writes = {a["name"] for a in actions if a["change"] in allowed}
         if writes:
             self.prepare()
-        for record in writes:
-            self.write(record, contents[record.path])
+        for record in records:
+            if record.path in writes:
+                self.write(record, contents[record.path])
 
 
 class LocalDirectory(Location):

@@ -19,9 +19,10 @@ import hashlib
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 import backstop
 from backstop.archive import (
@@ -41,7 +42,8 @@ from backstop.names import check_source_name
 from blocks.components import ConfigSource, ConfigsSettings
 from blocks.settings import BackstopSettings
 from tasks import catalog
-from tasks.component import RestoreReport
+from tasks.component import BackupPlan as LifecyclePlan
+from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.config_io import Location, collect_gcs, collect_local, open_location
 from tasks.store import BackupStore, crc32c_b64
 
@@ -75,55 +77,54 @@ def find_source(
     raise NotFound(f"configuration source {name!r} is not configured (known: {names})")
 
 
-def backup_source(store: BackupStore, source: ConfigSource, client: Any | None = None) -> BackupManifest:
-    """Archive `source` into the backup bucket and commit its manifest (written last)."""
-    check_source_name(source.name)
-    if not source.path.startswith("gs://"):  # restore "to the original place" must not depend on the cwd
-        source = source.model_copy(update={"path": str(Path(source.path).expanduser().absolute())})
-    options = {"path": source.path, "include": source.include, "exclude": source.exclude}
-    options["include_secrets"] = source.include_secrets
-    manifest = catalog.begin_backup(store, NAME, source.name, options)
-    try:
-        with tempfile.TemporaryDirectory(prefix="backstop-configs-build-") as tmp:
-            archive = Path(tmp) / ARCHIVE_NAME
-            writer = ArchiveWriter(archive)
-            try:
-                if source.path.startswith("gs://"):
-                    found = collect_gcs(source, writer, client or store.client)
-                else:
-                    found = collect_local(source, writer)
-            finally:
-                writer.close()
-            if not found.files:
-                raise NotFound(
-                    f"configuration source {source.name!r}: no files in {source.path} match include "
-                    f"{source.include} (exclude {source.exclude}, {len(found.skipped_secrets)} secrets left out)"
-                )
-            key = manifest.folder + ARCHIVE_NAME
-            data = archive.read_bytes()
-            store.put_bytes(key, data, content_type="application/gzip")
-        entry = ManifestEntry(
-            name=ARCHIVE_NAME,
-            stored_key=key,
-            size=len(data),
-            crc32c=crc32c_b64(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            metadata={"files": len(found.files)},
-        )
-        state = {
-            "path": source.path,
-            "file_count": len(found.files),
-            "bytes": sum(f.size for f in found.files),
-            "files": [f.to_dict() for f in found.files],
-            "skipped_secrets": found.skipped_secrets,
-            "included_secrets": found.included_secrets,
-            "skipped_other": found.skipped_other,
-            "syntax_warnings": found.warnings,
-        }
-        return catalog.commit_backup(store, manifest, [entry], state)
-    except BaseException:
-        catalog.abandon_backup(store, manifest)
-        raise
+def absolute(source: ConfigSource) -> ConfigSource:
+    """`source` with a local path made absolute: restoring "to the original place" must not depend on the cwd."""
+    if source.path.startswith("gs://"):
+        return source
+    return source.model_copy(update={"path": str(Path(source.path).expanduser().absolute())})
+
+
+def archive_source(
+    store: BackupStore, manifest: BackupManifest, source: ConfigSource, client: Any | None = None
+) -> tuple[ManifestEntry, dict[str, Any]]:
+    """Archive `source` into the backup's folder; returns its entry and the source state."""
+    with tempfile.TemporaryDirectory(prefix="backstop-configs-build-") as tmp:
+        archive = Path(tmp) / ARCHIVE_NAME
+        writer = ArchiveWriter(archive)
+        try:
+            if source.path.startswith("gs://"):
+                found = collect_gcs(source, writer, client or store.client)
+            else:
+                found = collect_local(source, writer)
+        finally:
+            writer.close()
+        if not found.files:
+            raise NotFound(
+                f"configuration source {source.name!r}: no files in {source.path} match include "
+                f"{source.include} (exclude {source.exclude}, {len(found.skipped_secrets)} secrets left out)"
+            )
+        key = manifest.folder + ARCHIVE_NAME
+        data = archive.read_bytes()
+        store.put_bytes(key, data, content_type="application/gzip")
+    entry = ManifestEntry(
+        name=ARCHIVE_NAME,
+        stored_key=key,
+        size=len(data),
+        crc32c=crc32c_b64(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        metadata={"files": len(found.files)},
+    )
+    state = {
+        "path": source.path,
+        "file_count": len(found.files),
+        "bytes": sum(f.size for f in found.files),
+        "files": [f.to_dict() for f in found.files],
+        "skipped_secrets": found.skipped_secrets,
+        "included_secrets": found.included_secrets,
+        "skipped_other": found.skipped_other,
+        "syntax_warnings": found.warnings,
+    }
+    return entry, state
 
 
 def manifest_files(manifest: BackupManifest) -> list[FileRecord]:
@@ -141,7 +142,7 @@ def _download_archive(store: BackupStore, manifest: BackupManifest, folder: str)
 
 def check_backup(store: BackupStore, manifest: BackupManifest) -> tuple[list[str], list[str]]:
     """(integrity problems, syntax warnings) of a backup: stored object, every member, every sha256."""
-    problems, _ = catalog.verify_stored(store, manifest, sample_percent=0)
+    problems = catalog.verify_stored(store, manifest, sample_percent=0).problems
     if problems:
         return problems, []
     entry = manifest.entries[0]
@@ -167,19 +168,6 @@ def check_backup(store: BackupStore, manifest: BackupManifest) -> tuple[list[str
     return problems + compare_files(expected, found, where), warnings
 
 
-def validate_backup(
-    store: BackupStore, manifest: BackupManifest, strict_syntax: bool = False
-) -> tuple[BackupManifest, list[str]]:
-    """Check and record; returns (recorded manifest, syntax warnings). Raises ValidationFailed."""
-    problems, warnings = check_backup(store, manifest)
-    for warning in warnings:
-        log.warning("configs/%s %s: %s", manifest.source, manifest.backup_id, warning)
-    if strict_syntax:
-        problems += warnings
-    checked = len(manifest_files(manifest))
-    return catalog.record_validation(store, manifest, problems, checked, 1), warnings
-
-
 def select_files(records: list[FileRecord], only: list[str] | None) -> list[FileRecord]:
     """Files whose path equals or matches one of `only` (all when None); NotFound for a pattern
     that matches nothing."""
@@ -191,22 +179,10 @@ def select_files(records: list[FileRecord], only: list[str] | None) -> list[File
     return [r for r in records if any(r.path == p or matches(r.path, [p]) for p in only)]
 
 
-def restore_backup(
-    store: BackupStore,
-    manifest: BackupManifest,
-    target: str | None = None,
-    only: list[str] | None = None,
-    overwrite: bool = False,
-    dry_run: bool = False,
-    client: Any | None = None,
-) -> RestoreReport:
-    """Restore files of `manifest` to `target` (default: the original path); see tasks.config_io."""
-    started = time.monotonic()
-    where = target or str(manifest.source_state.get("path") or "")
-    if not where:
-        raise InvalidInput(f"backup {manifest.backup_id} records no source path: give a target")
-    records = select_files(manifest_files(manifest), only)
-    location = open_location(where, client or store.client)
+def staged_contents(
+    store: BackupStore, manifest: BackupManifest, records: list[FileRecord]
+) -> dict[str, bytes]:
+    """The bytes of `records` from the backup's archive, each checked against its sha256."""
     with tempfile.TemporaryDirectory(prefix="backstop-configs-stage-") as tmp:
         archive = _download_archive(store, manifest, tmp)
         staged = Path(tmp) / "staged"
@@ -220,16 +196,15 @@ def restore_backup(
                     f"backup {manifest.backup_id}: {record.path} in the archive differs from the manifest"
                 )
             contents[record.path] = data
-    report = RestoreReport(NAME, manifest.source, manifest.backup_id, location.describe(), dry_run=dry_run)
-    location.apply(records, contents, report, overwrite=overwrite, dry_run=dry_run)
-    report.seconds = time.monotonic() - started
-    return report
+    return contents
 
 
-def verify_restored_files(manifest: BackupManifest, location: Location) -> list[str]:
-    """Differences between the manifest's files and what `location` holds."""
+def verify_restored_files(
+    manifest: BackupManifest, location: Location, only: list[str] | None = None
+) -> list[str]:
+    """Differences between the manifest's files (those matching `only`) and what `location` holds."""
     problems = []
-    for record in manifest_files(manifest):
+    for record in select_files(manifest_files(manifest), only):
         current = location.read(record.path)
         if current is None:
             problems.append(f"{location.describe()}: {record.path} missing")
@@ -244,43 +219,106 @@ def verify_restored_files(manifest: BackupManifest, location: Location) -> list[
     return problems
 
 
-class ConfigsComponent:
-    """The configuration files component (see the module docstring)."""
+class ConfigsOptions(BaseModel):
+    """Options of configuration file backups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(
+        default=None,
+        description="Back up this local directory or gs://bucket/prefix as the source (ad hoc).",
+        json_schema_extra={"verbs": ["backup"]},
+    )
+    config_source: ConfigSource | None = Field(
+        default=None, description="A whole source definition (ad hoc)."
+    )
+
+
+class ConfigsComponent(LifecycleMethods):
+    """Configuration files: source = a configured source name; one unit = the archive."""
 
     name = NAME
+    noun = "source"
+    part = "file"
+    Options = ConfigsOptions
 
-    def backup(
-        self, settings: BackstopSettings, store: BackupStore, source: str, **options: Any
-    ) -> BackupManifest:
-        given = options.get("config_source")
-        if given is not None:
-            config_source = given if isinstance(given, ConfigSource) else ConfigSource.model_validate(given)
-        else:
-            config_source = find_source(settings, source, options.get("sources"))
-        return backup_source(store, config_source, options.get("client"))
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        return [s.name for s in configs_settings(settings).sources]
 
-    def validate(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
-    ) -> BackupManifest:
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        return check_source_name(source)
+
+    def check_target(self, settings: BackstopSettings, target: str) -> str:
+        if not target.strip():
+            raise InvalidInput("restore target is empty: give a directory or gs://bucket/prefix")
+        return target
+
+    def source_definition(self, ctx: Context, name: str) -> ConfigSource:
+        options = ctx.options
+        if options.config_source is not None:
+            return absolute(options.config_source)
+        if options.path:
+            return absolute(ConfigSource(name=name, path=options.path))
+        return absolute(find_source(ctx.settings, name))
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
+        source = self.source_definition(ctx, manifest.source)
+        return LifecyclePlan(units=[source], describe=f"configs/{source.name}: archiving {source.path}")
+
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: ConfigSource
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        entry, state = archive_source(ctx.store, manifest, unit)
+        for skipped in state["skipped_secrets"]:
+            log.warning("configs/%s: left out %s (%s)", unit.name, skipped["path"], skipped["reason"])
+        return [entry], state
+
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
+    ) -> dict[str, Any]:
+        return {}
+
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
+        """The archive of an abandoned run stays unreferenced; prune sweeps it."""
+
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
         # the archive is one object: it is always read back whole, whatever the sample percentage
-        return validate_backup(store, manifest, configs_settings(settings).strict_syntax)[0]
+        if damaged:
+            return []
+        problems, warnings = check_backup(ctx.store, manifest)
+        for warning in warnings:
+            log.warning("configs/%s %s: %s", manifest.source, manifest.backup_id, warning)
+        return problems + (warnings if configs_settings(ctx.settings).strict_syntax else [])
 
-    def restore(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        target: str | None = None,
-        only: list[str] | None = None,
-        overwrite: bool = False,
-        dry_run: bool = False,
-    ) -> RestoreReport:
-        return restore_backup(store, manifest, target, only, overwrite, dry_run)
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        original = str(manifest.source_state.get("path") or "")
+        where = request.target or original
+        if not where:
+            raise InvalidInput(f"backup {manifest.backup_id} records no source path: give a target")
+        records = select_files(manifest_files(manifest), request.only)
+        location = open_location(where, ctx.store.client)
+        contents = staged_contents(ctx.store, manifest, records)
+        return RestorePlan(
+            target=location.describe(),
+            into_original=location.describe() == open_location(original, ctx.store.client).describe()
+            if original
+            else False,
+            actions=location.plan(records, contents),
+            private=(location, records, contents),
+        )
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        location, records, contents = plan.private
+        location.write_planned(records, contents, plan.actions, request.overwrite)
 
     def verify_restored(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
-        return verify_restored_files(manifest, open_location(target, store.client))
+        return verify_restored_files(manifest, open_location(target, ctx.store.client), only)
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
         return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{manifest.source}-{suffix}-")
@@ -290,6 +328,9 @@ class ConfigsComponent:
         if not path.name.startswith(SCRATCH_PREFIX) or target.startswith("gs://"):
             raise InvalidInput(f"refusing to remove {target}: not a scratch target made by scratch_target()")
         shutil.rmtree(path, ignore_errors=True)
+
+    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
+        """Nothing outside the store."""
 
 
 COMPONENT = ConfigsComponent()

@@ -1,22 +1,17 @@
-"""Restore drills: restore the latest validated backup into a scratch target, verify, time, clean up.
+"""Restore drill records: write, list, summarise. The drill itself is tasks.lifecycle.drill.
 
-Uses only the generic `Component` protocol, so every component is drilled the same way. The
-scratch target is removed in a `finally` (also when the restore or the verification fails), and
-every drill leaves a record in the catalog (`drills/...` in the backup bucket, see
+Every component is drilled by the same restore path as a user's restore. The scratch target is
+removed in a `finally` (also when the restore or the verification fails), and every drill leaves a record in the catalog (`drills/...` in the backup bucket, see
 backstop.objectives.DrillResult) that the health report reads.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from backstop.errors import BackstopError, ValidationFailed
-from backstop.objectives import DRILL_PREFIX, DrillResult, drill_verdict, new_drill_id, rto_problem
+from backstop.errors import ValidationFailed
+from backstop.objectives import DRILL_PREFIX, DrillResult
 from blocks.settings import BackstopSettings
-from tasks.catalog import resolve_backup
-from tasks.component import get_component
 from tasks.store import BackupStore
 
 __all__ = ["DrillResult", "drill_sources", "list_drills", "run_drill", "write_drill"]
@@ -30,78 +25,10 @@ def run_drill(
     suffix: str | None = None,
     record: bool = True,
 ) -> DrillResult:
-    """Drill one component / source and record the result.
+    """Drill one component / source through the lifecycle (tasks.lifecycle.drill) and record it."""
+    from tasks.lifecycle import drill
 
-    Steps: resolve the newest validated backup, restore it into `component.scratch_target`, time
-    the restore, `verify_restored` against the manifest, compare the time with the RTO, and always
-    remove the scratch target. A failed restore, a difference found by verification, a scratch
-    target left behind or a restore over the RTO make `passed` False; nothing is raised for those
-    (the caller decides), only for an unknown component.
-
-    Args:
-        settings: the Backstop settings (objectives come from here).
-        store: the backup store holding the catalog.
-        component_name: a registered component ('gcs', 'bigquery', ...).
-        source: the source whose backup is drilled.
-        suffix: scratch-target suffix; defaults to the drill id.
-        record: write the result to the catalog.
-    """
-    component = get_component(component_name)
-    started = datetime.now(UTC)
-    drill_id = new_drill_id(started)
-    rto_minutes = settings.objectives_for(component_name).rto_minutes
-    problems: list[str] = []
-    backup_id: str | None = None
-    target: str | None = None
-    seconds = verify_seconds = 0.0
-    restored = 0
-    cleaned_up = True
-    try:
-        manifest = resolve_backup(store, component_name, source)
-        backup_id = manifest.backup_id
-        target = component.scratch_target(manifest, suffix or drill_id.lower())
-        began = time.perf_counter()
-        try:
-            report = component.restore(settings, store, manifest, target=target)
-            seconds = time.perf_counter() - began
-            restored = report.created + report.overwritten
-            began = time.perf_counter()
-            problems += component.verify_restored(settings, store, manifest, target)
-            verify_seconds = time.perf_counter() - began
-        finally:
-            try:
-                component.remove_target(settings, target)
-            except Exception as exc:  # keep the drill's own outcome; report the leftover
-                cleaned_up = False
-                problems.append(f"scratch target {target} was not removed: {exc}")
-    except ValidationFailed as exc:
-        problems += exc.problems or [str(exc)]
-    except BackstopError as exc:
-        problems.append(str(exc))
-    except Exception as exc:  # a drill reports a crashing restore as a failed drill, with its cause
-        problems.append(f"{type(exc).__name__}: {exc}")
-    passed, over_rto = drill_verdict(seconds, rto_minutes, problems)
-    if over_rto:
-        problems.append(rto_problem(seconds, rto_minutes))
-    result = DrillResult(
-        drill_id=drill_id,
-        component=component_name,
-        source=source,
-        backup_id=backup_id,
-        target=target,
-        started_at=started,
-        seconds=seconds,
-        verify_seconds=verify_seconds,
-        rto_minutes=rto_minutes,
-        restored=restored,
-        passed=passed,
-        over_rto=over_rto,
-        cleaned_up=cleaned_up,
-        problems=problems,
-    )
-    if record:
-        write_drill(store, result)
-    return result
+    return drill(component_name, settings, source, suffix, store, record)
 
 
 def write_drill(store: BackupStore, result: DrillResult) -> str:

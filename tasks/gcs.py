@@ -6,19 +6,19 @@ worker only lists and checks. See tasks/gcs_plan.py for the layout and the incre
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.errors import Conflict, NotFound, ValidationFailed
 from backstop.manifest import BackupManifest, ManifestEntry, select
 from backstop.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks import catalog
-from tasks.component import RestoreReport
+from tasks.component import BackupPlan as LifecyclePlan
+from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.gcs_plan import (
     KEPT_PROPERTIES,
     Action,
@@ -257,134 +257,136 @@ def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[Ma
     return sum(parallel_map(put, entries, WORKERS))
 
 
-class GcsComponent:
-    """Cloud Storage buckets: source = bucket name."""
+class GcsOptions(BaseModel):
+    """Options of Cloud Storage backups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefixes: list[str] | None = Field(
+        default=None,
+        description="Back up only objects under these prefixes.",
+        json_schema_extra={"flag": "prefix", "verbs": ["backup"]},
+    )
+
+
+class GcsComponent(LifecycleMethods):
+    """Cloud Storage buckets: source = bucket name; a unit = a batch of objects to copy."""
 
     name = NAME
+    noun = "bucket"
+    part = "object"
+    Options = GcsOptions
 
-    def backup(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        source: str,
-        prefixes: list[str] | None = None,
-        progress: Progress | None = None,
-        **_: Any,
-    ) -> BackupManifest:
-        client = storage_client(settings.project)
-        check_bucket(source)
-        # Mark the run in progress before planning: prune does not sweep pool objects it may reuse.
-        manifest = catalog.begin_backup(store, NAME, source, {"prefixes": prefixes or []})
-        try:
-            plan_ = plan(client, store, source, prefixes)
-            entries = list(plan_.reused)
-            done = 0
-            for number, batch in enumerate(batches(plan_.to_copy, BATCH_SIZE), 1):
-                entries += copy_batch(client, source, batch, store)
-                done += sum(o.size for o, _ in batch)
-                if progress:
-                    progress(number, len(entries), done)
-            return catalog.commit_backup(
-                store, manifest, entries, source_state(source, prefixes, plan_, entries)
-            )
-        except BaseException:
-            catalog.abandon_backup(store, manifest)
-            raise
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        return list(settings.gcs_sources)
 
-    def validate(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, sample_percent: float
-    ) -> BackupManifest:
-        problems, read_back = catalog.verify_stored(
-            store, manifest, sample_percent, prefixes=[pool_prefix(manifest.source)]
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        return check_bucket(source.removeprefix("gs://"))
+
+    check_target = check_source
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
+        prefixes = ctx.options.prefixes
+        plan_ = plan(storage_client(ctx.settings.project), ctx.store, manifest.source, prefixes)
+        return LifecyclePlan(
+            units=batches(plan_.to_copy, BATCH_SIZE),
+            carried=list(plan_.reused),
+            private=plan_,
+            describe=(
+                f"gs://{manifest.source}: {len(plan_.to_copy) + len(plan_.reused)} objects, "
+                f"{len(plan_.to_copy)} to copy ({plan_.copy_bytes} bytes), {len(plan_.reused)} unchanged"
+            ),
         )
+
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: list[tuple[SourceObject, str]]
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        return copy_batch(storage_client(ctx.settings.project), manifest.source, unit, ctx.store), {}
+
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
+    ) -> dict[str, Any]:
+        return source_state(manifest.source, ctx.options.prefixes, plan.private, entries)
+
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
+        """Copied objects stay in the pool: the next backup reuses them, prune sweeps them otherwise."""
+
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
         state = manifest.source_state
         if "copied" in state:
             expected = state["copied"] + state["reused"] - state.get("deleted_during_backup", 0)
             if expected != len(manifest.entries):
-                problems.append(f"manifest lists {len(manifest.entries)} objects, the backup took {expected}")
-        return catalog.record_validation(store, manifest, problems, len(manifest.entries), read_back)
+                return [f"manifest lists {len(manifest.entries)} objects, the backup took {expected}"]
+        return []
 
-    def restore(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        target: str | None = None,
-        only: list[str] | None = None,
-        overwrite: bool = False,
-        dry_run: bool = False,
-        skip_damaged: bool = False,
-    ) -> RestoreReport:
-        started = time.monotonic()
-        bucket = check_bucket(target or manifest.source)
-        client = storage_client(settings.project)
-        chosen = select_entries(manifest.entries, only)
-        if only and not chosen:
-            raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(only)}")
-        # Refuse damaged data before writing anything: the pool copy must still match the manifest.
-        damaged = damaged_entries(store, manifest.source, chosen)
-        if (damaged or manifest.status == "invalid") and not skip_damaged and not dry_run:
-            shown = ", ".join(list(damaged)[:5]) + (" ..." if len(damaged) > 5 else "")
-            why = (
-                f"{len(damaged)} stored object(s) are missing or damaged: {shown}"
-                if damaged
-                else "it failed validation"
-            )
-            raise ValidationFailed(
-                f"backup {manifest.backup_id} of gs://{manifest.source} cannot be restored as is: {why} "
-                "(restore from another backup, or skip the damaged objects)",
-                list(damaged.values()),
-            )
-        chosen = [e for e in chosen if e.name not in damaged]
-        actions = plan_objects(client, bucket, chosen, overwrite)
-        report = RestoreReport(NAME, manifest.source, manifest.backup_id, f"gs://{bucket}", dry_run=dry_run)
-        report.actions = [{"object": e.name, "action": a, "bytes": e.size} for e, a in actions]
-        report.actions += [{"object": name, "action": "damaged: skipped", "bytes": 0} for name in damaged]
-        report.conflicts = [e.name for e, a in actions if a == "conflict"]
-        report.unchanged = sum(1 for _, a in actions if a == "unchanged")
-        if dry_run:
-            report.created = sum(1 for _, a in actions if a == "create")
-            report.overwritten = sum(1 for _, a in actions if a == "overwrite")
-            report.seconds = time.monotonic() - started
-            return report
-        ensure_target_bucket(client, bucket, settings.location)  # conflicts imply it exists: nothing made
-        write_objects(client, store, bucket, actions, manifest.backup_id)
-        report.created = sum(1 for _, a in actions if a == "create")
-        report.overwritten = sum(1 for _, a in actions if a == "overwrite")
-        report.seconds = time.monotonic() - started
-        return report
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        bucket = request.target or manifest.source
+        chosen = select_entries(manifest.entries, request.only)
+        if request.only and not chosen:
+            raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(request.only)}")
+        actions = plan_objects(storage_client(ctx.settings.project), bucket, chosen, overwrite=True)
+        change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
+        return RestorePlan(
+            target=f"gs://{bucket}",
+            into_original=bucket == manifest.source,
+            actions=[{"name": e.name, "change": change[a], "bytes": e.size} for e, a in actions],
+            private=(bucket, actions),
+        )
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        bucket, actions = plan.private
+        client = storage_client(ctx.settings.project)
+        ensure_target_bucket(client, bucket, ctx.settings.location)
+        wanted = [(e, a) for e, a in actions if a == "create" or (a == "overwrite" and request.overwrite)]
+        write_objects(client, ctx.store, bucket, wanted, manifest.backup_id)
 
     def verify_restored(
-        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, target: str
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         bucket = target.removeprefix("gs://")
-        client = storage_client(settings.project)
-        there = existing_objects(client, bucket, {e.name for e in manifest.entries})
-        problems = []
-        for entry in manifest.entries:
-            got = there.get(entry.name)
-            if got is None:
-                problems.append(f"missing in gs://{bucket}: {entry.name}")
-            elif got != (entry.size, entry.crc32c):
-                problems.append(
-                    f"differs in gs://{bucket}: {entry.name} {got} vs backup {(entry.size, entry.crc32c)}"
-                )
-        return problems
+        return verify_objects(
+            storage_client(ctx.settings.project), bucket, select_entries(manifest.entries, only)
+        )
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
         base = manifest.source[: 63 - len(suffix) - 8].rstrip("-._")
         return check_bucket(f"{base}-drill-{suffix}".lower())
 
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
-        bucket = target.removeprefix("gs://")
-        client = storage_client(settings.project)
-        with converted_errors(f"removing scratch bucket gs://{bucket}"):
-            found = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY)
-            if found is None:
-                return
-            blobs = list(client.list_blobs(bucket, timeout=TIMEOUT))
-            parallel_map(lambda b: b.delete(timeout=TIMEOUT), blobs, WORKERS)
-            found.delete(timeout=TIMEOUT)
+        remove_bucket(storage_client(settings.project), target.removeprefix("gs://"))
+
+    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
+        """Nothing outside the store: pooled objects are swept by prune."""
+
+
+def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:
+    """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
+    there = existing_objects(client, bucket, {e.name for e in entries})
+    problems = []
+    for entry in entries:
+        got = there.get(entry.name)
+        if got is None:
+            problems.append(f"missing in gs://{bucket}: {entry.name}")
+        elif got != (entry.size, entry.crc32c):
+            problems.append(
+                f"differs in gs://{bucket}: {entry.name} {got} vs backup {(entry.size, entry.crc32c)}"
+            )
+    return problems
+
+
+def remove_bucket(client: Any, bucket: str) -> None:
+    """Delete a scratch bucket and everything in it (nothing when it does not exist)."""
+    with converted_errors(f"removing scratch bucket gs://{bucket}"):
+        found = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY)
+        if found is None:
+            return
+        blobs = list(client.list_blobs(bucket, timeout=TIMEOUT))
+        parallel_map(lambda b: b.delete(timeout=TIMEOUT), blobs, WORKERS)
+        found.delete(timeout=TIMEOUT)
 
 
 COMPONENT = GcsComponent()

@@ -31,22 +31,27 @@ from collections.abc import Callable
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backstop.errors import BackstopError, ConfigError, Conflict, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry, select
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
-from tasks import catalog
-from tasks.component import RestoreReport
+from tasks.component import BackupPlan as LifecyclePlan
+from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreReport, RestoreRequest
 from tasks.gke_plans import (
     GkeClusterSettings,
     GkeSettings,
+    check_cluster,
     cluster_path,
     count_problems,
     describe_changes,
     desired_plan,
     namespace_volume_problems,
     namespace_volumes,
+    parse_renames,
+    parse_resources,
+    parse_target,
     plan_diff,
     update_mask,
 )
@@ -235,79 +240,117 @@ def previous_good(store: BackupStore, source: str, before: BackupManifest) -> Ba
     return found[0] if found else None
 
 
-class GkeComponent:
-    """GKE clusters through Backup for GKE: source = cluster short name."""
+class GkeOptions(BaseModel):
+    """Options of GKE backups and restores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gke_config: GkeSettings | None = Field(
+        default=None, description="GKE settings instead of the block's `gke`."
+    )
+    rename: dict[str, str] | None = Field(
+        default=None, description="Namespace renames old=new.", json_schema_extra={"verbs": ["restore"]}
+    )
+    resources: list[str] | None = Field(
+        default=None,
+        description="Restore only these objects: 'namespace/Kind/name' or 'Kind/name'.",
+        json_schema_extra={"flag": "resource", "verbs": ["restore"]},
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: list[str] | None) -> list[str] | None:
+        parse_resources(value)  # raises InvalidInput naming the malformed one
+        return value
+
+    @field_validator("rename", mode="before")
+    @classmethod
+    def _rename(cls, value: Any) -> dict[str, str] | None:
+        return parse_renames(value) if value else None
+
+
+class GkeComponent(LifecycleMethods):
+    """GKE clusters through Backup for GKE: source = cluster short name; one unit = one backup."""
 
     name = NAME
+    noun = "cluster"
+    part = "namespace"
+    Options = GkeOptions
 
-    def backup(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        source: str,
-        gke: GkeSettings | None = None,
-        log: Log = logger.info,
-        **_: Any,
-    ) -> BackupManifest:
-        """Ensure the plan, take a backup, follow it, and commit a manifest recording its state and counts."""
-        gke = gke_settings(settings, gke)
-        item = gke.cluster(source)
-        client = gke_backup_client()
-        plan = ensure_plan(settings, gke, item, client, log)
-        manifest = catalog.begin_backup(
-            store, NAME, item.short_name, {"plan": plan["plan"], "plan_action": plan["action"]}
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        found = getattr(settings, "gke", None)
+        return [c.short_name for c in gke_settings(settings).clusters] if found else []
+
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        return check_cluster(source).rsplit("/", 1)[-1]
+
+    def check_target(self, settings: BackstopSettings, target: str) -> str:
+        parse_target(target)
+        return target
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
+        gke = gke_settings(ctx.settings, ctx.options.gke_config)
+        item = gke.cluster(manifest.source)
+        plan = ensure_plan(ctx.settings, gke, item, gke_backup_client(), ctx.info)
+        state = {"plan": plan["plan"], "plan_action": plan["action"]}
+        return LifecyclePlan(
+            units=[plan["plan"]], state=state, describe=f"{item.short_name}: backup plan {plan['action']}"
         )
-        try:
-            backup_id = f"bs-{manifest.backup_id.lower()}"
-            with converted_errors(f"Backup for GKE backup of {item.short_name} ({plan['plan']})"):
-                op = client.create_backup(
-                    parent=plan["plan"],
-                    backup=gke_types().Backup(labels={"backstop-backup-id": backup_id}),
-                    backup_id=backup_id,
-                    timeout=TIMEOUT,
-                )
-                try:
-                    follow(op, f"backup {backup_id} of {item.short_name}", gke, log)
-                except BackstopError as exc:  # a FAILED backup is recorded; validation names the reason
-                    log(str(exc))
-                backup = client.get_backup(
-                    name=f"{plan['plan']}/backups/{backup_id}", timeout=TIMEOUT, retry=RETRY
-                )
-            state = backup_state(backup)
-            if state["state"] == "SUCCEEDED" and state["contains_volume_data"]:
-                with converted_errors(f"listing volume backups of {backup.name}"):
-                    listed = client.list_volume_backups(parent=backup.name, timeout=TIMEOUT, retry=RETRY)
-                    state["namespace_volumes"] = namespace_volumes(listed)
-            log(
-                f"backup {backup.name}: {state['state']} {state['resource_count']} resources, "
-                f"{state['volume_count']} volumes, {state['pod_count']} pods, {state['size_bytes']} bytes"
-            )
-            body = json.dumps(state, indent=1, sort_keys=True).encode()
-            key = manifest.folder + DESCRIPTION
-            store.put_bytes(key, body, content_type="application/json")
-            entry = ManifestEntry(
-                name=backup.name,
-                stored_key=key,
-                size=len(body),
-                crc32c=crc32c_b64(body),
-                metadata={"kind": "backup-for-gke"},
-            )
-            return catalog.commit_backup(store, manifest, [entry], state)
-        except BaseException:
-            catalog.abandon_backup(store, manifest)
-            raise
 
-    def validate(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        sample_percent: float = 100.0,
-        gke: GkeSettings | None = None,
-    ) -> BackupManifest:
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: str
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        """Take one Backup for GKE backup under plan `unit`, follow it, describe it in the store."""
+        gke = gke_settings(ctx.settings, ctx.options.gke_config)
+        client, log = gke_backup_client(), ctx.info
+        backup_id = f"bs-{manifest.backup_id.lower()}"
+        with converted_errors(f"Backup for GKE backup of {manifest.source} ({unit})"):
+            op = client.create_backup(
+                parent=unit,
+                backup=gke_types().Backup(labels={"backstop-backup-id": backup_id}),
+                backup_id=backup_id,
+                timeout=TIMEOUT,
+            )
+            try:
+                follow(op, f"backup {backup_id} of {manifest.source}", gke, log)
+            except BackstopError as exc:  # a FAILED backup is recorded; validation names the reason
+                log(str(exc))
+            backup = client.get_backup(name=f"{unit}/backups/{backup_id}", timeout=TIMEOUT, retry=RETRY)
+        state = backup_state(backup)
+        if state["state"] == "SUCCEEDED" and state["contains_volume_data"]:
+            with converted_errors(f"listing volume backups of {backup.name}"):
+                listed = client.list_volume_backups(parent=backup.name, timeout=TIMEOUT, retry=RETRY)
+                state["namespace_volumes"] = namespace_volumes(listed)
+        log(
+            f"backup {backup.name}: {state['state']} {state['resource_count']} resources, "
+            f"{state['volume_count']} volumes, {state['pod_count']} pods, {state['size_bytes']} bytes"
+        )
+        body = json.dumps(state, indent=1, sort_keys=True).encode()
+        key = manifest.folder + DESCRIPTION
+        ctx.store.put_bytes(key, body, content_type="application/json")
+        entry = ManifestEntry(
+            name=backup.name,
+            stored_key=key,
+            size=len(body),
+            crc32c=crc32c_b64(body),
+            metadata={"kind": "backup-for-gke"},
+        )
+        return [entry], state
+
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
+    ) -> dict[str, Any]:
+        return {}
+
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
+        """An abandoned run's Backup for GKE backup (if any) ages out by the plan's retention."""
+
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
         """State SUCCEEDED, volume backups complete, counts present and not dropping sharply."""
-        gke = gke_settings(settings, gke)
-        problems, read_back = catalog.verify_stored(store, manifest, 100.0)
+        gke = gke_settings(ctx.settings, ctx.options.gke_config)
+        problems: list[str] = []
         recorded = manifest.source_state
         name = recorded.get("backup_name", "")
         client = gke_backup_client()
@@ -323,61 +366,67 @@ class GkeComponent:
             problems.append(
                 f"Backup for GKE reports {name} {live['state']}: {live.get('state_reason') or 'no reason given'}"
             )
-        else:
-            prev = previous_good(store, manifest.source, manifest)
-            before = prev.source_state | {"backup_id": prev.backup_id} if prev else None
-            problems += count_problems(live, before, gke.drop_threshold_percent, live["contains_volume_data"])
-            if prev and live["contains_volume_data"]:
-                problems += namespace_volume_problems(
-                    namespace_volumes(volumes),
-                    prev.source_state.get("namespace_volumes"),
-                    prev.backup_id,
-                    live["namespaces"],
-                )
-            bad = [
-                v.name.rsplit("/", 1)[-1] + f" {v.state.name}" for v in volumes if v.state.name != "SUCCEEDED"
-            ]
-            if bad:
-                problems.append(f"volume backups not complete: {', '.join(bad[:5])}")
-            if live["contains_volume_data"] and len(volumes) != live["volume_count"]:
-                problems.append(
-                    f"{len(volumes)} volume backups listed, the backup counts {live['volume_count']}"
-                )
-        return catalog.record_validation(
-            store, manifest, problems, len(manifest.entries) + len(volumes), read_back
-        )
+            return problems
+        prev = previous_good(ctx.store, manifest.source, manifest)
+        before = prev.source_state | {"backup_id": prev.backup_id} if prev else None
+        problems += count_problems(live, before, gke.drop_threshold_percent, live["contains_volume_data"])
+        if prev and live["contains_volume_data"]:
+            problems += namespace_volume_problems(
+                namespace_volumes(volumes),
+                prev.source_state.get("namespace_volumes"),
+                prev.backup_id,
+                live["namespaces"],
+            )
+        bad = [v.name.rsplit("/", 1)[-1] + f" {v.state.name}" for v in volumes if v.state.name != "SUCCEEDED"]
+        if bad:
+            problems.append(f"volume backups not complete: {', '.join(bad[:5])}")
+        if live["contains_volume_data"] and len(volumes) != live["volume_count"]:
+            problems.append(f"{len(volumes)} volume backups listed, the backup counts {live['volume_count']}")
+        return problems
 
-    def restore(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        target: str | None = None,
-        only: list[str] | None = None,
-        overwrite: bool = False,
-        dry_run: bool = False,
-        **options: Any,
+    def _restore(
+        self, ctx: Context, manifest: BackupManifest, request: RestoreRequest, dry_run: bool
     ) -> RestoreReport:
-        """Restore the backup (or the namespaces in `only`) to `target` ('cluster' or 'cluster:suffix').
-
-        Options: rename ({old: new} or ['old=new']), gke (GkeSettings), log. See tasks.gke_restore.
-        """
         from tasks.gke_restore import restore_backup
 
-        return restore_backup(settings, store, manifest, target, only, overwrite, dry_run, **options)
+        options = ctx.options
+        return restore_backup(
+            ctx.settings, ctx.store, manifest, request.target, request.only, request.overwrite, dry_run,
+            rename=options.rename, gke=options.gke_config, log=ctx.info, resources=options.resources,
+        )  # fmt: skip
+
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        """Backup for GKE restores whole namespaces or chosen resources. Without overwrite its conflict
+        policy fails on anything that exists (nothing replaced); with overwrite it deletes and restores."""
+        report = self._restore(ctx, manifest, request, dry_run=True)
+        change = "replace" if request.overwrite else "create"
+        actions = [
+            {
+                "name": a.get("resource") or a.get("namespace"),
+                "change": change,
+                "restore_as": a.get("restore_as"),
+            }
+            for a in report.actions
+        ]
+        cluster, suffix = parse_target(request.target or manifest.source)
+        into_original = (
+            cluster.rsplit("/", 1)[-1] == manifest.source and not suffix and not ctx.options.rename
+        )
+        return RestorePlan(target=report.target, into_original=into_original, actions=actions)
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        report = self._restore(ctx, manifest, request, dry_run=False)
+        plan.done = {"create": report.created}  # resources the service restored
 
     def verify_restored(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        target: str,
-        **options: Any,
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         """The latest restore of this backup into `target` succeeded with every resource and volume."""
         from tasks.gke_restore import verify_restored
 
-        return verify_restored(settings, store, manifest, target, **options)
+        return verify_restored(ctx.settings, ctx.store, manifest, target, gke=ctx.options.gke_config)
 
     def delete(
         self, settings: BackstopSettings, manifest: BackupManifest, gke: GkeSettings | None = None
@@ -406,11 +455,11 @@ class GkeComponent:
         """Same cluster, every namespace restored as '<namespace>-drill-<suffix>'."""
         return f"{manifest.source}:drill-{suffix}".lower()
 
-    def remove_target(self, settings: BackstopSettings, target: str, **options: Any) -> None:
+    def remove_target(self, settings: BackstopSettings, target: str, gke: GkeSettings | None = None) -> None:
         """Delete the restore plans (and their restores) Backstop made for `target`."""
         from tasks.gke_restore import remove_target
 
-        remove_target(settings, target, **options)
+        remove_target(settings, target, gke)
 
 
 COMPONENT = GkeComponent()

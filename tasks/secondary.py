@@ -12,11 +12,12 @@ checksums, and it says which and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from backstop.errors import BackstopError, ConfigError, ValidationFailed
+from backstop.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
 from backstop.manifest import BackupManifest, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
 from tasks import catalog
@@ -125,13 +126,18 @@ class RestoreSource:
 
 
 def _open(
-    store: BackupStore, component: str, source: str | None, backup_id: str | None, before: datetime | None
+    store: BackupStore,
+    component: str,
+    source: str | None,
+    backup_id: str | None,
+    before: datetime | None,
+    where: Callable[[BackupManifest], bool] | None = None,
 ) -> BackupManifest:
     store.check_bucket()
     manifest = catalog.resolve_backup(
-        store, component, source, backup_id, before, validated_only=backup_id is None
+        store, component, source, backup_id, before, validated_only=backup_id is None, where=where
     )
-    problems, _ = catalog.verify_stored(store, manifest, 0)
+    problems = catalog.verify_stored(store, manifest, 0).problems
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise ValidationFailed(
@@ -147,6 +153,7 @@ def choose_store(
     source: str | None = None,
     backup_id: str | None = None,
     before: datetime | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
 ) -> RestoreSource:
     """The primary when the backup there is present and intact, else the secondary (saying why).
 
@@ -154,16 +161,21 @@ def choose_store(
         NotFound / ValidationFailed / Unavailable naming both buckets when neither can serve the backup.
     """
     try:
-        return RestoreSource(primary, _open(primary, component, source, backup_id, before), False, "")
+        return RestoreSource(primary, _open(primary, component, source, backup_id, before, where), False, "")
+    except InvalidInput:
+        raise  # a backup of another source, or a malformed request: no copy can make it right
     except BackstopError as exc:
         if secondary is None:
             raise
-        primary_problem = str(exc)
+        primary_error = exc
     try:
-        manifest = _open(secondary, component, source, backup_id, before)
+        manifest = _open(secondary, component, source, backup_id, before, where)
     except BackstopError as exc:
-        raise type(exc)(f"primary: {primary_problem}; secondary: {exc}") from exc
-    return RestoreSource(secondary, manifest, True, f"the primary could not serve it: {primary_problem}")
+        message = f"primary: {primary_error}; secondary: {exc}"
+        if isinstance(primary_error, ValidationFailed):  # damaged here, absent or damaged there
+            raise ValidationFailed(message, primary_error.problems) from exc
+        raise type(exc)(message) from exc
+    return RestoreSource(secondary, manifest, True, f"the primary could not serve it: {primary_error}")
 
 
 def open_for_restore(
@@ -173,16 +185,19 @@ def open_for_restore(
     backup_id: str | None = None,
     before: datetime | None = None,
     client: Any | None = None,
+    primary: BackupStore | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
 ) -> RestoreSource:
-    """Open the backup to restore from the settings' primary bucket, falling back to the secondary."""
+    """Open the backup to restore from the settings' primary bucket (or `primary`), falling back to
+    the secondary."""
     from tasks.context import open_store
 
-    primary = open_store(settings, client=client)
+    primary = primary or open_store(settings, client=client)
     try:
         secondary = open_store(settings, secondary=True, client=client) if settings.secondary_bucket else None
     except ConfigError:
         secondary = None
-    return choose_store(primary, secondary, component, source, backup_id, before)
+    return choose_store(primary, secondary, component, source, backup_id, before, where)
 
 
 def pending_copies(primary: BackupStore, component: str | None = None) -> list[BackupManifest]:

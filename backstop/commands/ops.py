@@ -77,6 +77,7 @@ def health(args: argparse.Namespace) -> int:
     from backstop.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
     from blocks.settings import load_settings
     from flows.health import expected_sources
+    from tasks.catalog import list_runs
     from tasks.context import open_store
     from tasks.drill import list_drills
 
@@ -85,8 +86,9 @@ def health(args: argparse.Namespace) -> int:
     damaged: list[str] = []
     manifests = store.list_manifests(on_damaged=damaged.append)
     drills = list_drills(store, on_damaged=damaged.append)
+    runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     rows = health_rows(
-        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings)
+        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs
     )
     trend = trend_rows(manifests, args.trend)
     data: dict[str, Any] = {"health": [r.row() for r in rows], "trend": trend, "damaged": damaged}

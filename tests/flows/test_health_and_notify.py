@@ -178,7 +178,7 @@ def test_health_reports_a_stale_backup(saved_settings: str, settings: Any, store
 
 
 def test_require_approval_denies_without_yes_outside_a_flow() -> None:
-    from flows.approval import require_approval
+    from tasks.approval import require_approval
 
     require_approval("overwrite gs://x", yes=True)
     with pytest.raises(Conflict, match="overwrite gs://x: not approved"):
@@ -191,7 +191,7 @@ def test_require_approval_pauses_for_an_answer(prefect_harness: None, answer: bo
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    from flows.approval import require_approval
+    from tasks.approval import require_approval
 
     @flow(name="approval-test")
     def guarded() -> str:

@@ -174,7 +174,7 @@ def test_round_trip_every_type_schema_partitioning_and_views(
     )  # the view reads the restored dataset
     restored_ds = bq.get_dataset(target)
     assert restored_ds.labels == {"team": "data"} and restored_ds.description == "seeded by the tests"
-    assert bq_component.verify_restored(settings, store, validated, target) == []
+    assert bq_component.check_restored(settings, store, validated, target) == []
 
     scratch = bq_component.scratch_target(validated, "x1")
     assert scratch == f"{dataset}__drill_x1"
@@ -341,7 +341,7 @@ def test_big_table_is_split_into_part_files_and_restored_whole(
     report = bq_component.restore(settings, store, validated, target=dataset + "_parts")
     assert report.created == 1
     assert rows_of(bq, dataset + "_parts", "events") == rows_of(bq, dataset, "events")
-    assert bq_component.verify_restored(settings, store, validated, dataset + "_parts") == []
+    assert bq_component.check_restored(settings, store, validated, dataset + "_parts") == []
 
 
 def test_point_in_time_restore_straight_from_bigquery(bq: Any, settings: Any, dataset: str) -> None:
@@ -424,7 +424,7 @@ def test_avro_round_trip_every_main_type_and_corrupted_avro_is_caught(
         assert report.created == 3
         for name in tables:
             assert rows_of(bq, target, name) == rows_of(bq, dataset, name), name
-        assert bq_component.verify_restored(settings, store, validated, target) == []
+        assert bq_component.check_restored(settings, store, validated, target) == []
 
         data = bytearray(store.get_bytes(entries["types"].stored_key))
         for i in range(len(data) // 2, len(data) // 2 + 16):

@@ -69,7 +69,7 @@ def test_snapshot_backup_validate_restore_and_prune_with_cmek(
     assert out.time_partitioning.field == "day" and out.clustering_fields == ["user"]
     assert out.labels == {"tier": "gold"} and out.description == "partitioned and clustered"
     assert query_count(bq, f"{target}.big_spenders") > 0  # the view reads the restored table
-    assert bq_component.verify_restored(settings, store, first, target) == []
+    assert bq_component.check_restored(settings, store, first, target) == []
 
     # Prune: the older backup's snapshot tables go with its manifest; the newer backup keeps its own.
     second = bq_component.backup(settings, store, dataset, tables=["events"], method="snapshot")

@@ -170,7 +170,7 @@ def test_round_trip_into_an_empty_environment(gcs: Any, store: Any, configured: 
     assert any("token" in a.get("note", "") and a["name"] == "warehouse" for a in report.actions)
     assert [s for s in SECRETS if s in json.dumps(report.actions + plan.actions)] == []
     assert api.get("pools", "etl")["slots"] == 3
-    restored = COMPONENT.verify_restored(configured, store, checked, target)
+    restored = COMPONENT.check_restored(configured, store, checked, target)
     assert restored == []
     env_bucket = _bucket_of(target)
     for name, data in DAGS.items():

@@ -56,10 +56,10 @@ def test_round_trip_is_byte_identical_and_secrets_are_left_out(
     assert report.created == len(expected) and not report.conflicts
     assert tree(target) == expected  # bytes and modes
     assert (target / "dags/orders_dag.py").stat().st_mtime == (root / "dags/orders_dag.py").stat().st_mtime
-    assert configs.verify_restored(settings, store, validated, str(target)) == []
+    assert configs.check_restored(settings, store, validated, str(target)) == []
 
     (target / "sql/revenue.sql").write_text("changed")
-    assert configs.verify_restored(settings, store, validated, str(target)) == [
+    assert configs.check_restored(settings, store, validated, str(target)) == [
         f"{target}: sql/revenue.sql content differs from the backup"
     ]
 
@@ -133,7 +133,7 @@ def test_restore_refuses_to_overwrite_and_dry_run_shows_diff(
         settings, store, manifest, only=["pipelines/*.yaml", "revenue.sql"], overwrite=True
     )
     assert (report.created, report.overwritten, report.unchanged) == (1, 1, 2)
-    assert configs.verify_restored(settings, store, manifest, str(root)) == []
+    assert configs.check_restored(settings, store, manifest, str(root)) == []
 
     with pytest.raises(NotFound, match="no file in the backup matches 'nope.yaml'"):
         configs.restore(settings, store, manifest, only=["nope.yaml"])
@@ -172,7 +172,7 @@ def test_gcs_prefix_source_round_trip(gcs: Any, tmp_path: Path, settings: Any, s
     report = configs.restore(settings, store, manifest, target=target)
     assert report.created == 2
     assert bucket.blob("restored/sub/b.yaml").download_as_bytes() == b"a: 1\n"
-    assert configs.verify_restored(settings, store, manifest, target) == []
+    assert configs.check_restored(settings, store, manifest, target) == []
 
     bucket.blob("dags/a.py").upload_from_string(b"x = 2\n")
     with pytest.raises(Conflict, match=r"gs://.*/dags/ would overwrite 1 changed file\(s\): a.py"):

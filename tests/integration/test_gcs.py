@@ -51,7 +51,7 @@ def test_round_trip_is_byte_identical_with_metadata(gcs: Any, settings: Any, sto
     report = gcs_component.restore(settings, store, validated, target=target)
     assert report.created == len(before) and not report.conflicts
     assert snapshot(gcs, target) == before
-    assert gcs_component.verify_restored(settings, store, validated, target) == []
+    assert gcs_component.check_restored(settings, store, validated, target) == []
 
 
 def test_incremental_copies_only_changes_and_older_backups_can_go(
@@ -120,7 +120,7 @@ def test_restore_never_overwrites_unless_asked(gcs: Any, settings: Any, store: A
 
     report = gcs_component.restore(settings, store, manifest, overwrite=True)
     assert report.overwritten == 1 and report.created == 1
-    assert gcs_component.verify_restored(settings, store, manifest, source) == []
+    assert gcs_component.check_restored(settings, store, manifest, source) == []
 
 
 def test_restore_one_prefix_or_one_object(gcs: Any, settings: Any, store: Any) -> None:

@@ -124,11 +124,11 @@ def test_sharp_count_drop_fails_validation(
 
     gke = gke_settings(cluster)
     first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
-    COMPONENT.validate(settings, store, first, gke=gke)
+    COMPONENT.validate(settings, store, first, gke_config=gke)
     server.shrink_next_backup(0.25)
     second = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
     with pytest.raises(ValidationFailed, match=r"resource_count dropped 75% \(60 -> 15\)") as failed:
-        COMPONENT.validate(settings, store, second, gke=gke)
+        COMPONENT.validate(settings, store, second, gke_config=gke)
     assert first.backup_id in str(failed.value)
 
 
@@ -172,22 +172,25 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
     assert server.namespaces(full(cluster))["shop-restored"] == NAMESPACES["shop"]
 
     with pytest.raises(Conflict, match="shop already exist"):  # same namespace, overwrite not asked for
-        COMPONENT.restore(settings, store, manifest, only=["shop"], gke=gke)
-    assert COMPONENT.restore(settings, store, manifest, only=["shop"], overwrite=True, gke=gke).created == 40
+        COMPONENT.restore(settings, store, manifest, only=["shop"], gke_config=gke)
+    assert (
+        COMPONENT.restore(settings, store, manifest, only=["shop"], overwrite=True, gke_config=gke).created
+        == 40
+    )
 
     other = unique("c")
     server.add_cluster(full(other), {})
-    whole = COMPONENT.restore(settings, store, manifest, target=other, gke=gke)
+    whole = COMPONENT.restore(settings, store, manifest, target=other, gke_config=gke)
     assert whole.created == 60 and server.namespaces(full(other)) == NAMESPACES
-    assert COMPONENT.verify_restored(settings, store, manifest, other, gke=gke) == []
+    assert COMPONENT.check_restored(settings, store, manifest, other, gke_config=gke) == []
 
     scratch = COMPONENT.scratch_target(manifest, "ab12")
     drill_gke = gke_settings(cluster, drill_namespaces=["payments"])
-    COMPONENT.restore(settings, store, manifest, target=scratch, gke=drill_gke)
+    COMPONENT.restore(settings, store, manifest, target=scratch, gke_config=drill_gke)
     assert "payments-drill-ab12" in server.namespaces(full(cluster))
-    assert COMPONENT.verify_restored(settings, store, manifest, scratch, gke=drill_gke) == []
-    COMPONENT.remove_target(settings, scratch, gke=drill_gke)
-    assert COMPONENT.verify_restored(settings, store, manifest, scratch, gke=drill_gke) == [
+    assert COMPONENT.check_restored(settings, store, manifest, scratch, gke_config=drill_gke) == []
+    COMPONENT.remove_target(settings, scratch, gke_config=drill_gke)
+    assert COMPONENT.check_restored(settings, store, manifest, scratch, gke_config=drill_gke) == [
         f"no restore of {manifest.backup_id} into {scratch} found in Backup for GKE"
     ]
 
@@ -271,21 +274,21 @@ def test_restore_chosen_resources_brings_back_only_those(
     assert gke_env.delete_namespace(full(cluster), "shop")
 
     chosen = ["shop/Deployment/frontend", "shop/PersistentVolumeClaim/data"]
-    dry = COMPONENT.restore(settings, store, manifest, resources=chosen, dry_run=True, gke=gke)
+    dry = COMPONENT.restore(settings, store, manifest, resources=chosen, dry_run=True, gke_config=gke)
     assert {"resource": "shop/Deployment/frontend", "restore_as": "shop/Deployment/frontend"} in dry.actions
     assert "shop" not in gke_env.namespaces(full(cluster))
 
-    report = COMPONENT.restore(settings, store, manifest, resources=chosen, gke=gke)
+    report = COMPONENT.restore(settings, store, manifest, resources=chosen, gke_config=gke)
     assert report.created == 2 and report.actions[-1]["volumes_restored"] == 1
     after = gke_env.namespaces(full(cluster))
     assert after["shop"]["objects"] == ["Deployment/frontend", "PersistentVolumeClaim/data"]
     assert (after["shop"]["resources"], after["shop"]["volumes"]) == (2, 1)
     assert after["payments"] == WITH_OBJECTS["payments"]  # untouched
-    assert COMPONENT.verify_restored(settings, store, manifest, cluster, gke=gke) == []
+    assert COMPONENT.check_restored(settings, store, manifest, cluster, gke_config=gke) == []
 
     # 'Kind/name' selects in every namespace: payments still has its ConfigMap, so it conflicts
     with pytest.raises(Conflict, match="payments/ConfigMap/settings already exist"):
-        COMPONENT.restore(settings, store, manifest, resources=["ConfigMap/settings"], gke=gke)
+        COMPONENT.restore(settings, store, manifest, resources=["ConfigMap/settings"], gke_config=gke)
     only_shop = COMPONENT.restore(
         settings, store, manifest, only=["shop"], resources=["ConfigMap/settings"], gke=gke
     )
@@ -296,7 +299,7 @@ def test_restore_chosen_resources_brings_back_only_those(
         "PersistentVolumeClaim/data",
     ]
     with pytest.raises(InvalidInput, match="malformed resource 'shop/frontend/x/y'"):
-        COMPONENT.restore(settings, store, manifest, resources=["shop/frontend/x/y"], gke=gke)
+        COMPONENT.restore(settings, store, manifest, resources=["shop/frontend/x/y"], gke_config=gke)
 
 
 @pytest.mark.flow
@@ -309,7 +312,7 @@ def test_prune_deletes_the_gke_backup_and_keeps_a_delete_locked_one(
 
     def backed_up(gke: Any) -> Any:
         manifest = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
-        return COMPONENT.validate(settings, store, manifest, gke=gke)
+        return COMPONENT.validate(settings, store, manifest, gke_config=gke)
 
     unlocked, locked = gke_settings(cluster), gke_settings(cluster, delete_lock_days=7)
     oldest, middle, newest = backed_up(unlocked), backed_up(locked), backed_up(locked)
@@ -336,11 +339,11 @@ def test_a_namespace_that_disappeared_fails_validation_by_name(
     gke = gke_settings(cluster)
     first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
     assert first.source_state["namespace_volumes"] == {"shop": 2, "payments": 1}
-    COMPONENT.validate(settings, store, first, gke=gke)
+    COMPONENT.validate(settings, store, first, gke_config=gke)
     server.delete_namespace(full(cluster), "payments")  # a third of everything: under the threshold
     second = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
     with pytest.raises(ValidationFailed) as failed:
-        COMPONENT.validate(settings, store, second, gke=gke)
+        COMPONENT.validate(settings, store, second, gke_config=gke)
     assert failed.value.problems == [
         f"namespace payments had 1 volume backup(s) in backup {first.backup_id} and has none in this one"
     ]

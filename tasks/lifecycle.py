@@ -1,0 +1,433 @@
+"""The one lifecycle every component runs through: backup, validate, restore, drill.
+
+Every guarantee a backup tool lives by is written here once, over the component protocol
+(tasks/component.py), and held for every registered component by tests/contract/:
+
+- backup: begin (in-progress marker) -> plan -> units in parallel -> commit the manifest last;
+  any error abandons the run (no manifest, component leftovers freed) and leaves a failure record;
+  validation follows unless told not to.
+- validate: every stored object's size and crc32c, a sampled read-back, then the component's own
+  checks; the outcome is written into the manifest; a failure fails the run.
+- restore: resolve -> the backup must belong to the named source -> primary, or the secondary copy
+  when the primary is missing or damaged (said so) -> a damaged backup is refused before anything
+  is written -> plan -> "replace" / "delete" refused without `overwrite` -> approval before any
+  of them in an original location -> write -> verify the target against the backup -> record.
+- drill: the same restore into a scratch target, verified, timed against the RTO, cleaned up.
+
+Inside a Prefect flow run the steps run as Prefect tasks (backup units in parallel on the flow's
+task runner); called outside one (tests, drills run by hand) they run as plain calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.futures import as_completed
+from prefect.utilities.annotations import quote
+
+from backstop.errors import BackstopError, Conflict, InvalidInput, ValidationFailed
+from backstop.manifest import BackupManifest, ManifestEntry
+from backstop.names import parse_time
+from backstop.objectives import DrillResult, drill_verdict, new_drill_id, rto_problem
+from blocks.settings import BackstopSettings
+from tasks import catalog
+from tasks.component import (
+    Context,
+    RestorePlan,
+    RestoreReport,
+    RestoreRequest,
+    get_component,
+    options_for,
+    stored_options,
+)
+from tasks.context import open_store
+from tasks.secondary import RestoreSource, open_for_restore
+from tasks.store import BackupStore, parallel_map
+
+UNIT_WORKERS = 8
+
+
+def _in_flow() -> bool:
+    return FlowRunContext.get() is not None
+
+
+@task(name="step", task_run_name="{label}", cache_policy=NO_CACHE)
+def _step_task(label: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    return fn(*args)
+
+
+def step(label: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn(*args)`: as a Prefect task named `label` inside a flow run, else as a plain call."""
+    if _in_flow():
+        return _step_task(label, fn, quote(args))
+    return fn(*args)
+
+
+@task(name="backup-unit", task_run_name="{label}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def _unit_task(label: str, component: str, ctx: Context, manifest: BackupManifest, unit: Any) -> Any:
+    return get_component(component).run_unit(ctx, manifest, unit)
+
+
+def _log(ctx: Context, message: str) -> None:
+    if _in_flow():
+        from prefect import get_run_logger
+
+        get_run_logger().info("%s", message)
+    ctx.info(message)
+
+
+# -- backup --------------------------------------------------------------------------------
+def _run_units(
+    component: Any, ctx: Context, manifest: BackupManifest, units: list[Any]
+) -> list[tuple[list[ManifestEntry], dict[str, Any]]]:
+    """Every unit's (entries, state), in parallel, with a log line (and progress) per unit done."""
+    if not units:
+        return []
+    if not _in_flow():
+        return parallel_map(lambda u: component.run_unit(ctx, manifest, u), units, UNIT_WORKERS)
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    progress: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
+    futures = [
+        _unit_task.submit(
+            f"{component.name}-{manifest.source}-unit-{n}", component.name, ctx, manifest, quote(u)
+        )  # type: ignore[call-overload]
+        for n, u in enumerate(units, 1)
+    ]
+    results = []
+    for done, future in enumerate(as_completed(futures), 1):
+        results.append(future.result())
+        _log(ctx, f"{component.name}/{manifest.source}: unit {done}/{len(units)} done")
+        update_progress_artifact(progress, 100.0 * done / len(units))
+    return results
+
+
+def merge_state(state: dict[str, Any], more: dict[str, Any]) -> None:
+    """Merge a unit's source state into the backup's (dicts merged one level deep: per-unit counts)."""
+    for key, value in more.items():
+        old = state.get(key)
+        state[key] = old | value if isinstance(old, dict) and isinstance(value, dict) else value
+
+
+def backup(
+    component_name: str,
+    settings: BackstopSettings,
+    source: str,
+    options: Any = None,
+    validate_after: bool = True,
+    sample_percent: float | None = None,
+    store: BackupStore | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BackupManifest:
+    """Back up one source; the manifest is written last, and nothing is committed on any error."""
+    component = get_component(component_name)
+    store = store or open_store(settings)
+    manifest: BackupManifest | None = None
+    entries: list[ManifestEntry] = []
+    try:
+        source = component.check_source(settings, source)
+        ctx = Context(settings, store, options_for(component, options), log)
+        manifest = catalog.begin_backup(store, component.name, source, ctx.options.model_dump(mode="json"))
+        plan = step(f"plan-{component.name}-{source}", component.plan_backup, ctx, manifest)
+        if plan.describe:
+            _log(ctx, plan.describe)
+        state = dict(plan.state)
+        entries = list(plan.carried)
+        for unit_entries, unit_state in _run_units(component, ctx, manifest, plan.units):
+            entries += unit_entries
+            merge_state(state, unit_state)
+        merge_state(state, component.finish(ctx, manifest, plan, entries))
+        committed = step(
+            f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, entries, state
+        )
+    except BaseException as exc:
+        try:
+            if manifest is not None:
+                component.discard(ctx, manifest, entries)
+        finally:
+            if manifest is not None:
+                catalog.abandon_backup(store, manifest)
+            catalog.record_run(store, "backup", component.name, source, exc, manifest and manifest.backup_id)
+        raise
+    _log(ctx, f"backup {committed.backup_id} of {component.name}/{source} committed: {len(entries)} entries")
+    if validate_after:
+        committed = validate(component.name, settings, committed, sample_percent, store)
+    return committed
+
+
+# -- validate ------------------------------------------------------------------------------
+def check_backup(
+    component: Any, ctx: Context, manifest: BackupManifest, percent: float
+) -> tuple[list[str], int]:
+    """(problems, objects re-read): stored objects first, then the component's own checks."""
+    stored = catalog.verify_stored(ctx.store, manifest, percent)
+    problems = stored.problems + component.check(ctx, manifest, percent, set(stored.damaged))
+    return problems, stored.read_back
+
+
+def validate(
+    component_name: str,
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    sample_percent: float | None = None,
+    store: BackupStore | None = None,
+) -> BackupManifest:
+    """Validate one backup and record the outcome in its manifest; ValidationFailed names every problem."""
+    component = get_component(component_name)
+    store = store or open_store(settings)
+    percent = catalog.sample_percent(settings, sample_percent)
+    ctx = Context(settings, store, stored_options(component, manifest))
+    try:
+        problems, read_back = step(
+            f"validate-{component.name}-{manifest.source}", check_backup, component, ctx, manifest, percent
+        )
+        return catalog.record_validation(store, manifest, problems, len(manifest.entries), read_back)
+    except BaseException as exc:
+        catalog.record_run(store, "validate", component.name, manifest.source, exc, manifest.backup_id)
+        raise
+
+
+# -- restore -------------------------------------------------------------------------------
+@dataclass
+class Opened:
+    """The backup a restore reads, where from, and what of it is damaged (skip_damaged only)."""
+
+    source: RestoreSource
+    damaged: dict[str, str]
+
+    @property
+    def manifest(self) -> BackupManifest:
+        return self.source.manifest
+
+
+def open_backup(
+    settings: BackstopSettings,
+    component: str,
+    source: str,
+    backup_id: str | None,
+    before: str | None,
+    skip_damaged: bool = False,
+    store: BackupStore | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
+) -> Opened:
+    """The backup to restore, from the primary or else the secondary copy (saying why).
+
+    A backup of another source is refused outright (InvalidInput, never a fallback). A backup
+    damaged in both copies is refused (ValidationFailed) unless `skip_damaged`, which restores the
+    primary's intact entries and names the others.
+    """
+    if backup_id and before:
+        raise InvalidInput("give a backup id or a time (before), not both")
+    moment = parse_time(before) if before else None
+    try:
+        return Opened(
+            open_for_restore(settings, component, source, backup_id, moment, primary=store, where=where), {}
+        )
+    except ValidationFailed:
+        if not skip_damaged:
+            raise
+    primary = store or open_store(settings)
+    manifest = catalog.resolve_backup(
+        primary, component, source, backup_id, moment, validated_only=False, where=where
+    )
+    damaged = catalog.verify_stored(primary, manifest, 0).damaged
+    intact = manifest.model_copy(update={"entries": [e for e in manifest.entries if e.name not in damaged]})
+    reason = f"{len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'} skipped"
+    return Opened(RestoreSource(primary, intact, False, reason), damaged)
+
+
+def _refuse_conflicts(plan: RestorePlan, request: RestoreRequest, backup_id: str) -> list[str]:
+    """Names the restore may not touch: anything blocked, and replaces / deletes without overwrite."""
+    refused = [a for a in plan.actions if a["change"] == "blocked"]
+    if not request.overwrite:
+        refused += plan.destructive()
+    names = [str(a.get("name")) for a in refused]
+    if names and not request.dry_run:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise Conflict(
+            f"restore of backup {backup_id} into {plan.target} would replace or delete {len(names)} existing "
+            f"item(s) ({shown}) and overwrite was not asked for: nothing was written (see --dry-run, "
+            "restore elsewhere with --target, or pass --overwrite)"
+        )
+    return names
+
+
+def restore(
+    component_name: str,
+    settings: BackstopSettings,
+    request: RestoreRequest,
+    yes: bool = False,
+    store: BackupStore | None = None,
+    record: bool = True,
+) -> RestoreReport:
+    """Restore a backup of `request.source` as the request says (see the module docstring)."""
+    from tasks.approval import require_approval
+
+    component = get_component(component_name)
+    request.source = component.check_source(settings, request.source)
+    if request.target:
+        request.target = component.check_target(settings, request.target)
+    request.options = options_for(component, request.options)
+    started = time.monotonic()
+    backup_id = request.backup_id
+    try:
+        opened = step(
+            f"open-{component.name}-{request.source}",
+            open_backup,
+            settings,
+            component.name,
+            request.source,
+            request.backup_id,
+            request.before,
+            request.skip_damaged,
+            store,
+            lambda m: component.holds(m, request),
+        )
+        manifest, read_from = opened.manifest, opened.source
+        backup_id = manifest.backup_id
+        _log(Context(settings, read_from.store), read_from.message)
+        ctx = Context(settings, read_from.store, request.options)
+        plan = step(
+            f"plan-restore-{component.name}-{request.source}", component.plan_restore, ctx, manifest, request
+        )
+        plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
+        conflicts = _refuse_conflicts(plan, request, manifest.backup_id)
+        approval = ""
+        if not request.dry_run and plan.into_original and plan.destructive():
+            counts = plan.counts()
+            approval = require_approval(
+                f"restore of {component.name} backup {manifest.backup_id} replaces {counts.get('replace', 0)} "
+                f"and deletes {counts.get('delete', 0)} item(s) in the original {plan.target}",
+                yes=yes,
+            )
+        problems: list[str] = []
+        if not request.dry_run:
+            step(
+                f"write-{component.name}-{plan.target}", component.apply_restore, ctx, manifest, plan, request
+            )
+            problems = step(
+                f"verify-restore-{component.name}-{plan.target}",
+                component.verify_restored,
+                ctx,
+                manifest,
+                plan.target,
+                request.only,
+            )
+        report = RestoreReport(
+            component=component.name,
+            source=request.source,
+            backup_id=manifest.backup_id,
+            target=plan.target,
+            dry_run=request.dry_run,
+            created=plan.count("create"),
+            overwritten=plan.count("replace") + plan.count("delete"),
+            unchanged=plan.count("unchanged"),
+            conflicts=conflicts,
+            actions=plan.actions,
+            seconds=time.monotonic() - started,
+            from_secondary=read_from.from_secondary,
+            approval=approval,
+            problems=problems,
+        )
+        if problems:
+            raise ValidationFailed(
+                f"restore of backup {manifest.backup_id} into {plan.target} finished but the target differs "
+                f"from the backup: {'; '.join(problems[:5])}",
+                problems,
+            )
+    except BaseException as exc:
+        if record:
+            catalog.record_run(
+                store or open_store(settings), "restore", component.name, request.source, exc, backup_id
+            )
+        raise
+    if record and not request.dry_run:
+        catalog.record_run(
+            store or open_store(settings),
+            "restore",
+            component.name,
+            request.source,
+            backup_id=backup_id,
+            details=report.summary(),
+        )
+    return report
+
+
+# -- drill ---------------------------------------------------------------------------------
+def drill(
+    component_name: str,
+    settings: BackstopSettings,
+    source: str,
+    suffix: str | None = None,
+    store: BackupStore | None = None,
+    record: bool = True,
+) -> DrillResult:
+    """Restore the newest validated backup of `source` into a scratch target, verify it, time it
+    against the RTO, and always remove the scratch target. Failures are reported, not raised."""
+    from tasks.drill import write_drill
+
+    component = get_component(component_name)
+    store = store or open_store(settings)
+    started = datetime.now(UTC)
+    drill_id = new_drill_id(started)
+    rto_minutes = settings.objectives_for(component.name).rto_minutes
+    problems: list[str] = []
+    backup_id = target = None
+    seconds = 0.0
+    restored = 0
+    cleaned_up = True
+    try:
+        manifest = catalog.resolve_backup(store, component.name, source)
+        backup_id = manifest.backup_id
+        target = component.scratch_target(manifest, suffix or drill_id.lower())
+        began = time.perf_counter()
+        try:
+            report = restore(
+                component.name,
+                settings,
+                RestoreRequest(source=source, target=target, backup_id=backup_id),
+                store=store,
+                record=False,
+            )
+            seconds = time.perf_counter() - began
+            restored = report.created + report.overwritten
+        finally:
+            try:
+                component.remove_target(settings, target)
+            except Exception as exc:  # keep the drill's own outcome; report the leftover
+                cleaned_up = False
+                problems.append(f"scratch target {target} was not removed: {exc}")
+    except ValidationFailed as exc:
+        problems += exc.problems or [str(exc)]
+    except BackstopError as exc:
+        problems.append(str(exc))
+    except Exception as exc:  # a drill reports a crashing restore as a failed drill, with its cause
+        problems.append(f"{type(exc).__name__}: {exc}")
+    passed, over_rto = drill_verdict(seconds, rto_minutes, problems)
+    if over_rto:
+        problems.append(rto_problem(seconds, rto_minutes))
+    result = DrillResult(
+        drill_id=drill_id,
+        component=component.name,
+        source=source,
+        backup_id=backup_id,
+        target=target,
+        started_at=started,
+        seconds=seconds,
+        rto_minutes=rto_minutes,
+        restored=restored,
+        passed=passed,
+        over_rto=over_rto,
+        cleaned_up=cleaned_up,
+        problems=problems,
+    )
+    if record:
+        write_drill(store, result)
+    return result

@@ -1,0 +1,223 @@
+"""The promises every component keeps, held over every registered component (tests/contract/conftest.py).
+
+Each test asserts what a user would see: the data restored equals the data backed up, a damaged
+backup is named and refused with nothing written, an original location is never changed without
+--overwrite and an approval, a backup id of another source is refused, a missing primary is served
+from the secondary, a killed backup leaves no manifest, a drill passes and leaves nothing behind,
+prune keeps what the newest backup needs, and every failure leaves a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backstop.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
+from tasks import catalog, lifecycle
+from tasks.component import RestoreRequest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def backed_up(subject: Any, settings: Any, store: Any) -> tuple[str, Any, Any]:
+    """(source, its state, the validated manifest) of a fresh source."""
+    source = subject.seed()
+    before = subject.state(source)
+    manifest = lifecycle.backup(subject.component, settings, source, store=store)
+    assert manifest.status == "validated", manifest.validation
+    return source, before, manifest
+
+
+def flip_one_byte(store: Any, key: str) -> None:
+    """Same size, one byte different: only a checksum can tell."""
+    data = bytearray(store.get_bytes(key))
+    data[len(data) // 2] ^= 0x01
+    store.put_bytes(key, bytes(data))
+
+
+def test_backup_validate_list_restore_elsewhere_round_trips(subject: Any, settings: Any, store: Any) -> None:
+    source, before, manifest = backed_up(subject, settings, store)
+    listed = [m.backup_id for m in store.list_manifests(subject.component, source)]
+    assert listed == [manifest.backup_id]
+
+    target = subject.new_target(source)
+    report = lifecycle.restore(
+        subject.component, settings, RestoreRequest(source=source, target=target), store=store
+    )
+    assert report.backup_id == manifest.backup_id and not report.problems
+    assert subject.state(target) == before
+    assert subject.state(source) == before  # the source was only read
+
+
+def test_damaged_backup_is_named_by_validation_and_refused_by_restore(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    source, _, manifest = backed_up(subject, settings, store)
+    victim = manifest.entries[-1]
+    flip_one_byte(store, victim.stored_key)
+
+    with pytest.raises(ValidationFailed) as failed:
+        lifecycle.validate(subject.component, settings, manifest, sample_percent=0, store=store)
+    assert any(repr(victim.name) in p for p in failed.value.problems)
+    assert store.read_manifest(manifest.path).status == "invalid"
+
+    target = subject.new_target(source)
+    state_before = subject.state(target) if not subject.gone(target) else None
+    request = RestoreRequest(source=source, target=target, backup_id=manifest.backup_id)
+    with pytest.raises(ValidationFailed, match="damaged"):
+        lifecycle.restore(subject.component, settings, request, store=store)
+    assert (subject.state(target) if not subject.gone(target) else None) == state_before  # nothing written
+
+
+def test_original_is_never_changed_without_overwrite_and_approval(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    source, before, _ = backed_up(subject, settings, store)
+    subject.change(source)
+    changed = subject.state(source)
+
+    with pytest.raises(Conflict):
+        lifecycle.restore(subject.component, settings, RestoreRequest(source=source), store=store)
+    assert subject.state(source) == changed
+
+    plan = lifecycle.restore(
+        subject.component, settings, RestoreRequest(source=source, dry_run=True), store=store
+    )
+    assert plan.dry_run and subject.state(source) == changed
+
+    with pytest.raises(Conflict, match="not approved"):  # overwrite asked, but nobody approved
+        lifecycle.restore(
+            subject.component, settings, RestoreRequest(source=source, overwrite=True), store=store
+        )
+    assert subject.state(source) == changed
+
+    report = lifecycle.restore(
+        subject.component, settings, RestoreRequest(source=source, overwrite=True), yes=True, store=store
+    )
+    assert subject.state(source) == before
+    assert report.approval.startswith("approved")
+    runs = catalog.list_runs(store, subject.component, source)
+    assert any(r.kind == "restore" and r.outcome == "succeeded" and r.details.get("approval") for r in runs)
+
+
+def test_backup_of_another_source_is_refused_with_nothing_written(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    first, first_state, manifest = backed_up(subject, settings, store)
+    other = subject.seed()
+    subject.change(other)
+    other_state = subject.state(other)
+    request = RestoreRequest(source=other, backup_id=manifest.backup_id, overwrite=True)
+    with pytest.raises(InvalidInput, match="not"):
+        lifecycle.restore(subject.component, settings, request, yes=True, store=store)
+    assert subject.state(other) == other_state and subject.state(first) == first_state
+
+
+def test_restore_falls_back_to_the_secondary_copy(subject: Any, settings: Any, store: Any) -> None:
+    from tasks.context import open_store
+    from tasks.secondary import copy_to_secondary
+
+    source, before, manifest = backed_up(subject, settings, store)
+    copied = copy_to_secondary(store, open_store(settings, secondary=True), manifest)
+    assert copied.secondary is not None and copied.secondary.ok
+    store.delete([manifest.path])
+
+    target = subject.new_target(source)
+    report = lifecycle.restore(
+        subject.component, settings, RestoreRequest(source=source, target=target), store=store
+    )
+    assert report.from_secondary and subject.state(target) == before
+
+
+def test_secondary_copy_with_a_flipped_byte_is_not_verified(subject: Any, settings: Any, store: Any) -> None:
+    from tasks.context import open_store
+    from tasks.secondary import copy_to_secondary
+
+    _, _, manifest = backed_up(subject, settings, store)
+    secondary = open_store(settings, secondary=True)
+    entry = manifest.entries[-1]
+    secondary.put_bytes(entry.stored_key, b"x")  # a wrong copy already there: must be replaced, not trusted
+    flip_one_byte(store, entry.stored_key)  # and the primary is damaged: the copy must not verify
+    copied = copy_to_secondary(store, secondary, manifest)
+    assert copied.secondary is not None and not copied.secondary.ok
+    assert any(repr(entry.name) in p for p in copied.secondary.problems)
+
+
+def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_run_completes(
+    subject: Any, settings: Any, store: Any, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    source = subject.seed()
+    ready = tmp_path / "ready"
+    child = (
+        "import os, sys, time\n"
+        "from blocks.settings import BackstopSettings\n"
+        "from tasks import catalog, lifecycle\n"
+        "settings = BackstopSettings.model_validate_json(os.environ['BS_SETTINGS'])\n"
+        "def hang(*args, **kwargs):\n"
+        "    open(os.environ['BS_READY'], 'w').write('units done')\n"
+        "    time.sleep(120)\n"
+        "catalog.commit_backup = hang\n"
+        "lifecycle.backup(sys.argv[1], settings, sys.argv[2], validate_after=False)\n"
+    )
+    env = os.environ | {"BS_SETTINGS": settings.model_dump_json(), "BS_READY": str(ready)}
+    if PREFECT_API_URL.value():
+        env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+    process = subprocess.Popen([sys.executable, "-c", child, subject.component, source], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 90
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ready.exists(), f"the backup process ended early ({process.returncode})"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    assert store.list_manifests(subject.component, source) == []
+    manifest = lifecycle.backup(subject.component, settings, source, store=store)
+    assert manifest.status == "validated"
+
+
+def test_drill_passes_and_removes_its_scratch_target(subject: Any, settings: Any, store: Any) -> None:
+    source, _, manifest = backed_up(subject, settings, store)
+    result = lifecycle.drill(subject.component, settings, source, store=store)
+    assert result.passed, result.problems
+    assert result.backup_id == manifest.backup_id and result.cleaned_up
+    assert result.target is not None and subject.gone(result.target)
+
+
+def test_prune_keeps_what_the_newest_backup_needs(subject: Any, settings: Any, store: Any) -> None:
+    from backstop.retention import RetentionPolicy
+    from tasks.prune import prune
+
+    source, _, first = backed_up(subject, settings, store)
+    subject.change(source)
+    latest_state = subject.state(source)
+    second = lifecycle.backup(subject.component, settings, source, store=store)
+    policy = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    prune(store, subject.component, source, policy, datetime.now(UTC), grace_hours=0)
+    assert [m.backup_id for m in store.list_manifests(subject.component, source)] == [second.backup_id]
+    with pytest.raises((NotFound, ValidationFailed, InvalidInput)):
+        store.find_manifest(first.backup_id)
+
+    target = subject.new_target(source)
+    lifecycle.restore(subject.component, settings, RestoreRequest(source=source, target=target), store=store)
+    assert subject.state(target) == latest_state
+
+
+def test_unknown_source_fails_clearly_and_is_recorded(subject: Any, settings: Any, store: Any) -> None:
+    with pytest.raises(BackstopError) as failed:
+        lifecycle.backup(subject.component, settings, "no-such-source-x1", store=store)
+    assert "no-such-source-x1" in str(failed.value)
+    assert store.list_manifests(subject.component) == []
+    assert json.dumps([r.row() for r in catalog.list_runs(store, subject.component)]) != "[]"
