@@ -252,8 +252,10 @@ class LifecycleMethods:
         from tasks import lifecycle
 
         validate_after = bool(options.pop("validate_after", False))
-        log = options.pop("log", None)
-        return lifecycle.backup(self.name, settings, source, options, validate_after, store=store, log=log)
+        log, progress = options.pop("log", None), options.pop("progress", None)
+        return lifecycle.backup(
+            self.name, settings, source, options, validate_after, store=store, log=log, progress=progress
+        )
 
     def validate(
         self,

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import as_completed as futures_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +51,7 @@ from tasks.component import (
 )
 from tasks.context import open_store
 from tasks.secondary import RestoreSource, open_for_restore
-from tasks.store import BackupStore, parallel_map
+from tasks.store import BackupStore
 
 UNIT_WORKERS = 8
 
@@ -85,27 +87,38 @@ def _log(ctx: Context, message: str) -> None:
 
 # -- backup --------------------------------------------------------------------------------
 def _run_units(
-    component: Any, ctx: Context, manifest: BackupManifest, units: list[Any]
+    component: Any,
+    ctx: Context,
+    manifest: BackupManifest,
+    units: list[Any],
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[list[ManifestEntry], dict[str, Any]]]:
     """Every unit's (entries, state), in parallel, with a log line (and progress) per unit done."""
     if not units:
         return []
+    results = []
     if not _in_flow():
-        return parallel_map(lambda u: component.run_unit(ctx, manifest, u), units, UNIT_WORKERS)
+        with ThreadPoolExecutor(max_workers=min(UNIT_WORKERS, len(units))) as pool:
+            running = [pool.submit(component.run_unit, ctx, manifest, unit) for unit in units]
+            for done, finished in enumerate(futures_completed(running), 1):
+                results.append(finished.result())
+                if progress:
+                    progress(done, len(units))
+        return results
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    progress: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
+    artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
+    label = f"{component.name}-{manifest.source}-unit"
     futures = [
-        _unit_task.submit(
-            f"{component.name}-{manifest.source}-unit-{n}", component.name, ctx, manifest, quote(u)
-        )  # type: ignore[call-overload]
+        _unit_task.submit(f"{label}-{n}", component.name, ctx, manifest, quote(u))  # type: ignore[call-overload]
         for n, u in enumerate(units, 1)
     ]
-    results = []
     for done, future in enumerate(as_completed(futures), 1):
         results.append(future.result())
         _log(ctx, f"{component.name}/{manifest.source}: unit {done}/{len(units)} done")
-        update_progress_artifact(progress, 100.0 * done / len(units))
+        update_progress_artifact(artifact, 100.0 * done / len(units))
+        if progress:
+            progress(done, len(units))
     return results
 
 
@@ -125,8 +138,12 @@ def backup(
     sample_percent: float | None = None,
     store: BackupStore | None = None,
     log: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BackupManifest:
-    """Back up one source; the manifest is written last, and nothing is committed on any error."""
+    """Back up one source; the manifest is written last, and nothing is committed on any error.
+
+    `progress(units done, units)` is called as units finish.
+    """
     component = get_component(component_name)
     store = store or open_store(settings)
     manifest: BackupManifest | None = None
@@ -140,7 +157,7 @@ def backup(
             _log(ctx, plan.describe)
         state = dict(plan.state)
         entries = list(plan.carried)
-        for unit_entries, unit_state in _run_units(component, ctx, manifest, plan.units):
+        for unit_entries, unit_state in _run_units(component, ctx, manifest, plan.units, progress):
             entries += unit_entries
             merge_state(state, unit_state)
         merge_state(state, component.finish(ctx, manifest, plan, entries))

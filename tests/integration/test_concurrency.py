@@ -55,12 +55,18 @@ def _moving_source(gcs: Any, versioned: bool) -> tuple[Any, dict[str, bytes]]:
 
 
 def _backup_while_rewriting(settings: Any, store: Any, bucket: Any) -> Any:
-    def rewrite_during(batch: int, objects: int, size: int) -> None:
-        if batch == 1:  # a writer overwrites objects the backup has listed but not copied yet
+    def rewrite_during(done: int, total: int) -> None:
+        if done == 1:  # a writer overwrites objects the backup has listed but not copied yet
             for i in range(30, 40):
                 bucket.blob(f"obj-{i:03d}").upload_from_string(b"version two")
 
-    return gcs_component.backup(settings, store, bucket.name, progress=rewrite_during)
+    from tasks import lifecycle
+
+    workers, lifecycle.UNIT_WORKERS = lifecycle.UNIT_WORKERS, 1  # batches one after another
+    try:
+        return gcs_component.backup(settings, store, bucket.name, progress=rewrite_during)
+    finally:
+        lifecycle.UNIT_WORKERS = workers
 
 
 def test_backup_of_a_versioned_bucket_changing_underneath_keeps_what_it_listed(

@@ -55,11 +55,12 @@ CHILD = textwrap.dedent(
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
     from backstop.manifest import BackupManifest
-    from tasks import catalog, gcs
+    from tasks import catalog, gcs, lifecycle
     from tasks.store import BackupStore
 
     mode, backup_bucket, source, marker, stop_at, hold = sys.argv[1:7]
     gcs.BATCH_SIZE = 10
+    lifecycle.UNIT_WORKERS = 1  # batches one after another: 'batch-N' is a point in the run
     settings = BackstopSettings(project=PROJECT, backup_bucket=backup_bucket)
     store = BackupStore(storage_client(PROJECT), backup_bucket)
     done = []
@@ -90,7 +91,7 @@ CHILD = textwrap.dedent(
             reached("before-commit")
             return commit(*a, **k)
         catalog.begin_backup, catalog.commit_backup = begin_then_mark, mark_then_commit
-        gcs.COMPONENT.backup(settings, store, source, progress=lambda n, objects, size: reached(f"batch-{n}"))
+        gcs.COMPONENT.backup(settings, store, source, progress=lambda done, total: reached(f"batch-{done}"))
     else:
         restore_batch = gcs.restore_batch
         def restore_then_mark(*a, **k):

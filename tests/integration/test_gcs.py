@@ -112,14 +112,18 @@ def test_restore_never_overwrites_unless_asked(gcs: Any, settings: Any, store: A
     gcs.bucket(source).blob(manifest.entries[1].name).delete()
 
     plan = gcs_component.restore(settings, store, manifest, dry_run=True)
-    assert {a["object"]: a["action"] for a in plan.actions}[victim] == "conflict"
+    assert {a["name"]: a["change"] for a in plan.actions}[victim] == "replace"
+    assert plan.conflicts == [victim]  # refused without overwrite
     with pytest.raises(Conflict, match="overwrite was not asked"):
         gcs_component.restore(settings, store, manifest)
     assert gcs.bucket(source).blob(victim).download_as_bytes() == b"edited after the backup"
     assert gcs.bucket(source).get_blob(manifest.entries[1].name) is None  # nothing written
 
-    report = gcs_component.restore(settings, store, manifest, overwrite=True)
-    assert report.overwritten == 1 and report.created == 1
+    with pytest.raises(Conflict, match="not approved"):  # the original bucket: approval first
+        gcs_component.restore(settings, store, manifest, overwrite=True)
+    assert gcs.bucket(source).blob(victim).download_as_bytes() == b"edited after the backup"
+    report = gcs_component.restore(settings, store, manifest, overwrite=True, yes=True)
+    assert report.overwritten == 1 and report.created == 1 and report.approval
     assert gcs_component.check_restored(settings, store, manifest, source) == []
 
 

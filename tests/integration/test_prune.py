@@ -84,7 +84,7 @@ def assert_pruned_to_two(store: BackupStore, source: str, backups: list[BackupMa
         assert not any(k.startswith(gone.folder) for k in left), gone.folder
         assert pool_key(source, 10 + (backups.index(gone))) not in left
     for kept in remaining:
-        problems, _ = catalog.verify_stored(store, kept, 100)
+        problems = catalog.verify_stored(store, kept, 100).problems
         assert problems == []
     assert pool_key(source, 1) in left  # written by the oldest backup, still needed by the newest
 
@@ -119,7 +119,7 @@ def test_interrupted_prune_leaves_no_dangling_manifest_and_a_rerun_finishes(stor
     # crash here, before the sweep: the catalog already shows only what remains, and all of it is intact
     remaining = store.list_manifests("gcs", source)
     assert len(remaining) == 2
-    assert all(catalog.verify_stored(store, m, 100)[0] == [] for m in remaining)
+    assert all(catalog.verify_stored(store, m, 100).problems == [] for m in remaining)
     assert pool_key(source, 14) in keys(store)  # orphaned, not yet swept
 
     rerun = prune(store, "gcs", source, KEEP_TWO, utcnow())
@@ -207,7 +207,7 @@ def test_locked_objects_are_reported_and_the_rest_is_pruned(gcs: Any, settings: 
     left = keys(store)
     assert pool_key(source, 12) not in left and pool_key(source, 13) in left
     # the backup whose manifest could not be deleted is still whole
-    assert catalog.verify_stored(store, store.read_manifest(backups[4].path), 100)[0] == []
+    assert catalog.verify_stored(store, store.read_manifest(backups[4].path), 100).problems == []
     assert sources_in(store) == [("gcs", source)]
 
 

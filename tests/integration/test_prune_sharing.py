@@ -39,5 +39,5 @@ def test_gcs_prune_keeps_pool_objects_a_composer_backup_references(
     assert report.removed == [first.backup_id]
 
     assert store.stat(shared.stored_key) is not None  # still needed by the Composer backup
-    problems, _ = catalog.verify_stored(store, store.read_manifest(composer.path), 100)
+    problems = catalog.verify_stored(store, store.read_manifest(composer.path), 100).problems
     assert problems == []

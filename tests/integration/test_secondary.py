@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import NotFound
+from backstop.errors import NotFound, ValidationFailed
 from backstop.manifest import ManifestEntry
 from tasks import catalog
 from tasks.secondary import choose_store, copy_to_secondary, open_for_restore, pending_copies
@@ -28,7 +28,8 @@ def committed_backup(store: BackupStore, source: str, files: int = 4, validate: 
         )
     committed = catalog.commit_backup(store, manifest, entries)
     if validate:
-        problems, read = catalog.verify_stored(store, committed, 100)
+        checked = catalog.verify_stored(store, committed, 100)
+        problems, read = checked.problems, checked.read_back
         committed = catalog.record_validation(store, committed, problems, len(entries), read)
     return committed
 
@@ -54,7 +55,7 @@ def test_copy_is_verified_recorded_in_both_manifests_and_not_repeated(
     assert mirror.status == "validated"
     for entry in backup.entries:
         assert secondary.get_bytes(entry.stored_key) == primary.get_bytes(entry.stored_key)
-    assert catalog.verify_stored(secondary, mirror, 100)[0] == []
+    assert catalog.verify_stored(secondary, mirror, 100).problems == []
     assert pending_copies(primary) == []
 
     # a second backup sharing a pool object: only what the secondary lacks is copied, all verified
@@ -117,7 +118,8 @@ def test_when_neither_bucket_has_the_backup_both_are_named(stores: tuple[BackupS
     primary, secondary = stores
     backup = committed_backup(primary, unique("src"))
     primary.put_bytes(backup.entries[0].stored_key, b"bit rot")
-    with pytest.raises(NotFound, match="primary: .*is damaged: size differs.*; secondary: .*not found"):
+    # damaged in the primary, absent from the secondary: the backup is damaged, and both are named
+    with pytest.raises(ValidationFailed, match="primary: .*is damaged: size differs.*; secondary: .*not found"):
         choose_store(primary, secondary, "gcs", backup_id=backup.backup_id)
     with pytest.raises(NotFound, match="no validated backup"):
         choose_store(primary, None, "gcs", source="nothing-here")
