@@ -27,12 +27,14 @@ MAX_ACTION_ROWS = 500
 
 
 def backup_row(manifest: BackupManifest) -> dict[str, Any]:
-    """One table row: the backup and the scalar counts of its source state."""
-    counts = {
-        k: v
-        for k, v in manifest.source_state.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and k != "bytes"
-    }
+    """One table row: the backup and the counts of its source state (lists counted, `counts` spread)."""
+    state = manifest.source_state
+    counts: dict[str, Any] = {}
+    for key, value in (state | state.get("counts", {})).items():
+        if isinstance(value, list):
+            counts[key] = len(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "bytes":
+            counts[key] = value
     return {
         "component": manifest.component,
         "source": manifest.source,
@@ -78,18 +80,25 @@ def backup_sources(
     """
     settings = load_settings(settings_block)
     chosen = get_component(component)
-    rows, failures = [], []
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[str, BaseException]] = []
+    notes: list[str] = []
     for source in _sources(chosen, settings, sources):
         try:
             manifest = lifecycle.backup(
                 chosen.name, settings, source, options, validate_after, sample_percent
             )
             rows.append(backup_row(manifest))
+            notes += chosen.notes(manifest)
         except BackstopError as exc:
             get_run_logger().error("%s/%s failed: %s", chosen.name, source, exc)
             failures.append((source, exc))
             rows.append({"component": chosen.name, "source": source, "status": f"failed: {exc}"[:300]})
     create_table_artifact(rows, key=f"{chosen.name}-backup-summary", description=f"{chosen.name} backup")
+    if notes:
+        create_markdown_artifact(
+            "\n".join(notes), key=f"{chosen.name}-backup-notes", description="Left out or flagged"
+        )
     _raise_failures("backup", failures)
     return rows
 

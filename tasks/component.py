@@ -194,6 +194,10 @@ class Component(Protocol):
         """Whether a backup holds what a restore asks for (the newest that does is chosen)."""
         ...
 
+    def notes(self, manifest: BackupManifest) -> list[str]:
+        """Markdown lines about a backup for its artifact (what was left out, warnings)."""
+        ...
+
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         """What restoring `manifest` as `request` asks would change; writes nothing."""
         ...
@@ -232,6 +236,10 @@ class LifecycleMethods:
     def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
         """Whether `manifest` holds what `request` asks (the newest backup that does is restored)."""
         return True
+
+    def notes(self, manifest: BackupManifest) -> list[str]:
+        """Markdown lines worth a person's attention after a backup (what was left out, warnings)."""
+        return []
 
     def check_restored(
         self,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.errors import ConfigError, InvalidInput, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry, select
-from backstop.names import check_bucket
+from backstop.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
@@ -113,7 +113,9 @@ class ComposerComponent(LifecycleMethods):
         return [e.rsplit("/", 1)[-1] for e in composer_settings(settings).environments]
 
     def check_source(self, settings: BackstopSettings, source: str) -> str:
-        return environment_name(composer_settings(settings), source).rsplit("/", 1)[-1]
+        if source.startswith("projects/"):
+            return environment_name(composer_settings(settings), source).rsplit("/", 1)[-1]
+        return check_source_name(source)
 
     def check_target(self, settings: BackstopSettings, target: str) -> str:
         if target.startswith("gs://"):

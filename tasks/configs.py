@@ -278,6 +278,14 @@ class ConfigsComponent(LifecycleMethods):
     ) -> dict[str, Any]:
         return {}
 
+    def notes(self, manifest: BackupManifest) -> list[str]:
+        """Files left out as secrets and syntax warnings, by path (never content)."""
+        state = manifest.source_state
+        lines = [f"## {manifest.source} ({manifest.backup_id})"]
+        lines += [f"- left out `{s['path']}`: {s['reason']}" for s in state.get("skipped_secrets", [])]
+        lines += [f"- syntax warning: `{w}`" for w in state.get("syntax_warnings", [])]
+        return lines if len(lines) > 1 else []
+
     def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
         """The archive of an abandoned run stays unreferenced; prune sweeps it."""
 

@@ -36,7 +36,7 @@ from prefect.utilities.annotations import quote
 
 from backstop.errors import BackstopError, Conflict, InvalidInput, ValidationFailed
 from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.names import parse_time
+from backstop.names import check_backup_id, parse_time
 from backstop.objectives import DrillResult, drill_verdict, new_drill_id, rto_problem
 from blocks.settings import BackstopSettings
 from tasks import catalog
@@ -97,6 +97,12 @@ def _run_units(
     if not units:
         return []
     results = []
+    if not _in_flow() and UNIT_WORKERS == 1:  # one after another, in this thread
+        for done, unit in enumerate(units, 1):
+            results.append(component.run_unit(ctx, manifest, unit))
+            if progress:
+                progress(done, len(units))
+        return results
     if not _in_flow():
         with ThreadPoolExecutor(max_workers=min(UNIT_WORKERS, len(units))) as pool:
             running = [pool.submit(component.run_unit, ctx, manifest, unit) for unit in units]
@@ -145,12 +151,15 @@ def backup(
     `progress(units done, units)` is called as units finish.
     """
     component = get_component(component_name)
-    store = store or open_store(settings)
+    # Malformed input is no run: refused before anything is written.
+    source = component.check_source(settings, source)
+    if validate_after:
+        sample_percent = catalog.sample_percent(settings, sample_percent)
+    ctx = Context(settings, store or open_store(settings), options_for(component, options), log)
+    store = ctx.store
     manifest: BackupManifest | None = None
     entries: list[ManifestEntry] = []
     try:
-        source = component.check_source(settings, source)
-        ctx = Context(settings, store, options_for(component, options), log)
         manifest = catalog.begin_backup(store, component.name, source, ctx.options.model_dump(mode="json"))
         plan = step(f"plan-{component.name}-{source}", component.plan_backup, ctx, manifest)
         if plan.describe:
@@ -292,6 +301,12 @@ def restore(
     if request.target:
         request.target = component.check_target(settings, request.target)
     request.options = options_for(component, request.options)
+    if request.backup_id and request.before:
+        raise InvalidInput("give a backup id or a time (before), not both")
+    if request.backup_id:
+        check_backup_id(request.backup_id)
+    if request.before:
+        parse_time(request.before)
     started = time.monotonic()
     backup_id = request.backup_id
     try:

@@ -9,7 +9,6 @@ prune keeps what the newest backup needs, and every failure leaves a record.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -217,7 +216,16 @@ def test_prune_keeps_what_the_newest_backup_needs(subject: Any, settings: Any, s
 
 def test_unknown_source_fails_clearly_and_is_recorded(subject: Any, settings: Any, store: Any) -> None:
     with pytest.raises(BackstopError) as failed:
-        lifecycle.backup(subject.component, settings, "no-such-source-x1", store=store)
-    assert "no-such-source-x1" in str(failed.value)
+        lifecycle.backup(subject.component, settings, "nosuchsource1", store=store)
+    assert "nosuchsource1" in str(failed.value)
     assert store.list_manifests(subject.component) == []
-    assert json.dumps([r.row() for r in catalog.list_runs(store, subject.component)]) != "[]"
+    (record,) = catalog.list_runs(store, subject.component, "nosuchsource1")
+    assert (record.kind, record.outcome) == ("backup", "failed") and "nosuchsource1" in record.message
+
+
+def test_malformed_source_name_is_refused_with_nothing_written(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    with pytest.raises(InvalidInput, match="Not A Source!"):
+        lifecycle.backup(subject.component, settings, "Not A Source!", store=store)
+    assert list(store.client.list_blobs(store.bucket_name)) == []

@@ -49,7 +49,9 @@ def test_round_trip_is_byte_identical_and_secrets_are_left_out(
     for secret in (b"FAKE-demo-password", b"FAKE-not-a-real-password", b"FAKE-NOT-A-KEY"):
         assert secret not in store.get_bytes(manifest.path)  # paths only, never content
     validated = configs.validate(settings, store, manifest, 5)
-    assert validated.status == "validated" and validated.validation.checked == len(expected)
+    assert (
+        validated.status == "validated" and validated.validation.checked == 1
+    )  # the archive, every file in it
 
     target = tmp_path / "restored"
     report = configs.restore(settings, store, validated, target=str(target))
@@ -117,20 +119,22 @@ def test_restore_refuses_to_overwrite_and_dry_run_shows_diff(
     before = tree(root)
 
     plan = configs.restore(settings, store, manifest, dry_run=True)  # to the original place
-    actions = {a["path"]: a for a in plan.actions}
-    assert actions["sql/revenue.sql"]["action"] == "create"
-    assert actions["pipelines/ingest_orders.yaml"]["action"] == "conflict"
+    actions = {a["name"]: a for a in plan.actions}
+    assert actions["sql/revenue.sql"]["change"] == "create"
+    assert actions["pipelines/ingest_orders.yaml"]["change"] == "replace"
     assert "+  bucket: demo-landing" in actions["pipelines/ingest_orders.yaml"]["diff"]
     assert "-schedule: hourly" in actions["pipelines/ingest_orders.yaml"]["diff"]
     assert plan.unchanged == len(actions) - 2 and plan.conflicts == ["pipelines/ingest_orders.yaml"]
     assert tree(root) == before  # a dry run writes nothing
 
-    with pytest.raises(Conflict, match=r"overwrite 1 changed file\(s\): pipelines/ingest_orders.yaml"):
+    with pytest.raises(
+        Conflict, match=r"replace or delete 1 existing item\(s\) \(pipelines/ingest_orders.yaml\)"
+    ):
         configs.restore(settings, store, manifest)
     assert tree(root) == before  # nothing written, not even the missing file
 
     report = configs.restore(
-        settings, store, manifest, only=["pipelines/*.yaml", "revenue.sql"], overwrite=True
+        settings, store, manifest, only=["pipelines/*.yaml", "revenue.sql"], overwrite=True, yes=True
     )
     assert (report.created, report.overwritten, report.unchanged) == (1, 1, 2)
     assert configs.check_restored(settings, store, manifest, str(root)) == []
@@ -175,7 +179,9 @@ def test_gcs_prefix_source_round_trip(gcs: Any, tmp_path: Path, settings: Any, s
     assert configs.check_restored(settings, store, manifest, target) == []
 
     bucket.blob("dags/a.py").upload_from_string(b"x = 2\n")
-    with pytest.raises(Conflict, match=r"gs://.*/dags/ would overwrite 1 changed file\(s\): a.py"):
+    with pytest.raises(
+        Conflict, match=r"gs://.*/dags/ would replace or delete 1 existing item\(s\) \(a.py\)"
+    ):
         configs.restore(settings, store, manifest)
     local = tmp_path / "local"
     assert configs.restore(settings, store, manifest, target=str(local)).created == 2
@@ -211,16 +217,26 @@ def test_flows_and_cli_back_up_report_secrets_and_restore(
     monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))
     root = sample(tmp_path)
     name = unique("cfg")
-    args = ["--settings", saved_settings, "backup", "configs", "--path", str(root), "--name", name, "--json"]
+    args = [
+        "--settings",
+        saved_settings,
+        "backup",
+        "configs",
+        "--path",
+        str(root),
+        "--source",
+        name,
+        "--json",
+    ]
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["source"], row["status"], row["skipped_secrets"]) == (name, "validated", 3)
     with get_client(sync_client=True) as client:
-        keys = ArtifactFilter(key=ArtifactFilterKey(any_=["configs-skipped-secrets"]))
+        keys = ArtifactFilter(key=ArtifactFilterKey(any_=["configs-backup-notes"]))
         report = next(a.data for a in client.read_artifacts(artifact_filter=keys) if name in str(a.data))
     assert "terraform/terraform.tfstate" in report and ".env" in report and "FAKE" not in report
 
-    (checked,) = validate_configs([name], settings_block=saved_settings)
+    (checked,) = validate_configs(source=name, settings_block=saved_settings)
     assert (checked["backup_id"], checked["status"], checked["files"]) == (
         row["backup_id"],
         "validated",
@@ -228,9 +244,9 @@ def test_flows_and_cli_back_up_report_secrets_and_restore(
     )
 
     (root / "env/prod/config.json").write_text('{"environment": "prod", "workers": 1}\n')
-    plan = restore_configs(name, dry_run=True, files=["env/*/config.json"], settings_block=saved_settings)
+    plan = restore_configs(name, dry_run=True, only=["env/*/config.json"], settings_block=saved_settings)
     assert plan["conflicted"] == ["env/prod/config.json"] and plan["unchanged"] == 2
-    assert '+ "workers": 8,' in next(a["diff"] for a in plan["actions"] if a["action"] == "conflict")
+    assert '+ "workers": 8,' in next(a["diff"] for a in plan["actions"] if a["change"] == "replace")
 
     target = tmp_path / "copy"
     args = ["--settings", saved_settings, "restore", "configs", "--source", name, "--target", str(target)]

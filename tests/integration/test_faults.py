@@ -324,7 +324,7 @@ BAD_CLI = [
     (["restore", "gcs", "--bucket", "ok-bucket", "--before", "1999-12-31"], "out of range"),
     (["restore", "gcs", "--bucket", "ok-bucket", "--before", "3000-01-01"], "out of range"),
     (["list", "--before", "13/13/2026"], "malformed time"),
-    (["restore", "gcs"], "required: --bucket"),
+    (["restore", "gcs"], "required: --source/--bucket"),
     (["backup", "no-such-component"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
     (["--settings", "no-such-settings", "list"], "backstop-settings/no-such-settings"),
@@ -429,13 +429,13 @@ def test_times_parse_or_reject_cleanly(value: str) -> None:
 @pytest.mark.parametrize(
     ("flow_name", "kwargs", "message"),
     [
-        ("backup_gcs", {"buckets": ["Bad_Bucket!"]}, "malformed bucket name"),
-        ("backup_gcs", {"buckets": ["ok-bucket"], "sample_percent": 101.0}, "out of range"),
-        ("backup_gcs", {"buckets": ["ok-bucket"], "settings_block": "no-such-settings"}, "not found"),
-        ("restore_gcs", {"bucket": "ok-bucket", "backup_id": "last-tuesday"}, "malformed backup id"),
-        ("restore_gcs", {"bucket": "ok-bucket", "before": "yesterday-ish"}, "malformed time"),
-        ("restore_gcs", {"bucket": "ok-bucket", "target_bucket": "Bad!"}, "malformed bucket name"),
-        ("validate_gcs", {"bucket": "Bad!"}, "malformed bucket name"),
+        ("backup_gcs", {"sources": ["Bad_Bucket!"]}, "malformed bucket name"),
+        ("backup_gcs", {"sources": ["ok-bucket"], "sample_percent": 101.0}, "out of range"),
+        ("backup_gcs", {"sources": ["ok-bucket"], "settings_block": "no-such-settings"}, "not found"),
+        ("restore_gcs", {"source": "ok-bucket", "backup_id": "last-tuesday"}, "malformed backup id"),
+        ("restore_gcs", {"source": "ok-bucket", "before": "yesterday-ish"}, "malformed time"),
+        ("restore_gcs", {"source": "ok-bucket", "target": "Bad!"}, "malformed bucket name"),
+        ("validate_gcs", {"source": "Bad!"}, "malformed bucket name"),
     ],
 )
 def test_flow_parameters_are_rejected_with_a_clear_message(

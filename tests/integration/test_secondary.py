@@ -119,7 +119,9 @@ def test_when_neither_bucket_has_the_backup_both_are_named(stores: tuple[BackupS
     backup = committed_backup(primary, unique("src"))
     primary.put_bytes(backup.entries[0].stored_key, b"bit rot")
     # damaged in the primary, absent from the secondary: the backup is damaged, and both are named
-    with pytest.raises(ValidationFailed, match="primary: .*is damaged: size differs.*; secondary: .*not found"):
+    with pytest.raises(
+        ValidationFailed, match="primary: .*is damaged: size differs.*; secondary: .*not found"
+    ):
         choose_store(primary, secondary, "gcs", backup_id=backup.backup_id)
     with pytest.raises(NotFound, match="no validated backup"):
         choose_store(primary, None, "gcs", source="nothing-here")
