@@ -397,7 +397,7 @@ class BigQueryComponent(LifecycleMethods):
     ) -> list[str]:
         from tasks.bigquery_restore import verify_restored
 
-        return verify_restored(ctx.settings, manifest, target, only)
+        return verify_restored(ctx.settings, manifest, target, only, ctx.options.schema_only)
 
     def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
         """Free what a backup holds outside the bucket: the snapshot tables of a "snapshot" backup."""

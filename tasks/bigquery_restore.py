@@ -344,7 +344,11 @@ def restore_table(
 
 
 def verify_restored(
-    settings: BackstopSettings, manifest: BackupManifest, target: str, only: list[str] | None = None
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    target: str,
+    only: list[str] | None = None,
+    schema_only: bool = False,
 ) -> list[str]:
     """Differences between the restored dataset `target` and the backup: row counts and content digests."""
     client, read_client = clients(settings)
@@ -359,7 +363,10 @@ def verify_restored(
         except NotFound:
             problems.append(f"table {entry.name!r}: missing in {project}.{target}")
             continue
-        if digest.rows != table_rows(entry):
+        if schema_only:
+            if digest.rows:
+                problems.append(f"table {entry.name!r}: {digest.rows} rows in a schema-only restore")
+        elif digest.rows != table_rows(entry):
             problems.append(
                 f"table {entry.name!r}: {digest.rows} rows restored, backup holds {table_rows(entry)}"
             )

@@ -152,10 +152,16 @@ def test_round_trip_every_type_schema_partitioning_and_views(
     target = dataset + "_restored"
     plan = bq_component.restore(settings, store, validated, target=target, dry_run=True)
     assert [a.get("table") for a in plan.actions][-2:] == ["big_spenders", "a_top_users"]  # dependency order
+    assert plan.actions[0] == {
+        "name": f"{PROJECT}.{target}",
+        "change": "create",
+        "kind": "dataset",
+        "action": "create dataset",
+    }
     assert bq.list_datasets(timeout=20) and target not in {d.dataset_id for d in bq.list_datasets(timeout=20)}
 
     report = bq_component.restore(settings, store, validated, target=target)
-    assert report.created == 5
+    assert report.created == 1 + 5  # the dataset, its tables and views
     for table in ("types", "events", "empty"):
         assert rows_of(bq, target, table) == rows_of(bq, dataset, table), table
     out = bq.get_table(f"{target}.events")
@@ -236,8 +242,8 @@ def test_restore_refuses_to_overwrite_then_overwrites_when_asked(
     assert "types" in str(caught.value) and "empty," not in str(caught.value)
     assert query_value(bq, f"SELECT COUNT(*) FROM `{PROJECT}.{dataset}.events`") == 100  # nothing written
 
-    report = bq_component.restore(settings, store, manifest, only=["events"], overwrite=True)
-    assert report.overwritten == 1
+    report = bq_component.restore(settings, store, manifest, only=["events"], overwrite=True, yes=True)
+    assert report.overwritten == 1 and report.approval
     assert rows_of(bq, dataset, "events") == before
 
 
@@ -259,21 +265,19 @@ def test_flows_backup_validate_restore(
 
     from flows.bigquery import backup_bigquery, restore_bigquery, validate_bigquery
 
-    rows = backup_bigquery([dataset], settings_block=saved_settings)
-    assert {r["table"]: r["rows"] for r in rows if r["kind"] == "table"} == {
-        "empty": 0,
-        "events": BIG_ROWS,
-        "types": 4,
-    }
-    backup_id = rows[0]["backup_id"]
-    checked = validate_bigquery(backup_id=backup_id, sample_percent=50, settings_block=saved_settings)
-    assert all(r["ok"] for r in checked)
-    plan = restore_bigquery(dataset, before="2200-01-01", target_dataset=dataset + "_f", dry_run=True,
+    (row,) = backup_bigquery([dataset], settings_block=saved_settings)
+    assert (row["source"], row["status"], row["views"]) == (dataset, "validated", 2)
+    backup_id = row["backup_id"]
+    tables = store.find_manifest(backup_id).source_state["tables"]
+    assert tables == {"empty": 0, "events": BIG_ROWS, "types": 4}
+    (checked,) = validate_bigquery(backup_id=backup_id, sample_percent=50, settings_block=saved_settings)
+    assert checked["status"] == "validated" and checked["read_back"] > 0
+    plan = restore_bigquery(dataset, before="2200-01-01", target=dataset + "_f", dry_run=True,
                             settings_block=saved_settings)  # fmt: skip
     assert plan["dry_run"] and len([a for a in plan["actions"] if "table" in a]) == 5
-    done = restore_bigquery(dataset, backup_id=backup_id, target_dataset=dataset + "_f", tables=["events"],
+    done = restore_bigquery(dataset, backup_id=backup_id, target=dataset + "_f", only=["events"],
                             settings_block=saved_settings)  # fmt: skip
-    assert done["created"] == 1
+    assert done["created"] == 1 + 1  # the dataset and the table
     assert rows_of(bq, dataset + "_f", "events") == rows_of(bq, dataset, "events")
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
@@ -310,7 +314,7 @@ def test_cli_backup_and_restore_plan(
     assert main(["--settings", saved_settings, "backup", "bigquery", "--dataset", dataset, "--table", "types",
                  "--json"]) == 0  # fmt: skip
     rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["table"] == "types" and rows[0]["rows"] == 4
+    assert rows[0]["source"] == dataset and rows[0]["status"] == "validated"
     args = ["--settings", saved_settings, "restore", "bigquery", "--dataset", dataset, "--backup-id",
             rows[0]["backup_id"], "--dry-run"]  # fmt: skip
     assert main([*args, "--json"]) == 0  # the plan shows the conflict with the non-empty source table
@@ -319,7 +323,9 @@ def test_cli_backup_and_restore_plan(
     assert "types" in capsys.readouterr().err
     assert main([*args, "--target", dataset + "_cli", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["dry_run"] and plan["actions"][1]["table"] == "types"
+    assert (
+        plan["dry_run"] and plan["actions"][1]["table"] == "types" and plan["actions"][0]["kind"] == "dataset"
+    )
     assert main(["--settings", saved_settings, "restore", "bigquery", "--dataset", "bad-name!"]) == 2
     assert "malformed dataset" in capsys.readouterr().err
 
@@ -339,7 +345,7 @@ def test_big_table_is_split_into_part_files_and_restored_whole(
     validated = bq_component.validate(settings, store, manifest, 0)  # footers only, no data read
     validated = bq_component.validate(settings, store, validated, 100)
     report = bq_component.restore(settings, store, validated, target=dataset + "_parts")
-    assert report.created == 1
+    assert report.created == 1 + 1  # the dataset and the table
     assert rows_of(bq, dataset + "_parts", "events") == rows_of(bq, dataset, "events")
     assert bq_component.check_restored(settings, store, validated, dataset + "_parts") == []
 
@@ -421,7 +427,7 @@ def test_avro_round_trip_every_main_type_and_corrupted_avro_is_caught(
 
         target = dataset + "_restored"
         report = bq_component.restore(settings, store, validated, target=target)
-        assert report.created == 3
+        assert report.created == 1 + 3  # the dataset and its tables
         for name in tables:
             assert rows_of(bq, target, name) == rows_of(bq, dataset, name), name
         assert bq_component.check_restored(settings, store, validated, target) == []

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import InvalidInput, ValidationFailed
+from backstop.errors import Conflict, InvalidInput, ValidationFailed
 from backstop.platform import PROJECT
 from tasks.bigquery import COMPONENT as bq_component
 from tests.integration.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
@@ -62,7 +62,7 @@ def test_snapshot_backup_validate_restore_and_prune_with_cmek(
 
     target = dataset + "_snaprestore"
     report = bq_component.restore(settings, store, first, target=target)
-    assert report.created == 3
+    assert report.created == 1 + 3  # the dataset and its tables
     assert query_count(bq, f"{target}.events") == BIG_ROWS
     assert rows_of(bq, target, "types") == rows_of(bq, dataset, "types")
     out = bq.get_table(f"{target}.events")
@@ -94,7 +94,7 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
     from backstop.errors import Conflict
     from tasks import bigquery as bqmod
     from tasks.bigquery_snapshot import snapshot_dataset
-    from tasks.catalog import begin_backup
+    from tasks.catalog import abandon_backup, begin_backup
 
     manifest = begin_backup(store, "bigquery", dataset, {"method": "snapshot"})
     time.sleep(1.1)  # the emulator's time travel resolves whole seconds
@@ -106,10 +106,19 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
                 settings, store, manifest, dataset, "events", manifest.started_at, "snapshot"
             )
         except BaseException:
-            bqmod.discard_backup(settings, store, manifest, entries)
+            bqmod.COMPONENT.delete(settings, manifest.model_copy(update={"entries": entries}))
+            abandon_backup(store, manifest)
             raise
     assert table_ids(bq, snapshot_dataset(dataset)) == {}
     assert store.list_manifests("bigquery") == [] and store.in_progress("bigquery", dataset) == []
+
+
+def store_tables(settings_block: str, backup_id: str) -> dict[str, int]:
+    """Rows per table that backup `backup_id` holds, as its manifest says."""
+    from blocks.settings import load_settings
+    from tasks.context import open_store
+
+    return dict(open_store(load_settings(settings_block)).find_manifest(backup_id).source_state["tables"])
 
 
 def query_count(bq: Any, ref: str) -> int:
@@ -119,7 +128,7 @@ def query_count(bq: Any, ref: str) -> int:
 def test_unknown_method_is_refused_before_anything_is_written(
     settings: Any, store: Any, dataset: str
 ) -> None:
-    with pytest.raises(InvalidInput, match="'parquet'.*read, extract, snapshot"):
+    with pytest.raises(InvalidInput, match="method.*'read', 'extract' or 'snapshot'"):
         bq_component.backup(settings, store, dataset, method="parquet")
     assert store.list_manifests("bigquery") == []
 
@@ -140,8 +149,11 @@ def test_restore_into_existing_dataset_reapplies_labels_description_and_access(
     bq.update_dataset(ds, ["labels", "description", "access_entries"], timeout=20)
     bq.delete_table(f"{dataset}.types", timeout=20)
 
-    report = bq_component.restore(settings, store, manifest)
-    assert report.created == 1 and not [a for a in report.actions if a.get("action") == "note"]
+    with pytest.raises(Conflict, match="overwrite was not asked"):  # labels and description would change
+        bq_component.restore(settings, store, manifest)
+    assert bq.get_dataset(dataset, timeout=20).description == "changed"  # nothing written
+    report = bq_component.restore(settings, store, manifest, overwrite=True, yes=True)
+    assert report.created == 1 and not [a for a in report.actions if a["change"] == "note"]
     restored = bq.get_dataset(dataset, timeout=20)
     assert restored.labels == {"team": "data", "extra": "kept"}  # saved labels win, others stay
     assert restored.description == "seeded by the tests"
@@ -160,6 +172,7 @@ def test_restore_of_a_bignumeric_table_fails_at_once_naming_table_and_type(
     entry.metadata["schema"] = [
         f | {"type": "BIGNUMERIC"} if f["name"] == "n" else f for f in entry.metadata["schema"]
     ]
+    store.write_manifest(manifest)  # as if the backup had been taken there
     start = time.monotonic()
     with pytest.raises(InvalidInput, match=r"empty.*n BIGNUMERIC"):
         bq_component.restore(settings, store, manifest, target=dataset + "_bignum")
@@ -175,12 +188,16 @@ def test_flow_and_cli_take_the_method(
     from flows.bigquery import backup_bigquery
     from tasks.bigquery_snapshot import snapshot_dataset
 
-    rows = backup_bigquery([dataset], ["types"], saved_settings, method="snapshot")
-    assert rows[0]["table"] == "types" and rows[0]["rows"] == len(TYPE_ROWS)
+    (row,) = backup_bigquery(
+        [dataset], {"tables": ["types"], "method": "snapshot"}, settings_block=saved_settings
+    )
+    assert store_tables(saved_settings, row["backup_id"]) == {"types": len(TYPE_ROWS)}
     monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))
     args = ["--settings", saved_settings, "backup", "bigquery", "--dataset", dataset, "--table", "events",
             "--method", "snapshot", "--json"]  # fmt: skip
     assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)[0]["rows"] == BIG_ROWS
+    assert store_tables(saved_settings, json.loads(capsys.readouterr().out)[0]["backup_id"]) == {
+        "events": BIG_ROWS
+    }
     assert set(table_ids(bq, snapshot_dataset(dataset)).values()) == {"SNAPSHOT"}
     assert len(table_ids(bq, snapshot_dataset(dataset))) == 2
