@@ -113,8 +113,15 @@ class ComposerComponent(LifecycleMethods):
         return [e.rsplit("/", 1)[-1] for e in composer_settings(settings).environments]
 
     def check_source(self, settings: BackstopSettings, source: str) -> str:
+        """The environment's short name (the catalog's source). A full name not in the settings is
+        added to this run's settings, so the rest of the run resolves the short name to it."""
         if source.startswith("projects/"):
-            return environment_name(composer_settings(settings), source).rsplit("/", 1)[-1]
+            full = environment_name(composer_settings(settings), source)
+            cs = composer_settings(settings)
+            if full not in cs.environments:
+                cs.environments.append(full)
+                settings.composer = cs
+            return full.rsplit("/", 1)[-1]
         return check_source_name(source)
 
     def check_target(self, settings: BackstopSettings, target: str) -> str:
@@ -285,7 +292,7 @@ class ComposerComponent(LifecycleMethods):
                             "why": a["note"],
                         }
                         for a in planned_items
-                    ]
+                    ]  # "why" says what to set by hand (passwords, masked keys, references)
         if "config" in parts and entries["config"] and env is not None:
             saved = json.loads(ctx.store.get_bytes(entries["config"][0].stored_key))
             current = config_of(env, cs.model_copy(update={"secrets_mode": "reference"}), None)

@@ -167,7 +167,7 @@ def test_round_trip_into_an_empty_environment(gcs: Any, store: Any, configured: 
     conn = api.get("connections", "warehouse")
     assert (conn["host"], conn["port"], conn["login"]) == ("db", 5432, "etl")
     assert json.loads(conn["extra"]) == {"region": "eu"}  # Airflow masked the token: never written as "***"
-    assert any("token" in a.get("note", "") and a["name"] == "warehouse" for a in report.actions)
+    assert any("token" in a.get("why", "") and a["name"] == "connections/warehouse" for a in report.actions)
     assert [s for s in SECRETS if s in json.dumps(report.actions + plan.actions)] == []
     assert api.get("pools", "etl")["slots"] == 3
     restored = COMPONENT.check_restored(configured, store, checked, target)
@@ -207,7 +207,9 @@ def test_reference_mode_stores_no_values(gcs: Any, store: Any, configured: Any, 
     assert [s for s in SECRETS if s.encode() in stored] == []
     target = make_environment(gcs, airflows[1], {})
     report = COMPONENT.restore(configured, store, manifest, target=target, only=["metadata"], dry_run=True)
-    assert any("reference" in a.get("note", "") for a in report.actions if a["name"] == "db_password")
+    assert any(
+        "reference" in a.get("why", "") for a in report.actions if a["name"] == "variables/db_password"
+    )
     with pytest.raises(NotFound, match="holds no snapshot, dags part"):
         COMPONENT.restore(configured, store, manifest, target=target, only=["snapshot", "dags"])
 
@@ -270,7 +272,7 @@ def test_config_diff_and_snapshot_load(gcs: Any, store: Any, configured: Any, ai
     client.update_environment(name=name, environment=env, update_mask=mask, timeout=10).result(timeout=10)
 
     report = COMPONENT.restore(configured, store, manifest, only=["config"])
-    diff = {a["field"]: (a["backup"], a["current"]) for a in report.actions if a["kind"] == "config"}
+    diff = {a["field"]: (a["backup"], a["current"]) for a in report.actions if a["part"] == "config"}
     assert diff == {
         "software_config.pypi_packages.numpy": (None, "==2.1.0"),
         "software_config.env_variables.STAGE": ("prod", "test"),
@@ -280,7 +282,10 @@ def test_config_diff_and_snapshot_load(gcs: Any, store: Any, configured: Any, ai
         == "==2.1.0"
     )
 
-    COMPONENT.restore(configured, store, manifest, only=["snapshot"])
+    with pytest.raises(Conflict, match="overwrite was not asked"):  # loading a snapshot replaces state
+        COMPONENT.restore(configured, store, manifest, only=["snapshot"])
+    report = COMPONENT.restore(configured, store, manifest, only=["snapshot"], overwrite=True, yes=True)
+    assert report.approval.startswith("approved")
     assert dict(client.get_environment(name=name, timeout=10).config.software_config.pypi_packages) == {
         "pandas": "==2.2.3"
     }
@@ -293,13 +298,11 @@ def test_flows_and_cli(gcs: Any, composer_api: Any, saved_settings: str, airflow
     # Full names: the saved settings block has no composer section yet (BackstopSettings.composer).
     source = f"{PARENT}/environments/" + make_environment(gcs, airflows[0], {"dags/flow.py": b"x = 1\n"})
     target = f"{PARENT}/environments/" + make_environment(gcs, airflows[1], {})
-    rows = backup_composer([source], parts=["dags"], settings_block=saved_settings)
+    rows = backup_composer([source], {"parts": ["dags"]}, settings_block=saved_settings)
     assert rows[0]["status"] == "validated" and rows[0]["objects"] == 1 and rows[0]["dag_files"] == 1
-    assert validate_composer(environment=source, settings_block=saved_settings)[0]["status"] == "validated"
+    assert validate_composer(source=source, settings_block=saved_settings)[0]["status"] == "validated"
 
-    report = restore_composer(
-        source, target_environment=target, parts=["dags"], settings_block=saved_settings
-    )
+    report = restore_composer(source, target=target, only=["dags"], settings_block=saved_settings)
     assert report["created"] == 1
     assert (
         gcs.bucket(_bucket_of(target.rsplit("/", 1)[-1])).blob("dags/flow.py").download_as_bytes()
@@ -313,10 +316,11 @@ def test_flows_and_cli(gcs: Any, composer_api: Any, saved_settings: str, airflow
     with_references.composer.secrets_mode = "reference"
     with_references.save(saved_settings, overwrite=True)
     assert (
-        backup_composer([source], parts=["config"], settings_block=saved_settings)[0]["status"] == "validated"
+        backup_composer([source], {"parts": ["config"]}, settings_block=saved_settings)[0]["status"]
+        == "validated"
     )
     again = restore_composer(
-        source, target_environment=target, parts=["dags"], dry_run=True, settings_block=saved_settings
+        source, target=target, only=["dags"], dry_run=True, settings_block=saved_settings
     )
     assert again["backup_id"] == rows[0]["backup_id"] and again["unchanged"] == 1
 
@@ -328,7 +332,7 @@ def test_flows_and_cli(gcs: Any, composer_api: Any, saved_settings: str, airflow
             "composer",
             "--environment",
             source,
-            "--target-environment",
+            "--target",
             target,
             "--part",
             "dags",
