@@ -271,10 +271,12 @@ class LifecycleMethods:
         store: BackupStore | None,
         manifest: BackupManifest,
         sample_percent: float | None = None,
+        **options: Any,
     ) -> BackupManifest:
+        """Validate backup `manifest` (options override those it was taken with)."""
         from tasks import lifecycle
 
-        return lifecycle.validate(self.name, settings, manifest, sample_percent, store)
+        return lifecycle.validate(self.name, settings, manifest, sample_percent, store, options or None)
 
     def restore(
         self,

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from backstop.errors import BackstopError, ConfigError, Conflict, NotFound
 from backstop.manifest import BackupManifest, ManifestEntry, select
@@ -243,10 +243,12 @@ def previous_good(store: BackupStore, source: str, before: BackupManifest) -> Ba
 class GkeOptions(BaseModel):
     """Options of GKE backups and restores."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     gke_config: GkeSettings | None = Field(
-        default=None, description="GKE settings instead of the block's `gke`."
+        default=None,
+        description="GKE settings instead of the block's `gke`.",
+        validation_alias=AliasChoices("gke_config", "gke"),
     )
     rename: dict[str, str] | None = Field(
         default=None, description="Namespace renames old=new.", json_schema_extra={"verbs": ["restore"]}
@@ -401,12 +403,7 @@ class GkeComponent(LifecycleMethods):
         report = self._restore(ctx, manifest, request, dry_run=True)
         change = "replace" if request.overwrite else "create"
         actions = [
-            {
-                "name": a.get("resource") or a.get("namespace"),
-                "change": change,
-                "restore_as": a.get("restore_as"),
-            }
-            for a in report.actions
+            {"name": a.get("resource") or a.get("namespace"), "change": change, **a} for a in report.actions
         ]
         cluster, suffix = parse_target(request.target or manifest.source)
         into_original = (
@@ -419,6 +416,11 @@ class GkeComponent(LifecycleMethods):
     ) -> None:
         report = self._restore(ctx, manifest, request, dry_run=False)
         plan.done = {"create": report.created}  # resources the service restored
+        plan.actions += [  # what the service reports of the restore itself
+            {"name": a.get("restore"), "change": "note", **a}
+            for a in report.actions
+            if "namespace" not in a and "resource" not in a
+        ]
 
     def verify_restored(
         self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None

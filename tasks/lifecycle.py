@@ -204,12 +204,20 @@ def validate(
     manifest: BackupManifest,
     sample_percent: float | None = None,
     store: BackupStore | None = None,
+    options: dict[str, Any] | None = None,
 ) -> BackupManifest:
-    """Validate one backup and record the outcome in its manifest; ValidationFailed names every problem."""
+    """Validate one backup and record the outcome in its manifest; ValidationFailed names every problem.
+
+    The component options are those the backup was taken with, updated by `options`.
+    """
     component = get_component(component_name)
     store = store or open_store(settings)
     percent = catalog.sample_percent(settings, sample_percent)
-    ctx = Context(settings, store, stored_options(component, manifest))
+    taken = stored_options(component, manifest)
+    if options:  # given options (checked on their own) win over those the backup was taken with
+        given = options_for(component, options).model_dump(exclude_unset=True)
+        taken = options_for(component, taken.model_dump() | given)
+    ctx = Context(settings, store, taken)
     try:
         problems, read_back = step(
             f"validate-{component.name}-{manifest.source}", check_backup, component, ctx, manifest, percent

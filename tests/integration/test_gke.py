@@ -162,7 +162,9 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
     dry = COMPONENT.restore(
         settings, store, manifest, only=["shop"], rename={"shop": "shop-restored"}, dry_run=True, gke=gke
     )
-    assert dry.actions == [{"namespace": "shop", "restore_as": "shop-restored"}]
+    assert dry.actions == [
+        {"name": "shop", "change": "create", "namespace": "shop", "restore_as": "shop-restored"}
+    ]
     assert "shop-restored" not in server.namespaces(full(cluster))
 
     report = COMPONENT.restore(
@@ -174,7 +176,9 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
     with pytest.raises(Conflict, match="shop already exist"):  # same namespace, overwrite not asked for
         COMPONENT.restore(settings, store, manifest, only=["shop"], gke_config=gke)
     assert (
-        COMPONENT.restore(settings, store, manifest, only=["shop"], overwrite=True, gke_config=gke).created
+        COMPONENT.restore(
+            settings, store, manifest, only=["shop"], overwrite=True, yes=True, gke_config=gke
+        ).created
         == 40
     )
 
@@ -189,7 +193,7 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
     COMPONENT.restore(settings, store, manifest, target=scratch, gke_config=drill_gke)
     assert "payments-drill-ab12" in server.namespaces(full(cluster))
     assert COMPONENT.check_restored(settings, store, manifest, scratch, gke_config=drill_gke) == []
-    COMPONENT.remove_target(settings, scratch, gke_config=drill_gke)
+    COMPONENT.remove_target(settings, scratch, gke=drill_gke)
     assert COMPONENT.check_restored(settings, store, manifest, scratch, gke_config=drill_gke) == [
         f"no restore of {manifest.backup_id} into {scratch} found in Backup for GKE"
     ]
@@ -202,20 +206,19 @@ def test_backup_and_restore_flows(
     from flows.gke import backup_gke, restore_gke
 
     gke = gke_settings(cluster)
-    [row] = backup_gke([cluster], settings_block=saved_settings, gke_config=gke)
-    assert (row["state"], row["resources"], row["volumes"], row["status"]) == (
-        "SUCCEEDED",
+    [row] = backup_gke([cluster], {"gke_config": gke}, settings_block=saved_settings)
+    assert (row["resource_count"], row["volume_count"], row["pod_count"], row["status"]) == (
         60,
         3,
+        10,
         "validated",
     )
 
     summary = restore_gke(
         cluster,
-        namespaces=["payments"],
-        rename={"payments": "payments-copy"},
+        only=["payments"],
+        options={"gke_config": gke, "rename": {"payments": "payments-copy"}},
         settings_block=saved_settings,
-        gke_config=gke,
     )
     assert (
         summary["created"] == 20
@@ -224,16 +227,20 @@ def test_backup_and_restore_flows(
 
     dry = restore_gke(
         cluster,
-        resources=["payments/Deployment/api", "ClusterRole/reader"],
+        options={"gke_config": gke, "resources": ["payments/Deployment/api", "ClusterRole/reader"]},
         dry_run=True,
         settings_block=saved_settings,
-        gke_config=gke,
     )
-    assert {"resource": "ClusterRole/reader", "restore_as": "ClusterRole/reader"} in dry["actions"]
+    assert {
+        "name": "ClusterRole/reader",
+        "change": "create",
+        "resource": "ClusterRole/reader",
+        "restore_as": "ClusterRole/reader",
+    } in dry["actions"]
 
     server.fail_next_backup("cluster unreachable: agent not running")
     with pytest.raises(ValidationFailed, match="agent not running"):
-        backup_gke([cluster], settings_block=saved_settings, gke_config=gke)
+        backup_gke([cluster], {"gke_config": gke}, settings_block=saved_settings)
 
 
 WITH_OBJECTS = {
@@ -275,7 +282,12 @@ def test_restore_chosen_resources_brings_back_only_those(
 
     chosen = ["shop/Deployment/frontend", "shop/PersistentVolumeClaim/data"]
     dry = COMPONENT.restore(settings, store, manifest, resources=chosen, dry_run=True, gke_config=gke)
-    assert {"resource": "shop/Deployment/frontend", "restore_as": "shop/Deployment/frontend"} in dry.actions
+    assert {
+        "name": "shop/Deployment/frontend",
+        "change": "create",
+        "resource": "shop/Deployment/frontend",
+        "restore_as": "shop/Deployment/frontend",
+    } in dry.actions
     assert "shop" not in gke_env.namespaces(full(cluster))
 
     report = COMPONENT.restore(settings, store, manifest, resources=chosen, gke_config=gke)
