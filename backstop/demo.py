@@ -60,7 +60,7 @@ def gcs_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     ]:
         target = f"{DEMO_BUCKET}-restored-{backup['backup_id'][-6:]}"
         started = time.monotonic()
-        report = restore_gcs(DEMO_BUCKET, backup_id=backup["backup_id"], target_bucket=target)
+        report = restore_gcs(DEMO_BUCKET, target=target, backup_id=backup["backup_id"])
         seconds = time.monotonic() - started
         identical = bucket_digest(client, target) == expected
         results.append(
@@ -94,7 +94,7 @@ def configs_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
             "step": "backup",
             "source": row["source"],
             "backup_id": row["backup_id"],
-            "objects": row["files"],
+            "objects": row["file_count"],
             "size": row["size"],
             "copied": f"{row['skipped_secrets']} secrets left out",
             "seconds": round(time.monotonic() - started, 1),
@@ -133,24 +133,24 @@ def gke_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
         {
             "component": "gke",
             "step": "Backup for GKE backup",
-            "source": row["cluster"],
+            "source": row["source"],
             "backup_id": row["backup_id"],
-            "objects": row["resources"],
+            "objects": row["resource_count"],
             "size": row["size"],
-            "copied": f"{row['volumes']} volumes",
+            "copied": f"{row['volume_count']} volumes",
             "seconds": round(time.monotonic() - started, 1),
             "result": row["status"],
         }
     )
     started = time.monotonic()
     report = restore_gke(
-        "prod", backup_id=row["backup_id"], namespaces=["shop"], rename={"shop": "shop-restored"}
+        "prod", backup_id=row["backup_id"], only=["shop"], options={"rename": {"shop": "shop-restored"}}
     )
     results.append(
         {
             "component": "gke",
             "step": "restore namespace shop as shop-restored",
-            "source": row["cluster"],
+            "source": row["source"],
             "backup_id": row["backup_id"],
             "objects": report["created"],
             "size": "",
@@ -170,10 +170,12 @@ def bigquery_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     print(f"seeding BigQuery dataset {DEMO_DATASET} ...")
     seed_dataset(bigquery_client(settings.project), settings.project, DEMO_DATASET)
     started = time.monotonic()
-    rows = backup_bigquery([DEMO_DATASET], settings_block="default")
-    backup_id = rows[0]["backup_id"]
+    (row,) = backup_bigquery([DEMO_DATASET], settings_block="default")
+    backup_id = row["backup_id"]
     validate_bigquery(backup_id=backup_id, settings_block="default")
-    total = sum(r["rows"] or 0 for r in rows)
+    store = open_store(settings)
+    tables = store.find_manifest(backup_id).source_state["tables"]
+    total = sum(rows or 0 for rows in tables.values())
     results.append(
         {
             "component": "bigquery",
@@ -182,16 +184,15 @@ def bigquery_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
             "backup_id": backup_id,
             "objects": f"{total:,} rows",
             "size": "",
-            "copied": f"{len(rows)} tables/views",
+            "copied": f"{len(tables)} tables, {row.get('views', 0)} views",
             "seconds": round(time.monotonic() - started, 1),
             "result": "validated",
         }
     )
     target = f"{DEMO_DATASET}_restored"
     started = time.monotonic()
-    restore_bigquery(DEMO_DATASET, backup_id=backup_id, target_dataset=target, overwrite=True)
-    store = open_store(settings)
-    problems = COMPONENT.verify_restored(settings, store, store.find_manifest(backup_id), target)
+    restore_bigquery(DEMO_DATASET, target=target, backup_id=backup_id, overwrite=True)
+    problems = COMPONENT.check_restored(settings, store, store.find_manifest(backup_id), target)
     results.append(
         {
             "component": "bigquery",
@@ -228,7 +229,7 @@ def composer_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
         {
             "component": "composer",
             "step": "DAGs + metadata + config",
-            "source": row["environment"],
+            "source": row["source"],
             "backup_id": row["backup_id"],
             "objects": row["objects"],
             "size": row["size"],
@@ -239,16 +240,14 @@ def composer_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     )
     make_environment(client, "analytics-dr", "demo-composer-analytics-dr", {})
     started = time.monotonic()
-    restore_composer(
-        "analytics", backup_id=row["backup_id"], target_environment="analytics-dr", parts=["dags"]
-    )
+    restore_composer("analytics", target="analytics-dr", backup_id=row["backup_id"], only=["dags"])
     restored = {b.name: b.download_as_bytes() for b in client.list_blobs("demo-composer-analytics-dr")}
     identical = restored == DEMO_DAGS
     results.append(
         {
             "component": "composer",
             "step": "restore DAGs into analytics-dr",
-            "source": row["environment"],
+            "source": row["source"],
             "backup_id": row["backup_id"],
             "objects": len(restored),
             "size": "",
@@ -318,7 +317,7 @@ def _row(component: str, step: str, row: dict[str, Any], seconds: float) -> dict
     return {
         "component": component,
         "step": step,
-        "source": row.get("bucket") or row.get("source"),
+        "source": row.get("source"),
         "backup_id": row.get("backup_id"),
         "objects": row.get("objects"),
         "size": row.get("size"),

@@ -140,7 +140,7 @@ def run(rows: int) -> dict[str, Any]:
                 start = time.monotonic()
                 COMPONENT.restore(settings, store, manifest, target="bench_restored")
                 restore_s = time.monotonic() - start
-            problems = COMPONENT.verify_restored(settings, store, manifest, "bench_restored")
+            problems = COMPONENT.check_restored(settings, store, manifest, "bench_restored")
             parquet_bytes = manifest.total_bytes
         finally:
             platform.down()

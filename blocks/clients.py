@@ -24,6 +24,22 @@ GKE_BACKUP_EMULATOR = "GKE_BACKUP_EMULATOR_HOST"
 COMPOSER_EMULATOR = "COMPOSER_EMULATOR_HOST"
 POOL_SIZE = 64
 
+# Credentials of the settings' credentials block, set when the settings are loaded
+# (blocks.settings.load_settings); None means Application Default Credentials.
+_default_credentials: Any = None
+
+
+def use_credentials_block(block_name: str | None) -> None:
+    """Build every later client with the credentials of GcpCredentials block `block_name` (or ADC)."""
+    global _default_credentials
+    from blocks.credentials import load_credentials
+
+    _default_credentials = load_credentials(block_name)
+
+
+def default_credentials() -> Any:
+    return _default_credentials
+
 
 def storage_client(project: str, credentials: Any | None = None) -> Any:
     """A Cloud Storage client (emulator when STORAGE_EMULATOR_HOST is set)."""
@@ -32,7 +48,7 @@ def storage_client(project: str, credentials: Any | None = None) -> Any:
     if os.environ.get(STORAGE_EMULATOR):
         client = storage.Client(project=project, credentials=AnonymousCredentials())
     else:
-        client = storage.Client(project=project, credentials=credentials)
+        client = storage.Client(project=project, credentials=credentials or _default_credentials)
     # Backstop copies with up to 16 threads per batch; the default pool of 10 would churn connections.
     adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE)
     client._http.mount("https://", adapter)
@@ -52,7 +68,7 @@ def bigquery_client(project: str, credentials: Any | None = None, location: str 
             location=location,
             client_options=ClientOptions(api_endpoint=endpoint),
         )
-    return bigquery.Client(project=project, credentials=credentials, location=location)
+    return bigquery.Client(project=project, credentials=credentials or _default_credentials, location=location)
 
 
 def bigquery_read_client(credentials: Any | None = None) -> Any:
@@ -66,7 +82,7 @@ def bigquery_read_client(credentials: Any | None = None) -> Any:
 
         channel = grpc.insecure_channel(target)
         return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
-    return BigQueryReadClient(credentials=credentials)
+    return BigQueryReadClient(credentials=credentials or _default_credentials)
 
 
 def _grpc_client(client_cls: Any, transport_cls: Any, env: str, credentials: Any | None) -> Any:
@@ -75,7 +91,7 @@ def _grpc_client(client_cls: Any, transport_cls: Any, env: str, credentials: Any
         import grpc
 
         return client_cls(transport=transport_cls(channel=grpc.insecure_channel(target)))
-    return client_cls(credentials=credentials)
+    return client_cls(credentials=credentials or _default_credentials)
 
 
 def gke_backup_client(credentials: Any | None = None) -> Any:

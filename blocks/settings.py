@@ -16,15 +16,6 @@ from blocks.components import ComposerSettings, ConfigsSettings, GkeSettings, Ti
 
 DEFAULT_BLOCK_NAME = "default"
 
-DEFAULT_SCHEDULES = {
-    "composer-dags": "15 0 * * *",
-    "configs": "30 0 * * *",
-    "bigquery": "0 1 * * *",
-    "gcs": "0 2 * * *",
-    "gcs-incremental": "0 */6 * * *",
-    "gke": "0 3 * * *",
-    "composer-metadata": "5 * * * *",
-}
 
 
 class RetentionSettings(BaseModel):
@@ -53,7 +44,9 @@ class Objectives(BaseModel):
 
 
 class BackstopSettings(Block):
-    """Backstop settings: project, backup buckets, encryption, schedules, retention, objectives."""
+    """Backstop settings: project, backup buckets, encryption, sources, retention, objectives.
+
+    Schedules live in prefect.yaml (the one deployment spec), not here."""
 
     _block_type_name = "Backstop Settings"
     _block_type_slug = "backstop-settings"
@@ -84,9 +77,6 @@ class BackstopSettings(Block):
     validate_sample_percent: float = Field(
         default=5.0, ge=0, le=100, description="Share of backed-up objects re-read during validation."
     )
-    schedules: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_SCHEDULES), description="Cron (UTC) per scheduled job."
-    )
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Default retention.")
     retention_overrides: dict[str, RetentionSettings] = Field(
         default_factory=dict, description="Retention per component ('gcs') or component/source ('gcs/raw')."
@@ -105,6 +95,10 @@ class BackstopSettings(Block):
         description="Cloud Composer environments, Airflow auth and secrets handling.",
     )
     gke: GkeSettings | None = Field(default=None, description="Backup for GKE clusters and thresholds.")
+    credentials_block: str | None = Field(
+        default=None,
+        description="GcpCredentials block the jobs use (secret service-account key); default Application Default Credentials.",
+    )
     notify_block: str | None = Field(
         default=None, description="Name of a notification block (e.g. 'slack-webhook/ops') for failures."
     )
@@ -130,4 +124,7 @@ def load_settings(name: str = DEFAULT_BLOCK_NAME) -> BackstopSettings:
         ) from exc
     except Exception as exc:  # pydantic errors for a malformed document, API errors
         raise ConfigError(f"settings block 'backstop-settings/{name}' could not be loaded: {exc}") from exc
+    from blocks.clients import use_credentials_block
+
+    use_credentials_block(settings.credentials_block)
     return settings

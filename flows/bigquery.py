@@ -1,4 +1,5 @@
-"""BigQuery flows: named entry points of the generic lifecycle flows (flows/lifecycle.py)."""
+"""BigQuery flows: backup-bigquery, validate-bigquery, restore-bigquery (see flows/components.py),
+and restore-bigquery-as-of (time travel, no backup)."""
 
 from __future__ import annotations
 
@@ -7,67 +8,10 @@ from typing import Any
 from prefect import flow
 
 from blocks.settings import DEFAULT_BLOCK_NAME
-from flows import lifecycle
+from flows.components import component_flows
 from flows.hooks import HOOKS
-from tasks.bigquery import BigQueryOptions
 
-
-@flow(name="backup-bigquery", **HOOKS)
-def backup_bigquery(
-    sources: list[str] | None = None,
-    options: BigQueryOptions | None = None,
-    validate_after: bool = True,
-    sample_percent: float | None = None,
-    settings_block: str = DEFAULT_BLOCK_NAME,
-) -> list[dict[str, Any]]:
-    """Back up datasets (default: the settings' bigquery_datasets) at one point in time each, then validate."""
-    return lifecycle.backup_sources(
-        "bigquery", sources, _dump(options), validate_after, sample_percent, settings_block
-    )
-
-
-@flow(name="validate-bigquery", **HOOKS)
-def validate_bigquery(
-    backup_id: str | None = None,
-    source: str | None = None,
-    sample_percent: float | None = None,
-    settings_block: str = DEFAULT_BLOCK_NAME,
-) -> list[dict[str, Any]]:
-    """Validate one backup, or the latest of `source` / of every scheduled one."""
-    return lifecycle.validate_backups("bigquery", backup_id, source, sample_percent, settings_block)
-
-
-@flow(name="restore-bigquery", **HOOKS)
-def restore_bigquery(
-    source: str,
-    target: str | None = None,
-    backup_id: str | None = None,
-    before: str | None = None,
-    only: list[str] | None = None,
-    overwrite: bool = False,
-    dry_run: bool = False,
-    skip_damaged: bool = False,
-    options: BigQueryOptions | None = None,
-    settings_block: str = DEFAULT_BLOCK_NAME,
-) -> dict[str, Any]:
-    """Restore a dataset, or tables (`only`), or only the schema, into it or dataset `target`."""
-    return lifecycle.restore_backup(
-        "bigquery",
-        source,
-        target,
-        backup_id,
-        before,
-        only,
-        overwrite,
-        dry_run,
-        skip_damaged,
-        _dump(options),
-        settings_block,
-    )
-
-
-def _dump(options: Any) -> dict[str, Any] | None:
-    return options.model_dump() if options is not None else None
+backup_bigquery, validate_bigquery, restore_bigquery = component_flows("bigquery")
 
 
 @flow(name="restore-bigquery-as-of", **HOOKS)

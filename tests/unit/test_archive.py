@@ -213,3 +213,30 @@ def test_add_file_streams_and_hashes_once(tmp_path: Path) -> None:
     assert record.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
     assert (record.size, record.mode) == (source.stat().st_size, 0o600)
     assert dict(iter_archive(tmp_path / "a.tar.gz", "t")) == {"big.bin": source.read_bytes()}
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("infra/prod.tfstate", "Terraform state"),
+        ("infra/prod.tfstate.backup", "Terraform state backup"),
+        ("certs/server.pem", "PEM key or certificate"),
+        ("home/.ssh/id_rsa", "SSH private key"),
+        ("home/.ssh/id_ecdsa.pub", "SSH private key"),
+        ("home/.ssh/id_ed25519", "SSH private key"),
+        ("tls/server.key", "private key"),
+        ("tls/store.p12", "PKCS#12 key store"),
+        ("tls/store.pfx", "PKCS#12 key store"),
+        (".env", "environment file"),
+        ("app/.env.production", "environment file"),
+    ],
+)
+def test_every_secret_file_name_is_left_out(path: str, reason: str) -> None:
+    assert secret_reason(path) == reason
+
+
+@pytest.mark.parametrize(
+    "path", ["pipelines/orders.yaml", "keys/README.md", "env/prod/config.json", "main.tf"]
+)
+def test_ordinary_files_are_not_secrets(path: str) -> None:
+    assert secret_reason(path, b"name: x\n") is None
