@@ -68,7 +68,9 @@ def bigquery_client(project: str, credentials: Any | None = None, location: str 
             location=location,
             client_options=ClientOptions(api_endpoint=endpoint),
         )
-    return bigquery.Client(project=project, credentials=credentials or _default_credentials, location=location)
+    return bigquery.Client(
+        project=project, credentials=credentials or _default_credentials, location=location
+    )
 
 
 def bigquery_read_client(credentials: Any | None = None) -> Any:

@@ -17,7 +17,6 @@ from blocks.components import ComposerSettings, ConfigsSettings, GkeSettings, Ti
 DEFAULT_BLOCK_NAME = "default"
 
 
-
 class RetentionSettings(BaseModel):
     """How many backups to keep; see backstop.retention for the exact rules."""
 

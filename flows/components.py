@@ -10,7 +10,7 @@ builds each form from the function's signature, and `Options` is the component's
 
 from typing import Any
 
-from prefect import Flow, flow
+from prefect import flow
 
 from blocks.settings import DEFAULT_BLOCK_NAME
 from flows import lifecycle
@@ -22,7 +22,7 @@ def _dump(options: Any) -> dict[str, Any] | None:
     return options.model_dump(exclude_unset=True) if options is not None else None
 
 
-def component_flows(name: str) -> tuple[Flow[..., Any], Flow[..., Any], Flow[..., Any]]:
+def component_flows(name: str) -> tuple[Any, Any, Any]:
     """(backup, validate, restore) flows of the registered component `name`."""
     component = get_component(name)
     Options = component.Options  # noqa: N806 (a type, named as one)
@@ -30,7 +30,7 @@ def component_flows(name: str) -> tuple[Flow[..., Any], Flow[..., Any], Flow[...
 
     def backup(
         sources: list[str] | None = None,
-        options: Options | None = None,
+        options: Options | None = None,  # type: ignore[valid-type]
         validate_after: bool = True,
         sample_percent: float | None = None,
         settings_block: str = DEFAULT_BLOCK_NAME,
@@ -56,7 +56,7 @@ def component_flows(name: str) -> tuple[Flow[..., Any], Flow[..., Any], Flow[...
         overwrite: bool = False,
         dry_run: bool = False,
         skip_damaged: bool = False,
-        options: Options | None = None,
+        options: Options | None = None,  # type: ignore[valid-type]
         settings_block: str = DEFAULT_BLOCK_NAME,
     ) -> dict[str, Any]:
         return lifecycle.restore_backup(

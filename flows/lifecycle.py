@@ -9,6 +9,7 @@ UI and prefect.yaml, each a call of one function here. Parameter names are the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prefect import get_run_logger
@@ -56,7 +57,7 @@ def _sources(component: Any, settings: Any, sources: list[str] | None) -> list[s
     return [component.check_source(settings, s) for s in chosen]
 
 
-def _raise_failures(what: str, failures: list[tuple[str, BaseException]]) -> None:
+def _raise_failures(what: str, failures: Sequence[tuple[str, BaseException]]) -> None:
     """Fail the run after every source was tried, naming each failed source."""
     if not failures:
         return

@@ -251,7 +251,7 @@ class LifecycleMethods:
     ) -> list[str]:
         """Differences between `target` and the whole backup (verify_restored with these options)."""
         ctx = Context(settings, store, options_for(self, options))
-        return self.verify_restored(ctx, manifest, target, None)  # type: ignore[attr-defined, no-any-return]
+        return self.verify_restored(ctx, manifest, target, None)  # type: ignore[attr-defined]
 
     def backup(
         self, settings: BackstopSettings, store: BackupStore | None, source: str, **options: Any
@@ -332,7 +332,7 @@ def options_for(component: Any, options: Any) -> Any:
     try:
         return model.model_validate(options or {})
     except ValueError as exc:
-        first = getattr(exc, "errors", lambda: [{}])()[0]
+        first: dict[str, Any] = getattr(exc, "errors", lambda: [{}])()[0]
         where = ".".join(map(str, first.get("loc", ()))) or "options"
         raise InvalidInput(f"{component.name} option {where}: {first.get('msg', exc)}") from None
 

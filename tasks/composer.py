@@ -144,7 +144,7 @@ class ComposerComponent(LifecycleMethods):
         if cs.secrets_mode == "encrypt" and {"metadata", "config"} & set(chosen):
             box = secret_box(cs, True)
             key_id = box.key_id if box else None
-        state = {"environment": full, "parts": chosen, "counts": {}, "key_id": key_id}
+        state: dict[str, Any] = {"environment": full, "parts": chosen, "counts": {}, "key_id": key_id}
         return LifecyclePlan(units=[(part, full) for part in chosen], state=state, private=env)
 
     def run_unit(

@@ -116,7 +116,7 @@ def _run_units(
     artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
     label = f"{component.name}-{manifest.source}-unit"
     futures = [
-        _unit_task.submit(f"{label}-{n}", component.name, ctx, manifest, quote(u))  # type: ignore[call-overload]
+        _unit_task.submit(f"{label}-{n}", component.name, ctx, manifest, quote(u))
         for n, u in enumerate(units, 1)
     ]
     for done, future in enumerate(as_completed(futures), 1):
@@ -180,7 +180,9 @@ def backup(
         finally:
             if manifest is not None:
                 catalog.abandon_backup(store, manifest)
-            catalog.record_run(store, "backup", component.name, source, exc, manifest and manifest.backup_id)
+            catalog.record_run(
+                store, "backup", component.name, source, exc, manifest.backup_id if manifest else None
+            )
         raise
     _log(ctx, f"backup {committed.backup_id} of {component.name}/{source} committed: {len(entries)} entries")
     if validate_after:

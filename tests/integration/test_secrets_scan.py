@@ -26,6 +26,7 @@ import pytest
 
 from backstop.cli import main
 from backstop.platform import free_port
+from tasks.context import open_store
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.flow]
@@ -157,9 +158,9 @@ def test_gcs_flows_and_cli_leak_no_secret(
 
     states = [
         backup_gcs([source], sample_percent=100, settings_block=secret_settings, return_state=True),
-        validate_gcs(bucket=source, settings_block=secret_settings, return_state=True),
+        validate_gcs(source=source, settings_block=secret_settings, return_state=True),
         restore_gcs(
-            source, target_bucket=unique("secretrestored"), settings_block=secret_settings, return_state=True
+            source, target=unique("secretrestored"), settings_block=secret_settings, return_state=True
         ),
         restore_gcs(source, dry_run=True, settings_block=secret_settings, return_state=True),
         backup_gcs(
@@ -268,8 +269,8 @@ def seed_airflow(airflow: Any) -> None:
 def failing_airflow_backup(airflow: Any, run: dict[str, Any]) -> Any:
     from flows.composer import backup_composer
 
-    airflow.fail_next(500)
-    return backup_composer(parts=["metadata"], **run)
+    airflow.fail_next(500, times=5)  # more than the unit's retry: the backup fails
+    return backup_composer(options={"parts": ["metadata"]}, **run)
 
 
 def readable(data: bytes) -> str:
@@ -340,12 +341,12 @@ def test_composer_configs_and_bigquery_flows_leak_no_secret(
     run = {"settings_block": secret_settings, "return_state": True}
     states = [
         backup_composer(**run),
-        validate_composer(environment=source, **run),
-        restore_composer(source, target_environment=target, dry_run=True, **run),
-        restore_composer(source, target_environment=target, **run),
+        validate_composer(source=source, **run),
+        restore_composer(source, target=target, dry_run=True, **run),
+        restore_composer(source, target=target, **run),
         backup_composer([f"{PARENT}/environments/no-such-env"], **run),  # fails: hook posts
         failing_airflow_backup(source_airflow, run),  # fails in the Airflow API call
-        backup_configs(path=str(config_dir(tmp_path / "cfg")), name="secretcfg", **run),
+        backup_configs(["secretcfg"], {"path": str(config_dir(tmp_path / "cfg"))}, **run),
         backup_bigquery(**run),
     ]
     assert [s.is_completed() for s in states] == [True] * 4 + [False, False, True, True]
@@ -354,7 +355,8 @@ def test_composer_configs_and_bigquery_flows_leak_no_secret(
     assert results[3]["created"] >= 4  # the DAG, two variables, the connection
     assert "Airflow API GET" in str(states[5].message) and "500" in str(states[5].message)
     assert results[4][0]["files"] == 2 and results[4][0]["skipped_secrets"] == 3
-    assert results[5][0]["rows"] == 2
+    bq_backup = open_store(settings).find_manifest(results[5][0]["backup_id"])
+    assert results[5][0]["status"] == "validated" and sum(bq_backup.source_state["tables"].values()) == 2
     assert any(TOKEN in seen for seen in receiver.seen), "the failure hook did not use the webhook block"
     # The secrets really went through the backup (encrypted): the restore put them back into Airflow.
     restored = AirflowApi(target_airflow.url, "svc-backup", AIRFLOW_PASSWORD)
