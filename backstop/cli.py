@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "backstop.commands.bigquery",
     "backstop.commands.retention",
     "backstop.commands.ops",
+    "backstop.commands.harden",
 ]
 
 

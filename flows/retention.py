@@ -1,8 +1,9 @@
 """Retention flows: prune backups by policy, ensure storage tiers, check the buckets' configuration.
 
-One task per (component, source) and per store; objects that cannot be deleted (holds, retention
-locks) and sources whose task failed are reported in the `prune-problems` artifact, a warning log
-line and the result, and stop no other source: the run itself completes (the CLI exits 1).
+One task per (component, source) and per store; objects that could not be deleted and sources
+whose task failed are reported in the `prune-problems` artifact, a warning log line and the result,
+and stop no other source: the run itself completes (the CLI exits 1). Objects the bucket keeps (a
+hold, the retention policy) are no failure: they are listed in `prune-kept-by-bucket` and the result.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def prune_backups(
         futures += [prune_source.submit(settings, secondary, c, s, dry_run) for c, s in groups]
     rows: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
+    kept: list[str] = []
     for future in futures:
         future.wait()
         state = future.state
@@ -106,6 +108,7 @@ def prune_backups(
             rows += result["rows"]
             summaries.append(result["summary"])
             problems += result["summary"]["not_deleted"]
+            kept += result["summary"]["kept_by_bucket"]
         else:  # one source failing does not stop the others
             problems.append(f"prune task failed: {state.message}")
     columns = ["bucket", "component", "source", "backup_id", "started", "status", "decision", "reason"]
@@ -118,7 +121,16 @@ def prune_backups(
         create_markdown_artifact(
             "# Not deleted\n\n" + "\n".join(f"- {p}" for p in problems[:200]), key="prune-problems"
         )
-    result = {"rows": rows, "summaries": summaries, "problems": problems}
+    if kept:
+        create_markdown_artifact(
+            "# Kept by the bucket (object holds, retention policy)\n\n"
+            + "\n".join(f"- {k}" for k in kept[:200]),
+            key="prune-kept-by-bucket",
+        )
+        get_run_logger().info(
+            "%d object(s) kept by the bucket (holds, retention policy): %s", len(kept), kept[0]
+        )
+    result = {"rows": rows, "summaries": summaries, "problems": problems, "kept_by_bucket": kept}
     if problems and not dry_run:
         get_run_logger().warning("prune finished with %d problem(s): %s", len(problems), problems[0])
     return result

@@ -53,6 +53,13 @@ def prune(args: argparse.Namespace) -> int:
     text = text_table(rows) + f"\n\n{len(rows) - removed} kept, {removed} {verb}"
     if result["problems"]:
         text += "\nnot deleted:\n" + "\n".join(f"  {p}" for p in result["problems"])
+    if result.get("kept_by_bucket"):
+        text += "\nkept by the bucket (holds, retention policy):\n" + "\n".join(
+            f"  {k}" for k in result["kept_by_bucket"]
+        )
+    notes = [n for s in result["summaries"] for n in s["notes"]]
+    if notes:
+        text += "\n" + "\n".join(notes)
     emit(args, result, text)
     return 1 if result["problems"] and not args.dry_run else 0
 
