@@ -227,7 +227,7 @@ def ensure_backup_buckets(settings_block: str = DEFAULT_BLOCK_NAME) -> list[str]
     for secondary in (False, True) if settings.secondary_bucket else (False,):
         store = open_store(settings, secondary=secondary)
         if store.client.lookup_bucket(store.bucket_name) is None:
-            store.ensure_bucket(settings.location)
+            store.ensure_bucket((secondary and settings.secondary_location) or settings.location)
             created.append(store.bucket_name)
     return created
 

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from backstop.errors import BackstopError, InvalidInput
+from backstop.errors import BackstopError, InvalidInput, ValidationFailed
 from backstop.manifest import utcnow
 from backstop.names import check_source_name
 from backstop.report import human_bytes, markdown_table
@@ -22,7 +22,7 @@ from backstop.retention import RetentionPolicy
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks import buckets
+from tasks import buckets, security
 from tasks.component import COMPONENTS, get_component
 from tasks.context import open_store
 from tasks.prune import PruneReport, prune, sources_in
@@ -171,11 +171,20 @@ def ensure_storage_tiers(settings_block: str = "default") -> dict[str, Any]:
 
 
 @flow(name="preflight-check", **HOOKS)
-def preflight_check(settings_block: str = "default") -> list[dict[str, str]]:
-    """Report the backup buckets' versioning, soft delete, retention lock, KMS key and location."""
+def preflight_check(settings_block: str = "default", fail_on_error: bool = True) -> list[dict[str, str]]:
+    """Check the backup buckets: versioning, soft delete, retention policy and lock, public access,
+    uniform access, KMS keys and their locations, and a secondary copy really elsewhere.
+
+    Args:
+        settings_block: name of the Backstop settings block.
+        fail_on_error: fail the run (and so alert) when a finding is an error; the scheduled
+            deployment does, the CLI prints the findings and exits 1 instead.
+    """
     settings = load_settings(settings_block)
     try:
-        findings = [f.as_dict() for f in buckets.preflight(storage_client(settings.project), settings)]
+        client = storage_client(settings.project)
+        findings = [f.as_dict() for f in buckets.preflight(client, settings)]
+        findings += [f.as_dict() for f in security.preflight_security(client, settings)]
     except BackstopError as exc:
         findings = [
             {"level": "error", "bucket": settings.backup_bucket, "check": "preflight", "message": str(exc)}
@@ -193,4 +202,7 @@ def preflight_check(settings_block: str = "default") -> list[dict[str, str]]:
     for finding in findings:
         if finding["level"] != "ok":
             get_run_logger().warning("%s %s: %s", finding["bucket"], finding["check"], finding["message"])
+    errors = [f"{f['bucket']} {f['check']}: {f['message']}" for f in findings if f["level"] == "error"]
+    if errors and fail_on_error:
+        raise ValidationFailed(f"preflight: {len(errors)} red finding(s): " + " | ".join(errors[:5]), errors)
     return findings

@@ -120,10 +120,16 @@ class BackupStore:
         return f"gs://{self.bucket_name}/{key}"
 
     def ensure_bucket(self, location: str | None = None) -> None:
-        """Create the backup bucket if it does not exist."""
+        """Create the backup bucket if it does not exist: uniform access, public access prevented,
+        the store's KMS key as its default (`backstop harden` adds the retention policy)."""
         with converted_errors(f"backup bucket {self.where()}"):
             if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT) is None:
-                self.client.create_bucket(self.bucket_name, location=location, timeout=TIMEOUT)
+                bucket = self.client.bucket(self.bucket_name)
+                bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+                bucket.iam_configuration.public_access_prevention = "enforced"
+                if self.kms_key_name:
+                    bucket.default_kms_key_name = self.kms_key_name
+                self.client.create_bucket(bucket, location=location, timeout=TIMEOUT)
 
     def check_bucket(self) -> None:
         """Raise NotFound unless the backup bucket exists."""

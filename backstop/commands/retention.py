@@ -67,7 +67,7 @@ def prune(args: argparse.Namespace) -> int:
 def preflight(args: argparse.Namespace) -> int:
     from flows.retention import preflight_check
 
-    findings = preflight_check(args.settings)
+    findings = preflight_check(args.settings, fail_on_error=False)
     emit(args, findings, text_table(findings, ["level", "bucket", "check", "message"]))
     return 1 if any(f["level"] == "error" for f in findings) else 0
 
