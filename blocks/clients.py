@@ -30,7 +30,8 @@ def storage_client(project: str, credentials: Any | None = None) -> Any:
     from google.cloud import storage  # type: ignore[attr-defined]
 
     if os.environ.get(STORAGE_EMULATOR):
-        client = storage.Client(project=project, credentials=AnonymousCredentials())
+        local = credentials if isinstance(credentials, LocalPrincipalCredentials) else AnonymousCredentials()
+        client = storage.Client(project=project, credentials=local)
     else:
         client = storage.Client(project=project, credentials=credentials)
     # Backstop copies with up to 16 threads per batch; the default pool of 10 would churn connections.
@@ -38,6 +39,41 @@ def storage_client(project: str, credentials: Any | None = None) -> Any:
     client._http.mount("https://", adapter)
     client._http.mount("http://", adapter)
     return client
+
+
+class LocalPrincipalCredentials(AnonymousCredentials):
+    """Local servers only: the bearer token names the principal (`serviceAccount:x@y`), the
+    convention of backstop/local/gcs_policy_server.py for answering testIamPermissions as someone."""
+
+    def __init__(self, principal: str) -> None:
+        super().__init__()
+        self.token = principal
+
+    def apply(self, headers: dict[str, str], token: str | None = None) -> None:
+        headers["authorization"] = f"Bearer {self.token}"
+
+    def before_request(self, request: Any, method: str, url: str, headers: dict[str, str]) -> None:
+        self.apply(headers)
+
+
+def storage_client_as(project: str, service_account: str, credentials: Any | None = None) -> Any:
+    """A Cloud Storage client acting as `service_account` (an email).
+
+    On Google Cloud it impersonates the account (the caller needs roles/iam.serviceAccountTokenCreator
+    on it); with STORAGE_EMULATOR_HOST it names the account to the local server.
+    """
+    if os.environ.get(STORAGE_EMULATOR):
+        return storage_client(project, LocalPrincipalCredentials(f"serviceAccount:{service_account}"))
+    import google.auth
+    from google.auth import impersonated_credentials
+
+    source = credentials or google.auth.default()[0]
+    target = impersonated_credentials.Credentials(
+        source_credentials=source,
+        target_principal=service_account,
+        target_scopes=["https://www.googleapis.com/auth/devstorage.read_only"],
+    )
+    return storage_client(project, target)
 
 
 def bigquery_client(project: str, credentials: Any | None = None, location: str | None = None) -> Any:

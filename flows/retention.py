@@ -19,7 +19,7 @@ from backstop.manifest import utcnow
 from backstop.names import check_source_name
 from backstop.report import human_bytes, markdown_table
 from backstop.retention import RetentionPolicy
-from blocks.clients import storage_client
+from blocks.clients import storage_client, storage_client_as
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks import buckets, security
@@ -171,7 +171,9 @@ def ensure_storage_tiers(settings_block: str = "default") -> dict[str, Any]:
 
 
 @flow(name="preflight-check", **HOOKS)
-def preflight_check(settings_block: str = "default", fail_on_error: bool = True) -> list[dict[str, str]]:
+def preflight_check(
+    settings_block: str = "default", fail_on_error: bool = True, iam: bool = False
+) -> list[dict[str, str]]:
     """Check the backup buckets: versioning, soft delete, retention policy and lock, public access,
     uniform access, KMS keys and their locations, and a secondary copy really elsewhere.
 
@@ -179,6 +181,8 @@ def preflight_check(settings_block: str = "default", fail_on_error: bool = True)
         settings_block: name of the Backstop settings block.
         fail_on_error: fail the run (and so alert) when a finding is an error; the scheduled
             deployment does, the CLI prints the findings and exits 1 instead.
+        iam: also check, with testIamPermissions as each service account of deployments/iam/roles.yaml,
+            that every job holds what it needs on the buckets and nothing more.
     """
     settings = load_settings(settings_block)
     try:
@@ -193,6 +197,8 @@ def preflight_check(settings_block: str = "default", fail_on_error: bool = True)
         {"level": "warning", "bucket": "-", "check": "tiers", "message": w}
         for w in buckets.tier_warnings(settings)
     ]
+    if iam:
+        findings += iam_findings(settings)
     counts = {level: sum(f["level"] == level for f in findings) for level in ("ok", "warning", "error")}
     create_markdown_artifact(
         f"# Preflight: {counts['error']} error(s), {counts['warning']} warning(s)\n\n"
@@ -206,3 +212,33 @@ def preflight_check(settings_block: str = "default", fail_on_error: bool = True)
     if errors and fail_on_error:
         raise ValidationFailed(f"preflight: {len(errors)} red finding(s): " + " | ".join(errors[:5]), errors)
     return findings
+
+
+def iam_findings(settings: BackstopSettings) -> list[dict[str, str]]:
+    """Per service account and bucket: missing permissions and permissions it should not have."""
+    from tasks import iam
+
+    kinds = {
+        "backup": [settings.backup_bucket],
+        "secondary": [settings.secondary_bucket or ""],
+        "targets": [],
+    }
+    kinds["targets"] = list(settings.gcs_sources)
+    kinds = {k: [b for b in v if b] for k, v in kinds.items()}
+    rows = iam.check_iam(
+        iam.load_spec(), kinds, settings.project, lambda email: storage_client_as(settings.project, email)
+    )
+    out = []
+    for row in rows:
+        parts = [f"missing: {row['missing']}"] if row["missing"] else []
+        parts += [f"should not have: {row['should_not_have']}"] if row["should_not_have"] else []
+        parts += [row["error"]] if row["error"] else []
+        out.append(
+            {
+                "level": row["level"],
+                "bucket": row["bucket"],
+                "check": f"iam {row['service_account']}",
+                "message": "; ".join(parts) or f"exactly what the job needs on the {row['kind']} bucket",
+            }
+        )
+    return out

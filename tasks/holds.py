@@ -34,9 +34,8 @@ class HoldReport:
         would = "would " if dry_run else ""
         out = []
         if self.held:
-            out.append(
-                f"hold: newest validated backup {self.held} {'is' if not self.placed else would + 'be'} held"
-            )
+            now = "is held" if not self.placed else ("would be held" if dry_run else "is now held")
+            out.append(f"hold: newest validated backup {self.held} {now}")
         if self.released:
             out.append(f"hold {would}released from {len(self.released)} older backup object(s)")
         return out

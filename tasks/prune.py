@@ -155,6 +155,8 @@ def remove_manifests(
         else:
             report.removed.append(manifest.backup_id)
             gone.append(manifest.folder)
+            # the in-progress marker a writer without delete permission had to leave behind
+            store.clear_in_progress(manifest)
     return gone
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -236,7 +237,8 @@ class BackupStore:
         The first write creates `manifest.json`; a later write (validation, secondary copy)
         records the changed status / validation / secondary fields as a new object under
         `<folder>/_manifest/` and never replaces `manifest.json` (see the module docstring).
-        With `hold_validated`, a validated manifest (and that record) gets a temporary hold.
+        With `hold_validated`, a validated manifest (and that record) gets a temporary hold; when
+        that is refused (a validator without storage.objects.update) it is logged, not raised.
         """
         if self.stat(manifest.path) is None:
             written = [manifest.path]
@@ -248,8 +250,12 @@ class BackupStore:
             written = [manifest.path, key]
         if self.hold_validated and manifest.validated:
             problems = self.set_hold(written, True)
-            if problems:
-                raise BackstopError(f"backup {manifest.backup_id} validated but not held: {problems[0]}")
+            if problems:  # e.g. the validator's role may not change holds: the next prune places it
+                logging.getLogger(__name__).warning(
+                    "backup %s validated but not held (the next prune holds it): %s",
+                    manifest.backup_id,
+                    problems[0],
+                )
 
     def manifest_keys(
         self, manifest: BackupManifest, listed: dict[str, Any] | None = None

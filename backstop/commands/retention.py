@@ -23,6 +23,11 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = verbs.add_parser(
         "preflight", help="check the backup buckets' versioning, locks, KMS key and location"
     )
+    p.add_argument(
+        "--iam",
+        action="store_true",
+        help="also check each job's service account (deployments/iam/roles.yaml) with testIamPermissions",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=preflight)
 
@@ -67,7 +72,7 @@ def prune(args: argparse.Namespace) -> int:
 def preflight(args: argparse.Namespace) -> int:
     from flows.retention import preflight_check
 
-    findings = preflight_check(args.settings, fail_on_error=False)
+    findings = preflight_check(args.settings, fail_on_error=False, iam=args.iam)
     emit(args, findings, text_table(findings, ["level", "bucket", "check", "message"]))
     return 1 if any(f["level"] == "error" for f in findings) else 0
 

@@ -13,11 +13,13 @@ JSON API does for the hardening checks, so the real `google-cloud-storage` clien
   configuration, default KMS key); a retention policy can be set, lengthened, shortened or
   removed until `lockRetentionPolicy` locks it (metageneration precondition required); a locked
   policy can only be lengthened.
-- `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`), the
-  predefined storage roles below and custom roles from a YAML file (`--roles`, the format of
-  `deployments/iam/roles.yaml`). The caller is the principal named by its bearer token
-  (`Authorization: Bearer serviceAccount:x@y`, see `LocalPrincipalCredentials`); an anonymous
-  caller is `allUsers`.
+- bucket IAM: `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`),
+  the predefined storage roles below and custom roles from a YAML file (`--roles`, the format of
+  `deployments/iam/roles.yaml`), and requests are refused (403) without the permission they need.
+  The caller is the principal its bearer token names (`Authorization: Bearer serviceAccount:x@y`,
+  see `blocks.clients.LocalPrincipalCredentials`). A caller with no token is the emulator's owner
+  and may do everything (every other test and the demo use it); its testIamPermissions answer is
+  what `allUsers` holds. Not modelled: project-level IAM, replacing an object needing delete.
 - requests are served by one thread per connection, one request at a time (the emulator's storage
   is not thread-safe; serving connections in threads is what keeps a 16-thread client from timing
   out on connect).
@@ -184,11 +186,26 @@ def _error(response: Any, status: HTTPStatus, reason: str, message: str) -> None
     )
 
 
-def _guarded(handler: Any) -> Any:
-    """Turn this module's refusals into the JSON error responses of the real API."""
+def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook | None = None) -> Any:
+    """Check the caller's IAM permissions (`needs`: bucket parameter -> permission), then run the
+    handler; this module's refusals become the JSON error responses of the real API."""
 
     def run(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
         try:
+            if needs and roles is not None and _token(request):
+                for param, permission in needs.items():
+                    bucket = request.params.get(param)
+                    if bucket in storage.buckets and permission not in _granted(
+                        request, storage, bucket, roles
+                    ):
+                        _error(
+                            response,
+                            HTTPStatus.FORBIDDEN,
+                            "forbidden",
+                            f"{_token(request).split(':', 1)[-1]} does not have {permission} access to the Google "
+                            f"Cloud Storage bucket or object. Permission '{permission}' denied on resource.",
+                        )
+                        return None
             return handler(request, response, storage, *args, **kwargs)
         except Forbidden as exc:
             _error(response, HTTPStatus.FORBIDDEN, "retentionPolicyNotMet", str(exc))
@@ -308,19 +325,30 @@ class RoleBook:
 
             document = yaml.safe_load(Path(roles_file).read_text()) or {}
             for role in document.get("roles", []):
-                self.roles[f"projects/{{project}}/roles/{role['id']}"] = set(role["permissions"])
                 self.roles[role["id"]] = set(role["permissions"])
 
     def permissions(self, role: str) -> set[str]:
+        """Permissions of `role`: predefined by name, custom as `projects/<p>/roles/<id>`."""
         if role in self.roles:
             return self.roles[role]
         return self.roles.get(role.rsplit("/", 1)[-1], set())
 
 
-def _caller(request: Any) -> set[str]:
+def _token(request: Any) -> str:
     header = request.get_header("Authorization") or ""
-    token = header.removeprefix("Bearer ").strip()
-    return {"allUsers"} if not token else {"allUsers", "allAuthenticatedUsers", token}
+    return str(header.removeprefix("Bearer ").strip())
+
+
+def _granted(request: Any, storage: Any, bucket: str, roles: RoleBook) -> set[str]:
+    """What the caller may do on `bucket` through the bucket's IAM policy (allUsers included)."""
+    token = _token(request)
+    members = {"allUsers"} if not token else {"allUsers", "allAuthenticatedUsers", token}
+    policy = storage.get_bucket_iam_policy(bucket) or {}
+    granted: set[str] = set()
+    for binding in policy.get("bindings") or []:
+        if members & set(binding.get("members") or []):
+            granted |= roles.permissions(binding.get("role", ""))
+    return granted
 
 
 def test_iam_permissions(
@@ -331,16 +359,37 @@ def test_iam_permissions(
     if name not in storage.buckets:
         response.status = HTTPStatus.NOT_FOUND
         return
-    policy = storage.get_bucket_iam_policy(name) or {}
-    members = _caller(request)
-    granted: set[str] = set()
-    for binding in policy.get("bindings") or []:
-        if members & set(binding.get("members") or []):
-            granted |= roles.permissions(binding.get("role", ""))
+    granted = _granted(request, storage, name, roles)
     asked = request.query.get("permissions") or []
     response.json(
         {"kind": "storage#testIamPermissionsResponse", "permissions": [p for p in asked if p in granted]}
     )
+
+
+# The permission each route needs of a caller that names itself (see the module docstring).
+def _needs(regex: str, method: str) -> dict[str, str]:
+    bucket, objects = "storage.buckets.", "storage.objects."
+    if "/copyTo/" in regex or "/rewriteTo/" in regex:
+        return {"bucket_name": objects + "get", "dest_bucket_name": objects + "create"}
+    table = [
+        ("/iam/testPermissions$", {}),
+        ("/iam$", {"GET": bucket + "getIamPolicy", "PUT": bucket + "setIamPolicy"}),
+        ("/lockRetentionPolicy$", {"POST": bucket + "update"}),
+        ("/compose$", {"POST": objects + "create"}),
+        ("/o$", {"GET": objects + "list", "POST": objects + "create", "PUT": objects + "create"}),
+        (
+            "/o/(?P<object_id>.*[^/]+)$",
+            {"GET": objects + "get", "DELETE": objects + "delete", "PATCH": objects + "update"},
+        ),
+        (
+            "(?P<bucket_name>[-.\\w]+)$",
+            {"GET": bucket + "get", "PATCH": bucket + "update", "DELETE": bucket + "delete"},
+        ),
+    ]
+    for suffix, perms in table:
+        if regex.endswith(suffix):
+            return {"bucket_name": perms[method]} if method in perms else {}
+    return {}
 
 
 def handlers(roles: RoleBook) -> tuple[Any, ...]:
@@ -363,7 +412,9 @@ def handlers(roles: RoleBook) -> tuple[Any, ...]:
             methods["PATCH"] = object_patch
         if regex.endswith(r"/b/(?P<bucket_name>[-.\w]+)$") and "PATCH" in methods:
             methods["PATCH"] = bucket_patch
-        routes.append((regex, {method: _guarded(fn) for method, fn in methods.items()}))
+        routes.append(
+            (regex, {method: _guarded(fn, _needs(regex, method), roles) for method, fn in methods.items()})
+        )
     return tuple(routes)
 
 
