@@ -5,6 +5,8 @@ should be and changes only what differs (a second run changes nothing and says s
 - uniform bucket-level access on (no object ACLs: access is decided by IAM alone);
 - public access prevention "enforced" (no allUsers / allAuthenticatedUsers grant can work);
 - soft delete kept: turned back on (7 days) when off, never shortened;
+- object versioning turned off when a retention policy is to be set (Cloud Storage refuses the
+  two together; soft delete keeps deleted objects recoverable, and no backup relies on versions);
 - a bucket retention policy of at least `retention_days`: no object younger than that can be
   deleted or replaced by anyone, Backstop's prune included (prune reports such objects as kept
   by the bucket). Never shortened (that would weaken it) and never removed;
@@ -125,6 +127,12 @@ def harden_bucket(
                 period < seconds,
             ),
         ]
+        if found.versioning_enabled and period < seconds:
+            # Cloud Storage refuses a retention policy on a versioned bucket; soft delete keeps
+            # deleted objects recoverable instead, and Backstop's pool never relies on versions.
+            changes.insert(
+                2, Change(bucket, "object versioning", "on", "off (needed by the retention policy)", True)
+            )
         if lock:
             changes.append(
                 Change(bucket, "retention lock", "locked" if locked else "not locked", "locked", not locked)
@@ -136,6 +144,9 @@ def harden_bucket(
             iam.public_access_prevention = "enforced"
         if soft == 0:
             found.soft_delete_policy.retention_duration_seconds = DEFAULT_SOFT_DELETE_SECONDS
+        if found.versioning_enabled and period < seconds:
+            found.versioning_enabled = False
+            found.patch(timeout=TIMEOUT, retry=RETRY)  # first: the policy is refused while versioning is on
         if period < seconds:  # a locked policy may still be lengthened
             found.retention_period = seconds
         if any(c.changed for c in changes if c.setting != "retention lock"):

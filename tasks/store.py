@@ -72,8 +72,13 @@ def converted_errors(what: str) -> Iterator[None]:
 
 def kept_reason(exc: gexc.GoogleAPICallError) -> str | None:
     """'temporary hold' / 'event-based hold' / 'retention policy ...' when Cloud Storage refused a
-    delete or replace because the bucket protects the object (its 403 messages say which)."""
+    delete or replace because the bucket protects the object.
+
+    The message says which protection (the API's wording); an unknown wording with the error
+    reason `retentionPolicyNotMet` still counts as kept. A plain permission error is no protection.
+    """
     text = str(getattr(exc, "message", exc))
+    reasons = {str(e.get("reason")) for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
     if "Temporary hold" in text:
         return "temporary hold"
     if "Event-Based hold" in text:
@@ -81,6 +86,8 @@ def kept_reason(exc: gexc.GoogleAPICallError) -> str | None:
     if "retention policy" in text or "object retention" in text:
         until = text.rsplit(" until ", 1)[-1] if " until " in text else ""
         return "bucket retention policy" + (f" until {until}" if until else "")
+    if "retentionPolicyNotMet" in reasons:
+        return "object hold or retention policy"
     return None
 
 

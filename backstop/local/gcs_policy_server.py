@@ -12,7 +12,7 @@ JSON API does for the hardening checks, so the real `google-cloud-storage` clien
 - buckets: `insert` keeps the configuration sent with it (location, retention policy, IAM
   configuration, default KMS key); a retention policy can be set, lengthened, shortened or
   removed until `lockRetentionPolicy` locks it (metageneration precondition required); a locked
-  policy can only be lengthened.
+  policy can only be lengthened; a retention policy and object versioning are refused together.
 - bucket IAM: `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`),
   the predefined storage roles below and custom roles from a YAML file (`--roles`, the format of
   `deployments/iam/roles.yaml`), and requests are refused (403) without the permission they need.
@@ -238,6 +238,14 @@ def bucket_insert(request: Any, response: Any, storage: Any, *args: Any, **kwarg
 def _apply_bucket_patch(storage: Any, bucket: dict[str, Any], body: dict[str, Any]) -> None:
     body = dict(body)
     body.pop("name", None)
+    versioned = bool((body.get("versioning") or bucket.get("versioning") or {}).get("enabled"))
+    retained = (
+        int((body.get("retentionPolicy") or {}).get("retentionPeriod") or 0)
+        if "retentionPolicy" in body
+        else _retention_seconds(bucket)
+    )
+    if versioned and retained:  # Cloud Storage refuses a bucket with both
+        raise BadRequest("A bucket cannot have both a retention policy and object versioning enabled.")
     if "retentionPolicy" in body:
         wanted = body.pop("retentionPolicy")
         current = bucket.get("retentionPolicy") or {}

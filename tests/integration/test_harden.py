@@ -63,6 +63,20 @@ def test_harden_bucket_lengthens_never_shortens_and_turns_soft_delete_back_on(po
     }
 
 
+def test_harden_turns_versioning_off_to_set_the_retention_policy(policy_gcs: Any) -> None:
+    bucket = policy_gcs.create_bucket(unique("backups"))
+    bucket.versioning_enabled = True
+    bucket.patch()
+    bucket.retention_period = 86400
+    with pytest.raises(gexc.BadRequest, match="both a retention policy and object versioning"):
+        bucket.patch()  # as Cloud Storage does
+    changes = {c.setting: c for c in harden_bucket(policy_gcs, bucket.name, 7)}
+    assert changes["object versioning"].changed and changes["retention policy"].changed
+    found = policy_gcs.get_bucket(bucket.name)
+    assert not found.versioning_enabled and found.retention_period == 7 * 86400
+    assert not any(c.changed for c in harden_bucket(policy_gcs, bucket.name, 7))
+
+
 @pytest.mark.flow
 def test_harden_cli_sets_the_configuration_once_and_locks_only_with_yes(
     policy_gcs: Any, prefect_harness: None, capsys: Any, monkeypatch: Any
