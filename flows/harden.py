@@ -73,6 +73,11 @@ def harden_backup_buckets(
     ]
     if lock_retention:
         notes.append(LOCK_WARNING)
+    lost = [f"gs://{r['bucket']} {r['setting']}" for r in rows if not r["kept"]]
+    if lost:
+        notes.append(
+            "the bucket did not keep: " + ", ".join(lost) + " (an emulator without bucket configuration?)"
+        )
     if dry_run:
         notes.append("dry run: nothing changed" + ("" if changed else "; nothing would change"))
     elif not changed:

@@ -72,6 +72,7 @@ class Change:
     before: str
     after: str
     changed: bool
+    kept: bool = True  # False: the bucket read back after the change does not show it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +89,8 @@ def harden_bucket(
     """Bring `bucket` to the hardened configuration; returns one Change per setting.
 
     A locked policy shorter than `retention_days` is lengthened (the only change a lock allows).
-    With `dry_run`, nothing changes and the Changes say what would.
+    With `dry_run`, nothing changes and the Changes say what would. After a change the bucket is
+    read back: a setting it did not keep has `kept=False` (fake-gcs-server keeps none of them).
     """
     seconds = int(retention_days * 86400)
     with converted_errors(f"hardening gs://{bucket}"):
@@ -156,4 +158,10 @@ def harden_bucket(
                 raise Conflict(f"gs://{bucket}: no retention policy to lock")
             found.reload(timeout=TIMEOUT, retry=RETRY)  # the lock call needs the current metageneration
             found.lock_retention_policy(timeout=TIMEOUT, retry=RETRY)
-    return changes
+        again = {c.setting: c for c in harden_bucket(client, bucket, retention_days, lock, dry_run=True)}
+    return [
+        Change(c.bucket, c.setting, c.before, c.after, c.changed, kept=not again[c.setting].changed)
+        if c.setting in again
+        else c
+        for c in changes
+    ]

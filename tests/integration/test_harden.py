@@ -52,6 +52,7 @@ def test_harden_bucket_lengthens_never_shortens_and_turns_soft_delete_back_on(po
     bucket.soft_delete_policy.retention_duration_seconds = 0
     bucket.patch()
     changes = {c.setting: c for c in harden_bucket(policy_gcs, bucket.name, 7)}
+    assert all(c.kept for c in changes.values())  # read back after the change
     assert not changes["retention policy"].changed and changes["retention policy"].after == "30 days"
     assert changes["soft delete"].changed and changes["soft delete"].before == "off"
     assert read_back(policy_gcs, bucket.name) == {

@@ -58,11 +58,12 @@ def test_bootstrap_puts_the_secondary_in_its_own_location_with_its_own_key_and_p
     )
     assert (primary.location, primary.default_kms_key_name) == ("US-CENTRAL1", PRIMARY_KEY)
     assert (secondary.location, secondary.default_kms_key_name) == ("EUROPE-WEST1", SECONDARY_KEY)
-    for bucket in (primary, secondary):  # new buckets start with uniform access and no public access
+    for bucket in (primary, secondary):  # new buckets start hardened
         assert bucket.iam_configuration.uniform_bucket_level_access_enabled
         assert bucket.iam_configuration.public_access_prevention == "enforced"
+        assert bucket.retention_period == 7 * 86400 and not bucket.retention_policy_locked
 
-    harden_backup_buckets(settings_block=name)
+    assert harden_backup_buckets(settings_block=name)["changed"] is False
     findings = preflight_check(name)  # the scheduled flow: it would fail on a red finding
     assert errors(findings) == {}
     checks = {(f["bucket"], f["check"]): f for f in findings}
