@@ -9,7 +9,9 @@
   storage duration is over (Nearline 30 d, Coldline 90 d, Archive 365 d): deleting earlier is
   billed as early deletion.
 - `preflight(client, settings)` reads each backup bucket's versioning, soft delete, retention
-  policy and lock, default KMS key, location and location type, and warns on risky combinations.
+  policy and lock, default KMS key, location and location type, and warns on risky combinations;
+  a secondary in the primary's location or under the primary's key is an error. The security
+  checks (public access, uniform access, retention lock, key locations) are in tasks/security.py.
 """
 
 from __future__ import annotations

@@ -81,3 +81,13 @@ def move_holds(
         return report
     report.problems = store.set_hold(report.released, False)
     return report
+
+
+def unheld_newest(store: BackupStore) -> list[BackupManifest]:
+    """The newest validated backup of every source whose manifest is not under a temporary hold."""
+    manifests = store.list_manifests(on_damaged=lambda _: None)
+    listed = store.list("")
+    newest: dict[tuple[str, str], BackupManifest] = {}
+    for manifest in select(manifests, validated_only=True):  # newest first
+        newest.setdefault((manifest.component, manifest.source), manifest)
+    return [m for m in newest.values() if not getattr(listed.get(m.path), "temporary_hold", False)]

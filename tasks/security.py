@@ -7,7 +7,8 @@
   allow, is a warning (`backstop harden`); an unlocked policy is a warning (an account that may
   update the bucket may remove it; `backstop harden --lock-retention --yes` locks it);
 - keys: a KMS key in another location than its bucket is an error (Cloud Storage refuses to use
-  it: writes fail), and so is a secondary bucket not in `settings.secondary_location`.
+  it: writes fail), and so is a secondary bucket not in `settings.secondary_location`;
+- holds: the newest validated backup of a source not under a hold is a warning.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from backstop.errors import BackstopError
 from blocks.settings import BackstopSettings
 from tasks.buckets import Finding, bucket_facts
 from tasks.harden import shortest_retention_days
-from tasks.store import RETRY, TIMEOUT, converted_errors
+from tasks.holds import unheld_newest
+from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors
 
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 
@@ -170,6 +172,25 @@ def bucket_security_findings(
     return out
 
 
+def hold_findings(client: Any, settings: BackstopSettings, bucket: str) -> list[Finding]:
+    """Whether the newest validated backup of every source in `bucket` is held (tasks/holds.py)."""
+    if not settings.hold_newest_validated:
+        return [Finding("warning", bucket, "holds", "hold_newest_validated is off: no backup is held")]
+    unheld = unheld_newest(BackupStore(client, bucket))
+    if not unheld:
+        return [Finding("ok", bucket, "holds", "the newest validated backup of every source is held")]
+    return [
+        Finding(
+            "warning",
+            bucket,
+            "holds",
+            f"newest validated backup of {m.component}/{m.source} ({m.backup_id}) is not held: the next prune "
+            "holds it (or the validator may not place holds)",
+        )
+        for m in unheld
+    ]
+
+
 def preflight_security(client: Any, settings: BackstopSettings) -> list[Finding]:
     """Security findings of both backup buckets; a bucket that cannot be read is left to tasks.buckets."""
     findings: list[Finding] = []
@@ -179,7 +200,8 @@ def preflight_security(client: Any, settings: BackstopSettings) -> list[Finding]
         try:
             facts = bucket_facts(client, bucket)
             access = access_facts(client, bucket)
+            findings += bucket_security_findings(bucket, role, access, facts, settings)
+            findings += hold_findings(client, settings, bucket)
         except BackstopError:
             continue  # tasks.buckets.preflight reports it as an error
-        findings += bucket_security_findings(bucket, role, access, facts, settings)
     return findings

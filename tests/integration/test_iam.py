@@ -116,6 +116,7 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     from blocks.clients import storage_client_as
     from tasks import catalog
     from tasks.prune import prune
+    from tasks.security import hold_findings
     from tasks.store import BackupStore, crc32c_b64
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
@@ -151,8 +152,15 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
         not policy_gcs.bucket(bucket).get_blob(backups[1].path).temporary_hold
     )  # the validator may not hold
 
+    settings = BackstopSettings(project=PROJECT, backup_bucket=bucket)
+    [unheld] = hold_findings(policy_gcs, settings, bucket)  # what preflight shows meanwhile
+    assert (
+        unheld.level == "warning" and f"gcs/{source} ({backups[1].backup_id}) is not held" in unheld.message
+    )
+
     keep_one = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     report = prune(pruner, "gcs", source, keep_one, utcnow())
     assert report.removed == [backups[0].backup_id] and report.not_deleted == []
     assert policy_gcs.bucket(bucket).get_blob(backups[1].path).temporary_hold  # the pruner holds the newest
     assert f"pool/gcs/{source}/1/obj" not in pruner.list(f"pool/gcs/{source}/"), report.notes
+    assert [f.level for f in hold_findings(policy_gcs, settings, bucket)] == ["ok"]
