@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "backstop.commands.bigquery",
     "backstop.commands.retention",
     "backstop.commands.ops",
+    "backstop.commands.harden",
 ]
 
 

@@ -65,6 +65,15 @@ class SecondaryCopy(BaseModel):
     ok: bool
     objects: int = 0
     problems: list[str] = Field(default_factory=list)
+    kms_key_name: str | None = Field(default=None, description="KMS key the secondary copy was written with.")
+    kms_key_versions: list[str] | None = Field(
+        default=None, description="Key versions the secondary bucket reports for the copied objects."
+    )
+
+
+# Fields added after manifests were first written: left out of the digest while empty, so the
+# digest of a manifest written before them still matches.
+_LATER_FIELDS = {"secondary": ("kms_key_name", "kms_key_versions")}
 
 
 class BackupManifest(BaseModel):
@@ -114,6 +123,11 @@ class BackupManifest(BaseModel):
     # -- serialisation -------------------------------------------------------------------
     def _canonical(self) -> bytes:
         body = self.model_dump(mode="json", exclude={"digest"})
+        for parent, names in _LATER_FIELDS.items():
+            if isinstance(body.get(parent), dict):
+                for name in names:
+                    if body[parent].get(name) is None:
+                        body[parent].pop(name, None)
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def to_bytes(self) -> bytes:

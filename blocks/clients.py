@@ -5,11 +5,15 @@ Contract (documented in the README):
 - BIGQUERY_EMULATOR_HOST (http URL)          -> BigQuery REST client on that host, anonymous.
 - BIGQUERY_STORAGE_EMULATOR_HOST (host:port) -> BigQuery Storage Read client over insecure gRPC.
 - GKE_BACKUP_EMULATOR_HOST, COMPOSER_EMULATOR_HOST (host:port) -> gRPC clients over insecure channels.
-Otherwise the credentials given (from a credentials block) or Application Default Credentials.
+Otherwise the credentials given, else those of the `GcpCredentials` block named by
+BACKSTOP_CREDENTIALS_BLOCK (each deployment of prefect.yaml names its job's service account there:
+deployments/iam/), else Application Default Credentials.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from typing import Any
 
@@ -22,6 +26,7 @@ BIGQUERY_EMULATOR = "BIGQUERY_EMULATOR_HOST"
 BIGQUERY_STORAGE_EMULATOR = "BIGQUERY_STORAGE_EMULATOR_HOST"
 GKE_BACKUP_EMULATOR = "GKE_BACKUP_EMULATOR_HOST"
 COMPOSER_EMULATOR = "COMPOSER_EMULATOR_HOST"
+CREDENTIALS_BLOCK = "BACKSTOP_CREDENTIALS_BLOCK"
 POOL_SIZE = 64
 
 # Credentials of the settings' credentials block, set when the settings are loaded
@@ -41,19 +46,78 @@ def default_credentials() -> Any:
     return _default_credentials
 
 
+@functools.lru_cache(maxsize=8)
+def _block_credentials(block: str) -> Any | None:
+    from backstop.errors import ConfigError
+    from blocks.credentials import load_credentials
+
+    try:
+        return load_credentials(block)
+    except ConfigError as exc:  # not created yet: the job keeps working, with the worker's own rights
+        logging.getLogger(__name__).warning(
+            "%s: using Application Default Credentials (see deployments/iam/README.md)", exc
+        )
+        return None
+
+
+def job_credentials(credentials: Any | None = None) -> Any | None:
+    """`credentials`, else the job's credentials block (BACKSTOP_CREDENTIALS_BLOCK, set per deployment),
+    else the settings' credentials_block, else None (Application Default Credentials)."""
+    if credentials is not None:
+        return credentials
+    block = os.environ.get(CREDENTIALS_BLOCK)
+    return _block_credentials(block) if block else _default_credentials
+
+
 def storage_client(project: str, credentials: Any | None = None) -> Any:
     """A Cloud Storage client (emulator when STORAGE_EMULATOR_HOST is set)."""
     from google.cloud import storage  # type: ignore[attr-defined]
 
     if os.environ.get(STORAGE_EMULATOR):
-        client = storage.Client(project=project, credentials=AnonymousCredentials())
+        local = credentials if isinstance(credentials, LocalPrincipalCredentials) else AnonymousCredentials()
+        client = storage.Client(project=project, credentials=local)
     else:
-        client = storage.Client(project=project, credentials=credentials or _default_credentials)
+        client = storage.Client(project=project, credentials=job_credentials(credentials))
     # Backstop copies with up to 16 threads per batch; the default pool of 10 would churn connections.
     adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE)
     client._http.mount("https://", adapter)
     client._http.mount("http://", adapter)
     return client
+
+
+class LocalPrincipalCredentials(AnonymousCredentials):
+    """Local servers only: the bearer token names the principal (`serviceAccount:x@y`), the
+    convention of backstop/local/gcs_policy_server.py for answering testIamPermissions as someone."""
+
+    def __init__(self, principal: str) -> None:
+        super().__init__()
+        self.token = principal
+
+    def apply(self, headers: dict[str, str], token: str | None = None) -> None:
+        headers["authorization"] = f"Bearer {self.token}"
+
+    def before_request(self, request: Any, method: str, url: str, headers: dict[str, str]) -> None:
+        self.apply(headers)
+
+
+def storage_client_as(project: str, service_account: str, credentials: Any | None = None) -> Any:
+    """A Cloud Storage client acting as `service_account` (an email).
+
+    On Google Cloud it impersonates the account (the caller needs roles/iam.serviceAccountTokenCreator
+    on it); with STORAGE_EMULATOR_HOST it names the account to the local server.
+    """
+    if os.environ.get(STORAGE_EMULATOR):
+        return storage_client(project, LocalPrincipalCredentials(f"serviceAccount:{service_account}"))
+    import google.auth
+    from google.auth import impersonated_credentials
+
+    source = job_credentials(credentials) or google.auth.default()[0]
+    target = impersonated_credentials.Credentials(
+        source_credentials=source,
+        target_principal=service_account,
+        target_scopes=["https://www.googleapis.com/auth/devstorage.read_only"],
+    )
+    return storage_client(project, target)
 
 
 def bigquery_client(project: str, credentials: Any | None = None, location: str | None = None) -> Any:
@@ -68,9 +132,7 @@ def bigquery_client(project: str, credentials: Any | None = None, location: str 
             location=location,
             client_options=ClientOptions(api_endpoint=endpoint),
         )
-    return bigquery.Client(
-        project=project, credentials=credentials or _default_credentials, location=location
-    )
+    return bigquery.Client(project=project, credentials=job_credentials(credentials), location=location)
 
 
 def bigquery_read_client(credentials: Any | None = None) -> Any:
@@ -84,7 +146,7 @@ def bigquery_read_client(credentials: Any | None = None) -> Any:
 
         channel = grpc.insecure_channel(target)
         return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
-    return BigQueryReadClient(credentials=credentials or _default_credentials)
+    return BigQueryReadClient(credentials=job_credentials(credentials))
 
 
 def _grpc_client(client_cls: Any, transport_cls: Any, env: str, credentials: Any | None) -> Any:
@@ -93,7 +155,7 @@ def _grpc_client(client_cls: Any, transport_cls: Any, env: str, credentials: Any
         import grpc
 
         return client_cls(transport=transport_cls(channel=grpc.insecure_channel(target)))
-    return client_cls(credentials=credentials or _default_credentials)
+    return client_cls(credentials=job_credentials(credentials))
 
 
 def gke_backup_client(credentials: Any | None = None) -> Any:

@@ -60,6 +60,18 @@ class BackstopSettings(Block):
     kms_key_name: str | None = Field(
         default=None, description="Cloud KMS key (projects/.../cryptoKeys/...) for backup objects (CMEK)."
     )
+    secondary_location: str | None = Field(
+        default=None,
+        description="Location of the secondary bucket: another region than `location` (preflight fails otherwise).",
+    )
+    secondary_kms_key_name: str | None = Field(
+        default=None,
+        description="Cloud KMS key for the secondary copy, in the secondary location (a key serves one location).",
+    )
+    hold_newest_validated: bool = Field(
+        default=True,
+        description="Keep a temporary hold on the manifest of the newest validated backup of every source.",
+    )
     gcs_sources: list[str] = Field(
         default_factory=list, description="Buckets the scheduled Cloud Storage backup takes."
     )

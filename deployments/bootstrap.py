@@ -218,16 +218,19 @@ def bootstrap(
 
 
 def ensure_backup_buckets(settings_block: str = DEFAULT_BLOCK_NAME) -> list[str]:
-    """Create the primary and secondary backup buckets named by the settings if they are missing."""
+    """Create the primary and secondary backup buckets named by the settings if they are missing,
+    hardened (`backstop harden`: uniform access, no public access, soft delete, retention policy)."""
     from blocks.settings import load_settings
     from tasks.context import open_store
+    from tasks.harden import harden_bucket, shortest_retention_days
 
     settings = load_settings(settings_block)
     created = []
     for secondary in (False, True) if settings.secondary_bucket else (False,):
         store = open_store(settings, secondary=secondary)
         if store.client.lookup_bucket(store.bucket_name) is None:
-            store.ensure_bucket(settings.location)
+            store.ensure_bucket((secondary and settings.secondary_location) or settings.location)
+            harden_bucket(store.client, store.bucket_name, shortest_retention_days(settings)[0])
             created.append(store.bucket_name)
     return created
 

@@ -1,8 +1,9 @@
 """Retention flows: prune backups by policy, ensure storage tiers, check the buckets' configuration.
 
-One task per (component, source) and per store; objects that cannot be deleted (holds, retention
-locks) and sources whose task failed are reported in the `prune-problems` artifact, a warning log
-line and the result, and stop no other source: the run itself completes (the CLI exits 1).
+One task per (component, source) and per store; objects that could not be deleted and sources
+whose task failed are reported in the `prune-problems` artifact, a warning log line and the result,
+and stop no other source: the run itself completes (the CLI exits 1). Objects the bucket keeps (a
+hold, the retention policy) are no failure: they are listed in `prune-kept-by-bucket` and the result.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from backstop.errors import BackstopError, InvalidInput
+from backstop.errors import BackstopError, InvalidInput, ValidationFailed
 from backstop.manifest import utcnow
 from backstop.names import check_source_name
 from backstop.report import human_bytes, markdown_table
 from backstop.retention import RetentionPolicy
-from blocks.clients import storage_client
+from blocks.clients import storage_client, storage_client_as
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks import buckets
+from tasks import buckets, security
 from tasks.component import COMPONENTS, get_component
 from tasks.context import open_store
 from tasks.prune import PruneReport, prune, sources_in
@@ -98,6 +99,7 @@ def prune_backups(
         futures += [prune_source.submit(settings, secondary, c, s, dry_run) for c, s in groups]
     rows: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
+    kept: list[str] = []
     for future in futures:
         future.wait()
         state = future.state
@@ -106,6 +108,7 @@ def prune_backups(
             rows += result["rows"]
             summaries.append(result["summary"])
             problems += result["summary"]["not_deleted"]
+            kept += result["summary"]["kept_by_bucket"]
         else:  # one source failing does not stop the others
             problems.append(f"prune task failed: {state.message}")
     columns = ["bucket", "component", "source", "backup_id", "started", "status", "decision", "reason"]
@@ -118,7 +121,16 @@ def prune_backups(
         create_markdown_artifact(
             "# Not deleted\n\n" + "\n".join(f"- {p}" for p in problems[:200]), key="prune-problems"
         )
-    result = {"rows": rows, "summaries": summaries, "problems": problems}
+    if kept:
+        create_markdown_artifact(
+            "# Kept by the bucket (object holds, retention policy)\n\n"
+            + "\n".join(f"- {k}" for k in kept[:200]),
+            key="prune-kept-by-bucket",
+        )
+        get_run_logger().info(
+            "%d object(s) kept by the bucket (holds, retention policy): %s", len(kept), kept[0]
+        )
+    result = {"rows": rows, "summaries": summaries, "problems": problems, "kept_by_bucket": kept}
     if problems and not dry_run:
         get_run_logger().warning("prune finished with %d problem(s): %s", len(problems), problems[0])
     return result
@@ -159,11 +171,24 @@ def ensure_storage_tiers(settings_block: str = "default") -> dict[str, Any]:
 
 
 @flow(name="preflight-check", **HOOKS)
-def preflight_check(settings_block: str = "default") -> list[dict[str, str]]:
-    """Report the backup buckets' versioning, soft delete, retention lock, KMS key and location."""
+def preflight_check(
+    settings_block: str = "default", fail_on_error: bool = True, iam: bool = False
+) -> list[dict[str, str]]:
+    """Check the backup buckets: versioning, soft delete, retention policy and lock, public access,
+    uniform access, KMS keys and their locations, and a secondary copy really elsewhere.
+
+    Args:
+        settings_block: name of the Backstop settings block.
+        fail_on_error: fail the run (and so alert) when a finding is an error; the scheduled
+            deployment does, the CLI prints the findings and exits 1 instead.
+        iam: also check, with testIamPermissions as each service account of deployments/iam/roles.yaml,
+            that every job holds what it needs on the buckets and nothing more.
+    """
     settings = load_settings(settings_block)
     try:
-        findings = [f.as_dict() for f in buckets.preflight(storage_client(settings.project), settings)]
+        client = storage_client(settings.project)
+        findings = [f.as_dict() for f in buckets.preflight(client, settings)]
+        findings += [f.as_dict() for f in security.preflight_security(client, settings)]
     except BackstopError as exc:
         findings = [
             {"level": "error", "bucket": settings.backup_bucket, "check": "preflight", "message": str(exc)}
@@ -172,6 +197,8 @@ def preflight_check(settings_block: str = "default") -> list[dict[str, str]]:
         {"level": "warning", "bucket": "-", "check": "tiers", "message": w}
         for w in buckets.tier_warnings(settings)
     ]
+    if iam:
+        findings += iam_findings(settings)
     counts = {level: sum(f["level"] == level for f in findings) for level in ("ok", "warning", "error")}
     create_markdown_artifact(
         f"# Preflight: {counts['error']} error(s), {counts['warning']} warning(s)\n\n"
@@ -181,4 +208,37 @@ def preflight_check(settings_block: str = "default") -> list[dict[str, str]]:
     for finding in findings:
         if finding["level"] != "ok":
             get_run_logger().warning("%s %s: %s", finding["bucket"], finding["check"], finding["message"])
+    errors = [f"{f['bucket']} {f['check']}: {f['message']}" for f in findings if f["level"] == "error"]
+    if errors and fail_on_error:
+        raise ValidationFailed(f"preflight: {len(errors)} red finding(s): " + " | ".join(errors[:5]), errors)
     return findings
+
+
+def iam_findings(settings: BackstopSettings) -> list[dict[str, str]]:
+    """Per service account and bucket: missing permissions and permissions it should not have."""
+    from tasks import iam
+
+    kinds = {
+        "backup": [settings.backup_bucket],
+        "secondary": [settings.secondary_bucket or ""],
+        "targets": [],
+    }
+    kinds["targets"] = list(settings.gcs_sources)
+    kinds = {k: [b for b in v if b] for k, v in kinds.items()}
+    rows = iam.check_iam(
+        iam.load_spec(), kinds, settings.project, lambda email: storage_client_as(settings.project, email)
+    )
+    out = []
+    for row in rows:
+        parts = [f"missing: {row['missing']}"] if row["missing"] else []
+        parts += [f"should not have: {row['should_not_have']}"] if row["should_not_have"] else []
+        parts += [row["error"]] if row["error"] else []
+        out.append(
+            {
+                "level": row["level"],
+                "bucket": row["bucket"],
+                "check": f"iam {row['service_account']}",
+                "message": "; ".join(parts) or f"exactly what the job needs on the {row['kind']} bucket",
+            }
+        )
+    return out

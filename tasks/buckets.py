@@ -9,7 +9,9 @@
   storage duration is over (Nearline 30 d, Coldline 90 d, Archive 365 d): deleting earlier is
   billed as early deletion.
 - `preflight(client, settings)` reads each backup bucket's versioning, soft delete, retention
-  policy and lock, default KMS key, location and location type, and warns on risky combinations.
+  policy and lock, default KMS key, location and location type, and warns on risky combinations;
+  a secondary in the primary's location or under the primary's key is an error. The security
+  checks (public access, uniform access, retention lock, key locations) are in tasks/security.py.
 """
 
 from __future__ import annotations
@@ -236,17 +238,22 @@ def _bucket_findings(
             )
         )
     key = facts["default_kms_key"]
-    if settings.kms_key_name and not key:
+    wanted = (
+        (settings.secondary_kms_key_name or settings.kms_key_name)
+        if role == "secondary"
+        else settings.kms_key_name
+    )
+    if wanted and not key:
         out.append(
             Finding(
                 "warning",
                 name,
                 "kms",
-                f"settings want CMEK ({settings.kms_key_name}) but the bucket has no default KMS key: objects "
+                f"settings want CMEK ({wanted}) but the bucket has no default KMS key: objects "
                 "written by other tools (BigQuery extracts) are Google-encrypted",
             )
         )
-    elif settings.kms_key_name and key != settings.kms_key_name:
+    elif wanted and key != wanted:
         out.append(
             Finding("warning", name, "kms", f"bucket default KMS key {key} differs from the settings' key")
         )
@@ -282,12 +289,39 @@ def preflight(client: Any, settings: BackstopSettings) -> list[Finding]:
     if primary and secondary and primary["location"] == secondary["location"]:
         findings.append(
             Finding(
-                "warning",
+                "error",
                 settings.secondary_bucket or "-",
                 "secondary location",
-                f"secondary bucket is in the same location as the primary ({primary['location']}): no disaster recovery",
+                f"secondary bucket is in the same location as the primary ({primary['location']}): no disaster "
+                "recovery (create it in settings.secondary_location, another region)",
             )
         )
+    elif primary and secondary:
+        findings.append(
+            Finding(
+                "ok",
+                settings.secondary_bucket or "-",
+                "secondary location",
+                f"secondary in {secondary['location']}, primary in {primary['location']}",
+            )
+        )
+    if primary and secondary:
+        keys = {
+            "primary": primary["default_kms_key"] or settings.kms_key_name,
+            "secondary": secondary["default_kms_key"]
+            or settings.secondary_kms_key_name
+            or settings.kms_key_name,
+        }
+        if keys["primary"] and keys["primary"] == keys["secondary"]:
+            findings.append(
+                Finding(
+                    "error",
+                    settings.secondary_bucket or "-",
+                    "secondary key",
+                    f"both copies are encrypted with the same KMS key ({keys['primary']}): losing or disabling "
+                    "it loses both (set secondary_kms_key_name to a key in the secondary location)",
+                )
+            )
     if (
         primary
         and not secondary

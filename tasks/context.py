@@ -16,4 +16,11 @@ def open_store(settings: BackstopSettings, secondary: bool = False, client: Any 
     bucket = settings.secondary_bucket if secondary else settings.backup_bucket
     if not bucket:
         raise ConfigError("settings name no secondary_bucket")
-    return BackupStore(client or storage_client(settings.project), bucket, settings.kms_key_name)
+    # A key lives in one location: the secondary bucket (another region) needs its own.
+    key = (settings.secondary_kms_key_name or settings.kms_key_name) if secondary else settings.kms_key_name
+    return BackupStore(
+        client or storage_client(settings.project),
+        bucket,
+        key,
+        hold_validated=settings.hold_newest_validated,
+    )

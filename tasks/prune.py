@@ -15,8 +15,10 @@ Two phases, each safe to interrupt and re-run:
      as a stored_key. The pool sweep is skipped while a backup of the source is in progress (it
      may be reusing pool objects it has not yet recorded) or while a manifest is damaged (its
      references are unknown).
-Objects that cannot be deleted (object holds, retention policies) are reported with the reason;
-the rest of the sweep goes on. Re-running prune deletes what an interrupted run left.
+Objects the bucket keeps (an object hold, the bucket retention policy) are reported as kept by
+the bucket, with the reason, and are not failures; the rest of the sweep goes on. Before phase 1
+prune moves the holds forward (tasks/holds.py): the newest validated backup of the source is held,
+older ones are released. Re-running prune deletes what an interrupted run left.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from backstop.retention import (
     ref_of,
     unreferenced_pool,
 )
+from tasks.holds import move_holds
 from tasks.store import INPROGRESS_PREFIX, BackupStore
 
 DEFAULT_GRACE_HOURS = 48.0
@@ -54,6 +57,7 @@ class PruneReport:
     deleted_objects: int = 0
     deleted_bytes: int = 0
     not_deleted: list[str] = field(default_factory=list)
+    kept_by_bucket: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -75,6 +79,7 @@ class PruneReport:
             "deleted_objects": self.deleted_objects,
             "deleted_bytes": self.deleted_bytes,
             "not_deleted": self.not_deleted,
+            "kept_by_bucket": self.kept_by_bucket,
             "notes": self.notes,
         }
 
@@ -92,21 +97,22 @@ def _hold_reason(blob: Any, now: datetime) -> str | None:
 
 
 def _delete(store: BackupStore, blobs: dict[str, Any], now: datetime, report: PruneReport) -> None:
-    """Delete `blobs` (key -> listed blob), reporting held ones and failures instead of raising."""
+    """Delete `blobs` (key -> listed blob); held or retained ones are reported as kept by the bucket."""
     deletable = {}
     for key, blob in blobs.items():
         reason = _hold_reason(blob, now)
         if reason:
-            report.not_deleted.append(f"{store.where(key)}: not deleted ({reason})")
+            report.kept_by_bucket.append(f"{store.where(key)}: kept by the bucket ({reason})")
         else:
             deletable[key] = blob
-    failed = store.delete(sorted(deletable))
-    report.not_deleted += failed
-    failed_keys = {key for key in deletable if any(f"{store.where(key)}:" in problem for problem in failed)}
-    for key, blob in deletable.items():
-        if key not in failed_keys:
-            report.deleted_objects += 1
-            report.deleted_bytes += int(getattr(blob, "size", 0) or 0)
+    outcome = store.delete_objects(sorted(deletable))
+    report.kept_by_bucket += [
+        f"{store.where(k)}: kept by the bucket ({why})" for k, why in outcome.kept.items()
+    ]
+    report.not_deleted += list(outcome.failed.values())
+    for key in outcome.deleted:
+        report.deleted_objects += 1
+        report.deleted_bytes += int(getattr(deletable[key], "size", 0) or 0)
 
 
 def plan_prune(
@@ -138,12 +144,19 @@ def remove_manifests(
             except BackstopError as exc:
                 report.not_deleted.append(f"backup {manifest.backup_id} kept: {exc}")
                 continue
-        problems = store.delete([manifest.path])
-        if problems:
-            report.not_deleted += [f"backup {manifest.backup_id} kept: {p}" for p in problems]
+        outcome = store.delete_objects([manifest.path])
+        if outcome.failed:
+            report.not_deleted += [f"backup {manifest.backup_id} kept: {p}" for p in outcome.failed.values()]
+        elif outcome.kept:
+            report.kept_by_bucket += [
+                f"backup {manifest.backup_id} kept by the bucket: {store.where(k)} ({why})"
+                for k, why in outcome.kept.items()
+            ]
         else:
             report.removed.append(manifest.backup_id)
             gone.append(manifest.folder)
+            # the in-progress marker a writer without delete permission had to leave behind
+            store.clear_in_progress(manifest)
     return gone
 
 
@@ -246,6 +259,10 @@ def prune(
     plan, by_id, damaged = plan_prune(store, component, source, policy, now)
     report = PruneReport(component, source, store.bucket_name, dry_run, plan)
     report.notes += [f"damaged manifest left in place: {d}" for d in damaged]
+    if store.hold_validated:
+        holds = move_holds(store, component, source, list(by_id.values()), dry_run)
+        report.notes += holds.notes(dry_run)
+        report.not_deleted += holds.problems
     if dry_run:
         return report
     gone = remove_manifests(store, [by_id[b] for b in plan.remove_ids], report, release)

@@ -94,12 +94,15 @@ def copy_to_secondary(
                 f"checksum differs in secondary: {entry.name!r} ({secondary.where(key)}) crc32c {blob.crc32c} / "
                 f"{blob.size} bytes, manifest says {entry.crc32c} / {entry.size}"
             )
+    versions = sorted({str(b.kms_key_name) for k, b in copied.items() if k in wanted and b.kms_key_name})
     record = SecondaryCopy(
         bucket=secondary.bucket_name,
         at=utcnow(),
         ok=not problems,
         objects=len(wanted),
         problems=problems[:200],
+        kms_key_name=secondary.kms_key_name,
+        kms_key_versions=versions or None,
     )
     updated = manifest.model_copy(update={"secondary": record})
     if not problems:

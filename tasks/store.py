@@ -1,8 +1,15 @@
-"""The backup bucket: manifests (the catalog), component data, in-progress markers.
+"""The backup bucket: manifests (the catalog), component data, in-progress markers, holds.
 
 Everything that reads or writes the backup bucket goes through `BackupStore`, which converts
 `google.api_core` errors into Backstop errors at the call site. Components never list the bucket
 to learn what backups exist: they ask the catalog (`list_manifests`), which reads manifests only.
+
+A manifest is written once (`<folder>/manifest.json`, at commit) and never replaced: later
+changes (the validation outcome, the secondary copy record) are written as new objects under
+`<folder>/_manifest/<time>-<random>.json`, and reading a manifest applies the newest of them to
+its status, validation and secondary fields. So a bucket retention policy or a hold on the
+manifest (both forbid replacing an object) never stops validation or the secondary copy.
+Deletes report objects kept by the bucket (a hold or the retention policy) apart from failures.
 """
 
 from __future__ import annotations
@@ -10,10 +17,12 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,11 +31,12 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
 from backstop.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
-from backstop.manifest import MANIFEST_NAME, BackupManifest
+from backstop.manifest import MANIFEST_NAME, BackupManifest, backup_time
 
 T = TypeVar("T")
 
 INPROGRESS_PREFIX = "_inprogress/"
+UPDATES_DIR = "_manifest/"  # inside a backup folder: later versions of its manifest's mutable fields
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
 RETRY = Retry(
     initial=0.2, maximum=2.0, multiplier=2.0, timeout=float(os.environ.get("BACKSTOP_RETRY_TIMEOUT", "30"))
@@ -60,6 +70,36 @@ def converted_errors(what: str) -> Iterator[None]:
         raise
 
 
+def kept_reason(exc: gexc.GoogleAPICallError) -> str | None:
+    """'temporary hold' / 'event-based hold' / 'retention policy ...' when Cloud Storage refused a
+    delete or replace because the bucket protects the object.
+
+    The message says which protection (the API's wording); an unknown wording with the error
+    reason `retentionPolicyNotMet` still counts as kept. A plain permission error is no protection.
+    """
+    text = str(getattr(exc, "message", exc))
+    reasons = {str(e.get("reason")) for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
+    if "Temporary hold" in text:
+        return "temporary hold"
+    if "Event-Based hold" in text:
+        return "event-based hold"
+    if "retention policy" in text or "object retention" in text:
+        until = text.rsplit(" until ", 1)[-1] if " until " in text else ""
+        return "bucket retention policy" + (f" until {until}" if until else "")
+    if "retentionPolicyNotMet" in reasons:
+        return "object hold or retention policy"
+    return None
+
+
+@dataclass
+class DeleteOutcome:
+    """What a batch delete did: deleted keys, keys the bucket kept (with why), failures (with why)."""
+
+    deleted: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
 def parallel_map(fn: Callable[[Any], T], items: list[Any], workers: int = 16) -> list[T]:
     """Run `fn` over `items` on a thread pool, keeping order; the first error propagates."""
     if len(items) <= 1 or workers <= 1:
@@ -71,10 +111,13 @@ def parallel_map(fn: Callable[[Any], T], items: list[Any], workers: int = 16) ->
 class BackupStore:
     """One backup bucket (primary or secondary)."""
 
-    def __init__(self, client: Any, bucket_name: str, kms_key_name: str | None = None) -> None:
+    def __init__(
+        self, client: Any, bucket_name: str, kms_key_name: str | None = None, hold_validated: bool = False
+    ) -> None:
         self.client = client
         self.bucket_name = bucket_name
         self.kms_key_name = kms_key_name
+        self.hold_validated = hold_validated
         self.bucket = client.bucket(bucket_name)
 
     def __repr__(self) -> str:
@@ -85,10 +128,16 @@ class BackupStore:
         return f"gs://{self.bucket_name}/{key}"
 
     def ensure_bucket(self, location: str | None = None) -> None:
-        """Create the backup bucket if it does not exist."""
+        """Create the backup bucket if it does not exist: uniform access, public access prevented,
+        the store's KMS key as its default (`backstop harden` adds the retention policy)."""
         with converted_errors(f"backup bucket {self.where()}"):
             if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT) is None:
-                self.client.create_bucket(self.bucket_name, location=location, timeout=TIMEOUT)
+                bucket = self.client.bucket(self.bucket_name)
+                bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+                bucket.iam_configuration.public_access_prevention = "enforced"
+                if self.kms_key_name:
+                    bucket.default_kms_key_name = self.kms_key_name
+                self.client.create_bucket(bucket, location=location, timeout=TIMEOUT)
 
     def check_bucket(self) -> None:
         """Raise NotFound unless the backup bucket exists."""
@@ -137,28 +186,110 @@ class BackupStore:
                 for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
             }
 
-    def delete(self, keys: builtins.list[str], workers: int = 16) -> builtins.list[str]:
-        """Delete `keys`; return the ones that could not be deleted (with the reason)."""
+    def delete_objects(self, keys: builtins.list[str], workers: int = 16) -> DeleteOutcome:
+        """Delete `keys`. Absent keys count as deleted; held or retained ones as kept by the bucket."""
 
-        def one(key: str) -> str | None:
+        def one(key: str) -> tuple[str, str, str]:
             try:
                 with converted_errors(f"deleting {self.where(key)}"):
-                    self.bucket.blob(key).delete(timeout=TIMEOUT, retry=RETRY)
+                    try:
+                        self.bucket.blob(key).delete(timeout=TIMEOUT, retry=RETRY)
+                    except gexc.Forbidden as exc:
+                        reason = kept_reason(exc)
+                        if reason is None:
+                            raise
+                        return key, "kept", reason
             except NotFound:
-                return None
+                return key, "deleted", ""
+            except BackstopError as exc:
+                return key, "failed", str(exc)
+            return key, "deleted", ""
+
+        outcome = DeleteOutcome()
+        for key, what, why in parallel_map(one, keys, workers):
+            if what == "deleted":
+                outcome.deleted.append(key)
+            elif what == "kept":
+                outcome.kept[key] = why
+            else:
+                outcome.failed[key] = why
+        return outcome
+
+    def delete(self, keys: builtins.list[str], workers: int = 16) -> builtins.list[str]:
+        """Delete `keys`; return the ones that could not be deleted (with the reason)."""
+        outcome = self.delete_objects(keys, workers)
+        return [*outcome.failed.values()] + [
+            f"{self.where(key)}: kept by the bucket ({why})" for key, why in outcome.kept.items()
+        ]
+
+    def set_hold(self, keys: builtins.list[str], held: bool) -> builtins.list[str]:
+        """Place (or release) a temporary hold on `keys`; returns problems, one per key that failed."""
+
+        def one(key: str) -> str | None:
+            blob = self.bucket.blob(key)
+            blob.temporary_hold = held
+            try:
+                with converted_errors(f"{'holding' if held else 'releasing'} {self.where(key)}"):
+                    blob.patch(timeout=TIMEOUT, retry=RETRY)
             except BackstopError as exc:
                 return str(exc)
             return None
 
-        return [problem for problem in parallel_map(one, keys, workers) if problem]
+        return [p for p in parallel_map(one, keys) if p]
 
     # -- the catalog ---------------------------------------------------------------------
     def write_manifest(self, manifest: BackupManifest) -> None:
-        """Write (or rewrite) a manifest. Call it last: its presence means the backup is complete."""
-        self.put_bytes(manifest.path, manifest.to_bytes(), content_type="application/json")
+        """Write a manifest. Call it last: its presence means the backup is complete.
 
-    def read_manifest(self, key: str) -> BackupManifest:
-        return BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key))
+        The first write creates `manifest.json`; a later write (validation, secondary copy)
+        records the changed status / validation / secondary fields as a new object under
+        `<folder>/_manifest/` and never replaces `manifest.json` (see the module docstring).
+        With `hold_validated`, a validated manifest (and that record) gets a temporary hold; when
+        that is refused (a validator without storage.objects.update) it is logged, not raised.
+        """
+        if self.stat(manifest.path) is None:
+            written = [manifest.path]
+            self.put_bytes(manifest.path, manifest.to_bytes(), content_type="application/json")
+        else:
+            stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
+            key = f"{manifest.folder}{UPDATES_DIR}{stamp}.json"
+            self.put_bytes(key, manifest.to_bytes(), content_type="application/json")
+            written = [manifest.path, key]
+        if self.hold_validated and manifest.validated:
+            problems = self.set_hold(written, True)
+            if problems:  # e.g. the validator's role may not change holds: the next prune places it
+                logging.getLogger(__name__).warning(
+                    "backup %s validated but not held (the next prune holds it): %s",
+                    manifest.backup_id,
+                    problems[0],
+                )
+
+    def manifest_keys(
+        self, manifest: BackupManifest, listed: dict[str, Any] | None = None
+    ) -> builtins.list[str]:
+        """The objects that make up `manifest`: manifest.json and its update records."""
+        prefix = manifest.folder + UPDATES_DIR
+        found = listed if listed is not None else self.list(prefix)
+        return [manifest.path] + sorted(k for k in found if k.startswith(prefix))
+
+    def read_manifest(self, key: str, updates: builtins.list[str] | None = None) -> BackupManifest:
+        """Read the manifest at `key` with its newest update applied (`updates`: listed update keys)."""
+        base = BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key))
+        if updates is None:
+            updates = sorted(self.list(base.folder + UPDATES_DIR))
+        if not updates:
+            return base
+        newest = max(updates)
+        update = BackupManifest.from_bytes(self.get_bytes(newest), where=self.where(newest))
+        if (update.backup_id, update.component, update.source) != (
+            base.backup_id,
+            base.component,
+            base.source,
+        ):
+            raise ValidationFailed(f"{self.where(newest)}: manifest update names another backup")
+        return base.model_copy(
+            update={"status": update.status, "validation": update.validation, "secondary": update.secondary}
+        )
 
     def list_manifests(
         self,
@@ -172,15 +303,17 @@ class BackupStore:
         hides the others.
         """
         prefix = "" if component is None else f"{component}/" + ("" if source is None else f"{source}/")
-        keys = [
-            k
-            for k in self.list(prefix)
-            if k.endswith("/" + MANIFEST_NAME) and not k.startswith(INPROGRESS_PREFIX)
-        ]
+        listed = self.list(prefix)
+        keys = [k for k in listed if k.endswith("/" + MANIFEST_NAME) and not k.startswith(INPROGRESS_PREFIX)]
+        updates: dict[str, builtins.list[str]] = {}
+        for k in listed:
+            folder, marker, _ = k.rpartition("/" + UPDATES_DIR)
+            if marker:
+                updates.setdefault(folder + "/" + MANIFEST_NAME, []).append(k)
 
         def read(key: str) -> BackupManifest | None:
             try:
-                return self.read_manifest(key)
+                return self.read_manifest(key, updates.get(key, []))
             except ValidationFailed as exc:
                 if on_damaged is None:
                     raise
@@ -192,10 +325,12 @@ class BackupStore:
 
     def find_manifest(self, backup_id: str) -> BackupManifest:
         """The manifest of `backup_id`, wherever it is; NotFound names the id and the bucket."""
-        matches = [k for k in self.list("") if k.endswith(f"/{backup_id}/{MANIFEST_NAME}")]
+        listed = self.list("")
+        matches = [k for k in listed if k.endswith(f"/{backup_id}/{MANIFEST_NAME}")]
         if not matches:
             raise NotFound(f"backup {backup_id} not found in {self.where()}")
-        return self.read_manifest(matches[0])
+        folder = matches[0].removesuffix(MANIFEST_NAME) + UPDATES_DIR
+        return self.read_manifest(matches[0], sorted(k for k in listed if k.startswith(folder)))
 
     # -- in-progress markers (prune does not sweep data a running backup may reuse) ------
     def mark_in_progress(self, manifest: BackupManifest) -> str:
@@ -210,11 +345,24 @@ class BackupStore:
     def in_progress(
         self, component: str, source: str, younger_than_hours: float = 24.0
     ) -> builtins.list[str]:
-        """Backup ids of runs of this source that started recently and have not committed."""
+        """Backup ids of runs of this source that started recently and have not committed.
+
+        A marker whose backup has a manifest is not a running backup: its delete was refused
+        (a bucket retention policy keeps the marker as long as any other object).
+        """
         now = datetime.now(UTC)
         running = []
         for key, blob in self.list(f"{INPROGRESS_PREFIX}{component}/{source}/").items():
             created = blob.time_created or now
             if (now - created).total_seconds() < younger_than_hours * 3600:
-                running.append(key.rsplit("/", 1)[-1].removesuffix(".json"))
+                backup_id = key.rsplit("/", 1)[-1].removesuffix(".json")
+                if not self._committed(component, source, backup_id):
+                    running.append(backup_id)
         return running
+
+    def _committed(self, component: str, source: str, backup_id: str) -> bool:
+        try:
+            day = backup_time(backup_id)
+        except BackstopError:
+            return False
+        return self.stat(f"{component}/{source}/{day:%Y/%m/%d}/{backup_id}/{MANIFEST_NAME}") is not None

@@ -54,6 +54,29 @@ def bq(platform: LocalPlatform) -> Any:
     return bigquery_client(PROJECT)
 
 
+@pytest.fixture(scope="session")
+def policy_gcs() -> Iterator[Any]:
+    """A storage client on Backstop's local Cloud Storage server that enforces holds, retention
+    policies and bucket IAM (backstop/local/gcs_policy_server.py), served from this process."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from backstop.local.gcs_policy_server import serve
+    from backstop.platform import free_port
+
+    roles = Path(__file__).parent.parent / "deployments" / "iam" / "roles.yaml"
+    port = free_port()
+    httpd = serve("127.0.0.1", port, str(roles) if roles.exists() else None)
+    try:
+        yield storage.Client(
+            project=PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": f"http://127.0.0.1:{port}"},
+        )
+    finally:
+        httpd.shutdown()
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -23,6 +23,11 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = verbs.add_parser(
         "preflight", help="check the backup buckets' versioning, locks, KMS key and location"
     )
+    p.add_argument(
+        "--iam",
+        action="store_true",
+        help="also check each job's service account (deployments/iam/roles.yaml) with testIamPermissions",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=preflight)
 
@@ -53,6 +58,13 @@ def prune(args: argparse.Namespace) -> int:
     text = text_table(rows) + f"\n\n{len(rows) - removed} kept, {removed} {verb}"
     if result["problems"]:
         text += "\nnot deleted:\n" + "\n".join(f"  {p}" for p in result["problems"])
+    if result.get("kept_by_bucket"):
+        text += "\nkept by the bucket (holds, retention policy):\n" + "\n".join(
+            f"  {k}" for k in result["kept_by_bucket"]
+        )
+    notes = [n for s in result["summaries"] for n in s["notes"]]
+    if notes:
+        text += "\n" + "\n".join(notes)
     emit(args, result, text)
     return 1 if result["problems"] and not args.dry_run else 0
 
@@ -60,7 +72,7 @@ def prune(args: argparse.Namespace) -> int:
 def preflight(args: argparse.Namespace) -> int:
     from flows.retention import preflight_check
 
-    findings = preflight_check(args.settings)
+    findings = preflight_check(args.settings, fail_on_error=False, iam=args.iam)
     emit(args, findings, text_table(findings, ["level", "bucket", "check", "message"]))
     return 1 if any(f["level"] == "error" for f in findings) else 0
 

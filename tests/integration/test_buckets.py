@@ -170,7 +170,8 @@ def test_preflight_and_tiers_flows_and_cli(
     tiers = json.loads(capsys.readouterr().out)
     assert tiers["changed"] == {settings.backup_bucket: True, settings.secondary_bucket: True}
     assert [dict(r) for r in config_gcs.get_bucket(settings.backup_bucket).lifecycle_rules] == tiers["rules"]
-    assert main(["--settings", name, "preflight"]) == 0
+    # this emulator creates every bucket in US: a secondary in the primary's location is a red finding
+    assert main(["--settings", name, "preflight"]) == 1
     text = capsys.readouterr().out
     assert "same location" in text and "soft delete" in text
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import PermissionDenied
 from backstop.manifest import BackupManifest, ManifestEntry, new_backup_id, utcnow
 from backstop.retention import RetentionPolicy
 from tasks import catalog
-from tasks.prune import PruneReport, plan_prune, prune, remove_manifests, sources_in
+from tasks.prune import PruneReport, plan_prune, prune, remove_manifests
 from tasks.store import BackupStore, crc32c_b64
 from tests.conftest import unique
 
@@ -173,42 +172,6 @@ def test_a_damaged_manifest_keeps_its_folder_and_stops_the_pool_sweep(store: Bac
     left = keys(store)
     assert any(k.startswith(backups[3].folder + "state/") for k in left)
     assert not any(k.startswith(backups[4].folder) for k in left)
-
-
-class LockedStore(BackupStore):
-    """Cloud Storage refuses to delete held / retention-locked objects with 403; no emulator enforces
-    holds, so this store refuses the keys a retention lock would protect, the way the API does."""
-
-    locked: set[str] = set()
-
-    def delete(self, keys: list[str], workers: int = 16) -> list[str]:
-        refused = [k for k in keys if k in self.locked]
-        problems = [
-            str(
-                PermissionDenied(
-                    f"deleting {self.where(k)}: permission denied (object is under a retention policy)"
-                )
-            )
-            for k in refused
-        ]
-        return problems + super().delete([k for k in keys if k not in self.locked], workers)
-
-
-def test_locked_objects_are_reported_and_the_rest_is_pruned(gcs: Any, settings: Any) -> None:
-    store = LockedStore(gcs, settings.backup_bucket)
-    source = unique("src")
-    backups = five_backups(store, source)
-    store.locked = {pool_key(source, 13), backups[4].path}
-    report = prune(store, "gcs", source, KEEP_TWO, utcnow())
-    assert not report.ok
-    assert any(pool_key(source, 13) in p and "retention policy" in p for p in report.not_deleted)
-    assert any(p.startswith(f"backup {backups[4].backup_id} kept") for p in report.not_deleted)
-    assert sorted(report.removed) == sorted(b.backup_id for b in backups[2:4])
-    left = keys(store)
-    assert pool_key(source, 12) not in left and pool_key(source, 13) in left
-    # the backup whose manifest could not be deleted is still whole
-    assert catalog.verify_stored(store, store.read_manifest(backups[4].path), 100).problems == []
-    assert sources_in(store) == [("gcs", source)]
 
 
 def test_real_gcs_backups_prune_to_the_newest_and_it_still_restores(
