@@ -91,26 +91,27 @@ def _run_units(
     ctx: Context,
     manifest: BackupManifest,
     units: list[Any],
+    done: Callable[[list[ManifestEntry], dict[str, Any]], None],
     progress: Callable[[int, int], None] | None = None,
-) -> list[tuple[list[ManifestEntry], dict[str, Any]]]:
-    """Every unit's (entries, state), in parallel, with a log line (and progress) per unit done."""
-    if not units:
-        return []
-    results = []
-    if not _in_flow() and UNIT_WORKERS == 1:  # one after another, in this thread
-        for done, unit in enumerate(units, 1):
-            results.append(component.run_unit(ctx, manifest, unit))
-            if progress:
-                progress(done, len(units))
-        return results
+) -> None:
+    """Run every unit, in parallel; `done(entries, state)` as each finishes (so a failure later still
+    knows what the finished units made), with a log line and progress per unit."""
+    total = len(units)
     if not _in_flow():
-        with ThreadPoolExecutor(max_workers=min(UNIT_WORKERS, len(units))) as pool:
-            running = [pool.submit(component.run_unit, ctx, manifest, unit) for unit in units]
-            for done, finished in enumerate(futures_completed(running), 1):
-                results.append(finished.result())
+        workers = min(UNIT_WORKERS, total)
+        if workers <= 1:  # one after another, in this thread
+            for number, unit in enumerate(units, 1):
+                done(*component.run_unit(ctx, manifest, unit))
                 if progress:
-                    progress(done, len(units))
-        return results
+                    progress(number, total)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            running = [pool.submit(component.run_unit, ctx, manifest, unit) for unit in units]
+            for number, finished in enumerate(futures_completed(running), 1):
+                done(*finished.result())
+                if progress:
+                    progress(number, total)
+        return
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
@@ -119,13 +120,12 @@ def _run_units(
         _unit_task.submit(f"{label}-{n}", component.name, ctx, manifest, quote(u))
         for n, u in enumerate(units, 1)
     ]
-    for done, future in enumerate(as_completed(futures), 1):
-        results.append(future.result())
-        _log(ctx, f"{component.name}/{manifest.source}: unit {done}/{len(units)} done")
-        update_progress_artifact(artifact, 100.0 * done / len(units))
+    for number, future in enumerate(as_completed(futures), 1):
+        done(*future.result())
+        _log(ctx, f"{component.name}/{manifest.source}: unit {number}/{total} done")
+        update_progress_artifact(artifact, 100.0 * number / total)
         if progress:
-            progress(done, len(units))
-    return results
+            progress(number, total)
 
 
 def merge_state(state: dict[str, Any], more: dict[str, Any]) -> None:
@@ -166,9 +166,12 @@ def backup(
             _log(ctx, plan.describe)
         state = dict(plan.state)
         entries = list(plan.carried)
-        for unit_entries, unit_state in _run_units(component, ctx, manifest, plan.units, progress):
-            entries += unit_entries
+
+        def done(unit_entries: list[ManifestEntry], unit_state: dict[str, Any]) -> None:
+            entries.extend(unit_entries)
             merge_state(state, unit_state)
+
+        _run_units(component, ctx, manifest, plan.units, done, progress)
         merge_state(state, component.finish(ctx, manifest, plan, entries))
         committed = step(
             f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, entries, state

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from backstop.errors import Conflict, InvalidInput, ValidationFailed
+from backstop.manifest import new_backup_id
 from backstop.platform import PROJECT
 from tasks.bigquery import COMPONENT as bq_component
 from tests.integration.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
@@ -172,7 +173,9 @@ def test_restore_of_a_bignumeric_table_fails_at_once_naming_table_and_type(
     entry.metadata["schema"] = [
         f | {"type": "BIGNUMERIC"} if f["name"] == "n" else f for f in entry.metadata["schema"]
     ]
-    store.write_manifest(manifest)  # as if the backup had been taken there
+    # as if the backup had been taken there: a backup of its own, whose entries use the same files
+    manifest = manifest.model_copy(update={"backup_id": new_backup_id(), "digest": None})
+    store.write_manifest(manifest)
     start = time.monotonic()
     with pytest.raises(InvalidInput, match=r"empty.*n BIGNUMERIC"):
         bq_component.restore(settings, store, manifest, target=dataset + "_bignum")

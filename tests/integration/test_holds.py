@@ -57,7 +57,8 @@ def backup(store: BackupStore, source: str, generation: int, days_ago: float = 0
 
 
 def validate(store: BackupStore, manifest: BackupManifest) -> BackupManifest:
-    problems, read = catalog.verify_stored(store, manifest, 100)
+    checked = catalog.verify_stored(store, manifest, 100)
+    problems, read = checked.problems, checked.read_back
     return catalog.record_validation(store, manifest, problems, len(manifest.entries), read)
 
 

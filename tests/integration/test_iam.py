@@ -145,7 +145,8 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     )
 
     for manifest in backups:
-        problems, read = catalog.verify_stored(validator, manifest, 100)
+        checked = catalog.verify_stored(validator, manifest, 100)
+        problems, read = checked.problems, checked.read_back
         catalog.record_validation(validator, manifest, problems, 1, read)
     assert [m.validated for m in validator.list_manifests("gcs", source)] == [True, True]
     assert (

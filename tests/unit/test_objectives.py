@@ -9,6 +9,7 @@ import pytest
 
 from backstop.manifest import BackupManifest, ManifestEntry
 from backstop.objectives import DrillResult, breaches, drill_verdict, health_rows, new_drill_id, trend_rows
+from backstop.runs import RunRecord
 
 pytestmark = pytest.mark.unit
 
@@ -134,3 +135,27 @@ def test_trend_rows_newest_first_with_size_change() -> None:
     assert [r["bytes"] for r in rows] == [150, 100, 100]
     assert [r["size_change_pct"] for r in rows] == [50.0, 0.0, 25.0]
     assert rows[0]["seconds"] == 1.0 and rows[0]["entries"] == 1
+
+
+def failed_run(source: str, hours_ago: float, kind: str = "backup", error: str = "NotFound") -> RunRecord:
+    return RunRecord(
+        run_id=f"r{hours_ago}",
+        kind=kind,  # type: ignore[arg-type]
+        component="gcs",
+        source=source,
+        outcome="failed",
+        at=NOW - timedelta(hours=hours_ago),
+        error_kind=error,
+        message=f"source bucket gs://{source} does not exist",
+    )
+
+
+def test_a_failed_latest_backup_run_breaches_even_with_a_fresh_good_backup() -> None:
+    (row,) = health_rows([backup("raw", 3)], [], objectives, NOW, runs=[failed_run("raw", 1)])
+    assert row.status == "breach" and row.rpo_ok and row.failures_24h == 1
+    assert "latest backup run failed" in "; ".join(row.problems) and "does not exist" in breaches([row])[0]
+
+
+def test_a_failed_run_followed_by_a_good_backup_is_counted_but_healthy() -> None:
+    (row,) = health_rows([backup("raw", 1)], [], objectives, NOW, runs=[failed_run("raw", 3)])
+    assert row.status == "warn" and row.failures_24h == 1 and breaches([row]) == []
