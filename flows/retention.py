@@ -23,6 +23,7 @@ from blocks.clients import storage_client, storage_client_as
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks import buckets, security
+from tasks.catalog import record_run
 from tasks.component import COMPONENTS, get_component
 from tasks.context import open_store
 from tasks.prune import PruneReport, prune, sources_in
@@ -38,7 +39,13 @@ def prune_source(
     policy = RetentionPolicy.from_settings(settings.retention_for(component, source))
     external = getattr(get_component(component), "delete", None) if component in COMPONENTS else None
     release = (lambda manifest: external(settings, manifest)) if external and not secondary else None
-    report: PruneReport = prune(store, component, source, policy, utcnow(), dry_run=dry_run, release=release)
+    try:
+        report: PruneReport = prune(
+            store, component, source, policy, utcnow(), dry_run=dry_run, release=release
+        )
+    except BaseException as exc:  # a failed prune leaves a record health and `list --all` show
+        record_run(store, "prune", component, source, exc)
+        raise
     get_run_logger().info(
         "%s %s/%s: keep %d, remove %d%s, %d objects (%s) deleted, %d not deleted",
         store.where(),
