@@ -131,6 +131,10 @@ def pid_alive(pid: int) -> bool:
     try:  # a zombie child counts as dead
         return os.waitpid(pid, os.WNOHANG) == (0, 0)
     except ChildProcessError:
+        pass
+    try:  # so does a zombie of an earlier `backstop up` that init has not reaped yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 

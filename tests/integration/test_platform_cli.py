@@ -36,6 +36,7 @@ def clean_env(home: Path, user_home: Path) -> dict[str, str]:
         if not k.startswith(("PREFECT_", "BACKSTOP_", "BQEMU_")) and k not in EMULATOR_ENV
     }
     env |= {"BACKSTOP_HOME": str(home), "HOME": str(user_home), "DO_NOT_TRACK": "1"}
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "2"  # the worker `backstop up` starts polls every 5 s by default
     env |= {f"BACKSTOP_{name.upper()}_PORT": str(free_port()) for name in DEFAULT_PORTS}
     return env
 
@@ -187,10 +188,12 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
     deployed = json.loads(ok(shell, "deploy", "--json"))
     assert "backstop-flow-run-failed" in deployed["automations"]  # alerts exist on a fresh setup
 
-    # the worker runs the scheduled backup as the CLI would, and the trigger runs its validation
+    # the worker runs the scheduled backup as the CLI would, and the trigger runs its validation;
+    # a second run of the same deployment on a bucket that does not exist fails
     api = Api(shell["PREFECT_API_URL"])
     backup = api.wait_final(api.run("backup-gcs", "gcs-daily-backup"), timeout=120)
     assert backup["state"]["type"] == "COMPLETED", backup["state"]
+    failing = api.run("backup-gcs", "gcs-daily-backup", {"buckets": ["no-such-bucket-e2e"]})
     validations = wait_for(
         lambda: [r for r in api.runs_of("validate-gcs", "gcs-validate") if r["state"]["type"] == "COMPLETED"],
         timeout=90,
@@ -199,10 +202,8 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
     listed = json.loads(ok(shell, "list", "--component", "gcs", "--json"))["backups"]
     assert [(b["source"], b["status"]) for b in listed] == [("demo-raw-data", "validated")]
 
-    # a failing backup: the failure reaches the local receiver and `backstop alerts` shows it
-    failed = api.wait_final(
-        api.run("backup-gcs", "gcs-daily-backup", {"buckets": ["no-such-bucket-e2e"]}), 120
-    )
+    # the failure reaches the local receiver and `backstop alerts` shows it
+    failed = api.wait_final(failing, 120)
     assert failed["state"]["type"] == "FAILED"
 
     def alerted() -> list[dict[str, Any]]:
@@ -217,6 +218,33 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
     assert alert["subject"].startswith("Backstop: backup-gcs run ") and alert["subject"].endswith(" Failed")
     assert f"{failed['name']}" in alert["text"]
     assert status(user) == first
+
+
+# The demo's own steps, cut to the configuration-files round trip to stay fast; everything else of
+# run_demo (its platform, ports, Prefect server, settings, stopping) is what `backstop demo` runs.
+SHORT_DEMO = (
+    "import sys; from pathlib import Path; import backstop.demo as demo; "
+    "demo.STEPS = [step for step in demo.STEPS if step[0] == 'Configuration files']; "
+    "sys.exit(demo.run_demo(Path(sys.argv[1])))"
+)
+
+
+def test_demo_with_the_platform_up_leaves_settings_and_processes_alone(user: dict[str, str]) -> None:
+    shell = source_env(user)  # the worst case: a shell pointed at the user's platform
+    settings = ok(shell, "settings", "show", "--json")
+    processes = status(user)
+    done = subprocess.run(
+        [sys.executable, "-c", SHORT_DEMO, user["BACKSTOP_HOME"]],
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "byte-identical" in done.stdout
+    assert ok(shell, "settings", "show", "--json") == settings
+    assert status(user) == processes
+    assert json.loads(ok(user, "status", "--json"))["demo"] == {}  # the demo stopped what it started
 
 
 def test_down_then_validate_is_one_error_line(user: dict[str, str]) -> None:
