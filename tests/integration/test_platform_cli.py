@@ -220,6 +220,37 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
     assert status(user) == first
 
 
+def test_settings_edits_are_validated_and_a_first_setup_names_its_buckets(
+    user: dict[str, str], tmp_path: Path
+) -> None:
+    shell = source_env(user)
+    ok(shell, "settings", "set", "retention.keep_last=5", "objectives.gcs.rpo_hours=12")
+    assert_one_error_line(
+        run(shell, "settings", "set", "retention.keep_last=-1"),
+        "settings field 'retention.keep_last': Input should be greater than or equal to 0",
+    )
+    exported = tmp_path / "settings.yaml"
+    ok(shell, "settings", "export", str(exported))
+    exported.write_text(exported.read_text().replace("keep_last: 5", "keep_last: 4") + "keep_forever: true\n")
+    assert_one_error_line(run(shell, "settings", "import", str(exported)), "'keep_forever': no such field")
+    exported.write_text(exported.read_text().replace("keep_forever: true\n", ""))
+    ok(shell, "settings", "import", str(exported))
+
+    # a first setup as against Google Cloud, into its own settings block, alerts to a webhook
+    receiver = shell["BACKSTOP_ALERTS_URL"] + "/elsewhere"
+    argv = ["--settings", "first", "bootstrap", "--project", "p-first", "--backup-bucket", "first-backups"]
+    argv += ["--secondary-bucket", "first-backups-dr", "--location", "EU", "--notify", f"webhook:{receiver}"]
+    result = json.loads(ok(shell, *argv, "--json"))
+    assert result["backup_buckets_created"] == ["first-backups", "first-backups-dr"]
+    assert result["notify_block"] == "custom-webhook/backstop-alerts"
+    first = json.loads(ok(shell, "--settings", "first", "settings", "show", "--json"))
+    assert (first["project"], first["backup_bucket"], first["location"]) == ("p-first", "first-backups", "EU")
+    assert first["notify_block"] == "custom-webhook/backstop-alerts"
+    shown = json.loads(ok(shell, "settings", "show", "--json"))  # set, then exported, edited, imported
+    assert shown["retention"]["keep_last"] == 4 and shown["objectives"]["gcs"]["rpo_hours"] == 12
+    assert shown["notify_block"] == "custom-webhook/backstop-local-alerts"  # untouched by the first setup
+
+
 # The demo's own steps, cut to the configuration-files round trip to stay fast; everything else of
 # run_demo (its platform, ports, Prefect server, settings, stopping) is what `backstop demo` runs.
 SHORT_DEMO = (
