@@ -400,10 +400,9 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
     began = time.monotonic()
     work_dir = demo_home(state_dir)
     platform = LocalPlatform.with_free_ports(work_dir, services=SERVICES, persistent=False)
-    already = set(platform.running())
-    if already and already != set(SERVICES):  # a partial leftover of an earlier demo: start afresh
+    if platform.running():  # an earlier `--keep-running` demo: the demo starts from empty emulators
+        print("stopping the platform an earlier demo left running")
         platform.down(echo=print)
-        already = set()
     env = platform.up(echo=print)
     os.environ.update(env)  # this process's clients use the demo's platform, whatever the shell says
     os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
@@ -431,7 +430,7 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
             print(
                 f"\nPrefect UI (flow runs, artifacts): {ui} (stopped with the demo; --keep-running leaves it up)"
             )
-            platform.down(only=[n for n in platform.running() if n not in already], echo=print)
+            platform.down(echo=print)
     print(f"demo finished in {time.monotonic() - began:,.0f} s")
     return 0
 
