@@ -2,8 +2,9 @@
 
 User errors (BackstopError) print one line on stderr and exit 2, with no traceback; so does a
 platform that is not running (`error: Prefect server not reachable at URL: start it with `backstop up``),
-and Prefect never starts a temporary server of its own. Every command that prints data takes `--json`. Component verbs (`backup gcs`, `restore bigquery`, ...) live in
-`backstop/commands/<component>.py`, each registering itself in `COMMAND_MODULES`.
+and Prefect never starts a temporary server of its own. Every command that prints data takes `--json`.
+Component verbs (`backup gcs`, `restore bigquery`, ...) live in `backstop/commands/<component>.py`,
+each registering itself in `COMMAND_MODULES`.
 """
 
 from __future__ import annotations
