@@ -148,6 +148,14 @@ def save_first_setup(
 
 
 # -- notifications -------------------------------------------------------------------------
+def parse_notify(notify: str) -> tuple[str, str]:
+    """('slack' | 'webhook', URL) of a --notify value; InvalidInput otherwise."""
+    kind, _, url = notify.partition(":")
+    if kind not in ("slack", "webhook") or not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"--notify {notify!r}: expected slack:URL or webhook:URL with an http(s) URL")
+    return kind, url
+
+
 def configure_notifications(settings_block: str, notify: str | None = None) -> str | None:
     """Save the notification block and name it in the settings; returns its reference (or None).
 
@@ -163,9 +171,7 @@ def configure_notifications(settings_block: str, notify: str | None = None) -> s
     local = os.environ.get("BACKSTOP_ALERTS_URL")
     local_reference = f"custom-webhook/{LOCAL_ALERTS_BLOCK}"
     if notify:
-        kind, _, url = notify.partition(":")
-        if kind not in ("slack", "webhook") or not url.startswith(("http://", "https://")):
-            raise InvalidInput(f"--notify {notify!r}: expected slack:URL or webhook:URL with an http(s) URL")
+        kind, url = parse_notify(notify)
         reference = (
             save_slack_block(NOTIFY_BLOCK, url) if kind == "slack" else save_webhook_block(NOTIFY_BLOCK, url)
         )
@@ -330,6 +336,8 @@ def bootstrap(
     """Register block types, save settings (defaults when missing, or `first_setup`'s project /
     buckets / location), set up the notification channel, create the backup buckets (when missing)
     and the work pool with this environment's endpoints."""
+    if notify:
+        parse_notify(notify)  # a typo fails before anything is changed
     block_types = register_block_types()
     if first_setup and any(first_setup.values()):
         saved = save_first_setup(settings_block, **first_setup)
