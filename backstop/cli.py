@@ -1,22 +1,27 @@
 """The `backstop` command line: the local platform, backups, the catalog and restores.
 
-User errors (BackstopError) print one line on stderr and exit 2, with no traceback. Every command
-that prints data takes `--json`. Component verbs (`backup gcs`, `restore bigquery`, ...) live in
-`backstop/commands/components.py`, made from the component registry.
+User errors (BackstopError) print one line on stderr and exit 2, with no traceback; so does a
+platform that is not running (`error: Prefect server not reachable at URL: start it with `backstop up``),
+and Prefect never starts a temporary server of its own. Every command that prints data takes `--json`.
+Component verbs (`backup gcs`, `restore bigquery`, ...) live in `backstop/commands/components.py`,
+made from the component registry.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import json
+import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backstop.errors import BackstopError, InvalidInput
+from backstop.errors import BackstopError, Conflict, InvalidInput, Unavailable
 
 COMMAND_MODULES = [
     "backstop.commands.core",
@@ -25,6 +30,8 @@ COMMAND_MODULES = [
     "backstop.commands.retention",
     "backstop.commands.ops",
     "backstop.commands.harden",
+    "backstop.commands.platform",
+    "backstop.commands.settings",
 ]
 
 
@@ -45,8 +52,47 @@ def load_platform_env() -> None:
 
     for key, value in LocalPlatform(state_dir()).env().items():
         os.environ.setdefault(key, value)
+    prefect_defaults()
+
+
+def prefect_defaults() -> None:
+    """No telemetry, no temporary Prefect server, and Prefect's home (profiles, flow results) under the
+    platform's home rather than the user's. Prefect reads these when it is imported, so they are set
+    only in a process that has not imported it yet (the CLI; not a test calling main())."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if "prefect" not in sys.modules:
+        home = Path(os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect")))
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(home / "storage"))
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "false")
+
+
+def _prefect_api_url() -> str | None:
+    url = os.environ.get("PREFECT_API_URL")
+    if url or "prefect" not in sys.modules:
+        return url
+    from prefect.settings import PREFECT_API_URL  # a test harness sets it without the environment
+
+    return PREFECT_API_URL.value() or None
+
+
+def unreachable(include_unset: bool) -> str | None:
+    """'<service> not reachable at <url>: ...' for the first service the CLI is pointed at that does not
+    accept a connection, else None. `include_unset`: an unset PREFECT_API_URL counts as the local
+    platform's default address (after a command failed; before, it may not need Prefect at all)."""
+    from backstop.platform import EMULATOR_ENV, configured_ports, endpoint_port, reachable
+
+    api = _prefect_api_url()
+    if not api and include_unset:
+        api = f"http://127.0.0.1:{configured_ports()['prefect']}/api"
+    checks = [("Prefect server", api)] if api else []
+    checks += [(label, os.environ[key]) for key, label in EMULATOR_ENV.items() if os.environ.get(key)]
+    for label, url in checks:
+        where = endpoint_port(url)
+        if where is None or not reachable(*where):
+            return f"{label} not reachable at {url}: start it with `backstop up`"
+    return None
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -85,22 +131,95 @@ def quiet_prefect_console(argv: Sequence[str]) -> None:
     """
     if "-v" not in argv and "--verbose" not in argv:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        # Prefect's background senders log "Still processing items..." on their own loggers (named
+        # after their class) while they drain at exit; the items are still sent.
+        for name in ("EventsWorker", "APILogWorker"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _active_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)parser the words of `argv` select: `backup gcs --bucjet` -> the `backup gcs` parser."""
+    current = parser
+    for word in argv:
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction) and word in action.choices:
+                current = action.choices[word]
+                break
+    return current
+
+
+def suggest(parser: argparse.ArgumentParser, argv: Sequence[str], message: str) -> str:
+    """`message` plus '(did you mean --x?)' for a mistyped flag or verb."""
+    active = _active_parser(parser, argv)
+    if "unrecognized arguments:" in message:
+        flags = [o for a in active._actions for o in a.option_strings if o.startswith("--")]
+        for word in message.split("unrecognized arguments:", 1)[1].split():
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+                if close:
+                    return f"{message} (did you mean {close[0]}?)"
+    choice = re.search(r"invalid choice: '([^']*)'", message)
+    if choice:
+        words = [
+            str(w) for a in active._actions if isinstance(a, argparse._SubParsersAction) for w in a.choices
+        ]
+        close = difflib.get_close_matches(choice.group(1), words, n=1, cutoff=0.6)
+        if close:
+            return f"{message} (did you mean {close[0]}?)"
+    return message
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`backstop list | head -1`): stop quietly, and keep Python from complaining
+    about the unflushed rest at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_prefect_console(argv)
     try:
-        args = build_parser().parse_args(argv)
-        if not getattr(args, "no_platform_env", False):
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except InvalidInput as exc:
+            raise InvalidInput(suggest(parser, argv, str(exc))) from None
+        if getattr(args, "no_platform_env", False):
+            code = int(args.handler(args) or 0)
+        else:
             load_platform_env()
-        return int(args.handler(args) or 0)
+            check = getattr(args, "platform_check", True)
+            code = _run_on_platform(args) if check else int(args.handler(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except BackstopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _run_on_platform(args: argparse.Namespace) -> int:
+    """Run a command that needs Prefect and the services: a service the CLI is pointed at that does
+    not answer is one error line before anything runs; a failure while Prefect's address is unset
+    is reported as the platform not running (input errors are reported as they are)."""
+    down = unreachable(include_unset=False)
+    if down:
+        raise Unavailable(down)
+    try:
+        return int(args.handler(args) or 0)
+    except (InvalidInput, Conflict, BrokenPipeError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        down = unreachable(include_unset=True)
+        if down:
+            raise Unavailable(down) from exc
+        raise
 
 
 if __name__ == "__main__":

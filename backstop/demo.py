@@ -381,7 +381,14 @@ def save_demo_settings(work_dir: Path) -> Any:
     return settings
 
 
+def demo_home(state_dir: Path) -> Path:
+    """The demo's own platform home: its own processes, ports, Prefect server and settings."""
+    return state_dir / "demo"
+
+
 def run_demo(state_dir: Path, keep_running: bool = False) -> int:
+    """Run the demo on a platform of its own (own home, free ports, own Prefect server), so the
+    user's platform, settings block and processes are never touched, whether or not they run."""
     import shutil
 
     import backstop.local.airflow_server  # noqa: F401  (each registers its local server)
@@ -390,11 +397,14 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
     from backstop.platform import LocalPlatform
 
     began = time.monotonic()
-    work_dir = state_dir / "demo"
-    platform = LocalPlatform(work_dir, services=SERVICES, persistent=False)
-    already = set(platform.running())
+    work_dir = demo_home(state_dir)
+    platform = LocalPlatform.with_free_ports(work_dir, services=SERVICES, persistent=False)
+    if platform.running():  # an earlier `--keep-running` demo: the demo starts from empty emulators
+        print("stopping the platform an earlier demo left running")
+        platform.down(echo=print)
     env = platform.up(echo=print)
-    os.environ.update(env)
+    os.environ.update(env)  # this process's clients use the demo's platform, whatever the shell says
+    os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
     ui = platform.running()["prefect"]["endpoints"]["PREFECT_UI_URL"]
     results: list[dict[str, Any]] = []
     try:
@@ -412,10 +422,14 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
 
         APILogHandler().flush()  # send the last log lines before the Prefect server stops
         print("\n" + text_table(results))
-        hint = "" if keep_running else " (stopped with the demo; `backstop demo --keep-running` leaves it up)"
-        print(f"\nPrefect UI (flow runs, artifacts): {ui}{hint}")
-        if not keep_running:
-            platform.down(only=[n for n in platform.running() if n not in already], echo=print)
+        if keep_running:
+            print(f"\nPrefect UI (flow runs, artifacts): {ui}")
+            print(f"the demo's platform keeps running; stop it with: BACKSTOP_HOME={work_dir} backstop down")
+        else:
+            print(
+                f"\nPrefect UI (flow runs, artifacts): {ui} (stopped with the demo; --keep-running leaves it up)"
+            )
+            platform.down(echo=print)
     print(f"demo finished in {time.monotonic() - began:,.0f} s")
     return 0
 

@@ -30,9 +30,77 @@ from typing import Any
 
 from backstop.errors import BackstopError, Unavailable
 
-DEFAULT_PORTS = {"gcs": 4443, "bigquery": 9050, "bigquery_grpc": 9060, "prefect": 4200}
+# Fixed default ports, so a shell that sourced .backstop/env stays right across `backstop up`s.
+# Each can be changed with BACKSTOP_<NAME>_PORT (BACKSTOP_GKE_PORT=9180, BACKSTOP_BIGQUERY_GRPC_PORT=...).
+DEFAULT_PORTS = {
+    "gcs": 4443,
+    "bigquery": 9050,
+    "bigquery_grpc": 9060,
+    "prefect": 4200,
+    "gke": 9080,
+    "composer": 9070,
+    "airflow": 8080,
+    "alerts": 9095,
+}
+# The ports each service listens on (checked free before it starts).
+SERVICE_PORTS = {
+    "gcs": ("gcs",),
+    "bigquery": ("bigquery", "bigquery_grpc"),
+    "prefect": ("prefect",),
+    "gke": ("gke",),
+    "composer": ("composer",),
+    "airflow": ("airflow",),
+    "alerts": ("alerts",),
+}
+# Client variables naming the local services (blocks/clients.py reads them): what the CLI exports,
+# what `backstop bootstrap` writes into the work pool's job environment, what the CLI checks.
+EMULATOR_ENV = {
+    "STORAGE_EMULATOR_HOST": "Cloud Storage emulator",
+    "BIGQUERY_EMULATOR_HOST": "BigQuery emulator",
+    "BIGQUERY_STORAGE_EMULATOR_HOST": "BigQuery Storage emulator",
+    "GKE_BACKUP_EMULATOR_HOST": "local Backup for GKE server",
+    "COMPOSER_EMULATOR_HOST": "local Composer server",
+    "AIRFLOW_API_URL": "local Airflow server",
+}
+# Passed to flow runs with the endpoints: where bqemulator's extract/load jobs keep files.
+EXTRA_JOB_ENV = ("BQEMU_GCS_LOCAL_ROOT",)
 PROJECT = "backstop-demo"
 WORK_POOL = "backstop-process"
+
+
+def configured_ports() -> dict[str, int]:
+    """DEFAULT_PORTS with BACKSTOP_<NAME>_PORT overrides from the environment."""
+    ports = dict(DEFAULT_PORTS)
+    for name in ports:
+        value = os.environ.get(f"BACKSTOP_{name.upper()}_PORT")
+        if value:
+            if not value.isdigit():
+                raise BackstopError(f"BACKSTOP_{name.upper()}_PORT={value!r} is not a port number")
+            ports[name] = int(value)
+    return ports
+
+
+def endpoint_port(value: str) -> tuple[str, int] | None:
+    """(host, port) of 'http://host:port/...' or 'host:port'; None when it names no port."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value if "://" in value else f"tcp://{value}")
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.hostname, port
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when something accepts a TCP connection at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:
@@ -63,6 +131,10 @@ def pid_alive(pid: int) -> bool:
     try:  # a zombie child counts as dead
         return os.waitpid(pid, os.WNOHANG) == (0, 0)
     except ChildProcessError:
+        pass
+    try:  # so does a zombie of an earlier `backstop up` that init has not reaped yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 
@@ -142,7 +214,7 @@ class LocalPlatform:
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.services = services
-        self.ports = dict(DEFAULT_PORTS) | (ports or {})
+        self.ports = configured_ports() | (ports or {})
         self.persistent = persistent
         self.state_file = self.state_dir / "platform.json"
         self.log_dir = self.state_dir / "logs"
@@ -237,6 +309,8 @@ class LocalPlatform:
                 endpoints={
                     "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
                     "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+                    # clients keep their profile and flow results under the platform's home
+                    "PREFECT_HOME": str(home),
                 },
                 timeout=90.0,
             )
@@ -258,7 +332,14 @@ class LocalPlatform:
                     "process",
                 ],
                 lambda: http_ok(f"{api}/work_pools/{WORK_POOL}"),
-                env={"PREFECT_API_URL": api, "PREFECT_HOME": str(self.state_dir / "prefect")},
+                # The emulator endpoints reach flow runs through the work pool's job environment
+                # (`backstop bootstrap` writes it), the Prefect way, not through this process.
+                env={
+                    "PREFECT_API_URL": api,
+                    "PREFECT_HOME": str(self.state_dir / "prefect"),
+                    "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
+                    "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+                },
                 endpoints={},
                 timeout=90.0,
             )
@@ -295,6 +376,7 @@ class LocalPlatform:
         state = self.read_state()
         recorded = state.setdefault("services", {})
         alive = self.running()
+        self._check_ports_free([n for n in self.services if n not in alive])
         started: list[tuple[str, subprocess.Popen[bytes], Service]] = []
         for name in self.services:
             if name in alive:
@@ -338,12 +420,24 @@ class LocalPlatform:
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(self.env().items())))
         return self.env()
 
+    def _check_ports_free(self, names: list[str]) -> None:
+        """Refuse to start a service whose port another process holds (it would answer our health
+        check and we would run against someone else's server)."""
+        for name in names:
+            for key in SERVICE_PORTS.get(name, ()):
+                port = self.ports[key]
+                if port_open(port):
+                    raise Unavailable(
+                        f"port {port} for the local {name} is in use by another process: stop it, or "
+                        f"choose another port with BACKSTOP_{key.upper()}_PORT"
+                    )
+
     def down(self, only: list[str] | None = None, echo: Callable[[str], None] = lambda _: None) -> list[str]:
         """Stop the processes this platform recorded (by pid); return the names stopped."""
         state = self.read_state()
         recorded = state.get("services", {})
         stopped = []
-        for name in list(recorded):
+        for name in reversed(list(recorded)):  # the worker (started last) before the Prefect server
             if only is not None and name not in only:
                 continue
             pid = int(recorded[name]["pid"])

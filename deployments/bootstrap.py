@@ -6,13 +6,20 @@ prefect.yaml and creates the automations:
 - backstop-flow-run-failed: any Failed / Crashed flow run tagged `backstop` -> SendNotification
   (fires even when the flow's process died before its own hooks could run);
 - backstop-stale-<component>: a proactive trigger that fires when no `prefect.flow-run.Completed`
-  event of the component's backup deployments arrives within the component's RPO (an alert even
-  when nothing ran at all).
-Automations need a notification block: settings.notify_block ('<block-type-slug>/<name>').
+  event of the component's *validation* deployments arrives within the component's RPO (an alert
+  even when nothing ran at all). A validation deployment runs when a backup deployment completes and
+  fails when the backup does not validate, so a completed validation run is a backup that was taken
+  and validated: a backup that completes but fails validation does not count. (Backups run from the
+  CLI are not deployment runs and count for `backstop health`, not for this automation.)
+Automations need a notification block: settings.notify_block ('<block-type-slug>/<name>'), which
+`bootstrap(notify="slack:URL" | "webhook:URL")` creates; on the local platform it defaults to the
+local alert receiver. The work pool's job environment carries the emulator endpoints of the
+environment bootstrap runs in (none against Google Cloud), so worker-run flows reach what the CLI reaches.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -23,12 +30,12 @@ from uuid import UUID
 
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-from backstop.errors import ConfigError, Unavailable
+from backstop.errors import ConfigError, InvalidInput, Unavailable
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +44,8 @@ WORK_POOL = "backstop-process"
 TAG = "backstop"
 FAILED_AUTOMATION = "backstop-flow-run-failed"
 STALE_PREFIX = "backstop-stale-"
+NOTIFY_BLOCK = "backstop-alerts"  # the block `--notify` saves
+LOCAL_ALERTS_BLOCK = "backstop-local-alerts"  # the local platform's receiver
 
 FAILED_SUBJECT = "Backstop: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}"
 FAILED_BODY = (
@@ -52,14 +61,19 @@ def load_spec(path: Path = PREFECT_YAML) -> dict[str, Any]:
     return spec
 
 
-def backup_deployments(spec: dict[str, Any]) -> dict[str, list[str]]:
-    """Backup deployment names per component ('gcs' -> ['gcs-daily-backup', ...]) from the spec."""
+def deployments_by_component(spec: dict[str, Any], prefix: str) -> dict[str, list[str]]:
+    """Names of the deployments whose flow function starts with `prefix`, per component module."""
     found: dict[str, list[str]] = {}
     for deployment in spec.get("deployments", []):
         module, function = deployment["entrypoint"].split(":")
-        if function.startswith("backup_"):
+        if function.startswith(prefix):
             found.setdefault(Path(module).stem, []).append(deployment["name"])
     return found
+
+
+def validation_deployments(spec: dict[str, Any]) -> dict[str, list[str]]:
+    """Validation deployment names per component ('gcs' -> ['gcs-validate']) from the spec."""
+    return deployments_by_component(spec, "validate_")
 
 
 # -- blocks and settings -------------------------------------------------------------------
@@ -95,23 +109,128 @@ def save_default_settings(
     return True
 
 
+def save_first_setup(
+    name: str,
+    project: str | None = None,
+    backup_bucket: str | None = None,
+    secondary_bucket: str | None = None,
+    location: str | None = None,
+) -> bool:
+    """Save settings `name` with these fields (a first setup against Google Cloud), keeping every other
+    field of an existing block; True when saved. A new block needs a project and a backup bucket."""
+    from backstop.names import check_bucket
+
+    values: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "project": project,
+            "backup_bucket": backup_bucket and check_bucket(backup_bucket),
+            "secondary_bucket": secondary_bucket and check_bucket(secondary_bucket),
+            "location": location,
+        }.items()
+        if value
+    }
+    current: Any
+    try:
+        current = BackstopSettings.load(name)
+    except ValueError:
+        current = None
+    if current is None:
+        if not (project and backup_bucket):
+            raise InvalidInput(
+                f"settings block 'backstop-settings/{name}' does not exist yet: give --project and --backup-bucket"
+            )
+        settings = BackstopSettings(**values)
+    else:
+        settings = current.model_copy(update=values)
+    settings.save(name, overwrite=True)
+    return True
+
+
+# -- notifications -------------------------------------------------------------------------
+def parse_notify(notify: str) -> tuple[str, str]:
+    """('slack' | 'webhook', URL) of a --notify value; InvalidInput otherwise."""
+    kind, _, url = notify.partition(":")
+    if kind not in ("slack", "webhook") or not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"--notify {notify!r}: expected slack:URL or webhook:URL with an http(s) URL")
+    return kind, url
+
+
+def configure_notifications(settings_block: str, notify: str | None = None) -> str | None:
+    """Save the notification block and name it in the settings; returns its reference (or None).
+
+    `notify` is 'slack:URL' (a Slack incoming webhook) or 'webhook:URL' (JSON {source, subject, text}).
+    Without it the settings keep their notify_block; when they have none and the local platform's
+    alert receiver runs (BACKSTOP_ALERTS_URL), alerts go to that receiver.
+    """
+    from backstop.local.alerts_receiver import HOOK_PATH
+    from blocks.notifications import save_slack_block, save_webhook_block
+    from blocks.settings import load_settings
+
+    settings = load_settings(settings_block)
+    local = os.environ.get("BACKSTOP_ALERTS_URL")
+    local_reference = f"custom-webhook/{LOCAL_ALERTS_BLOCK}"
+    if notify:
+        kind, url = parse_notify(notify)
+        reference = (
+            save_slack_block(NOTIFY_BLOCK, url) if kind == "slack" else save_webhook_block(NOTIFY_BLOCK, url)
+        )
+    elif local and settings.notify_block in (None, local_reference):
+        reference = save_webhook_block(LOCAL_ALERTS_BLOCK, local + HOOK_PATH)
+    else:
+        return settings.notify_block
+    if settings.notify_block != reference:
+        settings.notify_block = reference
+        settings.save(settings_block, overwrite=True)
+    return reference
+
+
 # -- work pool -----------------------------------------------------------------------------
-def ensure_work_pool(name: str = WORK_POOL) -> bool:
-    """Create the process work pool `name` if missing; True when created."""
+def job_environment() -> dict[str, str]:
+    """The emulator endpoints of this environment, for flow runs on the work pool (empty on Google Cloud)."""
+    from backstop.platform import EMULATOR_ENV, EXTRA_JOB_ENV
+
+    return {key: os.environ[key] for key in (*EMULATOR_ENV, *EXTRA_JOB_ENV) if os.environ.get(key)}
+
+
+def with_job_env(template: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """`template` with `env` as the default job environment; the endpoint variables Backstop manages
+    are replaced, any other variable a person added in the UI is kept."""
+    from backstop.platform import EMULATOR_ENV, EXTRA_JOB_ENV
+
+    updated = copy.deepcopy(template)
+    prop = updated.setdefault("variables", {}).setdefault("properties", {}).setdefault("env", {})
+    default = {
+        k: v for k, v in (prop.get("default") or {}).items() if k not in (*EMULATOR_ENV, *EXTRA_JOB_ENV)
+    }
+    default.update(env)
+    if default:
+        prop["default"] = default
+    else:
+        prop.pop("default", None)
+    return updated
+
+
+def ensure_work_pool(name: str = WORK_POOL, env: dict[str, str] | None = None) -> bool:
+    """Create the process work pool `name` if missing, and set its job environment to `env`
+    (default: job_environment()); True when created."""
     from prefect.workers.process import ProcessWorker
 
+    env = job_environment() if env is None else env
     with get_client(sync_client=True) as client:
         try:
-            client.read_work_pool(name)
-            return False
+            pool = client.read_work_pool(name)
         except ObjectNotFound:
-            pass
-        template = ProcessWorker.get_default_base_job_template()
-        try:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
-        except ObjectAlreadyExists:
-            return False
-    return True
+            template = with_job_env(ProcessWorker.get_default_base_job_template(), env)
+            try:
+                client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
+                return True
+            except ObjectAlreadyExists:  # a worker starting at the same time made it
+                pool = client.read_work_pool(name)
+        wanted = with_job_env(pool.base_job_template, env)
+        if wanted != pool.base_job_template:
+            client.update_work_pool(name, WorkPoolUpdate(base_job_template=wanted))
+    return False
 
 
 # -- automations ---------------------------------------------------------------------------
@@ -149,11 +268,12 @@ def failure_automation(block_id: UUID, tag: str = TAG) -> AutomationCore:
 def staleness_automation(
     component: str, deployments: list[str], rpo_hours: float, block_id: UUID
 ) -> AutomationCore:
-    """No Completed run of any of `deployments` within `rpo_hours` -> a notification."""
+    """No Completed run of any of `deployments` (the component's validation deployments) within
+    `rpo_hours` -> a notification."""
     hours = f"{rpo_hours:g}"
     return AutomationCore(
         name=f"{STALE_PREFIX}{component}",
-        description=f"Alert when no backup of {component} completes within its RPO ({hours} h).",
+        description=f"Alert when no backup of {component} is validated within its RPO ({hours} h).",
         enabled=True,
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
@@ -168,8 +288,9 @@ def staleness_automation(
                 block_document_id=block_id,
                 subject=f"Backstop: no {component} backup within its RPO of {hours} h",
                 body=(
-                    f"No backup deployment of {component} ({', '.join(deployments)}) completed in the last {hours} h. "
-                    "Check the deployments, the work pool's worker and the failed runs."
+                    f"No validated backup of {component}: no validation run ({', '.join(deployments)}) "
+                    f"completed in the last {hours} h. "
+                    "Check the backup deployments, the work pool's worker and the failed runs."
                 ),
             )
         ],
@@ -193,10 +314,12 @@ def create_automations(
         ConfigError: settings.notify_block is unset or names no block.
     """
     if not settings.notify_block:
-        raise ConfigError("settings name no notify_block: save one with blocks.notifications and set it")
+        raise ConfigError(
+            "settings name no notify_block: run `backstop bootstrap --notify slack:URL` (or webhook:URL)"
+        )
     block_id = notification_block_id(settings.notify_block)
     wanted = [failure_automation(block_id, tag)]
-    for component, names in sorted(backup_deployments(spec or load_spec()).items()):
+    for component, names in sorted(validation_deployments(spec or load_spec()).items()):
         wanted.append(
             staleness_automation(component, names, settings.objectives_for(component).rpo_hours, block_id)
         )
@@ -205,15 +328,30 @@ def create_automations(
 
 # -- the whole thing -----------------------------------------------------------------------
 def bootstrap(
-    settings_block: str = DEFAULT_BLOCK_NAME, settings: BackstopSettings | None = None
+    settings_block: str = DEFAULT_BLOCK_NAME,
+    settings: BackstopSettings | None = None,
+    notify: str | None = None,
+    first_setup: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """Register block types, save default settings (when missing), create the backup buckets
-    (when missing) and the work pool."""
+    """Register block types, save settings (defaults when missing, or `first_setup`'s project /
+    buckets / location), set up the notification channel, create the backup buckets (when missing)
+    and the work pool with this environment's endpoints."""
+    if notify:
+        parse_notify(notify)  # a typo fails before anything is changed
+    block_types = register_block_types()
+    if first_setup and any(first_setup.values()):
+        saved = save_first_setup(settings_block, **first_setup)
+    else:
+        saved = save_default_settings(settings, settings_block)
+    notify_block = configure_notifications(settings_block, notify)
     return {
-        "block_types": register_block_types(),
-        "settings_saved": save_default_settings(settings, settings_block),
+        "block_types": block_types,
+        "settings_saved": saved,
+        "notify_block": notify_block
+        or "none: alerts need `backstop bootstrap --notify slack:URL|webhook:URL`",
         "backup_buckets_created": ensure_backup_buckets(settings_block),
         "work_pool_created": ensure_work_pool(),
+        "work_pool_env": sorted(job_environment()),
     }
 
 
@@ -263,7 +401,10 @@ def run_prefect_deploy(
 
 
 def deploy(
-    settings_block: str = DEFAULT_BLOCK_NAME, api_url: str | None = None, automations: bool = True
+    settings_block: str = DEFAULT_BLOCK_NAME,
+    api_url: str | None = None,
+    automations: bool = True,
+    notify: str | None = None,
 ) -> dict[str, Any]:
     """Bootstrap, deploy every deployment of prefect.yaml, then create the automations.
 
@@ -273,7 +414,7 @@ def deploy(
     """
     from blocks.settings import load_settings
 
-    result = bootstrap(settings_block)
+    result = bootstrap(settings_block, notify=notify)
     ready, missing = deployable(load_spec())
     # Deploy what exists; a component whose flows are not written yet is named, not fatal.
     result["deploy_output"] = run_prefect_deploy(api_url, names=None if not missing else ready)
@@ -283,5 +424,7 @@ def deploy(
     if automations and settings.notify_block:
         result["automations"] = {name: str(i) for name, i in create_automations(settings).items()}
     else:
-        result["automations"] = "skipped: set notify_block in the settings, then run `backstop deploy` again"
+        result["automations"] = (
+            "skipped: no notification channel; run `backstop deploy --notify slack:URL` (or webhook:URL)"
+        )
     return result

@@ -49,16 +49,17 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.set_defaults(handler=demo, no_platform_env=True)
 
 
-PLATFORM_SERVICES = ("gcs", "bigquery", "prefect", "gke", "airflow", "composer")
+PLATFORM_SERVICES = ("gcs", "bigquery", "prefect", "gke", "airflow", "composer", "alerts")
 
 
-def _platform(services: tuple[str, ...] = PLATFORM_SERVICES) -> Any:
+def _platform(services: tuple[str, ...] = PLATFORM_SERVICES, home: Any = None) -> Any:
     import backstop.local.airflow_server  # noqa: F401  (each registers its local server)
+    import backstop.local.alerts_receiver  # noqa: F401
     import backstop.local.composer_server  # noqa: F401
     import backstop.local.gke_server  # noqa: F401
     from backstop.platform import LocalPlatform
 
-    return LocalPlatform(state_dir(), services=services)
+    return LocalPlatform(home or state_dir(), services=services)
 
 
 def setup(args: argparse.Namespace) -> int:
@@ -87,12 +88,27 @@ def down(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    """Every process `backstop up` (and a demo left running) started, by pid."""
+    from backstop.demo import demo_home
+
     running = _platform().running()
+    demo = _platform(home=demo_home(state_dir())).running()
     rows = [
-        {"service": n, "pid": str(i["pid"]), "endpoints": " ".join(i["endpoints"].values())}
-        for n, i in running.items()
+        {
+            "platform": where,
+            "service": n,
+            "pid": str(i["pid"]),
+            "endpoints": " ".join(v for k, v in i["endpoints"].items() if k.endswith(("_URL", "_HOST"))),
+        }
+        for where, services in (("backstop up", running), ("demo", demo))
+        for n, i in services.items()
     ]
-    emit(args, running, text_table(rows) if rows else "the local platform is not running")
+    text = text_table(rows) if rows else "the local platform is not running"
+    if demo:
+        text += (
+            f"\nthe demo's platform was left running: BACKSTOP_HOME={demo_home(state_dir())} backstop down"
+        )
+    emit(args, {"services": running, "demo": demo}, text)
     return 0
 
 

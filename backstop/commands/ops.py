@@ -26,15 +26,30 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.set_defaults(handler=health)
 
     p = verbs.add_parser(
-        "bootstrap", help="register block types, save default settings, create the work pool"
+        "bootstrap",
+        help="register block types, save settings, set up alerts, create the work pool and backup buckets",
     )
+    _add_notify(p)
+    p.add_argument("--project", help="Google Cloud project (first setup against Google Cloud)")
+    p.add_argument("--backup-bucket", help="primary backup bucket")
+    p.add_argument("--secondary-bucket", help="bucket in another region for verified copies")
+    p.add_argument("--location", help="location of new buckets and BigQuery jobs (e.g. EU, us-central1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=bootstrap)
 
     p = verbs.add_parser("deploy", help="bootstrap, deploy prefect.yaml, create the alert automations")
+    _add_notify(p)
     p.add_argument("--no-automations", action="store_true", help="skip the automations")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=deploy)
+
+
+def _add_notify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notify",
+        metavar="slack:URL|webhook:URL",
+        help="where alerts go (default: the settings' notify_block; on the local platform its alert receiver)",
+    )
 
 
 def drill(args: argparse.Namespace) -> int:
@@ -108,7 +123,13 @@ def health(args: argparse.Namespace) -> int:
 def bootstrap(args: argparse.Namespace) -> int:
     from deployments.bootstrap import bootstrap as run_bootstrap
 
-    result = run_bootstrap(args.settings)
+    first_setup = {
+        "project": args.project,
+        "backup_bucket": args.backup_bucket,
+        "secondary_bucket": args.secondary_bucket,
+        "location": args.location,
+    }
+    result = run_bootstrap(args.settings, notify=args.notify, first_setup=first_setup)
     emit(args, result, "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
@@ -116,7 +137,12 @@ def bootstrap(args: argparse.Namespace) -> int:
 def deploy(args: argparse.Namespace) -> int:
     from deployments.bootstrap import deploy as run_deploy
 
-    result = run_deploy(args.settings, os.environ.get("PREFECT_API_URL"), automations=not args.no_automations)
+    result = run_deploy(
+        args.settings,
+        os.environ.get("PREFECT_API_URL"),
+        automations=not args.no_automations,
+        notify=args.notify,
+    )
     shown = {k: v for k, v in result.items() if k != "deploy_output"}
     emit(args, result, "\n".join(f"{k}: {v}" for k, v in shown.items()))
     return 0

@@ -128,10 +128,8 @@ def test_failure_automation_is_created_and_posts(notifying_settings: str, receiv
     assert failed.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     assert stale is not None and stale.trigger.posture == "Proactive"
     assert stale.trigger.within == timedelta(hours=26)
-    assert set(stale.trigger.match_related["prefect.resource.name"]) == {
-        "gcs-daily-backup",
-        "gcs-incremental-backup",
-    }
+    # a backup counts once it validated: the trigger watches the validation deployment
+    assert set(stale.trigger.match_related["prefect.resource.name"]) == {"gcs-validate"}
 
     # a failed run tagged for Backstop makes the server post through the same block
     from prefect import tags
@@ -322,8 +320,11 @@ def test_staleness_automation_fires_when_no_backup_completes(
     block_id = notification_block_id(load_settings(notifying_settings).notify_block or "")
     # the shortest window Prefect allows for a proactive trigger (10 s) stands in for the RPO
     started = time.monotonic()
-    replace_automation(staleness_automation(component, [f"{component}-daily-backup"], 10 / 3600, block_id))
+    replace_automation(staleness_automation(component, [f"{component}-validate"], 10 / 3600, block_id))
     post = receiver.wait_for(f"no {component} backup within its RPO", timeout=25)
     assert post is not None, f"the staleness automation did not post; got {receiver.posts}"
-    assert f"No backup deployment of {component} ({component}-daily-backup) completed" in post["text"]
+    assert (
+        f"No validated backup of {component}: no validation run ({component}-validate) completed"
+        in post["text"]
+    )
     assert time.monotonic() - started >= 9
