@@ -33,6 +33,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--source")
     p.add_argument("--before", help="only backups started at or before this ISO time")
     p.add_argument("--validated", action="store_true", help="only validated backups")
+    p.add_argument("--all", action="store_true", help="also failed and abandoned runs (run records)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=list_backups)
 
@@ -119,8 +120,13 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def list_backups(args: argparse.Namespace) -> int:
+    """Backups (and with --all the failed runs) as a table, or typed JSON (bytes, ISO 8601 times)."""
+    from tasks.catalog import list_runs
+    from tasks.component import get_component
     from tasks.context import open_store
 
+    if args.component:
+        get_component(args.component)  # an unknown name is an error, as in `backup`
     before = parse_time(args.before) if args.before else None
     store = open_store(_settings(args))
     damaged: list[str] = []
@@ -131,21 +137,33 @@ def list_backups(args: argparse.Namespace) -> int:
         before,
         args.validated,
     )
-    rows = [
+    backups = [
         {
             "backup_id": m.backup_id,
             "component": m.component,
             "source": m.source,
-            "started_utc": f"{m.started_at:%Y-%m-%d %H:%M:%S}",
+            "started_at": m.started_at.isoformat(),
             "seconds": round(m.duration_seconds or 0, 1),
             "entries": len(m.entries),
-            "size": human_bytes(m.total_bytes),
+            "bytes": m.total_bytes,
             "status": m.status,
         }
         for m in found
     ]
-    text = text_table(rows) + "".join(f"\nwarning: {d}" for d in damaged)
-    emit(args, {"backups": rows, "damaged": damaged}, text)
+    runs = []
+    if args.all:
+        records = list_runs(store, args.component, args.source, on_damaged=damaged.append)
+        runs = [r.row() | {"transient": r.transient} for r in records if r.failed]
+    shown = [
+        {k: v for k, v in b.items() if k not in ("started_at", "bytes")}
+        | {"started_utc": f"{m.started_at:%Y-%m-%d %H:%M:%S}", "size": human_bytes(m.total_bytes)}
+        for b, m in zip(backups, found, strict=True)
+    ]
+    text = text_table(shown)
+    if args.all:
+        text += "\n\nfailed or abandoned runs:\n" + (text_table(runs) if runs else "none")
+    text += "".join(f"\nwarning: {d}" for d in damaged)
+    emit(args, {"backups": backups, "runs": runs, "damaged": damaged}, text)
     return 0
 
 

@@ -70,6 +70,18 @@ def test_cli_backup_list_validate_restore(
     )
     listed = json.loads(capsys.readouterr().out)["backups"]
     assert [b["backup_id"] for b in listed] == [backup_id]
+    assert isinstance(listed[0]["bytes"], int) and listed[0]["started_at"].endswith("+00:00")  # typed JSON
+
+    # a failed backup is no backup, but `list --all` shows the run and why it failed
+    assert main(["--settings", saved_settings, "backup", "gcs", "--bucket", source + "-gone", "--json"]) == 2
+    capsys.readouterr()
+    assert main(["--settings", saved_settings, "list", "--all", "--component", "gcs", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    failed = [r for r in listing["runs"] if r["source"] == source + "-gone"]
+    assert [(r["kind"], r["outcome"], r["error_kind"]) for r in failed] == [("backup", "failed", "NotFound")]
+    assert source + "-gone" not in {b["source"] for b in listing["backups"]}
+    assert main(["--settings", saved_settings, "list", "--component", "gcss"]) == 2
+    assert "unknown component 'gcss'" in capsys.readouterr().err
 
     assert main(["--settings", saved_settings, "validate", backup_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "validated"
