@@ -180,6 +180,7 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_prefect_console(argv)
+    prefect_defaults()  # before the parser: the component registry's options models import Prefect
     try:
         parser = build_parser()
         try:

@@ -193,7 +193,7 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
     api = Api(shell["PREFECT_API_URL"])
     backup = api.wait_final(api.run("backup-gcs", "gcs-daily-backup"), timeout=120)
     assert backup["state"]["type"] == "COMPLETED", backup["state"]
-    failing = api.run("backup-gcs", "gcs-daily-backup", {"buckets": ["no-such-bucket-e2e"]})
+    failing = api.run("backup-gcs", "gcs-daily-backup", {"sources": ["no-such-bucket-e2e"]})
     validations = wait_for(
         lambda: [r for r in api.runs_of("validate-gcs", "gcs-validate") if r["state"]["type"] == "COMPLETED"],
         timeout=90,
@@ -217,6 +217,12 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
     (alert,) = wait_for(alerted, timeout=60)
     assert alert["subject"].startswith("Backstop: backup-gcs run ") and alert["subject"].endswith(" Failed")
     assert f"{failed['name']}" in alert["text"]
+
+    # once the bucket is a source the settings schedule, health fails naming it and why its backup failed
+    ok(shell, "settings", "set", "gcs_sources=[demo-raw-data, no-such-bucket-e2e]")
+    health = run(shell, "health")
+    assert health.returncode == 2 and "gcs/no-such-bucket-e2e" in health.stderr
+    assert "latest backup run failed" in health.stderr and "does not exist" in health.stderr
     assert status(user) == first
 
 
