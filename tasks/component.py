@@ -6,11 +6,14 @@ check it belongs to the named source, read it from the primary or the secondary 
 damaged one, refuse to replace or delete without `overwrite`, ask for approval before changing an
 original location, verify what was written, drill. A component supplies only what differs:
 
-- `plan_backup` / `run_unit` / `finish`: what to take, in units the lifecycle runs as Prefect tasks;
+- `plan_backup` / `run_unit` (/ `finish`, `discard`): what to take, in units the lifecycle runs as
+  Prefect tasks;
 - `check`: checks of its own beyond the stored objects' sizes and checksums;
 - `plan_restore` / `apply_restore` / `verify_restored`: what a restore would change, doing it,
   comparing the target with the backup;
 - `scratch_target` / `remove_target`: isolated targets for drills.
+Steps in parentheses, `delete`, `holds` and `notes` have defaults in `LifecycleMethods`, the base class
+of the registered components: a component overrides them only where it differs.
 
 Adding a component: one module with a class like the ones registered below, its options model, one
 line in `COMPONENTS`, one fixture in tests/contract/conftest.py, and its prefect.yaml entries.
@@ -228,10 +231,23 @@ class Component(Protocol):
 
 
 class LifecycleMethods:
-    """`backup` / `validate` / `restore` / `drill` on a component object, for scripts and tests:
-    each is the lifecycle (tasks/lifecycle.py) run for this component, nothing more."""
+    """Base of the registered components: the protocol's optional steps with their defaults, and
+    `backup` / `validate` / `restore` on a component object for scripts and tests, each the
+    lifecycle (tasks/lifecycle.py) run for this component, nothing more."""
 
     name: str
+
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: BackupPlan, entries: list[ManifestEntry]
+    ) -> dict[str, Any]:
+        """Source state beyond what the plan and the units recorded: none by default."""
+        return {}
+
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
+        """An abandoned run's stored objects stay unreferenced (prune sweeps them); nothing else by default."""
+
+    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
+        """Nothing outside the store by default (prune deletes the stored objects)."""
 
     def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
         """Whether `manifest` holds what `request` asks (the newest backup that does is restored)."""

@@ -198,14 +198,6 @@ class ComposerComponent(LifecycleMethods):
         }
         return entries, state | {"counts": {"dag_files": dag_files}}
 
-    def finish(
-        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
-    ) -> dict[str, Any]:
-        return {}
-
-    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
-        """Copied DAG files stay in the pool for the next backup; prune sweeps the rest."""
-
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
     ) -> list[str]:
@@ -391,9 +383,6 @@ class ComposerComponent(LifecycleMethods):
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
         if target.startswith("gs://"):
             gcs.COMPONENT.remove_target(settings, target)
-
-    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
-        """DAG files live in the shared pool (prune sweeps them by reference); nothing else outside."""
 
 
 def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:

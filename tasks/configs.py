@@ -273,11 +273,6 @@ class ConfigsComponent(LifecycleMethods):
             log.warning("configs/%s: left out %s (%s)", unit.name, skipped["path"], skipped["reason"])
         return [entry], state
 
-    def finish(
-        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
-    ) -> dict[str, Any]:
-        return {}
-
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Files left out as secrets and syntax warnings, by path (never content)."""
         state = manifest.source_state
@@ -285,9 +280,6 @@ class ConfigsComponent(LifecycleMethods):
         lines += [f"- left out `{s['path']}`: {s['reason']}" for s in state.get("skipped_secrets", [])]
         lines += [f"- syntax warning: `{w}`" for w in state.get("syntax_warnings", [])]
         return lines if len(lines) > 1 else []
-
-    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
-        """The archive of an abandoned run stays unreferenced; prune sweeps it."""
 
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
@@ -336,9 +328,6 @@ class ConfigsComponent(LifecycleMethods):
         if not path.name.startswith(SCRATCH_PREFIX) or target.startswith("gs://"):
             raise InvalidInput(f"refusing to remove {target}: not a scratch target made by scratch_target()")
         shutil.rmtree(path, ignore_errors=True)
-
-    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
-        """Nothing outside the store."""
 
 
 COMPONENT = ConfigsComponent()

@@ -308,9 +308,6 @@ class GcsComponent(LifecycleMethods):
     ) -> dict[str, Any]:
         return source_state(manifest.source, ctx.options.prefixes, plan.private, entries)
 
-    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
-        """Copied objects stay in the pool: the next backup reuses them, prune sweeps them otherwise."""
-
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
     ) -> list[str]:
@@ -358,9 +355,6 @@ class GcsComponent(LifecycleMethods):
 
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
         remove_bucket(storage_client(settings.project), target.removeprefix("gs://"))
-
-    def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
-        """Nothing outside the store: pooled objects are swept by prune."""
 
 
 def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:

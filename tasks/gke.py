@@ -339,14 +339,6 @@ class GkeComponent(LifecycleMethods):
         )
         return [entry], state
 
-    def finish(
-        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
-    ) -> dict[str, Any]:
-        return {}
-
-    def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
-        """An abandoned run's Backup for GKE backup (if any) ages out by the plan's retention."""
-
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
     ) -> list[str]:

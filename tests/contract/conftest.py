@@ -5,7 +5,6 @@ promise over every subject; a new component needs one class here and one line in
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,13 +241,9 @@ def composer_servers(platform: Any) -> Iterator[None]:
     from backstop.local.composer_server import ComposerServer
 
     server = ComposerServer().start()
-    saved = os.environ.get("COMPOSER_EMULATOR_HOST")
-    os.environ["COMPOSER_EMULATOR_HOST"] = server.target
-    yield
-    if saved is None:
-        os.environ.pop("COMPOSER_EMULATOR_HOST", None)
-    else:
-        os.environ["COMPOSER_EMULATOR_HOST"] = saved
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("COMPOSER_EMULATOR_HOST", server.target)
+        yield
     server.stop()
 
 
@@ -257,13 +252,9 @@ def gke_server(platform: Any) -> Iterator[Any]:
     from backstop.local.gke_server import GkeBackupServer
 
     server = GkeBackupServer(port=free_port(), polls=2, demo=False).start()
-    saved = os.environ.get("GKE_BACKUP_EMULATOR_HOST")
-    os.environ["GKE_BACKUP_EMULATOR_HOST"] = server.target
-    yield server
-    if saved is None:
-        os.environ.pop("GKE_BACKUP_EMULATOR_HOST", None)
-    else:
-        os.environ["GKE_BACKUP_EMULATOR_HOST"] = saved
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GKE_BACKUP_EMULATOR_HOST", server.target)
+        yield server
     server.stop()
 
 

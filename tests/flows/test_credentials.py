@@ -8,29 +8,9 @@ from typing import Any
 import pytest
 
 from backstop.errors import ConfigError
-from tests.conftest import unique
+from tests.conftest import service_account_info, unique
 
 pytestmark = pytest.mark.flow
-
-
-def service_account_info(email: str) -> dict[str, str]:
-    """A service-account key document with a freshly generated RSA key (never used on a network)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "backstop-demo",
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": email,
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
 
 
 def test_clients_use_the_credentials_block_named_in_the_settings(

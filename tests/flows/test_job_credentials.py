@@ -7,28 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import unique
+from tests.conftest import service_account_info, unique
 
 pytestmark = pytest.mark.flow
-
-
-def service_account_info(email: str) -> dict[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "backstop-demo",
-        "private_key_id": "local",
-        "private_key": pem,
-        "client_email": email,
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
 
 
 def test_the_jobs_block_gives_the_credentials_and_a_missing_block_falls_back_with_a_warning(
