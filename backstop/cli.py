@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "backstop.commands.retention",
     "backstop.commands.ops",
     "backstop.commands.harden",
+    "backstop.commands.recover",
 ]
 
 
