@@ -14,16 +14,31 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 
-from backstop.errors import BackstopError
+from backstop.errors import BackstopError, ObjectiveBreached
 from backstop.recovery import plan_rows, summary_lines
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import HOOKS
-from tasks.recover import recover
+from tasks.recover import Notify, recover
+from tasks.recover_drill import platform_drill
 
 
 def _who() -> str:
     context = FlowRunContext.get()
     return f"Prefect flow run {context.flow_run.name}" if context and context.flow_run else ""
+
+
+def _notifier(reference: str | None) -> Notify | None:
+    """Send through the settings' notification block, when one is configured."""
+    if not reference:
+        return None
+    from flows.notify import load_notification_block
+
+    block = load_notification_block(reference)
+
+    def notify(subject: str, body: str) -> None:
+        block.notify(body=body, subject=subject)
+
+    return notify
 
 
 @flow(name="recover-platform", **HOOKS)
@@ -55,17 +70,9 @@ def recover_platform(
         settings_block: name of the Backstop settings block.
     Recovering into the originals pauses for one approval (default deny) covering every step.
     """
-    from flows.notify import load_notification_block
-
     settings = load_settings(settings_block)
     log = get_run_logger()
-    notify = None
-    if settings.notify_block:
-        block = load_notification_block(settings.notify_block)
-
-        def notify(subject: str, body: str) -> None:
-            block.notify(body=body, subject=subject)
-
+    notify = _notifier(settings.notify_block)
     operation = recover(
         settings,
         as_of,
@@ -84,3 +91,34 @@ def recover_platform(
     if operation.outcome == "failed" and fail_on_error:
         raise BackstopError(operation.message)
     return operation.model_dump(mode="json")
+
+
+@flow(name="platform-drill", **HOOKS)
+def drill_platform(
+    components: list[str] | None = None,
+    who: str = "",
+    fail_on_error: bool = True,
+    settings_block: str = DEFAULT_BLOCK_NAME,
+) -> dict[str, Any]:
+    """Recover every source as of now into scratch targets, check, time against the platform RTO
+    (the longest RTO of the components recovered), and remove the scratch targets.
+
+    Args:
+        components: components to drill (default: all).
+        who: who runs it (default: this flow run).
+        fail_on_error: fail the flow run when the drill fails or is over the RTO.
+        settings_block: name of the Backstop settings block.
+    """
+    settings = load_settings(settings_block)
+    result = platform_drill(
+        settings,
+        components,
+        notify=_notifier(settings.notify_block),
+        log=get_run_logger().info,
+        who=who or _who(),
+    )
+    shown = {k: v for k, v in result.items() if k not in ("problems", "targets")}
+    create_table_artifact([shown], key="platform-drill", description="Platform drill")
+    if not result["passed"] and fail_on_error:
+        raise ObjectiveBreached("platform drill failed: " + "; ".join(result["problems"][:5]))
+    return result

@@ -177,9 +177,9 @@ def run_step(settings: BackstopSettings, store: BackupStore, step: RecoveryStep)
         step.checks.append(component_check(step.component, exc.problems or [str(exc)]))
     except Exception as exc:  # any failure stops the operation with its cause recorded
         step.error = f"{type(exc).__name__}: {exc}"[:2000]
-    failed = [c.name for c in step.checks if not c.passed]
+    failed = [f"{c.name} ({c.detail})" if c.detail else c.name for c in step.checks if not c.passed]
     if failed and not step.error:
-        step.error = f"check(s) failed: {'; '.join(failed)}"
+        step.error = f"check(s) failed: {'; '.join(failed)}"[:2000]
     step.status = "failed" if step.error else "succeeded"
     step.seconds = time.monotonic() - began
 

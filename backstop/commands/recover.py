@@ -91,3 +91,15 @@ def restores(args: argparse.Namespace) -> int:
     ]
     emit(args, {"operations": operations, "restores": runs}, "\n".join(text))
     return 0
+
+
+def platform_drill(args: argparse.Namespace) -> int:
+    """`backstop drill --platform`: print the drill's outcome and RTO; exit 1 when it failed."""
+    from flows.recover import drill_platform
+    from tasks.approval import os_user
+
+    result = drill_platform(args.component, os_user(), fail_on_error=False, settings_block=args.settings)
+    shown = {k: v for k, v in result.items() if k not in ("problems", "targets")}
+    text = [text_table([shown]), *[f"problem: {p}" for p in result["problems"]]]
+    emit(args, result, "\n".join(text))
+    return 0 if result["passed"] else 1

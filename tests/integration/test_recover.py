@@ -166,3 +166,43 @@ def test_recover_as_of_between_two_rounds_resumes_after_a_failed_step(
         assert code == 0 and [o["operation_id"] for o in listed["operations"]] == [done["operation_id"]]
     finally:
         subjects["composer"].stop()
+
+
+def test_dry_run_plans_only_and_the_platform_drill_recovers_into_scratch_and_cleans_up(
+    gcs: Any, bq: Any, settings: Any, store: Any, prefect_harness: None, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from tasks import lifecycle
+    from tasks.recover import list_operations
+
+    subjects: dict[str, Any] = {
+        "configs": ConfigsSubject(settings, tmp_path),
+        "bigquery": BigQuerySubject(bq, settings),
+        "gcs": GcsSubject(gcs, settings),
+    }
+    sources = {name: subject.seed() for name, subject in subjects.items()}
+    settings.gcs_sources, settings.bigquery_datasets = [sources["gcs"]], [sources["bigquery"]]
+    block = unique("settings")
+    settings.save(block, overwrite=True)
+    first = {name: subjects[name].state(source) for name, source in sources.items()}
+    for name, source in sources.items():
+        lifecycle.backup(name, settings, source, store=store)
+    subjects["gcs"].change(sources["gcs"])
+
+    code, planned = run_cli(capsys, "--settings", block, "recover", "--as-of", "now", "--dry-run", "--json")
+    assert code == 0 and planned["outcome"] == "planned"
+    assert [s["status"] for s in planned["steps"]] == ["pending"] * 3
+    gcs_step = next(s for s in planned["steps"] if s["component"] == "gcs")
+    assert gcs_step["overwrites"].startswith("replaces 1,")  # what the approval would cover
+    assert subjects["gcs"].state(sources["gcs"]) != first["gcs"]  # nothing restored
+
+    code, drill = run_cli(capsys, "--settings", block, "drill", "--platform", "--json")
+    assert code == 0 and drill["passed"], drill["problems"]
+    assert drill["steps"] == 3 and drill["cleaned_up"] and drill["rto_minutes"] == 240
+    assert all(
+        subjects[n].gone(t) for n, t in zip(["configs", "bigquery", "gcs"], drill["targets"], strict=True)
+    )
+    assert subjects["configs"].state(sources["configs"]) == first["configs"]  # the originals were only read
+    operations = {o.operation_id: o for o in list_operations(store)}
+    assert operations[drill["operation_id"]].reason == "platform drill"
+    assert not operations[drill["operation_id"]].into_original
