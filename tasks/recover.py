@@ -11,11 +11,12 @@ which steps completed and `recover(resume=OPERATION_ID)` continues from the firs
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from backstop.errors import BackstopError, InvalidInput, NotFound, ValidationFailed
+from backstop.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
 from backstop.manifest import BackupManifest, utcnow
 from backstop.names import parse_time
 from backstop.recovery import (
@@ -226,14 +227,21 @@ def recover(
         save_operation(store, operation)
         return operation
     if operation.into_original:
-        granted = require_approval(approval_text(operation), yes=yes)
+        try:
+            granted = require_approval(approval_text(operation), yes=yes)
+        except Conflict as exc:  # the refusal is part of the record; nothing was written
+            operation.outcome, operation.message, operation.finished_at = "failed", str(exc), utcnow()
+            save_operation(store, operation)
+            raise
         operation.approval = granted if not resume else f"{operation.approval}; resumed: {granted}"
     operation.outcome, operation.message, operation.finished_at = "running", "", None
     save_operation(store, operation)
     _announce(notify, operation, "started", say)
-    first = operation.first_incomplete() or 0
-    with covered_by(f"covered by the approval of operation {operation.operation_id}: {operation.approval}"):
-        for step in operation.steps[first:]:
+    first = operation.first_incomplete()
+    remaining = [] if first is None else operation.steps[first:]
+    approval = f"covered by the approval of operation {operation.operation_id}: {operation.approval}"
+    with covered_by(approval) if operation.into_original else contextlib.nullcontext():
+        for step in remaining:
             say(f"step {step.label}: restoring {step.backup_id} into {step.target or 'the original'}")
             run_step(settings, store, step)
             save_operation(store, operation)

@@ -196,6 +196,12 @@ def test_dry_run_plans_only_and_the_platform_drill_recovers_into_scratch_and_cle
     assert gcs_step["overwrites"].startswith("replaces 1,")  # what the approval would cover
     assert subjects["gcs"].state(sources["gcs"]) != first["gcs"]  # nothing restored
 
+    assert main(["--settings", block, "recover", "--as-of", "now", "--reason", "no approval"]) == 2
+    assert "not approved" in capsys.readouterr().err
+    assert subjects["gcs"].state(sources["gcs"]) != first["gcs"]  # refused before anything was written
+    refused = [o for o in list_operations(store) if o.reason == "no approval"]
+    assert len(refused) == 1 and refused[0].outcome == "failed" and "not approved" in refused[0].message
+
     code, drill = run_cli(capsys, "--settings", block, "drill", "--platform", "--json")
     assert code == 0 and drill["passed"], drill["problems"]
     assert drill["steps"] == 3 and drill["cleaned_up"] and drill["rto_minutes"] == 240
