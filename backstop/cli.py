@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "backstop.commands.harden",
     "backstop.commands.platform",
     "backstop.commands.settings",
+    "backstop.commands.recover",
 ]
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from backstop.errors import ConfigError
 from blocks.components import ComposerSettings, ConfigsSettings, GkeSettings, TierSettings
+from blocks.recovery import RecoveryChecks
 
 DEFAULT_BLOCK_NAME = "default"
 
@@ -40,6 +41,16 @@ class Objectives(BaseModel):
 
     rpo_hours: float = Field(default=26, gt=0, description="Oldest acceptable age of the last good backup.")
     rto_minutes: float = Field(default=60, gt=0, description="Longest acceptable restore time.")
+
+
+# The operations plan's objectives (RPO / RTO per component); the settings' `objectives` override them.
+PLAN_OBJECTIVES: dict[str, Objectives] = {
+    "bigquery": Objectives(rpo_hours=24, rto_minutes=240),
+    "gcs": Objectives(rpo_hours=24, rto_minutes=120),
+    "configs": Objectives(rpo_hours=24, rto_minutes=60),
+    "gke": Objectives(rpo_hours=24, rto_minutes=240),
+    "composer": Objectives(rpo_hours=1, rto_minutes=240),
+}
 
 
 class BackstopSettings(Block):
@@ -110,6 +121,9 @@ class BackstopSettings(Block):
         default=None,
         description="GcpCredentials block the jobs use (secret service-account key); default Application Default Credentials.",
     )
+    recovery_checks: RecoveryChecks = Field(
+        default_factory=RecoveryChecks, description="User-defined checks run after each step of a recovery."
+    )
     notify_block: str | None = Field(
         default=None, description="Name of a notification block (e.g. 'slack-webhook/ops') for failures."
     )
@@ -122,7 +136,8 @@ class BackstopSettings(Block):
         )
 
     def objectives_for(self, component: str) -> Objectives:
-        return self.objectives.get(component, Objectives())
+        """The settings' objectives of `component`, else the operations plan's, else the default."""
+        return self.objectives.get(component) or PLAN_OBJECTIVES.get(component, Objectives())
 
 
 def load_settings(name: str = DEFAULT_BLOCK_NAME) -> BackstopSettings:

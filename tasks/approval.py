@@ -53,6 +53,17 @@ def cli_approval(granted: bool) -> Iterator[None]:
         _CLI_APPROVAL.reset(token)
 
 
+@contextlib.contextmanager
+def covered_by(approval: str) -> Iterator[None]:
+    """Within the block, restores count as approved by `approval`: one approval given for a whole
+    plan (a platform recovery) covers each of its steps, and each step's record names it."""
+    token = _CLI_APPROVAL.set(approval)
+    try:
+        yield
+    finally:
+        _CLI_APPROVAL.reset(token)
+
+
 def require_approval(
     description: str, yes: bool = False, timeout: int = DEFAULT_TIMEOUT_SECONDS, poll_interval: int = 10
 ) -> str:

@@ -17,6 +17,9 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         "drill", help="restore the latest validated backups into scratch targets, verify, time"
     )
     p.add_argument("--component", action="append", help="component to drill (repeatable; default: all)")
+    p.add_argument(
+        "--platform", action="store_true", help="recover the whole platform as one operation, timed"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=drill)
 
@@ -58,6 +61,10 @@ def drill(args: argparse.Namespace) -> int:
 
     for name in args.component or []:
         get_component(name)  # InvalidInput names the known components
+    if args.platform:
+        from backstop.commands.recover import platform_drill
+
+        return platform_drill(args)
     from flows.drill import DRILL_COLUMNS, restore_drill
 
     began = datetime.now(UTC)

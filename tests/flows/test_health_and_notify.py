@@ -127,7 +127,7 @@ def test_failure_automation_is_created_and_posts(notifying_settings: str, receiv
     assert failed is not None and failed.enabled
     assert failed.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     assert stale is not None and stale.trigger.posture == "Proactive"
-    assert stale.trigger.within == timedelta(hours=26)
+    assert stale.trigger.within == timedelta(hours=24)  # the operations plan's RPO for Cloud Storage
     # a backup counts once it validated: the trigger watches the validation deployment
     assert set(stale.trigger.match_related["prefect.resource.name"]) == {"gcs-validate"}
 
@@ -158,7 +158,7 @@ def test_health_reports_a_stale_backup(saved_settings: str, settings: Any, store
     store.write_manifest(manifest)
     with pytest.raises(
         ObjectiveBreached,
-        match=r"gcs/stale-bucket: last validated backup .* is 30\.0 h old, over the RPO of 26 h",
+        match=r"gcs/stale-bucket: last validated backup .* is 30\.0 h old, over the RPO of 24 h",
     ):
         health_report(settings_block=saved_settings)
     from prefect.client.orchestration import get_client
