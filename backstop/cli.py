@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backstop.errors import BackstopError, Conflict, InvalidInput, Unavailable
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, Unavailable
 
 COMMAND_MODULES = [
     "backstop.commands.core",
@@ -54,6 +54,20 @@ def load_platform_env() -> None:
     for key, value in LocalPlatform(state_dir()).env().items():
         os.environ.setdefault(key, value)
     prefect_defaults()
+
+
+LOCAL_VERBS = {"setup", "up", "down", "status", "demo"}  # they start or stop the platform themselves
+
+
+def _verb(argv: Sequence[str]) -> str | None:
+    """The command's verb: the first word that is neither an option nor the value of --settings."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--settings":
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+    return None
 
 
 def prefect_defaults() -> None:
@@ -181,7 +195,12 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_prefect_console(argv)
-    prefect_defaults()  # before the parser: the component registry's options models import Prefect
+    # Before the parser, which imports Prefect (the registry's options models): Prefect reads its
+    # settings when imported, so the platform's endpoints must be in the environment by then.
+    if _verb(argv) in LOCAL_VERBS:
+        prefect_defaults()
+    else:
+        load_platform_env()
     try:
         parser = build_parser()
         try:

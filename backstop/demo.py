@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backstop.core.report import human_bytes, text_table
 from backstop.demo_data import (
     DEMO_DAGS,
     DEMO_DATASET,
@@ -21,7 +22,6 @@ from backstop.demo_data import (
     seed_bucket,
     seed_dataset,
 )
-from backstop.report import human_bytes, text_table
 
 DEMO_BUCKET = "demo-raw-data"
 BACKUP_BUCKET = "backstop-demo-backups"
@@ -304,7 +304,7 @@ def drill_and_health(settings: Any, results: list[dict[str, Any]]) -> None:
 def platform_recovery(settings: Any, results: list[dict[str, Any]]) -> None:
     """`backstop drill --platform`: every source recovered as of now into scratch targets, in
     dependency order, as one operation; its plan, checks and time against the platform RTO."""
-    from backstop.recovery import plan_rows, summary_lines
+    from backstop.core.recovery import plan_rows, summary_lines
     from flows.recover import drill_platform
     from tasks.context import open_store
     from tasks.recover import load_operation
@@ -373,8 +373,8 @@ def save_demo_settings(work_dir: Path) -> Any:
     from prefect.blocks.system import Secret
     from pydantic import SecretStr
 
+    from backstop.core.secretbox import new_key
     from backstop.platform import PROJECT
-    from backstop.secretbox import new_key
     from blocks.clients import storage_client
     from blocks.components import ComposerSettings, ConfigSource, ConfigsSettings
     from blocks.settings import BackstopSettings
@@ -419,7 +419,6 @@ def demo_home(state_dir: Path) -> Path:
 def run_demo(state_dir: Path, keep_running: bool = False) -> int:
     """Run the demo on a platform of its own (own home, free ports, own Prefect server), so the
     user's platform, settings block and processes are never touched, whether or not they run."""
-    import shutil
 
     import backstop.local.airflow_server  # noqa: F401  (each registers its local server)
     import backstop.local.composer_server  # noqa: F401
@@ -437,6 +436,20 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
     os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
     ui = platform.running()["prefect"]["endpoints"]["PREFECT_UI_URL"]
     results: list[dict[str, Any]] = []
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # Prefect read its settings when the CLI imported it: point it at the demo's own server
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        _run_steps(work_dir, results, ui, keep_running, platform)
+    print(f"demo finished in {time.monotonic() - began:,.0f} s")
+    return 0
+
+
+def _run_steps(
+    work_dir: Path, results: list[dict[str, Any]], ui: str, keep_running: bool, platform: Any
+) -> None:
+    import shutil
+
     try:
         for leftover in ("configs", "configs-restored"):
             shutil.rmtree(work_dir / leftover, ignore_errors=True)
@@ -460,8 +473,6 @@ def run_demo(state_dir: Path, keep_running: bool = False) -> int:
                 f"\nPrefect UI (flow runs, artifacts): {ui} (stopped with the demo; --keep-running leaves it up)"
             )
             platform.down(echo=print)
-    print(f"demo finished in {time.monotonic() - began:,.0f} s")
-    return 0
 
 
 __all__ = ["run_demo", "seed_bucket", "bucket_digest", "human_bytes"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backstop.errors import BackstopError, Unavailable
+from backstop.core.errors import BackstopError, Unavailable
 
 # Fixed default ports, so a shell that sourced .backstop/env stays right across `backstop up`s.
 # Each can be changed with BACKSTOP_<NAME>_PORT (BACKSTOP_GKE_PORT=9180, BACKSTOP_BIGQUERY_GRPC_PORT=...).

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from backstop.core.errors import Conflict
 from backstop.demo_data import DEMO_DAGS, DEMO_DATASET, make_environment, seed_bucket, seed_dataset
-from backstop.errors import Conflict
 
 SAMPLE_BUCKET = "demo-raw-data"
 SAMPLE_ENVIRONMENT = "analytics"
@@ -60,7 +60,7 @@ def seed_platform(
     settings_block: str, home: Path, objects: int = 2000, rows: int = 300_000
 ) -> list[dict[str, Any]]:
     """Load the sample data and add it to settings `settings_block`; one row per thing seeded."""
-    from backstop.secretbox import new_key
+    from backstop.core.secretbox import new_key
     from blocks.clients import bigquery_client, storage_client
     from blocks.components import ConfigSource
     from blocks.settings import load_settings

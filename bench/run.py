@@ -68,7 +68,7 @@ def machine(rclone_version: str | None) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    from backstop.report import markdown_table
+    from backstop.core.report import markdown_table
 
     return markdown_table(rows) if rows else "_(no rows)_"
 

@@ -48,7 +48,7 @@ def default_credentials() -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _block_credentials(block: str) -> Any | None:
-    from backstop.errors import ConfigError
+    from backstop.core.errors import ConfigError
     from blocks.credentials import load_credentials
 
     try:

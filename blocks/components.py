@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from backstop.errors import InvalidInput
-from backstop.secretbox import DEFAULT_SECRET_PATTERNS
+from backstop.core.errors import InvalidInput
+from backstop.core.secretbox import DEFAULT_SECRET_PATTERNS
 
 DEFAULT_EXCLUDE = ["**/.git/**", "**/__pycache__/**", "*.pyc", "**/.terraform/**"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backstop.errors import ConfigError
+from backstop.core.errors import ConfigError
 
 
 def load_credentials(block_name: str | None) -> Any | None:

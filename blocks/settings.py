@@ -11,7 +11,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
 
-from backstop.errors import ConfigError
+from backstop.core.errors import ConfigError
 from blocks.components import ComposerSettings, ConfigsSettings, GkeSettings, TierSettings
 from blocks.recovery import RecoveryChecks
 
@@ -19,7 +19,7 @@ DEFAULT_BLOCK_NAME = "default"
 
 
 class RetentionSettings(BaseModel):
-    """How many backups to keep; see backstop.retention for the exact rules."""
+    """How many backups to keep; see backstop.core.retention for the exact rules."""
 
     keep_last: int = Field(default=3, ge=0, description="Always keep the newest N backups.")
     keep_daily: int = Field(default=7, ge=0, description="Keep the newest backup of each of the last N days.")

@@ -35,7 +35,7 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-from backstop.errors import ConfigError, InvalidInput, Unavailable
+from backstop.core.errors import ConfigError, InvalidInput, Unavailable
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +118,7 @@ def save_first_setup(
 ) -> bool:
     """Save settings `name` with these fields (a first setup against Google Cloud), keeping every other
     field of an existing block; True when saved. A new block needs a project and a backup bucket."""
-    from backstop.names import check_bucket
+    from backstop.core.names import check_bucket
 
     values: dict[str, Any] = {
         key: value

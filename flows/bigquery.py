@@ -37,7 +37,7 @@ def restore_bigquery_as_of(
     """
     from prefect.artifacts import create_table_artifact
 
-    from backstop.names import check_dataset, parse_time
+    from backstop.core.names import check_dataset, parse_time
     from blocks.settings import load_settings
     from tasks.bigquery_timetravel import restore_as_of
 

@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from backstop.errors import InvalidInput, ObjectiveBreached
-from backstop.report import markdown_table
+from backstop.core.errors import InvalidInput, ObjectiveBreached
+from backstop.core.report import markdown_table
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.component import COMPONENTS

@@ -11,8 +11,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from backstop.errors import Conflict
-from backstop.report import markdown_table
+from backstop.core.errors import Conflict
+from backstop.core.report import markdown_table
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS

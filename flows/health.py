@@ -14,11 +14,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from backstop.errors import ObjectiveBreached
-from backstop.manifest import BackupManifest
-from backstop.objectives import HEALTH_COLUMNS, HealthRow, breaches, health_rows, trend_rows
-from backstop.report import human_bytes, markdown_table
-from backstop.runs import RunRecord
+from backstop.core.errors import ObjectiveBreached
+from backstop.core.manifest import BackupManifest
+from backstop.core.objectives import HEALTH_COLUMNS, HealthRow, breaches, health_rows, trend_rows
+from backstop.core.report import human_bytes, markdown_table
+from backstop.core.runs import RunRecord
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.catalog import list_runs

@@ -15,10 +15,10 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from backstop.errors import BackstopError, ConfigError, ValidationFailed
-from backstop.manifest import BackupManifest
-from backstop.names import check_backup_id
-from backstop.report import human_bytes
+from backstop.core.errors import BackstopError, ConfigError, ValidationFailed
+from backstop.core.manifest import BackupManifest
+from backstop.core.names import check_backup_id
+from backstop.core.report import human_bytes
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from tasks import catalog, lifecycle
 from tasks.component import RestoreRequest, get_component

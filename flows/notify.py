@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect.blocks.core import Block
 
-from backstop.errors import ConfigError
+from backstop.core.errors import ConfigError
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 
 

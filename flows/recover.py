@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 
-from backstop.errors import BackstopError, ObjectiveBreached
-from backstop.recovery import plan_rows, summary_lines
+from backstop.core.errors import BackstopError, ObjectiveBreached
+from backstop.core.recovery import plan_rows, summary_lines
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import HOOKS
 from tasks.recover import Notify, recover

@@ -14,11 +14,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from backstop.errors import BackstopError, InvalidInput, ValidationFailed
-from backstop.manifest import utcnow
-from backstop.names import check_source_name
-from backstop.report import human_bytes, markdown_table
-from backstop.retention import RetentionPolicy
+from backstop.core.errors import BackstopError, InvalidInput, ValidationFailed
+from backstop.core.manifest import utcnow
+from backstop.core.names import check_source_name
+from backstop.core.report import human_bytes, markdown_table
+from backstop.core.retention import RetentionPolicy
 from blocks.clients import storage_client, storage_client_as
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS

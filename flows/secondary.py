@@ -13,8 +13,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from backstop.errors import ValidationFailed
-from backstop.manifest import BackupManifest
+from backstop.core.errors import ValidationFailed
+from backstop.core.manifest import BackupManifest
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks import secondary

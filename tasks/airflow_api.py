@@ -22,9 +22,16 @@ from typing import Any
 
 import httpx
 
-from backstop.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied, Unavailable
-from backstop.manifest import ManifestEntry
-from backstop.secretbox import Mode, SecretBox, protect_connection, protect_variable, reveal
+from backstop.core.errors import (
+    BackstopError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from backstop.core.manifest import ManifestEntry
+from backstop.core.secretbox import Mode, SecretBox, protect_connection, protect_variable, reveal
 from tasks.store import BackupStore, parallel_map
 
 KINDS = ("variables", "connections", "pools")

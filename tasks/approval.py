@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.input import RunInput
 from pydantic import Field
 
-from backstop.errors import Conflict
+from backstop.core.errors import Conflict
 
 DEFAULT_TIMEOUT_SECONDS = 3600
 _CLI_APPROVAL: ContextVar[str | None] = ContextVar("backstop_cli_approval", default=None)

@@ -44,9 +44,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backstop.errors import Conflict, InvalidInput, NotFound
-from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.names import check_dataset, check_table
+from backstop.core.errors import Conflict, InvalidInput, NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.names import check_dataset, check_table
 from blocks.clients import bigquery_client, bigquery_read_client
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio

@@ -59,7 +59,7 @@ def avro_type(field: dict[str, Any], path: str) -> Any:
     elif kind in _SCALARS:
         base = _SCALARS[kind]
     else:
-        from backstop.errors import InvalidInput
+        from backstop.core.errors import InvalidInput
 
         raise InvalidInput(f"BigQuery type {kind} of column {path} has no Avro mapping in Backstop")
     mode = str(field.get("mode") or "NULLABLE").upper()

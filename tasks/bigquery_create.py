@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backstop.errors import BackstopError, InvalidInput, NotFound, Unavailable
+from backstop.core.errors import BackstopError, InvalidInput, NotFound, Unavailable
 from tasks.bigquery_schema import retarget_sql, risky_columns, schema_from_json, schema_to_json
 from tasks.bigquery_snapshot import encryption
 from tasks.store import RETRY, TIMEOUT, converted_errors

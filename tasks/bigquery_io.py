@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backstop.errors import BackstopError, NotFound
+from backstop.core.errors import BackstopError, NotFound
 from tasks.bigquery_schema import TableDigest, normalize_batch, row_hashes
 from tasks.store import RETRY, TIMEOUT, converted_errors
 

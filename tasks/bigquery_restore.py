@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from backstop.errors import NotFound
-from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.names import check_dataset, check_table
+from backstop.core.errors import NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.names import check_dataset, check_table
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio
 from tasks.bigquery import DATASET_ENTRY, clients

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from backstop.errors import InvalidInput
+from backstop.core.errors import InvalidInput
 
 # Legacy and standard SQL names of the same type, so fingerprints do not change with the spelling.
 _TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}

@@ -25,8 +25,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from backstop.errors import Conflict, NotFound
-from backstop.manifest import BackupManifest, ManifestEntry
+from backstop.core.errors import Conflict, NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio
 from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, crc32c_b64

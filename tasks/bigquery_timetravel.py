@@ -13,8 +13,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from backstop.errors import BackstopError, Conflict, InvalidInput
-from backstop.names import check_dataset
+from backstop.core.errors import BackstopError, Conflict, InvalidInput
+from backstop.core.names import check_dataset
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio
 from tasks.bigquery import NAME, clients, list_tables, table_metadata, view_definition

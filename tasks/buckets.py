@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from backstop.errors import BackstopError, Conflict, InvalidInput
+from backstop.core.errors import BackstopError, Conflict, InvalidInput
 from blocks.components import DEFAULT_COMPONENTS, TierSettings
 from blocks.settings import BackstopSettings, RetentionSettings
 from tasks.store import RETRY, TIMEOUT, converted_errors

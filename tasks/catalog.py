@@ -14,10 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from backstop.errors import InvalidInput, NotFound, ValidationFailed
-from backstop.manifest import BackupManifest, ManifestEntry, ValidationRecord, new_backup_id, select, utcnow
-from backstop.names import check_backup_id, check_percent
-from backstop.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
+from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
+from backstop.core.manifest import (
+    BackupManifest,
+    ManifestEntry,
+    ValidationRecord,
+    new_backup_id,
+    select,
+    utcnow,
+)
+from backstop.core.names import check_backup_id, check_percent
+from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
 from tasks.store import BackupStore, crc32c_b64, parallel_map
 
 
@@ -214,7 +221,7 @@ def sample_percent(settings: Any, override: float | None) -> float:
     )
 
 
-# -- run records (backstop/runs.py) -----------------------------------------------------------
+# -- run records (backstop/core/runs.py) -----------------------------------------------------------
 def record_run(
     store: BackupStore,
     kind: str,

@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from backstop.errors import InvalidInput
-from backstop.manifest import BackupManifest, ManifestEntry
+from backstop.core.errors import InvalidInput
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from blocks.settings import BackstopSettings
 from tasks.store import BackupStore
 

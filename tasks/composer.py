@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backstop.errors import ConfigError, InvalidInput, NotFound
-from backstop.manifest import BackupManifest, ManifestEntry, select
-from backstop.names import check_bucket, check_source_name
+from backstop.core.errors import ConfigError, InvalidInput, NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings

@@ -9,8 +9,8 @@ from typing import Any, cast
 
 from google.protobuf import json_format
 
-from backstop.errors import ConfigError, InvalidInput
-from backstop.secretbox import SecretBox, is_protected, is_secret_name, protect
+from backstop.core.errors import ConfigError, InvalidInput
+from backstop.core.secretbox import SecretBox, is_protected, is_secret_name, protect
 from blocks.clients import composer_client
 from blocks.components import ComposerSettings
 from tasks.airflow_api import AirflowApi

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backstop.archive import (
+from backstop.core.archive import (
     HEAD_BYTES,
     ArchiveWriter,
     FileRecord,
@@ -37,8 +37,8 @@ from backstop.archive import (
     syntax_problem,
     text_diff,
 )
-from backstop.errors import InvalidInput, NotFound, ValidationFailed
-from backstop.names import check_bucket
+from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
+from backstop.core.names import check_bucket
 from tasks.store import RETRY, TIMEOUT, converted_errors, parallel_map
 
 if TYPE_CHECKING:

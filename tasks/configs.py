@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 import backstop
-from backstop.archive import (
+from backstop.core.archive import (
     ARCHIVE_NAME,
     ArchiveWriter,
     FileRecord,
@@ -36,9 +36,9 @@ from backstop.archive import (
     matches,
     syntax_problem,
 )
-from backstop.errors import InvalidInput, NotFound, ValidationFailed
-from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.names import check_source_name
+from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
+from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.names import check_source_name
 from blocks.components import ConfigSource, ConfigsSettings
 from blocks.settings import BackstopSettings
 from tasks import catalog

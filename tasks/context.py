@@ -11,7 +11,7 @@ from tasks.store import BackupStore
 
 def open_store(settings: BackstopSettings, secondary: bool = False, client: Any | None = None) -> BackupStore:
     """The primary (or secondary) backup store named by `settings`."""
-    from backstop.errors import ConfigError
+    from backstop.core.errors import ConfigError
 
     bucket = settings.secondary_bucket if secondary else settings.backup_bucket
     if not bucket:

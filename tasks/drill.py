@@ -2,15 +2,15 @@
 
 Every component is drilled by the same restore path as a user's restore. The scratch target is
 removed in a `finally` (also when the restore or the verification fails), and every drill leaves a record in the catalog (`drills/...` in the backup bucket, see
-backstop.objectives.DrillResult) that the health report reads.
+backstop.core.objectives.DrillResult) that the health report reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from backstop.errors import ValidationFailed
-from backstop.objectives import DRILL_PREFIX, DrillResult
+from backstop.core.errors import ValidationFailed
+from backstop.core.objectives import DRILL_PREFIX, DrillResult
 from blocks.settings import BackstopSettings
 from tasks.store import BackupStore
 

@@ -12,9 +12,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field
 
-from backstop.errors import Conflict, NotFound, ValidationFailed
-from backstop.manifest import BackupManifest, ManifestEntry, select
-from backstop.names import check_bucket
+from backstop.core.errors import Conflict, NotFound, ValidationFailed
+from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
 from tasks.component import BackupPlan as LifecyclePlan

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from backstop.manifest import BackupManifest, ManifestEntry
+from backstop.core.manifest import BackupManifest, ManifestEntry
 
 # Object properties that a restore recreates (besides custom metadata).
 KEPT_PROPERTIES = (

@@ -33,8 +33,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from backstop.errors import BackstopError, ConfigError, Conflict, NotFound
-from backstop.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.errors import BackstopError, ConfigError, Conflict, NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry, select
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
 from tasks.component import BackupPlan as LifecyclePlan

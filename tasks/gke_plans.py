@@ -11,7 +11,7 @@ import hashlib
 import re
 from typing import Any
 
-from backstop.errors import InvalidInput
+from backstop.core.errors import InvalidInput
 from blocks.components import GkeClusterSettings as GkeClusterSettings
 from blocks.components import GkeSettings as GkeSettings
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from backstop.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
-from backstop.manifest import BackupManifest
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
+from backstop.core.manifest import BackupManifest
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
 from tasks.component import RestoreReport

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from backstop.errors import Conflict
+from backstop.core.errors import Conflict
 from blocks.settings import BackstopSettings, RetentionSettings
 from tasks.store import RETRY, TIMEOUT, converted_errors
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backstop.manifest import MANIFEST_NAME, BackupManifest, select
+from backstop.core.manifest import MANIFEST_NAME, BackupManifest, select
 from tasks.store import UPDATES_DIR, BackupStore
 
 

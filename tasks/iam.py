@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backstop.errors import BackstopError, ConfigError
+from backstop.core.errors import BackstopError, ConfigError
 from tasks.store import RETRY, TIMEOUT, converted_errors
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "deployments" / "iam" / "roles.yaml"

@@ -34,10 +34,10 @@ from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
-from backstop.errors import BackstopError, Conflict, InvalidInput, ValidationFailed
-from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.names import check_backup_id, parse_time
-from backstop.objectives import DrillResult, drill_verdict, new_drill_id, rto_problem
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, ValidationFailed
+from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.names import check_backup_id, parse_time
+from backstop.core.objectives import DrillResult, drill_verdict, new_drill_id, rto_problem
 from blocks.settings import BackstopSettings
 from tasks import catalog
 from tasks.component import (

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from backstop.errors import BackstopError, InvalidInput
-from backstop.manifest import MANIFEST_NAME, BackupManifest
-from backstop.retention import (
+from backstop.core.errors import BackstopError, InvalidInput
+from backstop.core.manifest import MANIFEST_NAME, BackupManifest
+from backstop.core.retention import (
     RetentionPlan,
     RetentionPolicy,
     apply_policy,

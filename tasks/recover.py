@@ -4,7 +4,7 @@
 registered component (or the ones given), records the plan as an operation in the catalog
 (`operations/<operation id>/<nnnn>.json`, a new object at every change of state), asks one approval
 covering the whole plan when the originals are overwritten, then runs one `tasks.lifecycle.restore`
-per source in dependency order (backstop.recovery.ORDER), each followed by its post-restore checks
+per source in dependency order (backstop.core.recovery.ORDER), each followed by its post-restore checks
 (tasks/recover_checks.py). The first failed step or check stops the operation; the record says
 which steps completed and `recover(resume=OPERATION_ID)` continues from the first incomplete one.
 """
@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from backstop.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
-from backstop.manifest import BackupManifest, utcnow
-from backstop.names import parse_time
-from backstop.recovery import (
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
+from backstop.core.manifest import BackupManifest, utcnow
+from backstop.core.names import parse_time
+from backstop.core.recovery import (
     OPERATIONS_PREFIX,
     RecoveryOperation,
     RecoveryStep,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backstop.recovery import Check
+from backstop.core.recovery import Check
 from blocks.clients import bigquery_client, storage_client
 from blocks.settings import BackstopSettings
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from backstop.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
-from backstop.manifest import BackupManifest, SecondaryCopy, utcnow
+from backstop.core.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
+from backstop.core.manifest import BackupManifest, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
 from tasks import catalog
 from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, parallel_map

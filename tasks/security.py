@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from backstop.errors import BackstopError
+from backstop.core.errors import BackstopError
 from blocks.settings import BackstopSettings
 from tasks.buckets import Finding, bucket_facts
 from tasks.harden import shortest_retention_days

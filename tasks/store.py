@@ -30,8 +30,8 @@ import google_crc32c
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
-from backstop.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
-from backstop.manifest import MANIFEST_NAME, BackupManifest, backup_time
+from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from backstop.core.manifest import MANIFEST_NAME, BackupManifest, backup_time
 
 T = TypeVar("T")
 

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from backstop.cli import emit
-from backstop.names import check_dataset, check_table, parse_time
-from backstop.report import text_table
+from backstop.core.names import check_dataset, check_table, parse_time
+from backstop.core.report import text_table
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from backstop.cli import emit
-from backstop.errors import Conflict
-from backstop.names import check_backup_id, check_percent, parse_time
-from backstop.report import text_table
+from backstop.core.errors import Conflict
+from backstop.core.names import check_backup_id, check_percent, parse_time
+from backstop.core.report import text_table
 
 ACTION_COLUMNS = ("name", "change", "why")
 

@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from backstop.cli import emit, state_dir
-from backstop.manifest import select
-from backstop.names import check_backup_id, check_percent, parse_time
-from backstop.report import human_bytes, text_table
+from backstop.core.manifest import select
+from backstop.core.names import check_backup_id, check_percent, parse_time
+from backstop.core.report import human_bytes, text_table
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:

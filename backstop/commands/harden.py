@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from backstop.cli import emit
-from backstop.report import text_table
+from backstop.core.report import text_table
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -26,7 +26,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
 
 
 def harden(args: argparse.Namespace) -> int:
-    from backstop.errors import Conflict
+    from backstop.core.errors import Conflict
     from flows.harden import LOCK_WARNING, harden_backup_buckets
 
     if args.lock_retention and not args.yes and not args.dry_run:

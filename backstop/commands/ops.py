@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backstop.cli import emit
-from backstop.errors import ObjectiveBreached
-from backstop.report import text_table
+from backstop.core.errors import ObjectiveBreached
+from backstop.core.report import text_table
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -96,7 +96,7 @@ def _drills_since(args: argparse.Namespace, began: datetime) -> list[dict[str, A
 
 def health(args: argparse.Namespace) -> int:
     """Read the catalog and print every source's health (read-only, no flow run); exit 2 on a breach."""
-    from backstop.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
+    from backstop.core.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
     from blocks.settings import load_settings
     from flows.health import expected_sources
     from tasks.catalog import list_runs

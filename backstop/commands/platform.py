@@ -10,8 +10,8 @@ import urllib.request
 from typing import Any
 
 from backstop.cli import emit, state_dir
-from backstop.errors import ConfigError, Unavailable
-from backstop.report import text_table
+from backstop.core.errors import ConfigError, Unavailable
+from backstop.core.report import text_table
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from backstop.cli import emit
-from backstop.errors import InvalidInput
-from backstop.report import text_table
+from backstop.core.errors import InvalidInput
+from backstop.core.report import text_table
 
 RESTORE_COLUMNS = ("run_id", "component", "source", "outcome", "at", "backup_id", "message")
 
@@ -43,8 +43,8 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
 
 def recover(args: argparse.Namespace) -> int:
     """Run the recover-platform flow; print the plan, the steps and the outcome; exit 1 on a failure."""
-    from backstop.names import parse_time
-    from backstop.recovery import RecoveryOperation, plan_rows, summary_lines
+    from backstop.core.names import parse_time
+    from backstop.core.recovery import RecoveryOperation, plan_rows, summary_lines
     from flows.recover import recover_platform
     from tasks.approval import cli_approval, os_user
 

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from backstop.cli import emit
-from backstop.names import check_source_name
-from backstop.report import text_table
+from backstop.core.names import check_source_name
+from backstop.core.report import text_table
 
 PLAN_COLUMNS = ["bucket", "component", "source", "backup_id", "started", "status", "decision", "reason"]
 
@@ -44,7 +44,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
 
 
 def prune(args: argparse.Namespace) -> int:
-    from backstop.errors import InvalidInput
+    from backstop.core.errors import InvalidInput
     from flows.retention import prune_backups
 
     if args.source is not None:

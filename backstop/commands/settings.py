@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from backstop.cli import ArgumentParser, emit
-from backstop.errors import InvalidInput
+from backstop.core.errors import InvalidInput
 
 # Block bookkeeping in model_dump(), not a setting.
 NOT_SETTINGS = {"block_type_slug"}

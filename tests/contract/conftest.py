@@ -262,7 +262,7 @@ def gke_server(platform: Any) -> Iterator[Any]:
 def airflow_secrets(prefect_harness: None) -> dict[str, str]:
     from prefect.blocks.system import Secret
 
-    from backstop.secretbox import new_key
+    from backstop.core.secretbox import new_key
 
     names = {"auth": unique("airflow-auth"), "key": unique("composer-key")}
     Secret(value="admin:admin").save(names["auth"])

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
 from tasks import catalog, lifecycle
 from tasks.component import RestoreRequest
 
@@ -196,7 +196,7 @@ def test_drill_passes_and_removes_its_scratch_target(subject: Any, settings: Any
 
 
 def test_prune_keeps_what_the_newest_backup_needs(subject: Any, settings: Any, store: Any) -> None:
-    from backstop.retention import RetentionPolicy
+    from backstop.core.retention import RetentionPolicy
     from tasks.prune import prune
 
     source, _, first = backed_up(subject, settings, store)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import ConfigError
+from backstop.core.errors import ConfigError
 from tests.conftest import service_account_info, unique
 
 pytestmark = pytest.mark.flow

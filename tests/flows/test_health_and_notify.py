@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from cronsim import CronSim
 
-from backstop.errors import Conflict, ObjectiveBreached
-from backstop.manifest import BackupManifest, ManifestEntry
+from backstop.core.errors import Conflict, ObjectiveBreached
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.platform import free_port
 from tests.conftest import unique
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from google.api_core.retry import Retry
 
-from backstop.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from backstop.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from backstop.platform import PROJECT
 from tasks.bigquery import COMPONENT as bq_component
 from tasks.catalog import resolve_backup
@@ -291,7 +291,7 @@ def test_flows_backup_validate_restore(
 def test_storage_api_down_fails_the_backup_with_no_manifest(
     bq: Any, settings: Any, store: Any, dataset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backstop.errors import Unavailable
+    from backstop.core.errors import Unavailable
     from backstop.platform import free_port
     from tasks import bigquery_io
 
@@ -401,7 +401,7 @@ def test_avro_round_trip_every_main_type_and_corrupted_avro_is_caught(
 ) -> None:
     from google.cloud import bigquery
 
-    from backstop.errors import ValidationFailed as Failed
+    from backstop.core.errors import ValidationFailed as Failed
 
     dataset = unique("bqavro").replace("-", "_")
     bq.create_dataset(f"{PROJECT}.{dataset}", timeout=20, retry=R)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import Conflict, InvalidInput, ValidationFailed
-from backstop.manifest import new_backup_id
+from backstop.core.errors import Conflict, InvalidInput, ValidationFailed
+from backstop.core.manifest import new_backup_id
 from backstop.platform import PROJECT
 from tasks.bigquery import COMPONENT as bq_component
 from tests.integration.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
@@ -30,8 +30,8 @@ def table_ids(bq: Any, dataset_id: str) -> dict[str, str]:
 def test_snapshot_backup_validate_restore_and_prune_with_cmek(
     bq: Any, gcs: Any, settings: Any, dataset: str
 ) -> None:
-    from backstop.manifest import utcnow
-    from backstop.retention import RetentionPolicy
+    from backstop.core.manifest import utcnow
+    from backstop.core.retention import RetentionPolicy
     from tasks.bigquery_snapshot import snapshot_dataset
     from tasks.prune import prune
     from tasks.store import BackupStore
@@ -92,7 +92,7 @@ def test_snapshot_backup_validate_restore_and_prune_with_cmek(
 def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_nothing(
     bq: Any, settings: Any, store: Any, dataset: str
 ) -> None:
-    from backstop.errors import Conflict
+    from backstop.core.errors import Conflict
     from tasks import bigquery as bqmod
     from tasks.bigquery_snapshot import snapshot_dataset
     from tasks.catalog import abandon_backup, begin_backup

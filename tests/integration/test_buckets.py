@@ -177,7 +177,7 @@ def test_preflight_and_tiers_flows_and_cli(
 
 
 def test_ensure_retention_policy_only_lengthens_and_never_locks(config_gcs: Any) -> None:
-    from backstop.errors import InvalidInput
+    from backstop.core.errors import InvalidInput
     from tasks.buckets import ensure_retention_policy
 
     bucket = config_gcs.create_bucket(unique("backups")).name

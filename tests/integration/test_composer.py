@@ -19,10 +19,17 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import ConfigError, Conflict, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from backstop.core.errors import (
+    ConfigError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    ValidationFailed,
+)
+from backstop.core.secretbox import new_key
 from backstop.local.airflow_server import AirflowServer
 from backstop.local.composer_server import ComposerServer
-from backstop.secretbox import new_key
 from tasks.airflow_api import AirflowApi
 from tests.conftest import unique
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import Conflict, NotFound, ValidationFailed
+from backstop.core.errors import Conflict, NotFound, ValidationFailed
 from tasks.configs import COMPONENT as configs
 from tasks.configs import ConfigSource, seed_sample_configs
 from tests.conftest import unique

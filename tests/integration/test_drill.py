@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import ObjectiveBreached
+from backstop.core.errors import ObjectiveBreached
 from blocks.settings import Objectives
 from tasks.drill import list_drills, run_drill
 from tasks.gcs import COMPONENT as gcs_component

@@ -25,8 +25,8 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
 from backstop.cli import main
-from backstop.errors import InvalidInput, NotFound, ValidationFailed
-from backstop.names import (
+from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
+from backstop.core.names import (
     check_backup_id,
     check_bucket,
     check_dataset,
@@ -54,7 +54,7 @@ CHILD = textwrap.dedent(
     from backstop.platform import PROJECT
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
-    from backstop.manifest import BackupManifest
+    from backstop.core.manifest import BackupManifest
     from tasks import catalog, gcs, lifecycle
     from tasks.store import BackupStore
 
@@ -293,7 +293,7 @@ def test_damaged_manifest_is_named_and_hides_no_other_backup(
     assert catalog.resolve_backup(store, "gcs", source, validated_only=False).backup_id == good.backup_id
 
 
-# -- bad input: names, ids, percentages and times, through backstop.names, the CLI and the flows --
+# -- bad input: names, ids, percentages and times, through backstop.core.names, the CLI and the flows --
 BAD_CLI = [
     (["backup", "gcs", "--bucket", "Not_A_Bucket!"], "malformed bucket name"),
     (["backup", "gcs", "--bucket", "ab"], "malformed bucket name"),

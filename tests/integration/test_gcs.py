@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import Conflict, InvalidInput, NotFound, ValidationFailed
+from backstop.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from tasks.gcs import COMPONENT as gcs_component
 from tests.conftest import unique
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import Unavailable
+from backstop.core.errors import Unavailable
 from backstop.platform import PROJECT, LocalPlatform
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from backstop.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from backstop.local.gke_server import GkeBackupServer
 from backstop.platform import PROJECT, free_port
 from tests.conftest import unique
@@ -269,7 +269,7 @@ WITH_OBJECTS = {
 def test_restore_chosen_resources_brings_back_only_those(
     settings: Any, store: Any, gke_env: GkeBackupServer
 ) -> None:
-    from backstop.errors import InvalidInput
+    from backstop.core.errors import InvalidInput
     from tasks.gke import COMPONENT
 
     cluster = unique("c")

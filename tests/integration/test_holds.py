@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from backstop.manifest import BackupManifest, ManifestEntry, utcnow
-from backstop.retention import RetentionPolicy
+from backstop.core.manifest import BackupManifest, ManifestEntry, utcnow
+from backstop.core.retention import RetentionPolicy
 from tasks import catalog
 from tasks.prune import prune
 from tasks.secondary import copy_to_secondary

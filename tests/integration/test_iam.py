@@ -111,8 +111,8 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     role forbids is refused by the bucket (the writer cannot delete, the validator cannot hold)."""
     from google.api_core import exceptions as gexc
 
-    from backstop.manifest import ManifestEntry, utcnow
-    from backstop.retention import RetentionPolicy
+    from backstop.core.manifest import ManifestEntry, utcnow
+    from backstop.core.retention import RetentionPolicy
     from blocks.clients import storage_client_as
     from tasks import catalog
     from tasks.prune import prune

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import ValidationFailed
-from backstop.manifest import BackupManifest, SecondaryCopy, utcnow
+from backstop.core.errors import ValidationFailed
+from backstop.core.manifest import BackupManifest, SecondaryCopy, utcnow
 from backstop.platform import PROJECT
 from blocks.settings import BackstopSettings
 from tasks import catalog

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from backstop.manifest import BackupManifest, ManifestEntry, new_backup_id, utcnow
-from backstop.retention import RetentionPolicy
+from backstop.core.manifest import BackupManifest, ManifestEntry, new_backup_id, utcnow
+from backstop.core.retention import RetentionPolicy
 from tasks import catalog
 from tasks.prune import PruneReport, plan_prune, prune, remove_manifests
 from tasks.store import BackupStore, crc32c_b64

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from backstop.manifest import utcnow
-from backstop.retention import RetentionPolicy
+from backstop.core.manifest import utcnow
+from backstop.core.retention import RetentionPolicy
 from tasks import catalog
 from tasks.gcs import COMPONENT as gcs_component
 from tasks.prune import prune

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from backstop.cli import main
-from backstop.manifest import utcnow
+from backstop.core.manifest import utcnow
 from backstop.platform import PROJECT
 from tests.conftest import unique
 from tests.contract.conftest import (  # noqa: F401 (fixtures)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from backstop.errors import NotFound, ValidationFailed
-from backstop.manifest import ManifestEntry
+from backstop.core.errors import NotFound, ValidationFailed
+from backstop.core.manifest import ManifestEntry
 from tasks import catalog
 from tasks.secondary import choose_store, copy_to_secondary, open_for_restore, pending_copies
 from tasks.store import BackupStore, crc32c_b64

@@ -303,8 +303,8 @@ def test_composer_configs_and_bigquery_flows_leak_no_secret(
     from google.cloud import bigquery
     from prefect.blocks.system import Secret
 
+    from backstop.core.secretbox import new_key
     from backstop.platform import PROJECT
-    from backstop.secretbox import new_key
     from blocks.components import ComposerSettings
     from blocks.settings import load_settings
     from flows.bigquery import backup_bigquery

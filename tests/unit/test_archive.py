@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backstop.archive import (
+from backstop.core.archive import (
     ArchiveWriter,
     compare_files,
     extract_archive,
@@ -20,7 +20,7 @@ from backstop.archive import (
     syntax_problem,
     text_diff,
 )
-from backstop.errors import InvalidInput, ValidationFailed
+from backstop.core.errors import InvalidInput, ValidationFailed
 
 pytestmark = pytest.mark.unit
 
@@ -190,7 +190,7 @@ def test_syntax_problems_name_file_and_line() -> None:
 
 
 def test_compare_and_diff() -> None:
-    from backstop.archive import FileRecord
+    from backstop.core.archive import FileRecord
 
     expected = [FileRecord("a", 1, 0o644, 0.0, "1" * 64), FileRecord("b", 1, 0o644, 0.0, "2" * 64)]
     problems = compare_files(expected, {"a": "1" * 64, "c": "3" * 64}, "w")

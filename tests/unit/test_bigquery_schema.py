@@ -7,7 +7,7 @@ import struct
 import pyarrow as pa
 import pytest
 
-from backstop.errors import InvalidInput
+from backstop.core.errors import InvalidInput
 from tasks.bigquery_schema import (
     TableDigest,
     normalize_batch,

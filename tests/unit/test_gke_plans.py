@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backstop.errors import InvalidInput
+from backstop.core.errors import InvalidInput
 from tasks.gke_plans import (
     GkeClusterSettings,
     GkeSettings,

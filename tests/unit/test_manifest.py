@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backstop.errors import InvalidInput, ValidationFailed
-from backstop.manifest import BackupManifest, ManifestEntry, backup_time, new_backup_id, select
+from backstop.core.errors import InvalidInput, ValidationFailed
+from backstop.core.manifest import BackupManifest, ManifestEntry, backup_time, new_backup_id, select
 
 
 def make(source: str = "raw", when: datetime | None = None, status: str = "complete") -> BackupManifest:

@@ -7,9 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backstop.manifest import BackupManifest, ManifestEntry
-from backstop.objectives import DrillResult, breaches, drill_verdict, health_rows, new_drill_id, trend_rows
-from backstop.runs import RunRecord
+from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.objectives import (
+    DrillResult,
+    breaches,
+    drill_verdict,
+    health_rows,
+    new_drill_id,
+    trend_rows,
+)
+from backstop.core.runs import RunRecord
 
 pytestmark = pytest.mark.unit
 

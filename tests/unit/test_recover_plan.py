@@ -1,11 +1,11 @@
-"""The recovery plan and the operation record (backstop/recovery.py): pure, no platform."""
+"""The recovery plan and the operation record (backstop/core/recovery.py): pure, no platform."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from backstop.manifest import BackupManifest, new_backup_id
-from backstop.recovery import (
+from backstop.core.manifest import BackupManifest, new_backup_id
+from backstop.core.recovery import (
     Check,
     RecoveryOperation,
     RecoveryStep,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backstop.errors import InvalidInput
-from backstop.manifest import BackupManifest, ManifestEntry, backup_time
-from backstop.retention import (
+from backstop.core.errors import InvalidInput
+from backstop.core.manifest import BackupManifest, ManifestEntry, backup_time
+from backstop.core.retention import (
     BackupRef,
     RetentionPolicy,
     apply_policy,

@@ -1,4 +1,4 @@
-"""backstop.secretbox: secrets leave as tokens or references and come back only with the key."""
+"""backstop.core.secretbox: secrets leave as tokens or references and come back only with the key."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from backstop.errors import ConfigError, ValidationFailed
-from backstop.secretbox import (
+from backstop.core.errors import ConfigError, ValidationFailed
+from backstop.core.secretbox import (
     DEFAULT_SECRET_PATTERNS,
     SecretBox,
     count_protected,

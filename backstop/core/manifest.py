@@ -22,8 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from backstop import __version__
-from backstop.errors import ValidationFailed
-from backstop.names import check_backup_id
+from backstop.core.errors import ValidationFailed
+from backstop.core.names import check_backup_id
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1

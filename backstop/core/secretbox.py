@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from backstop.errors import ConfigError, ValidationFailed
+from backstop.core.errors import ConfigError, ValidationFailed
 
 ENCRYPTED = "$encrypted"
 SECRET_REF = "$secret_ref"

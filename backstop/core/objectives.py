@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from backstop.manifest import BackupManifest, select
-from backstop.runs import RunRecord
+from backstop.core.manifest import BackupManifest, select
+from backstop.core.runs import RunRecord
 
 DRILL_PREFIX = "drills/"
 
@@ -160,7 +160,7 @@ def health_rows(
         now: the time the report is made for (UTC aware).
         expected: sources the settings say should be backed up, so a source that was never
             backed up is reported as a breach instead of being invisible.
-        runs: run records (backstop.runs): failed runs count as failures, and a source whose
+        runs: run records (backstop.core.runs): failed runs count as failures, and a source whose
             latest backup run failed after its last good backup is in breach.
     """
     manifests = list(manifests)

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backstop.errors import InvalidInput
-from backstop.manifest import MANIFEST_NAME, BackupManifest, backup_time
-from backstop.names import BACKUP_ID
+from backstop.core.errors import InvalidInput
+from backstop.core.manifest import MANIFEST_NAME, BackupManifest, backup_time
+from backstop.core.names import BACKUP_ID
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from backstop.errors import InvalidInput, ValidationFailed
+from backstop.core.errors import InvalidInput, ValidationFailed
 
 ARCHIVE_NAME = "configs.tar.gz"
 HEAD_BYTES = 8192

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backstop.manifest import BackupManifest
+from backstop.core.manifest import BackupManifest
 
 OPERATIONS_PREFIX = "operations/"
 # Configuration first (everything reads it), then the data, then what runs on the data.
