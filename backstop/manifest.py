@@ -17,7 +17,7 @@ import hashlib
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -115,6 +115,10 @@ class BackupManifest(BaseModel):
         return sum(entry.size for entry in self.entries)
 
     @property
+    def entry_count(self) -> int:
+        return len(self.entries)
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.finished_at is None:
             return None
@@ -130,10 +134,13 @@ class BackupManifest(BaseModel):
                         body[parent].pop(name, None)
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
+    def sealed(self) -> BackupManifest:
+        """This manifest with its digest computed."""
+        return self.model_copy(update={"digest": hashlib.sha256(self._canonical()).hexdigest()})
+
     def to_bytes(self) -> bytes:
         """Serialise with a digest, so that an edited or truncated manifest is detected on read."""
-        sealed = self.model_copy(update={"digest": hashlib.sha256(self._canonical()).hexdigest()})
-        return json.dumps(sealed.model_dump(mode="json"), indent=1, ensure_ascii=False).encode()
+        return json.dumps(self.sealed().model_dump(mode="json"), indent=1, ensure_ascii=False).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "manifest") -> BackupManifest:
@@ -150,6 +157,39 @@ class BackupManifest(BaseModel):
         if manifest.digest != hashlib.sha256(manifest._canonical()).hexdigest():
             raise ValidationFailed(f"{where}: manifest digest does not match its content (edited or damaged)")
         return manifest
+
+
+class BackupSummary(Protocol):
+    """What listing, health, retention and the previous-backup lookup need of a backup: a manifest
+    or its catalog header (`ManifestHeader`), never its entries."""
+
+    @property
+    def backup_id(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def validated(self) -> bool: ...
+    @property
+    def entry_count(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def duration_seconds(self) -> float | None: ...
+    @property
+    def folder(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+B = TypeVar("B", bound=BackupSummary)
 
 
 def new_backup_id(now: datetime | None = None) -> str:
@@ -169,12 +209,12 @@ def utcnow() -> datetime:
 
 
 def select(
-    manifests: list[BackupManifest],
+    manifests: list[B],
     component: str | None = None,
     source: str | None = None,
     before: datetime | None = None,
     validated_only: bool = False,
-) -> list[BackupManifest]:
+) -> list[B]:
     """Filter manifests and return them newest first."""
     chosen = [
         m

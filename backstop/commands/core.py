@@ -109,7 +109,7 @@ def list_backups(args: argparse.Namespace) -> int:
     store = open_store(_settings(args))
     damaged: list[str] = []
     found = select(
-        store.list_manifests(args.component, args.source, on_damaged=damaged.append),
+        store.list_headers(args.component, args.source, on_damaged=damaged.append),
         args.component,
         args.source,
         before,
@@ -122,7 +122,7 @@ def list_backups(args: argparse.Namespace) -> int:
             "source": m.source,
             "started_utc": f"{m.started_at:%Y-%m-%d %H:%M:%S}",
             "seconds": round(m.duration_seconds or 0, 1),
-            "entries": len(m.entries),
+            "entries": m.entry_count,
             "size": human_bytes(m.total_bytes),
             "status": m.status,
         }
