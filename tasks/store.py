@@ -33,7 +33,14 @@ from google.api_core.retry import Retry
 
 from backstop.catalog_index import ManifestHeader
 from backstop.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
-from backstop.manifest import MANIFEST_NAME, BackupManifest, backup_time
+from backstop.manifest import (
+    CHUNK_ENTRIES,
+    MANIFEST_NAME,
+    BackupManifest,
+    backup_time,
+    parse_chunk,
+    split_entries,
+)
 from tasks import catalog_io
 from tasks.parallel import parallel_map as parallel_map  # re-exported: components import it from here
 
@@ -112,6 +119,7 @@ class BackupStore:
         self.bucket_name = bucket_name
         self.kms_key_name = kms_key_name
         self.hold_validated = hold_validated
+        self.chunk_entries = CHUNK_ENTRIES  # a manifest with more entries is written in chunks
         self.bucket = client.bucket(bucket_name)
 
     def __repr__(self) -> str:
@@ -245,7 +253,9 @@ class BackupStore:
     def write_manifest(self, manifest: BackupManifest) -> None:
         """Write a manifest. Call it last: its presence means the backup is complete.
 
-        The first write creates `manifest.json`; a later write (validation, secondary copy)
+        The first write creates `manifest.json`; past `chunk_entries` entries the entries go first
+        into content-addressed chunk files under `<folder>/_chunks/` and `manifest.json` is the
+        header that seals their digests (format 2). A later write (validation, secondary copy)
         records the changed status / validation / secondary fields as a new object under
         `<folder>/_manifest/` and never replaces `manifest.json` (see the module docstring).
         With `hold_validated`, a validated manifest (and that record) gets a temporary hold; when
@@ -254,12 +264,18 @@ class BackupStore:
         first = self.stat(manifest.path) is None
         if first:
             written = [manifest.path]
+            if len(manifest.entries) > self.chunk_entries:
+                manifest, files = split_entries(manifest, self.chunk_entries)
+                for name, data in files:  # chunks first: the header is still written last
+                    self.put_bytes(manifest.folder + name, data, content_type="application/json")
+                written += [manifest.folder + name for name, _ in files]
             manifest = manifest.sealed()  # the index records its digest
             self.put_bytes(manifest.path, manifest.to_bytes(), content_type="application/json")
         else:
             stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
             key = f"{manifest.folder}{UPDATES_DIR}{stamp}.json"
-            self.put_bytes(key, manifest.to_bytes(), content_type="application/json")
+            record = manifest.model_copy(update={"entries": [], "chunks": []})  # only status fields count
+            self.put_bytes(key, record.to_bytes(), content_type="application/json")
             written = [manifest.path, key]
         catalog_io.write_entry(self, manifest, first)
         if first:
@@ -276,14 +292,15 @@ class BackupStore:
     def manifest_keys(
         self, manifest: BackupManifest, listed: dict[str, Any] | None = None
     ) -> builtins.list[str]:
-        """The objects that make up `manifest`: manifest.json and its update records."""
+        """The objects that make up `manifest`: manifest.json, its chunks and its update records."""
         prefix = manifest.folder + UPDATES_DIR
         found = listed if listed is not None else self.list(prefix)
-        return [manifest.path] + sorted(k for k in found if k.startswith(prefix))
+        chunks = [manifest.folder + c.key for c in manifest.chunks]
+        return [manifest.path, *chunks] + sorted(k for k in found if k.startswith(prefix))
 
     def read_manifest(self, key: str, updates: builtins.list[str] | None = None) -> BackupManifest:
         """Read the manifest at `key` with its newest update applied (`updates`: listed update keys)."""
-        base = BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key))
+        base = self._with_chunks(BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key)))
         if updates is None:
             updates = sorted(self.list(base.folder + UPDATES_DIR))
         if not updates:
@@ -299,6 +316,21 @@ class BackupStore:
         return base.model_copy(
             update={"status": update.status, "validation": update.validation, "secondary": update.secondary}
         )
+
+    def _with_chunks(self, header: BackupManifest) -> BackupManifest:
+        """A format 2 manifest with its entries read from its chunks (each checked against the digest
+        the header sealed); a missing or damaged chunk makes the manifest damaged."""
+        if not header.chunks:
+            return header
+        entries = []
+        for ref in header.chunks:
+            key = header.folder + ref.key
+            try:
+                data = self.get_bytes(key)
+            except NotFound:
+                raise ValidationFailed(f"{self.where(key)}: manifest chunk missing") from None
+            entries += parse_chunk(data, ref, self.where(key))
+        return header.model_copy(update={"entries": entries})
 
     def list_headers(
         self,
