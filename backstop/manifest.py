@@ -7,6 +7,10 @@ read manifests; they never infer state from folder names.
 
 Layout in the backup bucket:
     <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/manifest.json
+    <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/_chunks/<sha256>.json   (format 2 only)
+A manifest of more than CHUNK_ENTRIES entries is written in format 2: its entries in
+content-addressed chunk files (written first), manifest.json the header whose digest seals the
+chunk digests. Format 1 keeps the entries in manifest.json; both are read.
 Component data that belongs to one backup lives beside its manifest; data shared between backups
 (Cloud Storage objects, keyed by generation) lives in a pool that prune sweeps by reference.
 """
