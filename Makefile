@@ -35,6 +35,7 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.bench_scale --write
 
 clean:
 	rm -rf $(VENV) .backstop

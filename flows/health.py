@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from backstop.core.catalog_index import ManifestHeader
 from backstop.core.errors import ObjectiveBreached
-from backstop.core.manifest import BackupManifest
 from backstop.core.objectives import HEALTH_COLUMNS, HealthRow, breaches, health_rows, trend_rows
 from backstop.core.report import human_bytes, markdown_table
 from backstop.core.runs import RunRecord
@@ -37,10 +37,10 @@ def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:
 @task(name="read-catalog", cache_policy=NO_CACHE)
 def read_catalog(
     store: BackupStore,
-) -> tuple[list[BackupManifest], list[DrillResult], list[RunRecord], list[str]]:
+) -> tuple[list[ManifestHeader], list[DrillResult], list[RunRecord], list[str]]:
     """Every manifest, drill record and recent run record, plus the damaged ones as problems."""
     damaged: list[str] = []
-    manifests = store.list_manifests(on_damaged=damaged.append)
+    manifests = store.list_headers(on_damaged=damaged.append)
     drills = list_drills(store, on_damaged=damaged.append)
     runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     get_run_logger().info(

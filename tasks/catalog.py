@@ -25,6 +25,7 @@ from backstop.core.manifest import (
 )
 from backstop.core.names import check_backup_id, check_percent
 from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
+from tasks import catalog_io
 from tasks.store import BackupStore, crc32c_b64, parallel_map
 
 
@@ -189,20 +190,17 @@ def resolve_backup(
                 f"backup {backup_id} is of {component} source {manifest.source!r}, not {source!r}: nothing restored"
             )
         return manifest
-    found = select(
-        store.list_manifests(component, source, on_damaged=on_damaged or (lambda _: None)),
-        component,
-        source,
-        before,
-        validated_only,
+    report = on_damaged or (lambda _: None)
+    headers = select(
+        store.list_headers(component, source, on_damaged=report), component, source, before, validated_only
     )
-    found = [m for m in found if where is None or where(m)]
-    if not found:
+    chosen = catalog_io.first_loadable(store, headers, where, report, validated_only)
+    if chosen is None:
         what = f"{component}/{source}" if source else component
         kind = "validated backup" if validated_only else "backup"
         when = f" before {before.isoformat()}" if before else ""
         raise NotFound(f"no {kind} of {what}{when} in {store.where()}")
-    return found[0]
+    return chosen
 
 
 def backups_to_validate(

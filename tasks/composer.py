@@ -26,7 +26,7 @@ from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks import gcs
+from tasks import catalog_io, gcs
 from tasks.airflow_api import KINDS, check_python_files, export_metadata, import_items
 from tasks.component import BackupPlan as LifecyclePlan
 from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
@@ -183,8 +183,9 @@ class ComposerComponent(LifecycleMethods):
         """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
         client, bucket = storage_client(settings.project), environment_bucket(env)
         objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
-        previous = select(store.list_manifests(NAME, manifest.source, on_damaged=lambda _: None))
-        last = previous[0] if previous else None
+        last = catalog_io.first_loadable(
+            store, select(store.list_headers(NAME, manifest.source, on_damaged=lambda _: None))
+        )
         plan_ = plan_backup(objects, bucket, last, gcs.pooled_objects(store, bucket))
         entries = list(plan_.reused)
         for batch in batches(plan_.to_copy, gcs.BATCH_SIZE):

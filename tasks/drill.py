@@ -69,7 +69,7 @@ def drill_sources(store: BackupStore, components: list[str]) -> list[tuple[str, 
     """(component, source) pairs that have at least one backup in the catalog."""
     pairs: set[tuple[str, str]] = set()
     for component in components:
-        for manifest in store.list_manifests(component, on_damaged=lambda _: None):
+        for manifest in store.list_headers(component, on_damaged=lambda _: None):
             pairs.add((component, manifest.source))
     return sorted(pairs)
 

@@ -17,6 +17,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry, select
 from backstop.core.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
+from tasks import catalog_io
 from tasks.component import BackupPlan as LifecyclePlan
 from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.gcs_plan import (
@@ -130,8 +131,11 @@ def copy_batch(
 
 
 def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
-    found = select(store.list_manifests(NAME, bucket, on_damaged=lambda _: None))
-    return found[0] if found else None
+    """The newest backup of `bucket` (validated or not): its header found in the catalog index,
+    then only its manifest read."""
+    return catalog_io.first_loadable(
+        store, select(store.list_headers(NAME, bucket, on_damaged=lambda _: None))
+    )
 
 
 def plan(client: Any, store: BackupStore, bucket: str, prefixes: list[str] | None) -> BackupPlan:

@@ -37,6 +37,7 @@ from backstop.core.errors import BackstopError, ConfigError, Conflict, NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry, select
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
+from tasks import catalog_io
 from tasks.component import BackupPlan as LifecyclePlan
 from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreReport, RestoreRequest
 from tasks.gke_plans import (
@@ -231,13 +232,13 @@ def backup_state(backup: Any) -> dict[str, Any]:
 
 def previous_good(store: BackupStore, source: str, before: BackupManifest) -> BackupManifest | None:
     found = [
-        m
-        for m in select(
-            store.list_manifests(NAME, source, on_damaged=logger.warning), NAME, source, validated_only=True
+        h
+        for h in select(
+            store.list_headers(NAME, source, on_damaged=logger.warning), NAME, source, validated_only=True
         )
-        if m.backup_id != before.backup_id and m.started_at <= before.started_at
+        if h.backup_id != before.backup_id and h.started_at <= before.started_at
     ]
-    return found[0] if found else None
+    return catalog_io.first_loadable(store, found, on_damaged=logger.warning, validated_only=True)
 
 
 class GkeOptions(BaseModel):

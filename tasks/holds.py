@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from backstop.core.catalog_index import ManifestHeader
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, select
 from tasks.store import UPDATES_DIR, BackupStore
 
@@ -83,11 +84,9 @@ def move_holds(
     return report
 
 
-def unheld_newest(store: BackupStore) -> list[BackupManifest]:
+def unheld_newest(store: BackupStore) -> list[ManifestHeader]:
     """The newest validated backup of every source whose manifest is not under a temporary hold."""
-    manifests = store.list_manifests(on_damaged=lambda _: None)
-    listed = store.list("")
-    newest: dict[tuple[str, str], BackupManifest] = {}
-    for manifest in select(manifests, validated_only=True):  # newest first
-        newest.setdefault((manifest.component, manifest.source), manifest)
-    return [m for m in newest.values() if not getattr(listed.get(m.path), "temporary_hold", False)]
+    newest: dict[tuple[str, str], ManifestHeader] = {}
+    for header in select(store.list_headers(on_damaged=lambda _: None), validated_only=True):  # newest first
+        newest.setdefault((header.component, header.source), header)
+    return [h for h in newest.values() if not getattr(store.stat(h.path), "temporary_hold", False)]

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from backstop.core.errors import BackstopError, InvalidInput
+from backstop.core.catalog_index import INDEXED_NAME, source_prefix
+from backstop.core.errors import BackstopError, InvalidInput, NotFound, ValidationFailed
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest
 from backstop.core.retention import (
     RetentionPlan,
@@ -38,6 +39,7 @@ from backstop.core.retention import (
     ref_of,
     unreferenced_pool,
 )
+from tasks import catalog_io
 from tasks.holds import move_holds
 from tasks.store import INPROGRESS_PREFIX, BackupStore
 
@@ -155,9 +157,37 @@ def remove_manifests(
         else:
             report.removed.append(manifest.backup_id)
             gone.append(manifest.folder)
+            _unindex(store, manifest, report)
             # the in-progress marker a writer without delete permission had to leave behind
             store.clear_in_progress(manifest)
     return gone
+
+
+def _unindex(store: BackupStore, manifest: BackupManifest, report: PruneReport) -> None:
+    """Delete the catalog entries of a backup whose manifest is gone (a left-over entry names a
+    missing manifest, which readers skip; `backstop catalog rebuild` does not bring it back)."""
+    outcome = store.delete_objects(catalog_io.entry_keys(store, manifest))
+    report.kept_by_bucket += [
+        f"{store.where(k)}: kept by the bucket ({why})" for k, why in outcome.kept.items()
+    ]
+    report.not_deleted += list(outcome.failed.values())
+
+
+def unindexed_manifests(
+    store: BackupStore, listed: dict[str, Any], remaining: list[BackupManifest], damaged: list[str]
+) -> list[BackupManifest]:
+    """Manifests in a listing of the source folder that the catalog index did not list (a commit
+    interrupted between the manifest and its index entry): their data must not be swept."""
+    known = {m.path for m in remaining}
+    found = []
+    for key in sorted(k for k in listed if k.endswith("/" + MANIFEST_NAME) and k not in known):
+        try:
+            found.append(store.read_manifest(key))
+        except NotFound:
+            continue
+        except ValidationFailed as exc:
+            damaged.append(str(exc))
+    return found
 
 
 # Components whose manifests may reference another component's pool.
@@ -200,6 +230,11 @@ def sweep(
     ]
     running: set[str] = set(store.in_progress(component, source))
     listed = store.list(f"{component}/{source}/")
+    extra = unindexed_manifests(store, listed, remaining, damaged)
+    report.notes += [
+        f"backup {m.backup_id} has no catalog entry (kept; run `backstop catalog rebuild`)" for m in extra
+    ]
+    remaining += extra
     orphans = orphaned_keys(
         listed, component, source, remaining, running, just_removed or [], now - timedelta(hours=grace_hours)
     )
@@ -277,13 +312,9 @@ def prune(
 
 def sources_in(store: BackupStore, component: str | None = None) -> list[tuple[str, str]]:
     """Every (component, source) with at least one manifest (damaged ones included) in `store`."""
-    groups = set()
-    for key in store.list("" if component is None else f"{component}/"):
-        parts = key.split("/")
-        if (
-            key.endswith("/" + MANIFEST_NAME)
-            and len(parts) >= 7
-            and not key.startswith(("pool/", "_inprogress/"))
-        ):
-            groups.add((parts[0], "/".join(parts[1:-5])))
-    return sorted(groups)
+    groups = []
+    for c, s in catalog_io.sources(store, component):  # folder names only: the pool is never listed
+        indexed = [k for k in store.list(source_prefix(c, s)) if not k.endswith("/" + INDEXED_NAME)]
+        if indexed or any(k.endswith("/" + MANIFEST_NAME) for k in store.list(f"{c}/{s}/")):
+            groups.append((c, s))
+    return groups

@@ -2,7 +2,9 @@
 
 Everything that reads or writes the backup bucket goes through `BackupStore`, which converts
 `google.api_core` errors into Backstop errors at the call site. Components never list the bucket
-to learn what backups exist: they ask the catalog (`list_manifests`), which reads manifests only.
+to learn what backups exist: they ask the catalog index (`list_headers`, `find_manifest`; see
+`tasks/catalog_io.py`), which never lists the pool, and read one manifest in full only when they
+need its entries (`load`, `list_manifests`).
 
 A manifest is written once (`<folder>/manifest.json`, at commit) and never replaced: later
 changes (the validation outcome, the secondary copy record) are written as new objects under
@@ -20,20 +22,27 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import google_crc32c
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
+from backstop.core.catalog_index import ManifestHeader
 from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
-from backstop.core.manifest import MANIFEST_NAME, BackupManifest, backup_time
-
-T = TypeVar("T")
+from backstop.core.manifest import (
+    CHUNK_ENTRIES,
+    MANIFEST_NAME,
+    BackupManifest,
+    backup_time,
+    parse_chunk,
+    split_entries,
+)
+from tasks import catalog_io
+from tasks.parallel import parallel_map as parallel_map  # re-exported: components import it from here
 
 INPROGRESS_PREFIX = "_inprogress/"
 UPDATES_DIR = "_manifest/"  # inside a backup folder: later versions of its manifest's mutable fields
@@ -100,14 +109,6 @@ class DeleteOutcome:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def parallel_map(fn: Callable[[Any], T], items: list[Any], workers: int = 16) -> list[T]:
-    """Run `fn` over `items` on a thread pool, keeping order; the first error propagates."""
-    if len(items) <= 1 or workers <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        return list(pool.map(fn, items))
-
-
 class BackupStore:
     """One backup bucket (primary or secondary)."""
 
@@ -118,6 +119,7 @@ class BackupStore:
         self.bucket_name = bucket_name
         self.kms_key_name = kms_key_name
         self.hold_validated = hold_validated
+        self.chunk_entries = CHUNK_ENTRIES  # a manifest with more entries is written in chunks
         self.bucket = client.bucket(bucket_name)
 
     def __repr__(self) -> str:
@@ -186,6 +188,16 @@ class BackupStore:
                 for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
             }
 
+    def list_prefixes(self, prefix: str) -> builtins.list[str]:
+        """The sub-folders directly under `prefix` (a delimiter listing: no object is returned)."""
+        with converted_errors(f"listing {self.where(prefix)}"):
+            pages = self.client.list_blobs(
+                self.bucket, prefix=prefix, delimiter="/", timeout=TIMEOUT, retry=RETRY
+            )
+            for _ in pages:  # the prefixes are known once the pages are read
+                pass
+            return sorted(pages.prefixes)
+
     def delete_objects(self, keys: builtins.list[str], workers: int = 16) -> DeleteOutcome:
         """Delete `keys`. Absent keys count as deleted; held or retained ones as kept by the bucket."""
 
@@ -241,20 +253,33 @@ class BackupStore:
     def write_manifest(self, manifest: BackupManifest) -> None:
         """Write a manifest. Call it last: its presence means the backup is complete.
 
-        The first write creates `manifest.json`; a later write (validation, secondary copy)
+        The first write creates `manifest.json`; past `chunk_entries` entries the entries go first
+        into content-addressed chunk files under `<folder>/_chunks/` and `manifest.json` is the
+        header that seals their digests (format 2). A later write (validation, secondary copy)
         records the changed status / validation / secondary fields as a new object under
         `<folder>/_manifest/` and never replaces `manifest.json` (see the module docstring).
         With `hold_validated`, a validated manifest (and that record) gets a temporary hold; when
         that is refused (a validator without storage.objects.update) it is logged, not raised.
         """
-        if self.stat(manifest.path) is None:
+        first = self.stat(manifest.path) is None
+        if first:
             written = [manifest.path]
+            if len(manifest.entries) > self.chunk_entries:
+                manifest, files = split_entries(manifest, self.chunk_entries)
+                for name, data in files:  # chunks first: the header is still written last
+                    self.put_bytes(manifest.folder + name, data, content_type="application/json")
+                written += [manifest.folder + name for name, _ in files]
+            manifest = manifest.sealed()  # the index records its digest
             self.put_bytes(manifest.path, manifest.to_bytes(), content_type="application/json")
         else:
             stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
             key = f"{manifest.folder}{UPDATES_DIR}{stamp}.json"
-            self.put_bytes(key, manifest.to_bytes(), content_type="application/json")
+            record = manifest.model_copy(update={"entries": [], "chunks": []})  # only status fields count
+            self.put_bytes(key, record.to_bytes(), content_type="application/json")
             written = [manifest.path, key]
+        catalog_io.write_entry(self, manifest, first)
+        if first:
+            catalog_io.mark_indexed_if_alone(self, manifest)
         if self.hold_validated and manifest.validated:
             problems = self.set_hold(written, True)
             if problems:  # e.g. the validator's role may not change holds: the next prune places it
@@ -267,14 +292,15 @@ class BackupStore:
     def manifest_keys(
         self, manifest: BackupManifest, listed: dict[str, Any] | None = None
     ) -> builtins.list[str]:
-        """The objects that make up `manifest`: manifest.json and its update records."""
+        """The objects that make up `manifest`: manifest.json, its chunks and its update records."""
         prefix = manifest.folder + UPDATES_DIR
         found = listed if listed is not None else self.list(prefix)
-        return [manifest.path] + sorted(k for k in found if k.startswith(prefix))
+        chunks = [manifest.folder + c.key for c in manifest.chunks]
+        return [manifest.path, *chunks] + sorted(k for k in found if k.startswith(prefix))
 
     def read_manifest(self, key: str, updates: builtins.list[str] | None = None) -> BackupManifest:
         """Read the manifest at `key` with its newest update applied (`updates`: listed update keys)."""
-        base = BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key))
+        base = self._with_chunks(BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key)))
         if updates is None:
             updates = sorted(self.list(base.folder + UPDATES_DIR))
         if not updates:
@@ -291,46 +317,65 @@ class BackupStore:
             update={"status": update.status, "validation": update.validation, "secondary": update.secondary}
         )
 
+    def _with_chunks(self, header: BackupManifest) -> BackupManifest:
+        """A format 2 manifest with its entries read from its chunks (each checked against the digest
+        the header sealed); a missing or damaged chunk makes the manifest damaged."""
+        if not header.chunks:
+            return header
+        entries = []
+        for ref in header.chunks:
+            key = header.folder + ref.key
+            try:
+                data = self.get_bytes(key)
+            except NotFound:
+                raise ValidationFailed(f"{self.where(key)}: manifest chunk missing") from None
+            entries += parse_chunk(data, ref, self.where(key))
+        return header.model_copy(update={"entries": entries})
+
+    def list_headers(
+        self,
+        component: str | None = None,
+        source: str | None = None,
+        on_damaged: Callable[[str], None] | None = None,
+    ) -> builtins.list[ManifestHeader]:
+        """The backups under the component / source (all when None), from the catalog index:
+        headers only (counts, bytes, status, times), no entries. See `tasks/catalog_io.py`."""
+        return catalog_io.read_headers(self, component, source, on_damaged)
+
+    def load(self, header: ManifestHeader) -> BackupManifest:
+        """The full manifest a header stands for."""
+        return catalog_io.load(self, header)
+
     def list_manifests(
         self,
         component: str | None = None,
         source: str | None = None,
         on_damaged: Callable[[str], None] | None = None,
     ) -> builtins.list[BackupManifest]:
-        """All readable manifests under the component / source prefix.
+        """All readable manifests of the backups the catalog index lists, entries included.
 
         A damaged manifest is reported through `on_damaged` (or raised when not given) and never
-        hides the others.
+        hides the others; a manifest pruned while we read is left out.
         """
-        prefix = "" if component is None else f"{component}/" + ("" if source is None else f"{source}/")
-        listed = self.list(prefix)
-        keys = [k for k in listed if k.endswith("/" + MANIFEST_NAME) and not k.startswith(INPROGRESS_PREFIX)]
-        updates: dict[str, builtins.list[str]] = {}
-        for k in listed:
-            folder, marker, _ = k.rpartition("/" + UPDATES_DIR)
-            if marker:
-                updates.setdefault(folder + "/" + MANIFEST_NAME, []).append(k)
 
-        def read(key: str) -> BackupManifest | None:
+        def read(header: ManifestHeader) -> BackupManifest | None:
             try:
-                return self.read_manifest(key, updates.get(key, []))
+                return self.load(header)
+            except NotFound:
+                return None
             except ValidationFailed as exc:
                 if on_damaged is None:
                     raise
                 on_damaged(str(exc))
                 return None
 
-        found = [m for m in parallel_map(read, keys) if m is not None]
-        return [m for m in found if (source is None or m.source == source)]
+        headers = self.list_headers(component, source, on_damaged)
+        return [m for m in parallel_map(read, headers) if m is not None]
 
     def find_manifest(self, backup_id: str) -> BackupManifest:
-        """The manifest of `backup_id`, wherever it is; NotFound names the id and the bucket."""
-        listed = self.list("")
-        matches = [k for k in listed if k.endswith(f"/{backup_id}/{MANIFEST_NAME}")]
-        if not matches:
-            raise NotFound(f"backup {backup_id} not found in {self.where()}")
-        folder = matches[0].removesuffix(MANIFEST_NAME) + UPDATES_DIR
-        return self.read_manifest(matches[0], sorted(k for k in listed if k.startswith(folder)))
+        """The manifest of `backup_id`, through the catalog's id entry (never a listing of the
+        bucket); NotFound names the id and the bucket."""
+        return catalog_io.find(self, backup_id)
 
     # -- in-progress markers (prune does not sweep data a running backup may reuse) ------
     def mark_in_progress(self, manifest: BackupManifest) -> str:

@@ -131,7 +131,7 @@ def list_backups(args: argparse.Namespace) -> int:
     store = open_store(_settings(args))
     damaged: list[str] = []
     found = select(
-        store.list_manifests(args.component, args.source, on_damaged=damaged.append),
+        store.list_headers(args.component, args.source, on_damaged=damaged.append),
         args.component,
         args.source,
         before,
@@ -144,7 +144,7 @@ def list_backups(args: argparse.Namespace) -> int:
             "source": m.source,
             "started_at": m.started_at.isoformat(),
             "seconds": round(m.duration_seconds or 0, 1),
-            "entries": len(m.entries),
+            "entries": m.entry_count,
             "bytes": m.total_bytes,
             "status": m.status,
         }

@@ -28,6 +28,11 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=health)
 
+    p = verbs.add_parser("catalog", help="the catalog index of the backups")
+    p.add_argument("action", choices=["rebuild"], help="rebuild: write the index again from the manifests")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=catalog)
+
     p = verbs.add_parser(
         "bootstrap",
         help="register block types, save settings, set up alerts, create the work pool and backup buckets",
@@ -106,7 +111,7 @@ def health(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
     store = open_store(settings)
     damaged: list[str] = []
-    manifests = store.list_manifests(on_damaged=damaged.append)
+    manifests = store.list_headers(on_damaged=damaged.append)
     drills = list_drills(store, on_damaged=damaged.append)
     runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     rows = health_rows(
@@ -125,6 +130,24 @@ def health(args: argparse.Namespace) -> int:
     if breached:
         raise ObjectiveBreached(f"{len(breached)} source(s) breach an objective: " + " | ".join(breached))
     return 0
+
+
+def catalog(args: argparse.Namespace) -> int:
+    """`backstop catalog rebuild`: index every manifest of the backup bucket (damaged ones are
+    named and fail the command, after the rest is indexed)."""
+    from blocks.settings import load_settings
+    from tasks.catalog_io import rebuild
+    from tasks.context import open_store
+
+    store = open_store(load_settings(args.settings))
+    damaged: list[str] = []
+    counts = rebuild(store, damaged.append)
+    text = (
+        f"catalog of {store.where()}: {counts['indexed']} backup(s) of {counts['sources']} source(s) indexed"
+        + "".join(f"\ndamaged: {d}" for d in damaged)
+    )
+    emit(args, {**counts, "problems": damaged}, text)
+    return 1 if damaged else 0
 
 
 def bootstrap(args: argparse.Namespace) -> int:

@@ -7,6 +7,10 @@ read manifests; they never infer state from folder names.
 
 Layout in the backup bucket:
     <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/manifest.json
+    <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/_chunks/<sha256>.json   (format 2 only)
+A manifest of more than CHUNK_ENTRIES entries is written in format 2: its entries in
+content-addressed chunk files (written first), manifest.json the header whose digest seals the
+chunk digests. Format 1 keeps the entries in manifest.json; both are read.
 Component data that belongs to one backup lives beside its manifest; data shared between backups
 (Cloud Storage objects, keyed by generation) lives in a pool that prune sweeps by reference.
 """
@@ -17,7 +21,7 @@ import hashlib
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -26,7 +30,10 @@ from backstop.core.errors import ValidationFailed
 from backstop.core.names import check_backup_id
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # one file: header and entries together
+CHUNKED_FORMAT = 2  # header in manifest.json; entries in content-addressed chunk files beside it
+CHUNK_ENTRIES = 50_000  # entries per chunk file (a few tens of MB at most)
+CHUNKS_DIR = "_chunks/"
 
 Status = Literal["complete", "validated", "invalid"]
 
@@ -71,6 +78,15 @@ class SecondaryCopy(BaseModel):
     )
 
 
+class ChunkRef(BaseModel):
+    """One chunk file of a chunked manifest: where it is (in the backup folder) and its digest."""
+
+    key: str = Field(description="Name inside the backup folder: _chunks/<sha256>.json.")
+    sha256: str = Field(description="Hex SHA-256 of the chunk file's bytes.")
+    entries: int = Field(ge=0)
+    bytes: int = Field(ge=0, description="Sum of the sizes of its entries.")
+
+
 # Fields added after manifests were first written: left out of the digest while empty, so the
 # digest of a manifest written before them still matches.
 _LATER_FIELDS = {"secondary": ("kms_key_name", "kms_key_versions")}
@@ -91,6 +107,9 @@ class BackupManifest(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     kms_key_name: str | None = None
     entries: list[ManifestEntry] = Field(default_factory=list)
+    chunks: list[ChunkRef] = Field(
+        default_factory=list, description="Format 2: the chunk files that hold the entries, in order."
+    )
     validation: ValidationRecord | None = None
     secondary: SecondaryCopy | None = None
     digest: str | None = Field(default=None, description="SHA-256 over the manifest without this field.")
@@ -112,7 +131,15 @@ class BackupManifest(BaseModel):
 
     @property
     def total_bytes(self) -> int:
+        if self.chunks and not self.entries:  # a header read without its chunks
+            return sum(c.bytes for c in self.chunks)
         return sum(entry.size for entry in self.entries)
+
+    @property
+    def entry_count(self) -> int:
+        if self.chunks and not self.entries:
+            return sum(c.entries for c in self.chunks)
+        return len(self.entries)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -123,6 +150,8 @@ class BackupManifest(BaseModel):
     # -- serialisation -------------------------------------------------------------------
     def _canonical(self) -> bytes:
         body = self.model_dump(mode="json", exclude={"digest"})
+        if not body.get("chunks"):  # format 1 documents never had the field
+            body.pop("chunks", None)
         for parent, names in _LATER_FIELDS.items():
             if isinstance(body.get(parent), dict):
                 for name in names:
@@ -130,10 +159,13 @@ class BackupManifest(BaseModel):
                         body[parent].pop(name, None)
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
+    def sealed(self) -> BackupManifest:
+        """This manifest with its digest computed."""
+        return self.model_copy(update={"digest": hashlib.sha256(self._canonical()).hexdigest()})
+
     def to_bytes(self) -> bytes:
         """Serialise with a digest, so that an edited or truncated manifest is detected on read."""
-        sealed = self.model_copy(update={"digest": hashlib.sha256(self._canonical()).hexdigest()})
-        return json.dumps(sealed.model_dump(mode="json"), indent=1, ensure_ascii=False).encode()
+        return json.dumps(self.sealed().model_dump(mode="json"), indent=1, ensure_ascii=False).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "manifest") -> BackupManifest:
@@ -150,6 +182,79 @@ class BackupManifest(BaseModel):
         if manifest.digest != hashlib.sha256(manifest._canonical()).hexdigest():
             raise ValidationFailed(f"{where}: manifest digest does not match its content (edited or damaged)")
         return manifest
+
+
+class BackupSummary(Protocol):
+    """What listing, health, retention and the previous-backup lookup need of a backup: a manifest
+    or its catalog header (`ManifestHeader`), never its entries."""
+
+    @property
+    def backup_id(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def validated(self) -> bool: ...
+    @property
+    def entry_count(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def duration_seconds(self) -> float | None: ...
+    @property
+    def folder(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+B = TypeVar("B", bound=BackupSummary)
+
+
+def split_entries(
+    manifest: BackupManifest, per_chunk: int = CHUNK_ENTRIES
+) -> tuple[BackupManifest, list[tuple[str, bytes]]]:
+    """Format 2: the header (entries left out, chunk digests in) and the chunk files to write first.
+
+    Chunks are content-addressed (named by their SHA-256), so rewriting one is idempotent and a
+    chunk never changes once written; the header's digest seals the chunk digests.
+    """
+    if per_chunk < 1:
+        raise ValueError("per_chunk must be >= 1")
+    refs: list[ChunkRef] = []
+    files: list[tuple[str, bytes]] = []
+    for start in range(0, len(manifest.entries), per_chunk):
+        part = manifest.entries[start : start + per_chunk]
+        data = json.dumps(
+            [e.model_dump(mode="json") for e in part], separators=(",", ":"), ensure_ascii=False
+        ).encode()
+        digest = hashlib.sha256(data).hexdigest()
+        key = f"{CHUNKS_DIR}{digest}.json"
+        refs.append(ChunkRef(key=key, sha256=digest, entries=len(part), bytes=sum(e.size for e in part)))
+        files.append((key, data))
+    header = manifest.model_copy(update={"format": CHUNKED_FORMAT, "entries": [], "chunks": refs})
+    return header, files
+
+
+def parse_chunk(data: bytes, ref: ChunkRef, where: str) -> list[ManifestEntry]:
+    """The entries of one chunk file, after checking it against the digest its header sealed."""
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise ValidationFailed(f"{where}: manifest chunk does not match its digest (edited or damaged)")
+    try:
+        entries = [ManifestEntry.model_validate(e) for e in json.loads(data)]
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed(f"{where}: damaged manifest chunk ({str(exc).splitlines()[0]})") from None
+    if len(entries) != ref.entries:
+        raise ValidationFailed(
+            f"{where}: manifest chunk holds {len(entries)} entries, header says {ref.entries}"
+        )
+    return entries
 
 
 def new_backup_id(now: datetime | None = None) -> str:
@@ -169,12 +274,12 @@ def utcnow() -> datetime:
 
 
 def select(
-    manifests: list[BackupManifest],
+    manifests: list[B],
     component: str | None = None,
     source: str | None = None,
     before: datetime | None = None,
     validated_only: bool = False,
-) -> list[BackupManifest]:
+) -> list[B]:
     """Filter manifests and return them newest first."""
     chosen = [
         m

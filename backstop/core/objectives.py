@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from backstop.core.manifest import BackupManifest, select
+from backstop.core.manifest import BackupSummary, select
 from backstop.core.runs import RunRecord
 
 DRILL_PREFIX = "drills/"
@@ -144,7 +144,7 @@ HEALTH_COLUMNS = [
 
 
 def health_rows(
-    manifests: Iterable[BackupManifest],
+    manifests: Iterable[BackupSummary],
     drills: Iterable[DrillResult],
     objectives_for: Callable[[str], ObjectivesLike],
     now: datetime,
@@ -256,7 +256,7 @@ def breaches(rows: Iterable[HealthRow]) -> list[str]:
     return [f"{r.component}/{r.source}: {'; '.join(r.problems)}" for r in rows if r.status == "breach"]
 
 
-def trend_rows(manifests: Iterable[BackupManifest], last_n: int = 10) -> list[dict[str, Any]]:
+def trend_rows(manifests: Iterable[BackupSummary], last_n: int = 10) -> list[dict[str, Any]]:
     """Duration, size and entry count of the newest `last_n` backups of each component / source.
 
     Also the change in size against the previous backup of the same source, so growth or a
@@ -279,7 +279,7 @@ def trend_rows(manifests: Iterable[BackupManifest], last_n: int = 10) -> list[di
                     "backup_id": manifest.backup_id,
                     "status": manifest.status,
                     "seconds": None if duration is None else round(duration, 2),
-                    "entries": len(manifest.entries),
+                    "entries": manifest.entry_count,
                     "bytes": manifest.total_bytes,
                     "size_change_pct": change,
                 }
