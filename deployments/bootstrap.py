@@ -46,6 +46,8 @@ FAILED_AUTOMATION = "backstop-flow-run-failed"
 STALE_PREFIX = "backstop-stale-"
 NOTIFY_BLOCK = "backstop-alerts"  # the block `--notify` saves
 LOCAL_ALERTS_BLOCK = "backstop-local-alerts"  # the local platform's receiver
+# The shortest `within` Prefect accepts for a proactive trigger (its EventTrigger refuses less).
+MIN_PROACTIVE_WITHIN = timedelta(seconds=10)
 
 FAILED_SUBJECT = "Backstop: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}"
 FAILED_BODY = (
@@ -269,7 +271,8 @@ def staleness_automation(
     component: str, deployments: list[str], rpo_hours: float, block_id: UUID
 ) -> AutomationCore:
     """No Completed run of any of `deployments` (the component's validation deployments) within
-    `rpo_hours` -> a notification."""
+    `rpo_hours` -> a notification. An RPO shorter than Prefect's shortest proactive window (10 s)
+    is checked over that window instead of failing the deploy."""
     hours = f"{rpo_hours:g}"
     return AutomationCore(
         name=f"{STALE_PREFIX}{component}",
@@ -281,7 +284,7 @@ def staleness_automation(
             expect={"prefect.flow-run.Completed"},
             posture=Posture.Proactive,
             threshold=1,
-            within=timedelta(hours=rpo_hours),
+            within=max(timedelta(hours=rpo_hours), MIN_PROACTIVE_WITHIN),
         ),
         actions=[
             SendNotification(
