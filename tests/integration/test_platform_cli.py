@@ -132,23 +132,27 @@ class Api:
     def __init__(self, url: str) -> None:
         self.http = httpx.Client(base_url=url.rstrip("/") + "/", timeout=30)
 
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One REST call; a 503 (a busy server) is retried, as Prefect's own client does."""
+        for attempt in range(6):
+            response = self.http.request(method, path, **kwargs)
+            if response.status_code != 503 or attempt == 5:
+                response.raise_for_status()
+                return response.json()
+            time.sleep(1 + attempt)
+
     def deployment_id(self, flow: str, name: str) -> str:
-        response = self.http.get(f"deployments/name/{flow}/{name}")
-        response.raise_for_status()
-        return str(response.json()["id"])
+        return str(self.call("GET", f"deployments/name/{flow}/{name}")["id"])
 
     def run(self, flow: str, name: str, parameters: dict[str, Any] | None = None) -> str:
         deployment = self.deployment_id(flow, name)
-        response = self.http.post(
-            f"deployments/{deployment}/create_flow_run", json={"parameters": parameters or {}}
-        )
-        response.raise_for_status()
-        return str(response.json()["id"])
+        body = {"parameters": parameters or {}}
+        return str(self.call("POST", f"deployments/{deployment}/create_flow_run", json=body)["id"])
 
     def wait_final(self, run_id: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            run = dict(self.http.get(f"flow_runs/{run_id}").json())
+            run = dict(self.call("GET", f"flow_runs/{run_id}"))
             if (
                 run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
                 or time.monotonic() > deadline
@@ -158,7 +162,7 @@ class Api:
 
     def runs_of(self, flow: str, name: str) -> list[dict[str, Any]]:
         body = {"deployments": {"id": {"any_": [self.deployment_id(flow, name)]}}}
-        return list(self.http.post("flow_runs/filter", json=body).json())
+        return list(self.call("POST", "flow_runs/filter", json=body))
 
 
 def wait_for(check: Any, timeout: float) -> Any:

@@ -34,7 +34,7 @@ def when(stamp: str) -> datetime:
 
 
 def automation_created(api: Api, name: str) -> datetime:
-    found = api.http.post("automations/filter", json={}).json()
+    found = api.call("POST", "automations/filter", json={})
     (created,) = [when(a["created"]) for a in found if a["name"] == name]
     return created
 
