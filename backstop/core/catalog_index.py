@@ -18,12 +18,12 @@ writes the index again from the manifests.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, Field, ValidationError
 
 from backstop.core.errors import ValidationFailed
-from backstop.core.manifest import MANIFEST_NAME, BackupManifest, Status, backup_time
+from backstop.core.manifest import MANIFEST_NAME, BackupIdentity, BackupManifest, Status, backup_time
 
 CATALOG_PREFIX = "catalog/"
 IDS_PREFIX = CATALOG_PREFIX + "_ids/"
@@ -32,7 +32,7 @@ INDEXED_NAME = "_indexed.json"
 HEADER_FORMAT = 1
 
 
-class ManifestHeader(BaseModel):
+class ManifestHeader(BackupIdentity, BaseModel):
     """A backup without its entries: what listing, health and retention need."""
 
     format: int = HEADER_FORMAT
@@ -46,25 +46,6 @@ class ManifestHeader(BaseModel):
     total_bytes: int = Field(ge=0, description="Bytes stored for the entries.")
     manifest_digest: str | None = Field(default=None, description="Digest of the manifest it summarises.")
     validated_at: datetime | None = None
-
-    @property
-    def folder(self) -> str:
-        day = self.started_at.astimezone(UTC)
-        return f"{self.component}/{self.source}/{day:%Y/%m/%d}/{self.backup_id}/"
-
-    @property
-    def path(self) -> str:
-        return self.folder + MANIFEST_NAME
-
-    @property
-    def validated(self) -> bool:
-        return self.status == "validated"
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
 
 
 class IdEntry(BaseModel):

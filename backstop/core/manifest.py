@@ -92,7 +92,39 @@ class ChunkRef(BaseModel):
 _LATER_FIELDS = {"secondary": ("kms_key_name", "kms_key_versions")}
 
 
-class BackupManifest(BaseModel):
+class BackupIdentity:
+    """Where a backup lives and what its times and status say: shared by the manifest and its
+    catalog header (backstop/core/catalog_index.py), which carry the fields used here."""
+
+    backup_id: str
+    component: str
+    source: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+
+    @property
+    def folder(self) -> str:
+        """Folder of this backup: <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/."""
+        day = self.started_at.astimezone(UTC)
+        return f"{self.component}/{self.source}/{day:%Y/%m/%d}/{self.backup_id}/"
+
+    @property
+    def path(self) -> str:
+        return self.folder + MANIFEST_NAME
+
+    @property
+    def validated(self) -> bool:
+        return self.status == "validated"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class BackupManifest(BackupIdentity, BaseModel):
     """Everything one backup run took, and the state it took it from."""
 
     format: int = FORMAT_VERSION
@@ -114,20 +146,7 @@ class BackupManifest(BaseModel):
     secondary: SecondaryCopy | None = None
     digest: str | None = Field(default=None, description="SHA-256 over the manifest without this field.")
 
-    # -- identity and layout -------------------------------------------------------------
-    @property
-    def folder(self) -> str:
-        """Folder of this backup: <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/."""
-        day = self.started_at.astimezone(UTC)
-        return f"{self.component}/{self.source}/{day:%Y/%m/%d}/{self.backup_id}/"
-
-    @property
-    def path(self) -> str:
-        return self.folder + MANIFEST_NAME
-
-    @property
-    def validated(self) -> bool:
-        return self.status == "validated"
+    # -- identity and layout: BackupIdentity -------------------------------------------------
 
     @property
     def total_bytes(self) -> int:
@@ -140,12 +159,6 @@ class BackupManifest(BaseModel):
         if self.chunks and not self.entries:
             return sum(c.entries for c in self.chunks)
         return len(self.entries)
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
 
     # -- serialisation -------------------------------------------------------------------
     def _canonical(self) -> bytes:
