@@ -59,7 +59,7 @@ def run(client: Any, settings_for: Callable[[str], Any], source: str, repeats: i
         store = BackupStore(client, bucket)
         seconds, manifest = timed(partial(COMPONENT.backup, settings_for(bucket), store, source))
         component_s.append(seconds)
-        objects = len(manifest.entries)
+        objects = manifest.entry_count
 
         bucket = f"bench-orch-{uuid.uuid4().hex[:8]}"
         client.create_bucket(bucket)

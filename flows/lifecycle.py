@@ -40,7 +40,7 @@ def backup_row(manifest: BackupManifest) -> dict[str, Any]:
         "component": manifest.component,
         "source": manifest.source,
         "backup_id": manifest.backup_id,
-        "entries": len(manifest.entries),
+        "entries": manifest.entry_count,
         "size": human_bytes(manifest.total_bytes),
         **counts,
         "seconds": round(manifest.duration_seconds or 0, 2),

@@ -26,6 +26,7 @@ from tasks import buckets, security
 from tasks.catalog import record_run
 from tasks.component import COMPONENTS, get_component
 from tasks.context import open_store
+from tasks.lifecycle import loaded
 from tasks.prune import PruneReport, prune, sources_in
 from tasks.store import BackupStore
 
@@ -37,8 +38,13 @@ def prune_source(
     """Apply the source's retention policy in one store; returns the summary and the plan rows."""
     store = open_store(settings, secondary=secondary)
     policy = RetentionPolicy.from_settings(settings.retention_for(component, source))
-    external = getattr(get_component(component), "delete", None) if component in COMPONENTS else None
-    release = (lambda manifest: external(settings, manifest)) if external and not secondary else None
+    chosen = get_component(component) if component in COMPONENTS else None
+    external = getattr(chosen, "delete", None)
+    release = (
+        (lambda manifest: external(settings, loaded(chosen, store, manifest)))
+        if external and not secondary
+        else None
+    )
     try:
         report: PruneReport = prune(
             store, component, source, policy, utcnow(), dry_run=dry_run, release=release

@@ -26,6 +26,8 @@ from backstop.core.manifest import (
 from backstop.core.names import check_backup_id, check_percent
 from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
 from tasks import catalog_io
+from tasks.parallel import batched
+from tasks.spool import EntrySpool, Held, KeySpool
 from tasks.store import BackupStore, crc32c_b64, parallel_map
 
 
@@ -50,19 +52,25 @@ def begin_backup(
 def commit_backup(
     store: BackupStore,
     manifest: BackupManifest,
-    entries: list[ManifestEntry],
+    entries: list[ManifestEntry] | EntrySpool,
     source_state: dict[str, Any] | None = None,
 ) -> BackupManifest:
-    """Write the manifest (last), then clear the in-progress marker. Returns the committed manifest."""
+    """Write the manifest (last), then clear the in-progress marker. Returns the committed manifest
+    (a large one as its header). `entries` may be a spool: they are then streamed in name order."""
     committed = manifest.model_copy(
         update={
-            "entries": sorted(entries, key=lambda e: e.name),
+            "entries": [],
             "source_state": source_state or manifest.source_state,
             "finished_at": utcnow(),
             "status": "complete",
         }
     )
-    store.write_manifest(committed)
+    spool = entries if isinstance(entries, EntrySpool) else EntrySpool(entries)
+    try:
+        committed = store.write_manifest(committed, spool.rows())
+    finally:
+        if spool is not entries:
+            spool.close()
     store.clear_in_progress(manifest)
     return committed
 
@@ -74,13 +82,18 @@ def abandon_backup(store: BackupStore, manifest: BackupManifest) -> None:
         store.clear_in_progress(manifest)
 
 
+def sample_indexes(count: int, percent: float, seed: int | None = None) -> set[int]:
+    """Positions of a random `percent` of `count` entries (at least one when percent > 0)."""
+    check_percent(percent, "sample percentage")
+    if percent <= 0 or count <= 0:
+        return set()
+    chosen = max(1, round(count * percent / 100))
+    return set(random.Random(seed).sample(range(count), min(chosen, count)))
+
+
 def sample(entries: list[ManifestEntry], percent: float, seed: int | None = None) -> list[ManifestEntry]:
     """A random `percent` of `entries` (at least one when percent > 0 and entries exist)."""
-    check_percent(percent, "sample percentage")
-    if percent <= 0 or not entries:
-        return []
-    count = max(1, round(len(entries) * percent / 100))
-    return random.Random(seed).sample(entries, min(count, len(entries)))
+    return [entries[i] for i in sorted(sample_indexes(len(entries), percent, seed))]
 
 
 @dataclass
@@ -90,6 +103,29 @@ class StoredCheck:
     problems: list[str] = field(default_factory=list)
     damaged: dict[str, str] = field(default_factory=dict)
     read_back: int = 0
+    checked: int = 0
+
+
+class StoredListing:
+    """What `store` holds where some entries' stored keys live: each folder (the backup's, or its
+    component's pool) listed once, when an entry in it is first looked up, and spooled to disk."""
+
+    def __init__(self, store: BackupStore) -> None:
+        self.store, self.spool, self.prefixes = store, KeySpool(), set[str]()
+
+    def lookup(self, entries: list[ManifestEntry]) -> dict[str, Held]:
+        """stored key -> (size, crc32c, kms key) of each entry's stored object that exists."""
+        for prefix in sorted({_common_prefix(e.stored_key) for e in entries} - self.prefixes):
+            listing = self.store.iter_list(prefix)
+            self.spool.add((b.name, int(b.size or 0), b.crc32c, b.kms_key_name) for b in listing)
+            self.prefixes.add(prefix)
+        return self.spool.lookup([e.stored_key for e in entries])
+
+    def __enter__(self) -> StoredListing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.spool.close()
 
 
 def verify_stored(
@@ -97,29 +133,36 @@ def verify_stored(
 ) -> StoredCheck:
     """Check every stored object of `manifest` against its entry; re-read a sample.
 
-    Sizes and crc32c come from one listing per prefix (what the bucket says it holds); the sample
-    is downloaded and its crc32c recomputed here (what the bytes really are). Each problem names
-    the entry and the stored object; `damaged` maps entry names to their problem.
+    Sizes and crc32c come from one listing per prefix (what the bucket says it holds, spooled to
+    disk); the entries are streamed a chunk at a time; the sample is downloaded and its crc32c
+    recomputed here (what the bytes really are). Each problem names the entry and the stored
+    object; `damaged` maps entry names to their problem. Memory stays flat in the entry count.
     """
-    listed: dict[str, Any] = {}
-    for prefix in sorted({_common_prefix(e.stored_key) for e in manifest.entries}):
-        listed.update(store.list(prefix))
     check = StoredCheck()
+    chosen = sample_indexes(manifest.entry_count, sample_percent, seed)
+    to_read: list[ManifestEntry] = []
 
     def damaged(entry: ManifestEntry, problem: str) -> None:
         check.problems.append(problem)
         check.damaged[entry.name] = problem
 
-    for entry in manifest.entries:
-        blob = listed.get(entry.stored_key)
-        where = f"{entry.name!r} ({store.where(entry.stored_key)})"
-        if blob is None:
-            damaged(entry, f"missing: {where}")
-        elif blob.size != entry.size:
-            damaged(entry, f"size differs: {where} holds {blob.size} bytes, manifest says {entry.size}")
-        elif entry.crc32c and blob.crc32c and blob.crc32c != entry.crc32c:
-            damaged(entry, f"checksum differs: {where} crc32c {blob.crc32c}, manifest says {entry.crc32c}")
-    chosen = [e for e in sample(manifest.entries, sample_percent, seed) if e.name not in check.damaged]
+    def check_batch(batch: list[ManifestEntry], held: dict[str, Held]) -> None:
+        for entry in batch:
+            there = held.get(entry.stored_key)
+            where = f"{entry.name!r} ({store.where(entry.stored_key)})"
+            if there is None:
+                damaged(entry, f"missing: {where}")
+            elif there[0] != entry.size:
+                damaged(entry, f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}")
+            elif entry.crc32c and there[1] and there[1] != entry.crc32c:
+                damaged(entry, f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}")
+            elif check.checked in chosen:
+                to_read.append(entry)
+            check.checked += 1
+
+    with StoredListing(store) as listed:
+        for batch in batched(store.iter_entries(manifest), BATCH):
+            check_batch(batch, listed.lookup(batch))
 
     def read_back(entry: ManifestEntry) -> str | None:
         data = store.get_bytes(entry.stored_key)
@@ -131,11 +174,14 @@ def verify_stored(
             )
         return None
 
-    for entry, problem in zip(chosen, parallel_map(read_back, chosen), strict=True):
+    for entry, problem in zip(to_read, parallel_map(read_back, to_read), strict=True):
         if problem:
             damaged(entry, problem)
-    check.read_back = len(chosen)
+    check.read_back = len(to_read)
     return check
+
+
+BATCH = 5000  # entries looked up at a time
 
 
 def _common_prefix(key: str) -> str:
@@ -156,7 +202,7 @@ def record_validation(
     updated = manifest.model_copy(
         update={"validation": record, "status": "validated" if not problems else "invalid"}
     )
-    store.write_manifest(updated)
+    updated = store.write_manifest(updated)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ValidationFailed(

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # Top-level folders of a backup bucket that are not component catalogs.
-NOT_COMPONENTS = {"pool", "catalog", "_inprogress", "runs", "drills"}
+NOT_COMPONENTS = {"pool", "catalog", "_inprogress", "_resume", "runs", "drills"}
 
 
 def _json(model: Any) -> bytes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -63,8 +64,9 @@ class BackupPlan:
     """What a backup takes: units to run (each a task), entries carried over unchanged from the
     previous backup, and source state known at planning time."""
 
-    units: list[Any]
-    carried: list[ManifestEntry] = field(default_factory=list)
+    units: Iterable[Any]  # a list, or a generator that yields units as planning goes on
+    carried: Iterable[ManifestEntry] = field(default_factory=list)  # a list, or an EntrySpool the
+    # plan fills while its units are taken (the lifecycle then adds the units' entries to it)
     state: dict[str, Any] = field(default_factory=dict)
     describe: str = ""
     private: Any = None
@@ -108,7 +110,7 @@ class RestorePlan:
         return [a for a in self.actions if a["change"] in DESTRUCTIVE]
 
     def counts(self) -> dict[str, int]:
-        return dict(Counter(a["change"] for a in self.actions))
+        return dict(Counter(a["change"] for a in self.actions)) | self.done
 
 
 @dataclass
@@ -154,6 +156,9 @@ class Component(Protocol):
     noun: str  # what a source is called: "bucket", "dataset", ...
     part: str  # what `only` names: "object", "table", ...
     Options: ClassVar[type[BaseModel]]
+    # False: the lifecycle hands this component manifests with every entry in memory (few entries).
+    # True: large manifests come as headers and the component streams `store.iter_entries`.
+    streams_entries: bool
 
     def sources(self, settings: BackstopSettings) -> list[str]:
         """The sources the settings schedule for backup."""
@@ -236,6 +241,7 @@ class LifecycleMethods:
     lifecycle (tasks/lifecycle.py) run for this component, nothing more."""
 
     name: str
+    streams_entries = False
 
     def finish(
         self, ctx: Context, manifest: BackupManifest, plan: BackupPlan, entries: list[ManifestEntry]

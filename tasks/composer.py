@@ -41,7 +41,7 @@ from tasks.composer_env import (
     save_snapshot,
     secret_box,
 )
-from tasks.gcs_plan import batches, plan_backup
+from tasks.gcs_plan import PlanCounts, plan_backup
 from tasks.store import BackupStore, crc32c_b64
 
 NAME = "composer"
@@ -184,19 +184,20 @@ class ComposerComponent(LifecycleMethods):
         client, bucket = storage_client(settings.project), environment_bucket(env)
         objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
         last = catalog_io.first_loadable(
-            store, select(store.list_headers(NAME, manifest.source, on_damaged=lambda _: None))
+            store,
+            select(store.list_headers(NAME, manifest.source, on_damaged=lambda _: None)),
+            where=lambda m: m.status != "invalid" and "dags" in m.source_state.get("parts", []),
         )
-        plan_ = plan_backup(objects, bucket, last, gcs.pooled_objects(store, bucket))
-        entries = list(plan_.reused)
-        for batch in batches(plan_.to_copy, gcs.BATCH_SIZE):
+        kept: list[ManifestEntry] = []
+        counts = PlanCounts()
+        entries: list[ManifestEntry] = []
+        for batch in plan_backup(
+            objects, bucket, store.iter_entries(last) if last else (), kept.extend, counts
+        ):
             entries += gcs.copy_batch(client, bucket, batch, store)
+        entries += kept
         dag_files = sum(1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py"))
-        state = {
-            "bucket": bucket,
-            "objects": len(entries),
-            "copied": len(plan_.to_copy),
-            "reused": len(plan_.reused),
-        }
+        state = {"bucket": bucket, "objects": len(entries), "copied": counts.copied, "reused": counts.reused}
         return entries, state | {"counts": {"dag_files": dag_files}}
 
     def check(

@@ -6,7 +6,9 @@ worker only lists and checks. See tasks/gcs_plan.py for the layout and the incre
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -17,22 +19,24 @@ from backstop.core.manifest import BackupManifest, ManifestEntry, select
 from backstop.core.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks import catalog_io
+from tasks import catalog_io, gcs_resume
 from tasks.component import BackupPlan as LifecyclePlan
 from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.gcs_plan import (
     KEPT_PROPERTIES,
     Action,
-    BackupPlan,
+    PlanCounts,
     SourceObject,
     batches,
     entry_for,
+    growing_batches,
+    matching,
     plan_backup,
-    plan_restore,
     pool_key,
-    pool_prefix,
-    select_entries,
 )
+from tasks.gcs_restore import decide, plan_bucket, target_listing, verify_bucket
+from tasks.parallel import batched
+from tasks.spool import EntrySpool
 from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, parallel_map
 
 NAME = "gcs"
@@ -43,18 +47,24 @@ WORKERS = 16
 Progress = Callable[[int, int, int], None]  # (batch number, objects done, bytes done)
 
 
-def list_source(client: Any, bucket: str, prefixes: list[str] | None = None) -> list[SourceObject]:
-    """Every live object of `bucket` (under `prefixes`), with generation, checksums and metadata."""
+def list_source(client: Any, bucket: str, prefixes: list[str] | None = None) -> Iterator[SourceObject]:
+    """Every live object of `bucket` (under `prefixes`) in name order, page by page, with
+    generation, checksums and metadata. Overlapping prefixes list an object once."""
     check_bucket(bucket)
-    objects: list[SourceObject] = []
     with converted_errors(f"source bucket gs://{bucket}"):
         if client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is None:
             raise NotFound(f"source bucket gs://{bucket} does not exist")
-        for prefix in prefixes or [""]:
+
+    def listing(prefix: str) -> Iterator[SourceObject]:
+        with converted_errors(f"listing source bucket gs://{bucket}"):
             for blob in client.list_blobs(bucket, prefix=prefix or None, timeout=TIMEOUT, retry=RETRY):
-                objects.append(source_object(blob))
-    unique = {o.name: o for o in objects}  # overlapping prefixes list an object twice
-    return sorted(unique.values(), key=lambda o: o.name)
+                yield source_object(blob)
+
+    last = None
+    for obj in heapq.merge(*(listing(p) for p in sorted(set(prefixes or [""]))), key=lambda o: o.name):
+        if obj.name != last:
+            yield obj
+        last = obj.name
 
 
 def source_object(blob: Any) -> SourceObject:
@@ -68,11 +78,6 @@ def source_object(blob: Any) -> SourceObject:
         properties=properties,
         metadata=tuple(sorted((blob.metadata or {}).items())),
     )
-
-
-def pooled_objects(store: BackupStore, bucket: str) -> dict[str, tuple[int, str | None]]:
-    """What the pool holds for `bucket`: stored key -> (size, crc32c)."""
-    return {key: (int(b.size or 0), b.crc32c) for key, b in store.list(pool_prefix(bucket)).items()}
 
 
 def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -> Any:
@@ -131,67 +136,37 @@ def copy_batch(
 
 
 def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
-    """The newest backup of `bucket` (validated or not): its header found in the catalog index,
-    then only its manifest read."""
-    return catalog_io.first_loadable(
-        store, select(store.list_headers(NAME, bucket, on_damaged=lambda _: None))
-    )
+    """The newest backup of `bucket` not found invalid: its header found in the catalog index,
+    then only that manifest read (its entries are streamed by the plan)."""
+    headers = [
+        h
+        for h in select(store.list_headers(NAME, bucket, on_damaged=lambda _: None))
+        if h.status != "invalid"
+    ]
+    return catalog_io.first_loadable(store, headers, where=lambda m: m.status != "invalid")
 
 
-def plan(client: Any, store: BackupStore, bucket: str, prefixes: list[str] | None) -> BackupPlan:
-    """List the source and the pool; decide what to copy."""
-    objects = list_source(client, bucket, prefixes)
-    return plan_backup(objects, bucket, previous_backup(store, bucket), pooled_objects(store, bucket))
-
-
-def source_state(
-    bucket: str, prefixes: list[str] | None, plan_: BackupPlan, entries: list[ManifestEntry]
-) -> dict[str, Any]:
-    """What the backup captured; `entries` may differ from the listing when objects changed meanwhile."""
-    listed = len(plan_.to_copy) + len(plan_.reused)
-    listed_generation = plan_.generations
-    replaced = sum(1 for e in entries if listed_generation.get(e.name) != e.generation)
+def source_state(bucket: str, prefixes: list[str] | None, counts: PlanCounts, entries: Any) -> dict[str, Any]:
+    """What the backup captured; `entries` (a spool) may differ from the listing when objects
+    changed meanwhile (units count those they took at a newer generation: `changed_during_backup`,
+    added up by the lifecycle)."""
+    listed = counts.copied + counts.reused
+    taken = len(entries)
     return {
         "bucket": bucket,
         "prefixes": prefixes or [],
-        "objects": len(entries),
-        "bytes": sum(e.size for e in entries),
-        "copied": len(plan_.to_copy),
-        "copied_bytes": plan_.copy_bytes,
-        "reused": len(plan_.reused),
-        "placeholders_skipped": plan_.placeholders,
-        # Objects overwritten (a newer generation was taken) or deleted while the backup ran.
-        "changed_during_backup": replaced,
-        "deleted_during_backup": listed - len(entries),
+        "objects": taken,
+        "bytes": entries.total_bytes,
+        "copied": counts.copied,
+        "copied_bytes": counts.copy_bytes,
+        "reused": counts.reused,
+        "placeholders_skipped": counts.placeholders,
+        # Objects deleted while the backup ran (listed, gone when copied).
+        "deleted_during_backup": listed - taken,
     }
 
 
 # -- restore --------------------------------------------------------------------------------
-def damaged_entries(store: BackupStore, bucket: str, entries: list[ManifestEntry]) -> dict[str, str]:
-    """Entries whose pool copy is missing or no longer matches the manifest (one listing), by name."""
-    pooled = pooled_objects(store, bucket)
-    damaged = {}
-    for entry in entries:
-        held = pooled.get(entry.stored_key)
-        if held is None:
-            damaged[entry.name] = f"missing: {entry.name!r} ({store.where(entry.stored_key)})"
-        elif held != (entry.size, entry.crc32c):
-            damaged[entry.name] = (
-                f"damaged: {entry.name!r} ({store.where(entry.stored_key)}) holds crc32c {held[1]} / {held[0]} "
-                f"bytes, manifest says {entry.crc32c} / {entry.size}"
-            )
-    return damaged
-
-
-def existing_objects(client: Any, bucket: str, names: set[str]) -> dict[str, tuple[int, str | None]]:
-    with converted_errors(f"target bucket gs://{bucket}"):
-        return {
-            b.name: (int(b.size or 0), b.crc32c)
-            for b in client.list_blobs(bucket, timeout=TIMEOUT, retry=RETRY)
-            if b.name in names
-        }
-
-
 def ensure_target_bucket(client: Any, bucket: str, location: str | None) -> bool:
     """Create the target bucket if missing; True when created."""
     check_bucket(bucket)
@@ -209,10 +184,8 @@ def plan_objects(
     client: Any, bucket: str, entries: list[ManifestEntry], overwrite: bool
 ) -> list[tuple[ManifestEntry, Action]]:
     """Per entry, what restoring it into `bucket` does (a bucket that does not exist holds nothing)."""
-    with converted_errors(f"target bucket gs://{bucket}"):
-        exists = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is not None
-    existing = existing_objects(client, bucket, {e.name for e in entries}) if exists else {}
-    return plan_restore(entries, existing, overwrite)
+    with target_listing(client, bucket) as there:
+        return list(decide(there, entries, overwrite))
 
 
 def write_objects(
@@ -280,6 +253,7 @@ class GcsComponent(LifecycleMethods):
     noun = "bucket"
     part = "object"
     Options = GcsOptions
+    streams_entries = True  # buckets of millions of objects: manifests are streamed, never loaded
 
     def sources(self, settings: BackstopSettings) -> list[str]:
         return list(settings.gcs_sources)
@@ -290,27 +264,56 @@ class GcsComponent(LifecycleMethods):
     check_target = check_source
 
     def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
-        prefixes = ctx.options.prefixes
-        plan_ = plan(storage_client(ctx.settings.project), ctx.store, manifest.source, prefixes)
+        """A streaming plan: the units (batches to copy) come out as the listing and the previous
+        backup's entries are merged; reused entries go to the spool the lifecycle commits from."""
+        bucket, prefixes = manifest.source, ctx.options.prefixes
+        objects = list_source(storage_client(ctx.settings.project), bucket, prefixes)
+        previous = previous_backup(ctx.store, bucket)
+        unfinished, resumed = gcs_resume.copied_by_unfinished(ctx.store, manifest)
+        kept, counts = EntrySpool(), PlanCounts()
+        try:
+            first = next(objects, None)  # an unknown bucket fails here, before any unit
+        except BaseException:
+            kept.close()
+            unfinished.close()
+            raise
+        listing = itertools.chain([first] if first else [], objects)
+        earlier = heapq.merge(
+            ctx.store.iter_entries(previous) if previous else iter(()), unfinished, key=lambda e: e.name
+        )
+        says = [f"unchanged objects reused from backup {previous.backup_id}"] if previous else []
+        says += [f"copies of unfinished run(s) {', '.join(resumed)} reused"] if resumed else []
         return LifecyclePlan(
-            units=batches(plan_.to_copy, BATCH_SIZE),
-            carried=list(plan_.reused),
-            private=plan_,
-            describe=(
-                f"gs://{manifest.source}: {len(plan_.to_copy) + len(plan_.reused)} objects, "
-                f"{len(plan_.to_copy)} to copy ({plan_.copy_bytes} bytes), {len(plan_.reused)} unchanged"
+            units=(
+                gcs_resume.save_work(ctx.store, manifest, number, batch)
+                for number, batch in enumerate(
+                    plan_backup(listing, bucket, earlier, kept.add, counts, growing_batches(BATCH_SIZE)), 1
+                )
             ),
+            carried=kept,
+            state={"resumed_from": resumed} if resumed else {},
+            private=(counts, unfinished),
+            describe=f"gs://{bucket}: listing and copying in batches"
+            + (f" ({'; '.join(says)})" if says else ""),
         )
 
     def run_unit(
-        self, ctx: Context, manifest: BackupManifest, unit: list[tuple[SourceObject, str]]
+        self, ctx: Context, manifest: BackupManifest, unit: gcs_resume.WorkRef
     ) -> tuple[list[ManifestEntry], dict[str, Any]]:
-        return copy_batch(storage_client(ctx.settings.project), manifest.source, unit, ctx.store), {}
+        """Copy the batch of one work file (the unit is its key: a few bytes to ship to a worker)."""
+        batch = gcs_resume.load_work(ctx.store, unit)
+        entries = copy_batch(storage_client(ctx.settings.project), manifest.source, batch, ctx.store)
+        gcs_resume.save(ctx.store, manifest, entries)  # a later run reuses these if this one dies
+        listed = {obj.name: obj.generation for obj, _ in batch}
+        return entries, {"changed_during_backup": sum(listed[e.name] != e.generation for e in entries)}
 
     def finish(
-        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
+        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: Any
     ) -> dict[str, Any]:
-        return source_state(manifest.source, ctx.options.prefixes, plan.private, entries)
+        counts, unfinished = plan.private
+        unfinished.close()
+        gcs_resume.forget_finished(ctx.store, manifest)
+        return source_state(manifest.source, ctx.options.prefixes, counts, entries)
 
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
@@ -318,40 +321,45 @@ class GcsComponent(LifecycleMethods):
         state = manifest.source_state
         if "copied" in state:
             expected = state["copied"] + state["reused"] - state.get("deleted_during_backup", 0)
-            if expected != len(manifest.entries):
-                return [f"manifest lists {len(manifest.entries)} objects, the backup took {expected}"]
+            if expected != manifest.entry_count:
+                return [f"manifest lists {manifest.entry_count} objects, the backup took {expected}"]
         return []
 
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         bucket = request.target or manifest.source
-        chosen = select_entries(manifest.entries, request.only)
-        if request.only and not chosen:
+        wanted = matching(ctx.store.iter_entries(manifest), request.only)
+        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted)
+        if request.only and not planned.counts:
+            planned.close()
             raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(request.only)}")
-        actions = plan_objects(storage_client(ctx.settings.project), bucket, chosen, overwrite=True)
-        change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
         return RestorePlan(
             target=f"gs://{bucket}",
             into_original=bucket == manifest.source,
-            actions=[{"name": e.name, "change": change[a], "bytes": e.size} for e, a in actions],
-            private=(bucket, actions),
+            actions=planned.actions,
+            done=dict(planned.counts),
+            private=(bucket, planned),
         )
 
     def apply_restore(
         self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
     ) -> None:
-        bucket, actions = plan.private
+        bucket, planned = plan.private
         client = storage_client(ctx.settings.project)
-        ensure_target_bucket(client, bucket, ctx.settings.location)
-        wanted = [(e, a) for e, a in actions if a == "create" or (a == "overwrite" and request.overwrite)]
-        write_objects(client, ctx.store, bucket, wanted, manifest.backup_id)
+        try:
+            ensure_target_bucket(client, bucket, ctx.settings.location)
+            writes = [planned.creates, planned.replaces] if request.overwrite else [planned.creates]
+            for spool in writes:
+                for batch in batched(spool, BATCH_SIZE):
+                    restore_batch(client, ctx.store, bucket, batch)
+        finally:
+            planned.close()
 
     def verify_restored(
         self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         bucket = target.removeprefix("gs://")
-        return verify_objects(
-            storage_client(ctx.settings.project), bucket, select_entries(manifest.entries, only)
-        )
+        wanted = matching(ctx.store.iter_entries(manifest), only)
+        return verify_bucket(storage_client(ctx.settings.project), bucket, wanted)
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
         base = manifest.source[: 63 - len(suffix) - 8].rstrip("-._")
@@ -363,17 +371,7 @@ class GcsComponent(LifecycleMethods):
 
 def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:
     """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
-    there = existing_objects(client, bucket, {e.name for e in entries})
-    problems = []
-    for entry in entries:
-        got = there.get(entry.name)
-        if got is None:
-            problems.append(f"missing in gs://{bucket}: {entry.name}")
-        elif got != (entry.size, entry.crc32c):
-            problems.append(
-                f"differs in gs://{bucket}: {entry.name} {got} vs backup {(entry.size, entry.crc32c)}"
-            )
-    return problems
+    return verify_bucket(client, bucket, entries)
 
 
 def remove_bucket(client: Any, bucket: str) -> None:

@@ -2,17 +2,19 @@
 
 The backup store is keyed by generation: `pool/gcs/<bucket>/<generation>/<name>` holds exactly
 one content for ever, because a Cloud Storage generation is immutable. So an incremental backup
-copies only generations the pool lacks, every manifest still lists its full object set, and
-deleting an older backup never breaks a newer one (prune sweeps only keys no manifest references).
+copies only what the previous backup does not already hold, every manifest still lists its full
+object set, and deleting an older backup never breaks a newer one (prune sweeps only keys no
+manifest references). Planning is a merge of two name-ordered streams (the source listing and
+the previous manifest): its memory does not grow with the bucket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.manifest import ManifestEntry
 
 # Object properties that a restore recreates (besides custom metadata).
 KEPT_PROPERTIES = (
@@ -63,67 +65,104 @@ def entry_for(obj: SourceObject, stored_key: str) -> ManifestEntry:
 
 
 @dataclass
-class BackupPlan:
-    """What a backup must copy, and what it can reuse from the pool."""
+class PlanCounts:
+    """What a streaming plan has decided so far (filled as its units are consumed)."""
 
-    to_copy: list[tuple[SourceObject, str]] = field(default_factory=list)
-    reused: list[ManifestEntry] = field(default_factory=list)
+    copied: int = 0
+    copy_bytes: int = 0
+    reused: int = 0
     placeholders: int = 0
+    out_of_order: int = 0
 
-    @property
-    def generations(self) -> dict[str, int | None]:
-        """The generation listed for each object name."""
-        listed: dict[str, int | None] = {obj.name: obj.generation for obj, _ in self.to_copy}
-        listed.update({entry.name: entry.generation for entry in self.reused})
-        return listed
 
-    @property
-    def copy_bytes(self) -> int:
-        return sum(obj.size for obj, _ in self.to_copy)
+def reusable(obj: SourceObject, before: ManifestEntry | None) -> str | None:
+    """The stored key of the previous backup's copy of `obj` when it still holds `obj`, else None.
+
+    The same generation is the same content for ever; a new generation with the same size, crc32c
+    and metadata (content rewritten unchanged) reuses the stored copy too. What the previous
+    backup lists, the pool holds: prune never removes a key a remaining backup references.
+    """
+    if before is None or before.name != obj.name:
+        return None
+    if before.generation == obj.generation and before.size == obj.size and before.crc32c == obj.crc32c:
+        return before.stored_key
+    same = before.size == obj.size and before.crc32c == obj.crc32c and obj.crc32c is not None
+    if same and before.metadata == entry_for(obj, before.stored_key).metadata:
+        return before.stored_key
+    return None
 
 
 def plan_backup(
     objects: Iterable[SourceObject],
     bucket: str,
-    previous: BackupManifest | None,
-    pooled: dict[str, tuple[int, str | None]],
-) -> BackupPlan:
-    """Decide per object: reuse a stored copy, or copy it into the pool.
+    previous: Iterable[ManifestEntry],
+    reused: Callable[[list[ManifestEntry]], None],
+    counts: PlanCounts,
+    batch_sizes: Iterator[int] | None = None,
+) -> Iterator[list[tuple[SourceObject, str]]]:
+    """Decide per object, streaming: reuse the previous backup's stored copy, or copy it.
 
-    An object is reused when the pool already holds a copy with the same size and crc32c, found
-    either by its own generation, or through the previous backup's entry for the same name with
-    the same size, crc32c and metadata (content rewritten unchanged under a new generation). The
-    stored copy then carries exactly the object's metadata, so a restore is one server-side copy.
+    A merge of the source listing and the previous backup's entries, both in name order: neither
+    is held whole. Reused entries go to `reused` a batch at a time; the objects to copy come out
+    in batches (the backup's units) as soon as a batch fills, so copies start while the listing
+    goes on. `batch_sizes` gives the size of each next batch (default `growing_batches()`).
 
     Args:
-        objects: the live objects of the source.
+        objects: the live objects of the source, in name order.
         bucket: the source bucket name.
-        previous: the newest committed backup of this bucket, if any.
-        pooled: what the pool holds now: stored key -> (size, crc32c).
+        previous: entries of earlier copies (the newest good backup of this bucket, and what
+            unfinished runs copied), in name order; a name may come more than once.
+        reused: called with each batch of entries kept from the previous backup.
+        counts: filled with what was decided.
     """
-    by_name = {e.name: e for e in previous.entries} if previous else {}
-    plan = BackupPlan()
+    sizes = batch_sizes or growing_batches()
+    size = next(sizes)
+    before = iter(previous)
+    ahead: ManifestEntry | None = next(before, None)
+    last = ""
+    kept: list[ManifestEntry] = []
+    batch: list[tuple[SourceObject, str]] = []
     for obj in objects:
+        if obj.name < last:  # not in name order: it is copied, never matched wrongly
+            counts.out_of_order += 1
+        last = max(last, obj.name)
         if obj.is_placeholder:
-            plan.placeholders += 1
+            counts.placeholders += 1
             continue
-        own = pool_key(bucket, obj.name, obj.generation)
-        if pooled.get(own) == (obj.size, obj.crc32c):
-            plan.reused.append(entry_for(obj, own))
+        while ahead is not None and ahead.name < obj.name:
+            ahead = next(before, None)
+        key = None
+        while ahead is not None and ahead.name == obj.name:  # several earlier copies may be known
+            key = key or reusable(obj, ahead)
+            ahead = next(before, None)
+        if key is not None:
+            kept.append(entry_for(obj, key))
+            counts.reused += 1
+            if len(kept) >= 1000:
+                reused(kept)
+                kept = []
             continue
-        before = by_name.get(obj.name)
-        if (
-            before is not None
-            and before.size == obj.size
-            and before.crc32c == obj.crc32c
-            and obj.crc32c is not None
-            and pooled.get(before.stored_key) == (obj.size, obj.crc32c)
-            and before.metadata == entry_for(obj, own).metadata
-        ):
-            plan.reused.append(entry_for(obj, before.stored_key))
-            continue
-        plan.to_copy.append((obj, own))
-    return plan
+        batch.append((obj, pool_key(bucket, obj.name, obj.generation)))
+        counts.copied += 1
+        counts.copy_bytes += obj.size
+        if len(batch) >= size:
+            yield batch
+            batch, size = [], next(sizes)
+    if kept:
+        reused(kept)
+    if batch:
+        yield batch
+
+
+def growing_batches(first: int = 1000, most: int = 50_000, units: int = 100) -> Iterator[int]:
+    """Batch sizes that grow with the work done: `first` objects while fewer than `units` batches
+    are done, then about 1/`units` of what was batched so far, up to `most`. A bucket of any size
+    thus runs in a few hundred tasks (10M objects: ~500), and small ones still spread out."""
+    done = 0
+    while True:
+        size = min(most, max(first, done // units))
+        yield size
+        done += size
 
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:
@@ -152,14 +191,16 @@ def plan_restore(
     return plan
 
 
-def select_entries(entries: list[ManifestEntry], only: list[str] | None) -> list[ManifestEntry]:
-    """Entries named in `only`: an exact object name, or a prefix ending in '/' or '*'."""
-    if not only:
-        return list(entries)
-    chosen = []
+def matching(entries: Iterable[ManifestEntry], only: list[str] | None) -> Iterator[ManifestEntry]:
+    """Entries named in `only`: an exact object name, or a prefix ending in '/' or '*' (streamed)."""
     for entry in entries:
-        for part in only:
-            if part.endswith(("/", "*")) and entry.name.startswith(part.rstrip("*")) or entry.name == part:
-                chosen.append(entry)
-                break
-    return chosen
+        if not only or any(
+            part.endswith(("/", "*")) and entry.name.startswith(part.rstrip("*")) or entry.name == part
+            for part in only
+        ):
+            yield entry
+
+
+def select_entries(entries: Iterable[ManifestEntry], only: list[str] | None) -> list[ManifestEntry]:
+    """`matching` as a list (for components whose backups are small)."""
+    return list(matching(entries, only))

@@ -21,7 +21,7 @@ task runner); called outside one (tests, drills run by hand) they run as plain c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
 from dataclasses import dataclass
@@ -41,6 +41,7 @@ from backstop.core.objectives import DrillResult, drill_verdict, new_drill_id, r
 from blocks.settings import BackstopSettings
 from tasks import catalog
 from tasks.component import (
+    BackupPlan,
     Context,
     RestorePlan,
     RestoreReport,
@@ -51,6 +52,7 @@ from tasks.component import (
 )
 from tasks.context import open_store
 from tasks.secondary import RestoreSource, open_for_restore
+from tasks.spool import EntrySpool
 from tasks.store import BackupStore
 
 UNIT_WORKERS = 8
@@ -90,49 +92,85 @@ def _run_units(
     component: Any,
     ctx: Context,
     manifest: BackupManifest,
-    units: list[Any],
+    units: Iterable[Any],
     done: Callable[[list[ManifestEntry], dict[str, Any]], None],
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run every unit, in parallel; `done(entries, state)` as each finishes (so a failure later still
-    knows what the finished units made), with a log line and progress per unit."""
-    total = len(units)
+    """Run the units, UNIT_WORKERS at a time, taking the next from `units` as one finishes: a plan
+    that streams its units (Cloud Storage) never has more than a few batches in memory, and no
+    unit waits for a slower one. `done(entries, state)` as each finishes (so a failure later still
+    knows what the finished units made), with a log line and `progress(done, started)` per unit."""
     if not _in_flow():
-        workers = min(UNIT_WORKERS, total)
-        if workers <= 1:  # one after another, in this thread
+        if UNIT_WORKERS <= 1:  # one after another, in this thread
             for number, unit in enumerate(units, 1):
                 done(*component.run_unit(ctx, manifest, unit))
                 if progress:
-                    progress(number, total)
+                    progress(number, number)
             return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            running = [pool.submit(component.run_unit, ctx, manifest, unit) for unit in units]
-            for number, finished in enumerate(futures_completed(running), 1):
-                done(*finished.result())
+        with ThreadPoolExecutor(max_workers=UNIT_WORKERS) as pool:
+
+            def submit(number: int, unit: Any) -> Any:
+                return pool.submit(component.run_unit, ctx, manifest, unit)
+
+            for number, started, result in _bounded(submit, units, futures_completed):
+                done(*result)
                 if progress:
-                    progress(number, total)
+                    progress(number, started)
         return
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
     label = f"{component.name}-{manifest.source}-unit"
-    futures = [
-        _unit_task.submit(f"{label}-{n}", component.name, ctx, manifest, quote(u))
-        for n, u in enumerate(units, 1)
-    ]
-    for number, future in enumerate(as_completed(futures), 1):
-        done(*future.result())
-        _log(ctx, f"{component.name}/{manifest.source}: unit {number}/{total} done")
-        update_progress_artifact(artifact, 100.0 * number / total)
+
+    def submit_task(number: int, unit: Any) -> Any:
+        return _unit_task.submit(f"{label}-{number}", component.name, ctx, manifest, quote(unit))
+
+    for number, started, result in _bounded(submit_task, units, as_completed):
+        done(*result)
+        _log(ctx, f"{component.name}/{manifest.source}: unit {number} done ({started} started so far)")
+        update_progress_artifact(artifact, 100.0 * number / started)
         if progress:
-            progress(number, total)
+            progress(number, started)
+
+
+def _bounded(
+    submit: Callable[[int, Any], Any], units: Iterable[Any], completed: Callable[[list[Any]], Iterator[Any]]
+) -> Iterator[tuple[int, int, Any]]:
+    """(units finished, units started, result) as each finishes, with at most UNIT_WORKERS running."""
+    pending = iter(units)
+    running: list[Any] = []
+    started = finished = 0
+    more = True
+    while True:
+        while more and len(running) < UNIT_WORKERS:
+            unit = next(pending, _END)
+            if unit is _END:
+                more = False
+                break
+            started += 1
+            running.append(submit(started, unit))
+        if not running:
+            return
+        first = next(completed(list(running)))
+        running.remove(first)
+        finished += 1
+        yield finished, started, first.result()
+
+
+_END = object()
 
 
 def merge_state(state: dict[str, Any], more: dict[str, Any]) -> None:
-    """Merge a unit's source state into the backup's (dicts merged one level deep: per-unit counts)."""
+    """Merge a unit's source state into the backup's: counts add up, dicts merge one level deep
+    (per-unit details), anything else is replaced."""
     for key, value in more.items():
         old = state.get(key)
-        state[key] = old | value if isinstance(old, dict) and isinstance(value, dict) else value
+        if isinstance(old, dict) and isinstance(value, dict):
+            state[key] = old | value
+        elif type(old) is int and type(value) is int:
+            state[key] = old + value
+        else:
+            state[key] = value
 
 
 def backup(
@@ -158,28 +196,31 @@ def backup(
     ctx = Context(settings, store or open_store(settings), options_for(component, options), log)
     store = ctx.store
     manifest: BackupManifest | None = None
-    entries: list[ManifestEntry] = []
+    plan: BackupPlan | None = None
+    spool: EntrySpool | None = None
     try:
         manifest = catalog.begin_backup(store, component.name, source, ctx.options.model_dump(mode="json"))
         plan = step(f"plan-{component.name}-{source}", component.plan_backup, ctx, manifest)
         if plan.describe:
             _log(ctx, plan.describe)
         state = dict(plan.state)
-        entries = list(plan.carried)
+        # Every entry goes to a spool on disk (a streaming plan fills its own as units are taken).
+        spool = plan.carried if isinstance(plan.carried, EntrySpool) else EntrySpool(plan.carried)
 
         def done(unit_entries: list[ManifestEntry], unit_state: dict[str, Any]) -> None:
-            entries.extend(unit_entries)
+            spool.add(unit_entries)
             merge_state(state, unit_state)
 
         _run_units(component, ctx, manifest, plan.units, done, progress)
-        merge_state(state, component.finish(ctx, manifest, plan, entries))
+        merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
         committed = step(
-            f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, entries, state
+            f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, spool, state
         )
+        entry_count = committed.entry_count
     except BaseException as exc:
         try:
             if manifest is not None:
-                component.discard(ctx, manifest, entries)
+                component.discard(ctx, manifest, _entries(component, spool) if spool is not None else [])
         finally:
             if manifest is not None:
                 catalog.abandon_backup(store, manifest)
@@ -187,10 +228,26 @@ def backup(
                 store, "backup", component.name, source, exc, manifest.backup_id if manifest else None
             )
         raise
-    _log(ctx, f"backup {committed.backup_id} of {component.name}/{source} committed: {len(entries)} entries")
+    finally:
+        for held in (spool, plan.carried if plan else None):
+            if isinstance(held, EntrySpool):
+                held.close()
+    _log(ctx, f"backup {committed.backup_id} of {component.name}/{source} committed: {entry_count} entries")
     if validate_after:
         committed = validate(component.name, settings, committed, sample_percent, store)
     return committed
+
+
+def _entries(component: Any, spool: EntrySpool) -> Any:
+    """A backup's entries as the component takes them: the spool itself when it streams them,
+    else a list (components whose backups hold few entries)."""
+    return spool if component.streams_entries else list(spool)
+
+
+def loaded(component: Any, store: BackupStore, manifest: BackupManifest) -> BackupManifest:
+    """`manifest` as the component takes it: as read when it streams entries (`iter_entries`),
+    else with every entry in memory."""
+    return manifest if component.streams_entries else store.with_entries(manifest)
 
 
 # -- validate ------------------------------------------------------------------------------
@@ -198,8 +255,12 @@ def check_backup(
     component: Any, ctx: Context, manifest: BackupManifest, percent: float
 ) -> tuple[list[str], int]:
     """(problems, objects re-read): stored objects first, then the component's own checks."""
-    stored = catalog.verify_stored(ctx.store, manifest, percent)
-    problems = stored.problems + component.check(ctx, manifest, percent, set(stored.damaged))
+    try:
+        stored = catalog.verify_stored(ctx.store, manifest, percent)
+    except ValidationFailed as exc:  # the manifest's own chunks are missing or damaged
+        return [str(exc)], 0
+    checked = loaded(component, ctx.store, manifest)
+    problems = stored.problems + component.check(ctx, checked, percent, set(stored.damaged))
     return problems, stored.read_back
 
 
@@ -227,7 +288,7 @@ def validate(
         problems, read_back = step(
             f"validate-{component.name}-{manifest.source}", check_backup, component, ctx, manifest, percent
         )
-        return catalog.record_validation(store, manifest, problems, len(manifest.entries), read_back)
+        return catalog.record_validation(store, manifest, problems, manifest.entry_count, read_back)
     except BaseException as exc:
         catalog.record_run(store, "validate", component.name, manifest.source, exc, manifest.backup_id)
         raise
@@ -277,7 +338,9 @@ def open_backup(
         primary, component, source, backup_id, moment, validated_only=False, where=where
     )
     damaged = catalog.verify_stored(primary, manifest, 0).damaged
-    intact = manifest.model_copy(update={"entries": [e for e in manifest.entries if e.name not in damaged]})
+    intact = manifest.model_copy(
+        update={"entries": [e for e in primary.iter_entries(manifest) if e.name not in damaged], "chunks": []}
+    )
     reason = f"{len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'} skipped"
     return Opened(RestoreSource(primary, intact, False, reason), damaged)
 
@@ -335,7 +398,8 @@ def restore(
             store,
             lambda m: component.holds(m, request),
         )
-        manifest, read_from = opened.manifest, opened.source
+        read_from = opened.source
+        manifest = loaded(component, read_from.store, opened.manifest)
         backup_id = manifest.backup_id
         _log(Context(settings, read_from.store), read_from.message)
         ctx = Context(settings, read_from.store, request.options)

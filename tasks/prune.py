@@ -37,10 +37,10 @@ from backstop.core.retention import (
     apply_policy,
     orphaned_keys,
     ref_of,
-    unreferenced_pool,
 )
 from tasks import catalog_io
 from tasks.holds import move_holds
+from tasks.spool import KeySpool
 from tasks.store import INPROGRESS_PREFIX, BackupStore
 
 DEFAULT_GRACE_HOURS = 48.0
@@ -235,9 +235,11 @@ def sweep(
         f"backup {m.backup_id} has no catalog entry (kept; run `backstop catalog rebuild`)" for m in extra
     ]
     remaining += extra
-    orphans = orphaned_keys(
-        listed, component, source, remaining, running, just_removed or [], now - timedelta(hours=grace_hours)
-    )
+    with _referenced(store, remaining, damaged) as referenced:
+        orphans = orphaned_keys(
+            listed, component, source, remaining, running, just_removed or [],
+            now - timedelta(hours=grace_hours), referenced,
+        )  # fmt: skip
     _delete(store, {key: listed[key] for key in orphans}, now, report)
 
     if damaged:
@@ -246,20 +248,42 @@ def sweep(
     if running:
         report.notes.append(f"pool sweep skipped: backup(s) in progress ({', '.join(sorted(running))})")
         return
-    listed_pool = store.list(f"pool/{component}/{source}/")
+    # The pool is listed page by page against the referenced keys (on disk): only what no
+    # manifest references is kept in memory, to delete once nothing changed meanwhile.
+    with _referenced(store, remaining, damaged) as referenced:
+        unreferenced = {
+            b.name: b for b in store.iter_list(f"pool/{component}/{source}/") if b.name not in referenced
+        }
     # A backup that began (or even committed) while we listed may use pool objects: look again.
     # Other components share the pool (Composer copies its environment bucket through it), so
     # their manifests and running backups count too.
     running = set(store.in_progress(component, source)) | running_sharers(store, component)
-    remaining += store.list_manifests(component, source, on_damaged=damaged.append)
-    remaining += sharer_manifests(store, component, damaged)
-    pool = {key: listed_pool[key] for key in unreferenced_pool(listed_pool, remaining)}
+    later = store.list_manifests(component, source, on_damaged=damaged.append)
+    later += sharer_manifests(store, component, damaged)
+    with _referenced(store, later, damaged) as referenced:
+        pool = {key: blob for key, blob in unreferenced.items() if key not in referenced}
     if running or damaged:
         report.notes.append(
             "pool sweep skipped: a backup started or a manifest became unreadable during the sweep"
         )
         return
     _delete(store, pool, now, report)
+
+
+def _referenced(store: BackupStore, manifests: list[BackupManifest], damaged: list[str]) -> KeySpool:
+    """The stored keys of `manifests`, streamed from their entries into a disk-backed set; a
+    manifest whose chunks cannot be read goes to `damaged` (the pool sweep is then skipped)."""
+    spool = KeySpool()
+    try:
+        for manifest in manifests:
+            try:
+                spool.add((e.stored_key, e.size, None, None) for e in store.iter_entries(manifest))
+            except ValidationFailed as exc:
+                damaged.append(str(exc))
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 def prune(

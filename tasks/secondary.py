@@ -18,30 +18,14 @@ from datetime import datetime
 from typing import Any
 
 from backstop.core.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
-from backstop.core.manifest import BackupManifest, SecondaryCopy, utcnow
+from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
 from tasks import catalog
+from tasks.parallel import batched
+from tasks.spool import Held
 from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, parallel_map
 
 WORKERS = 16
-
-
-def _listing_prefixes(manifest: BackupManifest) -> list[str]:
-    """One listing per pool / backup folder the manifest's stored keys live in."""
-    prefixes = {manifest.folder}
-    for entry in manifest.entries:
-        if entry.stored_key.startswith("pool/"):
-            prefixes.add("/".join(entry.stored_key.split("/")[:3]) + "/")
-        elif not entry.stored_key.startswith(manifest.folder):
-            prefixes.add(entry.stored_key.rsplit("/", 1)[0] + "/")
-    return sorted(prefixes)
-
-
-def _listed(store: BackupStore, prefixes: list[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for prefix in prefixes:
-        found.update(store.list(prefix))
-    return found
 
 
 def _rewrite(source_blob: Any, dest_blob: Any) -> None:
@@ -64,16 +48,8 @@ def copy_to_secondary(
     Returns:
         The primary manifest, rewritten with its `secondary` record (ok or with problems).
     """
-    prefixes = _listing_prefixes(manifest)
-    present = _listed(secondary, prefixes)
-    wanted = {e.stored_key: e for e in manifest.entries}
-    to_copy = [
-        key
-        for key, entry in wanted.items()
-        if key not in present
-        or int(present[key].size or 0) != entry.size
-        or (entry.crc32c is not None and present[key].crc32c != entry.crc32c)
-    ]
+    problems: list[str] = []
+    objects = 0
 
     def copy(key: str) -> str | None:
         try:
@@ -83,26 +59,43 @@ def copy_to_secondary(
             return str(exc)
         return None
 
-    problems = [p for p in parallel_map(copy, sorted(to_copy), WORKERS) if p]
-    copied = _listed(secondary, prefixes)
-    for key, entry in wanted.items():
-        blob = copied.get(key)
-        if blob is None:
-            problems.append(f"missing in secondary: {entry.name!r} ({secondary.where(key)})")
-        elif int(blob.size or 0) != entry.size or (entry.crc32c and blob.crc32c != entry.crc32c):
-            problems.append(
-                f"checksum differs in secondary: {entry.name!r} ({secondary.where(key)}) crc32c {blob.crc32c} / "
-                f"{blob.size} bytes, manifest says {entry.crc32c} / {entry.size}"
-            )
-    versions = sorted({str(b.kms_key_name) for k, b in copied.items() if k in wanted and b.kms_key_name})
+    def same(held: Held | None, entry: ManifestEntry) -> bool:
+        return held is not None and held[0] == entry.size and (not entry.crc32c or held[1] == entry.crc32c)
+
+    # The chunk files of a large manifest first, then every stored object the secondary lacks,
+    # a batch of entries at a time (streamed, never all in memory).
+    chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
+    problems += [p for p in parallel_map(copy, [k for k in chunk_keys if secondary.stat(k) is None]) if p]
+    with catalog.StoredListing(secondary) as present:
+        for batch in batched(primary.iter_entries(manifest), catalog.BATCH):
+            held = present.lookup(batch)
+            to_copy = sorted({e.stored_key for e in batch if not same(held.get(e.stored_key), e)})
+            problems += [p for p in parallel_map(copy, to_copy, WORKERS) if p]
+            objects += len(batch)
+    versions: set[str] = set()
+    with catalog.StoredListing(secondary) as copied:
+        for batch in batched(primary.iter_entries(manifest), catalog.BATCH):
+            held = copied.lookup(batch)
+            for entry in batch:
+                there = held.get(entry.stored_key)
+                where = f"{entry.name!r} ({secondary.where(entry.stored_key)})"
+                if there is None:
+                    problems.append(f"missing in secondary: {where}")
+                elif not same(there, entry):
+                    problems.append(
+                        f"checksum differs in secondary: {where} crc32c {there[1]} / {there[0]} bytes, "
+                        f"manifest says {entry.crc32c} / {entry.size}"
+                    )
+                elif there[2]:
+                    versions.add(there[2])
     record = SecondaryCopy(
         bucket=secondary.bucket_name,
         at=utcnow(),
         ok=not problems,
-        objects=len(wanted),
+        objects=objects,
         problems=problems[:200],
         kms_key_name=secondary.kms_key_name,
-        kms_key_versions=versions or None,
+        kms_key_versions=sorted(versions) or None,
     )
     updated = manifest.model_copy(update={"secondary": record})
     if not problems:

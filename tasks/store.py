@@ -4,7 +4,8 @@ Everything that reads or writes the backup bucket goes through `BackupStore`, wh
 `google.api_core` errors into Backstop errors at the call site. Components never list the bucket
 to learn what backups exist: they ask the catalog index (`list_headers`, `find_manifest`; see
 `tasks/catalog_io.py`), which never lists the pool, and read one manifest in full only when they
-need its entries (`load`, `list_manifests`).
+need its entries (`load`, `list_manifests`), and stream the entries of a large one chunk by chunk
+(`iter_entries`).
 
 A manifest is written once (`<folder>/manifest.json`, at commit) and never replaced: later
 changes (the validation outcome, the secondary copy record) are written as new objects under
@@ -21,7 +22,8 @@ import builtins
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,15 +37,20 @@ from backstop.core.catalog_index import ManifestHeader
 from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
 from backstop.core.manifest import (
     CHUNK_ENTRIES,
+    INLINE_ENTRIES,
     MANIFEST_NAME,
     BackupManifest,
+    ChunkRef,
+    ManifestEntry,
+    as_header,
     backup_time,
+    chunk_file,
     parse_chunk,
-    split_entries,
 )
 from tasks import catalog_io
 from tasks.parallel import parallel_map as parallel_map  # re-exported: components import it from here
 
+Row = tuple[str, int, str]  # an entry as (name, size, its JSON): what manifests are written from
 INPROGRESS_PREFIX = "_inprogress/"
 UPDATES_DIR = "_manifest/"  # inside a backup folder: later versions of its manifest's mutable fields
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
@@ -119,7 +126,8 @@ class BackupStore:
         self.bucket_name = bucket_name
         self.kms_key_name = kms_key_name
         self.hold_validated = hold_validated
-        self.chunk_entries = CHUNK_ENTRIES  # a manifest with more entries is written in chunks
+        # A manifest with more entries than this is written in chunks of this many.
+        self.chunk_entries = int(os.environ.get("BACKSTOP_CHUNK_ENTRIES", CHUNK_ENTRIES))
         self.bucket = client.bucket(bucket_name)
 
     def __repr__(self) -> str:
@@ -188,6 +196,11 @@ class BackupStore:
                 for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
             }
 
+    def iter_list(self, prefix: str) -> Iterator[Any]:
+        """Every object under `prefix`, page by page, in name order (never held whole)."""
+        with converted_errors(f"listing {self.where(prefix)}"):
+            yield from self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
+
     def list_prefixes(self, prefix: str) -> builtins.list[str]:
         """The sub-folders directly under `prefix` (a delimiter listing: no object is returned)."""
         with converted_errors(f"listing {self.where(prefix)}"):
@@ -250,25 +263,29 @@ class BackupStore:
         return [p for p in parallel_map(one, keys) if p]
 
     # -- the catalog ---------------------------------------------------------------------
-    def write_manifest(self, manifest: BackupManifest) -> None:
+    def write_manifest(self, manifest: BackupManifest, rows: Iterable[Row] | None = None) -> BackupManifest:
         """Write a manifest. Call it last: its presence means the backup is complete.
 
-        The first write creates `manifest.json`; past `chunk_entries` entries the entries go first
-        into content-addressed chunk files under `<folder>/_chunks/` and `manifest.json` is the
-        header that seals their digests (format 2). A later write (validation, secondary copy)
-        records the changed status / validation / secondary fields as a new object under
-        `<folder>/_manifest/` and never replaces `manifest.json` (see the module docstring).
+        The first write creates `manifest.json`. Its entries are `manifest.entries`, or `rows`
+        ((name, size, JSON) in name order, streamed, e.g. from an `EntrySpool`); past
+        `chunk_entries` entries they go first into content-addressed chunk files under
+        `<folder>/_chunks/`, one chunk in memory at a time, and `manifest.json` is the header that
+        seals their digests (format 2). A later write (validation, secondary copy) records the
+        changed status / validation / secondary fields as a new object under `<folder>/_manifest/`
+        and never replaces `manifest.json` (see the module docstring).
         With `hold_validated`, a validated manifest (and that record) gets a temporary hold; when
         that is refused (a validator without storage.objects.update) it is logged, not raised.
+        Returns the manifest as written (a format 2 manifest as its header).
         """
         first = self.stat(manifest.path) is None
         if first:
-            written = [manifest.path]
-            if len(manifest.entries) > self.chunk_entries:
-                manifest, files = split_entries(manifest, self.chunk_entries)
-                for name, data in files:  # chunks first: the header is still written last
-                    self.put_bytes(manifest.folder + name, data, content_type="application/json")
-                written += [manifest.folder + name for name, _ in files]
+            if rows is None and manifest.chunks and not manifest.entries:  # a header: chunks copied
+                chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
+            else:
+                if rows is None:
+                    rows = ((e.name, e.size, e.model_dump_json()) for e in manifest.entries)
+                manifest, chunk_keys = self._write_entries(manifest, rows)
+            written = [manifest.path, *chunk_keys]
             manifest = manifest.sealed()  # the index records its digest
             self.put_bytes(manifest.path, manifest.to_bytes(), content_type="application/json")
         else:
@@ -288,6 +305,32 @@ class BackupStore:
                     manifest.backup_id,
                     problems[0],
                 )
+        return manifest
+
+    def _write_entries(
+        self, manifest: BackupManifest, rows: Iterable[Row]
+    ) -> tuple[BackupManifest, builtins.list[str]]:
+        """`manifest` with its entries from `rows`: inline when few, else in chunk files written
+        here as they fill (returned as its header, with the chunk keys)."""
+        buffer: builtins.list[Row] = []
+        refs: builtins.list[ChunkRef] = []
+
+        def flush(part: builtins.list[Row]) -> None:
+            ref, data = chunk_file(part)
+            self.put_bytes(manifest.folder + ref.key, data, content_type="application/json")
+            refs.append(ref)
+
+        for row in rows:
+            buffer.append(row)
+            if len(buffer) > self.chunk_entries:
+                flush(buffer[: self.chunk_entries])
+                buffer = buffer[self.chunk_entries :]
+        if not refs and len(buffer) <= min(INLINE_ENTRIES, self.chunk_entries):
+            entries = [ManifestEntry.model_validate_json(body) for _, _, body in buffer]
+            return manifest.model_copy(update={"entries": entries, "chunks": []}), []
+        for start in range(0, len(buffer), self.chunk_entries):
+            flush(buffer[start : start + self.chunk_entries])
+        return as_header(manifest, refs), [manifest.folder + r.key for r in refs]
 
     def manifest_keys(
         self, manifest: BackupManifest, listed: dict[str, Any] | None = None
@@ -299,8 +342,10 @@ class BackupStore:
         return [manifest.path, *chunks] + sorted(k for k in found if k.startswith(prefix))
 
     def read_manifest(self, key: str, updates: builtins.list[str] | None = None) -> BackupManifest:
-        """Read the manifest at `key` with its newest update applied (`updates`: listed update keys)."""
-        base = self._with_chunks(BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key)))
+        """Read the manifest at `key` with its newest update applied (`updates`: listed update keys).
+
+        A format 2 manifest is returned as its header: its entries are read by `iter_entries`."""
+        base = BackupManifest.from_bytes(self.get_bytes(key), where=self.where(key))
         if updates is None:
             updates = sorted(self.list(base.folder + UPDATES_DIR))
         if not updates:
@@ -317,20 +362,35 @@ class BackupStore:
             update={"status": update.status, "validation": update.validation, "secondary": update.secondary}
         )
 
-    def _with_chunks(self, header: BackupManifest) -> BackupManifest:
-        """A format 2 manifest with its entries read from its chunks (each checked against the digest
-        the header sealed); a missing or damaged chunk makes the manifest damaged."""
-        if not header.chunks:
-            return header
-        entries = []
-        for ref in header.chunks:
-            key = header.folder + ref.key
+    def iter_entries(self, manifest: BackupManifest) -> Iterator[ManifestEntry]:
+        """The entries of `manifest` in order: its own list, or its chunks streamed one at a time
+        (each checked against the digest the header sealed; the next one read ahead). A missing or
+        damaged chunk raises ValidationFailed naming it."""
+        if manifest.entries or not manifest.chunks:
+            yield from manifest.entries
+            return
+
+        def read(ref: ChunkRef) -> builtins.list[ManifestEntry]:
+            key = manifest.folder + ref.key
             try:
                 data = self.get_bytes(key)
             except NotFound:
                 raise ValidationFailed(f"{self.where(key)}: manifest chunk missing") from None
-            entries += parse_chunk(data, ref, self.where(key))
-        return header.model_copy(update={"entries": entries})
+            return parse_chunk(data, ref, self.where(key))
+
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            chunks = iter(manifest.chunks)
+            pending = ahead.submit(read, next(chunks))
+            for ref in chunks:
+                current, pending = pending, ahead.submit(read, ref)
+                yield from current.result()
+            yield from pending.result()
+
+    def with_entries(self, manifest: BackupManifest) -> BackupManifest:
+        """`manifest` with every entry in memory (for components whose backups are small)."""
+        if manifest.entries or not manifest.chunks:
+            return manifest
+        return manifest.model_copy(update={"entries": builtins.list(self.iter_entries(manifest))})
 
     def list_headers(
         self,
@@ -352,7 +412,7 @@ class BackupStore:
         source: str | None = None,
         on_damaged: Callable[[str], None] | None = None,
     ) -> builtins.list[BackupManifest]:
-        """All readable manifests of the backups the catalog index lists, entries included.
+        """All readable manifests of the backups the catalog index lists (format 2 as headers).
 
         A damaged manifest is reported through `on_damaged` (or raised when not given) and never
         hides the others; a manifest pruned while we read is left out.

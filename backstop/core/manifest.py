@@ -8,9 +8,11 @@ read manifests; they never infer state from folder names.
 Layout in the backup bucket:
     <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/manifest.json
     <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/_chunks/<sha256>.json   (format 2 only)
-A manifest of more than CHUNK_ENTRIES entries is written in format 2: its entries in
+A manifest of more than INLINE_ENTRIES entries is written in format 2: its entries in
 content-addressed chunk files (written first), manifest.json the header whose digest seals the
 chunk digests. Format 1 keeps the entries in manifest.json; both are read.
+In memory a format 2 manifest read from the store is its header: `entries` stays empty and
+readers stream the entries chunk by chunk (`BackupStore.iter_entries`), one chunk at a time.
 Component data that belongs to one backup lives beside its manifest; data shared between backups
 (Cloud Storage objects, keyed by generation) lives in a pool that prune sweeps by reference.
 """
@@ -23,7 +25,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from backstop import __version__
 from backstop.core.errors import ValidationFailed
@@ -33,6 +35,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1  # one file: header and entries together
 CHUNKED_FORMAT = 2  # header in manifest.json; entries in content-addressed chunk files beside it
 CHUNK_ENTRIES = 50_000  # entries per chunk file (a few tens of MB at most)
+INLINE_ENTRIES = 1_000  # at most this many entries stay in manifest.json (format 1): a manifest
+# read for its header (listing, retention, lookups) costs little however large the backup
 CHUNKS_DIR = "_chunks/"
 
 Status = Literal["complete", "validated", "invalid"]
@@ -244,15 +248,28 @@ def split_entries(
     files: list[tuple[str, bytes]] = []
     for start in range(0, len(manifest.entries), per_chunk):
         part = manifest.entries[start : start + per_chunk]
-        data = json.dumps(
-            [e.model_dump(mode="json") for e in part], separators=(",", ":"), ensure_ascii=False
-        ).encode()
-        digest = hashlib.sha256(data).hexdigest()
-        key = f"{CHUNKS_DIR}{digest}.json"
-        refs.append(ChunkRef(key=key, sha256=digest, entries=len(part), bytes=sum(e.size for e in part)))
-        files.append((key, data))
-    header = manifest.model_copy(update={"format": CHUNKED_FORMAT, "entries": [], "chunks": refs})
-    return header, files
+        ref, data = chunk_file([(e.name, e.size, e.model_dump_json()) for e in part])
+        refs.append(ref)
+        files.append((ref.key, data))
+    return as_header(manifest, refs), files
+
+
+def as_header(manifest: BackupManifest, chunks: list[ChunkRef]) -> BackupManifest:
+    """The format 2 header of `manifest` whose entries are in `chunks`."""
+    return manifest.model_copy(update={"format": CHUNKED_FORMAT, "entries": [], "chunks": chunks})
+
+
+def chunk_file(rows: list[tuple[str, int, str]]) -> tuple[ChunkRef, bytes]:
+    """One content-addressed chunk file from entry rows (name, size, the entry's JSON), in order."""
+    data = ("[" + ",".join(body for _, _, body in rows) + "]").encode()
+    digest = hashlib.sha256(data).hexdigest()
+    ref = ChunkRef(
+        key=f"{CHUNKS_DIR}{digest}.json", sha256=digest, entries=len(rows), bytes=sum(r[1] for r in rows)
+    )
+    return ref, data
+
+
+_ENTRY_LIST = TypeAdapter(list[ManifestEntry])
 
 
 def parse_chunk(data: bytes, ref: ChunkRef, where: str) -> list[ManifestEntry]:
@@ -260,7 +277,7 @@ def parse_chunk(data: bytes, ref: ChunkRef, where: str) -> list[ManifestEntry]:
     if hashlib.sha256(data).hexdigest() != ref.sha256:
         raise ValidationFailed(f"{where}: manifest chunk does not match its digest (edited or damaged)")
     try:
-        entries = [ManifestEntry.model_validate(e) for e in json.loads(data)]
+        entries = _ENTRY_LIST.validate_json(data)  # parsed and checked in one pass, in Rust
     except (ValueError, TypeError) as exc:
         raise ValidationFailed(f"{where}: damaged manifest chunk ({str(exc).splitlines()[0]})") from None
     if len(entries) != ref.entries:

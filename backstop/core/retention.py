@@ -28,7 +28,7 @@ sweep, `tasks.prune`), so removing an old backup never removes data a newer back
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -281,8 +281,12 @@ def orphaned_keys(
     running: Iterable[str] = (),
     just_removed: Iterable[str] = (),
     cutoff: datetime | None = None,
+    referenced: Container[str] | None = None,
 ) -> list[str]:
     """Keys under `<component>/<source>/` that no remaining backup needs (the sweep's mark phase).
+
+    `referenced`: the stored keys of the remaining manifests (default: from their entries; give a
+    disk-backed set when they are too many to hold).
 
     A key is kept when it is not in a per-backup folder (not ours), lies in the folder of a remaining
     manifest or of a manifest that could not be read (a manifest key still listed), is a stored_key of
@@ -292,7 +296,8 @@ def orphaned_keys(
     """
     keys = list(listed)
     kept_folders = {m.folder for m in remaining}
-    referenced = {e.stored_key for m in remaining for e in m.entries}
+    if referenced is None:
+        referenced = {e.stored_key for m in remaining for e in m.entries}
     for key in keys:  # a manifest listed but not among the readable ones: damaged, keep its folder
         place = backup_folder_of(key, component, source)
         if place and key == place[0] + MANIFEST_NAME:
@@ -308,7 +313,10 @@ def orphaned_keys(
     return orphans
 
 
-def unreferenced_pool(listed_pool: Iterable[str], remaining: Sequence[BackupManifest]) -> list[str]:
-    """Pool keys that no remaining manifest lists as a stored_key."""
-    referenced = {e.stored_key for m in remaining for e in m.entries}
+def unreferenced_pool(
+    listed_pool: Iterable[str], remaining: Sequence[BackupManifest], referenced: Container[str] | None = None
+) -> list[str]:
+    """Pool keys that no remaining manifest lists as a stored_key (`referenced`, as above)."""
+    if referenced is None:
+        referenced = {e.stored_key for m in remaining for e in m.entries}
     return [key for key in listed_pool if key not in referenced]

@@ -16,6 +16,16 @@ from backstop.platform import PROJECT, free_port
 from tests.conftest import unique
 
 GKE_LOCATION = "us-central1"
+# Every promise is held with chunked manifests: any backup of more than two entries is written in
+# chunks of two (format 2), so the streaming readers are what the suite exercises.
+CHUNK_ENTRIES = "2"
+
+
+@pytest.fixture(autouse=True)
+def chunked_manifests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKSTOP_CHUNK_ENTRIES", CHUNK_ENTRIES)
+
+
 COMPOSER_PARENT = "projects/backstop-demo/locations/europe-west1"
 
 

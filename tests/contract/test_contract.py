@@ -35,6 +35,7 @@ def backed_up(subject: Any, settings: Any, store: Any) -> tuple[str, Any, Any]:
     before = subject.state(source)
     manifest = lifecycle.backup(subject.component, settings, source, store=store)
     assert manifest.status == "validated", manifest.validation
+    assert manifest.entry_count <= 2 or manifest.chunks  # held with chunked manifests (conftest)
     return source, before, manifest
 
 
@@ -63,7 +64,7 @@ def test_damaged_backup_is_named_by_validation_and_refused_by_restore(
     subject: Any, settings: Any, store: Any
 ) -> None:
     source, _, manifest = backed_up(subject, settings, store)
-    victim = manifest.entries[-1]
+    victim = list(store.iter_entries(manifest))[-1]
     flip_one_byte(store, victim.stored_key)
 
     with pytest.raises(ValidationFailed) as failed:
@@ -145,7 +146,7 @@ def test_secondary_copy_with_a_flipped_byte_is_not_verified(subject: Any, settin
 
     _, _, manifest = backed_up(subject, settings, store)
     secondary = open_store(settings, secondary=True)
-    entry = manifest.entries[-1]
+    entry = list(store.iter_entries(manifest))[-1]
     secondary.put_bytes(entry.stored_key, b"x")  # a wrong copy already there: must be replaced, not trusted
     flip_one_byte(store, entry.stored_key)  # and the primary is damaged: the copy must not verify
     copied = copy_to_secondary(store, secondary, manifest)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backstop.core.errors import NotFound, ValidationFailed
+from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import CHUNKED_FORMAT
 from tasks import catalog
 from tasks.gcs import COMPONENT as gcs_component
@@ -61,14 +61,18 @@ def test_a_damaged_or_missing_chunk_makes_the_manifest_damaged_and_is_named(
     else:
         store.delete([key])
 
+    # The header still reads (it is what listings and lookups need); the entries are streamed
+    # by what needs them, and the damaged chunk is named there: validation fails, a restore
+    # refuses before writing anything.
+    header = store.find_manifest(manifest.backup_id)
     with pytest.raises(ValidationFailed, match=message) as failure:
-        store.find_manifest(manifest.backup_id)
+        gcs_component.validate(settings, store, header, 0)
     assert key in str(failure.value)
-    reported: list[str] = []
-    assert store.list_manifests("gcs", source, on_damaged=reported.append) == []
-    assert len(reported) == 1 and key in reported[0]
-    with pytest.raises(NotFound, match="no backup"):
-        catalog.resolve_backup(store, "gcs", source, validated_only=False)
+    target = unique("restored")
+    with pytest.raises(ValidationFailed, match=message) as failure:
+        gcs_component.restore(settings, store, header, target=target)
+    assert key in str(failure.value)
+    assert gcs.lookup_bucket(target) is None or not list(gcs.list_blobs(target))
 
 
 def test_a_manifest_written_by_the_previous_format_still_validates_and_restores(

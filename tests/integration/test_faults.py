@@ -74,12 +74,11 @@ CHILD = textwrap.dedent(
 
     if mode == "flow":  # the backup_gcs flow (its own plan / copy / commit tasks); argv[7] = settings block
         from flows.gcs import backup_gcs
-        copy_batch = gcs.copy_batch
-        def copy_then_mark(*a, **k):
-            result = copy_batch(*a, **k)
+        save = gcs.gcs_resume.save
+        def save_then_mark(*a, **k):
+            save(*a, **k)
             reached("batch-1")  # the first batch to finish holds its task thread; the others go on
-            return result
-        gcs.copy_batch = copy_then_mark
+        gcs.gcs_resume.save = save_then_mark
         backup_gcs([source], settings_block=sys.argv[7])
     elif mode == "backup":
         begin, commit = catalog.begin_backup, catalog.commit_backup

@@ -1,0 +1,122 @@
+"""Disk-backed working sets, so that memory stays flat however many objects a backup holds.
+
+A backup of ten million objects cannot hold its entries, its source listing or the pool's
+listing in memory. The operations that need them whole (sorting a backup's entries into its
+manifest, looking up what a stored object holds) put them in a temporary SQLite file instead:
+the standard library's well-tested B-tree, in the worker's temp directory, gone when closed.
+
+- `EntrySpool`: a backup's manifest entries by name (each kept as its JSON), read back in name
+  order; entries added twice under one name keep the last.
+- `KeySpool`: key -> (size, crc32c, kms key) of a listing, looked up a batch at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from backstop.core.manifest import ManifestEntry
+
+Row = tuple[str, int, str]  # (name, size, the entry's JSON)
+LOOKUP_BATCH = 500  # keys per query (SQLite allows 999 parameters by default in old builds)
+
+
+def _remove(db: sqlite3.Connection, path: str) -> None:
+    db.close()
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+class _Spool:
+    """One temporary SQLite database with one table; closed (and deleted) by `close()`."""
+
+    schema = ""
+
+    def __init__(self) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="backstop-spool-", suffix=".sqlite")
+        os.close(fd)
+        self.db = sqlite3.connect(self.path, check_same_thread=False)
+        # Removed when closed, or at the latest when the spool is garbage collected (a dry run's plan).
+        self._finalizer = weakref.finalize(self, _remove, self.db, self.path)
+        # A scratch file: no journal, no fsync; it is rebuilt by rerunning the operation.
+        self.db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;" + self.schema
+        )
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM t").fetchone()[0])
+
+
+class EntrySpool(_Spool):
+    """A backup's entries, kept on disk and read back in name order."""
+
+    schema = "CREATE TABLE t (name TEXT PRIMARY KEY, size INTEGER, body TEXT) WITHOUT ROWID;"
+
+    def __init__(self, entries: Iterable[ManifestEntry] = ()) -> None:
+        super().__init__()
+        self.add(entries)
+
+    def add(self, entries: Iterable[ManifestEntry]) -> None:
+        self.add_rows((e.name, e.size, e.model_dump_json()) for e in entries)
+
+    def add_rows(self, rows: Iterable[Row]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO t VALUES (?, ?, ?)", rows)
+
+    @property
+    def total_bytes(self) -> int:
+        return int(self.db.execute("SELECT coalesce(sum(size), 0) FROM t").fetchone()[0])
+
+    def rows(self) -> Iterator[Row]:
+        """(name, size, JSON) in name order, streamed."""
+        cursor = self.db.cursor()  # its own cursor: adding more while reading is not allowed
+        cursor.arraysize = 1000
+        yield from cursor.execute("SELECT name, size, body FROM t ORDER BY name")
+
+    def __iter__(self) -> Iterator[ManifestEntry]:
+        for _, _, body in self.rows():
+            yield ManifestEntry.model_validate_json(body)
+
+
+Held = tuple[int, str | None, str | None]  # (size, crc32c, kms key name) of a stored object
+
+
+class KeySpool(_Spool):
+    """A listing: key -> (size, crc32c, kms key name)."""
+
+    schema = "CREATE TABLE t (key TEXT PRIMARY KEY, size INTEGER, crc32c TEXT, kms TEXT) WITHOUT ROWID;"
+
+    def add(self, items: Iterable[tuple[str, int, str | None, str | None]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO t VALUES (?, ?, ?, ?)", items)
+
+    def lookup(self, keys: list[str]) -> dict[str, Held]:
+        """What the listing says of each of `keys` that it holds."""
+        found: dict[str, Held] = {}
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            part = keys[start : start + LOOKUP_BATCH]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT key, size, crc32c, kms FROM t WHERE key IN ({marks})"
+            for key, size, crc, kms in self.db.execute(query, part):
+                found[key] = (size, crc, kms)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return self.db.execute("SELECT 1 FROM t WHERE key = ?", (key,)).fetchone() is not None
+
+    def keys(self) -> Iterator[str]:
+        cursor = self.db.cursor()
+        yield from (k for (k,) in cursor.execute("SELECT key FROM t ORDER BY key"))
