@@ -50,6 +50,7 @@ from tasks.component import (
     stored_options,
 )
 from tasks.context import open_store
+from tasks.runners import unit_runner
 from tasks.secondary import RestoreSource, open_for_restore
 from tasks.store import BackupStore
 
@@ -116,16 +117,26 @@ def _run_units(
 
     artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
     label = f"{component.name}-{manifest.source}-unit"
-    futures = [
-        _unit_task.submit(f"{label}-{n}", component.name, ctx, manifest, quote(u))
-        for n, u in enumerate(units, 1)
-    ]
-    for number, future in enumerate(as_completed(futures), 1):
-        done(*future.result())
-        _log(ctx, f"{component.name}/{manifest.source}: unit {number}/{total} done")
-        update_progress_artifact(artifact, 100.0 * number / total)
-        if progress:
-            progress(number, total)
+    with unit_runner(ctx.settings) as submit:  # the flow's threads, or a Dask cluster (tasks/runners.py)
+        futures = [
+            submit(
+                _unit_task,
+                {
+                    "label": f"{label}-{n}",
+                    "component": component.name,
+                    "ctx": ctx,
+                    "manifest": manifest,
+                    "unit": quote(u),
+                },
+            )
+            for n, u in enumerate(units, 1)
+        ]
+        for number, future in enumerate(as_completed(futures), 1):
+            done(*future.result())
+            _log(ctx, f"{component.name}/{manifest.source}: unit {number}/{total} done")
+            update_progress_artifact(artifact, 100.0 * number / total)
+            if progress:
+                progress(number, total)
 
 
 def merge_state(state: dict[str, Any], more: dict[str, Any]) -> None:
