@@ -19,6 +19,7 @@ from typing import Any
 from prefect.context import FlowRunContext
 from prefect.utilities.annotations import quote
 
+from backstop.core.errors import Unavailable
 from blocks.settings import BackstopSettings
 
 
@@ -28,10 +29,20 @@ def dask_runner(settings: BackstopSettings) -> Any:
 
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
-    # No dashboard: it would take a port (and needs bokeh); the scheduler listens on loopback only.
+    # No dashboard (it needs bokeh); a LocalCluster's scheduler and workers listen on loopback only.
     return DaskTaskRunner(
         cluster_kwargs={"n_workers": settings.dask_workers, "processes": True, "dashboard_address": None}
     )
+
+
+def _connect(runner: Any, settings: BackstopSettings) -> None:
+    """Connect on the first unit (so a backup with nothing to copy starts no cluster); a scheduler
+    that cannot be reached is an Unavailable error naming it, not a traceback."""
+    try:
+        runner.client  # noqa: B018 (the property connects, or starts the local cluster, once)
+    except OSError as exc:
+        where = f"at {settings.dask_address} (settings dask_address)" if settings.dask_address else "(local)"
+        raise Unavailable(f"Dask cluster {where} not reachable: {exc}") from exc
 
 
 def _unquoted(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +60,12 @@ def unit_runner(settings: BackstopSettings) -> Iterator[Callable[[Any, dict[str,
     """
     if settings.task_runner == "dask":
         with dask_runner(settings) as runner:
-            yield lambda task, parameters: runner.submit(task, _unquoted(parameters))
+
+            def submit(task: Any, parameters: dict[str, Any]) -> Any:
+                _connect(runner, settings)
+                return runner.submit(task, _unquoted(parameters))
+
+            yield submit
         return
     flow_run = FlowRunContext.get()
     if flow_run is None or flow_run.task_runner is None:

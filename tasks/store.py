@@ -127,7 +127,8 @@ class BackupStore:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled (for a unit on a Dask worker) as what it points at: a client holds sockets and
-        credentials that do not travel, so the other side opens its own (`reopen_store`)."""
+        credentials that do not travel, so the other side opens its own (`reopen_store`), the
+        job's kind of client (a store on an impersonating or custom-endpoint client does not travel)."""
         from blocks.clients import credentials_block_in_use
 
         where = (self.client.project, self.bucket_name, self.kms_key_name, self.hold_validated)

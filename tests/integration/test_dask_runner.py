@@ -78,3 +78,34 @@ def test_a_pickled_context_reopens_its_store_and_leaves_its_log_behind(store: An
     assert copy.store.client is not store.client and copy.store.bucket_name == store.bucket_name
     assert copy.store.get_bytes("probe/one") == b"travelled"
     assert copy.settings == settings and copy.log is run_log and ctx.log == said.append
+
+
+def test_an_unreachable_dask_scheduler_fails_the_backup_with_an_error_naming_it(
+    gcs: Any,
+    settings: Any,
+    prefect_harness: None,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    import dask
+
+    from backstop.cli import main
+    from backstop.platform import free_port
+
+    monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))
+    source = gcs.create_bucket(unique("daskgone"))
+    source.blob("a.txt").upload_from_string(b"a")
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    settings.task_runner, settings.dask_address = "dask", address
+    block = unique("settings")
+    settings.save(block)
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main(["--settings", block, "backup", "gcs", "--bucket", source.name, "--json"])
+    assert code == 2
+    assert f"Dask cluster at {address} (settings dask_address) not reachable" in capsys.readouterr().err
+    assert main(["--settings", block, "list", "--component", "gcs", "--source", source.name, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["backups"] == []  # no manifest: the backup did not happen
