@@ -32,14 +32,29 @@ POOL_SIZE = 64
 # Credentials of the settings' credentials block, set when the settings are loaded
 # (blocks.settings.load_settings); None means Application Default Credentials.
 _default_credentials: Any = None
+_default_block: str | None = None
 
 
 def use_credentials_block(block_name: str | None) -> None:
     """Build every later client with the credentials of GcpCredentials block `block_name` (or ADC)."""
-    global _default_credentials
+    global _default_credentials, _default_block
     from blocks.credentials import load_credentials
 
     _default_credentials = load_credentials(block_name)
+    _default_block = block_name
+
+
+def credentials_block_in_use() -> str | None:
+    """The credentials block this process builds clients with: the job's (BACKSTOP_CREDENTIALS_BLOCK),
+    else the settings' credentials_block; None for Application Default Credentials."""
+    return os.environ.get(CREDENTIALS_BLOCK) or _default_block
+
+
+def adopt_credentials_block(block_name: str | None) -> None:
+    """Build this process's clients as another process does (a Dask worker running a unit of a flow
+    run started elsewhere): with `block_name`, that process's `credentials_block_in_use()`."""
+    if block_name != credentials_block_in_use():
+        use_credentials_block(block_name)
 
 
 def default_credentials() -> Any:

@@ -6,7 +6,7 @@ Settings only; no logic beyond loading with a clear error. Functions in tasks/ t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
@@ -126,6 +126,21 @@ class BackstopSettings(Block):
     )
     notify_block: str | None = Field(
         default=None, description="Name of a notification block (e.g. 'slack-webhook/ops') for failures."
+    )
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="Where a backup's units (object batches, tables, GKE and Composer parts) run: 'threads' "
+        "on the flow run's own machine, or 'dask' on a Dask cluster (deployments/README.md).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Scheduler address of the Dask cluster for task_runner 'dask' (tcp://host:8786); "
+        "empty: each backup starts a local cluster of dask_workers processes.",
+    )
+    dask_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Worker processes of that local Dask cluster (when dask_address is empty).",
     )
 
     def retention_for(self, component: str, source: str) -> RetentionSettings:

@@ -22,6 +22,7 @@ line in `COMPONENTS`, one fixture in tests/contract/conftest.py, and its prefect
 from __future__ import annotations
 
 import importlib
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -57,6 +58,25 @@ class Context:
     def info(self, message: str) -> None:
         if self.log is not None:
             self.log(message)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for a unit on another process (a Dask worker): the log callback writes to this
+        process's terminal, so the other side logs to its task run's logger instead."""
+        state = dict(self.__dict__)
+        if state.get("log") is not None:
+            state["log"] = run_log
+        return state
+
+
+def run_log(message: str) -> None:
+    """Log `message` to the current Prefect run's logger (or this module's, outside a run)."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        get_run_logger().info("%s", message)
+    except MissingContextError:
+        logging.getLogger(__name__).info("%s", message)
 
 
 @dataclass

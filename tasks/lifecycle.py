@@ -51,6 +51,7 @@ from tasks.component import (
     stored_options,
 )
 from tasks.context import open_store
+from tasks.runners import unit_runner
 from tasks.secondary import RestoreSource, open_for_restore
 from tasks.spool import EntrySpool
 from tasks.store import BackupStore
@@ -121,16 +122,18 @@ def _run_units(
 
     artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
     label = f"{component.name}-{manifest.source}-unit"
+    with unit_runner(ctx.settings) as run:  # the flow's threads, or a Dask cluster (tasks/runners.py)
 
-    def submit_task(number: int, unit: Any) -> Any:
-        return _unit_task.submit(f"{label}-{number}", component.name, ctx, manifest, quote(unit))
+        def submit_task(number: int, unit: Any) -> Any:
+            parameters = {"label": f"{label}-{number}", "component": component.name, "ctx": ctx}
+            return run(_unit_task, parameters | {"manifest": manifest, "unit": quote(unit)})
 
-    for number, started, result in _bounded(submit_task, units, as_completed):
-        done(*result)
-        _log(ctx, f"{component.name}/{manifest.source}: unit {number} done ({started} started so far)")
-        update_progress_artifact(artifact, 100.0 * number / started)
-        if progress:
-            progress(number, started)
+        for number, started, result in _bounded(submit_task, units, as_completed):
+            done(*result)
+            _log(ctx, f"{component.name}/{manifest.source}: unit {number} done ({started} started so far)")
+            update_progress_artifact(artifact, 100.0 * number / started)
+            if progress:
+                progress(number, started)
 
 
 def _bounded(

@@ -133,6 +133,15 @@ class BackupStore:
     def __repr__(self) -> str:
         return f"BackupStore(gs://{self.bucket_name})"
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled (for a unit on a Dask worker) as what it points at: a client holds sockets and
+        credentials that do not travel, so the other side opens its own (`reopen_store`), the
+        job's kind of client (a store on an impersonating or custom-endpoint client does not travel)."""
+        from blocks.clients import credentials_block_in_use
+
+        where = (self.client.project, self.bucket_name, self.kms_key_name, self.hold_validated)
+        return reopen_store, (*where, self.chunk_entries, credentials_block_in_use())
+
     # -- plumbing ------------------------------------------------------------------------
     def where(self, key: str = "") -> str:
         return f"gs://{self.bucket_name}/{key}"
@@ -471,3 +480,22 @@ class BackupStore:
         except BackstopError:
             return False
         return self.stat(f"{component}/{source}/{day:%Y/%m/%d}/{backup_id}/{MANIFEST_NAME}") is not None
+
+
+def reopen_store(
+    project: str,
+    bucket_name: str,
+    kms_key_name: str | None,
+    hold_validated: bool,
+    chunk_entries: int,
+    credentials_block: str | None,
+) -> BackupStore:
+    """A pickled BackupStore on the other side: a new client for the same project, bucket and key,
+    built as the pickling process builds its clients (emulator variables, the same credentials block,
+    else Application Default Credentials)."""
+    from blocks.clients import adopt_credentials_block, storage_client
+
+    adopt_credentials_block(credentials_block)
+    store = BackupStore(storage_client(project), bucket_name, kms_key_name, hold_validated)
+    store.chunk_entries = chunk_entries
+    return store
