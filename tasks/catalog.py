@@ -91,11 +91,6 @@ def sample_indexes(count: int, percent: float, seed: int | None = None) -> set[i
     return set(random.Random(seed).sample(range(count), min(chosen, count)))
 
 
-def sample(entries: list[ManifestEntry], percent: float, seed: int | None = None) -> list[ManifestEntry]:
-    """A random `percent` of `entries` (at least one when percent > 0 and entries exist)."""
-    return [entries[i] for i in sorted(sample_indexes(len(entries), percent, seed))]
-
-
 @dataclass
 class StoredCheck:
     """What checking a backup's stored objects found: problems, damaged entries by name, re-reads."""
