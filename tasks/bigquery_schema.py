@@ -209,7 +209,7 @@ def _canonical(value: Any) -> Any:
 _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _column_hash(column: pa.Array) -> np.ndarray:
+def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.ndarray:
     import pyarrow.compute as pc
 
     kind = column.type
@@ -229,8 +229,7 @@ def _column_hash(column: pa.Array) -> np.ndarray:
         floats = np.where(np.isnan(floats), np.float64("nan"), floats) + 0.0  # one NaN, and -0.0 == 0.0
         values = pd.util.hash_array(floats.view(np.uint64))
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        texts = pc.fill_null(column, "").to_numpy(zero_copy_only=False).astype(object)
-        values = pd.util.hash_array(texts, categorize=False)
+        values, repeats[name] = _text_hashes(column, repeats.get(name, True))
     else:
         texts = np.array(
             [json.dumps(_canonical(v), sort_keys=True, default=str) for v in column.to_pylist()], dtype=object
@@ -239,13 +238,38 @@ def _column_hash(column: pa.Array) -> np.ndarray:
     return np.where(nulls, _NULL_HASH, np.asarray(values, dtype=np.uint64))
 
 
+def _text_hashes(column: pa.Array, by_distinct: bool) -> tuple[np.ndarray, bool]:
+    """pandas' hash of each text (null rows: any value, the caller replaces them), and whether the
+    texts repeat enough for `by_distinct` to pay off on the next batch.
+
+    `by_distinct`: each distinct text is hashed once (Arrow finds them in C++) and spread back to its
+    rows, the same values at a fraction of the cost where texts repeat; mostly distinct texts are
+    cheaper hashed row by row.
+    """
+    import pyarrow.compute as pc
+
+    if not by_distinct:
+        texts = pc.fill_null(column, "").to_numpy(zero_copy_only=False)
+        return np.asarray(pd.util.hash_array(texts, categorize=False)), False
+    encoded = column.dictionary_encode()
+    repeats = 2 * len(encoded.dictionary) <= len(column)
+    if len(encoded.dictionary) == 0:  # every row null
+        return np.zeros(len(column), dtype=np.uint64), repeats
+    distinct = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False), categorize=False)
+    return np.asarray(distinct[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)]), repeats
+
+
 def hash_kind(kind: pa.DataType) -> int:
     """A small stable number per Arrow type family (so equal integers of different types differ)."""
     return int(hashlib.sha256(str(kind).split("[")[0].encode()).hexdigest()[:8], 16)
 
 
-def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
-    """One 64-bit hash per row over all columns (column order and names count)."""
+def row_hashes(batch: pa.RecordBatch | pa.Table, repeats: dict[str, bool] | None = None) -> np.ndarray:
+    """One 64-bit hash per row over all columns (column order and names count).
+
+    `repeats` (see RowHasher) only changes how text columns are hashed, never the hashes.
+    """
+    repeats = {} if repeats is None else repeats
     rows = batch.num_rows
     result = np.full(rows, np.uint64(len(batch.schema)), dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -253,8 +277,19 @@ def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
             salt = np.uint64(int(hashlib.sha256(name.encode()).hexdigest()[:16], 16))
-            result = result * np.uint64(1_000_003) ^ (_column_hash(column) + salt)
+            result = result * np.uint64(1_000_003) ^ (_column_hash(column, name, repeats) + salt)
     return result
+
+
+class RowHasher:
+    """`row_hashes` over the batches of one table: it remembers which text columns repeat (from the
+    first batch), so later batches take the cheaper way for each. Not shared between threads."""
+
+    def __init__(self) -> None:
+        self.repeats: dict[str, bool] = {}
+
+    def __call__(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+        return row_hashes(batch, self.repeats)
 
 
 @dataclass
