@@ -213,18 +213,24 @@ def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.nd
     import pyarrow.compute as pc
 
     kind = column.type
-    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    nulls = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
         if pa.types.is_date32(kind):
             column = column.cast(pa.int32())
         elif pa.types.is_temporal(kind):
             column = column.view(pa.int64()) if kind.bit_width == 64 else column.view(pa.int32())
-        ints = pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        ints = (
+            pc.fill_null(column.cast(pa.int64()), 0)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int64, copy=False)
+        )
         # the type family salts the hash: DATE 1 and INT64 1 in the same column position must differ
         values = pd.util.hash_array(ints) + np.uint64(hash_kind(kind))
     elif pa.types.is_floating(kind):
         floats = (
-            pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+            pc.fill_null(column.cast(pa.float64()), 0.0)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float64, copy=False)
         )
         floats = np.where(np.isnan(floats), np.float64("nan"), floats) + 0.0  # one NaN, and -0.0 == 0.0
         values = pd.util.hash_array(floats.view(np.uint64))
@@ -235,7 +241,8 @@ def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.nd
             [json.dumps(_canonical(v), sort_keys=True, default=str) for v in column.to_pylist()], dtype=object
         )
         values = pd.util.hash_array(texts, categorize=False)
-    return np.where(nulls, _NULL_HASH, np.asarray(values, dtype=np.uint64))
+    values = np.asarray(values, dtype=np.uint64)
+    return values if nulls is None else np.where(nulls, _NULL_HASH, values)
 
 
 def _text_hashes(column: pa.Array, by_distinct: bool) -> tuple[np.ndarray, bool]:
