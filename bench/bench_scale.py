@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -134,6 +133,7 @@ def find_by_id(pooled_counts: list[int]) -> list[dict[str, Any]]:
     and what the emulator itself costs per request at that size (reading one small object, an empty
     listing), both of which grow with the bucket there, not on Cloud Storage.
     """
+    import os
     import statistics
     import subprocess
     import tempfile
