@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Literal
 
@@ -51,7 +52,6 @@ from blocks.clients import bigquery_client, bigquery_read_client
 from blocks.settings import BackstopSettings
 from tasks import bigquery_io as bqio
 from tasks.bigquery_schema import (
-    geography_columns,
     schema_fingerprint,
     schema_from_json,
     schema_to_json,
@@ -207,24 +207,18 @@ def backup_table(
                                    metadata=part_meta))  # fmt: skip
         os.unlink(path)
 
-    with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
-        batches = bqio.read_batches(
-            read_client, project, dataset, table_id, snapshot_time, geography_columns(meta["schema"])
+    # The count as of the snapshot time does not depend on when it runs: it runs beside the read.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigquery-count") as counter:
+        counted = counter.submit(bqio.count_as_of, client, project, dataset, table_id, snapshot_time)
+        digest = bqio.read_to_files(
+            read_client, project, dataset, table_id, snapshot_time, meta["schema"], data_format, upload
         )
-        if data_format == "avro":
-            from tasks.bigquery_avro import write_avro
-
-            path = os.path.join(directory, "part-00000.avro")
-            with open(path, "wb") as handle:
-                digest = write_avro(batches, handle, meta["schema"])
-            upload(0, path, digest.rows)
-        else:
-            digest = bqio.write_parquet_parts(batches, directory, upload)
-        if not parts:
+        expected = counted.result()
+    if not parts:  # an empty table still gets a file
+        with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
             empty = os.path.join(directory, "part-00000.parquet")
             _write_empty(empty, meta["schema"])
             upload(0, empty, 0)
-    expected = bqio.count_as_of(client, project, dataset, table_id, snapshot_time)
     if expected is not None and expected != digest.rows:
         raise Conflict(
             f"BigQuery table {project}.{dataset}.{table_id} changed during the backup: read {digest.rows} rows, "

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
-from tasks.bigquery_schema import TableDigest, row_hashes
+from tasks.bigquery_schema import RowHasher, TableDigest
 
 ARROW_SCHEMA_KEY = "backstop.arrow_schema"
 SYNC_INTERVAL = 1 << 20  # bytes per Avro block (fastavro's default is 16 KB: too many tiny blocks)
@@ -120,7 +120,7 @@ def write_avro(
     import fastavro
 
     parsed = fastavro.parse_schema(avro_schema(schema))
-    digest = TableDigest()
+    digest, hash_rows = TableDigest(), RowHasher()
     writer: Any = None
     for batch in batches:
         if writer is None:
@@ -128,7 +128,7 @@ def write_avro(
             writer = fastavro.write.Writer(
                 handle, parsed, codec=codec, sync_interval=SYNC_INTERVAL, metadata={ARROW_SCHEMA_KEY: arrow}
             )
-        digest.add(row_hashes(batch))
+        digest.add(hash_rows(batch))
         for row in _plain_temporals(batch).to_pylist():
             writer.write(_fix_row(row, schema, to_avro=True))
         writer.flush()  # one batch at most in memory

@@ -15,12 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backstop.core.errors import BackstopError, NotFound
-from tasks.bigquery_schema import TableDigest, normalize_batch, row_hashes
+from tasks.bigquery_schema import RowHasher, TableDigest, normalize_batch
 from tasks.store import RETRY, TIMEOUT, converted_errors
 
 READ_TIMEOUT = 600.0
 # Rows per Parquet part file: big tables become several files (and several load jobs on restore).
 PART_ROWS = 20_000_000
+# Rows (or bytes) per Parquet row group: fewer, bigger groups encode faster and compress better.
+GROUP_ROWS = 262_144
+GROUP_BYTES = 64 << 20
 # Storage Read API streams read in parallel per table (the service may return fewer).
 READ_STREAMS = 4
 T = TypeVar("T")
@@ -130,6 +133,33 @@ def prefetch_many(sources: list[Iterator[T]], depth: int = 4) -> Iterator[T]:
             thread.join(timeout=5)
 
 
+def read_to_files(
+    read_client: Any,
+    project: str,
+    dataset: str,
+    table: str,
+    snapshot_time: datetime,
+    schema: list[dict[str, Any]],
+    data_format: str,
+    on_part: Callable[[int, str, int], None],
+) -> TableDigest:
+    """Stream a table from the Storage Read API into Parquet part files (or one Avro file), each
+    handed to `on_part(index, path, rows)` as it is finished; returns the content digest."""
+    from tasks.bigquery_schema import geography_columns
+
+    with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
+        batches = read_batches(read_client, project, dataset, table, snapshot_time, geography_columns(schema))
+        if data_format != "avro":
+            return write_parquet_parts(batches, directory, on_part)
+        from tasks.bigquery_avro import write_avro
+
+        path = os.path.join(directory, "part-00000.avro")
+        with open(path, "wb") as handle:
+            digest = write_avro(batches, handle, schema)
+        on_part(0, path, digest.rows)
+        return digest
+
+
 def write_parquet_parts(
     batches: Iterator[pa.RecordBatch],
     directory: str,
@@ -139,53 +169,98 @@ def write_parquet_parts(
 ) -> TableDigest:
     """Stream `batches` into Parquet files of about `part_rows` rows each; return the content digest.
 
-    Bounded memory: one batch being written, one being hashed, a few read ahead. Each finished part
-    is handed to `on_part(index, path, rows)` (which uploads and may delete it) before the next starts,
-    so local disk holds one part at a time. No file is written when no batch comes.
+    Bounded memory: one row group being gathered (GROUP_ROWS rows or GROUP_BYTES, whichever comes
+    first), one batch being hashed, a few read ahead. Each finished part is handed to
+    `on_part(index, path, rows)` (which uploads and may delete it) before the next starts, so local
+    disk holds one part at a time. No file is written when no batch comes.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    limit = part_rows or PART_ROWS
-    digest = TableDigest()
-    writer: pq.ParquetWriter | None = None
-    schema: pa.Schema | None = None
-    index, rows, path = 0, 0, ""
+    digest, hash_rows = TableDigest(), RowHasher()
+    parts = _PartWriter(directory, on_part, part_rows or PART_ROWS, compression)
     pending: Future[Any] | None = None
     # Hashing runs beside the Parquet encoder (which releases the GIL), so the two overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigquery-hash") as hasher:
         try:
             for batch in batches:
-                if schema is None:
-                    schema = batch.schema.remove_metadata()
-                batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+                batch = parts.add(batch)
                 if pending is not None:
                     digest.add(pending.result())
-                pending = hasher.submit(row_hashes, batch)
-                offset = 0
-                while offset < batch.num_rows:  # a batch may straddle two part files
-                    if writer is None:
-                        path = os.path.join(directory, f"part-{index:05d}.parquet")
-                        writer = pq.ParquetWriter(
-                            path, schema, compression=compression, use_dictionary=dictionary_columns(schema)
-                        )
-                    take = min(batch.num_rows - offset, limit - rows)
-                    writer.write_batch(batch.slice(offset, take) if take < batch.num_rows else batch)
-                    rows, offset = rows + take, offset + take
-                    if rows >= limit:
-                        writer.close()
-                        writer = None
-                        on_part(index, path, rows)
-                        index, rows = index + 1, 0
+                pending = hasher.submit(hash_rows, batch)
             if pending is not None:
                 digest.add(pending.result())
-            if writer is not None:
-                writer.close()
-                writer = None
-                on_part(index, path, rows)
+            parts.finish_part()
         finally:
-            if writer is not None:
-                writer.close()
+            parts.close()
     return digest
+
+
+class _PartWriter:
+    """Parquet part files of up to `part_rows` rows, written a row group at a time.
+
+    Batches are gathered into row groups of up to GROUP_ROWS rows (GROUP_BYTES): the Storage Read
+    API's batches (tens of thousands of rows) as row groups cost more to encode and compress worse.
+    """
+
+    def __init__(
+        self, directory: str, on_part: Callable[[int, str, int], None], part_rows: int, compression: str
+    ) -> None:
+        self.directory, self.on_part, self.part_rows = directory, on_part, part_rows
+        self.compression = compression
+        self.schema: pa.Schema | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.index, self.rows, self.path = 0, 0, ""
+        self.group: list[pa.RecordBatch] = []
+        self.group_rows, self.group_bytes = 0, 0
+
+    def add(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Take `batch` (split where it straddles two parts); returns it without schema metadata."""
+        if self.schema is None:
+            self.schema = batch.schema.remove_metadata()
+        batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
+        offset = 0
+        while offset < batch.num_rows:
+            take = min(batch.num_rows - offset, self.part_rows - self.rows)
+            piece = batch.slice(offset, take) if take < batch.num_rows else batch
+            self.group.append(piece)
+            self.rows, self.group_rows, offset = self.rows + take, self.group_rows + take, offset + take
+            self.group_bytes += piece.nbytes
+            if self.rows >= self.part_rows:
+                self.finish_part()
+            elif self.group_rows >= GROUP_ROWS or self.group_bytes >= GROUP_BYTES:
+                self.flush()
+        return batch
+
+    def flush(self) -> None:
+        """Write the gathered batches as one row group."""
+        if not self.group or self.schema is None:
+            return
+        if self.writer is None:
+            self.path = os.path.join(self.directory, f"part-{self.index:05d}.parquet")
+            self.writer = pq.ParquetWriter(
+                self.path,
+                self.schema,
+                compression=self.compression,
+                use_dictionary=dictionary_columns(self.schema),
+            )
+        table = pa.Table.from_batches(self.group, schema=self.schema)
+        self.writer.write_table(table, row_group_size=self.group_rows)
+        self.group, self.group_rows, self.group_bytes = [], 0, 0
+
+    def finish_part(self) -> None:
+        """Close the current part file and hand it to `on_part`."""
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            self.on_part(self.index, self.path, self.rows)
+            self.index, self.rows = self.index + 1, 0
+
+    def close(self) -> None:
+        """Close an unfinished part file (after an error)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -294,9 +369,9 @@ def table_digest(
     read_client: Any, project: str, dataset: str, table: str, geography: list[str]
 ) -> TableDigest:
     """Content digest of a table as it is now (all rows, streamed)."""
-    digest = TableDigest()
+    digest, hash_rows = TableDigest(), RowHasher()
     for batch in read_batches(read_client, project, dataset, table, geography=geography):
-        digest.add(row_hashes(batch))
+        digest.add(hash_rows(batch))
     return digest
 
 

@@ -18,8 +18,8 @@ from tasks import bigquery_io as bqio
 from tasks.bigquery import DATASET_ENTRY, clients
 from tasks.bigquery_create import build_table, create_table, ensure_dataset, resource_exists
 from tasks.bigquery_schema import (
+    RowHasher,
     geography_columns,
-    row_hashes,
     sample_mask,
     schema_fingerprint,
     schema_to_json,
@@ -148,12 +148,13 @@ def _compare_sample(
     backed_up = [
         h[sample_mask(h, percent)]
         for path in paths
-        for h in map(row_hashes, file_batches(path, data_format_of(entry), entry.metadata["schema"]))
+        for h in map(RowHasher(), file_batches(path, data_format_of(entry), entry.metadata["schema"]))
     ]
     source = [
         h[sample_mask(h, percent)]
         for h in map(
-            row_hashes, bqio.read_batches(read_client, project, dataset, entry.name, manifest.started_at, geo)
+            RowHasher(),
+            bqio.read_batches(read_client, project, dataset, entry.name, manifest.started_at, geo),
         )
     ]
     mine = np.sort(np.concatenate(backed_up)) if backed_up else np.array([], dtype=np.uint64)

@@ -209,34 +209,61 @@ def _canonical(value: Any) -> Any:
 _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _column_hash(column: pa.Array) -> np.ndarray:
+def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.ndarray:
     import pyarrow.compute as pc
 
     kind = column.type
-    nulls = column.is_null().to_numpy(zero_copy_only=False)
+    nulls = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_temporal(kind):
         if pa.types.is_date32(kind):
             column = column.cast(pa.int32())
         elif pa.types.is_temporal(kind):
             column = column.view(pa.int64()) if kind.bit_width == 64 else column.view(pa.int32())
-        ints = pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        ints = (
+            pc.fill_null(column.cast(pa.int64()), 0)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int64, copy=False)
+        )
         # the type family salts the hash: DATE 1 and INT64 1 in the same column position must differ
         values = pd.util.hash_array(ints) + np.uint64(hash_kind(kind))
     elif pa.types.is_floating(kind):
         floats = (
-            pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+            pc.fill_null(column.cast(pa.float64()), 0.0)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float64, copy=False)
         )
         floats = np.where(np.isnan(floats), np.float64("nan"), floats) + 0.0  # one NaN, and -0.0 == 0.0
         values = pd.util.hash_array(floats.view(np.uint64))
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        texts = pc.fill_null(column, "").to_numpy(zero_copy_only=False).astype(object)
-        values = pd.util.hash_array(texts, categorize=False)
+        values, repeats[name] = _text_hashes(column, repeats.get(name, True))
     else:
         texts = np.array(
             [json.dumps(_canonical(v), sort_keys=True, default=str) for v in column.to_pylist()], dtype=object
         )
         values = pd.util.hash_array(texts, categorize=False)
-    return np.where(nulls, _NULL_HASH, np.asarray(values, dtype=np.uint64))
+    values = np.asarray(values, dtype=np.uint64)
+    return values if nulls is None else np.where(nulls, _NULL_HASH, values)
+
+
+def _text_hashes(column: pa.Array, by_distinct: bool) -> tuple[np.ndarray, bool]:
+    """pandas' hash of each text (null rows: any value, the caller replaces them), and whether the
+    texts repeat enough for `by_distinct` to pay off on the next batch.
+
+    `by_distinct`: each distinct text is hashed once (Arrow finds them in C++) and spread back to its
+    rows, the same values at a fraction of the cost where texts repeat; mostly distinct texts are
+    cheaper hashed row by row.
+    """
+    import pyarrow.compute as pc
+
+    if not by_distinct:
+        texts = pc.fill_null(column, "").to_numpy(zero_copy_only=False)
+        return np.asarray(pd.util.hash_array(texts, categorize=False)), False
+    encoded = column.dictionary_encode()
+    repeats = 2 * len(encoded.dictionary) <= len(column)
+    if len(encoded.dictionary) == 0:  # every row null
+        return np.zeros(len(column), dtype=np.uint64), repeats
+    distinct = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False), categorize=False)
+    return np.asarray(distinct[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)]), repeats
 
 
 def hash_kind(kind: pa.DataType) -> int:
@@ -244,8 +271,12 @@ def hash_kind(kind: pa.DataType) -> int:
     return int(hashlib.sha256(str(kind).split("[")[0].encode()).hexdigest()[:8], 16)
 
 
-def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
-    """One 64-bit hash per row over all columns (column order and names count)."""
+def row_hashes(batch: pa.RecordBatch | pa.Table, repeats: dict[str, bool] | None = None) -> np.ndarray:
+    """One 64-bit hash per row over all columns (column order and names count).
+
+    `repeats` (see RowHasher) only changes how text columns are hashed, never the hashes.
+    """
+    repeats = {} if repeats is None else repeats
     rows = batch.num_rows
     result = np.full(rows, np.uint64(len(batch.schema)), dtype=np.uint64)
     with np.errstate(over="ignore"):
@@ -253,8 +284,19 @@ def row_hashes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
             salt = np.uint64(int(hashlib.sha256(name.encode()).hexdigest()[:16], 16))
-            result = result * np.uint64(1_000_003) ^ (_column_hash(column) + salt)
+            result = result * np.uint64(1_000_003) ^ (_column_hash(column, name, repeats) + salt)
     return result
+
+
+class RowHasher:
+    """`row_hashes` over the batches of one table: it remembers which text columns repeat (from the
+    first batch), so later batches take the cheaper way for each. Not shared between threads."""
+
+    def __init__(self) -> None:
+        self.repeats: dict[str, bool] = {}
+
+    def __call__(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+        return row_hashes(batch, self.repeats)
 
 
 @dataclass

@@ -132,6 +132,26 @@ def test_nan_null_empty_string_and_empty_list_hash_apart() -> None:
     assert hashes[0] != hashes[1]
 
 
+def test_text_digests_are_those_earlier_backups_recorded() -> None:
+    # Digests recorded before text columns were hashed once per distinct text: old backups must still
+    # validate, whether texts repeat or not and however the rows are batched.
+    from tasks.bigquery_schema import RowHasher
+
+    texts = ["héllo", "", None, "a", "héllo", "ünï 😀", None, "a", "zz" * 40]
+    table = pa.table({"s": pa.array(texts, pa.string()), "ls": pa.array(texts[::-1], pa.large_string()),
+                      "none": pa.array([None] * 9, pa.string()), "i": pa.array(range(9), pa.int64())})  # fmt: skip
+    for repeats in ({}, {"s": False, "ls": False, "none": False}):
+        whole, part = TableDigest(), TableDigest()
+        whole.add(row_hashes(table, dict(repeats)))
+        part.add(row_hashes(table.slice(2, 5), dict(repeats)))
+        assert (whole.hexdigest, part.hexdigest) == ("9:a20ca74b39efbcc8:9852167aacfe1e1a",
+                                                     "5:599222a2e3d90c91:e1d62111618bec51")  # fmt: skip
+    batched, hash_rows = TableDigest(), RowHasher()
+    for batch in table.to_batches(max_chunksize=2):
+        batched.add(hash_rows(batch))
+    assert batched.hexdigest == "9:a20ca74b39efbcc8:9852167aacfe1e1a"
+
+
 def test_sample_mask_picks_the_same_rows_whatever_the_order() -> None:
     rows = [{"i": n, "s": str(n)} for n in range(2000)]
     schema = pa.schema([("i", pa.int64()), ("s", pa.string())])
@@ -159,6 +179,30 @@ def test_parquet_parts_split_batches_exactly_and_keep_the_digest(tmp_path: objec
     digest = write_parquet_parts(iter(batches), str(tmp_path), on_part, part_rows=250)
     assert [(i, rows) for i, rows, _ in parts] == [(0, 250), (1, 250), (2, 250), (3, 150)]
     assert sum((ids for _, _, ids in parts), []) == list(range(900))
+    whole = TableDigest()
+    whole.add(row_hashes(pa.Table.from_batches(batches)))
+    assert digest.hexdigest == whole.hexdigest
+
+
+def test_parquet_row_groups_gather_many_batches(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
+    from tasks import bigquery_io
+
+    monkeypatch.setattr(bigquery_io, "GROUP_ROWS", 250)
+    schema = pa.schema([("i", pa.int64()), ("s", pa.string())])
+    batches = [pa.RecordBatch.from_pylist([{"i": n, "s": f"r{n % 7}"} for n in range(k, k + 100)], schema=schema)
+               for k in range(0, 900, 100)]  # fmt: skip
+    files: list[tuple[int, list[int]]] = []
+
+    def on_part(index: int, path: str, rows: int) -> None:
+        meta = pq.read_metadata(path)
+        groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        files.append((rows, groups))
+        assert pq.read_table(path).column("i").to_pylist() == list(range(900))
+
+    digest = bigquery_io.write_parquet_parts(iter(batches), str(tmp_path), on_part)
+    assert files == [(900, [300, 300, 300])]
     whole = TableDigest()
     whole.add(row_hashes(pa.Table.from_batches(batches)))
     assert digest.hexdigest == whole.hexdigest
