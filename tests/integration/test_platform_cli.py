@@ -1,9 +1,10 @@
 """The unattended path, as a user runs it: `backstop up`, bootstrap, seed, deploy, a deployment run by
 the real process worker, its validation run from the trigger, a failure alert at the local receiver,
-and what the CLI says when the platform is down.
+the staleness alert, and what the CLI says when the platform is down.
 
 Everything runs the real `backstop` command in a subprocess against its own BACKSTOP_HOME, its own
-HOME and free ports, so it never meets a platform someone is running.
+HOME and free ports, so it never meets a platform someone is running. The tests that need a running
+platform share one (`backstop up` costs about half a minute); the one that stops it runs last.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +103,10 @@ def test_mistyped_flag_and_closed_pipe(tmp_path: Path) -> None:
 # -- the whole unattended path ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`backstop up` in a fresh BACKSTOP_HOME on free ports; `backstop down` afterwards."""
+    """`backstop up` in a fresh BACKSTOP_HOME on free ports; `backstop down` afterwards unless the last
+    test has stopped it already."""
+    from backstop.platform import LocalPlatform
+
     root = tmp_path_factory.mktemp("unattended")
     (root / "home").mkdir()
     env = clean_env(root / "bk", root / "home")
@@ -109,7 +114,17 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         ok(env, "up")
         yield env
     finally:
-        run(env, "down")
+        if LocalPlatform(Path(env["BACKSTOP_HOME"])).running():
+            run(env, "down")
+
+
+@pytest.fixture(scope="module")
+def seeded(user: dict[str, str]) -> dict[str, Any]:
+    """`backstop bootstrap`, then `backstop seed`, in a shell that sourced the env; their JSON output."""
+    shell = source_env(user)
+    boot = json.loads(ok(shell, "bootstrap", "--json"))
+    rows = json.loads(ok(shell, "seed", "--objects", "20", "--rows", "200", "--json"))
+    return {"bootstrap": boot, "seed": rows}
 
 
 def source_env(env: dict[str, str]) -> dict[str, str]:
@@ -165,6 +180,12 @@ class Api:
         return list(self.call("POST", "flow_runs/filter", json=body))
 
 
+def received(shell: dict[str, str]) -> list[dict[str, Any]]:
+    """What the local alert receiver got: what `backstop alerts --json` prints, read over HTTP so that a
+    poll does not start a CLI process (about 3 s each) every second."""
+    return list(httpx.get(shell["BACKSTOP_ALERTS_URL"] + "/messages", timeout=10).json())
+
+
 def wait_for(check: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -175,18 +196,19 @@ def wait_for(check: Any, timeout: float) -> Any:
     return check()
 
 
-def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[str, str]) -> None:
+def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
+    user: dict[str, str], seeded: dict[str, Any]
+) -> None:
     first = status(user)
     assert set(first) == {"gcs", "bigquery", "prefect", "gke", "airflow", "composer", "alerts", "worker"}
     again = ok(user, "up")  # harmless a second time: same processes, same ports
     assert "worker: already running" in again and status(user) == first
 
     shell = source_env(user)
-    boot = json.loads(ok(shell, "bootstrap", "--json"))
+    boot = seeded["bootstrap"]  # `backstop bootstrap` and `backstop seed` ran in this shell (fixture)
     assert boot["notify_block"] == "custom-webhook/backstop-local-alerts"  # the local receiver by default
     assert "STORAGE_EMULATOR_HOST" in boot["work_pool_env"]
-    seeded = json.loads(ok(shell, "seed", "--objects", "20", "--rows", "200", "--json"))
-    assert [row["component"] for row in seeded] == ["gcs", "bigquery", "configs", "composer", "gke"]
+    assert [row["component"] for row in seeded["seed"]] == ["gcs", "bigquery", "configs", "composer", "gke"]
     settings = json.loads(ok(shell, "settings", "show", "--json"))
     assert "demo-raw-data" in settings["gcs_sources"] and "demo_sales" in settings["bigquery_datasets"]
     deployed = json.loads(ok(shell, "deploy", "--json"))
@@ -210,15 +232,15 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
     failed = api.wait_final(failing, 120)
     assert failed["state"]["type"] == "FAILED"
 
-    def alerted() -> list[dict[str, Any]]:
-        messages = json.loads(ok(shell, "alerts", "--json"))
+    def alerted(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
             m
             for m in messages
             if "no-such-bucket-e2e" in m["text"] and "deployment gcs-daily-backup" in m["text"]
         ]
 
-    (alert,) = wait_for(alerted, timeout=60)
+    wait_for(lambda: alerted(received(shell)), timeout=60)
+    (alert,) = alerted(json.loads(ok(shell, "alerts", "--json")))
     assert alert["subject"].startswith("Backstop: backup-gcs run ") and alert["subject"].endswith(" Failed")
     assert f"{failed['name']}" in alert["text"]
 
@@ -231,7 +253,7 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(user: dict[s
 
 
 def test_settings_edits_are_validated_and_a_first_setup_names_its_buckets(
-    user: dict[str, str], tmp_path: Path
+    user: dict[str, str], seeded: dict[str, Any], tmp_path: Path
 ) -> None:
     shell = source_env(user)
     ok(shell, "settings", "set", "retention.keep_last=5", "objectives.gcs.rpo_hours=12")
@@ -270,7 +292,9 @@ SHORT_DEMO = (
 )
 
 
-def test_demo_with_the_platform_up_leaves_settings_and_processes_alone(user: dict[str, str]) -> None:
+def test_demo_with_the_platform_up_leaves_settings_and_processes_alone(
+    user: dict[str, str], seeded: dict[str, Any]
+) -> None:
     shell = source_env(user)  # the worst case: a shell pointed at the user's platform
     settings = ok(shell, "settings", "show", "--json")
     processes = status(user)
@@ -284,8 +308,83 @@ def test_demo_with_the_platform_up_leaves_settings_and_processes_alone(user: dic
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "byte-identical" in done.stdout
     assert ok(shell, "settings", "show", "--json") == settings
-    assert status(user) == processes
-    assert json.loads(ok(user, "status", "--json"))["demo"] == {}  # the demo stopped what it started
+    after = json.loads(ok(user, "status", "--json"))
+    assert {name: int(info["pid"]) for name, info in after["services"].items()} == processes
+    assert after["demo"] == {}  # the demo stopped what it started
+
+
+# -- the staleness alert -----------------------------------------------------------------------
+# With a short RPO, deploy's proactive trigger on the real Prefect server posts to the local alert
+# receiver for a component with no validated backup within its RPO, and stays quiet for a component
+# whose validation deployment completed within it.
+# 21.6 s: above Prefect's 10 s minimum for a proactive window, and long enough for a validation
+# deployment run (worker pickup and a process start, ~5-10 s here) to complete inside it.
+RPO_HOURS = 0.006
+WINDOW = timedelta(hours=RPO_HOURS)
+# after a window ends: Prefect evaluates proactive triggers every 5 s, then the action posts
+SETTLE = timedelta(seconds=12)
+
+
+def when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def automation_created(api: Api, name: str) -> datetime:
+    found = api.call("POST", "automations/filter", json={})
+    (created,) = [when(a["created"]) for a in found if a["name"] == name]
+    return created
+
+
+def test_staleness_alert_fires_without_a_validated_backup_and_not_with_one(
+    user: dict[str, str], seeded: dict[str, Any]
+) -> None:
+    shell = source_env(user)
+    # the seed's bucket as the one scheduled gcs source (a test above adds a failing one), short RPOs
+    ok(
+        shell,
+        "settings",
+        "set",
+        "gcs_sources=[demo-raw-data]",
+        f"objectives.configs.rpo_hours={RPO_HOURS}",
+        f"objectives.gcs.rpo_hours={RPO_HOURS}",
+    )
+    ok(shell, "backup", "gcs")  # something to validate (a CLI backup does not count for the alert)
+    deployed = json.loads(ok(shell, "deploy", "--json"))
+    assert {"backstop-stale-configs", "backstop-stale-gcs"} <= set(deployed["automations"])
+
+    api = Api(shell["PREFECT_API_URL"])
+    configs_since = automation_created(api, "backstop-stale-configs")
+    gcs_since = automation_created(api, "backstop-stale-gcs")
+    # gcs: its validation deployment runs on the worker and completes within the window
+    validation = api.wait_final(api.run("validate-gcs", "gcs-validate"), timeout=WINDOW.total_seconds())
+    assert validation["state"]["type"] == "COMPLETED", validation["state"]
+    assert when(validation["end_time"]) < gcs_since + WINDOW, "the validation ended after the window"
+
+    def staleness(component: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        subject = f"Backstop: no {component} backup within its RPO of {RPO_HOURS:g} h"
+        return [m for m in messages if m["subject"] == subject]
+
+    # configs: nothing validated it, so the alert fires once its window has passed (~5 s later)
+    limit = (configs_since + WINDOW + 3 * SETTLE - datetime.now(configs_since.tzinfo)).total_seconds()
+    wait_for(lambda: staleness("configs", received(shell)), timeout=max(limit, 1))
+    alerts = staleness("configs", json.loads(ok(shell, "alerts", "--json")))
+    assert alerts, f"no staleness alert for configs: {received(shell)}"
+    first = alerts[0]
+    assert "No validated backup of configs: no validation run (configs-validate) completed" in first["text"]
+    fired = (when(first["received_at"]) - configs_since).total_seconds()
+    assert fired >= WINDOW.total_seconds() - 1  # not before its window ended (received_at is in whole s)
+    ended = (when(validation["end_time"]) - gcs_since).total_seconds()
+    print(
+        f"configs alerted {fired:.0f} s after its automation was created; gcs validated after {ended:.1f} s"
+    )
+
+    # gcs: once its window (and Prefect's evaluation after it) has passed, still no alert
+    rest = (gcs_since + WINDOW + SETTLE - datetime.now(gcs_since.tzinfo)).total_seconds()
+    time.sleep(max(rest, 0))
+    assert staleness("gcs", received(shell)) == []
+
+
+# -- last: it stops the platform the tests above share ---------------------------------------------
 
 
 def test_down_then_validate_is_one_error_line(user: dict[str, str]) -> None:
