@@ -36,6 +36,11 @@ COMMAND_MODULES = [
 ]
 
 
+# Modules that import neither Prefect nor pandas: a verb they register (`status`, `up`, `alerts`,
+# `list`, ...) is parsed with them alone, so such a command starts in a fraction of a second.
+LIGHT_MODULES = ["backstop.commands.core", "backstop.commands.platform"]
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises InvalidInput (one line, exit 2) instead of printing usage and exiting."""
 
@@ -118,7 +123,7 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
     parser = ArgumentParser(prog="backstop", description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default="default", help="name of the Backstop settings block")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's flow and task run logs")
@@ -127,7 +132,7 @@ def build_parser() -> ArgumentParser:
     for verb in ("backup", "restore"):
         group = verbs.add_parser(verb, help=f"{verb} one component")
         groups[verb] = group.add_subparsers(dest="component", required=True, parser_class=ArgumentParser)
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # tests/unit/test_cli.py asserts every listed module exists
@@ -136,6 +141,10 @@ def build_parser() -> ArgumentParser:
             continue
         module.register(verbs, groups)
     return parser
+
+
+def _verbs(parser: argparse.ArgumentParser) -> set[str]:
+    return {str(w) for a in parser._actions if isinstance(a, argparse._SubParsersAction) for w in a.choices}
 
 
 def quiet_prefect_console(argv: Sequence[str]) -> None:
@@ -202,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         load_platform_env()
     try:
-        parser = build_parser()
+        parser = build_parser(LIGHT_MODULES)
+        if _verb(argv) not in _verbs(parser) - {"backup", "restore"}:  # other verbs, anything mistyped
+            parser = build_parser()
         try:
             args = parser.parse_args(argv)
         except InvalidInput as exc:
