@@ -26,7 +26,7 @@ from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks import catalog_io, gcs
+from tasks import catalog_io, gcs, gcs_copy
 from tasks.airflow_api import KINDS, check_python_files, export_metadata, import_items
 from tasks.component import BackupPlan as LifecyclePlan
 from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
@@ -189,7 +189,7 @@ class ComposerComponent(LifecycleMethods):
         plan_ = plan_backup(objects, bucket, last, gcs.pooled_objects(store, bucket))
         entries = list(plan_.reused)
         for batch in batches(plan_.to_copy, gcs.BATCH_SIZE):
-            entries += gcs.copy_batch(client, bucket, batch, store)
+            entries += gcs_copy.copy_batch(client, bucket, batch, store)
         dag_files = sum(1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py"))
         state = {
             "bucket": bucket,
@@ -333,7 +333,9 @@ class ComposerComponent(LifecycleMethods):
                 for e, a in private["dags"]
                 if a == "create" or (a == "overwrite" and request.overwrite)
             ]
-            gcs.write_objects(client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file")
+            gcs_copy.write_objects(
+                client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file"
+            )
         if "metadata" in private:
             cs = composer_settings(ctx.settings)
             exports, box = private["metadata"]
