@@ -217,7 +217,7 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
         created = report.created
         plain_target = unique("bench-plain-restored")
         client.create_bucket(plain_target)
-        pairs = [(backup_bucket, e.stored_key, plain_target, e.name) for e in full.entries]
+        pairs = [(backup_bucket, e.stored_key, plain_target, e.name) for e in store.iter_entries(full)]
         plain_restore_runs.append(step("plain loop restore", partial(plain_copy, client, pairs))[0])
     plain_restore_s, restore_s = min(plain_restore_runs), min(restore_runs)
     restore_rows = [

@@ -86,6 +86,12 @@ class BackstopSettings(Block):
     gcs_sources: list[str] = Field(
         default_factory=list, description="Buckets the scheduled Cloud Storage backup takes."
     )
+    gcs_write_rate: float = Field(
+        default=1000.0,
+        gt=0,
+        description="Object writes per second a copy starts at per destination bucket (doubled at most every "
+        "20 minutes of sustained load, halved on 429 / 5xx: Cloud Storage's request-rate guideline).",
+    )
     bigquery_datasets: list[str] = Field(
         default_factory=list, description="Datasets the scheduled backup takes."
     )

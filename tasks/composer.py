@@ -26,7 +26,7 @@ from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks import catalog_io, gcs
+from tasks import catalog_io, gcs, gcs_copy
 from tasks.airflow_api import KINDS, check_python_files, export_metadata, import_items
 from tasks.component import BackupPlan as LifecyclePlan
 from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
@@ -194,7 +194,7 @@ class ComposerComponent(LifecycleMethods):
         for batch in plan_backup(
             objects, bucket, store.iter_entries(last) if last else (), kept.extend, counts
         ):
-            entries += gcs.copy_batch(client, bucket, batch, store)
+            entries += gcs_copy.copy_batch(client, bucket, batch, store)
         entries += kept
         dag_files = sum(1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py"))
         state = {"bucket": bucket, "objects": len(entries), "copied": counts.copied, "reused": counts.reused}
@@ -334,7 +334,9 @@ class ComposerComponent(LifecycleMethods):
                 for e, a in private["dags"]
                 if a == "create" or (a == "overwrite" and request.overwrite)
             ]
-            gcs.write_objects(client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file")
+            gcs_copy.write_objects(
+                client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file"
+            )
         if "metadata" in private:
             cs = composer_settings(ctx.settings)
             exports, box = private["metadata"]

@@ -1,7 +1,8 @@
 """Cloud Storage component: back up buckets into the generation-keyed pool, validate, restore.
 
 All bytes move server-side (rewrite), from the source bucket into the backup bucket and back; the
-worker only lists and checks. See tasks/gcs_plan.py for the layout and the incremental rules.
+worker only lists and checks. See tasks/gcs_plan.py for the layout and the incremental rules, and
+tasks/gcs_copy.py for the copies (one pool of copy workers, a write ramp per destination bucket).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field
 
-from backstop.core.errors import Conflict, NotFound, ValidationFailed
+from backstop.core.errors import NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry, select
 from backstop.core.names import check_bucket
 from blocks.clients import storage_client
@@ -22,27 +23,22 @@ from blocks.settings import BackstopSettings
 from tasks import catalog_io, gcs_resume
 from tasks.component import BackupPlan as LifecyclePlan
 from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
+from tasks.gcs_copy import copy_batch, remove_bucket, write_objects  # the copy path
 from tasks.gcs_plan import (
     KEPT_PROPERTIES,
     Action,
     PlanCounts,
     SourceObject,
-    batches,
-    entry_for,
     growing_batches,
     matching,
     plan_backup,
-    pool_key,
 )
 from tasks.gcs_restore import decide, plan_bucket, target_listing, verify_bucket
-from tasks.parallel import batched
 from tasks.spool import EntrySpool
-from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, parallel_map
+from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors
 
 NAME = "gcs"
 BATCH_SIZE = 1000
-COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
-WORKERS = 16
 
 Progress = Callable[[int, int, int], None]  # (batch number, objects done, bytes done)
 
@@ -78,61 +74,6 @@ def source_object(blob: Any) -> SourceObject:
         properties=properties,
         metadata=tuple(sorted((blob.metadata or {}).items())),
     )
-
-
-def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -> Any:
-    """Copy one source generation into the pool, server-side.
-
-    Small objects use the one-call copy; large ones, and any copy that must be encrypted with a
-    KMS key, use rewrite with its resumption tokens (the path Google recommends for big objects).
-    """
-    src = source.blob(obj.name, generation=obj.generation)
-    if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
-        return source.copy_blob(
-            src, store.bucket, key, source_generation=obj.generation, timeout=TIMEOUT, retry=RETRY
-        )
-    return _rewrite(src, store.blob(key))
-
-
-def _rewrite(src_blob: Any, dest_blob: Any) -> Any:
-    """Server-side rewrite, following rewrite tokens for large objects."""
-    token, _, _ = dest_blob.rewrite(src_blob, timeout=TIMEOUT, retry=RETRY)
-    while token is not None:
-        token, _, _ = dest_blob.rewrite(src_blob, token=token, timeout=TIMEOUT, retry=RETRY)
-    return dest_blob
-
-
-def copy_batch(
-    client: Any, bucket: str, items: list[tuple[SourceObject, str]], store: BackupStore
-) -> list[ManifestEntry]:
-    """Copy one batch of source generations into the pool; verify each copy's crc32c."""
-    source = client.bucket(bucket)
-
-    def copy(item: tuple[SourceObject, str]) -> ManifestEntry | None:
-        obj, key = item
-        try:
-            with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
-                dest = _server_copy(source, obj, store, key)
-        except NotFound:
-            # Overwritten or deleted since it was listed: a bucket without versioning keeps no
-            # older generation. Take the live one (the backup is then not one point in time for
-            # this object, and source_state says so); a deleted object is simply not in it.
-            with converted_errors(f"reading gs://{bucket}/{obj.name}"):
-                live = source.get_blob(obj.name, timeout=TIMEOUT, retry=RETRY)
-            if live is None:
-                return None
-            obj = source_object(live)
-            key = pool_key(bucket, obj.name, obj.generation)
-            with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
-                dest = _server_copy(source, obj, store, key)
-        if dest.crc32c != obj.crc32c or int(dest.size or 0) != obj.size:
-            raise ValidationFailed(
-                f"copy of gs://{bucket}/{obj.name} to {store.where(key)} has crc32c {dest.crc32c} / {dest.size} bytes, "
-                f"source has {obj.crc32c} / {obj.size}"
-            )
-        return entry_for(obj, key)
-
-    return [entry for entry in parallel_map(copy, items, WORKERS) if entry is not None]
 
 
 def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
@@ -186,52 +127,6 @@ def plan_objects(
     """Per entry, what restoring it into `bucket` does (a bucket that does not exist holds nothing)."""
     with target_listing(client, bucket) as there:
         return list(decide(there, entries, overwrite))
-
-
-def write_objects(
-    client: Any,
-    store: BackupStore,
-    bucket: str,
-    actions: list[tuple[ManifestEntry, Action]],
-    backup_id: str,
-    noun: str = "object",
-) -> None:
-    """Refuse any conflict before writing anything, then copy what the plan creates or overwrites."""
-    conflicts = [e.name for e, a in actions if a == "conflict"]
-    if conflicts:
-        shown = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
-        raise Conflict(
-            f"{len(conflicts)} {noun}(s) in gs://{bucket} differ from backup {backup_id} "
-            f"and overwrite was not asked for: {shown}"
-        )
-    for batch in batches([e for e, a in actions if a in ("create", "overwrite")], BATCH_SIZE):
-        restore_batch(client, store, bucket, batch)
-
-
-def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[ManifestEntry]) -> int:
-    """Copy entries from the pool to `bucket`, with their properties and custom metadata."""
-    target = client.bucket(bucket)
-
-    def put(entry: ManifestEntry) -> int:
-        dest = target.blob(entry.name)
-        with converted_errors(f"restoring {store.where(entry.stored_key)} to gs://{bucket}/{entry.name}"):
-            _rewrite(store.bucket.blob(entry.stored_key), dest)
-            # The stored copy may carry an older generation's metadata (same bytes reused): patch
-            # to exactly the backed-up properties; a None value removes a key in a JSON-API patch.
-            wanted = {p: entry.metadata.get("properties", {}).get(p) for p in KEPT_PROPERTIES}
-            custom = entry.metadata.get("custom", {})
-            if any(getattr(dest, p, None) != v for p, v in wanted.items()) or (dest.metadata or {}) != custom:
-                for prop, value in wanted.items():
-                    setattr(dest, prop, value)
-                dest.metadata = {k: None for k in dest.metadata or {}} | custom
-                dest.patch(timeout=TIMEOUT, retry=RETRY)
-        if dest.crc32c != entry.crc32c:
-            raise ValidationFailed(
-                f"restored gs://{bucket}/{entry.name} has crc32c {dest.crc32c}, backup says {entry.crc32c}"
-            )
-        return entry.size
-
-    return sum(parallel_map(put, entries, WORKERS))
 
 
 class GcsOptions(BaseModel):
@@ -302,7 +197,8 @@ class GcsComponent(LifecycleMethods):
     ) -> tuple[list[ManifestEntry], dict[str, Any]]:
         """Copy the batch of one work file (the unit is its key: a few bytes to ship to a worker)."""
         batch = gcs_resume.load_work(ctx.store, unit)
-        entries = copy_batch(storage_client(ctx.settings.project), manifest.source, batch, ctx.store)
+        client = storage_client(ctx.settings.project)
+        entries = copy_batch(client, manifest.source, batch, ctx.store, rate=ctx.settings.gcs_write_rate)
         gcs_resume.save(ctx.store, manifest, entries)  # a later run reuses these if this one dies
         listed = {obj.name: obj.generation for obj, _ in batch}
         return entries, {"changed_during_backup": sum(listed[e.name] != e.generation for e in entries)}
@@ -347,10 +243,13 @@ class GcsComponent(LifecycleMethods):
         client = storage_client(ctx.settings.project)
         try:
             ensure_target_bucket(client, bucket, ctx.settings.location)
-            writes = [planned.creates, planned.replaces] if request.overwrite else [planned.creates]
-            for spool in writes:
-                for batch in batched(spool, BATCH_SIZE):
-                    restore_batch(client, ctx.store, bucket, batch)
+            wanted: list[tuple[EntrySpool, Action]] = [(planned.creates, "create")]
+            if request.overwrite:
+                wanted.append((planned.replaces, "overwrite"))
+            actions = ((entry, action) for spool, action in wanted for entry in spool)
+            write_objects(
+                client, ctx.store, bucket, actions, manifest.backup_id, rate=ctx.settings.gcs_write_rate
+            )
         finally:
             planned.close()
 
@@ -372,17 +271,6 @@ class GcsComponent(LifecycleMethods):
 def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:
     """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
     return verify_bucket(client, bucket, entries)
-
-
-def remove_bucket(client: Any, bucket: str) -> None:
-    """Delete a scratch bucket and everything in it (nothing when it does not exist)."""
-    with converted_errors(f"removing scratch bucket gs://{bucket}"):
-        found = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY)
-        if found is None:
-            return
-        blobs = list(client.list_blobs(bucket, timeout=TIMEOUT))
-        parallel_map(lambda b: b.delete(timeout=TIMEOUT), blobs, WORKERS)
-        found.delete(timeout=TIMEOUT)
 
 
 COMPONENT = GcsComponent()

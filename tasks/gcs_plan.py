@@ -1,15 +1,22 @@
 """Pure planning for Cloud Storage backups and restores: no Prefect, no I/O.
 
-The backup store is keyed by generation: `pool/gcs/<bucket>/<generation>/<name>` holds exactly
-one content for ever, because a Cloud Storage generation is immutable. So an incremental backup
-copies only what the previous backup does not already hold, every manifest still lists its full
-object set, and deleting an older backup never breaks a newer one (prune sweeps only keys no
-manifest references). Planning is a merge of two name-ordered streams (the source listing and
-the previous manifest): its memory does not grow with the bucket.
+The backup store is keyed by generation: `pool/gcs/<bucket>/<spread>/<generation>/<name>` holds
+exactly one content for ever, because a Cloud Storage generation is immutable. So an incremental
+backup copies only what the previous backup does not already hold, every manifest still lists its
+full object set, and deleting an older backup never breaks a newer one (prune sweeps only keys no
+manifest references). Planning is a merge of two name-ordered streams (the source listing and the
+previous manifest): its memory does not grow with the bucket.
+
+`<spread>` is 4 hex digits of a hash of bucket, name and generation: a generation is a microsecond
+timestamp, so keys starting with it would put all new data into one hot key range, which Cloud
+Storage spreads over its servers slowly. Backups written before the spread (the older layout
+`pool/gcs/<bucket>/<generation>/<name>`) stay readable: every manifest entry names its
+`stored_key`, and everything that lists the pool lists `pool_prefix(bucket)`, which holds both.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,7 +56,9 @@ def pool_prefix(bucket: str) -> str:
 
 
 def pool_key(bucket: str, name: str, generation: int) -> str:
-    return f"{pool_prefix(bucket)}{generation}/{name}"
+    """Where the pool keeps one source generation (see the module docstring)."""
+    spread = hashlib.sha256(f"{bucket}\n{name}\n{generation}".encode()).hexdigest()[:4]
+    return f"{pool_prefix(bucket)}{spread}/{generation}/{name}"
 
 
 def entry_for(obj: SourceObject, stored_key: str) -> ManifestEntry:

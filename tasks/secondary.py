@@ -21,18 +21,23 @@ from backstop.core.errors import BackstopError, ConfigError, InvalidInput, Valid
 from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
 from tasks import catalog
+from tasks.gcs_copy import ramp_for
 from tasks.parallel import batched
 from tasks.spool import Held
-from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors, parallel_map
+from tasks.store import TIMEOUT, BackupStore, converted_errors, parallel_map
 
 WORKERS = 16
 
 
 def _rewrite(source_blob: Any, dest_blob: Any) -> None:
-    """Server-side rewrite (works across locations and storage classes), following tokens."""
-    token, _, _ = dest_blob.rewrite(source_blob, timeout=TIMEOUT, retry=RETRY)
+    """Server-side rewrite (works across locations and storage classes), following tokens; each
+    call waits for the secondary bucket's write ramp and backs off on 429 / 5xx (tasks/gcs_copy.py)."""
+    ramp = ramp_for(dest_blob.bucket.name)
+    ramp.wait()
+    token, _, _ = dest_blob.rewrite(source_blob, timeout=TIMEOUT, retry=ramp.retry)
     while token is not None:
-        token, _, _ = dest_blob.rewrite(source_blob, token=token, timeout=TIMEOUT, retry=RETRY)
+        ramp.wait()
+        token, _, _ = dest_blob.rewrite(source_blob, token=token, timeout=TIMEOUT, retry=ramp.retry)
 
 
 def copy_to_secondary(

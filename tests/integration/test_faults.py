@@ -92,12 +92,15 @@ CHILD = textwrap.dedent(
         catalog.begin_backup, catalog.commit_backup = begin_then_mark, mark_then_commit
         gcs.COMPONENT.backup(settings, store, source, progress=lambda done, total: reached(f"batch-{done}"))
     else:
-        restore_batch = gcs.restore_batch
+        from tasks import gcs_copy
+        gcs_copy.WORKERS = 1  # one copy worker: 'object-N' is a point in the restore's stream
+        restore_object, restored = gcs_copy._restore_object, []
         def restore_then_mark(*a, **k):
-            result = restore_batch(*a, **k)
-            reached(f"batch-{len(done) + 1}")
+            result = restore_object(*a, **k)
+            restored.append(result)
+            reached(f"object-{len(restored)}")
             return result
-        gcs.restore_batch = restore_then_mark
+        gcs_copy._restore_object = restore_then_mark
         manifest = store.read_manifest(sys.argv[8])
         gcs.COMPONENT.restore(settings, store, manifest, target=sys.argv[7])
     Path(marker).write_text("finished")
@@ -204,9 +207,9 @@ def test_restore_killed_halfway_completes_when_rerun_without_overwrite(
     manifest = gcs_component.backup(settings, store, source)
     target = unique("halfrestored")
     run_child_and_kill(
-        tmp_path, ["restore", settings.backup_bucket, source, target, manifest.path], "batch-2", True
+        tmp_path, ["restore", settings.backup_bucket, source, target, manifest.path], "object-20", True
     )
-    assert len(read_all(gcs, target)) == 20  # two batches of ten landed before the kill
+    assert len(read_all(gcs, target)) == 20  # twenty objects landed before the kill
 
     report = gcs_component.restore(settings, store, manifest, target=target, overwrite=False)
     assert report.unchanged == 20 and report.created == OBJECTS - 20 and report.conflicts == []

@@ -10,6 +10,7 @@ import pytest
 from backstop.core.manifest import BackupManifest, ManifestEntry, new_backup_id, utcnow
 from backstop.core.retention import RetentionPolicy
 from tasks import catalog
+from tasks.gcs_plan import pool_key as gcs_pool_key
 from tasks.prune import PruneReport, plan_prune, prune, remove_manifests
 from tasks.store import BackupStore, crc32c_b64
 from tests.conftest import unique
@@ -20,7 +21,12 @@ KEEP_TWO = RetentionPolicy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthl
 
 
 def pool_key(source: str, generation: int) -> str:
-    return f"pool/gcs/{source}/{generation}/obj-{generation}"
+    """Odd generations in the spread-out pool layout, even ones in the layout before it (older
+    backups): the sweep handles both."""
+    name = f"obj-{generation}"
+    return (
+        gcs_pool_key(source, name, generation) if generation % 2 else f"pool/gcs/{source}/{generation}/{name}"
+    )
 
 
 def make_backup(

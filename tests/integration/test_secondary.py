@@ -9,6 +9,7 @@ import pytest
 from backstop.core.errors import NotFound, ValidationFailed
 from backstop.core.manifest import ManifestEntry
 from tasks import catalog
+from tasks.gcs_plan import pool_key
 from tasks.secondary import choose_store, copy_to_secondary, open_for_restore, pending_copies
 from tasks.store import BackupStore, crc32c_b64
 from tests.conftest import unique
@@ -21,7 +22,11 @@ def committed_backup(store: BackupStore, source: str, files: int = 4, validate: 
     entries = []
     for i in range(files):
         data = f"{source} object {i} ".encode() * (i + 1)
-        key = f"pool/gcs/{source}/{100 + i}/obj-{i}" if i % 2 else f"{manifest.folder}data/part-{i}"
+        key = {  # per-backup files, pool objects in the layout before the spread and in the spread one
+            0: f"{manifest.folder}data/part-{i}",
+            1: f"pool/gcs/{source}/{100 + i}/obj-{i}",
+            3: pool_key(source, f"obj-{i}", 100 + i),
+        }[i % 4 if i % 2 else 0]
         store.put_bytes(key, data)
         entries.append(
             ManifestEntry(name=f"obj-{i}", stored_key=key, size=len(data), crc32c=crc32c_b64(data))

@@ -1,0 +1,121 @@
+"""A local HTTP proxy in front of a Cloud Storage JSON API server (fake-gcs-server) that answers the
+first object copies with errors, as a bucket over its request rate does (429) or a server having a
+bad moment (503), then forwards everything.
+
+Only copies (`.../copyTo/...`, `.../rewriteTo/...`) are refused, each refusal with the body of the
+real API's error; every other request, and every copy once the refusals are used up, goes to the
+server unchanged. Tests point STORAGE_EMULATOR_HOST at it to see Backstop back off and finish.
+
+Use: `with throttling_proxy("http://127.0.0.1:4443", [429, 429, 503]) as proxy: ... proxy.url`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http import server as http_server
+from typing import Any
+from urllib.parse import urlsplit
+
+MESSAGES = {
+    429: ("rateLimitExceeded", "The rate of change requests to the object is too high; please slow down."),
+    503: ("backendError", "We encountered an internal error. Please try again."),
+}
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "upgrade"}
+
+
+@dataclass
+class ProxyState:
+    """What the proxy still refuses, and what it refused (status and path, in order)."""
+
+    url: str = ""
+    refusals: list[int] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refusal(self, method: str, path: str) -> int | None:
+        if method != "POST" or not ("/copyTo/" in path or "/rewriteTo/" in path):
+            return None
+        with self.lock:
+            if not self.refusals:
+                return None
+            status = self.refusals.pop(0)
+            self.refused.append((status, path))
+            return status
+
+
+def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPRequestHandler]:
+    target = urlsplit(upstream)
+
+    class Handler(http_server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the client's connection pool expects
+        upstream_conn: http.client.HTTPConnection | None = None
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def _relay(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status = state.refusal(self.command, self.path)
+            if status is not None:
+                reason, message = MESSAGES.get(status, ("error", "error"))
+                error = {
+                    "code": status,
+                    "message": message,
+                    "errors": [{"reason": reason, "message": message}],
+                }
+                self._answer(
+                    status, {"Content-Type": "application/json"}, json.dumps({"error": error}).encode()
+                )
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
+            for attempt in (1, 2):  # a kept-alive upstream connection may have been closed meanwhile
+                if self.upstream_conn is None:
+                    self.upstream_conn = http.client.HTTPConnection(
+                        target.hostname or "", target.port, timeout=120
+                    )
+                try:
+                    self.upstream_conn.request(self.command, self.path, body=body or None, headers=headers)
+                    answer = self.upstream_conn.getresponse()
+                    data = answer.read()
+                    break
+                except (http.client.RemoteDisconnected, ConnectionError):
+                    self.upstream_conn.close()
+                    self.upstream_conn = None
+                    if attempt == 2:
+                        raise
+            kept = {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP}
+            self._answer(answer.status, kept, data)
+
+        def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
+
+    return Handler
+
+
+@contextmanager
+def throttling_proxy(upstream: str, refusals: list[int]) -> Iterator[ProxyState]:
+    """Serve the proxy on a free local port while the block runs; `refusals`: the statuses the
+    first copies get, in order."""
+    state = ProxyState(refusals=list(refusals))
+    httpd = http_server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream, state))
+    httpd.daemon_threads = True
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

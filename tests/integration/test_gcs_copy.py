@@ -1,0 +1,83 @@
+"""The Cloud Storage copy path on fake-gcs-server: pool key layouts, backoff on 429 / 503."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from backstop.local.throttling_proxy import throttling_proxy
+from tasks import gcs_plan
+from tasks.gcs import COMPONENT as gcs_component
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+
+def seed(client: Any, count: int) -> tuple[str, dict[str, bytes]]:
+    name = unique("copysrc")
+    bucket = client.create_bucket(name)
+    contents = {f"d{i % 3}/obj-{i:03d}": os.urandom(200 + i * 31) for i in range(count)}
+    for key, data in contents.items():
+        bucket.blob(key).upload_from_string(data)
+    return name, contents
+
+
+def read_all(client: Any, bucket: str) -> dict[str, bytes]:
+    return {b.name: b.download_as_bytes() for b in client.list_blobs(bucket)}
+
+
+def old_pool_key(bucket: str, name: str, generation: int) -> str:
+    """The pool layout before the spread-out prefix (backups made by earlier versions)."""
+    return f"pool/gcs/{bucket}/{generation}/{name}"
+
+
+def test_backup_in_the_old_key_layout_restores_and_an_incremental_reuses_it(
+    gcs: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, contents = seed(gcs, 12)
+    with monkeypatch.context() as old_code:
+        old_code.setattr(gcs_plan, "pool_key", old_pool_key)
+        old = gcs_component.backup(settings, store, source)
+    assert {e.stored_key for e in old.entries} == {
+        old_pool_key(source, e.name, e.generation) for e in old.entries
+    }
+
+    changed = "d0/obj-003"
+    gcs.bucket(source).blob(changed).upload_from_string(b"changed")
+    new = gcs_component.backup(settings, store, source)
+    assert (new.source_state["copied"], new.source_state["reused"]) == (1, 11)
+    entry = next(e for e in new.entries if e.name == changed)
+    assert (
+        entry.stored_key
+        == gcs_plan.pool_key(source, changed, entry.generation or 0)
+        != old_pool_key(source, changed, entry.generation or 0)
+    )
+    assert {e.stored_key for e in new.entries if e.name != changed} <= {e.stored_key for e in old.entries}
+    gcs_component.validate(settings, store, new, 100)
+
+    before, after = unique("old-restored"), unique("new-restored")
+    gcs_component.restore(settings, store, old, target=before)
+    gcs_component.restore(settings, store, new, target=after)
+    assert read_all(gcs, before) == contents
+    assert read_all(gcs, after) == contents | {changed: b"changed"}
+
+
+def test_backup_and_restore_back_off_through_429_and_503_and_stay_byte_identical(
+    gcs: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, contents = seed(gcs, 24)
+    emulator = os.environ["STORAGE_EMULATOR_HOST"]
+    with throttling_proxy(emulator, [429, 429, 429, 503, 503]) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)  # the component's clients go through it
+        manifest = gcs_component.backup(settings, store, source)
+        assert [status for status, _ in proxy.refused] == [429, 429, 429, 503, 503]
+        proxy.refusals += [429, 503, 503]
+        target = unique("throttled-restored")
+        report = gcs_component.restore(settings, store, manifest, target=target)
+        assert len(proxy.refused) == 8 and report.created == len(contents)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    assert len(manifest.entries) == len(contents)
+    gcs_component.validate(settings, store, manifest, 100)
+    assert read_all(gcs, target) == contents
