@@ -273,14 +273,18 @@ def write(
 
     path = HERE / "RESULTS.md"
     text = path.read_text() if path.exists() else ""
-    text = text.split(MARK)[0].rstrip() + "\n\n" if MARK in text else text.rstrip() + "\n\n"
+    rest = ""
+    if MARK in text:  # replace this section only; the sections after it stay
+        text, after = text.split(MARK, 1)
+        rest = "\n## " + after.split("\n## ", 1)[1] if "\n## " in after else ""
+    text = text.rstrip() + "\n\n"
     columns = list(dict.fromkeys(k for row in rows for k in row))  # growth columns start at row 2
     rows = [{k: row.get(k, "") for k in columns} for row in rows]
     body = [MARK, "", f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.", "", markdown_table(rows), ""]
     if find_rows:
         body += ["### Finding a backup by id as the pool grows (fake-gcs-server, median of 5)", ""]
         body += [markdown_table(find_rows), ""]
-    path.write_text(text + "\n".join(body + [f"- {n}" for n in notes]) + "\n")
+    path.write_text(text + "\n".join(body + [f"- {n}" for n in notes]) + "\n" + rest)
 
 
 def main(argv: list[str] | None = None) -> int:
