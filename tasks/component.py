@@ -92,6 +92,15 @@ class BackupPlan:
     private: Any = None
 
 
+@dataclass(frozen=True)
+class StoredEntries:
+    """What a unit may return instead of its entries: the key of the entry list it wrote to the
+    backup bucket, so that only a key travels back from a worker on another machine."""
+
+    key: str
+    count: int
+
+
 @dataclass
 class RestoreRequest:
     """A restore as the user asked for it; the same names in every component, flow and command."""
@@ -198,8 +207,9 @@ class Component(Protocol):
 
     def run_unit(
         self, ctx: Context, manifest: BackupManifest, unit: Any
-    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
-        """Take one unit into the store; return its entries and state to merge into source_state."""
+    ) -> tuple[list[ManifestEntry] | StoredEntries, dict[str, Any]]:
+        """Take one unit into the store; return its entries (or where it wrote them) and state to
+        merge into source_state."""
         ...
 
     def finish(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -22,7 +22,7 @@ from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
 from tasks import catalog_io, gcs_resume
 from tasks.component import BackupPlan as LifecyclePlan
-from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest
+from tasks.component import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
 from tasks.gcs_copy import copy_batch, remove_bucket, write_objects  # the copy path
 from tasks.gcs_plan import (
     KEPT_PROPERTIES,
@@ -39,8 +39,6 @@ from tasks.store import RETRY, TIMEOUT, BackupStore, converted_errors
 
 NAME = "gcs"
 BATCH_SIZE = 1000
-
-Progress = Callable[[int, int, int], None]  # (batch number, objects done, bytes done)
 
 
 def list_source(client: Any, bucket: str, prefixes: list[str] | None = None) -> Iterator[SourceObject]:
@@ -194,14 +192,16 @@ class GcsComponent(LifecycleMethods):
 
     def run_unit(
         self, ctx: Context, manifest: BackupManifest, unit: gcs_resume.WorkRef
-    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+    ) -> tuple[list[ManifestEntry] | StoredEntries, dict[str, Any]]:
         """Copy the batch of one work file (the unit is its key: a few bytes to ship to a worker)."""
         batch = gcs_resume.load_work(ctx.store, unit)
         client = storage_client(ctx.settings.project)
         entries = copy_batch(client, manifest.source, batch, ctx.store, rate=ctx.settings.gcs_write_rate)
-        gcs_resume.save(ctx.store, manifest, entries)  # a later run reuses these if this one dies
+        # The entries go back as the key of the checkpoint that also lets a later run resume this one.
+        key = gcs_resume.save(ctx.store, manifest, entries)
         listed = {obj.name: obj.generation for obj, _ in batch}
-        return entries, {"changed_during_backup": sum(listed[e.name] != e.generation for e in entries)}
+        state = {"changed_during_backup": sum(listed[e.name] != e.generation for e in entries)}
+        return (StoredEntries(key, len(entries)) if key else []), state
 
     def finish(
         self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: Any

@@ -21,7 +21,7 @@ import logging
 from dataclasses import astuple, dataclass
 
 from backstop.core.errors import BackstopError
-from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file
+from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file, entries_of
 from tasks.gcs_plan import SourceObject
 from tasks.spool import EntrySpool
 from tasks.store import BackupStore
@@ -61,14 +61,16 @@ def load_work(store: BackupStore, ref: WorkRef) -> list[Item]:
     ]
 
 
-def save(store: BackupStore, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
-    """Record what one batch copied (named by its first object: a retried batch overwrites it)."""
+def save(store: BackupStore, manifest: BackupManifest, entries: list[ManifestEntry]) -> str | None:
+    """Record what one batch copied (named by its first object: a retried batch overwrites it);
+    returns its key (None when the batch took nothing)."""
     if not entries:
-        return
+        return None
     first = hashlib.sha256(entries[0].name.encode()).hexdigest()[:24]
     key = f"{_prefix(manifest.component, manifest.source)}{manifest.backup_id}/done-{first}.json"
     _, data = chunk_file([(e.name, e.size, e.model_dump_json()) for e in entries])
     store.put_bytes(key, data, content_type="application/json")
+    return key
 
 
 def copied_by_unfinished(store: BackupStore, manifest: BackupManifest) -> tuple[EntrySpool, list[str]]:
@@ -80,8 +82,8 @@ def copied_by_unfinished(store: BackupStore, manifest: BackupManifest) -> tuple[
             continue
         for key in sorted(store.list(f"{prefix}{backup_id}/done-")):
             try:
-                spool.add(ManifestEntry.model_validate(e) for e in json.loads(store.get_bytes(key)))
-            except (BackstopError, ValueError) as exc:  # a damaged checkpoint: its objects are copied again
+                spool.add(entries_of(store.get_bytes(key), store.where(key)))
+            except BackstopError as exc:  # a damaged checkpoint: its objects are copied again
                 log.warning("checkpoint %s not used: %s", store.where(key), str(exc).splitlines()[0])
                 continue
             if backup_id not in used:

@@ -14,168 +14,43 @@ Every guarantee a backup tool lives by is written here once, over the component 
   of them in an original location -> write -> verify the target against the backup -> record.
 - drill: the same restore into a scratch target, verified, timed against the RTO, cleaned up.
 
-Inside a Prefect flow run the steps run as Prefect tasks (backup units in parallel on the flow's
-task runner); called outside one (tests, drills run by hand) they run as plain calls.
+Inside a Prefect flow run the steps run as Prefect tasks (backup units in parallel on the task
+runner the settings choose); called outside one (tests, drills run by hand) they run as plain
+calls (tasks/units.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import as_completed as futures_completed
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
-from prefect.futures import as_completed
-from prefect.utilities.annotations import quote
-
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, ValidationFailed
-from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.manifest import BackupManifest, ManifestEntry, entries_of
 from backstop.core.names import check_backup_id, parse_time
 from backstop.core.objectives import DrillResult, drill_verdict, new_drill_id, rto_problem
 from blocks.settings import BackstopSettings
-from tasks import catalog
+from tasks import catalog, units
 from tasks.component import (
     BackupPlan,
     Context,
     RestorePlan,
     RestoreReport,
     RestoreRequest,
+    StoredEntries,
     get_component,
     options_for,
     stored_options,
 )
 from tasks.context import open_store
-from tasks.runners import unit_runner
 from tasks.secondary import RestoreSource, open_for_restore
 from tasks.spool import EntrySpool
 from tasks.store import BackupStore
 
-UNIT_WORKERS = 8
-
-
-def _in_flow() -> bool:
-    return FlowRunContext.get() is not None
-
-
-@task(name="step", task_run_name="{label}", cache_policy=NO_CACHE)
-def _step_task(label: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    return fn(*args)
-
-
-def step(label: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run `fn(*args)`: as a Prefect task named `label` inside a flow run, else as a plain call."""
-    if _in_flow():
-        return _step_task(label, fn, quote(args))
-    return fn(*args)
-
-
-@task(name="backup-unit", task_run_name="{label}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def _unit_task(label: str, component: str, ctx: Context, manifest: BackupManifest, unit: Any) -> Any:
-    return get_component(component).run_unit(ctx, manifest, unit)
-
-
-def _log(ctx: Context, message: str) -> None:
-    if _in_flow():
-        from prefect import get_run_logger
-
-        get_run_logger().info("%s", message)
-    ctx.info(message)
-
 
 # -- backup --------------------------------------------------------------------------------
-def _run_units(
-    component: Any,
-    ctx: Context,
-    manifest: BackupManifest,
-    units: Iterable[Any],
-    done: Callable[[list[ManifestEntry], dict[str, Any]], None],
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Run the units, UNIT_WORKERS at a time, taking the next from `units` as one finishes: a plan
-    that streams its units (Cloud Storage) never has more than a few batches in memory, and no
-    unit waits for a slower one. `done(entries, state)` as each finishes (so a failure later still
-    knows what the finished units made), with a log line and `progress(done, started)` per unit."""
-    if not _in_flow():
-        if UNIT_WORKERS <= 1:  # one after another, in this thread
-            for number, unit in enumerate(units, 1):
-                done(*component.run_unit(ctx, manifest, unit))
-                if progress:
-                    progress(number, number)
-            return
-        with ThreadPoolExecutor(max_workers=UNIT_WORKERS) as pool:
-
-            def submit(number: int, unit: Any) -> Any:
-                return pool.submit(component.run_unit, ctx, manifest, unit)
-
-            for number, started, result in _bounded(submit, units, futures_completed):
-                done(*result)
-                if progress:
-                    progress(number, started)
-        return
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
-    label = f"{component.name}-{manifest.source}-unit"
-    with unit_runner(ctx.settings) as run:  # the flow's threads, or a Dask cluster (tasks/runners.py)
-
-        def submit_task(number: int, unit: Any) -> Any:
-            parameters = {"label": f"{label}-{number}", "component": component.name, "ctx": ctx}
-            return run(_unit_task, parameters | {"manifest": manifest, "unit": quote(unit)})
-
-        for number, started, result in _bounded(submit_task, units, as_completed):
-            done(*result)
-            _log(ctx, f"{component.name}/{manifest.source}: unit {number} done ({started} started so far)")
-            update_progress_artifact(artifact, 100.0 * number / started)
-            if progress:
-                progress(number, started)
-
-
-def _bounded(
-    submit: Callable[[int, Any], Any], units: Iterable[Any], completed: Callable[[list[Any]], Iterator[Any]]
-) -> Iterator[tuple[int, int, Any]]:
-    """(units finished, units started, result) as each finishes, with at most UNIT_WORKERS running."""
-    pending = iter(units)
-    running: list[Any] = []
-    started = finished = 0
-    more = True
-    while True:
-        while more and len(running) < UNIT_WORKERS:
-            unit = next(pending, _END)
-            if unit is _END:
-                more = False
-                break
-            started += 1
-            running.append(submit(started, unit))
-        if not running:
-            return
-        first = next(completed(list(running)))
-        running.remove(first)
-        finished += 1
-        yield finished, started, first.result()
-
-
-_END = object()
-
-
-def merge_state(state: dict[str, Any], more: dict[str, Any]) -> None:
-    """Merge a unit's source state into the backup's: counts add up, dicts merge one level deep
-    (per-unit details), anything else is replaced."""
-    for key, value in more.items():
-        old = state.get(key)
-        if isinstance(old, dict) and isinstance(value, dict):
-            state[key] = old | value
-        elif type(old) is int and type(value) is int:
-            state[key] = old + value
-        else:
-            state[key] = value
-
-
 def backup(
     component_name: str,
     settings: BackstopSettings,
@@ -203,20 +78,22 @@ def backup(
     spool: EntrySpool | None = None
     try:
         manifest = catalog.begin_backup(store, component.name, source, ctx.options.model_dump(mode="json"))
-        plan = step(f"plan-{component.name}-{source}", component.plan_backup, ctx, manifest)
+        plan = units.step(f"plan-{component.name}-{source}", component.plan_backup, ctx, manifest)
         if plan.describe:
-            _log(ctx, plan.describe)
+            units.log(ctx, plan.describe)
         state = dict(plan.state)
         # Every entry goes to a spool on disk (a streaming plan fills its own as units are taken).
         spool = plan.carried if isinstance(plan.carried, EntrySpool) else EntrySpool(plan.carried)
 
-        def done(unit_entries: list[ManifestEntry], unit_state: dict[str, Any]) -> None:
+        def done(unit_entries: list[ManifestEntry] | StoredEntries, unit_state: dict[str, Any]) -> None:
+            if isinstance(unit_entries, StoredEntries):  # written by the unit: read it here
+                unit_entries = entries_of(store.get_bytes(unit_entries.key), store.where(unit_entries.key))
             spool.add(unit_entries)
-            merge_state(state, unit_state)
+            units.merge_state(state, unit_state)
 
-        _run_units(component, ctx, manifest, plan.units, done, progress)
-        merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
-        committed = step(
+        units.run_units(component, ctx, manifest, plan.units, done, progress)
+        units.merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
+        committed = units.step(
             f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, spool, state
         )
         entry_count = committed.entry_count
@@ -235,7 +112,9 @@ def backup(
         for held in (spool, plan.carried if plan else None):
             if isinstance(held, EntrySpool):
                 held.close()
-    _log(ctx, f"backup {committed.backup_id} of {component.name}/{source} committed: {entry_count} entries")
+    units.log(
+        ctx, f"backup {committed.backup_id} of {component.name}/{source} committed: {entry_count} entries"
+    )
     if validate_after:
         committed = validate(component.name, settings, committed, sample_percent, store)
     return committed
@@ -288,7 +167,7 @@ def validate(
         taken = options_for(component, taken.model_dump() | given)
     ctx = Context(settings, store, taken)
     try:
-        problems, read_back = step(
+        problems, read_back = units.step(
             f"validate-{component.name}-{manifest.source}", check_backup, component, ctx, manifest, percent
         )
         return catalog.record_validation(store, manifest, problems, manifest.entry_count, read_back)
@@ -389,7 +268,7 @@ def restore(
     started = time.monotonic()
     backup_id = request.backup_id
     try:
-        opened = step(
+        opened = units.step(
             f"open-{component.name}-{request.source}",
             open_backup,
             settings,
@@ -404,9 +283,9 @@ def restore(
         read_from = opened.source
         manifest = loaded(component, read_from.store, opened.manifest)
         backup_id = manifest.backup_id
-        _log(Context(settings, read_from.store), read_from.message)
+        units.log(Context(settings, read_from.store), read_from.message)
         ctx = Context(settings, read_from.store, request.options)
-        plan = step(
+        plan = units.step(
             f"plan-restore-{component.name}-{request.source}", component.plan_restore, ctx, manifest, request
         )
         plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
@@ -421,10 +300,10 @@ def restore(
             )
         problems: list[str] = []
         if not request.dry_run:
-            step(
+            units.step(
                 f"write-{component.name}-{plan.target}", component.apply_restore, ctx, manifest, plan, request
             )
-            problems = step(
+            problems = units.step(
                 f"verify-restore-{component.name}-{plan.target}",
                 component.verify_restored,
                 ctx,

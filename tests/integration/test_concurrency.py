@@ -60,13 +60,13 @@ def _backup_while_rewriting(settings: Any, store: Any, bucket: Any) -> Any:
             for i in range(30, 40):
                 bucket.blob(f"obj-{i:03d}").upload_from_string(b"version two")
 
-    from tasks import lifecycle
+    from tasks import units
 
-    workers, lifecycle.UNIT_WORKERS = lifecycle.UNIT_WORKERS, 1  # batches one after another
+    workers, units.UNIT_WORKERS = units.UNIT_WORKERS, 1  # batches one after another
     try:
         return gcs_component.backup(settings, store, bucket.name, progress=rewrite_during)
     finally:
-        lifecycle.UNIT_WORKERS = workers
+        units.UNIT_WORKERS = workers
 
 
 def test_backup_of_a_versioned_bucket_changing_underneath_keeps_what_it_listed(

@@ -55,12 +55,12 @@ CHILD = textwrap.dedent(
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
     from backstop.core.manifest import BackupManifest
-    from tasks import catalog, gcs, lifecycle
+    from tasks import catalog, gcs, units
     from tasks.store import BackupStore
 
     mode, backup_bucket, source, marker, stop_at, hold = sys.argv[1:7]
     gcs.BATCH_SIZE = 10
-    lifecycle.UNIT_WORKERS = 1  # batches one after another: 'batch-N' is a point in the run
+    units.UNIT_WORKERS = 1  # batches one after another: 'batch-N' is a point in the run
     settings = BackstopSettings(project=PROJECT, backup_bucket=backup_bucket)
     store = BackupStore(storage_client(PROJECT), backup_bucket)
     done = []

@@ -10,7 +10,7 @@ from backstop.core.errors import Unavailable
 from backstop.platform import PROJECT, LocalPlatform
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks import gcs, lifecycle
+from tasks import gcs, units
 from tasks.store import BackupStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,7 +30,7 @@ def test_emulator_killed_mid_backup_leaves_no_manifest_and_next_run_succeeds(
         client.create_bucket("faulty-backups")
         settings = BackstopSettings(project=PROJECT, backup_bucket="faulty-backups")
         monkeypatch.setattr(gcs, "BATCH_SIZE", 10)  # several batches, so the kill lands halfway
-        monkeypatch.setattr(lifecycle, "UNIT_WORKERS", 1)  # one after another: exactly one copied
+        monkeypatch.setattr(units, "UNIT_WORKERS", 1)  # one after another: exactly one copied
 
         def kill_after_first_batch(done: int, total: int) -> None:
             if done == 1:
