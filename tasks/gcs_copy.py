@@ -142,10 +142,10 @@ def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -
         return source.copy_blob(
             src, store.bucket, key, source_generation=obj.generation, timeout=TIMEOUT, retry=ramp.retry
         )
-    return _rewrite(src, store.blob(key))
+    return rewrite(src, store.blob(key))
 
 
-def _rewrite(src_blob: Any, dest_blob: Any) -> Any:
+def rewrite(src_blob: Any, dest_blob: Any) -> Any:
     """Server-side rewrite, following rewrite tokens for large objects (each call is one write)."""
     ramp = ramp_for(dest_blob.bucket.name)
     ramp.wait()
@@ -206,7 +206,7 @@ def _restore_object(target: Any, store: BackupStore, entry: ManifestEntry) -> in
     bucket = target.name
     dest = target.blob(entry.name)
     with converted_errors(f"restoring {store.where(entry.stored_key)} to gs://{bucket}/{entry.name}"):
-        _rewrite(store.bucket.blob(entry.stored_key), dest)
+        rewrite(store.bucket.blob(entry.stored_key), dest)
         # The stored copy may carry an older generation's metadata (same bytes reused): patch
         # to exactly the backed-up properties; a None value removes a key in a JSON-API patch.
         wanted = {p: entry.metadata.get("properties", {}).get(p) for p in KEPT_PROPERTIES}

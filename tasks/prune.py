@@ -235,22 +235,22 @@ def sweep(
         f"backup {m.backup_id} has no catalog entry (kept; run `backstop catalog rebuild`)" for m in extra
     ]
     remaining += extra
+    # The stored keys of the remaining manifests, on disk: read once, for the folders and the pool.
     with _referenced(store, remaining, damaged) as referenced:
         orphans = orphaned_keys(
             listed, component, source, remaining, running, just_removed or [],
             now - timedelta(hours=grace_hours), referenced,
         )  # fmt: skip
-    _delete(store, {key: listed[key] for key in orphans}, now, report)
+        _delete(store, {key: listed[key] for key in orphans}, now, report)
 
-    if damaged:
-        report.notes.append(f"pool sweep skipped: {len(damaged)} damaged manifest(s) ({damaged[0]})")
-        return
-    if running:
-        report.notes.append(f"pool sweep skipped: backup(s) in progress ({', '.join(sorted(running))})")
-        return
-    # The pool is listed page by page against the referenced keys (on disk): only what no
-    # manifest references is kept in memory, to delete once nothing changed meanwhile.
-    with _referenced(store, remaining, damaged) as referenced:
+        if damaged:
+            report.notes.append(f"pool sweep skipped: {len(damaged)} damaged manifest(s) ({damaged[0]})")
+            return
+        if running:
+            report.notes.append(f"pool sweep skipped: backup(s) in progress ({', '.join(sorted(running))})")
+            return
+        # The pool is listed page by page against the referenced keys: only what no manifest
+        # references is kept in memory, to delete once nothing changed meanwhile.
         unreferenced = {
             b.name: b for b in store.iter_list(f"pool/{component}/{source}/") if b.name not in referenced
         }

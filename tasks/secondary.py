@@ -21,23 +21,12 @@ from backstop.core.errors import BackstopError, ConfigError, InvalidInput, Valid
 from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
 from tasks import catalog
-from tasks.gcs_copy import ramp_for
+from tasks.gcs_copy import rewrite
 from tasks.parallel import batched
 from tasks.spool import Held
-from tasks.store import TIMEOUT, BackupStore, converted_errors, parallel_map
+from tasks.store import BackupStore, converted_errors, parallel_map
 
 WORKERS = 16
-
-
-def _rewrite(source_blob: Any, dest_blob: Any) -> None:
-    """Server-side rewrite (works across locations and storage classes), following tokens; each
-    call waits for the secondary bucket's write ramp and backs off on 429 / 5xx (tasks/gcs_copy.py)."""
-    ramp = ramp_for(dest_blob.bucket.name)
-    ramp.wait()
-    token, _, _ = dest_blob.rewrite(source_blob, timeout=TIMEOUT, retry=ramp.retry)
-    while token is not None:
-        ramp.wait()
-        token, _, _ = dest_blob.rewrite(source_blob, token=token, timeout=TIMEOUT, retry=ramp.retry)
 
 
 def copy_to_secondary(
@@ -59,7 +48,7 @@ def copy_to_secondary(
     def copy(key: str) -> str | None:
         try:
             with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
-                _rewrite(primary.bucket.blob(key), secondary.blob(key))
+                rewrite(primary.bucket.blob(key), secondary.blob(key))  # on the secondary's write ramp
         except BackstopError as exc:
             return str(exc)
         return None
