@@ -13,25 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).parent
+from bench.results import peak_mb, replace_section
+
 MARK = "## Incremental backup: peak RSS with 1 and 30 backups kept (bench/bench_kept.py)"
-
-
-def peak_mb() -> float:
-    """This process's own peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def one_backup(source: str, backups: str) -> dict[str, Any]:
@@ -101,12 +92,6 @@ def run(objects: int, kept: list[int]) -> list[dict[str, Any]]:
 def write(rows: list[dict[str, Any]]) -> None:
     from backstop.core.report import markdown_table
 
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else ""
-    if MARK in text:
-        before, after = text.split(MARK, 1)
-        rest = after.split("\n## ", 1)
-        text = before.rstrip() + "\n\n" + ("## " + rest[1] if len(rest) > 1 else "")
     growth = rows[-1]["peak_rss_mb"] / max(rows[0]["peak_rss_mb"], 1) if len(rows) > 1 else 1.0
     body = [
         MARK,
@@ -116,9 +101,8 @@ def write(rows: list[dict[str, Any]]) -> None:
         f"- Peak RSS with {rows[-1]['backups_kept']} kept is {growth:.2f}x that with "
         f"{rows[0]['backups_kept']} kept: the previous backup is found through the catalog index "
         "(headers only) and only its manifest's entries are streamed.",
-        "",
     ]
-    path.write_text(text.rstrip() + "\n\n" + "\n".join(body))
+    replace_section(MARK, "\n".join(body))
 
 
 def main(argv: list[str] | None = None) -> int:

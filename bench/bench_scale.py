@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.manifest import CHUNK_ENTRIES
+from bench.results import peak_mb, replace_section
 from tasks.store import BackupStore
 
-HERE = Path(__file__).parent
 NOTES = [
     "Peak RSS is flat in the object count: planning merges the source listing with the previous "
     "manifest's chunks as two streams, entries go to a spool on disk (SQLite) and come back in name "
@@ -64,14 +63,6 @@ class DiskStore:
     def iter_list(self, prefix: str) -> Any:
         """The pool's listing, generated page by page as a bucket listing streams (never held)."""
         return self.pool() if prefix.startswith("pool/") else iter(())
-
-
-def peak_mb() -> float:
-    """This process's own peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def one(n: int) -> dict[str, Any]:
@@ -271,20 +262,13 @@ def write(
 ) -> None:
     from backstop.core.report import markdown_table
 
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else ""
-    rest = ""
-    if MARK in text:  # replace this section only; the sections after it stay
-        text, after = text.split(MARK, 1)
-        rest = "\n## " + after.split("\n## ", 1)[1] if "\n## " in after else ""
-    text = text.rstrip() + "\n\n"
     columns = list(dict.fromkeys(k for row in rows for k in row))  # growth columns start at row 2
     rows = [{k: row.get(k, "") for k in columns} for row in rows]
     body = [MARK, "", f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.", "", markdown_table(rows), ""]
     if find_rows:
         body += ["### Finding a backup by id as the pool grows (fake-gcs-server, median of 5)", ""]
         body += [markdown_table(find_rows), ""]
-    path.write_text(text + "\n".join(body + [f"- {n}" for n in notes]) + "\n" + rest)
+    replace_section(MARK, "\n".join(body + [f"- {n}" for n in notes]))
 
 
 def main(argv: list[str] | None = None) -> int:
