@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from backstop.core.manifest import ManifestEntry
 
@@ -174,11 +174,6 @@ def growing_batches(first: int = 1000, most: int = 50_000, units: int = 100) -> 
         done += size
 
 
-def batches(items: list[Any], size: int) -> list[list[Any]]:
-    """Split `items` into batches of at most `size` (one Prefect task each)."""
-    return [items[i : i + size] for i in range(0, len(items), max(1, size))]
-
-
 Action = Literal["create", "overwrite", "unchanged", "conflict"]
 
 
@@ -208,8 +203,3 @@ def matching(entries: Iterable[ManifestEntry], only: list[str] | None) -> Iterat
             for part in only
         ):
             yield entry
-
-
-def select_entries(entries: Iterable[ManifestEntry], only: list[str] | None) -> list[ManifestEntry]:
-    """`matching` as a list (for components whose backups are small)."""
-    return list(matching(entries, only))

@@ -116,7 +116,3 @@ class KeySpool(_Spool):
 
     def __contains__(self, key: object) -> bool:
         return self.db.execute("SELECT 1 FROM t WHERE key = ?", (key,)).fetchone() is not None
-
-    def keys(self) -> Iterator[str]:
-        cursor = self.db.cursor()
-        yield from (k for (k,) in cursor.execute("SELECT key FROM t ORDER BY key"))

@@ -234,26 +234,6 @@ class BackupSummary(Protocol):
 B = TypeVar("B", bound=BackupSummary)
 
 
-def split_entries(
-    manifest: BackupManifest, per_chunk: int = CHUNK_ENTRIES
-) -> tuple[BackupManifest, list[tuple[str, bytes]]]:
-    """Format 2: the header (entries left out, chunk digests in) and the chunk files to write first.
-
-    Chunks are content-addressed (named by their SHA-256), so rewriting one is idempotent and a
-    chunk never changes once written; the header's digest seals the chunk digests.
-    """
-    if per_chunk < 1:
-        raise ValueError("per_chunk must be >= 1")
-    refs: list[ChunkRef] = []
-    files: list[tuple[str, bytes]] = []
-    for start in range(0, len(manifest.entries), per_chunk):
-        part = manifest.entries[start : start + per_chunk]
-        ref, data = chunk_file([(e.name, e.size, e.model_dump_json()) for e in part])
-        refs.append(ref)
-        files.append((ref.key, data))
-    return as_header(manifest, refs), files
-
-
 def as_header(manifest: BackupManifest, chunks: list[ChunkRef]) -> BackupManifest:
     """The format 2 header of `manifest` whose entries are in `chunks`."""
     return manifest.model_copy(update={"format": CHUNKED_FORMAT, "entries": [], "chunks": chunks})
