@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test up down lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml localdev/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[local,dev]"
+	$(BIN)/pip install --quiet -e ".[dev]" -e ./localdev  # the product, and the local platform (dev only)
 	$(BIN)/backstop setup
 	@touch $(STAMP)
 
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy flows tasks blocks backstop
+	$(BIN)/mypy flows tasks blocks backstop backstop_cli
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from backstop.platform import PROJECT, LocalPlatform
+from localdev.platform import PROJECT, LocalPlatform
 
 # Each side of a ratio is the best of this many runs.
 REPEATS = 3
@@ -116,9 +116,9 @@ def run(rows: int) -> dict[str, Any]:
 
     from blocks.clients import bigquery_client, storage_client
     from blocks.settings import BackstopSettings
-    from tasks import bigquery_io
-    from tasks.bigquery import COMPONENT
-    from tasks.store import BackupStore
+    from tasks.components.bigquery import data as bigquery_io
+    from tasks.components.bigquery.component import COMPONENT
+    from tasks.storage.bucket import BackupStore
 
     with tempfile.TemporaryDirectory(prefix="bench-bq-") as workdir:
         platform = LocalPlatform.with_free_ports(workdir, services=("gcs", "bigquery"), persistent=False)

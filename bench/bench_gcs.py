@@ -1,7 +1,7 @@
 """Cloud Storage benchmark: Backstop's component against a plain copy loop and rclone, same emulator.
 
 Every figure is measured in one run on one fake-gcs-server (memory backend):
-- full backup: `tasks.gcs` component vs a plain 16-thread server-side copy loop (same client) vs
+- full backup: `tasks.components.gcs.component` component vs a plain 16-thread server-side copy loop (same client) vs
   `rclone copy emu:src emu:dst` (server-side, 16 transfers / 16 checkers);
 - incremental backup with 1% of the small objects changed: component vs `rclone sync`;
 - restore of the full backup: component vs the plain loop copying the pool objects back.
@@ -152,8 +152,8 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
         source: an already seeded source bucket to reuse (else one is seeded here).
         repeats: runs of each full backup and restore (alternating; the best of each is compared).
     """
-    from tasks.gcs import COMPONENT
-    from tasks.store import BackupStore
+    from tasks.components.gcs.component import COMPONENT
+    from tasks.storage.bucket import BackupStore
 
     has_rclone = shutil.which("rclone") is not None
     if source is None:
@@ -185,7 +185,7 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
     rclone_s, rclone_n = rclone("copy", source, rclone_dst, port) if has_rclone else (None, None)
     full_rows = [row("full backup", "plain loop (copy_blob x16)", plain_s, count, size, runs=plain_runs)]
     full_rows.append(
-        row("full backup", "backstop tasks.gcs", comp_s, count, size, full.source_state["copied"], comp_runs)
+        row("full backup", "backstop tasks.components.gcs.component", comp_s, count, size, full.source_state["copied"], comp_runs)
     )
     if rclone_s is not None:
         full_rows.append(row("full backup", "rclone copy", rclone_s, count, size, rclone_n))
@@ -196,7 +196,7 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
     inc_s, inc = step("backstop incremental", partial(COMPONENT.backup, settings, store, source))
     changed_bytes = CHANGED_SIZE * len(changed)
     inc_rows = [
-        row("incremental 1%", "backstop tasks.gcs", inc_s, count, changed_bytes, inc.source_state["copied"])
+        row("incremental 1%", "backstop tasks.components.gcs.component", inc_s, count, changed_bytes, inc.source_state["copied"])
     ]
     sync_s = None
     if has_rclone:
@@ -229,7 +229,7 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
             size,
             runs=plain_restore_runs,
         ),
-        row("restore", "backstop tasks.gcs", restore_s, len(pairs), size, created, restore_runs),
+        row("restore", "backstop tasks.components.gcs.component", restore_s, len(pairs), size, created, restore_runs),
     ]
     with_ratios(restore_rows, plain_restore_s, None)
 

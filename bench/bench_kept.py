@@ -27,11 +27,11 @@ MARK = "## Incremental backup: peak RSS with 1 and 30 backups kept (bench/bench_
 
 def one_backup(source: str, backups: str) -> dict[str, Any]:
     """One incremental backup in this process (the platform's endpoints are in the environment)."""
-    from backstop.platform import PROJECT
+    from localdev.platform import PROJECT
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
-    from tasks.gcs import COMPONENT
-    from tasks.store import BackupStore
+    from tasks.components.gcs.component import COMPONENT
+    from tasks.storage.bucket import BackupStore
 
     store = BackupStore(storage_client(PROJECT), backups)
     settings = BackstopSettings(project=PROJECT, backup_bucket=backups)
@@ -48,12 +48,12 @@ def one_backup(source: str, backups: str) -> dict[str, Any]:
 
 
 def run(objects: int, kept: list[int]) -> list[dict[str, Any]]:
-    from backstop.platform import PROJECT, LocalPlatform
+    from localdev.platform import PROJECT, LocalPlatform
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
-    from tasks.gcs import COMPONENT
-    from tasks.parallel import parallel_map
-    from tasks.store import BackupStore
+    from tasks.components.gcs.component import COMPONENT
+    from tasks.storage.parallel import parallel_map
+    from tasks.storage.bucket import BackupStore
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="backstop-kept-") as state:

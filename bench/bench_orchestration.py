@@ -1,7 +1,7 @@
 """Orchestration benchmark: Prefect's share of a Cloud Storage backup's wall time, and its task runs.
 
 The same source is backed up (full, into a fresh backup bucket each time) by the component alone
-(`tasks.gcs.COMPONENT.backup`) and by the `backup_gcs` flow on a real Prefect server, alternately;
+(`tasks.components.gcs.component.COMPONENT.backup`) and by the `backup_gcs` flow on a real Prefect server, alternately;
 Prefect's share = (flow wall time - component wall time) / flow wall time, on the median of each.
 The task runs of the flow run are read back from the Prefect API.
 """
@@ -46,8 +46,8 @@ def run(client: Any, settings_for: Callable[[str], Any], source: str, repeats: i
         repeats: runs of each kind (alternating, medians reported).
     """
     from flows.gcs import backup_gcs
-    from tasks.gcs import BATCH_SIZE, COMPONENT
-    from tasks.store import BackupStore
+    from tasks.components.gcs.component import BATCH_SIZE, COMPONENT
+    from tasks.storage.bucket import BackupStore
 
     component_s: list[float] = []
     flow_s: list[float] = []
@@ -77,7 +77,7 @@ def run(client: Any, settings_for: Callable[[str], Any], source: str, repeats: i
     comp, flow = statistics.median(component_s), statistics.median(flow_s)
     share = (flow - comp) / flow
     rows = [
-        {"run": "component only (tasks.gcs)", "objects": objects, "median seconds": round(comp, 2),
+        {"run": "component only (tasks.components.gcs.component)", "objects": objects, "median seconds": round(comp, 2),
          "all runs": ", ".join(f"{s:.2f}" for s in component_s), "task runs": "-"},
         {"run": "backup_gcs flow (Prefect server)", "objects": objects, "median seconds": round(flow, 2),
          "all runs": ", ".join(f"{s:.2f}" for s in flow_s), "task runs": ", ".join(map(str, runs))},

@@ -26,7 +26,7 @@ from typing import Any
 
 from backstop.core.manifest import CHUNK_ENTRIES
 from bench.results import peak_mb, replace_section
-from tasks.store import BackupStore
+from tasks.storage.bucket import BackupStore
 
 NOTES = [
     "Peak RSS is flat in the object count: planning merges the source listing with the previous "
@@ -71,9 +71,9 @@ def one(n: int) -> dict[str, Any]:
     from types import SimpleNamespace
 
     from backstop.core.manifest import BackupManifest, new_backup_id, utcnow
-    from tasks.catalog import verify_stored
-    from tasks.gcs_plan import PlanCounts, SourceObject, entry_for, plan_backup, pool_key
-    from tasks.spool import EntrySpool
+    from tasks.catalog.backups import verify_stored
+    from tasks.components.gcs.plan import PlanCounts, SourceObject, entry_for, plan_backup, pool_key
+    from tasks.storage.spool import EntrySpool
 
     bucket = "big-bucket"
     times: dict[str, float] = {}
@@ -158,11 +158,11 @@ def find_by_id(pooled_counts: list[int]) -> list[dict[str, Any]]:
     import tempfile
     import uuid
 
-    from backstop.platform import PROJECT, fake_gcs_binary, free_port, http_ok
+    from localdev.platform import PROJECT, fake_gcs_binary, free_port, http_ok
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
-    from tasks.gcs import COMPONENT
-    from tasks.store import BackupStore
+    from tasks.components.gcs.component import COMPONENT
+    from tasks.storage.bucket import BackupStore
 
     def timed(fn: Any) -> float:
         runs = []

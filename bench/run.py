@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     started, clock = datetime.now(UTC), time.perf_counter()
     sections: list[str] = []
     failures = 0
-    from backstop.platform import PROJECT, LocalPlatform
+    from localdev.platform import PROJECT, LocalPlatform
 
     with tempfile.TemporaryDirectory(prefix="backstop-bench-") as state:
         local = LocalPlatform.with_free_ports(state, services=("gcs", "prefect"), persistent=False)

@@ -102,7 +102,7 @@ def storage_client(project: str, credentials: Any | None = None) -> Any:
 
 class LocalPrincipalCredentials(AnonymousCredentials):
     """Local servers only: the bearer token names the principal (`serviceAccount:x@y`), the
-    convention of backstop/local/gcs_policy_server.py for answering testIamPermissions as someone."""
+    convention of localdev/servers/gcs_policy_server.py for answering testIamPermissions as someone."""
 
     def __init__(self, principal: str) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""User-defined post-restore checks of a platform recovery (settings only, read by tasks/recover_checks.py)."""
+"""User-defined post-restore checks of a platform recovery (settings only, read by tasks/operations/recover_checks.py)."""
 
 from __future__ import annotations
 

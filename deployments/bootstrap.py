@@ -99,7 +99,7 @@ def save_default_settings(
     settings: BackstopSettings | None = None, name: str = DEFAULT_BLOCK_NAME, overwrite: bool = False
 ) -> bool:
     """Save `settings` (default: default_settings) as block `name` unless it exists; True when saved."""
-    from backstop.platform import PROJECT
+    from localdev.platform import PROJECT
 
     if not overwrite:
         try:
@@ -165,7 +165,7 @@ def configure_notifications(settings_block: str, notify: str | None = None) -> s
     Without it the settings keep their notify_block; when they have none and the local platform's
     alert receiver runs (BACKSTOP_ALERTS_URL), alerts go to that receiver.
     """
-    from backstop.local.alerts_receiver import HOOK_PATH
+    from localdev.servers.alerts_receiver import HOOK_PATH
     from blocks.notifications import save_slack_block, save_webhook_block
     from blocks.settings import load_settings
 
@@ -190,7 +190,7 @@ def configure_notifications(settings_block: str, notify: str | None = None) -> s
 # -- work pool -----------------------------------------------------------------------------
 def job_environment() -> dict[str, str]:
     """The emulator endpoints of this environment, for flow runs on the work pool (empty on Google Cloud)."""
-    from backstop.platform import EMULATOR_ENV, EXTRA_JOB_ENV
+    from localdev.platform import EMULATOR_ENV, EXTRA_JOB_ENV
 
     return {key: os.environ[key] for key in (*EMULATOR_ENV, *EXTRA_JOB_ENV) if os.environ.get(key)}
 
@@ -198,7 +198,7 @@ def job_environment() -> dict[str, str]:
 def with_job_env(template: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """`template` with `env` as the default job environment; the endpoint variables Backstop manages
     are replaced, any other variable a person added in the UI is kept."""
-    from backstop.platform import EMULATOR_ENV, EXTRA_JOB_ENV
+    from localdev.platform import EMULATOR_ENV, EXTRA_JOB_ENV
 
     updated = copy.deepcopy(template)
     prop = updated.setdefault("variables", {}).setdefault("properties", {}).setdefault("env", {})
@@ -362,8 +362,8 @@ def ensure_backup_buckets(settings_block: str = DEFAULT_BLOCK_NAME) -> list[str]
     """Create the primary and secondary backup buckets named by the settings if they are missing,
     hardened (`backstop harden`: uniform access, no public access, soft delete, retention policy)."""
     from blocks.settings import load_settings
-    from tasks.context import open_store
-    from tasks.harden import harden_bucket, shortest_retention_days
+    from tasks.storage.context import open_store
+    from tasks.operations.harden import harden_bucket, shortest_retention_days
 
     settings = load_settings(settings_block)
     created = []

@@ -39,7 +39,7 @@ def restore_bigquery_as_of(
 
     from backstop.core.names import check_dataset, parse_time
     from blocks.settings import load_settings
-    from tasks.bigquery_timetravel import restore_as_of
+    from tasks.components.bigquery.timetravel import restore_as_of
 
     settings = load_settings(settings_block)
     report = restore_as_of(

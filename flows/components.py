@@ -15,7 +15,7 @@ from prefect import flow
 from blocks.settings import DEFAULT_BLOCK_NAME
 from flows import lifecycle
 from flows.hooks import HOOKS
-from tasks.component import get_component
+from tasks.engine.protocol import get_component
 
 
 def _dump(options: Any) -> dict[str, Any] | None:

@@ -18,10 +18,10 @@ from backstop.core.errors import InvalidInput, ObjectiveBreached
 from backstop.core.report import markdown_table
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks.component import COMPONENTS
-from tasks.context import open_store
-from tasks.drill import DrillResult, drill_sources, drill_summary, run_drill
-from tasks.store import BackupStore
+from tasks.engine.protocol import COMPONENTS
+from tasks.storage.context import open_store
+from tasks.engine.drill import DrillResult, drill_sources, drill_summary, run_drill
+from tasks.storage.bucket import BackupStore
 
 DRILL_COLUMNS = [
     "component",
@@ -38,7 +38,7 @@ DRILL_COLUMNS = [
 
 @task(name="drill", task_run_name="drill-{component}-{source}", cache_policy=NO_CACHE)
 def drill_task(settings: BackstopSettings, store: BackupStore, component: str, source: str) -> DrillResult:
-    """Drill one component / source (see tasks.drill.run_drill) and log the outcome."""
+    """Drill one component / source (see tasks.engine.drill.run_drill) and log the outcome."""
     logger = get_run_logger()
     result = run_drill(settings, store, component, source)
     verdict = "passed" if result.passed else "FAILED"

@@ -1,6 +1,6 @@
 """Harden the backup buckets: uniform access, no public access, soft delete, a retention policy.
 
-One task per bucket (primary and secondary). See tasks/harden.py for what is set and why.
+One task per bucket (primary and secondary). See tasks/operations/harden.py for what is set and why.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from backstop.core.report import markdown_table
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks import harden
+from tasks.operations import harden
 
 LOCK_WARNING = (
     "locking is irreversible: a locked retention policy can never be shortened or removed, and the "

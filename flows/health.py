@@ -21,11 +21,11 @@ from backstop.core.report import human_bytes, markdown_table
 from backstop.core.runs import RunRecord
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks.catalog import list_runs
-from tasks.component import COMPONENTS, get_component
-from tasks.context import open_store
-from tasks.drill import DrillResult, list_drills
-from tasks.store import BackupStore
+from tasks.catalog.backups import list_runs
+from tasks.engine.protocol import COMPONENTS, get_component
+from tasks.storage.context import open_store
+from tasks.engine.drill import DrillResult, list_drills
+from tasks.storage.bucket import BackupStore
 
 
 def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:

@@ -20,9 +20,10 @@ from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id
 from backstop.core.report import human_bytes
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
-from tasks import catalog, lifecycle
-from tasks.component import RestoreRequest, get_component
-from tasks.context import open_store
+from tasks.catalog import backups as catalog
+from tasks.engine import lifecycle
+from tasks.engine.protocol import RestoreRequest, get_component
+from tasks.storage.context import open_store
 
 MAX_ACTION_ROWS = 500
 

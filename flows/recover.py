@@ -1,4 +1,4 @@
-"""The `recover-platform` flow: recover every component as of a point in time (tasks/recover.py).
+"""The `recover-platform` flow: recover every component as of a point in time (tasks/operations/recover.py).
 
 Started from the UI (the deployment's parameter form) the recovery into the originals pauses for
 one approval covering the whole plan (default deny); `backstop recover --yes` approves it from the
@@ -18,8 +18,8 @@ from backstop.core.errors import BackstopError, ObjectiveBreached
 from backstop.core.recovery import plan_rows, summary_lines
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import HOOKS
-from tasks.recover import Notify, recover
-from tasks.recover_drill import platform_drill
+from tasks.operations.recover import Notify, recover
+from tasks.operations.recover_drill import platform_drill
 
 
 def _who() -> str:

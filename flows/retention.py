@@ -22,13 +22,14 @@ from backstop.core.retention import RetentionPolicy
 from blocks.clients import storage_client, storage_client_as
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks import buckets, security
-from tasks.catalog import record_run
-from tasks.component import COMPONENTS, get_component
-from tasks.context import open_store
-from tasks.lifecycle import loaded
-from tasks.prune import PruneReport, prune, sources_in
-from tasks.store import BackupStore
+from tasks.operations import buckets
+from tasks.operations import security
+from tasks.catalog.backups import record_run
+from tasks.engine.protocol import COMPONENTS, get_component
+from tasks.storage.context import open_store
+from tasks.engine.lifecycle import loaded
+from tasks.operations.prune import PruneReport, prune, sources_in
+from tasks.storage.bucket import BackupStore
 
 
 @task(name="prune-source", cache_policy=NO_CACHE)
@@ -229,7 +230,7 @@ def preflight_check(
 
 def iam_findings(settings: BackstopSettings) -> list[dict[str, str]]:
     """Per service account and bucket: missing permissions and permissions it should not have."""
-    from tasks import iam
+    from tasks.operations import iam
 
     kinds = {
         "backup": [settings.backup_bucket],

@@ -17,8 +17,8 @@ from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks import secondary
-from tasks.context import open_store
+from tasks.engine import secondary
+from tasks.storage.context import open_store
 
 
 @task(name="copy-backup-to-secondary", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)

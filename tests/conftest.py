@@ -18,7 +18,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # A dead emulator must fail a test in seconds, not after the default 30 s of retries.
 os.environ.setdefault("BACKSTOP_RETRY_TIMEOUT", "4")
 
-from backstop.platform import PROJECT, LocalPlatform  # noqa: E402
+from localdev.platform import PROJECT, LocalPlatform  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,12 +57,12 @@ def bq(platform: LocalPlatform) -> Any:
 @pytest.fixture(scope="session")
 def policy_gcs() -> Iterator[Any]:
     """A storage client on Backstop's local Cloud Storage server that enforces holds, retention
-    policies and bucket IAM (backstop/local/gcs_policy_server.py), served from this process."""
+    policies and bucket IAM (localdev/servers/gcs_policy_server.py), served from this process."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from backstop.local.gcs_policy_server import serve
-    from backstop.platform import free_port
+    from localdev.servers.gcs_policy_server import serve
+    from localdev.platform import free_port
 
     roles = Path(__file__).parent.parent / "deployments" / "iam" / "roles.yaml"
     port = free_port()
@@ -94,7 +94,7 @@ def settings(gcs: Any) -> Any:
 
 @pytest.fixture
 def store(gcs: Any, settings: Any) -> Any:
-    from tasks.store import BackupStore
+    from tasks.storage.bucket import BackupStore
 
     return BackupStore(gcs, settings.backup_bucket)
 

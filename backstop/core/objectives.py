@@ -3,7 +3,7 @@
 A drill record is what one restore drill measured: which backup it restored, where to, how long
 the restore took, and whether the restored copy matched its manifest. Records are stored as JSON
 in the backup bucket at `drills/<component>/<source>/<yyyy>/<mm>/<dd>/<drill_id>.json` (see
-tasks.drill); the health report reads them beside the manifests.
+tasks.engine.drill); the health report reads them beside the manifests.
 
 Health per component / source:
 - RPO: the age of the newest *validated* backup must stay under `rpo_hours`; a source with no

@@ -7,7 +7,7 @@ sources have no backup before T and the spread between the oldest and newest bac
 every step with its status, duration and checks, and the outcome. Steps run in dependency order
 (`ORDER`): configuration first, then the data (BigQuery, Cloud Storage), then Composer, then GKE.
 
-No I/O and no Prefect here: tasks/recover.py reads the catalog and runs the steps.
+No I/O and no Prefect here: tasks/operations/recover.py reads the catalog and runs the steps.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Never removing data a newer incremental backup needs is NOT decided here, on pur
 Storage backups share stored copies through a pool keyed by source generation (a newer backup's
 manifest references the copies an older run stored). Prune deletes a removed backup's manifest
 first and then only deletes stored objects that no remaining manifest references (mark and
-sweep, `tasks.prune`), so removing an old backup never removes data a newer backup still needs.
+sweep, `tasks.operations.prune`), so removing an old backup never removes data a newer backup still needs.
 """
 
 from __future__ import annotations

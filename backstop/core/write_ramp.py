@@ -12,7 +12,7 @@ clients to at most double the request rate every 20 minutes and to back off on 4
 - a pause longer than a period returns the rate to `initial` (the bucket may have scaled back).
 
 Writes are spaced by 1/rate; after a pause up to `burst` seconds' worth start at once. The backoff
-of the failed request itself is the client's retry (see tasks/gcs_copy.py), not this schedule.
+of the failed request itself is the client's retry (see tasks/components/gcs/copy.py), not this schedule.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from backstop.platform import PROJECT, free_port
+from localdev.platform import PROJECT, free_port
 from tests.conftest import unique
 
 GKE_LOCATION = "us-central1"
@@ -139,7 +139,7 @@ class ComposerSubject:
     def _environment(self, files: dict[str, bytes]) -> str:
         from google.cloud.orchestration.airflow import service_v1 as composer
 
-        from backstop.local.airflow_server import AirflowServer
+        from localdev.servers.airflow_server import AirflowServer
         from blocks.clients import composer_client
 
         airflow = AirflowServer().start()
@@ -159,7 +159,7 @@ class ComposerSubject:
         return short
 
     def api(self, short: str) -> Any:
-        from tasks.airflow_api import AirflowApi
+        from tasks.components.composer.airflow import AirflowApi
 
         return AirflowApi(self.airflows[short].url, "admin", "admin")
 
@@ -209,7 +209,7 @@ class GkeSubject:
     }
 
     def __init__(self, server: Any, settings: Any) -> None:
-        from tasks.gke import GkeSettings
+        from tasks.components.gke.component import GkeSettings
 
         self.server, self.settings = server, settings
         settings.gke = GkeSettings(project=PROJECT, location=GKE_LOCATION, clusters=[], poll_seconds=0.01)
@@ -218,7 +218,7 @@ class GkeSubject:
         return f"projects/{PROJECT}/locations/{GKE_LOCATION}/clusters/{cluster}"
 
     def seed(self) -> str:
-        from tasks.gke_plans import GkeClusterSettings
+        from tasks.components.gke.plans import GkeClusterSettings
 
         name = unique("c")
         self.server.add_cluster(self.full(name), self.namespaces)
@@ -241,14 +241,14 @@ class GkeSubject:
         return name
 
     def gone(self, target: str) -> bool:
-        from tasks.gke_restore import _target_plans
+        from tasks.components.gke.restore import _target_plans
 
         return not _target_plans(self.settings, target, self.settings.gke)
 
 
 @pytest.fixture(scope="session")
 def composer_servers(platform: Any) -> Iterator[None]:
-    from backstop.local.composer_server import ComposerServer
+    from localdev.servers.composer_server import ComposerServer
 
     server = ComposerServer().start()
     with pytest.MonkeyPatch.context() as env:
@@ -259,7 +259,7 @@ def composer_servers(platform: Any) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def gke_server(platform: Any) -> Iterator[Any]:
-    from backstop.local.gke_server import GkeBackupServer
+    from localdev.servers.gke_server import GkeBackupServer
 
     server = GkeBackupServer(port=free_port(), polls=2, demo=False).start()
     with pytest.MonkeyPatch.context() as env:
@@ -286,7 +286,7 @@ SUBJECTS = ["gcs", "bigquery", "configs", "composer", "gke"]
 @pytest.fixture(params=SUBJECTS)
 def subject(request: pytest.FixtureRequest, gcs: Any, bq: Any, settings: Any) -> Iterator[Any]:
     """A fresh subject of one component, its settings pointing at this test's backup buckets."""
-    from tasks.component import COMPONENTS
+    from tasks.engine.protocol import COMPONENTS
 
     assert sorted(SUBJECTS) == sorted(COMPONENTS), "every registered component needs a contract subject"
     name = request.param
@@ -298,7 +298,7 @@ def subject(request: pytest.FixtureRequest, gcs: Any, bq: Any, settings: Any) ->
         with tempfile.TemporaryDirectory(prefix="backstop-contract-") as root:
             yield ConfigsSubject(settings, Path(root))
     elif name == "composer":
-        from tasks.composer import ComposerSettings
+        from tasks.components.composer.component import ComposerSettings
 
         request.getfixturevalue("composer_servers")
         secrets = request.getfixturevalue("airflow_secrets")

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
-from tasks import catalog, lifecycle
-from tasks.component import RestoreRequest
+from tasks.catalog import backups as catalog
+from tasks.engine import lifecycle
+from tasks.engine.protocol import RestoreRequest
 
 pytestmark = pytest.mark.integration
 
@@ -125,8 +126,8 @@ def test_backup_of_another_source_is_refused_with_nothing_written(
 
 
 def test_restore_falls_back_to_the_secondary_copy(subject: Any, settings: Any, store: Any) -> None:
-    from tasks.context import open_store
-    from tasks.secondary import copy_to_secondary
+    from tasks.storage.context import open_store
+    from tasks.engine.secondary import copy_to_secondary
 
     source, before, manifest = backed_up(subject, settings, store)
     copied = copy_to_secondary(store, open_store(settings, secondary=True), manifest)
@@ -141,8 +142,8 @@ def test_restore_falls_back_to_the_secondary_copy(subject: Any, settings: Any, s
 
 
 def test_secondary_copy_with_a_flipped_byte_is_not_verified(subject: Any, settings: Any, store: Any) -> None:
-    from tasks.context import open_store
-    from tasks.secondary import copy_to_secondary
+    from tasks.storage.context import open_store
+    from tasks.engine.secondary import copy_to_secondary
 
     _, _, manifest = backed_up(subject, settings, store)
     secondary = open_store(settings, secondary=True)
@@ -164,7 +165,8 @@ def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_run_completes(
     child = (
         "import os, sys, time\n"
         "from blocks.settings import BackstopSettings\n"
-        "from tasks import catalog, lifecycle\n"
+        "from tasks.catalog import backups as catalog\n"
+        "from tasks.engine import lifecycle\n"
         "settings = BackstopSettings.model_validate_json(os.environ['BS_SETTINGS'])\n"
         "def hang(*args, **kwargs):\n"
         "    open(os.environ['BS_READY'], 'w').write('units done')\n"
@@ -198,7 +200,7 @@ def test_drill_passes_and_removes_its_scratch_target(subject: Any, settings: Any
 
 def test_prune_keeps_what_the_newest_backup_needs(subject: Any, settings: Any, store: Any) -> None:
     from backstop.core.retention import RetentionPolicy
-    from tasks.prune import prune
+    from tasks.operations.prune import prune
 
     source, _, first = backed_up(subject, settings, store)
     subject.change(source)

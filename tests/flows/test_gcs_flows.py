@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from backstop.cli import main
+from backstop_cli.main import main
 from flows.gcs import backup_gcs, restore_gcs
 from tests.conftest import unique
 
@@ -43,7 +43,7 @@ def test_backup_flow_batches_objects_and_records_artifacts(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from tasks import gcs as gcs_tasks
+    from tasks.components.gcs import component as gcs_tasks
 
     monkeypatch.setattr(gcs_tasks, "BATCH_SIZE", 100)
     source = seed(gcs, 450)

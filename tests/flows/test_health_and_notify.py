@@ -20,7 +20,7 @@ from cronsim import CronSim
 
 from backstop.core.errors import Conflict, ObjectiveBreached
 from backstop.core.manifest import BackupManifest, ManifestEntry
-from backstop.platform import free_port
+from localdev.platform import free_port
 from tests.conftest import unique
 
 pytestmark = pytest.mark.flow
@@ -176,7 +176,7 @@ def test_health_reports_a_stale_backup(saved_settings: str, settings: Any, store
 
 
 def test_require_approval_denies_without_yes_outside_a_flow() -> None:
-    from tasks.approval import require_approval
+    from tasks.engine.approval import require_approval
 
     require_approval("overwrite gs://x", yes=True)
     with pytest.raises(Conflict, match="overwrite gs://x: not approved"):
@@ -189,7 +189,7 @@ def test_require_approval_pauses_for_an_answer(prefect_harness: None, answer: bo
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    from tasks.approval import require_approval
+    from tasks.engine.approval import require_approval
 
     @flow(name="approval-test")
     def guarded() -> str:

@@ -12,9 +12,9 @@ import pytest
 from google.api_core.retry import Retry
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
-from backstop.platform import PROJECT
-from tasks.bigquery import COMPONENT as bq_component
-from tasks.catalog import resolve_backup
+from localdev.platform import PROJECT
+from tasks.components.bigquery.component import COMPONENT as bq_component
+from tasks.catalog.backups import resolve_backup
 from tests.conftest import unique
 
 pytestmark = [
@@ -292,8 +292,8 @@ def test_storage_api_down_fails_the_backup_with_no_manifest(
     bq: Any, settings: Any, store: Any, dataset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from backstop.core.errors import Unavailable
-    from backstop.platform import free_port
-    from tasks import bigquery_io
+    from localdev.platform import free_port
+    from tasks.components.bigquery import data as bigquery_io
 
     monkeypatch.setenv("BIGQUERY_STORAGE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setattr(bigquery_io, "RETRY", Retry(initial=0.1, maximum=0.2, timeout=1.0))
@@ -308,7 +308,7 @@ def test_cli_backup_and_restore_plan(
     bq: Any, saved_settings: str, dataset: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from backstop.cli import main
+    from backstop_cli.main import main
 
     monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))
     assert main(["--settings", saved_settings, "backup", "bigquery", "--dataset", dataset, "--table", "types",
@@ -333,7 +333,7 @@ def test_cli_backup_and_restore_plan(
 def test_big_table_is_split_into_part_files_and_restored_whole(
     bq: Any, settings: Any, store: Any, dataset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import bigquery_io
+    from tasks.components.bigquery import data as bigquery_io
 
     monkeypatch.setattr(bigquery_io, "PART_ROWS", 1000)
     manifest = bq_component.backup(settings, store, dataset, tables=["events"])
@@ -354,7 +354,7 @@ def test_point_in_time_restore_straight_from_bigquery(bq: Any, settings: Any, da
     import time
     from datetime import UTC, datetime, timedelta
 
-    from tasks.bigquery_timetravel import restore_as_of
+    from tasks.components.bigquery.timetravel import restore_as_of
 
     before = rows_of(bq, dataset, "events")
     time.sleep(1.1)
@@ -386,7 +386,7 @@ def test_point_in_time_restore_straight_from_bigquery(bq: Any, settings: Any, da
 def test_restore_drill_restores_verifies_and_removes_the_scratch_dataset(
     bq: Any, settings: Any, store: Any, dataset: str
 ) -> None:
-    from tasks.drill import run_drill
+    from tasks.engine.drill import run_drill
 
     manifest = bq_component.backup(settings, store, dataset, tables=["events", "types", "big_spenders"])
     bq_component.validate(settings, store, manifest, 10)

@@ -10,8 +10,8 @@ import pytest
 
 from backstop.core.errors import Conflict, InvalidInput, ValidationFailed
 from backstop.core.manifest import new_backup_id
-from backstop.platform import PROJECT
-from tasks.bigquery import COMPONENT as bq_component
+from localdev.platform import PROJECT
+from tasks.components.bigquery.component import COMPONENT as bq_component
 from tests.integration.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
 from tests.integration.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
 
@@ -32,9 +32,9 @@ def test_snapshot_backup_validate_restore_and_prune_with_cmek(
 ) -> None:
     from backstop.core.manifest import utcnow
     from backstop.core.retention import RetentionPolicy
-    from tasks.bigquery_snapshot import snapshot_dataset
-    from tasks.prune import prune
-    from tasks.store import BackupStore
+    from tasks.components.bigquery.snapshot import snapshot_dataset
+    from tasks.operations.prune import prune
+    from tasks.storage.bucket import BackupStore
 
     settings.kms_key_name = KMS
     store = BackupStore(gcs, settings.backup_bucket, KMS)
@@ -93,9 +93,9 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
     bq: Any, settings: Any, store: Any, dataset: str
 ) -> None:
     from backstop.core.errors import Conflict
-    from tasks import bigquery as bqmod
-    from tasks.bigquery_snapshot import snapshot_dataset
-    from tasks.catalog import abandon_backup, begin_backup
+    from tasks.components.bigquery import component as bqmod
+    from tasks.components.bigquery.snapshot import snapshot_dataset
+    from tasks.catalog.backups import abandon_backup, begin_backup
 
     manifest = begin_backup(store, "bigquery", dataset, {"method": "snapshot"})
     time.sleep(1.1)  # the emulator's time travel resolves whole seconds
@@ -117,7 +117,7 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
 def store_tables(settings_block: str, backup_id: str) -> dict[str, int]:
     """Rows per table that backup `backup_id` holds, as its manifest says."""
     from blocks.settings import load_settings
-    from tasks.context import open_store
+    from tasks.storage.context import open_store
 
     return dict(open_store(load_settings(settings_block)).find_manifest(backup_id).source_state["tables"])
 
@@ -187,9 +187,9 @@ def test_flow_and_cli_take_the_method(
     bq: Any, saved_settings: str, dataset: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from backstop.cli import main
+    from backstop_cli.main import main
     from flows.bigquery import backup_bigquery
-    from tasks.bigquery_snapshot import snapshot_dataset
+    from tasks.components.bigquery.snapshot import snapshot_dataset
 
     (row,) = backup_bigquery(
         [dataset], {"tables": ["types"], "method": "snapshot"}, settings_block=saved_settings

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from backstop.platform import PROJECT, free_port
+from localdev.platform import PROJECT, free_port
 from blocks.settings import BackstopSettings, RetentionSettings
-from tasks.buckets import TierSettings, ensure_lifecycle, lifecycle_rules, preflight, tier_warnings
+from tasks.operations.buckets import TierSettings, ensure_lifecycle, lifecycle_rules, preflight, tier_warnings
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -159,7 +159,7 @@ def test_preflight_and_tiers_flows_and_cli(
 ) -> None:
     import json
 
-    from backstop.cli import main
+    from backstop_cli.main import main
 
     settings = make_settings(config_gcs)
     name = unique("settings")
@@ -178,7 +178,7 @@ def test_preflight_and_tiers_flows_and_cli(
 
 def test_ensure_retention_policy_only_lengthens_and_never_locks(config_gcs: Any) -> None:
     from backstop.core.errors import InvalidInput
-    from tasks.buckets import ensure_retention_policy
+    from tasks.operations.buckets import ensure_retention_policy
 
     bucket = config_gcs.create_bucket(unique("backups")).name
     assert ensure_retention_policy(config_gcs, bucket, 7) is True

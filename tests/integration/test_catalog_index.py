@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from backstop.cli import main
+from backstop_cli.main import main
 from backstop.core.catalog_index import CATALOG_PREFIX, header_key, id_key, indexed_key, status_prefix
 from backstop.core.errors import NotFound
 from backstop.core.retention import RetentionPolicy
-from tasks import catalog, catalog_io
-from tasks.gcs import COMPONENT as gcs_component
-from tasks.prune import prune
+from tasks.catalog import backups as catalog
+from tasks.catalog import index as catalog_io
+from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.operations.prune import prune
 from tests.conftest import unique
 from tests.integration.test_gcs import seed, snapshot
 

@@ -9,8 +9,8 @@ import pytest
 
 from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import CHUNKED_FORMAT
-from tasks import catalog
-from tasks.gcs import COMPONENT as gcs_component
+from tasks.catalog import backups as catalog
+from tasks.components.gcs.component import COMPONENT as gcs_component
 from tests.conftest import unique
 from tests.integration.test_gcs import seed, snapshot
 

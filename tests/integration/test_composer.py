@@ -28,9 +28,9 @@ from backstop.core.errors import (
     ValidationFailed,
 )
 from backstop.core.secretbox import new_key
-from backstop.local.airflow_server import AirflowServer
-from backstop.local.composer_server import ComposerServer
-from tasks.airflow_api import AirflowApi
+from localdev.servers.airflow_server import AirflowServer
+from localdev.servers.composer_server import ComposerServer
+from tasks.components.composer.airflow import AirflowApi
 from tests.conftest import unique
 
 PARENT = "projects/backstop-demo/locations/europe-west1"
@@ -123,7 +123,7 @@ def seed_airflow(airflow: AirflowServer) -> AirflowApi:
 
 @pytest.fixture
 def configured(settings: Any, secret_blocks: dict[str, str], composer_api: ComposerServer) -> Any:
-    from tasks.composer import ComposerSettings
+    from tasks.components.composer.component import ComposerSettings
 
     settings.composer = ComposerSettings(
         environments=[f"{PARENT}/environments/placeholder"],
@@ -146,7 +146,7 @@ def all_stored_bytes(gcs: Any, bucket: str) -> bytes:
 
 
 def test_round_trip_into_an_empty_environment(gcs: Any, store: Any, configured: Any, airflows: Any) -> None:
-    from tasks.composer import COMPONENT
+    from tasks.components.composer.component import COMPONENT
 
     first, second = airflows
     seed_airflow(first)
@@ -202,7 +202,7 @@ def _bucket_of(short: str) -> str:
 
 
 def test_reference_mode_stores_no_values(gcs: Any, store: Any, configured: Any, airflows: Any) -> None:
-    from tasks.composer import COMPONENT
+    from tasks.components.composer.component import COMPONENT
 
     configured.composer = configured.composer.model_copy(
         update={"secrets_mode": "reference", "encryption_key_block": None}
@@ -222,7 +222,7 @@ def test_reference_mode_stores_no_values(gcs: Any, store: Any, configured: Any, 
 
 
 def test_unknown_environment_is_named(store: Any, configured: Any) -> None:
-    from tasks.composer import COMPONENT
+    from tasks.components.composer.component import COMPONENT
 
     with pytest.raises(NotFound, match=f"{PARENT}/environments/nowhere"):
         COMPONENT.backup(configured, store, "nowhere")
@@ -234,7 +234,7 @@ def test_airflow_api_errors_are_clear_and_leave_no_backup(
 ) -> None:
     from prefect.blocks.system import Secret
 
-    from tasks.composer import COMPONENT
+    from tasks.components.composer.component import COMPONENT
 
     source = make_environment(gcs, airflows[0], {})
     airflows[0].fail_next(500)
@@ -254,7 +254,7 @@ def test_airflow_api_errors_are_clear_and_leave_no_backup(
 def test_validate_names_a_dag_with_a_syntax_error(
     gcs: Any, store: Any, configured: Any, airflows: Any
 ) -> None:
-    from tasks.composer import COMPONENT
+    from tasks.components.composer.component import COMPONENT
 
     source = make_environment(
         gcs, airflows[0], {"dags/good.py": b"x = 1\n", "dags/broken.py": b"x = 1\ndef f(:\n"}
@@ -266,7 +266,7 @@ def test_validate_names_a_dag_with_a_syntax_error(
 
 def test_config_diff_and_snapshot_load(gcs: Any, store: Any, configured: Any, airflows: Any) -> None:
     from blocks.clients import composer_client
-    from tasks.composer import COMPONENT
+    from tasks.components.composer.component import COMPONENT
 
     source = make_environment(gcs, airflows[0], {}, packages={"pandas": "==2.2.3"})
     manifest = COMPONENT.backup(configured, store, source, parts=["config"], snapshot=True)
@@ -299,7 +299,7 @@ def test_config_diff_and_snapshot_load(gcs: Any, store: Any, configured: Any, ai
 
 
 def test_flows_and_cli(gcs: Any, composer_api: Any, saved_settings: str, airflows: Any, capsys: Any) -> None:
-    from backstop.cli import main
+    from backstop_cli.main import main
     from flows.composer import backup_composer, restore_composer, validate_composer
 
     # Full names: the saved settings block has no composer section yet (BackstopSettings.composer).
@@ -355,7 +355,7 @@ class RealAirflow:
     """A real Airflow 2 webserver on SQLite (basic auth, admin/admin) in its own AIRFLOW_HOME."""
 
     def __init__(self, home: Path) -> None:
-        from backstop.platform import free_port
+        from localdev.platform import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/v1"
@@ -453,7 +453,7 @@ def real_airflows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Re
 
 def test_round_trip_on_real_airflow(gcs: Any, store: Any, configured: Any, real_airflows: Any) -> None:
     """The same metadata round trip against Airflow 2's own webserver, plus the DagBag check."""
-    from tasks.composer import COMPONENT
+    from tasks.components.composer.component import COMPONENT
 
     first, second = real_airflows
     seed_airflow(first)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tasks import gcs as gcs_tasks
-from tasks.gcs import COMPONENT as gcs_component
+from tasks.components.gcs import component as gcs_tasks
+from tasks.components.gcs.component import COMPONENT as gcs_component
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def _backup_while_rewriting(settings: Any, store: Any, bucket: Any) -> Any:
             for i in range(30, 40):
                 bucket.blob(f"obj-{i:03d}").upload_from_string(b"version two")
 
-    from tasks import units
+    from tasks.engine import units
 
     workers, units.UNIT_WORKERS = units.UNIT_WORKERS, 1  # batches one after another
     try:

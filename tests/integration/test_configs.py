@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Conflict, NotFound, ValidationFailed
-from tasks.configs import COMPONENT as configs
-from tasks.configs import ConfigSource, seed_sample_configs
+from tasks.components.configs.component import COMPONENT as configs
+from localdev.seed import seed_sample_configs
+from tasks.components.configs.component import ConfigSource
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -211,7 +212,7 @@ def test_flows_and_cli_back_up_report_secrets_and_restore(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from backstop.cli import main
+    from backstop_cli.main import main
     from flows.configs import restore_configs, validate_configs
 
     monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))

@@ -31,7 +31,7 @@ def test_gcs_backup_units_run_on_dask_workers_and_restore_byte_for_byte(
 ) -> None:
     from distributed import Client, get_task_stream
 
-    from tasks import gcs as gcs_tasks
+    from tasks.components.gcs import component as gcs_tasks
 
     monkeypatch.setattr(gcs_tasks, "BATCH_SIZE", BATCH)  # planning runs in this process
     source = gcs.create_bucket(unique("dasksrc"))
@@ -68,7 +68,7 @@ def test_a_pickled_context_reopens_its_store_and_leaves_its_log_behind(store: An
     the log callback (this process's terminal) replaced by the run logger."""
     import pickle
 
-    from tasks.component import Context, run_log
+    from tasks.engine.protocol import Context, run_log
 
     store.put_bytes("probe/one", b"travelled")
     said: list[str] = []
@@ -92,8 +92,8 @@ def test_an_unreachable_dask_scheduler_fails_the_backup_with_an_error_naming_it(
 
     import dask
 
-    from backstop.cli import main
-    from backstop.platform import free_port
+    from backstop_cli.main import main
+    from localdev.platform import free_port
 
     monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))
     source = gcs.create_bucket(unique("daskgone"))

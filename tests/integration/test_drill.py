@@ -12,9 +12,9 @@ import pytest
 
 from backstop.core.errors import ObjectiveBreached
 from blocks.settings import Objectives
-from tasks.drill import list_drills, run_drill
-from tasks.gcs import COMPONENT as gcs_component
-from tasks.gcs import GcsComponent
+from tasks.engine.drill import list_drills, run_drill
+from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.components.gcs.component import GcsComponent
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ INCOMPLETE = IncompleteRestore()
 def test_drill_fails_when_verification_finds_a_difference(
     gcs: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import component
+    from tasks.engine import protocol as component
 
     source, manifest = backed_up(gcs, settings, store)
     monkeypatch.setitem(component.COMPONENTS, "gcs", f"{__name__}:INCOMPLETE")
@@ -129,7 +129,7 @@ def test_cli_drill_then_health(
     import json
     import re
 
-    from backstop.cli import main
+    from backstop_cli.main import main
 
     source, manifest = backed_up(gcs, settings, store, count=3)
     assert main(["--settings", saved_settings, "drill", "--component", "gcs", "--json"]) == 0

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from backstop.cli import main
+from backstop_cli.main import main
 from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
 from backstop.core.names import (
     check_backup_id,
@@ -35,8 +35,8 @@ from backstop.core.names import (
     check_table,
     parse_time,
 )
-from tasks import catalog
-from tasks.gcs import COMPONENT as gcs_component
+from tasks.catalog import backups as catalog
+from tasks.components.gcs.component import COMPONENT as gcs_component
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -51,12 +51,14 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from backstop.platform import PROJECT
+    from localdev.platform import PROJECT
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
     from backstop.core.manifest import BackupManifest
-    from tasks import catalog, gcs, units
-    from tasks.store import BackupStore
+    from tasks.catalog import backups as catalog
+    from tasks.components.gcs import component as gcs
+    from tasks.engine import units
+    from tasks.storage.bucket import BackupStore
 
     mode, backup_bucket, source, marker, stop_at, hold = sys.argv[1:7]
     gcs.BATCH_SIZE = 10
@@ -92,7 +94,7 @@ CHILD = textwrap.dedent(
         catalog.begin_backup, catalog.commit_backup = begin_then_mark, mark_then_commit
         gcs.COMPONENT.backup(settings, store, source, progress=lambda done, total: reached(f"batch-{done}"))
     else:
-        from tasks import gcs_copy
+        from tasks.components.gcs import copy as gcs_copy
         gcs_copy.WORKERS = 1  # one copy worker: 'object-N' is a point in the restore's stream
         restore_object, restored = gcs_copy._restore_object, []
         def restore_then_mark(*a, **k):
@@ -367,7 +369,7 @@ def test_cli_error_inside_a_flow_is_one_line_for_a_real_user(saved_settings: str
         "BACKSTOP_HOME": str(tmp_path / "state"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "backstop.cli", "--settings", saved_settings, "validate", "20261124T214600Z-abcdef"],
+        [sys.executable, "-m", "backstop_cli.main", "--settings", saved_settings, "validate", "20261124T214600Z-abcdef"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2

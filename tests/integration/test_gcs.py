@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
-from tasks.gcs import COMPONENT as gcs_component
+from tasks.components.gcs.component import COMPONENT as gcs_component
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration

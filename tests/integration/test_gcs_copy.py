@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from backstop.local.throttling_proxy import throttling_proxy
-from tasks import gcs_plan
-from tasks.gcs import COMPONENT as gcs_component
+from localdev.servers.throttling_proxy import throttling_proxy
+from tasks.components.gcs import plan as gcs_plan
+from tasks.components.gcs.component import COMPONENT as gcs_component
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Unavailable
-from backstop.platform import PROJECT, LocalPlatform
+from localdev.platform import PROJECT, LocalPlatform
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks import gcs, units
-from tasks.store import BackupStore
+from tasks.components.gcs import component as gcs
+from tasks.engine import units
+from tasks.storage.bucket import BackupStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from backstop.local.gke_server import GkeBackupServer
-from backstop.platform import PROJECT, free_port
+from localdev.servers.gke_server import GkeBackupServer
+from localdev.platform import PROJECT, free_port
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def cluster(gke_env: GkeBackupServer) -> str:
 
 
 def gke_settings(cluster: str, **overrides: Any) -> Any:
-    from tasks.gke import GkeSettings
+    from tasks.components.gke.component import GkeSettings
 
     item = {"cluster": cluster, "include_secrets": False, "retain_days": 14} | overrides
     return GkeSettings(
@@ -56,7 +56,7 @@ def gke_settings(cluster: str, **overrides: Any) -> Any:
 
 def test_plan_is_idempotent_and_a_changed_setting_updates_it(settings: Any, cluster: str) -> None:
     from blocks.clients import gke_backup_client
-    from tasks.gke import ensure_plan
+    from tasks.components.gke.component import ensure_plan
 
     gke = gke_settings(cluster)
     first = ensure_plan(settings, gke, gke.clusters[0])
@@ -80,7 +80,7 @@ def test_plan_is_idempotent_and_a_changed_setting_updates_it(settings: Any, clus
 def test_backup_goes_pending_then_succeeds_and_the_manifest_has_its_counts(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.gke import COMPONENT
+    from tasks.components.gke.component import COMPONENT
 
     lines: list[str] = []
     manifest = COMPONENT.backup(settings, store, cluster, gke=gke_settings(cluster), log=lines.append)
@@ -107,7 +107,7 @@ def test_backup_goes_pending_then_succeeds_and_the_manifest_has_its_counts(
 def test_failed_backup_fails_validation_naming_the_reason(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.gke import COMPONENT
+    from tasks.components.gke.component import COMPONENT
 
     server.fail_next_backup("VolumeSnapshot quota exceeded in zone us-central1-a")
     manifest = COMPONENT.backup(settings, store, cluster, gke=gke_settings(cluster), log=lambda _: None)
@@ -120,7 +120,7 @@ def test_failed_backup_fails_validation_naming_the_reason(
 def test_sharp_count_drop_fails_validation(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.gke import COMPONENT
+    from tasks.components.gke.component import COMPONENT
 
     gke = gke_settings(cluster)
     first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
@@ -135,7 +135,7 @@ def test_sharp_count_drop_fails_validation(
 def test_permission_denied_and_not_found_give_clear_errors(
     settings: Any, store: Any, gke_env: GkeBackupServer
 ) -> None:
-    from tasks.gke import COMPONENT, GkeSettings
+    from tasks.components.gke.component import COMPONENT, GkeSettings
 
     missing = unique("c")
     with pytest.raises(NotFound, match=f"cluster .*clusters/{missing}.* not found"):
@@ -152,7 +152,7 @@ def test_permission_denied_and_not_found_give_clear_errors(
 def test_restore_into_a_renamed_namespace_and_another_cluster(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.gke import COMPONENT
+    from tasks.components.gke.component import COMPONENT
 
     gke = gke_settings(cluster)
     manifest = COMPONENT.validate(
@@ -270,7 +270,7 @@ def test_restore_chosen_resources_brings_back_only_those(
     settings: Any, store: Any, gke_env: GkeBackupServer
 ) -> None:
     from backstop.core.errors import InvalidInput
-    from tasks.gke import COMPONENT
+    from tasks.components.gke.component import COMPONENT
 
     cluster = unique("c")
     gke_env.add_cluster(full(cluster), WITH_OBJECTS)
@@ -320,7 +320,7 @@ def test_prune_deletes_the_gke_backup_and_keeps_a_delete_locked_one(
 ) -> None:
     from blocks.settings import RetentionSettings
     from flows.retention import prune_backups
-    from tasks.gke import COMPONENT
+    from tasks.components.gke.component import COMPONENT
 
     def backed_up(gke: Any) -> Any:
         manifest = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
@@ -346,7 +346,7 @@ def test_prune_deletes_the_gke_backup_and_keeps_a_delete_locked_one(
 def test_a_namespace_that_disappeared_fails_validation_by_name(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.gke import COMPONENT
+    from tasks.components.gke.component import COMPONENT
 
     gke = gke_settings(cluster)
     first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)

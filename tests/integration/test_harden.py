@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
-from backstop.platform import PROJECT
+from localdev.platform import PROJECT
 from blocks.settings import BackstopSettings, RetentionSettings
-from tasks.harden import harden_bucket, shortest_retention_days
+from tasks.operations.harden import harden_bucket, shortest_retention_days
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_harden_turns_versioning_off_to_set_the_retention_policy(policy_gcs: Any
 def test_harden_cli_sets_the_configuration_once_and_locks_only_with_yes(
     policy_gcs: Any, prefect_harness: None, capsys: Any, monkeypatch: Any
 ) -> None:
-    from backstop.cli import main
+    from backstop_cli.main import main
 
     primary, secondary = (policy_gcs.create_bucket(unique(p)).name for p in ("backups", "backups-dr"))
     settings = BackstopSettings(project=PROJECT, backup_bucket=primary, secondary_bucket=secondary)

@@ -1,7 +1,7 @@
 """Holds and retention policies against Backstop's local Cloud Storage server, which enforces them
 like the real API (403 on deleting or replacing a held or retained object), driven by the real client.
 
-Backups here go through the lifecycle every component shares (tasks/catalog.py: begin, commit,
+Backups here go through the lifecycle every component shares (tasks/catalog/backups.py: begin, commit,
 record validation), so what is shown holds for every component."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 
 from backstop.core.manifest import BackupManifest, ManifestEntry, utcnow
 from backstop.core.retention import RetentionPolicy
-from tasks import catalog
-from tasks.prune import prune
-from tasks.secondary import copy_to_secondary
-from tasks.store import BackupStore, crc32c_b64
+from tasks.catalog import backups as catalog
+from tasks.operations.prune import prune
+from tasks.engine.secondary import copy_to_secondary
+from tasks.storage.bucket import BackupStore, crc32c_b64
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from backstop.platform import PROJECT
+from localdev.platform import PROJECT
 from blocks.settings import BackstopSettings
-from tasks import iam
+from tasks.operations import iam
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def grant(client: Any, bucket: str, pairs: list[tuple[str, str]]) -> None:
 def test_preflight_iam_reports_missing_permissions_and_permissions_a_job_should_not_have(
     policy_gcs: Any, prefect_harness: None, monkeypatch: Any, capsys: Any
 ) -> None:
-    from backstop.cli import main
+    from backstop_cli.main import main
 
     names = {
         kind: policy_gcs.create_bucket(unique(kind)).name for kind in ("backups", "backups-dr", "source")
@@ -114,10 +114,10 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     from backstop.core.manifest import ManifestEntry, utcnow
     from backstop.core.retention import RetentionPolicy
     from blocks.clients import storage_client_as
-    from tasks import catalog
-    from tasks.prune import prune
-    from tasks.security import hold_findings
-    from tasks.store import BackupStore, crc32c_b64
+    from tasks.catalog import backups as catalog
+    from tasks.operations.prune import prune
+    from tasks.operations.security import hold_findings
+    from tasks.storage.bucket import BackupStore, crc32c_b64
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
     bucket = policy_gcs.create_bucket(unique("backups")).name

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backstop.platform import DEFAULT_PORTS, EMULATOR_ENV, free_port
+from localdev.platform import DEFAULT_PORTS, EMULATOR_ENV, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -105,7 +105,7 @@ def test_mistyped_flag_and_closed_pipe(tmp_path: Path) -> None:
 def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`backstop up` in a fresh BACKSTOP_HOME on free ports; `backstop down` afterwards unless the last
     test has stopped it already."""
-    from backstop.platform import LocalPlatform
+    from localdev.platform import LocalPlatform
 
     root = tmp_path_factory.mktemp("unattended")
     (root / "home").mkdir()
@@ -286,7 +286,7 @@ def test_settings_edits_are_validated_and_a_first_setup_names_its_buckets(
 # The demo's own steps, cut to the configuration-files round trip to stay fast; everything else of
 # run_demo (its platform, ports, Prefect server, settings, stopping) is what `backstop demo` runs.
 SHORT_DEMO = (
-    "import sys; from pathlib import Path; import backstop.demo as demo; "
+    "import sys; from pathlib import Path; import localdev.demo as demo; "
     "demo.STEPS = [step for step in demo.STEPS if step[0] == 'Configuration files']; "
     "sys.exit(demo.run_demo(Path(sys.argv[1])))"
 )

@@ -10,11 +10,11 @@ import pytest
 
 from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest, SecondaryCopy, utcnow
-from backstop.platform import PROJECT
+from localdev.platform import PROJECT
 from blocks.settings import BackstopSettings
-from tasks import catalog
-from tasks.secondary import copy_to_secondary
-from tasks.store import BackupStore
+from tasks.catalog import backups as catalog
+from tasks.engine.secondary import copy_to_secondary
+from tasks.storage.bucket import BackupStore
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_bootstrap_puts_the_secondary_in_its_own_location_with_its_own_key_and_p
 def test_preflight_fails_on_a_same_location_secondary_a_shared_key_and_a_public_bucket(
     policy_gcs: Any, prefect_harness: None, monkeypatch: Any, capsys: Any
 ) -> None:
-    from backstop.cli import main
+    from backstop_cli.main import main
     from flows.retention import preflight_check
 
     settings = settings_elsewhere(secondary_location=None, secondary_kms_key_name=None)
@@ -110,7 +110,7 @@ def test_preflight_fails_on_a_same_location_secondary_a_shared_key_and_a_public_
 
 
 def test_preflight_flags_a_key_in_another_location_than_its_bucket(policy_gcs: Any) -> None:
-    from tasks.security import preflight_security
+    from tasks.operations.security import preflight_security
 
     settings = settings_elsewhere(secondary_kms_key_name=PRIMARY_KEY.replace("us-central1", "us-east1"))
     policy_gcs.create_bucket(settings.backup_bucket, location="us-central1")

@@ -9,10 +9,10 @@ import pytest
 
 from backstop.core.manifest import BackupManifest, ManifestEntry, new_backup_id, utcnow
 from backstop.core.retention import RetentionPolicy
-from tasks import catalog
-from tasks.gcs_plan import pool_key as gcs_pool_key
-from tasks.prune import PruneReport, plan_prune, prune, remove_manifests
-from tasks.store import BackupStore, crc32c_b64
+from tasks.catalog import backups as catalog
+from tasks.components.gcs.plan import pool_key as gcs_pool_key
+from tasks.operations.prune import PruneReport, plan_prune, prune, remove_manifests
+from tasks.storage.bucket import BackupStore, crc32c_b64
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -183,7 +183,7 @@ def test_a_damaged_manifest_keeps_its_folder_and_stops_the_pool_sweep(store: Bac
 def test_real_gcs_backups_prune_to_the_newest_and_it_still_restores(
     gcs: Any, settings: Any, store: BackupStore
 ) -> None:
-    from tasks.gcs import COMPONENT
+    from tasks.components.gcs.component import COMPONENT
 
     source = unique("src")
     bucket = gcs.create_bucket(source)
@@ -226,7 +226,7 @@ def test_prune_flow_and_cli_dry_run_then_prune_both_buckets(
 ) -> None:
     import json
 
-    from backstop.cli import main
+    from backstop_cli.main import main
     from flows.retention import prune_backups
 
     primary = BackupStore(gcs, settings.backup_bucket)
@@ -262,7 +262,7 @@ def test_prune_flow_and_cli_dry_run_then_prune_both_buckets(
 def test_objects_listed_as_held_are_reported_without_a_delete_attempt() -> None:
     from types import SimpleNamespace
 
-    from tasks.prune import _hold_reason
+    from tasks.operations.prune import _hold_reason
 
     now = utcnow()
     assert _hold_reason(SimpleNamespace(temporary_hold=True), now) == "temporary hold"

@@ -9,9 +9,9 @@ import pytest
 
 from backstop.core.manifest import utcnow
 from backstop.core.retention import RetentionPolicy
-from tasks import catalog
-from tasks.gcs import COMPONENT as gcs_component
-from tasks.prune import prune
+from tasks.catalog import backups as catalog
+from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.operations.prune import prune
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from backstop.cli import main
+from backstop_cli.main import main
 from backstop.core.manifest import utcnow
-from backstop.platform import PROJECT
+from localdev.platform import PROJECT
 from tests.conftest import unique
 from tests.contract.conftest import (  # noqa: F401 (fixtures)
     BigQuerySubject,
@@ -72,9 +72,10 @@ def test_recover_as_of_between_two_rounds_resumes_after_a_failed_step(
 ) -> None:
     from blocks.notifications import save_webhook_block
     from blocks.recovery import BigQueryCheck, GcsPrefixCheck, RecoveryChecks
-    from tasks import catalog, lifecycle
-    from tasks.composer import ComposerSettings
-    from tasks.recover import list_operations
+    from tasks.catalog import backups as catalog
+    from tasks.engine import lifecycle
+    from tasks.components.composer.component import ComposerSettings
+    from tasks.operations.recover import list_operations
 
     settings.composer = ComposerSettings(
         airflow_auth_block=airflow_secrets["auth"], encryption_key_block=airflow_secrets["key"]
@@ -172,8 +173,8 @@ def test_dry_run_plans_only_and_the_platform_drill_recovers_into_scratch_and_cle
     gcs: Any, bq: Any, settings: Any, store: Any, prefect_harness: None, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from tasks import lifecycle
-    from tasks.recover import list_operations
+    from tasks.engine import lifecycle
+    from tasks.operations.recover import list_operations
 
     subjects: dict[str, Any] = {
         "configs": ConfigsSubject(settings, tmp_path),

@@ -8,10 +8,10 @@ import pytest
 
 from backstop.core.errors import NotFound, ValidationFailed
 from backstop.core.manifest import ManifestEntry
-from tasks import catalog
-from tasks.gcs_plan import pool_key
-from tasks.secondary import choose_store, copy_to_secondary, open_for_restore, pending_copies
-from tasks.store import BackupStore, crc32c_b64
+from tasks.catalog import backups as catalog
+from tasks.components.gcs.plan import pool_key
+from tasks.engine.secondary import choose_store, copy_to_secondary, open_for_restore, pending_copies
+from tasks.storage.bucket import BackupStore, crc32c_b64
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from backstop.cli import main
-from backstop.platform import free_port
-from tasks.context import open_store
+from backstop_cli.main import main
+from localdev.platform import free_port
+from tasks.storage.context import open_store
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.flow]
@@ -201,7 +201,7 @@ KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" + "BKcwggSjAgEAAoIBAQC7bogus"
 
 @pytest.fixture
 def airflow_pair() -> Iterator[tuple[Any, Any]]:
-    from backstop.local.airflow_server import AirflowServer
+    from localdev.servers.airflow_server import AirflowServer
 
     pair = (
         AirflowServer(user="svc-backup", password=AIRFLOW_PASSWORD).start(),
@@ -214,7 +214,7 @@ def airflow_pair() -> Iterator[tuple[Any, Any]]:
 
 @pytest.fixture
 def composer_api(platform: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from backstop.local.composer_server import ComposerServer
+    from localdev.servers.composer_server import ComposerServer
 
     server = ComposerServer().start()
     monkeypatch.setenv("COMPOSER_EMULATOR_HOST", server.target)
@@ -248,7 +248,7 @@ def make_environment(gcs: Any, airflow: Any, files: dict[str, bytes], env_secret
 
 
 def seed_airflow(airflow: Any) -> None:
-    from tasks.airflow_api import AirflowApi
+    from tasks.components.composer.airflow import AirflowApi
 
     api = AirflowApi(airflow.url, "svc-backup", AIRFLOW_PASSWORD)
     api.create("variables", {"key": "stage", "value": "prod"})
@@ -304,13 +304,13 @@ def test_composer_configs_and_bigquery_flows_leak_no_secret(
     from prefect.blocks.system import Secret
 
     from backstop.core.secretbox import new_key
-    from backstop.platform import PROJECT
+    from localdev.platform import PROJECT
     from blocks.components import ComposerSettings
     from blocks.settings import load_settings
     from flows.bigquery import backup_bigquery
     from flows.composer import backup_composer, restore_composer, validate_composer
     from flows.configs import backup_configs
-    from tasks.airflow_api import AirflowApi
+    from tasks.components.composer.airflow import AirflowApi
 
     auth, key = f"svc-backup:{AIRFLOW_PASSWORD}", new_key()
     basic = base64.b64encode(auth.encode()).decode()  # what an Authorization header would carry

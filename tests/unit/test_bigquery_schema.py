@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from backstop.core.errors import InvalidInput
-from tasks.bigquery_schema import (
+from tasks.components.bigquery.schema import (
     TableDigest,
     normalize_batch,
     retarget_sql,
@@ -135,7 +135,7 @@ def test_nan_null_empty_string_and_empty_list_hash_apart() -> None:
 def test_text_digests_are_those_earlier_backups_recorded() -> None:
     # Digests recorded before text columns were hashed once per distinct text: old backups must still
     # validate, whether texts repeat or not and however the rows are batched.
-    from tasks.bigquery_schema import RowHasher
+    from tasks.components.bigquery.schema import RowHasher
 
     texts = ["héllo", "", None, "a", "héllo", "ünï 😀", None, "a", "zz" * 40]
     table = pa.table({"s": pa.array(texts, pa.string()), "ls": pa.array(texts[::-1], pa.large_string()),
@@ -166,7 +166,7 @@ def test_sample_mask_picks_the_same_rows_whatever_the_order() -> None:
 def test_parquet_parts_split_batches_exactly_and_keep_the_digest(tmp_path: object) -> None:
     import pyarrow.parquet as pq
 
-    from tasks.bigquery_io import write_parquet_parts
+    from tasks.components.bigquery.data import write_parquet_parts
 
     schema = pa.schema([("i", pa.int64()), ("s", pa.string())])
     batches = [pa.RecordBatch.from_pylist([{"i": n, "s": f"r{n}"} for n in range(k, k + 300)], schema=schema)
@@ -187,7 +187,7 @@ def test_parquet_parts_split_batches_exactly_and_keep_the_digest(tmp_path: objec
 def test_parquet_row_groups_gather_many_batches(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     import pyarrow.parquet as pq
 
-    from tasks import bigquery_io
+    from tasks.components.bigquery import data as bigquery_io
 
     monkeypatch.setattr(bigquery_io, "GROUP_ROWS", 250)
     schema = pa.schema([("i", pa.int64()), ("s", pa.string())])
@@ -209,7 +209,7 @@ def test_parquet_row_groups_gather_many_batches(tmp_path: object, monkeypatch: p
 
 
 def test_prefetch_hands_reader_errors_to_the_consumer() -> None:
-    from tasks.bigquery_io import prefetch
+    from tasks.components.bigquery.data import prefetch
 
     def broken() -> object:
         yield 1

@@ -2,7 +2,7 @@ import importlib
 
 import pytest
 
-from backstop.cli import COMMAND_MODULES, build_parser, main
+from backstop_cli.main import COMMAND_MODULES, build_parser, main
 
 
 def test_every_command_module_exists_and_registers() -> None:

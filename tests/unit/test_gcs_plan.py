@@ -6,8 +6,8 @@ import itertools
 from collections.abc import Iterator
 
 from backstop.core.manifest import ManifestEntry
-from tasks.gcs_plan import PlanCounts, SourceObject, entry_for, growing_batches, plan_backup, pool_key
-from tasks.spool import EntrySpool
+from tasks.components.gcs.plan import PlanCounts, SourceObject, entry_for, growing_batches, plan_backup, pool_key
+from tasks.storage.spool import EntrySpool
 
 BUCKET = "src"
 

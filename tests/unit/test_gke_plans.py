@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backstop.core.errors import InvalidInput
-from tasks.gke_plans import (
+from tasks.components.gke.plans import (
     GkeClusterSettings,
     GkeSettings,
     cluster_path,
@@ -122,7 +122,7 @@ def test_restore_plan_ids_are_stable_and_valid() -> None:
 
 
 def test_cli_rejects_a_malformed_rename_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from backstop.cli import main
+    from backstop_cli.main import main
 
     assert main(["restore", "gke", "--cluster", "prod", "--rename", "shop"]) == 2
     assert capsys.readouterr().err.strip() == "error: malformed rename 'shop': use old=new"
@@ -155,7 +155,7 @@ def test_resources_parse_into_selectors_with_api_groups() -> None:
 
 
 def test_cli_rejects_a_malformed_resource_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from backstop.cli import main
+    from backstop_cli.main import main
 
     assert main(["restore", "gke", "--cluster", "prod", "--resource", "frontend"]) == 2
     assert capsys.readouterr().err.strip() == (
@@ -166,7 +166,7 @@ def test_cli_rejects_a_malformed_resource_in_one_line(capsys: pytest.CaptureFixt
 def test_local_model_restores_only_selected_objects_and_reports_conflicts() -> None:
     from google.cloud.gke_backup_v1 import types
 
-    from backstop.local.gke_cluster import restore_into
+    from localdev.servers.gke_cluster import restore_into
 
     backed_up = {
         "shop": {

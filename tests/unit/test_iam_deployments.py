@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.iam import load_spec
+from tasks.operations.iam import load_spec
 
 ROOT = Path(__file__).parents[2]
 # Deployments that run with the worker's own credentials: they change or inspect bucket configuration

@@ -2,7 +2,7 @@
 
 from google.api_core import exceptions as gexc
 
-from tasks.store import kept_reason
+from tasks.storage.bucket import kept_reason
 
 
 def test_holds_and_retention_policies_are_kept_and_a_plain_permission_error_is_not() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.gcs_plan import pool_key, pool_prefix
+from tasks.components.gcs.plan import pool_key, pool_prefix
 
 
 def test_consecutive_generations_land_in_many_key_ranges() -> None:

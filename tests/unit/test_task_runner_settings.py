@@ -2,7 +2,7 @@
 
 import pytest
 
-from backstop.commands.settings import assign, document, validated
+from backstop_cli.commands.settings import assign, document, validated
 from backstop.core.errors import InvalidInput
 from blocks.settings import BackstopSettings
 

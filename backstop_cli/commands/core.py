@@ -1,0 +1,93 @@
+"""Core verbs: list, validate."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from backstop_cli.main import emit, state_dir
+from backstop.core.manifest import select
+from backstop.core.names import check_backup_id, check_percent, parse_time
+from backstop.core.report import human_bytes, text_table
+
+
+def register(verbs: Any, groups: dict[str, Any]) -> None:
+    p = verbs.add_parser("list", help="list backups in the catalog")
+    p.add_argument("--component")
+    p.add_argument("--source")
+    p.add_argument("--before", help="only backups started at or before this ISO time")
+    p.add_argument("--validated", action="store_true", help="only validated backups")
+    p.add_argument("--all", action="store_true", help="also failed and abandoned runs (run records)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=list_backups)
+
+    p = verbs.add_parser("validate", help="validate a backup by id")
+    p.add_argument("backup_id")
+    p.add_argument("--sample-percent", type=float)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=validate)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from blocks.settings import load_settings
+
+    return load_settings(args.settings)
+
+
+def list_backups(args: argparse.Namespace) -> int:
+    """Backups (and with --all the failed runs) as a table, or typed JSON (bytes, ISO 8601 times)."""
+    from tasks.catalog.backups import list_runs
+    from tasks.engine.protocol import get_component
+    from tasks.storage.context import open_store
+
+    if args.component:
+        get_component(args.component)  # an unknown name is an error, as in `backup`
+    before = parse_time(args.before) if args.before else None
+    store = open_store(_settings(args))
+    damaged: list[str] = []
+    found = select(
+        store.list_headers(args.component, args.source, on_damaged=damaged.append),
+        args.component,
+        args.source,
+        before,
+        args.validated,
+    )
+    backups = [
+        {
+            "backup_id": m.backup_id,
+            "component": m.component,
+            "source": m.source,
+            "started_at": m.started_at.isoformat(),
+            "seconds": round(m.duration_seconds or 0, 1),
+            "entries": m.entry_count,
+            "bytes": m.total_bytes,
+            "status": m.status,
+        }
+        for m in found
+    ]
+    runs = []
+    if args.all:
+        records = list_runs(store, args.component, args.source, on_damaged=damaged.append)
+        runs = [r.row() | {"transient": r.transient} for r in records if r.failed]
+    shown = [
+        {k: v for k, v in b.items() if k not in ("started_at", "bytes")}
+        | {"started_utc": f"{m.started_at:%Y-%m-%d %H:%M:%S}", "size": human_bytes(m.total_bytes)}
+        for b, m in zip(backups, found, strict=True)
+    ]
+    text = text_table(shown)
+    if args.all:
+        text += "\n\nfailed or abandoned runs:\n" + (text_table(runs) if runs else "none")
+    text += "".join(f"\nwarning: {d}" for d in damaged)
+    emit(args, {"backups": backups, "runs": runs, "damaged": damaged}, text)
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    from flows.validate import validate_backup
+
+    check_backup_id(args.backup_id)
+    if args.sample_percent is not None:
+        check_percent(args.sample_percent, "--sample-percent")
+    row = validate_backup(args.backup_id, args.sample_percent, args.settings)
+    emit(args, row, text_table([row]))
+    return 0

@@ -1,0 +1,260 @@
+"""The `backstop` command line: the local platform, backups, the catalog and restores.
+
+User errors (BackstopError) print one line on stderr and exit 2, with no traceback; so does a
+platform that is not running (`error: Prefect server not reachable at URL: start it with `backstop up``),
+and Prefect never starts a temporary server of its own. Every command that prints data takes `--json`.
+Component verbs (`backup gcs`, `restore bigquery`, ...) live in `backstop_cli/commands/components.py`,
+made from the component registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, Unavailable
+
+COMMAND_MODULES = [
+    "backstop_cli.commands.core",
+    "backstop_cli.commands.components",
+    "backstop_cli.commands.bigquery",
+    "backstop_cli.commands.retention",
+    "backstop_cli.commands.ops",
+    "backstop_cli.commands.harden",
+    "backstop_cli.commands.platform",
+    "backstop_cli.commands.settings",
+    "backstop_cli.commands.recover",
+]
+
+
+# Modules that import neither Prefect nor pandas: a verb they register (`status`, `up`, `alerts`,
+# `list`, ...) is parsed with them alone, so such a command starts in a fraction of a second.
+LIGHT_MODULES = ["backstop_cli.commands.core", "backstop_cli.commands.platform"]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises InvalidInput (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> Any:
+        raise InvalidInput(f"{self.prog}: {message}")
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("BACKSTOP_HOME", ".backstop")).resolve()
+
+
+def load_platform_env() -> None:
+    """Use the running local platform's endpoints unless the environment already names services."""
+    try:
+        from localdev.platform import LocalPlatform
+    except ModuleNotFoundError:  # a production install: no local platform to point at
+        return
+    for key, value in LocalPlatform(state_dir()).env().items():
+        os.environ.setdefault(key, value)
+    prefect_defaults()
+
+
+LOCAL_VERBS = {"setup", "up", "down", "status", "demo"}  # they start or stop the platform themselves
+
+
+def _verb(argv: Sequence[str]) -> str | None:
+    """The command's verb: the first word that is neither an option nor the value of --settings."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--settings":
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def prefect_defaults() -> None:
+    """No telemetry, no temporary Prefect server, and Prefect's home (profiles, flow results) under the
+    platform's home rather than the user's. Prefect reads these when it is imported, so they are set
+    only in a process that has not imported it yet (the CLI; not a test calling main())."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if "prefect" not in sys.modules:
+        home = Path(os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect")))
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(home / "storage"))
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "false")
+
+
+def _prefect_api_url() -> str | None:
+    url = os.environ.get("PREFECT_API_URL")
+    if url or "prefect" not in sys.modules:
+        return url
+    from prefect.settings import PREFECT_API_URL  # a test harness sets it without the environment
+
+    return PREFECT_API_URL.value() or None
+
+
+def unreachable(include_unset: bool) -> str | None:
+    """'<service> not reachable at <url>: ...' for the first service the CLI is pointed at that does not
+    accept a connection, else None. `include_unset`: an unset PREFECT_API_URL counts as the local
+    platform's default address (after a command failed; before, it may not need Prefect at all)."""
+    from localdev.platform import EMULATOR_ENV, configured_ports, endpoint_port, reachable
+
+    api = _prefect_api_url()
+    if not api and include_unset:
+        api = f"http://127.0.0.1:{configured_ports()['prefect']}/api"
+    checks = [("Prefect server", api)] if api else []
+    checks += [(label, os.environ[key]) for key, label in EMULATOR_ENV.items() if os.environ.get(key)]
+    for label, url in checks:
+        where = endpoint_port(url)
+        if where is None or not reachable(*where):
+            return f"{label} not reachable at {url}: start it with `backstop up`"
+    return None
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print `data` as JSON with --json, else `text`."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        print(text)
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
+    parser = ArgumentParser(prog="backstop", description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default="default", help="name of the Backstop settings block")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's flow and task run logs")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=ArgumentParser)
+    groups: dict[str, Any] = {}
+    for verb in ("backup", "restore"):
+        group = verbs.add_parser(verb, help=f"{verb} one component")
+        groups[verb] = group.add_subparsers(dest="component", required=True, parser_class=ArgumentParser)
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # tests/unit/test_cli.py asserts every listed module exists
+            if exc.name not in (name, "localdev"):  # the local platform's verbs need localdev
+                raise
+            continue
+        module.register(verbs, groups)
+    return parser
+
+
+def _verbs(parser: argparse.ArgumentParser) -> set[str]:
+    return {str(w) for a in parser._actions if isinstance(a, argparse._SubParsersAction) for w in a.choices}
+
+
+def quiet_prefect_console(argv: Sequence[str]) -> None:
+    """Keep Prefect's own log lines and tracebacks off the terminal unless -v is given.
+
+    The flow runs still log to the Prefect API (the UI shows every line); the CLI prints its
+    result table, or one `error:` line. Must run before Prefect configures logging.
+    """
+    if "-v" not in argv and "--verbose" not in argv:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        # Prefect's background senders log "Still processing items..." on their own loggers (named
+        # after their class) while they drain at exit; the items are still sent.
+        for name in ("EventsWorker", "APILogWorker"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _active_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)parser the words of `argv` select: `backup gcs --bucjet` -> the `backup gcs` parser."""
+    current = parser
+    for word in argv:
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction) and word in action.choices:
+                current = action.choices[word]
+                break
+    return current
+
+
+def suggest(parser: argparse.ArgumentParser, argv: Sequence[str], message: str) -> str:
+    """`message` plus '(did you mean --x?)' for a mistyped flag or verb."""
+    active = _active_parser(parser, argv)
+    if "unrecognized arguments:" in message:
+        flags = [o for a in active._actions for o in a.option_strings if o.startswith("--")]
+        for word in message.split("unrecognized arguments:", 1)[1].split():
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+                if close:
+                    return f"{message} (did you mean {close[0]}?)"
+    choice = re.search(r"invalid choice: '([^']*)'", message)
+    if choice:
+        words = [
+            str(w) for a in active._actions if isinstance(a, argparse._SubParsersAction) for w in a.choices
+        ]
+        close = difflib.get_close_matches(choice.group(1), words, n=1, cutoff=0.6)
+        if close:
+            return f"{message} (did you mean {close[0]}?)"
+    return message
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`backstop list | head -1`): stop quietly, and keep Python from complaining
+    about the unflushed rest at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_prefect_console(argv)
+    # Before the parser, which imports Prefect (the registry's options models): Prefect reads its
+    # settings when imported, so the platform's endpoints must be in the environment by then.
+    if _verb(argv) in LOCAL_VERBS:
+        prefect_defaults()
+    else:
+        load_platform_env()
+    try:
+        parser = build_parser(LIGHT_MODULES)
+        if _verb(argv) not in _verbs(parser) - {"backup", "restore"}:  # other verbs, anything mistyped
+            parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except InvalidInput as exc:
+            raise InvalidInput(suggest(parser, argv, str(exc))) from None
+        if getattr(args, "no_platform_env", False):
+            code = int(args.handler(args) or 0)
+        else:
+            load_platform_env()
+            check = getattr(args, "platform_check", True)
+            code = _run_on_platform(args) if check else int(args.handler(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except BackstopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_on_platform(args: argparse.Namespace) -> int:
+    """Run a command that needs Prefect and the services: a service the CLI is pointed at that does
+    not answer is one error line before anything runs; a failure while Prefect's address is unset
+    is reported as the platform not running (input errors are reported as they are)."""
+    down = unreachable(include_unset=False)
+    if down:
+        raise Unavailable(down)
+    try:
+        return int(args.handler(args) or 0)
+    except (InvalidInput, Conflict, BrokenPipeError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        down = unreachable(include_unset=True)
+        if down:
+            raise Unavailable(down) from exc
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,476 @@
+"""A local Cloud Storage JSON API server that enforces holds, retention policies and bucket IAM.
+
+No Cloud Storage emulator here keeps object holds or enforces a retention policy (fake-gcs-server
+keeps no bucket configuration at all; gcp-storage-emulator stores a retention policy but deletes
+through it). This module extends gcp-storage-emulator (pure Python, in memory) with what the real
+JSON API does for the hardening checks, so the real `google-cloud-storage` client drives it:
+
+- objects: `temporaryHold` and `eventBasedHold` are kept (insert, patch); deleting or replacing an
+  object under a hold, or younger than the bucket's retention period, is refused with 403 and the
+  real API's message; `retentionExpirationTime` is reported on every object of a bucket with a
+  retention policy.
+- buckets: `insert` keeps the configuration sent with it (location, retention policy, IAM
+  configuration, default KMS key); a retention policy can be set, lengthened, shortened or
+  removed until `lockRetentionPolicy` locks it (metageneration precondition required); a locked
+  policy can only be lengthened; a retention policy and object versioning are refused together.
+- bucket IAM: `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`),
+  the predefined storage roles below and custom roles from a YAML file (`--roles`, the format of
+  `deployments/iam/roles.yaml`), and requests are refused (403) without the permission they need.
+  The caller is the principal its bearer token names (`Authorization: Bearer serviceAccount:x@y`,
+  see `blocks.clients.LocalPrincipalCredentials`). A caller with no token is the emulator's owner
+  and may do everything (every other test and the demo use it); its testIamPermissions answer is
+  what `allUsers` holds. Not modelled: project-level IAM, replacing an object needing delete.
+- requests are served by one thread per connection, one request at a time (the emulator's storage
+  is not thread-safe; serving connections in threads is what keeps a 16-thread client from timing
+  out on connect).
+
+Run: `python -m localdev.servers.gcs_policy_server --port 4445 [--roles deployments/iam/roles.yaml]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from http import HTTPStatus
+from http import server as http_server
+from pathlib import Path
+from typing import Any
+
+from gcp_storage_emulator import server as emu
+from gcp_storage_emulator.handlers import buckets as emu_buckets
+from gcp_storage_emulator.storage import Storage
+
+API = "/storage/v1"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# The storage permissions of the predefined roles Backstop's checks meet (a subset of each role:
+# the bucket- and object-level permissions).
+PREDEFINED_ROLES: dict[str, set[str]] = {
+    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectCreator": {"storage.objects.create"},
+    "roles/storage.objectUser": {
+        "storage.objects.create",
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.list",
+        "storage.objects.update",
+    },
+    "roles/storage.objectAdmin": {
+        "storage.objects.create",
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.getIamPolicy",
+        "storage.objects.list",
+        "storage.objects.setIamPolicy",
+        "storage.objects.update",
+    },
+    "roles/storage.legacyBucketReader": {"storage.buckets.get", "storage.objects.list"},
+    "roles/storage.admin": {
+        "storage.buckets.create",
+        "storage.buckets.delete",
+        "storage.buckets.get",
+        "storage.buckets.getIamPolicy",
+        "storage.buckets.list",
+        "storage.buckets.setIamPolicy",
+        "storage.buckets.update",
+        "storage.objects.create",
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.getIamPolicy",
+        "storage.objects.list",
+        "storage.objects.setIamPolicy",
+        "storage.objects.update",
+    },
+}
+
+
+class Forbidden(Exception):
+    """The request is refused by a hold, a retention policy or a locked policy (HTTP 403)."""
+
+
+class PreconditionFailed(Exception):
+    """An ifMetagenerationMatch precondition did not hold (HTTP 412)."""
+
+
+class BadRequest(Exception):
+    """The request is malformed for this resource (HTTP 400)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _retention_seconds(bucket: dict[str, Any]) -> int:
+    return int((bucket.get("retentionPolicy") or {}).get("retentionPeriod") or 0)
+
+
+def _stamp_retention(bucket: dict[str, Any], obj: dict[str, Any]) -> None:
+    """Set (or clear) the object's retentionExpirationTime from the bucket's policy."""
+    seconds = _retention_seconds(bucket)
+    if seconds and obj.get("timeCreated"):
+        until = _parse_time(obj["timeCreated"]) + timedelta(seconds=seconds)
+        obj["retentionExpirationTime"] = until.strftime(TIME_FORMAT)
+    else:
+        obj.pop("retentionExpirationTime", None)
+
+
+def _protection(bucket: dict[str, Any], obj: dict[str, Any]) -> str | None:
+    """Why the real API refuses to delete or replace `obj` now (its wording), or None."""
+    name = obj.get("name")
+    if obj.get("temporaryHold"):
+        return (
+            f"Object '{name}' is under active Temporary hold and cannot be deleted, overwritten or "
+            "archived until hold is removed."
+        )
+    if obj.get("eventBasedHold"):
+        return (
+            f"Object '{name}' is under active Event-Based hold and cannot be deleted, overwritten or "
+            "archived until hold is removed."
+        )
+    until = obj.get("retentionExpirationTime")
+    if until and _parse_time(until) > _now():
+        return (
+            f"Object '{name}' is subject to bucket's retention policy or object retention and cannot be "
+            f"deleted or overwritten until {until}"
+        )
+    return None
+
+
+class PolicyStorage(Storage):  # type: ignore[misc]
+    """gcp-storage-emulator's in-memory storage, refusing deletes and replacements that GCS refuses."""
+
+    def _existing(self, bucket_name: str, file_name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = (self.objects.get(bucket_name) or {}).get(file_name)
+        return found
+
+    def create_file(
+        self, bucket_name: str, file_name: str, content: bytes, file_obj: dict[str, Any], file_id: Any = None
+    ) -> None:
+        existing = self._existing(bucket_name, file_name)
+        if existing is not None:
+            reason = _protection(self.buckets[bucket_name], existing)
+            if reason:
+                raise Forbidden(reason)
+        bucket = self.buckets.get(bucket_name)
+        if bucket is not None:
+            file_obj.setdefault("temporaryHold", False)
+            file_obj.setdefault("eventBasedHold", bool(bucket.get("defaultEventBasedHold")))
+            _stamp_retention(bucket, file_obj)
+        super().create_file(bucket_name, file_name, content, file_obj, file_id)
+
+    def delete_file(self, bucket_name: str, file_name: str) -> None:
+        existing = self._existing(bucket_name, file_name)
+        if existing is not None and bucket_name in self.buckets:
+            reason = _protection(self.buckets[bucket_name], existing)
+            if reason:
+                raise Forbidden(reason)
+        super().delete_file(bucket_name, file_name)
+
+
+def _error(response: Any, status: HTTPStatus, reason: str, message: str) -> None:
+    response.status = status
+    response.json(
+        {
+            "error": {
+                "code": int(status),
+                "message": message,
+                "errors": [{"domain": "global", "reason": reason, "message": message}],
+            }
+        }
+    )
+
+
+def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook | None = None) -> Any:
+    """Check the caller's IAM permissions (`needs`: bucket parameter -> permission), then run the
+    handler; this module's refusals become the JSON error responses of the real API."""
+
+    def run(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if needs and roles is not None and _token(request):
+                for param, permission in needs.items():
+                    bucket = request.params.get(param)
+                    if bucket in storage.buckets and permission not in _granted(
+                        request, storage, bucket, roles
+                    ):
+                        _error(
+                            response,
+                            HTTPStatus.FORBIDDEN,
+                            "forbidden",
+                            f"{_token(request).split(':', 1)[-1]} does not have {permission} access to the Google "
+                            f"Cloud Storage bucket or object. Permission '{permission}' denied on resource.",
+                        )
+                        return None
+            return handler(request, response, storage, *args, **kwargs)
+        except Forbidden as exc:
+            _error(response, HTTPStatus.FORBIDDEN, "retentionPolicyNotMet", str(exc))
+        except PreconditionFailed as exc:
+            _error(response, HTTPStatus.PRECONDITION_FAILED, "conditionNotMet", str(exc))
+        except BadRequest as exc:
+            _error(response, HTTPStatus.BAD_REQUEST, "invalid", str(exc))
+        return None
+
+    return run
+
+
+def _location_type(location: str) -> str:
+    if location in {"US", "EU", "ASIA"}:
+        return "multi-region"
+    return "region" if "-" in location else "dual-region"
+
+
+def bucket_insert(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+    """buckets.insert that keeps the configuration sent with the new bucket."""
+    body = dict(request.data or {})
+    emu_buckets.insert(request, response, storage)
+    bucket = storage.buckets.get(body.get("name"))
+    if response.status != HTTPStatus.OK or bucket is None:
+        return
+    _apply_bucket_patch(storage, bucket, body)
+    response.json(bucket)
+
+
+def _apply_bucket_patch(storage: Any, bucket: dict[str, Any], body: dict[str, Any]) -> None:
+    body = dict(body)
+    body.pop("name", None)
+    versioned = bool((body.get("versioning") or bucket.get("versioning") or {}).get("enabled"))
+    retained = (
+        int((body.get("retentionPolicy") or {}).get("retentionPeriod") or 0)
+        if "retentionPolicy" in body
+        else _retention_seconds(bucket)
+    )
+    if versioned and retained:  # Cloud Storage refuses a bucket with both
+        raise BadRequest("A bucket cannot have both a retention policy and object versioning enabled.")
+    if "retentionPolicy" in body:
+        wanted = body.pop("retentionPolicy")
+        current = bucket.get("retentionPolicy") or {}
+        period = int((wanted or {}).get("retentionPeriod") or 0)
+        if current.get("isLocked"):
+            if period < int(current.get("retentionPeriod") or 0):
+                raise Forbidden(
+                    f"Cannot reduce retention duration or remove a locked retention policy of bucket "
+                    f"'{bucket['name']}'."
+                )
+            current["retentionPeriod"] = str(period)
+        elif period:
+            bucket["retentionPolicy"] = {
+                "retentionPeriod": str(period),
+                "effectiveTime": _now().strftime(TIME_FORMAT),
+                "isLocked": False,
+            }
+        else:
+            bucket.pop("retentionPolicy", None)
+        for obj in (storage.objects.get(bucket["name"]) or {}).values():
+            _stamp_retention(bucket, obj)
+    if "location" in body and body["location"]:
+        body["location"] = str(body["location"]).upper()
+        bucket["locationType"] = _location_type(body["location"])
+    if "defaultEventBasedHold" in body:
+        bucket["defaultEventBasedHold"] = bool(body.pop("defaultEventBasedHold"))
+    emu_buckets._patch_bucket(bucket, body)
+    storage.create_bucket(bucket["name"], bucket)
+
+
+def bucket_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+    name = request.params.get("bucket_name")
+    bucket = storage.buckets.get(name)
+    if bucket is None:
+        response.status = HTTPStatus.NOT_FOUND
+        return
+    _apply_bucket_patch(storage, bucket, dict(request.data or {}))
+    response.json(bucket)
+
+
+def lock_retention_policy(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+    """buckets.lockRetentionPolicy: irreversible; needs ifMetagenerationMatch, like the real API."""
+    name = request.params.get("bucket_name")
+    bucket = storage.buckets.get(name)
+    if bucket is None:
+        response.status = HTTPStatus.NOT_FOUND
+        return
+    wanted = (request.query.get("ifMetagenerationMatch") or [None])[0]
+    if wanted is None:
+        raise BadRequest("Required parameter: ifMetagenerationMatch")
+    if str(wanted) != str(bucket.get("metageneration")):
+        raise PreconditionFailed("Precondition Failed (ifMetagenerationMatch)")
+    policy = bucket.get("retentionPolicy")
+    if not policy:
+        raise BadRequest(f"Bucket '{name}' has no retention policy to lock.")
+    policy["isLocked"] = True
+    bucket["metageneration"] = str(int(bucket.get("metageneration", "1")) + 1)
+    storage.create_bucket(name, bucket)
+    response.json(bucket)
+
+
+def object_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+    """objects.patch that also sets and releases temporary and event-based holds."""
+    bucket_name, name = request.params["bucket_name"], request.params["object_id"]
+    obj = (storage.objects.get(bucket_name) or {}).get(name)
+    if obj is None:
+        response.status = HTTPStatus.NOT_FOUND
+        return
+    body = dict(request.data or {})
+    for field in ("temporaryHold", "eventBasedHold"):
+        if field in body and body[field] is not None:
+            obj[field] = bool(body.pop(field))
+    emu.objects._patch_object(obj, body)  # metageneration and the other writable fields
+    storage.patch_object(bucket_name, name, obj)
+    response.json(obj)
+
+
+class RoleBook:
+    """Permissions per role: the predefined storage roles and the custom roles of a YAML file."""
+
+    def __init__(self, roles_file: str | None = None) -> None:
+        self.roles = {name: set(perms) for name, perms in PREDEFINED_ROLES.items()}
+        if roles_file:
+            import yaml
+
+            document = yaml.safe_load(Path(roles_file).read_text()) or {}
+            for role in document.get("roles", []):
+                self.roles[role["id"]] = set(role["permissions"])
+
+    def permissions(self, role: str) -> set[str]:
+        """Permissions of `role`: predefined by name, custom as `projects/<p>/roles/<id>`."""
+        if role in self.roles:
+            return self.roles[role]
+        return self.roles.get(role.rsplit("/", 1)[-1], set())
+
+
+def _token(request: Any) -> str:
+    header = request.get_header("Authorization") or ""
+    return str(header.removeprefix("Bearer ").strip())
+
+
+def _granted(request: Any, storage: Any, bucket: str, roles: RoleBook) -> set[str]:
+    """What the caller may do on `bucket` through the bucket's IAM policy (allUsers included)."""
+    token = _token(request)
+    members = {"allUsers"} if not token else {"allUsers", "allAuthenticatedUsers", token}
+    policy = storage.get_bucket_iam_policy(bucket) or {}
+    granted: set[str] = set()
+    for binding in policy.get("bindings") or []:
+        if members & set(binding.get("members") or []):
+            granted |= roles.permissions(binding.get("role", ""))
+    return granted
+
+
+def test_iam_permissions(
+    request: Any, response: Any, storage: Any, *args: Any, roles: RoleBook, **kwargs: Any
+) -> None:
+    """iam/testPermissions: the asked permissions the caller holds through the bucket's IAM policy."""
+    name = request.params.get("bucket_name")
+    if name not in storage.buckets:
+        response.status = HTTPStatus.NOT_FOUND
+        return
+    granted = _granted(request, storage, name, roles)
+    asked = request.query.get("permissions") or []
+    response.json(
+        {"kind": "storage#testIamPermissionsResponse", "permissions": [p for p in asked if p in granted]}
+    )
+
+
+# The permission each route needs of a caller that names itself (see the module docstring).
+def _needs(regex: str, method: str) -> dict[str, str]:
+    bucket, objects = "storage.buckets.", "storage.objects."
+    if "/copyTo/" in regex or "/rewriteTo/" in regex:
+        return {"bucket_name": objects + "get", "dest_bucket_name": objects + "create"}
+    table = [
+        ("/iam/testPermissions$", {}),
+        ("/iam$", {"GET": bucket + "getIamPolicy", "PUT": bucket + "setIamPolicy"}),
+        ("/lockRetentionPolicy$", {"POST": bucket + "update"}),
+        ("/compose$", {"POST": objects + "create"}),
+        ("/o$", {"GET": objects + "list", "POST": objects + "create", "PUT": objects + "create"}),
+        (
+            "/o/(?P<object_id>.*[^/]+)$",
+            {"GET": objects + "get", "DELETE": objects + "delete", "PATCH": objects + "update"},
+        ),
+        (
+            "(?P<bucket_name>[-.\\w]+)$",
+            {"GET": bucket + "get", "PATCH": bucket + "update", "DELETE": bucket + "delete"},
+        ),
+    ]
+    for suffix, perms in table:
+        if regex.endswith(suffix):
+            return {"bucket_name": perms[method]} if method in perms else {}
+    return {}
+
+
+def handlers(roles: RoleBook) -> tuple[Any, ...]:
+    """The emulator's routes with this module's behaviour in front, every handler guarded."""
+    bucket = r"(?P<bucket_name>[-.\w]+)"
+    extra = []
+    for prefix in (API, ""):
+        extra += [
+            (rf"^{prefix}/b$", {"GET": emu_buckets.ls, "POST": bucket_insert}),
+            (rf"^{prefix}/b/{bucket}/lockRetentionPolicy$", {"POST": lock_retention_policy}),
+            (
+                rf"^{prefix}/b/{bucket}/iam/testPermissions$",
+                {"GET": partial(test_iam_permissions, roles=roles)},
+            ),
+        ]
+    routes = []
+    for regex, methods in [*extra, *emu.HANDLERS]:
+        methods = dict(methods)
+        if regex.endswith(r"/o/(?P<object_id>.*[^/]+)$") and "PATCH" in methods:
+            methods["PATCH"] = object_patch
+        if regex.endswith(r"/b/(?P<bucket_name>[-.\w]+)$") and "PATCH" in methods:
+            methods["PATCH"] = bucket_patch
+        routes.append(
+            (regex, {method: _guarded(fn, _needs(regex, method), roles) for method, fn in methods.items()})
+        )
+    return tuple(routes)
+
+
+class _Handler(emu.RequestHandler):  # type: ignore[misc]
+    lock = threading.Lock()
+
+    def _serve(self, method: str) -> None:
+        with self.lock:
+            emu.Router(self).handle(method)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+
+def serve(host: str, port: int, roles_file: str | None = None) -> http_server.ThreadingHTTPServer:
+    """A started server (in a daemon thread); `shutdown()` stops it."""
+    emu.HANDLERS = handlers(RoleBook(roles_file))
+    storage = PolicyStorage(use_memory_fs=True)
+    httpd = http_server.ThreadingHTTPServer((host, port), partial(_Handler, storage))
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4445)
+    parser.add_argument("--roles", help="YAML file of custom roles (deployments/iam/roles.yaml)")
+    args = parser.parse_args()
+    httpd = serve(args.host, args.port, args.roles)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        httpd.shutdown()
+
+
+if __name__ == "__main__":
+    main()

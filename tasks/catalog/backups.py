@@ -1,0 +1,328 @@
+"""The backup lifecycle every component shares: begin, commit, verify, record, resolve.
+
+A component fills a manifest's entries (each with the `stored_key` that holds its bytes in the
+backup bucket); this module does what is the same for all of them, so no component re-implements
+"write the manifest last" or "check every stored object against its checksum".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
+from backstop.core.manifest import (
+    BackupManifest,
+    ManifestEntry,
+    ValidationRecord,
+    new_backup_id,
+    select,
+    utcnow,
+)
+from backstop.core.names import check_backup_id, check_percent
+from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
+from tasks.catalog import index as catalog_io
+from tasks.storage.parallel import batched
+from tasks.storage.spool import EntrySpool, Held, KeySpool
+from tasks.storage.bucket import BackupStore, crc32c_b64, parallel_map
+
+
+def begin_backup(
+    store: BackupStore, component: str, source: str, options: dict[str, Any] | None = None
+) -> BackupManifest:
+    """A new, uncommitted manifest; marks the run in progress so prune leaves shared data alone."""
+    store.check_bucket()
+    started = utcnow()
+    manifest = BackupManifest(
+        backup_id=new_backup_id(started),
+        component=component,
+        source=source,
+        started_at=started,
+        options=options or {},
+        kms_key_name=store.kms_key_name,
+    )
+    store.mark_in_progress(manifest)
+    return manifest
+
+
+def commit_backup(
+    store: BackupStore,
+    manifest: BackupManifest,
+    entries: list[ManifestEntry] | EntrySpool,
+    source_state: dict[str, Any] | None = None,
+) -> BackupManifest:
+    """Write the manifest (last), then clear the in-progress marker. Returns the committed manifest
+    (a large one as its header). `entries` may be a spool: they are then streamed in name order."""
+    committed = manifest.model_copy(
+        update={
+            "entries": [],
+            "source_state": source_state or manifest.source_state,
+            "finished_at": utcnow(),
+            "status": "complete",
+        }
+    )
+    spool = entries if isinstance(entries, EntrySpool) else EntrySpool(entries)
+    try:
+        committed = store.write_manifest(committed, spool.rows())
+    finally:
+        if spool is not entries:
+            spool.close()
+    store.clear_in_progress(manifest)
+    return committed
+
+
+def abandon_backup(store: BackupStore, manifest: BackupManifest) -> None:
+    """Clear the in-progress marker of a failed run (its data stays for prune to sweep)."""
+    # The store may be what failed; the marker then expires on its own.
+    with contextlib.suppress(Exception):
+        store.clear_in_progress(manifest)
+
+
+def sample_indexes(count: int, percent: float, seed: int | None = None) -> set[int]:
+    """Positions of a random `percent` of `count` entries (at least one when percent > 0)."""
+    check_percent(percent, "sample percentage")
+    if percent <= 0 or count <= 0:
+        return set()
+    chosen = max(1, round(count * percent / 100))
+    return set(random.Random(seed).sample(range(count), min(chosen, count)))
+
+
+@dataclass
+class StoredCheck:
+    """What checking a backup's stored objects found: problems, damaged entries by name, re-reads."""
+
+    problems: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+    read_back: int = 0
+    checked: int = 0
+
+
+class StoredListing:
+    """What `store` holds where some entries' stored keys live: each folder (the backup's, or its
+    component's pool) listed once, when an entry in it is first looked up, and spooled to disk."""
+
+    def __init__(self, store: BackupStore) -> None:
+        self.store, self.spool, self.prefixes = store, KeySpool(), set[str]()
+
+    def lookup(self, entries: list[ManifestEntry]) -> dict[str, Held]:
+        """stored key -> (size, crc32c, kms key) of each entry's stored object that exists."""
+        for prefix in sorted({_common_prefix(e.stored_key) for e in entries} - self.prefixes):
+            listing = self.store.iter_list(prefix)
+            self.spool.add((b.name, int(b.size or 0), b.crc32c, b.kms_key_name) for b in listing)
+            self.prefixes.add(prefix)
+        return self.spool.lookup([e.stored_key for e in entries])
+
+    def __enter__(self) -> StoredListing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.spool.close()
+
+
+def verify_stored(
+    store: BackupStore, manifest: BackupManifest, sample_percent: float = 5.0, seed: int | None = None
+) -> StoredCheck:
+    """Check every stored object of `manifest` against its entry; re-read a sample.
+
+    Sizes and crc32c come from one listing per prefix (what the bucket says it holds, spooled to
+    disk); the entries are streamed a chunk at a time; the sample is downloaded and its crc32c
+    recomputed here (what the bytes really are). Each problem names the entry and the stored
+    object; `damaged` maps entry names to their problem. Memory stays flat in the entry count.
+    """
+    check = StoredCheck()
+    chosen = sample_indexes(manifest.entry_count, sample_percent, seed)
+    to_read: list[ManifestEntry] = []
+
+    def damaged(entry: ManifestEntry, problem: str) -> None:
+        check.problems.append(problem)
+        check.damaged[entry.name] = problem
+
+    def check_batch(batch: list[ManifestEntry], held: dict[str, Held]) -> None:
+        for entry in batch:
+            there = held.get(entry.stored_key)
+            where = f"{entry.name!r} ({store.where(entry.stored_key)})"
+            if there is None:
+                damaged(entry, f"missing: {where}")
+            elif there[0] != entry.size:
+                damaged(entry, f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}")
+            elif entry.crc32c and there[1] and there[1] != entry.crc32c:
+                damaged(entry, f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}")
+            elif check.checked in chosen:
+                to_read.append(entry)
+            check.checked += 1
+
+    with StoredListing(store) as listed:
+        for batch in batched(store.iter_entries(manifest), BATCH):
+            check_batch(batch, listed.lookup(batch))
+
+    def read_back(entry: ManifestEntry) -> str | None:
+        data = store.get_bytes(entry.stored_key)
+        actual = crc32c_b64(data)
+        if len(data) != entry.size or (entry.crc32c and actual != entry.crc32c):
+            return (
+                f"content differs on read-back: {entry.name!r} ({store.where(entry.stored_key)}) "
+                f"crc32c {actual} / {len(data)} bytes, manifest says {entry.crc32c} / {entry.size}"
+            )
+        return None
+
+    for entry, problem in zip(to_read, parallel_map(read_back, to_read), strict=True):
+        if problem:
+            damaged(entry, problem)
+    check.read_back = len(to_read)
+    return check
+
+
+BATCH = 5000  # entries looked up at a time
+
+
+def _common_prefix(key: str) -> str:
+    """Listing prefix for a stored key: its folder down to the backup or pool level."""
+    parts = key.split("/")
+    if parts[0] == "pool":
+        return "/".join(parts[:3]) + "/"
+    return "/".join(parts[:6]) + "/" if len(parts) > 6 else key.rsplit("/", 1)[0] + "/"
+
+
+def record_validation(
+    store: BackupStore, manifest: BackupManifest, problems: list[str], checked: int, read_back: int
+) -> BackupManifest:
+    """Rewrite the manifest with the validation outcome; raise ValidationFailed when problems exist."""
+    record = ValidationRecord(
+        at=utcnow(), ok=not problems, checked=checked, read_back=read_back, problems=problems[:200]
+    )
+    updated = manifest.model_copy(
+        update={"validation": record, "status": "validated" if not problems else "invalid"}
+    )
+    updated = store.write_manifest(updated)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ValidationFailed(
+            f"backup {manifest.backup_id} of {manifest.component}/{manifest.source} failed validation: {shown}",
+            problems,
+        )
+    return updated
+
+
+def resolve_backup(
+    store: BackupStore,
+    component: str,
+    source: str | None = None,
+    backup_id: str | None = None,
+    before: datetime | None = None,
+    validated_only: bool = True,
+    on_damaged: Callable[[str], None] | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
+) -> BackupManifest:
+    """The backup to restore: `backup_id`, or the latest (validated) one before `before`.
+
+    `where` narrows the choice further (e.g. a Composer backup that holds the DAGs part).
+    """
+    if backup_id:
+        check_backup_id(backup_id)
+        manifest = store.find_manifest(backup_id)
+        if manifest.component != component:
+            raise InvalidInput(f"backup {backup_id} is a {manifest.component} backup, not {component}")
+        if source is not None and manifest.source != source:
+            raise InvalidInput(
+                f"backup {backup_id} is of {component} source {manifest.source!r}, not {source!r}: nothing restored"
+            )
+        return manifest
+    report = on_damaged or (lambda _: None)
+    headers = select(
+        store.list_headers(component, source, on_damaged=report), component, source, before, validated_only
+    )
+    chosen = catalog_io.first_loadable(store, headers, where, report, validated_only)
+    if chosen is None:
+        what = f"{component}/{source}" if source else component
+        kind = "validated backup" if validated_only else "backup"
+        when = f" before {before.isoformat()}" if before else ""
+        raise NotFound(f"no {kind} of {what}{when} in {store.where()}")
+    return chosen
+
+
+def backups_to_validate(
+    store: BackupStore, component: str, backup_id: str | None, sources: list[str]
+) -> list[BackupManifest]:
+    """The backup named by `backup_id`, or else the latest backup (validated or not) of each source."""
+    if backup_id:
+        return [resolve_backup(store, component, backup_id=backup_id)]
+    return [resolve_backup(store, component, source, validated_only=False) for source in sources]
+
+
+def sample_percent(settings: Any, override: float | None) -> float:
+    """The share of objects validation re-reads: `override`, else the settings' default."""
+    return check_percent(
+        settings.validate_sample_percent if override is None else override, "sample percentage"
+    )
+
+
+# -- run records (backstop/core/runs.py) -----------------------------------------------------------
+def record_run(
+    store: BackupStore,
+    kind: str,
+    component: str,
+    source: str,
+    error: BaseException | None = None,
+    backup_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> RunRecord | None:
+    """Record how a run ended (best effort: a store that is down must not hide the run's own error)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    error_kind = None if error is None else type(error).__name__
+    message = "" if error is None else (str(error) or error_kind or "")[:2000]
+    outcome = (
+        "succeeded" if error is None else ("abandoned" if not isinstance(error, Exception) else "failed")
+    )
+    try:
+        previous = list_runs(store, component, source, limit_days=2) if error is not None else []
+        record = RunRecord(
+            run_id=new_run_id(kind),
+            kind=kind,  # type: ignore[arg-type]
+            component=component,
+            source=source,
+            outcome=outcome,  # type: ignore[arg-type]
+            at=utcnow(),
+            backup_id=backup_id,
+            error_kind=error_kind,
+            transient=is_transient(error_kind, message, [p for p in previous if p.kind == kind]),
+            message=message,
+            flow_run_id=str(context.flow_run.id) if context and context.flow_run else None,
+            details=details or {},
+        )
+        store.put_bytes(
+            record.path, record.model_dump_json(indent=1).encode(), content_type="application/json"
+        )
+        return record
+    except Exception:  # the store itself may be what failed
+        return None
+
+
+def list_runs(
+    store: BackupStore,
+    component: str | None = None,
+    source: str | None = None,
+    limit_days: int | None = None,
+    on_damaged: Callable[[str], None] | None = None,
+) -> list[RunRecord]:
+    """Run records under the component / source prefix, newest first (only the last days if asked)."""
+    prefix = RUNS_PREFIX + (
+        "" if component is None else f"{component}/" + ("" if source is None else f"{source}/")
+    )
+    now = utcnow()
+    found = []
+    for key, blob in store.list(prefix).items():
+        if limit_days is not None and blob.time_created and (now - blob.time_created).days > limit_days:
+            continue
+        try:
+            found.append(RunRecord.model_validate_json(store.get_bytes(key)))
+        except ValueError as exc:
+            if on_damaged is not None:
+                on_damaged(f"{store.where(key)}: damaged run record ({str(exc).splitlines()[0]})")
+    found = [r for r in found if source is None or r.source == source]
+    return sorted(found, key=lambda r: (r.at, r.run_id), reverse=True)

@@ -1,0 +1,379 @@
+"""Validate and restore BigQuery backups (the BigQuery component's second half)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from backstop.core.errors import NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.names import check_dataset, check_table
+from blocks.settings import BackstopSettings
+from tasks.components.bigquery import data as bqio
+from tasks.components.bigquery.component import DATASET_ENTRY, clients
+from tasks.components.bigquery.create import build_table, create_table, ensure_dataset, resource_exists
+from tasks.components.bigquery.schema import (
+    RowHasher,
+    geography_columns,
+    sample_mask,
+    schema_fingerprint,
+    schema_to_json,
+    view_order,
+)
+from tasks.components.bigquery.snapshot import restore_from_snapshot, validate_snapshot
+from tasks.engine.protocol import RestorePlan
+from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
+
+
+# -- validate ------------------------------------------------------------------------------
+def parts_of(manifest: BackupManifest, entry: ManifestEntry) -> list[ManifestEntry]:
+    """The Parquet part entries of a table entry, in order (the table entry itself first)."""
+    more = [
+        e
+        for e in manifest.entries
+        if e.metadata.get("kind") == "part" and e.metadata.get("table") == entry.name
+    ]
+    return [entry, *sorted(more, key=lambda e: e.stored_key)]
+
+
+def data_format_of(entry: ManifestEntry) -> str:
+    """The data format of a table entry's files ("parquet" for backups made before the option)."""
+    return str(entry.metadata.get("format") or "parquet")
+
+
+def file_row_count(path: str, fmt: str) -> int:
+    """Rows of a local data file: Parquet footer, or the record counts of the Avro blocks."""
+    if fmt != "avro":
+        return bqio.parquet_rows(path)
+    from tasks.components.bigquery.avro import avro_rows
+
+    with open(path, "rb") as handle:
+        return avro_rows(handle)
+
+
+def file_batches(path: str, fmt: str, schema: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+    """Record batches of a local data file, in the Arrow types of the source read."""
+    if fmt != "avro":
+        yield from bqio.parquet_batches(path)
+        return
+    from tasks.components.bigquery.avro import avro_batches
+
+    with open(path, "rb") as handle:
+        yield from avro_batches(handle, schema)
+
+
+def table_rows(entry: ManifestEntry) -> int:
+    return int(entry.metadata.get("table_rows", entry.rows or 0))
+
+
+def validate_table(
+    settings: BackstopSettings,
+    store: BackupStore,
+    manifest: BackupManifest,
+    entry: ManifestEntry,
+    percent: float,
+) -> list[str]:
+    """Problems of one table's backup: Parquet rows (file footers), source rows at backup time, schema,
+    and a content sample re-read from the Parquet files compared with the source."""
+    if entry.metadata.get("kind") != "table":
+        return []
+    client, read_client = clients(settings)
+    if entry.metadata.get("snapshot_table"):
+        return validate_snapshot(client, entry)
+    project, dataset, name = settings.project, manifest.source, entry.name
+    problems: list[str] = []
+    parts = parts_of(manifest, entry)
+    fmt = data_format_of(entry)
+    with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
+        paths = []
+        for part in parts:
+            try:
+                if percent > 0 or fmt == "avro":  # the sample reads the data, so fetch the file once
+                    path = os.path.join(directory, os.path.basename(part.stored_key))
+                    store.get_file(part.stored_key, path)
+                    paths.append(path)
+                    file_rows = file_row_count(path, fmt)
+                else:
+                    file_rows = bqio.remote_parquet_rows(store, part.stored_key, part.size)
+            except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer or block
+                problems.append(
+                    f"table {name!r}: {fmt.title()} file {store.where(part.stored_key)} unreadable ({exc})"
+                )
+                continue
+            if file_rows != part.rows:
+                problems.append(
+                    f"table {name!r}: {fmt.title()} file {store.where(part.stored_key)} holds {file_rows} rows, "
+                    f"manifest says {part.rows}"
+                )
+        total = sum(p.rows or 0 for p in parts)
+        if total != table_rows(entry):
+            problems.append(
+                f"table {name!r}: part files hold {total} rows, manifest says {table_rows(entry)}"
+            )
+        try:
+            with converted_errors(f"BigQuery table {project}.{dataset}.{name}"):
+                table = client.get_table(f"{project}.{dataset}.{name}", timeout=TIMEOUT, retry=RETRY)
+        except NotFound:
+            return [
+                *problems,
+                f"table {name!r}: no longer exists in {project}.{dataset}; source checks skipped",
+            ]
+        if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
+            problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
+        at_backup = bqio.count_as_of(client, project, dataset, name, manifest.started_at)
+        if at_backup is not None and at_backup != table_rows(entry):
+            problems.append(
+                f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"
+            )
+        if percent > 0 and not problems:
+            problems += _compare_sample(read_client, project, dataset, entry, paths, percent, manifest)
+    return problems
+
+
+def _compare_sample(
+    read_client: Any,
+    project: str,
+    dataset: str,
+    entry: ManifestEntry,
+    paths: list[str],
+    percent: float,
+    manifest: Any,
+) -> list[str]:
+    geo = geography_columns(entry.metadata["schema"])
+    backed_up = [
+        h[sample_mask(h, percent)]
+        for path in paths
+        for h in map(RowHasher(), file_batches(path, data_format_of(entry), entry.metadata["schema"]))
+    ]
+    source = [
+        h[sample_mask(h, percent)]
+        for h in map(
+            RowHasher(),
+            bqio.read_batches(read_client, project, dataset, entry.name, manifest.started_at, geo),
+        )
+    ]
+    mine = np.sort(np.concatenate(backed_up)) if backed_up else np.array([], dtype=np.uint64)
+    theirs = np.sort(np.concatenate(source)) if source else np.array([], dtype=np.uint64)
+    if mine.size != theirs.size or not np.array_equal(mine, theirs):
+        only_backup = np.setdiff1d(mine, theirs).size
+        only_source = np.setdiff1d(theirs, mine).size
+        return [
+            f"table {entry.name!r}: sampled rows differ from the source ({mine.size} sampled in the backup, "
+            f"{theirs.size} in the source; {only_backup} only in the backup, {only_source} only in the source)"
+        ]
+    return []
+
+
+# -- restore -------------------------------------------------------------------------------
+def plan_restore(
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    target: str,
+    only: list[str] | None,
+    overwrite: bool,
+    schema_only: bool,
+    dataset_exists: bool = True,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ordered actions of a restore (tables, then views in dependency order) and the conflicts.
+
+    A conflict is a non-empty table at the target that the restore would replace without `overwrite`.
+    """
+    client, _ = clients(settings)
+    project = settings.project
+    by_name = {e.name: e for e in manifest.entries if e.name != DATASET_ENTRY}
+    if only:
+        missing = [check_table(t) for t in only if t not in by_name]
+        if missing:
+            raise NotFound(
+                f"table(s) {', '.join(missing)} not in backup {manifest.backup_id} of {manifest.source}"
+            )
+        by_name = {n: by_name[n] for n in only}
+    existing: set[str] = set()
+    if dataset_exists:
+        with converted_errors(f"BigQuery dataset {project}.{target}"):
+            listed = client.list_tables(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY)
+            existing = {t.table_id for t in listed}
+    actions: list[dict[str, Any]] = []
+    conflicts = []
+    tables = sorted(n for n, e in by_name.items() if e.metadata.get("kind") == "table")
+    views = view_order(
+        {n: e.metadata.get("view_query") or e.metadata.get("mview_query") or "" for n, e in by_name.items()
+         if e.metadata.get("kind") == "view"},
+        manifest.source,
+    )  # fmt: skip
+    for name in tables + views:
+        entry = by_name[name]
+        state = "absent"
+        if name in existing:
+            with converted_errors(f"BigQuery table {project}.{target}.{name}"):
+                current = client.get_table(f"{project}.{target}.{name}", timeout=TIMEOUT, retry=RETRY)
+            state = "non-empty" if _has_rows(client, current) else "empty"
+            if state == "non-empty" and not overwrite:
+                conflicts.append(name)
+        kind = entry.metadata["kind"]
+        load = kind == "table" and not schema_only and table_rows(entry) > 0
+        verb = "refuse (non-empty)" if name in conflicts else "replace" if state != "absent" else "create"
+        actions.append({"table": name, "kind": kind, "target": f"{project}.{target}.{name}", "existing": state,
+                        "action": verb + (" + load" if load else ""), "rows": table_rows(entry) if load else 0})  # fmt: skip
+    return actions, conflicts
+
+
+def _has_rows(client: Any, table: Any) -> bool:
+    """num_rows, or one row read (num_rows leaves out streaming buffers, and some services lag)."""
+    if table.table_type in ("VIEW", "MATERIALIZED_VIEW"):
+        return False
+    if (table.num_rows or 0) > 0:
+        return True
+    with converted_errors(f"BigQuery table {table.full_table_id}"):
+        rows = client.list_rows(table, max_results=1, timeout=TIMEOUT, retry=RETRY)
+        return any(True for _ in rows)
+
+
+def _metadata_changes(client: Any, ref: str, meta: dict[str, Any]) -> list[str]:
+    """What reapplying the saved labels and description would change on an existing dataset."""
+    with converted_errors(f"BigQuery dataset {ref}"):
+        current = client.get_dataset(ref, timeout=TIMEOUT, retry=RETRY)
+    changes = []
+    labels = dict(current.labels or {})
+    if labels | dict(meta.get("labels") or {}) != labels:
+        changes.append("labels")
+    if (meta.get("description") or None) != (current.description or None):
+        changes.append("description")
+    return changes
+
+
+def plan_dataset_restore(
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    target: str,
+    only: list[str] | None = None,
+    schema_only: bool = False,
+) -> RestorePlan:
+    """What restoring `manifest` into dataset `target` changes: the dataset, then tables and views in order.
+
+    A non-empty table, or saved dataset labels / description that differ from the target's, is a
+    "replace" (the lifecycle refuses it without overwrite); an empty table is recreated.
+    """
+    client, _ = clients(settings)
+    project, target = settings.project, check_dataset(target)
+    ref = f"{project}.{target}"
+    meta = next((e.metadata for e in manifest.entries if e.name == DATASET_ENTRY), {})
+    exists = resource_exists(lambda: client.get_dataset(ref, timeout=TIMEOUT, retry=RETRY))
+    actions, _ = plan_restore(settings, manifest, target, only, True, schema_only, exists)
+    head: list[dict[str, Any]] = []
+    if not exists:
+        head.append({"name": ref, "change": "create", "kind": "dataset", "action": "create dataset"})
+    elif meta:
+        changes = _metadata_changes(client, ref, meta)
+        if changes:
+            head.append(
+                {"name": ref, "change": "replace", "kind": "dataset", "action": "set " + ", ".join(changes)}
+            )
+    for action in actions:
+        action["name"] = action["table"]
+        action["change"] = "replace" if action["existing"] == "non-empty" else "create"
+    return RestorePlan(
+        target=target, into_original=target == manifest.source, actions=head + actions, private=(exists, meta)
+    )
+
+
+def apply_dataset_restore(
+    settings: BackstopSettings,
+    store: BackupStore,
+    manifest: BackupManifest,
+    plan: RestorePlan,
+    overwrite: bool,
+) -> None:
+    """Create the dataset (or reapply its metadata when planned and allowed), then every table and view."""
+    client, _ = clients(settings)
+    exists, meta = plan.private
+    notes: list[str] = []
+    reapply = any(a.get("kind") == "dataset" and a["change"] == "replace" for a in plan.actions) and overwrite
+    if not exists or reapply:
+        ensure_dataset(
+            client, settings.project, plan.target, meta, same=plan.target == manifest.source, notes=notes
+        )
+    plan.actions += [{"name": plan.target, "change": "note", "why": note} for note in notes]
+    by_name = {e.name: e for e in manifest.entries}
+    for action in [a for a in plan.actions if "table" in a]:
+        if action["change"] == "replace" and not overwrite:
+            continue
+        entry = by_name[action["table"]]
+        restore_table(settings, store, entry, plan.target, manifest.source, replace=action["existing"] != "absent",
+                      load=action["rows"] > 0, parts=parts_of(manifest, entry))  # fmt: skip
+
+
+def restore_table(
+    settings: BackstopSettings,
+    store: BackupStore,
+    entry: ManifestEntry,
+    target: str,
+    source: str,
+    replace: bool = False,
+    load: bool = True,
+    parts: list[ManifestEntry] | None = None,
+) -> int:
+    """Recreate one table or view from its entry, then load its data files; returns rows loaded."""
+    client, _ = clients(settings)
+    project = settings.project
+    ref = f"{project}.{target}.{entry.name}"
+    if replace:
+        with converted_errors(f"BigQuery table {ref}"):
+            client.delete_table(ref, not_found_ok=True, timeout=TIMEOUT, retry=RETRY)
+    if load and entry.metadata.get("snapshot_table"):
+        return restore_from_snapshot(client, entry, ref, settings.kms_key_name)
+    create_table(
+        client, build_table(project, target, entry.name, entry.metadata, source, settings.kms_key_name)
+    )
+    if not load or entry.metadata["kind"] != "table":
+        return 0
+    loaded = 0
+    fmt = data_format_of(entry)
+    for part in parts or [entry]:
+        path = bqio.temp_path("." + fmt)
+        try:
+            store.get_file(part.stored_key, path)
+            loaded += bqio.load_parquet(client, path, ref, data_format=fmt)
+        finally:
+            os.unlink(path)
+    return loaded
+
+
+def verify_restored(
+    settings: BackstopSettings,
+    manifest: BackupManifest,
+    target: str,
+    only: list[str] | None = None,
+    schema_only: bool = False,
+) -> list[str]:
+    """Differences between the restored dataset `target` and the backup: row counts and content digests."""
+    client, read_client = clients(settings)
+    project = settings.project
+    problems = []
+    for entry in manifest.entries:
+        if entry.metadata.get("kind") != "table" or (only and entry.name not in only):
+            continue
+        geo = geography_columns(entry.metadata["schema"])
+        try:
+            digest = bqio.table_digest(read_client, project, target, entry.name, geo)
+        except NotFound:
+            problems.append(f"table {entry.name!r}: missing in {project}.{target}")
+            continue
+        if schema_only:
+            if digest.rows:
+                problems.append(f"table {entry.name!r}: {digest.rows} rows in a schema-only restore")
+        elif digest.rows != table_rows(entry):
+            problems.append(
+                f"table {entry.name!r}: {digest.rows} rows restored, backup holds {table_rows(entry)}"
+            )
+        elif entry.metadata.get("content_digest") not in (
+            None,
+            digest.hexdigest,
+        ):  # extract backups have none
+            problems.append(f"table {entry.name!r}: restored content differs from the backup (content hash)")
+    return problems

@@ -1,0 +1,402 @@
+"""Cloud Composer component: DAG bucket, Airflow metadata and environment config.
+
+Source = the environment's short name. One backup holds the parts asked for:
+- "dags":     objects under dags/, plugins/ and data/ of the environment bucket (read from the
+              environment's config.dag_gcs_prefix), copied server-side into the generation-keyed
+              pool with tasks/components/gcs/component.py (entries named by object name, e.g. "dags/etl.py");
+- "metadata": variables, connections and pools through the Airflow REST API, one JSON file each
+              ("airflow/<kind>.json"), secrets encrypted or replaced by references (secretbox);
+- "config":   the environment's software config as JSON ("composer/environment.json"), and with
+              the `snapshot` option a Composer snapshot ("composer/snapshot.json" holds its path).
+Restore writes DAG files (never over different content unless overwrite), creates or updates
+metadata, shows the config as a diff (no write) and loads the snapshot only when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backstop.core.errors import ConfigError, InvalidInput, NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.names import check_bucket, check_source_name
+from blocks.clients import composer_client, storage_client
+from blocks.components import ComposerSettings
+from blocks.settings import BackstopSettings
+from tasks.catalog import index as catalog_io
+from tasks.components.gcs import component as gcs
+from tasks.components.gcs import copy as gcs_copy
+from tasks.components.composer.airflow import KINDS, check_python_files, export_metadata, import_items
+from tasks.engine.protocol import BackupPlan as LifecyclePlan
+from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
+from tasks.components.composer.environment import (
+    airflow_api,
+    config_diff,
+    config_of,
+    environment_bucket,
+    environment_name,
+    get_environment,
+    load_snapshot,
+    save_snapshot,
+    secret_box,
+)
+from tasks.components.gcs.plan import PlanCounts, plan_backup
+from tasks.storage.bucket import BackupStore, crc32c_b64
+
+NAME = "composer"
+PARTS = ("dags", "metadata", "config")
+BUCKET_PREFIXES = ["dags/", "plugins/", "data/"]
+ENV_FILE, SNAPSHOT_FILE = "composer/environment.json", "composer/snapshot.json"
+
+
+def composer_settings(settings: BackstopSettings) -> ComposerSettings:
+    raw = getattr(settings, "composer", None)
+    return raw if isinstance(raw, ComposerSettings) else ComposerSettings.model_validate(raw or {})
+
+
+def part_of(entry: ManifestEntry) -> str:
+    if entry.name.startswith("airflow/"):
+        return "metadata"
+    if entry.name == SNAPSHOT_FILE:
+        return "snapshot"
+    return "config" if entry.name.startswith("composer/") else "dags"
+
+
+def _put_json(
+    store: BackupStore, manifest: BackupManifest, name: str, body: Any, **meta: Any
+) -> ManifestEntry:
+    data = json.dumps(body, indent=1, sort_keys=True).encode()
+    key = manifest.folder + name
+    store.put_bytes(key, data, content_type="application/json")
+    return ManifestEntry(
+        name=name,
+        stored_key=key,
+        size=len(data),
+        crc32c=crc32c_b64(data),
+        rows=meta.pop("rows", None),
+        metadata=meta,
+    )
+
+
+class ComposerOptions(BaseModel):
+    """Options of Cloud Composer backups and restores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[Literal["dags", "metadata", "config"]] | None = Field(
+        default=None,
+        description="Parts to back up (default all three).",
+        json_schema_extra={"flag": "part", "verbs": ["backup"]},
+    )
+    snapshot: bool | None = Field(
+        default=None,
+        description="Also save a Composer snapshot (default: settings).",
+        json_schema_extra={"verbs": ["backup"]},
+    )
+    delete_extra: bool = Field(
+        default=False,
+        description="Delete Airflow items the backup does not hold (needs --overwrite).",
+        json_schema_extra={"verbs": ["restore"]},
+    )
+
+
+class ComposerComponent(LifecycleMethods):
+    """Cloud Composer environments: source = environment short name; a unit = one part."""
+
+    name = NAME
+    noun = "environment"
+    part = "part"
+    Options = ComposerOptions
+
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        return [e.rsplit("/", 1)[-1] for e in composer_settings(settings).environments]
+
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        """The environment's short name (the catalog's source). A full name not in the settings is
+        added to this run's settings, so the rest of the run resolves the short name to it."""
+        if source.startswith("projects/"):
+            full = environment_name(composer_settings(settings), source)
+            cs = composer_settings(settings)
+            if full not in cs.environments:
+                cs.environments.append(full)
+                settings.composer = cs
+            return full.rsplit("/", 1)[-1]
+        return check_source_name(source)
+
+    def check_target(self, settings: BackstopSettings, target: str) -> str:
+        if target.startswith("gs://"):
+            return f"gs://{check_bucket(target.removeprefix('gs://').split('/', 1)[0])}"
+        return environment_name(composer_settings(settings), target)
+
+    def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
+        """DAGs are backed up daily and metadata hourly: a restore takes the latest backup holding what it asks."""
+        wanted = set(request.only or [])
+        taken = set(manifest.source_state.get("parts", []))
+        return wanted <= taken | ({"snapshot"} if "snapshot" in wanted else set())
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
+        cs = composer_settings(ctx.settings)
+        full = environment_name(cs, manifest.source)
+        env = get_environment(composer_client(), full)
+        chosen = check_parts(list(ctx.options.parts or PARTS))
+        key_id = None
+        if cs.secrets_mode == "encrypt" and {"metadata", "config"} & set(chosen):
+            box = secret_box(cs, True)
+            key_id = box.key_id if box else None
+        state: dict[str, Any] = {"environment": full, "parts": chosen, "counts": {}, "key_id": key_id}
+        return LifecyclePlan(units=[(part, full) for part in chosen], state=state, private=env)
+
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: tuple[str, str]
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        part, full = unit
+        cs = composer_settings(ctx.settings)
+        env = get_environment(composer_client(), full)
+        if part == "dags":
+            return self.backup_dags(ctx.settings, ctx.store, manifest, env)
+        box = secret_box(cs, cs.secrets_mode == "encrypt")
+        if part == "metadata":
+            exported = export_metadata(
+                airflow_api(cs, env),
+                cs.secret_variable_patterns,
+                cs.secrets_mode,
+                box,
+                f"composer/{manifest.source}",
+            )
+            entries = [
+                _put_json(
+                    ctx.store, manifest, f"airflow/{kind}.json", data, rows=data["count"], part="metadata"
+                )
+                for kind, data in exported.items()
+            ]
+            return entries, {"counts": {kind: data["count"] for kind, data in exported.items()}}
+        entries = [_put_json(ctx.store, manifest, ENV_FILE, config_of(env, cs, box), part="config")]
+        if cs.snapshot if ctx.options.snapshot is None else ctx.options.snapshot:
+            body = {"snapshot_path": save_snapshot(cs, env)}
+            entries.append(_put_json(ctx.store, manifest, SNAPSHOT_FILE, body, part="snapshot"))
+        return entries, {}
+
+    def backup_dags(
+        self, settings: BackstopSettings, store: BackupStore, manifest: BackupManifest, env: Any
+    ) -> tuple[list[ManifestEntry], dict[str, Any]]:
+        """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
+        client, bucket = storage_client(settings.project), environment_bucket(env)
+        objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
+        last = catalog_io.first_loadable(
+            store,
+            select(store.list_headers(NAME, manifest.source, on_damaged=lambda _: None)),
+            where=lambda m: m.status != "invalid" and "dags" in m.source_state.get("parts", []),
+        )
+        kept: list[ManifestEntry] = []
+        counts = PlanCounts()
+        entries: list[ManifestEntry] = []
+        for batch in plan_backup(
+            objects, bucket, store.iter_entries(last) if last else (), kept.extend, counts
+        ):
+            entries += gcs_copy.copy_batch(client, bucket, batch, store)
+        entries += kept
+        dag_files = sum(1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py"))
+        state = {"bucket": bucket, "objects": len(entries), "copied": counts.copied, "reused": counts.reused}
+        return entries, state | {"counts": {"dag_files": dag_files}}
+
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
+        problems: list[str] = []
+        state = manifest.source_state
+        objects = [e for e in manifest.entries if part_of(e) == "dags"]
+        if "objects" in state and state["objects"] != len(objects):
+            problems.append(
+                f"manifest lists {len(objects)} bucket objects, the environment had {state['objects']}"
+            )
+        python = composer_settings(ctx.settings).airflow_python or os.environ.get("BACKSTOP_AIRFLOW_PYTHON")
+        problems += check_python_files(python, ctx.store, [e for e in objects if e.name not in damaged])
+        for entry in manifest.entries:
+            if part_of(entry) != "metadata" or entry.name in damaged:
+                continue
+            kind = entry.name.removeprefix("airflow/").removesuffix(".json")
+            try:
+                count = len(json.loads(ctx.store.get_bytes(entry.stored_key))["items"])
+            except (ValueError, KeyError) as exc:
+                problems.append(f"{entry.name}: not a metadata export ({exc})")
+                continue
+            expected = state.get("counts", {}).get(kind)
+            if count != expected:
+                problems.append(
+                    f"{entry.name}: holds {count} {kind}, the environment had {expected} at backup time"
+                )
+        return problems
+
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        cs = composer_settings(ctx.settings)
+        parts = check_parts(request.only or list(PARTS), allow_snapshot=True)
+        entries = {
+            p: [e for e in manifest.entries if part_of(e) == p]
+            for p in ("dags", "metadata", "config", "snapshot")
+        }
+        taken = set(manifest.source_state.get("parts", [])) | ({"snapshot"} if entries["snapshot"] else set())
+        missing = [part for part in parts if request.only and part not in taken]
+        if missing:
+            raise NotFound(
+                f"backup {manifest.backup_id} of {manifest.source} holds no {', '.join(missing)} part"
+            )
+        client = storage_client(ctx.settings.project)
+        original = str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
+        target = request.target or original
+        if target.startswith("gs://"):  # DAGs, plugins and data into a bucket (drills)
+            bucket, env = target.removeprefix("gs://"), None
+            parts = ["dags"]
+        else:
+            env = get_environment(composer_client(), target)
+            bucket = environment_bucket(env)
+        actions: list[dict[str, Any]] = []
+        private: dict[str, Any] = {"bucket": bucket, "env": env}
+        if "dags" in parts and entries["dags"]:
+            exists = client.lookup_bucket(bucket) is not None
+            planned = (
+                gcs.plan_objects(client, bucket, entries["dags"], overwrite=True)
+                if exists
+                else [(e, "create") for e in entries["dags"]]
+            )
+            change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
+            actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in planned]
+            private["dags"] = planned
+        if "metadata" in parts and entries["metadata"] and env is not None:
+            exports, box = self.metadata_exports(cs, ctx.store, entries["metadata"])
+            private["metadata"] = (exports, box)
+            api = airflow_api(cs, env)
+            for kind in KINDS:
+                if kind in exports:
+                    data = exports[kind]
+                    planned_items = import_items(
+                        api,
+                        kind,
+                        data["items"],
+                        box,
+                        data.get("masked", {}),
+                        True,
+                        request.options.delete_extra,
+                    )
+                    actions += [
+                        {
+                            "name": f"{kind}/{a['name']}",
+                            "part": "metadata",
+                            "change": {"update": "replace"}.get(a["action"], a["action"]),
+                            "why": a["note"],
+                        }
+                        for a in planned_items
+                    ]  # "why" says what to set by hand (passwords, masked keys, references)
+        if "config" in parts and entries["config"] and env is not None:
+            saved = json.loads(ctx.store.get_bytes(entries["config"][0].stored_key))
+            current = config_of(env, cs.model_copy(update={"secrets_mode": "reference"}), None)
+            actions += [
+                {"name": "config", "part": "config", "change": "note", **c}
+                for c in config_diff(saved, current)
+            ]
+        if "snapshot" in parts and entries["snapshot"] and env is not None:
+            path = json.loads(ctx.store.get_bytes(entries["snapshot"][0].stored_key))["snapshot_path"]
+            actions.append(
+                {
+                    "name": path,
+                    "part": "snapshot",
+                    "change": "replace",
+                    "why": "loading a snapshot replaces the environment's state",
+                }
+            )
+            private["snapshot"] = path
+        into_original = target == original or bucket == manifest.source_state.get("bucket")
+        return RestorePlan(target=target, into_original=into_original, actions=actions, private=private)
+
+    def metadata_exports(
+        self, cs: ComposerSettings, store: BackupStore, entries: list[ManifestEntry]
+    ) -> tuple[dict[str, Any], Any]:
+        exports = {
+            e.name.removeprefix("airflow/").removesuffix(".json"): json.loads(store.get_bytes(e.stored_key))
+            for e in entries
+        }
+        encrypted = any("$encrypted" in json.dumps(v["items"]) for v in exports.values())
+        if encrypted and not cs.encryption_key_block:
+            raise ConfigError(
+                "the backup holds encrypted secrets and composer settings name no encryption_key_block"
+            )
+        return exports, secret_box(cs, encrypted)
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        private = plan.private
+        client = storage_client(ctx.settings.project)
+        if "dags" in private:
+            gcs.ensure_target_bucket(client, private["bucket"], ctx.settings.location)
+            wanted = [
+                (e, a)
+                for e, a in private["dags"]
+                if a == "create" or (a == "overwrite" and request.overwrite)
+            ]
+            gcs_copy.write_objects(
+                client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file"
+            )
+        if "metadata" in private:
+            cs = composer_settings(ctx.settings)
+            exports, box = private["metadata"]
+            api = airflow_api(cs, private["env"])
+            for kind in KINDS:
+                if kind in exports:
+                    data = exports[kind]
+                    import_items(
+                        api,
+                        kind,
+                        data["items"],
+                        box,
+                        data.get("masked", {}),
+                        False,
+                        request.options.delete_extra,
+                        request.overwrite,
+                    )
+        if "snapshot" in private and request.overwrite:
+            load_snapshot(private["env"], private["snapshot"])
+
+    def verify_restored(
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
+    ) -> list[str]:
+        cs = composer_settings(ctx.settings)
+        parts = set(only or PARTS)
+        objects = [e for e in manifest.entries if part_of(e) == "dags"] if "dags" in parts else []
+        client = storage_client(ctx.settings.project)
+        if target.startswith("gs://"):
+            return gcs.verify_objects(client, target.removeprefix("gs://"), objects)
+        env = get_environment(composer_client(), environment_name(cs, target))
+        problems = gcs.verify_objects(client, environment_bucket(env), objects)
+        if "metadata" in parts and any(part_of(e) == "metadata" for e in manifest.entries):
+            api = airflow_api(cs, env)
+            for kind in KINDS:
+                names = {str(i.get("key") or i.get("connection_id") or i.get("name")) for i in api.list(kind)}
+                expected = manifest.source_state.get("counts", {}).get(kind, 0)
+                if len(names) < expected:
+                    problems.append(f"{kind}: {len(names)} in {env.name}, backup holds {expected}")
+        return problems
+
+    def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
+        """A scratch bucket: a drill cannot create a Composer environment, so it restores the
+        DAGs, plugins and data files into a bucket and verifies them there (metadata and config
+        are checked against the source by validation)."""
+        base = manifest.source.lower()[: 63 - len(suffix) - 16].rstrip("-._")
+        return f"gs://{check_bucket(f'{base}-composer-drill-{suffix}'.lower())}"
+
+    def remove_target(self, settings: BackstopSettings, target: str) -> None:
+        if target.startswith("gs://"):
+            gcs.COMPONENT.remove_target(settings, target)
+
+
+def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:
+    known = (*PARTS, "snapshot") if allow_snapshot else PARTS
+    unknown = [p for p in parts if p not in known]
+    if unknown:
+        raise InvalidInput(f"unknown composer part(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+    return list(dict.fromkeys(parts))
+
+
+COMPONENT = ComposerComponent()

@@ -1,0 +1,277 @@
+"""Cloud Storage component: back up buckets into the generation-keyed pool, validate, restore.
+
+All bytes move server-side (rewrite), from the source bucket into the backup bucket and back; the
+worker only lists and checks. See tasks/components/gcs/plan.py for the layout and the incremental rules, and
+tasks/components/gcs/copy.py for the copies (one pool of copy workers, a write ramp per destination bucket).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from pydantic import BaseModel, ConfigDict, Field
+
+from backstop.core.errors import NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.names import check_bucket
+from blocks.clients import storage_client
+from blocks.settings import BackstopSettings
+from tasks.catalog import index as catalog_io
+from tasks.components.gcs import resume as gcs_resume
+from tasks.engine.protocol import BackupPlan as LifecyclePlan
+from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
+from tasks.components.gcs.copy import copy_batch, remove_bucket, write_objects  # the copy path
+from tasks.components.gcs.plan import (
+    KEPT_PROPERTIES,
+    Action,
+    PlanCounts,
+    SourceObject,
+    growing_batches,
+    matching,
+    plan_backup,
+)
+from tasks.components.gcs.restore import decide, plan_bucket, target_listing, verify_bucket
+from tasks.storage.spool import EntrySpool
+from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
+
+NAME = "gcs"
+BATCH_SIZE = 1000
+
+
+def list_source(client: Any, bucket: str, prefixes: list[str] | None = None) -> Iterator[SourceObject]:
+    """Every live object of `bucket` (under `prefixes`) in name order, page by page, with
+    generation, checksums and metadata. Overlapping prefixes list an object once."""
+    check_bucket(bucket)
+    with converted_errors(f"source bucket gs://{bucket}"):
+        if client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is None:
+            raise NotFound(f"source bucket gs://{bucket} does not exist")
+
+    def listing(prefix: str) -> Iterator[SourceObject]:
+        with converted_errors(f"listing source bucket gs://{bucket}"):
+            for blob in client.list_blobs(bucket, prefix=prefix or None, timeout=TIMEOUT, retry=RETRY):
+                yield source_object(blob)
+
+    last = None
+    for obj in heapq.merge(*(listing(p) for p in sorted(set(prefixes or [""]))), key=lambda o: o.name):
+        if obj.name != last:
+            yield obj
+        last = obj.name
+
+
+def source_object(blob: Any) -> SourceObject:
+    properties = tuple((p, getattr(blob, p)) for p in KEPT_PROPERTIES if getattr(blob, p, None))
+    return SourceObject(
+        name=blob.name,
+        generation=int(blob.generation),
+        size=int(blob.size or 0),
+        crc32c=blob.crc32c,
+        md5=blob.md5_hash,
+        properties=properties,
+        metadata=tuple(sorted((blob.metadata or {}).items())),
+    )
+
+
+def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
+    """The newest backup of `bucket` not found invalid: its header found in the catalog index,
+    then only that manifest read (its entries are streamed by the plan)."""
+    headers = [
+        h
+        for h in select(store.list_headers(NAME, bucket, on_damaged=lambda _: None))
+        if h.status != "invalid"
+    ]
+    return catalog_io.first_loadable(store, headers, where=lambda m: m.status != "invalid")
+
+
+def source_state(bucket: str, prefixes: list[str] | None, counts: PlanCounts, entries: Any) -> dict[str, Any]:
+    """What the backup captured; `entries` (a spool) may differ from the listing when objects
+    changed meanwhile (units count those they took at a newer generation: `changed_during_backup`,
+    added up by the lifecycle)."""
+    listed = counts.copied + counts.reused
+    taken = len(entries)
+    return {
+        "bucket": bucket,
+        "prefixes": prefixes or [],
+        "objects": taken,
+        "bytes": entries.total_bytes,
+        "copied": counts.copied,
+        "copied_bytes": counts.copy_bytes,
+        "reused": counts.reused,
+        "placeholders_skipped": counts.placeholders,
+        # Objects deleted while the backup ran (listed, gone when copied).
+        "deleted_during_backup": listed - taken,
+    }
+
+
+# -- restore --------------------------------------------------------------------------------
+def ensure_target_bucket(client: Any, bucket: str, location: str | None) -> bool:
+    """Create the target bucket if missing; True when created."""
+    check_bucket(bucket)
+    with converted_errors(f"target bucket gs://{bucket}"):
+        if client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is not None:
+            return False
+        try:
+            client.create_bucket(bucket, location=location, timeout=TIMEOUT)
+        except gexc.Conflict:
+            return False
+        return True
+
+
+def plan_objects(
+    client: Any, bucket: str, entries: list[ManifestEntry], overwrite: bool
+) -> list[tuple[ManifestEntry, Action]]:
+    """Per entry, what restoring it into `bucket` does (a bucket that does not exist holds nothing)."""
+    with target_listing(client, bucket) as there:
+        return list(decide(there, entries, overwrite))
+
+
+class GcsOptions(BaseModel):
+    """Options of Cloud Storage backups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefixes: list[str] | None = Field(
+        default=None,
+        description="Back up only objects under these prefixes.",
+        json_schema_extra={"flag": "prefix", "verbs": ["backup"]},
+    )
+
+
+class GcsComponent(LifecycleMethods):
+    """Cloud Storage buckets: source = bucket name; a unit = a batch of objects to copy."""
+
+    name = NAME
+    noun = "bucket"
+    part = "object"
+    Options = GcsOptions
+    streams_entries = True  # buckets of millions of objects: manifests are streamed, never loaded
+
+    def sources(self, settings: BackstopSettings) -> list[str]:
+        return list(settings.gcs_sources)
+
+    def check_source(self, settings: BackstopSettings, source: str) -> str:
+        return check_bucket(source.removeprefix("gs://"))
+
+    check_target = check_source
+
+    def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
+        """A streaming plan: the units (batches to copy) come out as the listing and the previous
+        backup's entries are merged; reused entries go to the spool the lifecycle commits from."""
+        bucket, prefixes = manifest.source, ctx.options.prefixes
+        objects = list_source(storage_client(ctx.settings.project), bucket, prefixes)
+        previous = previous_backup(ctx.store, bucket)
+        unfinished, resumed = gcs_resume.copied_by_unfinished(ctx.store, manifest)
+        kept, counts = EntrySpool(), PlanCounts()
+        try:
+            first = next(objects, None)  # an unknown bucket fails here, before any unit
+        except BaseException:
+            kept.close()
+            unfinished.close()
+            raise
+        listing = itertools.chain([first] if first else [], objects)
+        earlier = heapq.merge(
+            ctx.store.iter_entries(previous) if previous else iter(()), unfinished, key=lambda e: e.name
+        )
+        says = [f"unchanged objects reused from backup {previous.backup_id}"] if previous else []
+        says += [f"copies of unfinished run(s) {', '.join(resumed)} reused"] if resumed else []
+        return LifecyclePlan(
+            units=(
+                gcs_resume.save_work(ctx.store, manifest, number, batch)
+                for number, batch in enumerate(
+                    plan_backup(listing, bucket, earlier, kept.add, counts, growing_batches(BATCH_SIZE)), 1
+                )
+            ),
+            carried=kept,
+            state={"resumed_from": resumed} if resumed else {},
+            private=(counts, unfinished),
+            describe=f"gs://{bucket}: listing and copying in batches"
+            + (f" ({'; '.join(says)})" if says else ""),
+        )
+
+    def run_unit(
+        self, ctx: Context, manifest: BackupManifest, unit: gcs_resume.WorkRef
+    ) -> tuple[list[ManifestEntry] | StoredEntries, dict[str, Any]]:
+        """Copy the batch of one work file (the unit is its key: a few bytes to ship to a worker)."""
+        batch = gcs_resume.load_work(ctx.store, unit)
+        client = storage_client(ctx.settings.project)
+        entries = copy_batch(client, manifest.source, batch, ctx.store, rate=ctx.settings.gcs_write_rate)
+        # The entries go back as the key of the checkpoint that also lets a later run resume this one.
+        key = gcs_resume.save(ctx.store, manifest, entries)
+        listed = {obj.name: obj.generation for obj, _ in batch}
+        state = {"changed_during_backup": sum(listed[e.name] != e.generation for e in entries)}
+        return (StoredEntries(key, len(entries)) if key else []), state
+
+    def finish(
+        self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: Any
+    ) -> dict[str, Any]:
+        counts, unfinished = plan.private
+        unfinished.close()
+        gcs_resume.forget_finished(ctx.store, manifest)
+        return source_state(manifest.source, ctx.options.prefixes, counts, entries)
+
+    def check(
+        self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
+    ) -> list[str]:
+        state = manifest.source_state
+        if "copied" in state:
+            expected = state["copied"] + state["reused"] - state.get("deleted_during_backup", 0)
+            if expected != manifest.entry_count:
+                return [f"manifest lists {manifest.entry_count} objects, the backup took {expected}"]
+        return []
+
+    def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
+        bucket = request.target or manifest.source
+        wanted = matching(ctx.store.iter_entries(manifest), request.only)
+        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted)
+        if request.only and not planned.counts:
+            planned.close()
+            raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(request.only)}")
+        return RestorePlan(
+            target=f"gs://{bucket}",
+            into_original=bucket == manifest.source,
+            actions=planned.actions,
+            done=dict(planned.counts),
+            private=(bucket, planned),
+        )
+
+    def apply_restore(
+        self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+    ) -> None:
+        bucket, planned = plan.private
+        client = storage_client(ctx.settings.project)
+        try:
+            ensure_target_bucket(client, bucket, ctx.settings.location)
+            wanted: list[tuple[EntrySpool, Action]] = [(planned.creates, "create")]
+            if request.overwrite:
+                wanted.append((planned.replaces, "overwrite"))
+            actions = ((entry, action) for spool, action in wanted for entry in spool)
+            write_objects(
+                client, ctx.store, bucket, actions, manifest.backup_id, rate=ctx.settings.gcs_write_rate
+            )
+        finally:
+            planned.close()
+
+    def verify_restored(
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
+    ) -> list[str]:
+        bucket = target.removeprefix("gs://")
+        wanted = matching(ctx.store.iter_entries(manifest), only)
+        return verify_bucket(storage_client(ctx.settings.project), bucket, wanted)
+
+    def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
+        base = manifest.source[: 63 - len(suffix) - 8].rstrip("-._")
+        return check_bucket(f"{base}-drill-{suffix}".lower())
+
+    def remove_target(self, settings: BackstopSettings, target: str) -> None:
+        remove_bucket(storage_client(settings.project), target.removeprefix("gs://"))
+
+
+def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:
+    """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
+    return verify_bucket(client, bucket, entries)
+
+
+COMPONENT = GcsComponent()

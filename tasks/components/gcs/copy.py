@@ -1,0 +1,289 @@
+"""Cloud Storage copies: one pool of copy workers per process, a write ramp per destination bucket.
+
+Every object copy of a Cloud Storage backup (source -> pool), restore (pool -> target) and scratch
+cleanup runs on one thread pool of `WORKERS` threads shared by every batch of the process: batches
+that run at once (several backup units, a restore's stream) queue their objects on the same workers,
+so a batch's last slow object never leaves the others idle and the emulator or the bucket never sees
+more than `WORKERS` requests from this process at once.
+
+Each write first takes a slot of its destination bucket's write ramp (backstop/core/write_ramp.py:
+starts at the settings' `gcs_write_rate`, doubles at most every 20 minutes of sustained load), and
+runs with `copy_retry`: google-cloud-storage's own retry predicate (429, 408, 5xx, dropped
+connections) with truncated exponential backoff and full jitter (google.api_core's retry), whose
+errors also slow the ramp down. The bytes never pass through the worker: copies are server-side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+from google.api_core.retry import Retry
+from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
+
+from backstop.core.errors import Conflict, NotFound, ValidationFailed
+from backstop.core.manifest import ManifestEntry
+from backstop.core.write_ramp import DEFAULT_RATE, WriteRamp
+from tasks.components.gcs.plan import KEPT_PROPERTIES, Action, SourceObject, entry_for, pool_key
+from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
+
+T = TypeVar("T")
+WORKERS = 16
+COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
+# Google's recommended backoff for Cloud Storage: from 1 s, doubling, at most 32 s between tries;
+# the total stays bounded by the store's retry timeout (BACKSTOP_RETRY_TIMEOUT).
+BACKOFF = {"initial": 1.0, "maximum": 32.0, "multiplier": 2.0}
+
+_log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_ramps: dict[str, BucketRamp] = {}
+
+
+class BucketRamp:
+    """The write ramp of one destination bucket, shared by every thread of this process."""
+
+    def __init__(self, bucket: str, initial: float) -> None:
+        self.bucket = bucket
+        self.ramp = WriteRamp(initial)
+        self._lock = threading.Lock()
+        # The storage client's predicate (429, 408, 5xx, connection errors), Google's backoff.
+        self.retry = Retry(
+            predicate=STORAGE_RETRY._predicate,
+            timeout=RETRY.timeout,
+            on_error=self._throttled,
+            **BACKOFF,
+        )
+
+    def wait(self) -> None:
+        """Block until this bucket may take one more write."""
+        with self._lock:
+            delay = self.ramp.reserve(time.monotonic())
+        if delay > 0:
+            time.sleep(delay)
+
+    def _throttled(self, exc: Exception) -> None:
+        with self._lock:
+            before = self.ramp.rate
+            self.ramp.throttled(time.monotonic())
+            after = self.ramp.rate
+        _log.warning(
+            "gs://%s answered %s: backing off (writes now at most %.0f/s, were %.0f/s)",
+            self.bucket,
+            getattr(exc, "code", None) or type(exc).__name__,
+            after,
+            before,
+        )
+
+
+def ramp_for(bucket: str, initial: float | None = None) -> BucketRamp:
+    """The write ramp of `bucket` in this process; `initial` (writes/s) starts it over when changed."""
+    with _lock:
+        ramp = _ramps.get(bucket)
+        if ramp is None or (initial is not None and initial != ramp.ramp.initial):
+            ramp = _ramps[bucket] = BucketRamp(bucket, initial or DEFAULT_RATE)
+        return ramp
+
+
+def _workers() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="backstop-copy")
+        return _pool
+
+
+def run_all(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+    """`fn` over `items` on the shared copy workers, in order; the first error cancels the rest."""
+    if not items:
+        return []
+    futures = [_workers().submit(fn, item) for item in items]
+    try:
+        return [f.result() for f in futures]
+    finally:
+        for f in futures:
+            f.cancel()
+
+
+def run_stream(fn: Callable[[Any], Any], items: Iterable[Any], ahead: int | None = None) -> None:
+    """`fn` over `items` on the shared copy workers, taking items lazily (at most `ahead` queued or
+    running); the first error stops taking items, cancels what has not started, and is raised."""
+    limit = ahead or 2 * WORKERS
+    running: set[Future[Any]] = set()
+    try:
+        for item in items:
+            if len(running) >= limit:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    f.result()
+            running.add(_workers().submit(fn, item))
+        for f in wait(running).done:
+            f.result()
+    finally:
+        for f in running:
+            f.cancel()
+
+
+# -- backup: source -> pool ---------------------------------------------------------------
+def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -> Any:
+    """Copy one source generation into the pool, server-side.
+
+    Small objects use the one-call copy; large ones, and any copy that must be encrypted with a
+    KMS key, use rewrite with its resumption tokens (the path Google recommends for big objects).
+    """
+    src = source.blob(obj.name, generation=obj.generation)
+    if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
+        ramp = ramp_for(store.bucket_name)
+        ramp.wait()
+        return source.copy_blob(
+            src, store.bucket, key, source_generation=obj.generation, timeout=TIMEOUT, retry=ramp.retry
+        )
+    return rewrite(src, store.blob(key))
+
+
+def rewrite(src_blob: Any, dest_blob: Any) -> Any:
+    """Server-side rewrite, following rewrite tokens for large objects (each call is one write)."""
+    ramp = ramp_for(dest_blob.bucket.name)
+    ramp.wait()
+    token, _, _ = dest_blob.rewrite(src_blob, timeout=TIMEOUT, retry=ramp.retry)
+    while token is not None:
+        ramp.wait()
+        token, _, _ = dest_blob.rewrite(src_blob, token=token, timeout=TIMEOUT, retry=ramp.retry)
+    return dest_blob
+
+
+def copy_batch(
+    client: Any,
+    bucket: str,
+    items: list[tuple[SourceObject, str]],
+    store: BackupStore,
+    rate: float | None = None,
+) -> list[ManifestEntry]:
+    """Copy one batch of source generations into the pool; verify each copy's crc32c.
+
+    The copies run on the process's shared copy workers (see the module docstring); `rate` is
+    the write rate (objects/s) the backup bucket starts at (default 1,000).
+    """
+    from tasks.components.gcs.component import source_object  # tasks.components.gcs.component imports this module
+
+    source = client.bucket(bucket)
+    ramp_for(store.bucket_name, rate)
+
+    def copy(item: tuple[SourceObject, str]) -> ManifestEntry | None:
+        obj, key = item
+        try:
+            with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
+                dest = _server_copy(source, obj, store, key)
+        except NotFound:
+            # Overwritten or deleted since it was listed: a bucket without versioning keeps no
+            # older generation. Take the live one (the backup is then not one point in time for
+            # this object, and source_state says so); a deleted object is simply not in it.
+            with converted_errors(f"reading gs://{bucket}/{obj.name}"):
+                live = source.get_blob(obj.name, timeout=TIMEOUT, retry=RETRY)
+            if live is None:
+                return None
+            obj = source_object(live)
+            key = pool_key(bucket, obj.name, obj.generation)
+            with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
+                dest = _server_copy(source, obj, store, key)
+        if dest.crc32c != obj.crc32c or int(dest.size or 0) != obj.size:
+            raise ValidationFailed(
+                f"copy of gs://{bucket}/{obj.name} to {store.where(key)} has crc32c {dest.crc32c} / {dest.size} bytes, "
+                f"source has {obj.crc32c} / {obj.size}"
+            )
+        return entry_for(obj, key)
+
+    return [entry for entry in run_all(copy, items) if entry is not None]
+
+
+# -- restore: pool -> target --------------------------------------------------------------
+def _restore_object(target: Any, store: BackupStore, entry: ManifestEntry) -> int:
+    """Copy one entry from the pool to `target`, with its properties and custom metadata."""
+    bucket = target.name
+    dest = target.blob(entry.name)
+    with converted_errors(f"restoring {store.where(entry.stored_key)} to gs://{bucket}/{entry.name}"):
+        rewrite(store.bucket.blob(entry.stored_key), dest)
+        # The stored copy may carry an older generation's metadata (same bytes reused): patch
+        # to exactly the backed-up properties; a None value removes a key in a JSON-API patch.
+        wanted = {p: entry.metadata.get("properties", {}).get(p) for p in KEPT_PROPERTIES}
+        custom = entry.metadata.get("custom", {})
+        if any(getattr(dest, p, None) != v for p, v in wanted.items()) or (dest.metadata or {}) != custom:
+            for prop, value in wanted.items():
+                setattr(dest, prop, value)
+            dest.metadata = {k: None for k in dest.metadata or {}} | custom
+            ramp = ramp_for(bucket)
+            ramp.wait()
+            dest.patch(timeout=TIMEOUT, retry=ramp.retry)
+    if dest.crc32c != entry.crc32c:
+        raise ValidationFailed(
+            f"restored gs://{bucket}/{entry.name} has crc32c {dest.crc32c}, backup says {entry.crc32c}"
+        )
+    return entry.size
+
+
+def write_objects(
+    client: Any,
+    store: BackupStore,
+    bucket: str,
+    actions: Iterable[tuple[ManifestEntry, Action]],
+    backup_id: str,
+    noun: str = "object",
+    rate: float | None = None,
+) -> None:
+    """Copy what the plan creates or overwrites into `bucket`, as one stream over the copy workers.
+
+    `actions` is consumed lazily (any iterable). A conflict is refused: given as a list, before
+    anything is written; given as a stream, when it is met (the lifecycle refuses conflicts from
+    the restore plan before it calls this). `rate`: the target's starting write rate (objects/s).
+    """
+
+    def refuse(conflicts: list[str]) -> Conflict:
+        shown = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
+        return Conflict(
+            f"{len(conflicts)} {noun}(s) in gs://{bucket} differ from backup {backup_id} "
+            f"and overwrite was not asked for: {shown}"
+        )
+
+    if isinstance(actions, Sequence):
+        conflicts = [e.name for e, a in actions if a == "conflict"]
+        if conflicts:
+            raise refuse(conflicts)
+
+    def wanted() -> Iterable[ManifestEntry]:
+        for entry, action in actions:
+            if action == "conflict":
+                raise refuse([entry.name])
+            if action in ("create", "overwrite"):
+                yield entry
+
+    target = client.bucket(bucket)
+    ramp_for(bucket, rate)
+    run_stream(lambda entry: _restore_object(target, store, entry), wanted())
+
+
+def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[ManifestEntry]) -> int:
+    """Copy `entries` from the pool to `bucket` (on the shared copy workers); the bytes copied."""
+    target = client.bucket(bucket)
+    return sum(run_all(lambda entry: _restore_object(target, store, entry), entries))
+
+
+def remove_bucket(client: Any, bucket: str) -> None:
+    """Delete a scratch bucket and everything in it (nothing when it does not exist)."""
+    with converted_errors(f"removing scratch bucket gs://{bucket}"):
+        found = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY)
+        if found is None:
+            return
+        ramp = ramp_for(bucket)
+
+        def delete(blob: Any) -> None:
+            ramp.wait()
+            blob.delete(timeout=TIMEOUT, retry=ramp.retry)
+
+        run_stream(
+            delete, list(client.list_blobs(bucket, timeout=TIMEOUT))
+        )  # listed first: no paging while deleting
+        found.delete(timeout=TIMEOUT)

@@ -1,0 +1,102 @@
+"""Work files and checkpoints of a Cloud Storage backup: small references for the copy tasks, and
+resuming a backup that died (the copies it made are reused, not made again).
+
+The plan writes each batch of objects to copy as a work file under
+`_resume/gcs/<bucket>/<backup_id>/work-<n>.json`; a copy task gets only its key (`WorkRef`), so
+what travels to a worker (a thread, or a Dask worker on another machine) is a few bytes, never an
+object list. Each finished batch writes a checkpoint (the entries it copied) beside it
+(`done-<hash>.json`). A later backup of the same bucket reuses the copies of runs
+that are still marked in progress (their marker is younger than 24 hours): while any run of the
+bucket is in progress, prune does not sweep its pool, so those copies are still there, and once
+the new backup commits its manifest references them. Checkpoints of runs no longer in progress
+(committed, or expired) are removed by the next backup; a first backup of 100 million objects
+that dies at 90 % thus loses minutes, not a day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import astuple, dataclass
+
+from backstop.core.errors import BackstopError
+from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file, entries_of
+from tasks.components.gcs.plan import SourceObject
+from tasks.storage.spool import EntrySpool
+from tasks.storage.bucket import BackupStore
+
+RESUME_PREFIX = "_resume/"
+Item = tuple[SourceObject, str]  # an object to copy, and its pool key
+log = logging.getLogger(__name__)
+
+
+def _prefix(component: str, source: str) -> str:
+    return f"{RESUME_PREFIX}{component}/{source}/"
+
+
+@dataclass(frozen=True)
+class WorkRef:
+    """One copy task's work: the key of its work file, and what it holds (for logs and progress)."""
+
+    key: str
+    objects: int
+    bytes: int
+
+
+def save_work(store: BackupStore, manifest: BackupManifest, number: int, batch: list[Item]) -> WorkRef:
+    """Write one batch of objects to copy (source object, pool key) as a work file."""
+    key = f"{_prefix(manifest.component, manifest.source)}{manifest.backup_id}/work-{number:06d}.json"
+    rows = [[*astuple(obj), pool] for obj, pool in batch]
+    store.put_bytes(key, json.dumps(rows, separators=(",", ":")).encode(), content_type="application/json")
+    return WorkRef(key, len(batch), sum(obj.size for obj, _ in batch))
+
+
+def load_work(store: BackupStore, ref: WorkRef) -> list[Item]:
+    """The batch a work file holds."""
+    rows = json.loads(store.get_bytes(ref.key))
+    return [
+        (SourceObject(n, g, s, c, m, tuple(map(tuple, p)), tuple(map(tuple, d))), pool)
+        for n, g, s, c, m, p, d, pool in rows
+    ]
+
+
+def save(store: BackupStore, manifest: BackupManifest, entries: list[ManifestEntry]) -> str | None:
+    """Record what one batch copied (named by its first object: a retried batch overwrites it);
+    returns its key (None when the batch took nothing)."""
+    if not entries:
+        return None
+    first = hashlib.sha256(entries[0].name.encode()).hexdigest()[:24]
+    key = f"{_prefix(manifest.component, manifest.source)}{manifest.backup_id}/done-{first}.json"
+    _, data = chunk_file([(e.name, e.size, e.model_dump_json()) for e in entries])
+    store.put_bytes(key, data, content_type="application/json")
+    return key
+
+
+def copied_by_unfinished(store: BackupStore, manifest: BackupManifest) -> tuple[EntrySpool, list[str]]:
+    """The entries copied by other runs of this source still in progress, and their backup ids."""
+    spool, used = EntrySpool(), []
+    prefix = _prefix(manifest.component, manifest.source)
+    for backup_id in store.in_progress(manifest.component, manifest.source):
+        if backup_id == manifest.backup_id:
+            continue
+        for key in sorted(store.list(f"{prefix}{backup_id}/done-")):
+            try:
+                spool.add(entries_of(store.get_bytes(key), store.where(key)))
+            except BackstopError as exc:  # a damaged checkpoint: its objects are copied again
+                log.warning("checkpoint %s not used: %s", store.where(key), str(exc).splitlines()[0])
+                continue
+            if backup_id not in used:
+                used.append(backup_id)
+    return spool, used
+
+
+def forget_finished(store: BackupStore, manifest: BackupManifest) -> None:
+    """Remove checkpoints of runs no longer in progress (best effort: a retention policy may keep them)."""
+    running = set(store.in_progress(manifest.component, manifest.source)) | {manifest.backup_id}
+    prefix = _prefix(manifest.component, manifest.source)
+    stale = [k for k in store.list(prefix) if k[len(prefix) :].split("/", 1)[0] not in running]
+    if stale:
+        outcome = store.delete_objects(stale)
+        if outcome.failed or outcome.kept:
+            log.info("%d old checkpoint(s) under %s kept", len(outcome.failed) + len(outcome.kept), prefix)

@@ -1,0 +1,73 @@
+"""The task runner a backup's units run on, as the settings choose (`task_runner`).
+
+- "threads" (default): the flow run's own task runner, a thread pool on the machine running the flow.
+- "dask": prefect-dask's `DaskTaskRunner`, so one backup spreads over the workers of a Dask cluster:
+  the cluster at `dask_address`, or else a `LocalCluster` of `dask_workers` processes started for
+  the backup and stopped after it.
+
+What a unit task gets (the settings, the backup store, the manifest, the unit) is pickled to the
+worker; the store reopens its client there (tasks/storage/bucket.py), so the workers need the same
+environment as the flow run: emulator endpoints, credentials, PREFECT_API_URL (deployments/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect.context import FlowRunContext
+from prefect.utilities.annotations import quote
+
+from backstop.core.errors import Unavailable
+from blocks.settings import BackstopSettings
+
+
+def dask_runner(settings: BackstopSettings) -> Any:
+    """A (not yet started) DaskTaskRunner for the settings' cluster."""
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    # No dashboard (it needs bokeh); a LocalCluster's scheduler and workers listen on loopback only.
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": settings.dask_workers, "processes": True, "dashboard_address": None}
+    )
+
+
+def _connect(runner: Any, settings: BackstopSettings) -> None:
+    """Connect on the first unit (so a backup with nothing to copy starts no cluster); a scheduler
+    that cannot be reached is an Unavailable error naming it, not a traceback."""
+    try:
+        runner.client  # noqa: B018 (the property connects, or starts the local cluster, once)
+    except OSError as exc:
+        where = f"at {settings.dask_address} (settings dask_address)" if settings.dask_address else "(local)"
+        raise Unavailable(f"Dask cluster {where} not reachable: {exc}") from exc
+
+
+def _unquoted(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Dask rebuilds tuples it is given, so Prefect's `quote` annotation (a tuple) would reach the
+    task as a plain 1-tuple (a known prefect-dask limitation): pass the values themselves."""
+    return {k: v.unquote() if isinstance(v, quote) else v for k, v in parameters.items()}
+
+
+@contextmanager
+def unit_runner(settings: BackstopSettings) -> Iterator[Callable[[Any, dict[str, Any]], Any]]:
+    """`submit(task, parameters) -> PrefectFuture` for backup units, inside a flow run.
+
+    "threads": the flow run's own task runner (started and stopped by the flow run); "dask": a
+    DaskTaskRunner, connected on the first submit and closed (a local cluster shut down) on exit.
+    """
+    if settings.task_runner == "dask":
+        with dask_runner(settings) as runner:
+
+            def submit(task: Any, parameters: dict[str, Any]) -> Any:
+                _connect(runner, settings)
+                return runner.submit(task, _unquoted(parameters))
+
+            yield submit
+        return
+    flow_run = FlowRunContext.get()
+    if flow_run is None or flow_run.task_runner is None:
+        raise RuntimeError("backup units are submitted to a task runner only inside a flow run")
+    yield flow_run.task_runner.submit

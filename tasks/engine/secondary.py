@@ -1,0 +1,212 @@
+"""Secondary-region copies: server-side copy, verify by checksum, manifest last; restore fallback.
+
+`copy_to_secondary` copies every stored object of a committed backup to the secondary bucket
+(server-side rewrite, skipping objects already there with the same crc32c and size), verifies the
+copies against the manifest, writes the manifest in the secondary LAST (so a secondary manifest
+means a complete secondary copy), and records a `SecondaryCopy` in the primary manifest.
+
+`open_for_restore` picks where a restore reads from: the primary, or the secondary when the
+primary bucket is unavailable, the manifest is missing or damaged, or stored objects fail their
+checksums, and it says which and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from backstop.core.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
+from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
+from blocks.settings import BackstopSettings
+from tasks.catalog import backups as catalog
+from tasks.components.gcs.copy import rewrite
+from tasks.storage.parallel import batched
+from tasks.storage.spool import Held
+from tasks.storage.bucket import BackupStore, converted_errors, parallel_map
+
+WORKERS = 16
+
+
+def copy_to_secondary(
+    primary: BackupStore, secondary: BackupStore, manifest: BackupManifest
+) -> BackupManifest:
+    """Copy one committed backup to `secondary`, verify it, and record the outcome in the primary manifest.
+
+    Args:
+        primary: the store the backup is in.
+        secondary: the store in the other region.
+        manifest: the committed backup's manifest (as read from the primary).
+
+    Returns:
+        The primary manifest, rewritten with its `secondary` record (ok or with problems).
+    """
+    problems: list[str] = []
+    objects = 0
+
+    def copy(key: str) -> str | None:
+        try:
+            with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
+                rewrite(primary.bucket.blob(key), secondary.blob(key))  # on the secondary's write ramp
+        except BackstopError as exc:
+            return str(exc)
+        return None
+
+    def same(held: Held | None, entry: ManifestEntry) -> bool:
+        return held is not None and held[0] == entry.size and (not entry.crc32c or held[1] == entry.crc32c)
+
+    # The chunk files of a large manifest first, then every stored object the secondary lacks,
+    # a batch of entries at a time (streamed, never all in memory).
+    chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
+    problems += [p for p in parallel_map(copy, [k for k in chunk_keys if secondary.stat(k) is None]) if p]
+    with catalog.StoredListing(secondary) as present:
+        for batch in batched(primary.iter_entries(manifest), catalog.BATCH):
+            held = present.lookup(batch)
+            to_copy = sorted({e.stored_key for e in batch if not same(held.get(e.stored_key), e)})
+            problems += [p for p in parallel_map(copy, to_copy, WORKERS) if p]
+            objects += len(batch)
+    versions: set[str] = set()
+    with catalog.StoredListing(secondary) as copied:
+        for batch in batched(primary.iter_entries(manifest), catalog.BATCH):
+            held = copied.lookup(batch)
+            for entry in batch:
+                there = held.get(entry.stored_key)
+                where = f"{entry.name!r} ({secondary.where(entry.stored_key)})"
+                if there is None:
+                    problems.append(f"missing in secondary: {where}")
+                elif not same(there, entry):
+                    problems.append(
+                        f"checksum differs in secondary: {where} crc32c {there[1]} / {there[0]} bytes, "
+                        f"manifest says {entry.crc32c} / {entry.size}"
+                    )
+                elif there[2]:
+                    versions.add(there[2])
+    record = SecondaryCopy(
+        bucket=secondary.bucket_name,
+        at=utcnow(),
+        ok=not problems,
+        objects=objects,
+        problems=problems[:200],
+        kms_key_name=secondary.kms_key_name,
+        kms_key_versions=sorted(versions) or None,
+    )
+    updated = manifest.model_copy(update={"secondary": record})
+    if not problems:
+        secondary.write_manifest(updated)  # last: its presence means the secondary copy is complete
+    primary.write_manifest(updated)
+    return updated
+
+
+@dataclass
+class RestoreSource:
+    """Where a restore reads from, and why."""
+
+    store: BackupStore
+    manifest: BackupManifest
+    from_secondary: bool
+    reason: str
+
+    @property
+    def message(self) -> str:
+        where = "secondary" if self.from_secondary else "primary"
+        return f"reading backup {self.manifest.backup_id} from the {where} bucket {self.store.where()}" + (
+            f" because {self.reason}" if self.reason else ""
+        )
+
+
+def _open(
+    store: BackupStore,
+    component: str,
+    source: str | None,
+    backup_id: str | None,
+    before: datetime | None,
+    where: Callable[[BackupManifest], bool] | None = None,
+) -> BackupManifest:
+    store.check_bucket()
+    manifest = catalog.resolve_backup(
+        store, component, source, backup_id, before, validated_only=backup_id is None, where=where
+    )
+    problems = catalog.verify_stored(store, manifest, 0).problems
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise ValidationFailed(
+            f"backup {manifest.backup_id} in {store.where()} is damaged: {shown}", problems
+        )
+    return manifest
+
+
+def choose_store(
+    primary: BackupStore,
+    secondary: BackupStore | None,
+    component: str,
+    source: str | None = None,
+    backup_id: str | None = None,
+    before: datetime | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
+) -> RestoreSource:
+    """The primary when the backup there is present and intact, else the secondary (saying why).
+
+    Raises:
+        NotFound / ValidationFailed / Unavailable naming both buckets when neither can serve the backup.
+    """
+    try:
+        return RestoreSource(primary, _open(primary, component, source, backup_id, before, where), False, "")
+    except InvalidInput:
+        raise  # a backup of another source, or a malformed request: no copy can make it right
+    except BackstopError as exc:
+        if secondary is None:
+            raise
+        primary_error = exc
+    try:
+        manifest = _open(secondary, component, source, backup_id, before, where)
+    except BackstopError as exc:
+        message = f"primary: {primary_error}; secondary: {exc}"
+        if isinstance(primary_error, ValidationFailed):  # damaged here, absent or damaged there
+            raise ValidationFailed(message, primary_error.problems) from exc
+        raise type(exc)(message) from exc
+    return RestoreSource(secondary, manifest, True, f"the primary could not serve it: {primary_error}")
+
+
+def open_for_restore(
+    settings: BackstopSettings,
+    component: str,
+    source: str | None = None,
+    backup_id: str | None = None,
+    before: datetime | None = None,
+    client: Any | None = None,
+    primary: BackupStore | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
+) -> RestoreSource:
+    """Open the backup to restore from the settings' primary bucket (or `primary`), falling back to
+    the secondary."""
+    from tasks.storage.context import open_store
+
+    primary = primary or open_store(settings, client=client)
+    try:
+        secondary = open_store(settings, secondary=True, client=client) if settings.secondary_bucket else None
+    except ConfigError:
+        secondary = None
+    return choose_store(primary, secondary, component, source, backup_id, before, where)
+
+
+def pending_copies(primary: BackupStore, component: str | None = None) -> list[BackupManifest]:
+    """Committed backups with no good secondary copy yet, oldest first."""
+    found = [
+        m
+        for m in primary.list_manifests(component, on_damaged=lambda _: None)
+        if m.finished_at is not None and (m.secondary is None or not m.secondary.ok)
+    ]
+    return sorted(found, key=lambda m: (m.started_at, m.backup_id))
+
+
+def secondary_store(settings: BackstopSettings, client: Any | None = None) -> BackupStore:
+    """The secondary store named by the settings; ConfigError when none is configured."""
+    from tasks.storage.context import open_store
+
+    if not settings.secondary_bucket:
+        raise ConfigError("settings name no secondary_bucket: set one to copy backups to another region")
+    store = open_store(settings, secondary=True, client=client)
+    with converted_errors(f"secondary bucket {store.where()}"):
+        store.check_bucket()
+    return store

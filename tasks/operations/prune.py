@@ -1,0 +1,344 @@
+"""Prune: apply the retention policy to the catalog, delete manifests first, then sweep.
+
+Two phases, each safe to interrupt and re-run:
+1. `remove_manifests`: delete the manifest of every backup the plan removes. From that moment the
+   backup no longer exists for restore, validation or retention (a run without its manifest did
+   not happen), and its data is orphaned. An interrupted prune never leaves a manifest pointing
+   at missing data, because data is only deleted in phase 2.
+2. `sweep`: re-read the manifests that remain (the catalog at sweep time is the truth) and delete
+   what none of them references (mark and sweep):
+   - per-backup data under `<component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/` is deleted when
+     that folder holds no readable manifest, the backup is not in progress, and the folder is
+     either one this prune just removed or older than the grace period (so the data of a backup
+     that is still being written, before its manifest, is never taken);
+   - shared data under `pool/<component>/<source>/` is deleted when no remaining manifest lists it
+     as a stored_key. The pool sweep is skipped while a backup of the source is in progress (it
+     may be reusing pool objects it has not yet recorded) or while a manifest is damaged (its
+     references are unknown).
+Objects the bucket keeps (an object hold, the bucket retention policy) are reported as kept by
+the bucket, with the reason, and are not failures; the rest of the sweep goes on. Before phase 1
+prune moves the holds forward (tasks/catalog/holds.py): the newest validated backup of the source is held,
+older ones are released. Re-running prune deletes what an interrupted run left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from backstop.core.catalog_index import INDEXED_NAME, source_prefix
+from backstop.core.errors import BackstopError, InvalidInput, NotFound, ValidationFailed
+from backstop.core.manifest import MANIFEST_NAME, BackupManifest
+from backstop.core.retention import (
+    RetentionPlan,
+    RetentionPolicy,
+    apply_policy,
+    orphaned_keys,
+    ref_of,
+)
+from tasks.catalog import index as catalog_io
+from tasks.catalog.holds import move_holds
+from tasks.storage.spool import KeySpool
+from tasks.storage.bucket import INPROGRESS_PREFIX, BackupStore
+
+DEFAULT_GRACE_HOURS = 48.0
+
+
+@dataclass
+class PruneReport:
+    """What one prune of one (component, source) did or, with dry_run, would do."""
+
+    component: str
+    source: str
+    bucket: str
+    dry_run: bool
+    plan: RetentionPlan
+    removed: list[str] = field(default_factory=list)
+    deleted_objects: int = 0
+    deleted_bytes: int = 0
+    not_deleted: list[str] = field(default_factory=list)
+    kept_by_bucket: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.not_deleted
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.plan.rows()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "source": self.source,
+            "bucket": self.bucket,
+            "dry_run": self.dry_run,
+            "keep": len(self.plan.keep),
+            "remove": len(self.plan.remove),
+            "removed": self.removed,
+            "deleted_objects": self.deleted_objects,
+            "deleted_bytes": self.deleted_bytes,
+            "not_deleted": self.not_deleted,
+            "kept_by_bucket": self.kept_by_bucket,
+            "notes": self.notes,
+        }
+
+
+def _hold_reason(blob: Any, now: datetime) -> str | None:
+    """Why Cloud Storage will refuse to delete this object now, if its listing says so."""
+    if getattr(blob, "temporary_hold", None):
+        return "temporary hold"
+    if getattr(blob, "event_based_hold", None):
+        return "event-based hold"
+    until = getattr(blob, "retention_expiration_time", None)
+    if until is not None and until > now:
+        return f"retention policy until {until.isoformat()}"
+    return None
+
+
+def _delete(store: BackupStore, blobs: dict[str, Any], now: datetime, report: PruneReport) -> None:
+    """Delete `blobs` (key -> listed blob); held or retained ones are reported as kept by the bucket."""
+    deletable = {}
+    for key, blob in blobs.items():
+        reason = _hold_reason(blob, now)
+        if reason:
+            report.kept_by_bucket.append(f"{store.where(key)}: kept by the bucket ({reason})")
+        else:
+            deletable[key] = blob
+    outcome = store.delete_objects(sorted(deletable))
+    report.kept_by_bucket += [
+        f"{store.where(k)}: kept by the bucket ({why})" for k, why in outcome.kept.items()
+    ]
+    report.not_deleted += list(outcome.failed.values())
+    for key in outcome.deleted:
+        report.deleted_objects += 1
+        report.deleted_bytes += int(getattr(deletable[key], "size", 0) or 0)
+
+
+def plan_prune(
+    store: BackupStore, component: str, source: str, policy: RetentionPolicy, now: datetime
+) -> tuple[RetentionPlan, dict[str, BackupManifest], list[str]]:
+    """The plan for one source, its manifests by id, and the damaged manifests found."""
+    damaged: list[str] = []
+    manifests = store.list_manifests(component, source, on_damaged=damaged.append)
+    by_id = {m.backup_id: m for m in manifests if m.component == component}
+    return apply_policy([ref_of(m) for m in by_id.values()], policy, now), by_id, damaged
+
+
+def remove_manifests(
+    store: BackupStore,
+    manifests: list[BackupManifest],
+    report: PruneReport,
+    release: Callable[[BackupManifest], None] | None = None,
+) -> list[str]:
+    """Phase 1: delete the manifests of removed backups. Returns the folders whose manifest is gone.
+
+    `release` first frees what a backup holds outside the bucket (a Backup for GKE backup); when it
+    fails, the backup is kept and reported, so no manifest is lost for data that still exists.
+    """
+    gone: list[str] = []
+    for manifest in manifests:
+        if release is not None:
+            try:
+                release(manifest)
+            except BackstopError as exc:
+                report.not_deleted.append(f"backup {manifest.backup_id} kept: {exc}")
+                continue
+        outcome = store.delete_objects([manifest.path])
+        if outcome.failed:
+            report.not_deleted += [f"backup {manifest.backup_id} kept: {p}" for p in outcome.failed.values()]
+        elif outcome.kept:
+            report.kept_by_bucket += [
+                f"backup {manifest.backup_id} kept by the bucket: {store.where(k)} ({why})"
+                for k, why in outcome.kept.items()
+            ]
+        else:
+            report.removed.append(manifest.backup_id)
+            gone.append(manifest.folder)
+            _unindex(store, manifest, report)
+            # the in-progress marker a writer without delete permission had to leave behind
+            store.clear_in_progress(manifest)
+    return gone
+
+
+def _unindex(store: BackupStore, manifest: BackupManifest, report: PruneReport) -> None:
+    """Delete the catalog entries of a backup whose manifest is gone (a left-over entry names a
+    missing manifest, which readers skip; `backstop catalog rebuild` does not bring it back)."""
+    outcome = store.delete_objects(catalog_io.entry_keys(store, manifest))
+    report.kept_by_bucket += [
+        f"{store.where(k)}: kept by the bucket ({why})" for k, why in outcome.kept.items()
+    ]
+    report.not_deleted += list(outcome.failed.values())
+
+
+def unindexed_manifests(
+    store: BackupStore, listed: dict[str, Any], remaining: list[BackupManifest], damaged: list[str]
+) -> list[BackupManifest]:
+    """Manifests in a listing of the source folder that the catalog index did not list (a commit
+    interrupted between the manifest and its index entry): their data must not be swept."""
+    known = {m.path for m in remaining}
+    found = []
+    for key in sorted(k for k in listed if k.endswith("/" + MANIFEST_NAME) and k not in known):
+        try:
+            found.append(store.read_manifest(key))
+        except NotFound:
+            continue
+        except ValidationFailed as exc:
+            damaged.append(str(exc))
+    return found
+
+
+# Components whose manifests may reference another component's pool.
+POOL_SHARERS: dict[str, tuple[str, ...]] = {"gcs": ("composer",)}
+
+
+def sharer_manifests(store: BackupStore, component: str, damaged: list[str]) -> list[BackupManifest]:
+    """Manifests of the components that may reference `component`'s pool."""
+    return [
+        m
+        for other in POOL_SHARERS.get(component, ())
+        for m in store.list_manifests(other, on_damaged=damaged.append)
+    ]
+
+
+def running_sharers(store: BackupStore, component: str) -> set[str]:
+    """In-progress backups of the components that may reuse `component`'s pool objects."""
+    return {
+        key.rsplit("/", 1)[-1]
+        for other in POOL_SHARERS.get(component, ())
+        for key in store.list(f"{INPROGRESS_PREFIX}{other}/")
+    }
+
+
+def sweep(
+    store: BackupStore,
+    component: str,
+    source: str,
+    now: datetime,
+    report: PruneReport,
+    just_removed: list[str] | None = None,
+    grace_hours: float = DEFAULT_GRACE_HOURS,
+) -> None:
+    """Phase 2: delete data no remaining manifest references (see the module docstring)."""
+    damaged: list[str] = []
+    remaining = [
+        m
+        for m in store.list_manifests(component, source, on_damaged=damaged.append)
+        if m.component == component
+    ]
+    running: set[str] = set(store.in_progress(component, source))
+    listed = store.list(f"{component}/{source}/")
+    extra = unindexed_manifests(store, listed, remaining, damaged)
+    report.notes += [
+        f"backup {m.backup_id} has no catalog entry (kept; run `backstop catalog rebuild`)" for m in extra
+    ]
+    remaining += extra
+    # The stored keys of the remaining manifests, on disk: read once, for the folders and the pool.
+    with _referenced(store, remaining, damaged) as referenced:
+        orphans = orphaned_keys(
+            listed, component, source, remaining, running, just_removed or [],
+            now - timedelta(hours=grace_hours), referenced,
+        )  # fmt: skip
+        _delete(store, {key: listed[key] for key in orphans}, now, report)
+
+        if damaged:
+            report.notes.append(f"pool sweep skipped: {len(damaged)} damaged manifest(s) ({damaged[0]})")
+            return
+        if running:
+            report.notes.append(f"pool sweep skipped: backup(s) in progress ({', '.join(sorted(running))})")
+            return
+        # The pool is listed page by page against the referenced keys: only what no manifest
+        # references is kept in memory, to delete once nothing changed meanwhile.
+        unreferenced = {
+            b.name: b for b in store.iter_list(f"pool/{component}/{source}/") if b.name not in referenced
+        }
+    # A backup that began (or even committed) while we listed may use pool objects: look again.
+    # Other components share the pool (Composer copies its environment bucket through it), so
+    # their manifests and running backups count too.
+    running = set(store.in_progress(component, source)) | running_sharers(store, component)
+    later = store.list_manifests(component, source, on_damaged=damaged.append)
+    later += sharer_manifests(store, component, damaged)
+    with _referenced(store, later, damaged) as referenced:
+        pool = {key: blob for key, blob in unreferenced.items() if key not in referenced}
+    if running or damaged:
+        report.notes.append(
+            "pool sweep skipped: a backup started or a manifest became unreadable during the sweep"
+        )
+        return
+    _delete(store, pool, now, report)
+
+
+def _referenced(store: BackupStore, manifests: list[BackupManifest], damaged: list[str]) -> KeySpool:
+    """The stored keys of `manifests`, streamed from their entries into a disk-backed set; a
+    manifest whose chunks cannot be read goes to `damaged` (the pool sweep is then skipped)."""
+    spool = KeySpool()
+    try:
+        for manifest in manifests:
+            try:
+                spool.add((e.stored_key, e.size, None, None) for e in store.iter_entries(manifest))
+            except ValidationFailed as exc:
+                damaged.append(str(exc))
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def prune(
+    store: BackupStore,
+    component: str,
+    source: str,
+    policy: RetentionPolicy,
+    now: datetime,
+    dry_run: bool = False,
+    grace_hours: float = DEFAULT_GRACE_HOURS,
+    release: Callable[[BackupManifest], None] | None = None,
+) -> PruneReport:
+    """Apply `policy` to the backups of `component`/`source` in `store`; delete what it removes.
+
+    Args:
+        store: the backup store (primary or secondary).
+        component: component name, e.g. "gcs".
+        source: source name within the component.
+        policy: the retention policy of this source.
+        now: the moment the plan is made.
+        dry_run: only plan; delete nothing.
+        grace_hours: manifest-less data of backups started less than this long ago is left alone
+            (a backup may still be writing it), unless this prune just removed that backup.
+        release: called for each removed backup before its manifest is deleted, to free what it
+            holds outside the bucket (the component's `delete`, where it has one).
+
+    Returns:
+        A PruneReport with the plan (keep / remove with reasons), what was deleted and what was not.
+    """
+    if grace_hours < 0:
+        raise InvalidInput(f"prune: grace_hours must be >= 0, got {grace_hours}")
+    plan, by_id, damaged = plan_prune(store, component, source, policy, now)
+    report = PruneReport(component, source, store.bucket_name, dry_run, plan)
+    report.notes += [f"damaged manifest left in place: {d}" for d in damaged]
+    if store.hold_validated:
+        holds = move_holds(store, component, source, list(by_id.values()), dry_run)
+        report.notes += holds.notes(dry_run)
+        report.not_deleted += holds.problems
+    if dry_run:
+        return report
+    gone = remove_manifests(store, [by_id[b] for b in plan.remove_ids], report, release)
+    try:
+        sweep(store, component, source, now, report, just_removed=gone, grace_hours=grace_hours)
+    except BackstopError as exc:  # manifests are already gone: a re-run finishes the sweep
+        report.not_deleted.append(
+            f"sweep of {component}/{source} interrupted: {exc} (re-run prune to finish)"
+        )
+    return report
+
+
+def sources_in(store: BackupStore, component: str | None = None) -> list[tuple[str, str]]:
+    """Every (component, source) with at least one manifest (damaged ones included) in `store`."""
+    groups = []
+    for c, s in catalog_io.sources(store, component):  # folder names only: the pool is never listed
+        indexed = [k for k in store.list(source_prefix(c, s)) if not k.endswith("/" + INDEXED_NAME)]
+        if indexed or any(k.endswith("/" + MANIFEST_NAME) for k in store.list(f"{c}/{s}/")):
+            groups.append((c, s))
+    return groups

@@ -1,0 +1,286 @@
+"""Recover the whole platform as of a point in time: one planned, approved, recorded, checked operation.
+
+`recover` chooses the newest validated backup at or before T for every configured source of every
+registered component (or the ones given), records the plan as an operation in the catalog
+(`operations/<operation id>/<nnnn>.json`, a new object at every change of state), asks one approval
+covering the whole plan when the originals are overwritten, then runs one `tasks.engine.lifecycle.restore`
+per source in dependency order (backstop.core.recovery.ORDER), each followed by its post-restore checks
+(tasks/operations/recover_checks.py). The first failed step or check stops the operation; the record says
+which steps completed and `recover(resume=OPERATION_ID)` continues from the first incomplete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
+from backstop.core.manifest import BackupManifest, utcnow
+from backstop.core.names import parse_time
+from backstop.core.recovery import (
+    OPERATIONS_PREFIX,
+    RecoveryOperation,
+    RecoveryStep,
+    new_operation_id,
+    operation_key,
+    order_key,
+    plan_recovery,
+    summary_lines,
+)
+from blocks.settings import BackstopSettings
+from tasks.engine import lifecycle
+from tasks.engine.approval import covered_by, os_user, require_approval
+from tasks.engine.protocol import COMPONENTS, RestoreRequest, get_component
+from tasks.storage.context import open_store
+from tasks.operations.recover_checks import component_check, user_checks
+from tasks.storage.bucket import BackupStore
+
+Notify = Callable[[str, str], None]
+
+
+# -- the catalog of operations ---------------------------------------------------------------
+def save_operation(store: BackupStore, operation: RecoveryOperation) -> None:
+    """Write the operation's current state as the next object of its folder."""
+    sequence = len(store.list(f"{OPERATIONS_PREFIX}{operation.operation_id}/"))
+    store.put_bytes(
+        operation_key(operation.operation_id, sequence),
+        operation.model_dump_json(indent=1).encode(),
+        content_type="application/json",
+    )
+
+
+def load_operation(store: BackupStore, operation_id: str) -> RecoveryOperation:
+    """The latest state of an operation; NotFound names the id."""
+    if not operation_id or "/" in operation_id or not operation_id.replace("-", "").isalnum():
+        raise InvalidInput(f"malformed operation id {operation_id!r}")
+    keys = sorted(store.list(f"{OPERATIONS_PREFIX}{operation_id}/"))
+    if not keys:
+        raise NotFound(f"no recovery operation {operation_id} in {store.where(OPERATIONS_PREFIX)}")
+    return RecoveryOperation.model_validate_json(store.get_bytes(keys[-1]))
+
+
+def list_operations(store: BackupStore) -> list[RecoveryOperation]:
+    """Every operation in its latest state, newest first (a damaged record is skipped)."""
+    latest: dict[str, str] = {}
+    for key in sorted(store.list(OPERATIONS_PREFIX)):
+        latest[key.removeprefix(OPERATIONS_PREFIX).split("/", 1)[0]] = key
+    found = []
+    for key in latest.values():
+        try:
+            found.append(RecoveryOperation.model_validate_json(store.get_bytes(key)))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda o: (o.started_at, o.operation_id), reverse=True)
+
+
+# -- planning ----------------------------------------------------------------------------------
+def wanted_sources(
+    settings: BackstopSettings, components: list[str] | None, sources: list[str] | None
+) -> list[tuple[str, str]]:
+    """(component, source) pairs: every configured source of the components given (default all),
+    narrowed to `sources` when given; a named source no component configures is refused."""
+    chosen = components or sorted(COMPONENTS, key=order_key)
+    pairs = []
+    for name in chosen:
+        component = get_component(name)
+        pairs += [(component.name, s) for s in component.sources(settings)]
+    if sources:
+        unknown = [s for s in sources if not any(s == source for _, source in pairs)]
+        if unknown:
+            raise InvalidInput(
+                f"source(s) {', '.join(unknown)} not configured for {', '.join(chosen)}: check the settings"
+            )
+        pairs = [(c, s) for c, s in pairs if s in sources]
+    if not pairs:
+        raise NotFound(f"no sources configured for {', '.join(chosen)}: nothing to recover")
+    return pairs
+
+
+def _overwrites(settings: BackstopSettings, store: BackupStore, step: RecoveryStep) -> str:
+    """What the step would replace or delete in its original location (its restore's dry run)."""
+    request = RestoreRequest(source=step.source, backup_id=step.backup_id, overwrite=True, dry_run=True)
+    try:
+        report = lifecycle.restore(step.component, settings, request, store=store, record=False)
+    except BackstopError as exc:
+        return f"unknown (dry run failed: {exc})"[:300]
+    counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete", "create")}
+    return f"replaces {counts['replace']}, deletes {counts['delete']}, creates {counts['create']}"
+
+
+def plan_operation(
+    settings: BackstopSettings,
+    store: BackupStore,
+    as_of: datetime,
+    components: list[str] | None = None,
+    sources: list[str] | None = None,
+    target_suffix: str | None = None,
+    who: str = "",
+    reason: str = "",
+) -> RecoveryOperation:
+    """The operation: the plan per source, and one step per source that has a backup before T."""
+    wanted = wanted_sources(settings, components, sources)
+    manifests: dict[str, BackupManifest] = {}
+    for name in sorted({c for c, _ in wanted}):
+        for manifest in store.list_manifests(name, on_damaged=lambda _: None):
+            manifests[manifest.backup_id] = manifest
+    plan = plan_recovery(as_of, wanted, list(manifests.values()))
+    operation = RecoveryOperation(
+        operation_id=new_operation_id(),
+        as_of=as_of,
+        started_at=utcnow(),
+        who=who or os_user(),
+        reason=reason,
+        into_original=not target_suffix,
+        target_suffix=target_suffix,
+        plan=plan,
+    )
+    for planned in plan:
+        if planned.backup_id is None:
+            continue
+        step = RecoveryStep(component=planned.component, source=planned.source, backup_id=planned.backup_id)
+        if target_suffix:
+            component = get_component(planned.component)
+            step.target = component.scratch_target(manifests[planned.backup_id], target_suffix)
+            step.overwrites = "nothing (alternate target)"
+        else:
+            step.overwrites = _overwrites(settings, store, step)
+        operation.steps.append(step)
+    if not operation.steps:
+        raise NotFound(
+            f"no validated backup at or before {as_of.isoformat()} of any source: nothing to recover"
+        )
+    return operation
+
+
+def approval_text(operation: RecoveryOperation) -> str:
+    steps = "; ".join(f"{s.label}: {s.overwrites}" for s in operation.steps)
+    return (
+        f"recovery {operation.operation_id} of {len(operation.steps)} source(s) as of "
+        f"{operation.as_of.isoformat(timespec='seconds')} into the originals ({steps})"
+    )
+
+
+# -- running -----------------------------------------------------------------------------------
+def run_step(settings: BackstopSettings, store: BackupStore, step: RecoveryStep) -> None:
+    """Restore one step's backup, then run its checks; the step's status says how it went."""
+    step.status, step.started_at, step.error, step.checks = "running", utcnow(), "", []
+    began = time.monotonic()
+    request = RestoreRequest(source=step.source, target=step.target, backup_id=step.backup_id, overwrite=True)
+    try:
+        report = lifecycle.restore(step.component, settings, request, store=store)
+        step.restore = report.summary()
+        step.checks.append(component_check(step.component, report.problems))
+        step.checks += user_checks(settings, step.component, step.source, step.target or step.source)
+    except ValidationFailed as exc:
+        step.error = str(exc)[:2000]
+        step.checks.append(component_check(step.component, exc.problems or [str(exc)]))
+    except Exception as exc:  # any failure stops the operation with its cause recorded
+        step.error = f"{type(exc).__name__}: {exc}"[:2000]
+    failed = [f"{c.name} ({c.detail})" if c.detail else c.name for c in step.checks if not c.passed]
+    if failed and not step.error:
+        step.error = f"check(s) failed: {'; '.join(failed)}"[:2000]
+    step.status = "failed" if step.error else "succeeded"
+    step.seconds = time.monotonic() - began
+
+
+def recover(
+    settings: BackstopSettings,
+    as_of: str | datetime | None = None,
+    components: list[str] | None = None,
+    sources: list[str] | None = None,
+    target_suffix: str | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+    reason: str = "",
+    resume: str | None = None,
+    who: str = "",
+    store: BackupStore | None = None,
+    notify: Notify | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RecoveryOperation:
+    """Plan (and unless `dry_run`, run) a platform recovery as of `as_of`, or resume one.
+
+    Returns the operation as recorded; a failed operation is returned with outcome "failed" (the
+    caller decides how to fail). Refusals before anything is written (no approval, bad input)
+    raise.
+    """
+    store = store or open_store(settings)
+    say = log or (lambda _: None)
+    if resume:
+        operation = load_operation(store, resume)
+        if operation.outcome == "succeeded":
+            say(f"operation {resume} already succeeded: nothing to resume")
+            return operation
+        if operation.outcome == "planned":
+            raise InvalidInput(f"operation {resume} was a dry run: start a recovery instead")
+        operation.resumed += 1
+    else:
+        if as_of is None:
+            raise InvalidInput("give the recovery time (--as-of) or an operation to resume (--resume)")
+        moment = datetime.now(UTC) if as_of == "now" else parse_time(as_of)
+        if target_suffix is not None:
+            check_suffix(target_suffix)
+        operation = plan_operation(settings, store, moment, components, sources, target_suffix, who, reason)
+    if dry_run and not resume:
+        save_operation(store, operation)
+        return operation
+    if operation.into_original:
+        try:
+            granted = require_approval(approval_text(operation), yes=yes)
+        except Conflict as exc:  # the refusal is part of the record; nothing was written
+            operation.outcome, operation.message, operation.finished_at = "failed", str(exc), utcnow()
+            save_operation(store, operation)
+            raise
+        operation.approval = granted if not resume else f"{operation.approval}; resumed: {granted}"
+    operation.outcome, operation.message, operation.finished_at = "running", "", None
+    save_operation(store, operation)
+    _announce(notify, operation, "started", say)
+    first = operation.first_incomplete()
+    remaining = [] if first is None else operation.steps[first:]
+    approval = f"covered by the approval of operation {operation.operation_id}: {operation.approval}"
+    with covered_by(approval) if operation.into_original else contextlib.nullcontext():
+        for step in remaining:
+            say(f"step {step.label}: restoring {step.backup_id} into {step.target or 'the original'}")
+            run_step(settings, store, step)
+            save_operation(store, operation)
+            if step.status == "failed":
+                break
+    failed = [s for s in operation.steps if s.status != "succeeded"]
+    operation.outcome = "failed" if failed else "succeeded"
+    operation.finished_at = utcnow()
+    operation.message = "\n".join(summary_lines(operation))
+    save_operation(store, operation)
+    _announce(notify, operation, operation.outcome, say)
+    return operation
+
+
+def check_suffix(suffix: str) -> str:
+    """A target suffix: lowercase letters, digits and dashes (it becomes part of bucket and dataset names)."""
+    if not suffix or len(suffix) > 20 or not all(c.isdigit() or c.islower() or c == "-" for c in suffix):
+        raise InvalidInput(f"target suffix {suffix!r}: use up to 20 lowercase letters, digits and dashes")
+    return suffix
+
+
+def _announce(
+    notify: Notify | None, operation: RecoveryOperation, what: str, say: Callable[[str], None]
+) -> None:
+    """A message at the start and the end; a notification that fails never fails the recovery."""
+    point = operation.recovery_point
+    subject = f"Backstop recovery {operation.operation_id} {what}"
+    body = "\n".join(
+        [
+            f"Recovery of {len(operation.steps)} source(s) as of {operation.as_of.isoformat(timespec='seconds')} {what}.",
+            f"Recovery point: {point.isoformat(timespec='seconds') if point else '-'}.",
+            f"Run by {operation.who}" + (f" because: {operation.reason}" if operation.reason else "."),
+        ]
+        + (summary_lines(operation)[2:] if what in ("succeeded", "failed") else [])
+    )
+    say(f"{subject}: {body}")
+    if notify is None:
+        return
+    try:
+        notify(subject, body)
+    except Exception as exc:
+        say(f"notification failed: {type(exc).__name__}: {exc}")
