@@ -117,7 +117,9 @@ def run(rows: int) -> dict[str, Any]:
     from blocks.clients import bigquery_client, storage_client
     from blocks.settings import BackstopSettings
     from tasks.components.bigquery import data as bigquery_io
-    from tasks.components.bigquery.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("bigquery")
     from tasks.storage.bucket import BackupStore
 
     with tempfile.TemporaryDirectory(prefix="bench-bq-") as workdir:

@@ -185,7 +185,15 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
     rclone_s, rclone_n = rclone("copy", source, rclone_dst, port) if has_rclone else (None, None)
     full_rows = [row("full backup", "plain loop (copy_blob x16)", plain_s, count, size, runs=plain_runs)]
     full_rows.append(
-        row("full backup", "backstop tasks.components.gcs.component", comp_s, count, size, full.source_state["copied"], comp_runs)
+        row(
+            "full backup",
+            "backstop tasks.components.gcs.component",
+            comp_s,
+            count,
+            size,
+            full.source_state["copied"],
+            comp_runs,
+        )
     )
     if rclone_s is not None:
         full_rows.append(row("full backup", "rclone copy", rclone_s, count, size, rclone_n))
@@ -196,7 +204,14 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
     inc_s, inc = step("backstop incremental", partial(COMPONENT.backup, settings, store, source))
     changed_bytes = CHANGED_SIZE * len(changed)
     inc_rows = [
-        row("incremental 1%", "backstop tasks.components.gcs.component", inc_s, count, changed_bytes, inc.source_state["copied"])
+        row(
+            "incremental 1%",
+            "backstop tasks.components.gcs.component",
+            inc_s,
+            count,
+            changed_bytes,
+            inc.source_state["copied"],
+        )
     ]
     sync_s = None
     if has_rclone:
@@ -229,7 +244,15 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
             size,
             runs=plain_restore_runs,
         ),
-        row("restore", "backstop tasks.components.gcs.component", restore_s, len(pairs), size, created, restore_runs),
+        row(
+            "restore",
+            "backstop tasks.components.gcs.component",
+            restore_s,
+            len(pairs),
+            size,
+            created,
+            restore_runs,
+        ),
     ]
     with_ratios(restore_rows, plain_restore_s, None)
 

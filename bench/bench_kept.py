@@ -27,10 +27,12 @@ MARK = "## Incremental backup: peak RSS with 1 and 30 backups kept (bench/bench_
 
 def one_backup(source: str, backups: str) -> dict[str, Any]:
     """One incremental backup in this process (the platform's endpoints are in the environment)."""
-    from localdev.platform import PROJECT
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
-    from tasks.components.gcs.component import COMPONENT
+    from localdev.platform import PROJECT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gcs")
     from tasks.storage.bucket import BackupStore
 
     store = BackupStore(storage_client(PROJECT), backups)
@@ -48,12 +50,14 @@ def one_backup(source: str, backups: str) -> dict[str, Any]:
 
 
 def run(objects: int, kept: list[int]) -> list[dict[str, Any]]:
-    from localdev.platform import PROJECT, LocalPlatform
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
-    from tasks.components.gcs.component import COMPONENT
-    from tasks.storage.parallel import parallel_map
+    from localdev.platform import PROJECT, LocalPlatform
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gcs")
     from tasks.storage.bucket import BackupStore
+    from tasks.storage.parallel import parallel_map
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="backstop-kept-") as state:

@@ -26,6 +26,7 @@ from typing import Any
 
 from backstop.core.manifest import CHUNK_ENTRIES
 from bench.results import peak_mb, replace_section
+from tasks.catalog import index
 from tasks.storage.bucket import BackupStore
 
 NOTES = [
@@ -158,10 +159,12 @@ def find_by_id(pooled_counts: list[int]) -> list[dict[str, Any]]:
     import tempfile
     import uuid
 
-    from localdev.platform import PROJECT, fake_gcs_binary, free_port, http_ok
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
-    from tasks.components.gcs.component import COMPONENT
+    from localdev.platform import PROJECT, fake_gcs_binary, free_port, http_ok
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gcs")
     from tasks.storage.bucket import BackupStore
 
     def timed(fn: Any) -> float:
@@ -201,7 +204,7 @@ def find_by_id(pooled_counts: list[int]) -> list[dict[str, Any]]:
             ).backup_id
             requests: list[str] = []
             client._http.hooks["response"].append(lambda r, *a, **k: requests.append(r.request.url))
-            store.find_manifest(backup_id)
+            index.find(store, backup_id)
             client._http.hooks["response"].clear()
 
             def listing_whole_bucket() -> None:  # what find_manifest did before the index
@@ -209,7 +212,7 @@ def find_by_id(pooled_counts: list[int]) -> list[dict[str, Any]]:
 
             return {
                 "pooled_objects": count,
-                "find_by_id_index_ms": timed(lambda: store.find_manifest(backup_id)),
+                "find_by_id_index_ms": timed(lambda: index.find(store, backup_id)),
                 "requests_per_find": len(requests),
                 "one_read_ms": timed(lambda: store.get_bytes("pool/gcs/other/0/obj")),
                 "empty_listing_ms": timed(lambda: store.list("no-such-prefix/")),

@@ -165,9 +165,9 @@ def configure_notifications(settings_block: str, notify: str | None = None) -> s
     Without it the settings keep their notify_block; when they have none and the local platform's
     alert receiver runs (BACKSTOP_ALERTS_URL), alerts go to that receiver.
     """
-    from localdev.servers.alerts_receiver import HOOK_PATH
     from blocks.notifications import save_slack_block, save_webhook_block
     from blocks.settings import load_settings
+    from localdev.servers.alerts_receiver import HOOK_PATH
 
     settings = load_settings(settings_block)
     local = os.environ.get("BACKSTOP_ALERTS_URL")
@@ -362,8 +362,8 @@ def ensure_backup_buckets(settings_block: str = DEFAULT_BLOCK_NAME) -> list[str]
     """Create the primary and secondary backup buckets named by the settings if they are missing,
     hardened (`backstop harden`: uniform access, no public access, soft delete, retention policy)."""
     from blocks.settings import load_settings
-    from tasks.storage.context import open_store
     from tasks.operations.harden import harden_bucket, shortest_retention_days
+    from tasks.storage.bucket import open_store
 
     settings = load_settings(settings_block)
     created = []

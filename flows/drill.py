@@ -18,10 +18,9 @@ from backstop.core.errors import InvalidInput, ObjectiveBreached
 from backstop.core.report import markdown_table
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
+from tasks.engine.drill import DrillResult, drill, drill_sources, drill_summary
 from tasks.engine.protocol import COMPONENTS
-from tasks.storage.context import open_store
-from tasks.engine.drill import DrillResult, drill_sources, drill_summary, run_drill
-from tasks.storage.bucket import BackupStore
+from tasks.storage.bucket import BackupStore, open_store
 
 DRILL_COLUMNS = [
     "component",
@@ -38,9 +37,9 @@ DRILL_COLUMNS = [
 
 @task(name="drill", task_run_name="drill-{component}-{source}", cache_policy=NO_CACHE)
 def drill_task(settings: BackstopSettings, store: BackupStore, component: str, source: str) -> DrillResult:
-    """Drill one component / source (see tasks.engine.drill.run_drill) and log the outcome."""
+    """Drill one component / source (see tasks.engine.drill.drill) and log the outcome."""
     logger = get_run_logger()
-    result = run_drill(settings, store, component, source)
+    result = drill(component, settings, source, store=store)
     verdict = "passed" if result.passed else "FAILED"
     logger.info(
         "drill of %s/%s %s: backup %s restored into %s in %.2f s (RTO %g min)%s",

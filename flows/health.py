@@ -21,11 +21,11 @@ from backstop.core.report import human_bytes, markdown_table
 from backstop.core.runs import RunRecord
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
+from tasks.catalog import index
 from tasks.catalog.backups import list_runs
-from tasks.engine.protocol import COMPONENTS, get_component
-from tasks.storage.context import open_store
 from tasks.engine.drill import DrillResult, list_drills
-from tasks.storage.bucket import BackupStore
+from tasks.engine.protocol import COMPONENTS, get_component
+from tasks.storage.bucket import BackupStore, open_store
 
 
 def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:
@@ -40,7 +40,7 @@ def read_catalog(
 ) -> tuple[list[ManifestHeader], list[DrillResult], list[RunRecord], list[str]]:
     """Every manifest, drill record and recent run record, plus the damaged ones as problems."""
     damaged: list[str] = []
-    manifests = store.list_headers(on_damaged=damaged.append)
+    manifests = index.read_headers(store, on_damaged=damaged.append)
     drills = list_drills(store, on_damaged=damaged.append)
     runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     get_run_logger().info(

@@ -21,9 +21,10 @@ from backstop.core.names import check_backup_id
 from backstop.core.report import human_bytes
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from tasks.catalog import backups as catalog
-from tasks.engine import lifecycle
+from tasks.catalog import index
+from tasks.engine import lifecycle, restore
 from tasks.engine.protocol import RestoreRequest, get_component
-from tasks.storage.context import open_store
+from tasks.storage.bucket import open_store
 
 MAX_ACTION_ROWS = 500
 
@@ -116,7 +117,7 @@ def validate_backups(
     settings = load_settings(settings_block)
     store = open_store(settings)
     if backup_id:
-        manifests = [store.find_manifest(check_backup_id(backup_id))]
+        manifests = [index.find(store, check_backup_id(backup_id))]
     else:
         if component is None:
             raise ConfigError("name a backup id, or a component (and a source)")
@@ -161,7 +162,7 @@ def restore_backup(
     request = RestoreRequest(
         source, target, backup_id, before, only, overwrite, dry_run, skip_damaged, options
     )
-    report = lifecycle.restore(component, settings, request)
+    report = restore.restore(component, settings, request)
     summary = report.summary()
     log = get_run_logger()
     log.info("restore %s: %s", "plan (dry run)" if dry_run else "done", summary)

@@ -22,14 +22,12 @@ from backstop.core.retention import RetentionPolicy
 from blocks.clients import storage_client, storage_client_as
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
-from tasks.operations import buckets
-from tasks.operations import security
 from tasks.catalog.backups import record_run
-from tasks.engine.protocol import COMPONENTS, get_component
-from tasks.storage.context import open_store
 from tasks.engine.lifecycle import loaded
+from tasks.engine.protocol import COMPONENTS, get_component
+from tasks.operations import buckets, security
 from tasks.operations.prune import PruneReport, prune, sources_in
-from tasks.storage.bucket import BackupStore
+from tasks.storage.bucket import BackupStore, open_store
 
 
 @task(name="prune-source", cache_policy=NO_CACHE)

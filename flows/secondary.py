@@ -18,7 +18,7 @@ from backstop.core.manifest import BackupManifest
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.engine import secondary
-from tasks.storage.context import open_store
+from tasks.storage.bucket import open_store
 
 
 @task(name="copy-backup-to-secondary", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)

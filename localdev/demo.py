@@ -22,6 +22,7 @@ from localdev.demo_data import (
     seed_bucket,
     seed_dataset,
 )
+from tasks.catalog import index
 
 DEMO_BUCKET = "demo-raw-data"
 BACKUP_BUCKET = "backstop-demo-backups"
@@ -164,8 +165,10 @@ def gke_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
 def bigquery_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     from blocks.clients import bigquery_client
     from flows.bigquery import backup_bigquery, restore_bigquery, validate_bigquery
-    from tasks.components.bigquery.component import COMPONENT
-    from tasks.storage.context import open_store
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("bigquery")
+    from tasks.storage.bucket import open_store
 
     print(f"seeding BigQuery dataset {DEMO_DATASET} ...")
     seed_dataset(bigquery_client(settings.project), settings.project, DEMO_DATASET)
@@ -174,7 +177,7 @@ def bigquery_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     backup_id = row["backup_id"]
     validate_bigquery(backup_id=backup_id, settings_block="default")
     store = open_store(settings)
-    tables = store.find_manifest(backup_id).source_state["tables"]
+    tables = index.find(store, backup_id).source_state["tables"]
     total = sum(rows or 0 for rows in tables.values())
     results.append(
         {
@@ -192,7 +195,7 @@ def bigquery_round_trip(settings: Any, results: list[dict[str, Any]]) -> None:
     target = f"{DEMO_DATASET}_restored"
     started = time.monotonic()
     restore_bigquery(DEMO_DATASET, target=target, backup_id=backup_id, overwrite=True)
-    problems = COMPONENT.check_restored(settings, store, store.find_manifest(backup_id), target)
+    problems = COMPONENT.check_restored(settings, store, index.find(store, backup_id), target)
     results.append(
         {
             "component": "bigquery",
@@ -306,8 +309,8 @@ def platform_recovery(settings: Any, results: list[dict[str, Any]]) -> None:
     dependency order, as one operation; its plan, checks and time against the platform RTO."""
     from backstop.core.recovery import plan_rows, summary_lines
     from flows.recover import drill_platform
-    from tasks.storage.context import open_store
     from tasks.operations.recover import load_operation
+    from tasks.storage.bucket import open_store
 
     result = drill_platform(who="demo", fail_on_error=False, settings_block="default")
     operation = load_operation(open_store(settings), result["operation_id"])
@@ -374,10 +377,10 @@ def save_demo_settings(work_dir: Path) -> Any:
     from pydantic import SecretStr
 
     from backstop.core.secretbox import new_key
-    from localdev.platform import PROJECT
     from blocks.clients import storage_client
     from blocks.components import ComposerSettings, ConfigSource, ConfigsSettings
     from blocks.settings import BackstopSettings
+    from localdev.platform import PROJECT
     from localdev.seed import seed_sample_configs
     from tasks.components.gke.plans import GkeClusterSettings, GkeSettings
 

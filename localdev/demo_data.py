@@ -13,7 +13,7 @@ from typing import Any
 
 def seed_bucket(client: Any, name: str, small: int = 2000, large: int = 3) -> dict[str, str]:
     """A sample data bucket: nested prefixes, custom metadata, spaces and non-ASCII names, MB objects."""
-    from tasks.storage.bucket import parallel_map
+    from tasks.storage.parallel import parallel_map
 
     bucket = client.lookup_bucket(name) or client.create_bucket(name)
     items = []
@@ -46,7 +46,7 @@ def seed_bucket(client: Any, name: str, small: int = 2000, large: int = 3) -> di
 
 def bucket_digest(client: Any, name: str) -> dict[str, str]:
     """sha256 of every object's bytes, downloaded (the byte-for-byte check)."""
-    from tasks.storage.bucket import parallel_map
+    from tasks.storage.parallel import parallel_map
 
     blobs = [b for b in client.list_blobs(name) if not b.name.endswith("/")]
     digests = parallel_map(lambda b: hashlib.sha256(b.download_as_bytes()).hexdigest(), blobs, 16)

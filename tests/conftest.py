@@ -61,8 +61,8 @@ def policy_gcs() -> Iterator[Any]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from localdev.servers.gcs_policy_server import serve
     from localdev.platform import free_port
+    from localdev.servers.gcs_policy_server import serve
 
     roles = Path(__file__).parent.parent / "deployments" / "iam" / "roles.yaml"
     port = free_port()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop_cli.main import emit
 from backstop.core.names import check_dataset, check_table, parse_time
 from backstop.core.report import text_table
+from backstop_cli.main import emit
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from backstop_cli.main import emit
 from backstop.core.errors import Conflict
 from backstop.core.names import check_backup_id, check_percent, parse_time
 from backstop.core.report import text_table
+from backstop_cli.main import emit
 
 ACTION_COLUMNS = ("name", "change", "why")
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop_cli.main import emit, state_dir
 from backstop.core.manifest import select
 from backstop.core.names import check_backup_id, check_percent, parse_time
 from backstop.core.report import human_bytes, text_table
+from backstop_cli.main import emit
+from tasks.catalog import index
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -38,7 +39,7 @@ def list_backups(args: argparse.Namespace) -> int:
     """Backups (and with --all the failed runs) as a table, or typed JSON (bytes, ISO 8601 times)."""
     from tasks.catalog.backups import list_runs
     from tasks.engine.protocol import get_component
-    from tasks.storage.context import open_store
+    from tasks.storage.bucket import open_store
 
     if args.component:
         get_component(args.component)  # an unknown name is an error, as in `backup`
@@ -46,7 +47,7 @@ def list_backups(args: argparse.Namespace) -> int:
     store = open_store(_settings(args))
     damaged: list[str] = []
     found = select(
-        store.list_headers(args.component, args.source, on_damaged=damaged.append),
+        index.read_headers(store, args.component, args.source, on_damaged=damaged.append),
         args.component,
         args.source,
         before,

@@ -7,9 +7,10 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from backstop_cli.main import emit
 from backstop.core.errors import ObjectiveBreached
 from backstop.core.report import text_table
+from backstop_cli.main import emit
+from tasks.catalog import index
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -87,8 +88,8 @@ def drill(args: argparse.Namespace) -> int:
 
 def _drills_since(args: argparse.Namespace, began: datetime) -> list[dict[str, Any]]:
     from blocks.settings import load_settings
-    from tasks.storage.context import open_store
     from tasks.engine.drill import list_drills
+    from tasks.storage.bucket import open_store
 
     store = open_store(load_settings(args.settings))
     wanted = set(args.component or [])
@@ -105,13 +106,13 @@ def health(args: argparse.Namespace) -> int:
     from blocks.settings import load_settings
     from flows.health import expected_sources
     from tasks.catalog.backups import list_runs
-    from tasks.storage.context import open_store
     from tasks.engine.drill import list_drills
+    from tasks.storage.bucket import open_store
 
     settings = load_settings(args.settings)
     store = open_store(settings)
     damaged: list[str] = []
-    manifests = store.list_headers(on_damaged=damaged.append)
+    manifests = index.read_headers(store, on_damaged=damaged.append)
     drills = list_drills(store, on_damaged=damaged.append)
     runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     rows = health_rows(
@@ -137,7 +138,7 @@ def catalog(args: argparse.Namespace) -> int:
     named and fail the command, after the rest is indexed)."""
     from blocks.settings import load_settings
     from tasks.catalog.index import rebuild
-    from tasks.storage.context import open_store
+    from tasks.storage.bucket import open_store
 
     store = open_store(load_settings(args.settings))
     damaged: list[str] = []

@@ -13,11 +13,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from backstop_cli.main import emit, state_dir
+import localdev  # noqa: F401  (absent in a production install: then these verbs are not offered)
 from backstop.core.errors import ConfigError, Unavailable
 from backstop.core.report import text_table
-
-import localdev  # noqa: F401  (absent in a production install: then these verbs are not offered)
+from backstop_cli.main import emit, state_dir
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop_cli.main import emit
 from backstop.core.errors import InvalidInput
 from backstop.core.report import text_table
+from backstop_cli.main import emit
 
 RESTORE_COLUMNS = ("run_id", "component", "source", "outcome", "at", "backup_id", "message")
 
@@ -74,8 +74,8 @@ def recover(args: argparse.Namespace) -> int:
 def restores(args: argparse.Namespace) -> int:
     from blocks.settings import load_settings
     from tasks.catalog.backups import list_runs
-    from tasks.storage.context import open_store
     from tasks.operations.recover import list_operations
+    from tasks.storage.bucket import open_store
 
     if args.limit < 1:
         raise InvalidInput("--limit must be at least 1")

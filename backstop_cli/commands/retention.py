@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop_cli.main import emit
 from backstop.core.names import check_source_name
 from backstop.core.report import text_table
+from backstop_cli.main import emit
 
 PLAN_COLUMNS = ["bucket", "component", "source", "backup_id", "started", "status", "decision", "reason"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from backstop_cli.main import ArgumentParser, emit
 from backstop.core.errors import InvalidInput
+from backstop_cli.main import ArgumentParser, emit
 
 # Block bookkeeping in model_dump(), not a setting.
 NOT_SETTINGS = {"block_type_slug"}

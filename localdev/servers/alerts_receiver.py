@@ -90,7 +90,15 @@ def _service(platform: LocalPlatform) -> Service:
     store = platform.state_dir / "alerts.jsonl"
     return Service(
         "alerts",
-        [sys.executable, "-m", "localdev.servers.alerts_receiver", "--port", str(port), "--store", str(store)],
+        [
+            sys.executable,
+            "-m",
+            "localdev.servers.alerts_receiver",
+            "--port",
+            str(port),
+            "--store",
+            str(store),
+        ],
         lambda: http_ok(f"http://127.0.0.1:{port}/health"),
         endpoints={"BACKSTOP_ALERTS_URL": f"http://127.0.0.1:{port}"},
         timeout=30.0,

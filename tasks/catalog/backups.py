@@ -25,10 +25,11 @@ from backstop.core.manifest import (
 )
 from backstop.core.names import check_backup_id, check_percent
 from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
-from tasks.catalog import index as catalog_io
-from tasks.storage.parallel import batched
+from tasks.catalog import index
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import crc32c_b64
+from tasks.storage.parallel import batched, parallel_map
 from tasks.storage.spool import EntrySpool, Held, KeySpool
-from tasks.storage.bucket import BackupStore, crc32c_b64, parallel_map
 
 
 def begin_backup(
@@ -67,7 +68,7 @@ def commit_backup(
     )
     spool = entries if isinstance(entries, EntrySpool) else EntrySpool(entries)
     try:
-        committed = store.write_manifest(committed, spool.rows())
+        committed = index.write_manifest(store, committed, spool.rows())
     finally:
         if spool is not entries:
             spool.close()
@@ -197,7 +198,7 @@ def record_validation(
     updated = manifest.model_copy(
         update={"validation": record, "status": "validated" if not problems else "invalid"}
     )
-    updated = store.write_manifest(updated)
+    updated = index.write_manifest(store, updated)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ValidationFailed(
@@ -223,7 +224,7 @@ def resolve_backup(
     """
     if backup_id:
         check_backup_id(backup_id)
-        manifest = store.find_manifest(backup_id)
+        manifest = index.find(store, backup_id)
         if manifest.component != component:
             raise InvalidInput(f"backup {backup_id} is a {manifest.component} backup, not {component}")
         if source is not None and manifest.source != source:
@@ -233,9 +234,13 @@ def resolve_backup(
         return manifest
     report = on_damaged or (lambda _: None)
     headers = select(
-        store.list_headers(component, source, on_damaged=report), component, source, before, validated_only
+        index.read_headers(store, component, source, on_damaged=report),
+        component,
+        source,
+        before,
+        validated_only,
     )
-    chosen = catalog_io.first_loadable(store, headers, where, report, validated_only)
+    chosen = index.first_loadable(store, headers, where, report, validated_only)
     if chosen is None:
         what = f"{component}/{source}" if source else component
         kind = "validated backup" if validated_only else "backup"

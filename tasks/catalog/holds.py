@@ -19,6 +19,7 @@ from typing import Any
 
 from backstop.core.catalog_index import ManifestHeader
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, select
+from tasks.catalog import index
 from tasks.storage.bucket import UPDATES_DIR, BackupStore
 
 
@@ -87,6 +88,8 @@ def move_holds(
 def unheld_newest(store: BackupStore) -> list[ManifestHeader]:
     """The newest validated backup of every source whose manifest is not under a temporary hold."""
     newest: dict[tuple[str, str], ManifestHeader] = {}
-    for header in select(store.list_headers(on_damaged=lambda _: None), validated_only=True):  # newest first
+    for header in select(
+        index.read_headers(store, on_damaged=lambda _: None), validated_only=True
+    ):  # newest first
         newest.setdefault((header.component, header.source), header)
     return [h for h in newest.values() if not getattr(store.stat(h.path), "temporary_hold", False)]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backstop.core.catalog_index import (
     CATALOG_PREFIX,
@@ -32,12 +32,8 @@ from backstop.core.catalog_index import (
 )
 from backstop.core.errors import BackstopError, NotFound, ValidationFailed
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, BackupSummary
+from tasks.storage.bucket import UPDATES_DIR, BackupStore, Row
 from tasks.storage.parallel import parallel_map
-
-UPDATES_DIR = "_manifest/"  # tasks.storage.bucket.UPDATES_DIR (not imported: the store imports this module)
-
-if TYPE_CHECKING:
-    from tasks.storage.bucket import BackupStore
 
 log = logging.getLogger(__name__)
 # Top-level folders of a backup bucket that are not component catalogs.
@@ -300,3 +296,42 @@ def first_loadable(
         if where is None or where(manifest):
             return manifest
     return None
+
+
+def write_manifest(
+    store: BackupStore, manifest: BackupManifest, rows: Iterable[Row] | None = None
+) -> BackupManifest:
+    """Write a manifest (`BackupStore.write_manifest`: call it last) and its index entry."""
+    first = store.stat(manifest.path) is None
+    manifest = store.write_manifest(manifest, rows)
+    write_entry(store, manifest, first)
+    if first:
+        mark_indexed_if_alone(store, manifest)
+    return manifest
+
+
+def list_manifests(
+    store: BackupStore,
+    component: str | None = None,
+    source: str | None = None,
+    on_damaged: Callable[[str], None] | None = None,
+) -> list[BackupManifest]:
+    """All readable manifests of the backups the catalog index lists (format 2 as headers).
+
+    A damaged manifest is reported through `on_damaged` (or raised when not given) and never
+    hides the others; a manifest pruned while we read is left out.
+    """
+
+    def read(header: ManifestHeader) -> BackupManifest | None:
+        try:
+            return load(store, header)
+        except NotFound:
+            return None
+        except ValidationFailed as exc:
+            if on_damaged is None:
+                raise
+            on_damaged(str(exc))
+            return None
+
+    headers = read_headers(store, component, source, on_damaged)
+    return [m for m in parallel_map(read, headers) if m is not None]

@@ -21,34 +21,24 @@ calls (tasks/engine/units.py).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from backstop.core.errors import BackstopError, Conflict, InvalidInput, ValidationFailed
+from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest, ManifestEntry, entries_of
-from backstop.core.names import check_backup_id, parse_time
-from backstop.core.objectives import DrillResult, drill_verdict, new_drill_id, rto_problem
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.engine import units
 from tasks.engine.protocol import (
     BackupPlan,
     Context,
-    RestorePlan,
-    RestoreReport,
-    RestoreRequest,
     StoredEntries,
     get_component,
     options_for,
     stored_options,
 )
-from tasks.storage.context import open_store
-from tasks.engine.secondary import RestoreSource, open_for_restore
+from tasks.storage.bucket import BackupStore, open_store
 from tasks.storage.spool import EntrySpool
-from tasks.storage.bucket import BackupStore
 
 
 # -- backup --------------------------------------------------------------------------------
@@ -175,251 +165,3 @@ def validate(
     except BaseException as exc:
         catalog.record_run(store, "validate", component.name, manifest.source, exc, manifest.backup_id)
         raise
-
-
-# -- restore -------------------------------------------------------------------------------
-@dataclass
-class Opened:
-    """The backup a restore reads, where from, and what of it is damaged (skip_damaged only)."""
-
-    source: RestoreSource
-    damaged: dict[str, str]
-
-    @property
-    def manifest(self) -> BackupManifest:
-        return self.source.manifest
-
-
-def open_backup(
-    settings: BackstopSettings,
-    component: str,
-    source: str,
-    backup_id: str | None,
-    before: str | None,
-    skip_damaged: bool = False,
-    store: BackupStore | None = None,
-    where: Callable[[BackupManifest], bool] | None = None,
-) -> Opened:
-    """The backup to restore, from the primary or else the secondary copy (saying why).
-
-    A backup of another source is refused outright (InvalidInput, never a fallback). A backup
-    damaged in both copies is refused (ValidationFailed) unless `skip_damaged`, which restores the
-    primary's intact entries and names the others.
-    """
-    if backup_id and before:
-        raise InvalidInput("give a backup id or a time (before), not both")
-    moment = parse_time(before) if before else None
-    try:
-        return Opened(
-            open_for_restore(settings, component, source, backup_id, moment, primary=store, where=where), {}
-        )
-    except ValidationFailed:
-        if not skip_damaged:
-            raise
-    primary = store or open_store(settings)
-    manifest = catalog.resolve_backup(
-        primary, component, source, backup_id, moment, validated_only=False, where=where
-    )
-    damaged = catalog.verify_stored(primary, manifest, 0).damaged
-    intact = manifest.model_copy(
-        update={"entries": [e for e in primary.iter_entries(manifest) if e.name not in damaged], "chunks": []}
-    )
-    reason = f"{len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'} skipped"
-    return Opened(RestoreSource(primary, intact, False, reason), damaged)
-
-
-def _refuse_conflicts(plan: RestorePlan, request: RestoreRequest, backup_id: str) -> list[str]:
-    """Names the restore may not touch: anything blocked, and replaces / deletes without overwrite."""
-    refused = [a for a in plan.actions if a["change"] == "blocked"]
-    if not request.overwrite:
-        refused += plan.destructive()
-    names = [str(a.get("name")) for a in refused]
-    if names and not request.dry_run:
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        raise Conflict(
-            f"restore of backup {backup_id} into {plan.target} would replace or delete {len(names)} existing "
-            f"item(s) ({shown}) and overwrite was not asked for: nothing was written (see --dry-run, "
-            "restore elsewhere with --target, or pass --overwrite)"
-        )
-    return names
-
-
-def restore(
-    component_name: str,
-    settings: BackstopSettings,
-    request: RestoreRequest,
-    yes: bool = False,
-    store: BackupStore | None = None,
-    record: bool = True,
-) -> RestoreReport:
-    """Restore a backup of `request.source` as the request says (see the module docstring)."""
-    from tasks.engine.approval import require_approval
-
-    component = get_component(component_name)
-    request.source = component.check_source(settings, request.source)
-    if request.target:
-        request.target = component.check_target(settings, request.target)
-    request.options = options_for(component, request.options)
-    if request.backup_id and request.before:
-        raise InvalidInput("give a backup id or a time (before), not both")
-    if request.backup_id:
-        check_backup_id(request.backup_id)
-    if request.before:
-        parse_time(request.before)
-    started = time.monotonic()
-    backup_id = request.backup_id
-    try:
-        opened = units.step(
-            f"open-{component.name}-{request.source}",
-            open_backup,
-            settings,
-            component.name,
-            request.source,
-            request.backup_id,
-            request.before,
-            request.skip_damaged,
-            store,
-            lambda m: component.holds(m, request),
-        )
-        read_from = opened.source
-        manifest = loaded(component, read_from.store, opened.manifest)
-        backup_id = manifest.backup_id
-        units.log(Context(settings, read_from.store), read_from.message)
-        ctx = Context(settings, read_from.store, request.options)
-        plan = units.step(
-            f"plan-restore-{component.name}-{request.source}", component.plan_restore, ctx, manifest, request
-        )
-        plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
-        conflicts = _refuse_conflicts(plan, request, manifest.backup_id)
-        approval = ""
-        if not request.dry_run and plan.into_original and plan.destructive():
-            counts = plan.counts()
-            approval = require_approval(
-                f"restore of {component.name} backup {manifest.backup_id} replaces {counts.get('replace', 0)} "
-                f"and deletes {counts.get('delete', 0)} item(s) in the original {plan.target}",
-                yes=yes,
-            )
-        problems: list[str] = []
-        if not request.dry_run:
-            units.step(
-                f"write-{component.name}-{plan.target}", component.apply_restore, ctx, manifest, plan, request
-            )
-            problems = units.step(
-                f"verify-restore-{component.name}-{plan.target}",
-                component.verify_restored,
-                ctx,
-                manifest,
-                plan.target,
-                request.only,
-            )
-        report = RestoreReport(
-            component=component.name,
-            source=request.source,
-            backup_id=manifest.backup_id,
-            target=plan.target,
-            dry_run=request.dry_run,
-            created=plan.count("create"),
-            overwritten=plan.count("replace") + plan.count("delete"),
-            unchanged=plan.count("unchanged"),
-            conflicts=conflicts,
-            actions=plan.actions,
-            seconds=time.monotonic() - started,
-            from_secondary=read_from.from_secondary,
-            approval=approval,
-            problems=problems,
-        )
-        if problems:
-            raise ValidationFailed(
-                f"restore of backup {manifest.backup_id} into {plan.target} finished but the target differs "
-                f"from the backup: {'; '.join(problems[:5])}",
-                problems,
-            )
-    except BaseException as exc:
-        if record:
-            catalog.record_run(
-                store or open_store(settings), "restore", component.name, request.source, exc, backup_id
-            )
-        raise
-    if record and not request.dry_run:
-        catalog.record_run(
-            store or open_store(settings),
-            "restore",
-            component.name,
-            request.source,
-            backup_id=backup_id,
-            details=report.summary(),
-        )
-    return report
-
-
-# -- drill ---------------------------------------------------------------------------------
-def drill(
-    component_name: str,
-    settings: BackstopSettings,
-    source: str,
-    suffix: str | None = None,
-    store: BackupStore | None = None,
-    record: bool = True,
-) -> DrillResult:
-    """Restore the newest validated backup of `source` into a scratch target, verify it, time it
-    against the RTO, and always remove the scratch target. Failures are reported, not raised."""
-    from tasks.engine.drill import write_drill
-
-    component = get_component(component_name)
-    store = store or open_store(settings)
-    started = datetime.now(UTC)
-    drill_id = new_drill_id(started)
-    rto_minutes = settings.objectives_for(component.name).rto_minutes
-    problems: list[str] = []
-    backup_id = target = None
-    seconds = 0.0
-    restored = 0
-    cleaned_up = True
-    try:
-        manifest = catalog.resolve_backup(store, component.name, source)
-        backup_id = manifest.backup_id
-        target = component.scratch_target(manifest, suffix or drill_id.lower())
-        began = time.perf_counter()
-        try:
-            report = restore(
-                component.name,
-                settings,
-                RestoreRequest(source=source, target=target, backup_id=backup_id),
-                store=store,
-                record=False,
-            )
-            seconds = time.perf_counter() - began
-            restored = report.created + report.overwritten
-        finally:
-            try:
-                component.remove_target(settings, target)
-            except Exception as exc:  # keep the drill's own outcome; report the leftover
-                cleaned_up = False
-                problems.append(f"scratch target {target} was not removed: {exc}")
-    except ValidationFailed as exc:
-        problems += exc.problems or [str(exc)]
-    except BackstopError as exc:
-        problems.append(str(exc))
-    except Exception as exc:  # a drill reports a crashing restore as a failed drill, with its cause
-        problems.append(f"{type(exc).__name__}: {exc}")
-    passed, over_rto = drill_verdict(seconds, rto_minutes, problems)
-    if over_rto:
-        problems.append(rto_problem(seconds, rto_minutes))
-    result = DrillResult(
-        drill_id=drill_id,
-        component=component.name,
-        source=source,
-        backup_id=backup_id,
-        target=target,
-        started_at=started,
-        seconds=seconds,
-        rto_minutes=rto_minutes,
-        restored=restored,
-        passed=passed,
-        over_rto=over_rto,
-        cleaned_up=cleaned_up,
-        problems=problems,
-    )
-    if record:
-        write_drill(store, result)
-    return result

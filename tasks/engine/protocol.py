@@ -266,9 +266,9 @@ class Component(Protocol):
 
 
 class LifecycleMethods:
-    """Base of the registered components: the protocol's optional steps with their defaults, and
-    `backup` / `validate` / `restore` on a component object for scripts and tests, each the
-    lifecycle (tasks/engine/lifecycle.py) run for this component, nothing more."""
+    """Base of the registered components: the protocol's optional steps with their defaults.
+    A component never calls the engine (scripts and tests that want `backup` / `validate` /
+    `restore` on a component object use `tasks/engine/calls.py`)."""
 
     name: str
     streams_entries = False
@@ -292,71 +292,6 @@ class LifecycleMethods:
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines worth a person's attention after a backup (what was left out, warnings)."""
         return []
-
-    def check_restored(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore,
-        manifest: BackupManifest,
-        target: str,
-        **options: Any,
-    ) -> list[str]:
-        """Differences between `target` and the whole backup (verify_restored with these options)."""
-        ctx = Context(settings, store, options_for(self, options))
-        return self.verify_restored(ctx, manifest, target, None)  # type: ignore[attr-defined]
-
-    def backup(
-        self, settings: BackstopSettings, store: BackupStore | None, source: str, **options: Any
-    ) -> BackupManifest:
-        """Back up `source` (not validated unless validate_after=True)."""
-        from tasks.engine import lifecycle
-
-        validate_after = bool(options.pop("validate_after", False))
-        log, progress = options.pop("log", None), options.pop("progress", None)
-        return lifecycle.backup(
-            self.name, settings, source, options, validate_after, store=store, log=log, progress=progress
-        )
-
-    def validate(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore | None,
-        manifest: BackupManifest,
-        sample_percent: float | None = None,
-        **options: Any,
-    ) -> BackupManifest:
-        """Validate backup `manifest` (options override those it was taken with)."""
-        from tasks.engine import lifecycle
-
-        return lifecycle.validate(self.name, settings, manifest, sample_percent, store, options or None)
-
-    def restore(
-        self,
-        settings: BackstopSettings,
-        store: BackupStore | None,
-        manifest: BackupManifest,
-        target: str | None = None,
-        only: list[str] | None = None,
-        overwrite: bool = False,
-        dry_run: bool = False,
-        yes: bool = False,
-        skip_damaged: bool = False,
-        **options: Any,
-    ) -> RestoreReport:
-        """Restore backup `manifest` of its source (approval for the original location: `yes`)."""
-        from tasks.engine import lifecycle
-
-        request = RestoreRequest(
-            source=manifest.source,
-            target=target,
-            backup_id=manifest.backup_id,
-            only=only,
-            overwrite=overwrite,
-            dry_run=dry_run,
-            skip_damaged=skip_damaged,
-            options=options,
-        )
-        return lifecycle.restore(self.name, settings, request, yes=yes, store=store)
 
 
 COMPONENTS: dict[str, str] = {

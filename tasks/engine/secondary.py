@@ -21,10 +21,12 @@ from backstop.core.errors import BackstopError, ConfigError, InvalidInput, Valid
 from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
-from tasks.components.gcs.copy import rewrite
-from tasks.storage.parallel import batched
+from tasks.catalog import index
+from tasks.storage.bucket import BackupStore
+from tasks.storage.copies import rewrite
+from tasks.storage.google_api import converted_errors
+from tasks.storage.parallel import batched, parallel_map
 from tasks.storage.spool import Held
-from tasks.storage.bucket import BackupStore, converted_errors, parallel_map
 
 WORKERS = 16
 
@@ -93,8 +95,8 @@ def copy_to_secondary(
     )
     updated = manifest.model_copy(update={"secondary": record})
     if not problems:
-        secondary.write_manifest(updated)  # last: its presence means the secondary copy is complete
-    primary.write_manifest(updated)
+        index.write_manifest(secondary, updated)  # last: its presence means the secondary copy is complete
+    index.write_manifest(primary, updated)
     return updated
 
 
@@ -180,7 +182,7 @@ def open_for_restore(
 ) -> RestoreSource:
     """Open the backup to restore from the settings' primary bucket (or `primary`), falling back to
     the secondary."""
-    from tasks.storage.context import open_store
+    from tasks.storage.bucket import open_store
 
     primary = primary or open_store(settings, client=client)
     try:
@@ -194,7 +196,7 @@ def pending_copies(primary: BackupStore, component: str | None = None) -> list[B
     """Committed backups with no good secondary copy yet, oldest first."""
     found = [
         m
-        for m in primary.list_manifests(component, on_damaged=lambda _: None)
+        for m in index.list_manifests(primary, component, on_damaged=lambda _: None)
         if m.finished_at is not None and (m.secondary is None or not m.secondary.ok)
     ]
     return sorted(found, key=lambda m: (m.started_at, m.backup_id))
@@ -202,7 +204,7 @@ def pending_copies(primary: BackupStore, component: str | None = None) -> list[B
 
 def secondary_store(settings: BackstopSettings, client: Any | None = None) -> BackupStore:
     """The secondary store named by the settings; ConfigError when none is configured."""
-    from tasks.storage.context import open_store
+    from tasks.storage.bucket import open_store
 
     if not settings.secondary_bucket:
         raise ConfigError("settings name no secondary_bucket: set one to copy backups to another region")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from backstop.core.errors import BackstopError, Conflict, InvalidInput
 from blocks.components import DEFAULT_COMPONENTS, TierSettings
 from blocks.settings import BackstopSettings, RetentionSettings
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 MIN_STORAGE_DAYS = {"NEARLINE": 30, "COLDLINE": 90, "ARCHIVE": 365}
 

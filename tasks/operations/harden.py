@@ -24,7 +24,7 @@ from typing import Any
 
 from backstop.core.errors import Conflict
 from blocks.settings import BackstopSettings, RetentionSettings
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 DEFAULT_SOFT_DELETE_SECONDS = 7 * 86400
 # When every policy keeps by count only, nothing bounds a backup's age: one day still stops a

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import BackstopError, ConfigError
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "deployments" / "iam" / "roles.yaml"
 CHECKED = (

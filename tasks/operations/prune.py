@@ -38,10 +38,10 @@ from backstop.core.retention import (
     orphaned_keys,
     ref_of,
 )
-from tasks.catalog import index as catalog_io
+from tasks.catalog import index
 from tasks.catalog.holds import move_holds
-from tasks.storage.spool import KeySpool
 from tasks.storage.bucket import INPROGRESS_PREFIX, BackupStore
+from tasks.storage.spool import KeySpool
 
 DEFAULT_GRACE_HOURS = 48.0
 
@@ -122,7 +122,7 @@ def plan_prune(
 ) -> tuple[RetentionPlan, dict[str, BackupManifest], list[str]]:
     """The plan for one source, its manifests by id, and the damaged manifests found."""
     damaged: list[str] = []
-    manifests = store.list_manifests(component, source, on_damaged=damaged.append)
+    manifests = index.list_manifests(store, component, source, on_damaged=damaged.append)
     by_id = {m.backup_id: m for m in manifests if m.component == component}
     return apply_policy([ref_of(m) for m in by_id.values()], policy, now), by_id, damaged
 
@@ -166,7 +166,7 @@ def remove_manifests(
 def _unindex(store: BackupStore, manifest: BackupManifest, report: PruneReport) -> None:
     """Delete the catalog entries of a backup whose manifest is gone (a left-over entry names a
     missing manifest, which readers skip; `backstop catalog rebuild` does not bring it back)."""
-    outcome = store.delete_objects(catalog_io.entry_keys(store, manifest))
+    outcome = store.delete_objects(index.entry_keys(store, manifest))
     report.kept_by_bucket += [
         f"{store.where(k)}: kept by the bucket ({why})" for k, why in outcome.kept.items()
     ]
@@ -199,7 +199,7 @@ def sharer_manifests(store: BackupStore, component: str, damaged: list[str]) -> 
     return [
         m
         for other in POOL_SHARERS.get(component, ())
-        for m in store.list_manifests(other, on_damaged=damaged.append)
+        for m in index.list_manifests(store, other, on_damaged=damaged.append)
     ]
 
 
@@ -225,7 +225,7 @@ def sweep(
     damaged: list[str] = []
     remaining = [
         m
-        for m in store.list_manifests(component, source, on_damaged=damaged.append)
+        for m in index.list_manifests(store, component, source, on_damaged=damaged.append)
         if m.component == component
     ]
     running: set[str] = set(store.in_progress(component, source))
@@ -258,7 +258,7 @@ def sweep(
     # Other components share the pool (Composer copies its environment bucket through it), so
     # their manifests and running backups count too.
     running = set(store.in_progress(component, source)) | running_sharers(store, component)
-    later = store.list_manifests(component, source, on_damaged=damaged.append)
+    later = index.list_manifests(store, component, source, on_damaged=damaged.append)
     later += sharer_manifests(store, component, damaged)
     with _referenced(store, later, damaged) as referenced:
         pool = {key: blob for key, blob in unreferenced.items() if key not in referenced}
@@ -337,7 +337,7 @@ def prune(
 def sources_in(store: BackupStore, component: str | None = None) -> list[tuple[str, str]]:
     """Every (component, source) with at least one manifest (damaged ones included) in `store`."""
     groups = []
-    for c, s in catalog_io.sources(store, component):  # folder names only: the pool is never listed
+    for c, s in index.sources(store, component):  # folder names only: the pool is never listed
         indexed = [k for k in store.list(source_prefix(c, s)) if not k.endswith("/" + INDEXED_NAME)]
         if indexed or any(k.endswith("/" + MANIFEST_NAME) for k in store.list(f"{c}/{s}/")):
             groups.append((c, s))

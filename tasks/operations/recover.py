@@ -3,7 +3,7 @@
 `recover` chooses the newest validated backup at or before T for every configured source of every
 registered component (or the ones given), records the plan as an operation in the catalog
 (`operations/<operation id>/<nnnn>.json`, a new object at every change of state), asks one approval
-covering the whole plan when the originals are overwritten, then runs one `tasks.engine.lifecycle.restore`
+covering the whole plan when the originals are overwritten, then runs one `tasks.engine.restore.restore`
 per source in dependency order (backstop.core.recovery.ORDER), each followed by its post-restore checks
 (tasks/operations/recover_checks.py). The first failed step or check stops the operation; the record says
 which steps completed and `recover(resume=OPERATION_ID)` continues from the first incomplete one.
@@ -30,12 +30,12 @@ from backstop.core.recovery import (
     summary_lines,
 )
 from blocks.settings import BackstopSettings
-from tasks.engine import lifecycle
+from tasks.catalog import index
+from tasks.engine import restore
 from tasks.engine.approval import covered_by, os_user, require_approval
 from tasks.engine.protocol import COMPONENTS, RestoreRequest, get_component
-from tasks.storage.context import open_store
 from tasks.operations.recover_checks import component_check, user_checks
-from tasks.storage.bucket import BackupStore
+from tasks.storage.bucket import BackupStore, open_store
 
 Notify = Callable[[str, str], None]
 
@@ -102,7 +102,7 @@ def _overwrites(settings: BackstopSettings, store: BackupStore, step: RecoverySt
     """What the step would replace or delete in its original location (its restore's dry run)."""
     request = RestoreRequest(source=step.source, backup_id=step.backup_id, overwrite=True, dry_run=True)
     try:
-        report = lifecycle.restore(step.component, settings, request, store=store, record=False)
+        report = restore.restore(step.component, settings, request, store=store, record=False)
     except BackstopError as exc:
         return f"unknown (dry run failed: {exc})"[:300]
     counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete", "create")}
@@ -123,7 +123,7 @@ def plan_operation(
     wanted = wanted_sources(settings, components, sources)
     manifests: dict[str, BackupManifest] = {}
     for name in sorted({c for c, _ in wanted}):
-        for manifest in store.list_manifests(name, on_damaged=lambda _: None):
+        for manifest in index.list_manifests(store, name, on_damaged=lambda _: None):
             manifests[manifest.backup_id] = manifest
     plan = plan_recovery(as_of, wanted, list(manifests.values()))
     operation = RecoveryOperation(
@@ -169,7 +169,7 @@ def run_step(settings: BackstopSettings, store: BackupStore, step: RecoveryStep)
     began = time.monotonic()
     request = RestoreRequest(source=step.source, target=step.target, backup_id=step.backup_id, overwrite=True)
     try:
-        report = lifecycle.restore(step.component, settings, request, store=store)
+        report = restore.restore(step.component, settings, request, store=store)
         step.restore = report.summary()
         step.checks.append(component_check(step.component, report.problems))
         step.checks += user_checks(settings, step.component, step.source, step.target or step.source)

@@ -18,9 +18,8 @@ from typing import Any
 
 from blocks.settings import BackstopSettings
 from tasks.engine.protocol import get_component
-from tasks.storage.context import open_store
 from tasks.operations.recover import Notify, recover
-from tasks.storage.bucket import BackupStore
+from tasks.storage.bucket import BackupStore, open_store
 
 
 def platform_rto_minutes(settings: BackstopSettings, components: list[str]) -> float:

@@ -18,10 +18,11 @@ from typing import Any
 
 from backstop.core.errors import BackstopError
 from blocks.settings import BackstopSettings
+from tasks.catalog.holds import unheld_newest
 from tasks.operations.buckets import Finding, bucket_facts
 from tasks.operations.harden import shortest_retention_days
-from tasks.catalog.holds import unheld_newest
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 

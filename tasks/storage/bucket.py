@@ -17,24 +17,19 @@ Deletes report objects kept by the bucket (a hold or the retention policy) apart
 
 from __future__ import annotations
 
-import base64
 import builtins
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import google_crc32c
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry
 
-from backstop.core.catalog_index import ManifestHeader
-from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from backstop.core.errors import BackstopError, ConfigError, NotFound, ValidationFailed
 from backstop.core.manifest import (
     CHUNK_ENTRIES,
     INLINE_ENTRIES,
@@ -47,43 +42,14 @@ from backstop.core.manifest import (
     chunk_file,
     parse_chunk,
 )
-from tasks.catalog import index as catalog_io
-from tasks.storage.parallel import parallel_map as parallel_map  # re-exported: components import it from here
+from blocks.clients import storage_client
+from blocks.settings import BackstopSettings
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.parallel import parallel_map
+from tasks.storage.spool import Row
 
-Row = tuple[str, int, str]  # an entry as (name, size, its JSON): what manifests are written from
 INPROGRESS_PREFIX = "_inprogress/"
 UPDATES_DIR = "_manifest/"  # inside a backup folder: later versions of its manifest's mutable fields
-# Transient errors are retried for a bounded time, never for the client's default 10 minutes.
-RETRY = Retry(
-    initial=0.2, maximum=2.0, multiplier=2.0, timeout=float(os.environ.get("BACKSTOP_RETRY_TIMEOUT", "30"))
-)
-TIMEOUT = 60.0
-
-
-def crc32c_b64(data: bytes) -> str:
-    """CRC32C of `data`, base64 big-endian, as Cloud Storage reports it."""
-    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
-
-
-@contextmanager
-def converted_errors(what: str) -> Iterator[None]:
-    """Turn Google API errors into Backstop errors whose message names `what`."""
-    try:
-        yield
-    except BackstopError:
-        raise
-    except gexc.NotFound as exc:
-        raise NotFound(f"{what}: not found ({exc.message})") from exc
-    except (gexc.Forbidden, gexc.Unauthorized) as exc:
-        raise PermissionDenied(f"{what}: permission denied ({exc.message})") from exc
-    except gexc.GoogleAPICallError as exc:
-        raise Unavailable(f"{what}: {type(exc).__name__} ({exc.message})") from exc
-    except (gexc.RetryError, ConnectionError, TimeoutError, OSError) as exc:
-        raise Unavailable(f"{what}: service unavailable ({exc})") from exc
-    except Exception as exc:  # requests' ConnectionError and friends are not OSError subclasses everywhere
-        if type(exc).__module__.startswith(("requests", "urllib3", "google.auth")):
-            raise Unavailable(f"{what}: service unavailable ({exc})") from exc
-        raise
 
 
 def kept_reason(exc: gexc.GoogleAPICallError) -> str | None:
@@ -273,7 +239,8 @@ class BackupStore:
 
     # -- the catalog ---------------------------------------------------------------------
     def write_manifest(self, manifest: BackupManifest, rows: Iterable[Row] | None = None) -> BackupManifest:
-        """Write a manifest. Call it last: its presence means the backup is complete.
+        """Write a manifest (the catalog's `index.write_manifest` calls this and then indexes it).
+        Call it last: its presence means the backup is complete.
 
         The first write creates `manifest.json`. Its entries are `manifest.entries`, or `rows`
         ((name, size, JSON) in name order, streamed, e.g. from an `EntrySpool`); past
@@ -303,9 +270,6 @@ class BackupStore:
             record = manifest.model_copy(update={"entries": [], "chunks": []})  # only status fields count
             self.put_bytes(key, record.to_bytes(), content_type="application/json")
             written = [manifest.path, key]
-        catalog_io.write_entry(self, manifest, first)
-        if first:
-            catalog_io.mark_indexed_if_alone(self, manifest)
         if self.hold_validated and manifest.validated:
             problems = self.set_hold(written, True)
             if problems:  # e.g. the validator's role may not change holds: the next prune places it
@@ -401,51 +365,6 @@ class BackupStore:
             return manifest
         return manifest.model_copy(update={"entries": builtins.list(self.iter_entries(manifest))})
 
-    def list_headers(
-        self,
-        component: str | None = None,
-        source: str | None = None,
-        on_damaged: Callable[[str], None] | None = None,
-    ) -> builtins.list[ManifestHeader]:
-        """The backups under the component / source (all when None), from the catalog index:
-        headers only (counts, bytes, status, times), no entries. See `tasks/catalog/index.py`."""
-        return catalog_io.read_headers(self, component, source, on_damaged)
-
-    def load(self, header: ManifestHeader) -> BackupManifest:
-        """The full manifest a header stands for."""
-        return catalog_io.load(self, header)
-
-    def list_manifests(
-        self,
-        component: str | None = None,
-        source: str | None = None,
-        on_damaged: Callable[[str], None] | None = None,
-    ) -> builtins.list[BackupManifest]:
-        """All readable manifests of the backups the catalog index lists (format 2 as headers).
-
-        A damaged manifest is reported through `on_damaged` (or raised when not given) and never
-        hides the others; a manifest pruned while we read is left out.
-        """
-
-        def read(header: ManifestHeader) -> BackupManifest | None:
-            try:
-                return self.load(header)
-            except NotFound:
-                return None
-            except ValidationFailed as exc:
-                if on_damaged is None:
-                    raise
-                on_damaged(str(exc))
-                return None
-
-        headers = self.list_headers(component, source, on_damaged)
-        return [m for m in parallel_map(read, headers) if m is not None]
-
-    def find_manifest(self, backup_id: str) -> BackupManifest:
-        """The manifest of `backup_id`, through the catalog's id entry (never a listing of the
-        bucket); NotFound names the id and the bucket."""
-        return catalog_io.find(self, backup_id)
-
     # -- in-progress markers (prune does not sweep data a running backup may reuse) ------
     def mark_in_progress(self, manifest: BackupManifest) -> str:
         key = f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"
@@ -499,3 +418,18 @@ def reopen_store(
     store = BackupStore(storage_client(project), bucket_name, kms_key_name, hold_validated)
     store.chunk_entries = chunk_entries
     return store
+
+
+def open_store(settings: BackstopSettings, secondary: bool = False, client: Any | None = None) -> BackupStore:
+    """The primary (or secondary) backup store named by `settings`."""
+    bucket = settings.secondary_bucket if secondary else settings.backup_bucket
+    if not bucket:
+        raise ConfigError("settings name no secondary_bucket")
+    # A key lives in one location: the secondary bucket (another region) needs its own.
+    key = (settings.secondary_kms_key_name or settings.kms_key_name) if secondary else settings.kms_key_name
+    return BackupStore(
+        client or storage_client(settings.project),
+        bucket,
+        key,
+        hold_validated=settings.hold_newest_validated,
+    )

@@ -139,8 +139,8 @@ class ComposerSubject:
     def _environment(self, files: dict[str, bytes]) -> str:
         from google.cloud.orchestration.airflow import service_v1 as composer
 
-        from localdev.servers.airflow_server import AirflowServer
         from blocks.clients import composer_client
+        from localdev.servers.airflow_server import AirflowServer
 
         airflow = AirflowServer().start()
         short = unique("env")

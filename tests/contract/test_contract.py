@@ -22,7 +22,8 @@ import pytest
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
 from tasks.catalog import backups as catalog
-from tasks.engine import lifecycle
+from tasks.catalog import index
+from tasks.engine import drill, lifecycle, restore
 from tasks.engine.protocol import RestoreRequest
 
 pytestmark = pytest.mark.integration
@@ -49,11 +50,11 @@ def flip_one_byte(store: Any, key: str) -> None:
 
 def test_backup_validate_list_restore_elsewhere_round_trips(subject: Any, settings: Any, store: Any) -> None:
     source, before, manifest = backed_up(subject, settings, store)
-    listed = [m.backup_id for m in store.list_manifests(subject.component, source)]
+    listed = [m.backup_id for m in index.list_manifests(store, subject.component, source)]
     assert listed == [manifest.backup_id]
 
     target = subject.new_target(source)
-    report = lifecycle.restore(
+    report = restore.restore(
         subject.component, settings, RestoreRequest(source=source, target=target), store=store
     )
     assert report.backup_id == manifest.backup_id and not report.problems
@@ -77,7 +78,7 @@ def test_damaged_backup_is_named_by_validation_and_refused_by_restore(
     state_before = subject.state(target) if not subject.gone(target) else None
     request = RestoreRequest(source=source, target=target, backup_id=manifest.backup_id)
     with pytest.raises(ValidationFailed, match="damaged"):
-        lifecycle.restore(subject.component, settings, request, store=store)
+        restore.restore(subject.component, settings, request, store=store)
     assert (subject.state(target) if not subject.gone(target) else None) == state_before  # nothing written
 
 
@@ -89,21 +90,21 @@ def test_original_is_never_changed_without_overwrite_and_approval(
     changed = subject.state(source)
 
     with pytest.raises(Conflict):
-        lifecycle.restore(subject.component, settings, RestoreRequest(source=source), store=store)
+        restore.restore(subject.component, settings, RestoreRequest(source=source), store=store)
     assert subject.state(source) == changed
 
-    plan = lifecycle.restore(
+    plan = restore.restore(
         subject.component, settings, RestoreRequest(source=source, dry_run=True), store=store
     )
     assert plan.dry_run and subject.state(source) == changed
 
     with pytest.raises(Conflict, match="not approved"):  # overwrite asked, but nobody approved
-        lifecycle.restore(
+        restore.restore(
             subject.component, settings, RestoreRequest(source=source, overwrite=True), store=store
         )
     assert subject.state(source) == changed
 
-    report = lifecycle.restore(
+    report = restore.restore(
         subject.component, settings, RestoreRequest(source=source, overwrite=True), yes=True, store=store
     )
     assert subject.state(source) == before
@@ -121,13 +122,13 @@ def test_backup_of_another_source_is_refused_with_nothing_written(
     other_state = subject.state(other)
     request = RestoreRequest(source=other, backup_id=manifest.backup_id, overwrite=True)
     with pytest.raises(InvalidInput, match="not"):
-        lifecycle.restore(subject.component, settings, request, yes=True, store=store)
+        restore.restore(subject.component, settings, request, yes=True, store=store)
     assert subject.state(other) == other_state and subject.state(first) == first_state
 
 
 def test_restore_falls_back_to_the_secondary_copy(subject: Any, settings: Any, store: Any) -> None:
-    from tasks.storage.context import open_store
     from tasks.engine.secondary import copy_to_secondary
+    from tasks.storage.bucket import open_store
 
     source, before, manifest = backed_up(subject, settings, store)
     copied = copy_to_secondary(store, open_store(settings, secondary=True), manifest)
@@ -135,15 +136,15 @@ def test_restore_falls_back_to_the_secondary_copy(subject: Any, settings: Any, s
     store.delete([manifest.path])
 
     target = subject.new_target(source)
-    report = lifecycle.restore(
+    report = restore.restore(
         subject.component, settings, RestoreRequest(source=source, target=target), store=store
     )
     assert report.from_secondary and subject.state(target) == before
 
 
 def test_secondary_copy_with_a_flipped_byte_is_not_verified(subject: Any, settings: Any, store: Any) -> None:
-    from tasks.storage.context import open_store
     from tasks.engine.secondary import copy_to_secondary
+    from tasks.storage.bucket import open_store
 
     _, _, manifest = backed_up(subject, settings, store)
     secondary = open_store(settings, secondary=True)
@@ -185,14 +186,14 @@ def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_run_completes(
     process.send_signal(signal.SIGKILL)
     process.wait()
 
-    assert store.list_manifests(subject.component, source) == []
+    assert index.list_manifests(store, subject.component, source) == []
     manifest = lifecycle.backup(subject.component, settings, source, store=store)
     assert manifest.status == "validated"
 
 
 def test_drill_passes_and_removes_its_scratch_target(subject: Any, settings: Any, store: Any) -> None:
     source, _, manifest = backed_up(subject, settings, store)
-    result = lifecycle.drill(subject.component, settings, source, store=store)
+    result = drill.drill(subject.component, settings, source, store=store)
     assert result.passed, result.problems
     assert result.backup_id == manifest.backup_id and result.cleaned_up
     assert result.target is not None and subject.gone(result.target)
@@ -208,12 +209,12 @@ def test_prune_keeps_what_the_newest_backup_needs(subject: Any, settings: Any, s
     second = lifecycle.backup(subject.component, settings, source, store=store)
     policy = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     prune(store, subject.component, source, policy, datetime.now(UTC), grace_hours=0)
-    assert [m.backup_id for m in store.list_manifests(subject.component, source)] == [second.backup_id]
+    assert [m.backup_id for m in index.list_manifests(store, subject.component, source)] == [second.backup_id]
     with pytest.raises((NotFound, ValidationFailed, InvalidInput)):
-        store.find_manifest(first.backup_id)
+        index.find(store, first.backup_id)
 
     target = subject.new_target(source)
-    lifecycle.restore(subject.component, settings, RestoreRequest(source=source, target=target), store=store)
+    restore.restore(subject.component, settings, RestoreRequest(source=source, target=target), store=store)
     assert subject.state(target) == latest_state
 
 
@@ -221,7 +222,7 @@ def test_unknown_source_fails_clearly_and_is_recorded(subject: Any, settings: An
     with pytest.raises(BackstopError) as failed:
         lifecycle.backup(subject.component, settings, "nosuchsource1", store=store)
     assert "nosuchsource1" in str(failed.value)
-    assert store.list_manifests(subject.component) == []
+    assert index.list_manifests(store, subject.component) == []
     (record,) = catalog.list_runs(store, subject.component, "nosuchsource1")
     assert (record.kind, record.outcome) == ("backup", "failed") and "nosuchsource1" in record.message
 

@@ -21,6 +21,7 @@ from cronsim import CronSim
 from backstop.core.errors import Conflict, ObjectiveBreached
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from localdev.platform import free_port
+from tasks.catalog import index
 from tests.conftest import unique
 
 pytestmark = pytest.mark.flow
@@ -155,7 +156,7 @@ def test_health_reports_a_stale_backup(saved_settings: str, settings: Any, store
         status="validated",
         entries=[ManifestEntry(name="a.txt", stored_key="pool/gcs/stale-bucket/a", size=10)],
     )
-    store.write_manifest(manifest)
+    index.write_manifest(store, manifest)
     with pytest.raises(
         ObjectiveBreached,
         match=r"gcs/stale-bucket: last validated backup .* is 30\.0 h old, over the RPO of 24 h",

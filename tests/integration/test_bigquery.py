@@ -13,9 +13,12 @@ from google.api_core.retry import Retry
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
 from localdev.platform import PROJECT
-from tasks.components.bigquery.component import COMPONENT as bq_component
+from tasks.catalog import index
 from tasks.catalog.backups import resolve_backup
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
+
+bq_component = ComponentCalls("bigquery")
 
 pytestmark = [
     pytest.mark.integration,
@@ -223,7 +226,7 @@ def test_unknown_dataset_table_and_backup_id(bq: Any, settings: Any, store: Any,
         bq_component.backup(settings, store, dataset, tables=["no_such_table"])
     with pytest.raises(InvalidInput, match="malformed dataset"):
         bq_component.backup(settings, store, "bad-name!")
-    assert store.list_manifests("bigquery") == []
+    assert index.list_manifests(store, "bigquery") == []
     with pytest.raises(NotFound, match="20200101T000000Z-abcdef"):
         resolve_backup(store, "bigquery", dataset, backup_id="20200101T000000Z-abcdef")
     manifest = bq_component.backup(settings, store, dataset, tables=["types"])
@@ -268,7 +271,7 @@ def test_flows_backup_validate_restore(
     (row,) = backup_bigquery([dataset], settings_block=saved_settings)
     assert (row["source"], row["status"], row["views"]) == (dataset, "validated", 2)
     backup_id = row["backup_id"]
-    tables = store.find_manifest(backup_id).source_state["tables"]
+    tables = index.find(store, backup_id).source_state["tables"]
     assert tables == {"empty": 0, "events": BIG_ROWS, "types": 4}
     (checked,) = validate_bigquery(backup_id=backup_id, sample_percent=50, settings_block=saved_settings)
     assert checked["status"] == "validated" and checked["read_back"] > 0
@@ -299,7 +302,7 @@ def test_storage_api_down_fails_the_backup_with_no_manifest(
     monkeypatch.setattr(bigquery_io, "RETRY", Retry(initial=0.1, maximum=0.2, timeout=1.0))
     with pytest.raises(Unavailable, match=dataset):
         bq_component.backup(settings, store, dataset, tables=["events"])
-    assert store.list_manifests("bigquery") == []
+    assert index.list_manifests(store, "bigquery") == []
     assert store.in_progress("bigquery", dataset) == []
 
 
@@ -386,11 +389,11 @@ def test_point_in_time_restore_straight_from_bigquery(bq: Any, settings: Any, da
 def test_restore_drill_restores_verifies_and_removes_the_scratch_dataset(
     bq: Any, settings: Any, store: Any, dataset: str
 ) -> None:
-    from tasks.engine.drill import run_drill
+    from tasks.engine.drill import drill
 
     manifest = bq_component.backup(settings, store, dataset, tables=["events", "types", "big_spenders"])
     bq_component.validate(settings, store, manifest, 10)
-    result = run_drill(settings, store, "bigquery", dataset, record=False)
+    result = drill("bigquery", settings, dataset, store=store, record=False)
     assert result.passed, result.problems
     assert result.target and result.target.startswith(f"{dataset}__drill_")
     assert result.target not in {d.dataset_id for d in bq.list_datasets(timeout=20)}

@@ -11,9 +11,12 @@ import pytest
 from backstop.core.errors import Conflict, InvalidInput, ValidationFailed
 from backstop.core.manifest import new_backup_id
 from localdev.platform import PROJECT
-from tasks.components.bigquery.component import COMPONENT as bq_component
+from tasks.catalog import index
+from tasks.engine.calls import ComponentCalls
 from tests.integration.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
 from tests.integration.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
+
+bq_component = ComponentCalls("bigquery")
 
 pytestmark = [
     pytest.mark.integration,
@@ -81,7 +84,7 @@ def test_snapshot_backup_validate_restore_and_prune_with_cmek(
     assert table_ids(bq, snapshot_dataset(dataset)) == {
         second.entries[1].metadata["snapshot_table"].split(".")[-1]: "SNAPSHOT"
     }
-    assert [m.backup_id for m in store.list_manifests("bigquery")] == [second.backup_id]
+    assert [m.backup_id for m in index.list_manifests(store, "bigquery")] == [second.backup_id]
 
     # A snapshot dropped behind Backstop's back fails validation, naming the table.
     bq.delete_table(second.entries[1].metadata["snapshot_table"], timeout=20)
@@ -93,9 +96,9 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
     bq: Any, settings: Any, store: Any, dataset: str
 ) -> None:
     from backstop.core.errors import Conflict
+    from tasks.catalog.backups import abandon_backup, begin_backup
     from tasks.components.bigquery import component as bqmod
     from tasks.components.bigquery.snapshot import snapshot_dataset
-    from tasks.catalog.backups import abandon_backup, begin_backup
 
     manifest = begin_backup(store, "bigquery", dataset, {"method": "snapshot"})
     time.sleep(1.1)  # the emulator's time travel resolves whole seconds
@@ -111,13 +114,13 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
             abandon_backup(store, manifest)
             raise
     assert table_ids(bq, snapshot_dataset(dataset)) == {}
-    assert store.list_manifests("bigquery") == [] and store.in_progress("bigquery", dataset) == []
+    assert index.list_manifests(store, "bigquery") == [] and store.in_progress("bigquery", dataset) == []
 
 
 def store_tables(settings_block: str, backup_id: str) -> dict[str, int]:
     """Rows per table that backup `backup_id` holds, as its manifest says."""
     from blocks.settings import load_settings
-    from tasks.storage.context import open_store
+    from tasks.storage.bucket import open_store
 
     return dict(open_store(load_settings(settings_block)).find_manifest(backup_id).source_state["tables"])
 
@@ -131,7 +134,7 @@ def test_unknown_method_is_refused_before_anything_is_written(
 ) -> None:
     with pytest.raises(InvalidInput, match="method.*'read', 'extract' or 'snapshot'"):
         bq_component.backup(settings, store, dataset, method="parquet")
-    assert store.list_manifests("bigquery") == []
+    assert index.list_manifests(store, "bigquery") == []
 
 
 def test_restore_into_existing_dataset_reapplies_labels_description_and_access(
@@ -175,7 +178,7 @@ def test_restore_of_a_bignumeric_table_fails_at_once_naming_table_and_type(
     ]
     # as if the backup had been taken there: a backup of its own, whose entries use the same files
     manifest = manifest.model_copy(update={"backup_id": new_backup_id(), "digest": None})
-    store.write_manifest(manifest)
+    index.write_manifest(store, manifest)
     start = time.monotonic()
     with pytest.raises(InvalidInput, match=r"empty.*n BIGNUMERIC"):
         bq_component.restore(settings, store, manifest, target=dataset + "_bignum")

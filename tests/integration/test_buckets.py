@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from localdev.platform import PROJECT, free_port
 from blocks.settings import BackstopSettings, RetentionSettings
+from localdev.platform import PROJECT, free_port
 from tasks.operations.buckets import TierSettings, ensure_lifecycle, lifecycle_rules, preflight, tier_warnings
 from tests.conftest import unique
 

@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 
-from backstop_cli.main import main
 from backstop.core.catalog_index import CATALOG_PREFIX, header_key, id_key, indexed_key, status_prefix
 from backstop.core.errors import NotFound
 from backstop.core.retention import RetentionPolicy
+from backstop_cli.main import main
 from tasks.catalog import backups as catalog
-from tasks.catalog import index as catalog_io
-from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.catalog import index
+from tasks.engine.calls import ComponentCalls
 from tasks.operations.prune import prune
 from tests.conftest import unique
 from tests.integration.test_gcs import seed, snapshot
+
+gcs_component = ComponentCalls("gcs")
 
 
 class ListingSpy:
@@ -50,12 +52,12 @@ def test_find_by_id_and_listing_read_the_index_and_never_list_the_pool(
     spy = ListingSpy(store.client)
     store.client = spy
 
-    found = store.find_manifest(first.backup_id)
+    found = index.find(store, first.backup_id)
     assert (found.backup_id, found.entry_count) == (first.backup_id, len(contents))
     assert spy.listings == [(first.folder + "_manifest/", None)]  # its own update records only
 
     spy.listings.clear()
-    headers = store.list_headers("gcs", source)
+    headers = index.read_headers(store, "gcs", source)
     assert sorted(h.backup_id for h in headers) == sorted([first.backup_id, second.backup_id])
     assert {h.entry_count for h in headers} == {len(contents)}
     assert {h.total_bytes for h in headers} == {sum(map(len, contents.values()))}
@@ -63,7 +65,7 @@ def test_find_by_id_and_listing_read_the_index_and_never_list_the_pool(
 
     spy.listings.clear()
     assert catalog.resolve_backup(store, "gcs", source, validated_only=False).backup_id == second.backup_id
-    assert store.list_headers() and full_listings(spy) == [second.folder + "_manifest/"]
+    assert index.read_headers(store) and full_listings(spy) == [second.folder + "_manifest/"]
 
 
 def test_validation_adds_a_status_record_and_never_replaces_the_header(
@@ -78,7 +80,7 @@ def test_validation_adds_a_status_record_and_never_replaces_the_header(
 
     assert store.stat(key).generation == generation
     assert len(store.list(status_prefix("gcs", source, manifest.backup_id))) == 1
-    [header] = store.list_headers("gcs", source)
+    [header] = index.read_headers(store, "gcs", source)
     assert header.status == "validated" and header.validated_at is not None
     assert catalog.resolve_backup(store, "gcs", source).backup_id == manifest.backup_id
 
@@ -93,20 +95,20 @@ def test_a_missing_or_damaged_entry_is_reported_and_the_manifest_read_instead(
     store.put_bytes(header_key("gcs", source, manifest.backup_id), b'{"backup_id": tru')
 
     with caplog.at_level(logging.WARNING):
-        assert store.find_manifest(manifest.backup_id).entry_count == len(contents)
-        [header] = store.list_headers("gcs", source)
+        assert index.find(store, manifest.backup_id).entry_count == len(contents)
+        [header] = index.read_headers(store, "gcs", source)
     assert header.backup_id == manifest.backup_id and header.entry_count == len(contents)
     assert "has no catalog id entry" in caplog.text and "damaged catalog entry" in caplog.text
     with pytest.raises(NotFound, match="backup 20990101T000000Z-abcdef not found"):
-        store.find_manifest("20990101T000000Z-abcdef")
+        index.find(store, "20990101T000000Z-abcdef")
 
 
 def test_an_entry_claiming_validation_is_not_trusted_for_restore(gcs: Any, settings: Any, store: Any) -> None:
     source = unique("src")
     seed(gcs, source, 6)
     manifest = gcs_component.backup(settings, store, source)  # complete, never validated
-    catalog_io.write_entry(store, manifest.model_copy(update={"status": "validated"}), first=False)
-    assert store.list_headers("gcs", source)[0].status == "validated"  # what the index claims
+    index.write_entry(store, manifest.model_copy(update={"status": "validated"}), first=False)
+    assert index.read_headers(store, "gcs", source)[0].status == "validated"  # what the index claims
 
     reported: list[str] = []
     with pytest.raises(NotFound, match="no validated backup"):
@@ -125,16 +127,16 @@ def test_a_bucket_written_before_the_index_is_read_then_rebuilt(
     store.delete(sorted(store.list(CATALOG_PREFIX)))  # as the previous version left it
 
     with caplog.at_level(logging.WARNING):
-        assert {m.backup_id for m in store.list_manifests("gcs", source)} == {
+        assert {m.backup_id for m in index.list_manifests(store, "gcs", source)} == {
             first.backup_id,
             second.backup_id,
         }
-        assert store.find_manifest(first.backup_id).status == "validated"
+        assert index.find(store, first.backup_id).status == "validated"
     assert "catalog index of gcs/" in caplog.text and "not built" in caplog.text
 
     assert main(["--settings", saved_settings, "catalog", "rebuild", "--json"]) == 0
     assert store.stat(indexed_key("gcs", source)) is not None
-    headers = {h.backup_id: h.status for h in store.list_headers("gcs", source)}
+    headers = {h.backup_id: h.status for h in index.read_headers(store, "gcs", source)}
     assert headers == {first.backup_id: "validated", second.backup_id: "complete"}
     assert store.stat(id_key(second.backup_id)) is not None
 
@@ -157,5 +159,5 @@ def test_prune_never_sweeps_the_data_of_a_manifest_missing_from_the_index(
     assert report.deleted_objects == 0
 
     target = unique("restored")
-    gcs_component.restore(settings, store, store.find_manifest(old.backup_id), target=target)
+    gcs_component.restore(settings, store, index.find(store, old.backup_id), target=target)
     assert snapshot(gcs, target) == before

@@ -10,9 +10,12 @@ import pytest
 from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import CHUNKED_FORMAT
 from tasks.catalog import backups as catalog
-from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.catalog import index
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
 from tests.integration.test_gcs import seed, snapshot
+
+gcs_component = ComponentCalls("gcs")
 
 
 def chunked_backup(gcs: Any, settings: Any, store: Any, count: int = 10, per_chunk: int = 4) -> Any:
@@ -32,9 +35,9 @@ def test_a_large_manifest_is_a_small_header_and_chunks_that_restore_byte_identic
     for ref in document["chunks"]:  # content-addressed, beside the manifest
         assert store.stat(manifest.folder + ref["key"]) is not None and ref["sha256"] in ref["key"]
 
-    [header] = store.list_headers("gcs", source)
+    [header] = index.read_headers(store, "gcs", source)
     assert header.entry_count == len(before) and header.total_bytes == sum(len(v[0]) for v in before.values())
-    validated = gcs_component.validate(settings, store, store.find_manifest(manifest.backup_id), 100)
+    validated = gcs_component.validate(settings, store, index.find(store, manifest.backup_id), 100)
     assert validated.status == "validated" and validated.validation.checked == len(before)
 
     target = unique("restored")
@@ -64,7 +67,7 @@ def test_a_damaged_or_missing_chunk_makes_the_manifest_damaged_and_is_named(
     # The header still reads (it is what listings and lookups need); the entries are streamed
     # by what needs them, and the damaged chunk is named there: validation fails, a restore
     # refuses before writing anything.
-    header = store.find_manifest(manifest.backup_id)
+    header = index.find(store, manifest.backup_id)
     with pytest.raises(ValidationFailed, match=message) as failure:
         gcs_component.validate(settings, store, header, 0)
     assert key in str(failure.value)
@@ -86,7 +89,7 @@ def test_a_manifest_written_by_the_previous_format_still_validates_and_restores(
     del document["chunks"]  # the previous format had no such field; its digest never covered it
     store.put_bytes(manifest.path, json.dumps(document, indent=1).encode())
 
-    old = store.find_manifest(manifest.backup_id)
+    old = index.find(store, manifest.backup_id)
     assert old.format == 1 and old.entry_count == len(before)
     validated = gcs_component.validate(settings, store, old, 100)
     target = unique("restored")

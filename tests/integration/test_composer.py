@@ -30,6 +30,7 @@ from backstop.core.errors import (
 from backstop.core.secretbox import new_key
 from localdev.servers.airflow_server import AirflowServer
 from localdev.servers.composer_server import ComposerServer
+from tasks.catalog import index
 from tasks.components.composer.airflow import AirflowApi
 from tests.conftest import unique
 
@@ -146,7 +147,9 @@ def all_stored_bytes(gcs: Any, bucket: str) -> bytes:
 
 
 def test_round_trip_into_an_empty_environment(gcs: Any, store: Any, configured: Any, airflows: Any) -> None:
-    from tasks.components.composer.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
 
     first, second = airflows
     seed_airflow(first)
@@ -202,7 +205,9 @@ def _bucket_of(short: str) -> str:
 
 
 def test_reference_mode_stores_no_values(gcs: Any, store: Any, configured: Any, airflows: Any) -> None:
-    from tasks.components.composer.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
 
     configured.composer = configured.composer.model_copy(
         update={"secrets_mode": "reference", "encryption_key_block": None}
@@ -222,11 +227,13 @@ def test_reference_mode_stores_no_values(gcs: Any, store: Any, configured: Any, 
 
 
 def test_unknown_environment_is_named(store: Any, configured: Any) -> None:
-    from tasks.components.composer.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
 
     with pytest.raises(NotFound, match=f"{PARENT}/environments/nowhere"):
         COMPONENT.backup(configured, store, "nowhere")
-    assert store.list_manifests("composer") == []
+    assert index.list_manifests(store, "composer") == []
 
 
 def test_airflow_api_errors_are_clear_and_leave_no_backup(
@@ -234,7 +241,9 @@ def test_airflow_api_errors_are_clear_and_leave_no_backup(
 ) -> None:
     from prefect.blocks.system import Secret
 
-    from tasks.components.composer.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
 
     source = make_environment(gcs, airflows[0], {})
     airflows[0].fail_next(500)
@@ -245,7 +254,7 @@ def test_airflow_api_errors_are_clear_and_leave_no_backup(
     configured.composer = configured.composer.model_copy(update={"airflow_auth_block": wrong})
     with pytest.raises(PermissionDenied, match=rf"401 Unauthorized .*{wrong}"):
         COMPONENT.backup(configured, store, source, parts=["metadata"])
-    assert store.list_manifests("composer") == []
+    assert index.list_manifests(store, "composer") == []
     configured.composer = configured.composer.model_copy(update={"encryption_key_block": "no-such-key"})
     with pytest.raises(ConfigError, match="secret/no-such-key"):
         COMPONENT.backup(configured, store, source, parts=["metadata"])
@@ -254,7 +263,9 @@ def test_airflow_api_errors_are_clear_and_leave_no_backup(
 def test_validate_names_a_dag_with_a_syntax_error(
     gcs: Any, store: Any, configured: Any, airflows: Any
 ) -> None:
-    from tasks.components.composer.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
 
     source = make_environment(
         gcs, airflows[0], {"dags/good.py": b"x = 1\n", "dags/broken.py": b"x = 1\ndef f(:\n"}
@@ -266,7 +277,9 @@ def test_validate_names_a_dag_with_a_syntax_error(
 
 def test_config_diff_and_snapshot_load(gcs: Any, store: Any, configured: Any, airflows: Any) -> None:
     from blocks.clients import composer_client
-    from tasks.components.composer.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
 
     source = make_environment(gcs, airflows[0], {}, packages={"pandas": "==2.2.3"})
     manifest = COMPONENT.backup(configured, store, source, parts=["config"], snapshot=True)
@@ -453,7 +466,9 @@ def real_airflows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Re
 
 def test_round_trip_on_real_airflow(gcs: Any, store: Any, configured: Any, real_airflows: Any) -> None:
     """The same metadata round trip against Airflow 2's own webserver, plus the DagBag check."""
-    from tasks.components.composer.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
 
     first, second = real_airflows
     seed_airflow(first)

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from tasks.catalog import index
 from tasks.components.gcs import component as gcs_tasks
-from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
+
+gcs_component = ComponentCalls("gcs")
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +32,9 @@ def test_two_backups_of_one_source_at_once_both_commit_whole(
         first, second = pool.map(lambda _: gcs_component.backup(settings, store, source), range(2))
 
     assert first.backup_id != second.backup_id
-    assert sorted(m.backup_id for m in store.list_manifests()) == sorted([first.backup_id, second.backup_id])
+    assert sorted(m.backup_id for m in index.list_manifests(index, store)) == sorted(
+        [first.backup_id, second.backup_id]
+    )
     assert store.list("_inprogress/") == {}  # both cleared their markers
     for manifest in (first, second):
         on_disk = store.read_manifest(manifest.path)  # each manifest is complete on its own

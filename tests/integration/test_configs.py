@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Conflict, NotFound, ValidationFailed
-from tasks.components.configs.component import COMPONENT as configs
 from localdev.seed import seed_sample_configs
+from tasks.catalog import index
 from tasks.components.configs.component import ConfigSource
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
+
+configs = ComponentCalls("configs")
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +203,7 @@ def test_unknown_source_and_empty_selection(tmp_path: Path, settings: Any, store
         configs.backup(
             settings, store, "x", config_source=ConfigSource(name="x", path=str(tmp_path / "missing"))
         )
-    assert store.list_manifests("configs") == []
+    assert index.list_manifests(store, "configs") == []
 
 
 @pytest.mark.flow

@@ -12,10 +12,12 @@ import pytest
 
 from backstop.core.errors import ObjectiveBreached
 from blocks.settings import Objectives
-from tasks.engine.drill import list_drills, run_drill
-from tasks.components.gcs.component import COMPONENT as gcs_component
 from tasks.components.gcs.component import GcsComponent
+from tasks.engine.calls import ComponentCalls
+from tasks.engine.drill import drill, list_drills
 from tests.conftest import unique
+
+gcs_component = ComponentCalls("gcs")
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +39,7 @@ def bucket_exists(gcs: Any, name: str | None) -> bool:
 
 def test_drill_passes_and_is_recorded(gcs: Any, settings: Any, store: Any) -> None:
     source, manifest = backed_up(gcs, settings, store)
-    result = run_drill(settings, store, "gcs", source)
+    result = drill("gcs", settings, source, store=store)
     assert result.passed, result.problems
     assert result.backup_id == manifest.backup_id
     assert result.restored == 12 and 0 < result.seconds < 60 and not result.over_rto
@@ -51,7 +53,7 @@ def test_drill_of_corrupted_backup_fails_and_cleans_up(gcs: Any, settings: Any, 
     source, manifest = backed_up(gcs, settings, store)
     damaged = manifest.entries[3]
     store.put_bytes(damaged.stored_key, b"not what was backed up")  # corrupted after validation
-    result = run_drill(settings, store, "gcs", source)
+    result = drill("gcs", settings, source, store=store)
     assert not result.passed and not result.over_rto
     assert any(repr(damaged.name) in p and "differs" in p for p in result.problems), result.problems
     assert result.target and not bucket_exists(gcs, result.target)
@@ -79,7 +81,7 @@ def test_drill_fails_when_verification_finds_a_difference(
 
     source, manifest = backed_up(gcs, settings, store)
     monkeypatch.setitem(component.COMPONENTS, "gcs", f"{__name__}:INCOMPLETE")
-    result = run_drill(settings, store, "gcs", source)
+    result = drill("gcs", settings, source, store=store)
     assert not result.passed
     assert result.problems == [f"missing in gs://{result.target}: {manifest.entries[0].name}"]
     assert not bucket_exists(gcs, result.target)
@@ -88,14 +90,14 @@ def test_drill_fails_when_verification_finds_a_difference(
 def test_drill_over_its_rto_fails(gcs: Any, settings: Any, store: Any) -> None:
     source, _ = backed_up(gcs, settings, store, count=3)
     settings.objectives = {"gcs": Objectives(rpo_hours=26, rto_minutes=0.00001)}
-    result = run_drill(settings, store, "gcs", source)
+    result = drill("gcs", settings, source, store=store)
     assert result.over_rto and not result.passed
     assert "over the RTO of 1e-05 min" in result.problems[-1]
     assert not bucket_exists(gcs, result.target)
 
 
 def test_drill_with_no_validated_backup_fails_clearly(gcs: Any, settings: Any, store: Any) -> None:
-    result = run_drill(settings, store, "gcs", "never-backed-up")
+    result = drill("gcs", settings, "never-backed-up", store=store)
     assert not result.passed and result.target is None
     assert result.problems == [
         f"no validated backup of gcs/never-backed-up in gs://{settings.backup_bucket}/"

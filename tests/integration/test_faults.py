@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from backstop_cli.main import main
 from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
 from backstop.core.names import (
     check_backup_id,
@@ -35,9 +34,13 @@ from backstop.core.names import (
     check_table,
     parse_time,
 )
+from backstop_cli.main import main
 from tasks.catalog import backups as catalog
-from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.catalog import index
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
+
+gcs_component = ComponentCalls("gcs")
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +61,7 @@ CHILD = textwrap.dedent(
     from tasks.catalog import backups as catalog
     from tasks.components.gcs import component as gcs
     from tasks.engine import units
+    from tasks.engine.calls import ComponentCalls
     from tasks.storage.bucket import BackupStore
 
     mode, backup_bucket, source, marker, stop_at, hold = sys.argv[1:7]
@@ -92,10 +96,11 @@ CHILD = textwrap.dedent(
             reached("before-commit")
             return commit(*a, **k)
         catalog.begin_backup, catalog.commit_backup = begin_then_mark, mark_then_commit
-        gcs.COMPONENT.backup(settings, store, source, progress=lambda done, total: reached(f"batch-{done}"))
+        ComponentCalls("gcs").backup(settings, store, source, progress=lambda done, total: reached(f"batch-{done}"))
     else:
         from tasks.components.gcs import copy as gcs_copy
-        gcs_copy.WORKERS = 1  # one copy worker: 'object-N' is a point in the restore's stream
+        from tasks.storage import copies
+        copies.WORKERS = 1  # one copy worker: 'object-N' is a point in the restore's stream
         restore_object, restored = gcs_copy._restore_object, []
         def restore_then_mark(*a, **k):
             result = restore_object(*a, **k)
@@ -104,7 +109,7 @@ CHILD = textwrap.dedent(
             return result
         gcs_copy._restore_object = restore_then_mark
         manifest = store.read_manifest(sys.argv[8])
-        gcs.COMPONENT.restore(settings, store, manifest, target=sys.argv[7])
+        ComponentCalls("gcs").restore(settings, store, manifest, target=sys.argv[7])
     Path(marker).write_text("finished")
     """
 )
@@ -166,13 +171,13 @@ def test_backup_killed_leaves_no_manifest_and_next_run_is_whole(
     source, contents = seed(gcs)
     run_child_and_kill(tmp_path, ["backup", settings.backup_bucket, source], stop_at, hold)
 
-    assert store.list_manifests() == []  # the catalog parses, and the killed run did not happen
+    assert index.list_manifests(index, store) == []  # the catalog parses, and the killed run did not happen
     assert len(store.list("_inprogress/")) == 1  # its marker stays (it expires; prune honours it)
     manifest = gcs_component.backup(settings, store, source)
     assert len(manifest.entries) == OBJECTS and manifest.status == "complete"
     if copied_before is not None:
         assert manifest.source_state["reused"] == copied_before  # copies made before the kill are kept
-    assert [m.backup_id for m in store.list_manifests()] == [manifest.backup_id]
+    assert [m.backup_id for m in index.list_manifests(index, store)] == [manifest.backup_id]
     gcs_component.validate(settings, store, manifest, 100)
     target = unique("afterkill")
     gcs_component.restore(settings, store, manifest, target=target)
@@ -192,7 +197,7 @@ def test_backup_flow_process_killed_leaves_no_manifest_and_next_run_is_whole(
         tmp_path, ["flow", settings.backup_bucket, source, saved_settings], "batch-1", True, 120
     )
 
-    assert store.list_manifests() == []
+    assert index.list_manifests(index, store) == []
     manifest = gcs_component.backup(settings, store, source)
     assert len(manifest.entries) == OBJECTS and manifest.source_state["reused"] >= 10
     gcs_component.validate(settings, store, manifest, 100)
@@ -287,10 +292,10 @@ def test_damaged_manifest_is_named_and_hides_no_other_backup(
     store.put_bytes(damaged.path, change(store.get_bytes(damaged.path)), content_type="application/json")
 
     with pytest.raises(ValidationFailed, match=message) as failure:
-        store.list_manifests()
+        index.list_manifests(index, store)
     assert damaged.path in str(failure.value)
     reported: list[str] = []
-    assert [m.backup_id for m in store.list_manifests(on_damaged=reported.append)] == [good.backup_id]
+    assert [m.backup_id for m in index.list_manifests(store, on_damaged=reported.append)] == [good.backup_id]
     assert len(reported) == 1 and damaged.path in reported[0]
     with pytest.raises(ValidationFailed, match=message):  # restore by id refuses it
         catalog.resolve_backup(store, "gcs", backup_id=damaged.backup_id)

@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound, ValidationFailed
-from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.catalog import index
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
+
+gcs_component = ComponentCalls("gcs")
 
 pytestmark = pytest.mark.integration
 
@@ -146,5 +149,5 @@ def test_bad_input_is_refused_before_anything_is_written(gcs: Any, settings: Any
         gcs_component.backup(settings, store, "no-such-bucket-xyz")
     with pytest.raises(InvalidInput, match="malformed bucket name 'Bad_Bucket!'"):
         gcs_component.backup(settings, store, "Bad_Bucket!")
-    assert store.list_manifests() == []
+    assert index.list_manifests(index, store) == []
     assert store.list("_inprogress/") == {}

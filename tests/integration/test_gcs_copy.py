@@ -9,8 +9,10 @@ import pytest
 
 from localdev.servers.throttling_proxy import throttling_proxy
 from tasks.components.gcs import plan as gcs_plan
-from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
+
+gcs_component = ComponentCalls("gcs")
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,13 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Unavailable
-from localdev.platform import PROJECT, LocalPlatform
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
+from localdev.platform import PROJECT, LocalPlatform
+from tasks.catalog import index
 from tasks.components.gcs import component as gcs
 from tasks.engine import units
+from tasks.engine.calls import ComponentCalls
 from tasks.storage.bucket import BackupStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,17 +41,17 @@ def test_emulator_killed_mid_backup_leaves_no_manifest_and_next_run_succeeds(
 
         store = BackupStore(client, "faulty-backups")
         with pytest.raises(Unavailable, match="faulty-source"):
-            gcs.COMPONENT.backup(settings, store, "faulty-source", progress=kill_after_first_batch)
+            ComponentCalls("gcs").backup(settings, store, "faulty-source", progress=kill_after_first_batch)
 
         own.up()  # same ports, same on-disk state
         client = storage_client(PROJECT)
         store = BackupStore(client, "faulty-backups")
-        assert store.list_manifests() == []  # the interrupted run did not happen
-        manifest = gcs.COMPONENT.backup(settings, store, "faulty-source")
+        assert index.list_manifests(index, store) == []  # the interrupted run did not happen
+        manifest = ComponentCalls("gcs").backup(settings, store, "faulty-source")
         assert len(manifest.entries) == 40
         assert manifest.source_state["reused"] == 10  # the batch copied before the kill is not copied again
-        gcs.COMPONENT.validate(settings, store, manifest, 100)
-        gcs.COMPONENT.restore(settings, store, manifest, target="faulty-restored")
+        ComponentCalls("gcs").validate(settings, store, manifest, 100)
+        ComponentCalls("gcs").restore(settings, store, manifest, target="faulty-restored")
         restored = {b.name: b.download_as_bytes() for b in client.list_blobs("faulty-restored")}
         assert restored == {f"obj-{i:02d}": f"payload {i}".encode() * 100 for i in range(40)}
     finally:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from localdev.servers.gke_server import GkeBackupServer
 from localdev.platform import PROJECT, free_port
+from localdev.servers.gke_server import GkeBackupServer
+from tasks.catalog import index
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,9 @@ def test_plan_is_idempotent_and_a_changed_setting_updates_it(settings: Any, clus
 def test_backup_goes_pending_then_succeeds_and_the_manifest_has_its_counts(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.components.gke.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     lines: list[str] = []
     manifest = COMPONENT.backup(settings, store, cluster, gke=gke_settings(cluster), log=lines.append)
@@ -96,7 +99,7 @@ def test_backup_goes_pending_then_succeeds_and_the_manifest_has_its_counts(
     [entry] = manifest.entries
     assert store.stat(entry.stored_key).crc32c == entry.crc32c
     validated = COMPONENT.validate(settings, store, manifest, gke=gke_settings(cluster))
-    assert validated.status == "validated" and store.list_manifests("gke", cluster)[0].validated
+    assert validated.status == "validated" and index.list_manifests(store, "gke", cluster)[0].validated
 
     COMPONENT.delete(settings, validated, gke=gke_settings(cluster))
     with pytest.raises(ValidationFailed, match="no longer exists in Backup for GKE"):
@@ -107,20 +110,24 @@ def test_backup_goes_pending_then_succeeds_and_the_manifest_has_its_counts(
 def test_failed_backup_fails_validation_naming_the_reason(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.components.gke.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     server.fail_next_backup("VolumeSnapshot quota exceeded in zone us-central1-a")
     manifest = COMPONENT.backup(settings, store, cluster, gke=gke_settings(cluster), log=lambda _: None)
     assert manifest.source_state["state"] == "FAILED"
     with pytest.raises(ValidationFailed, match="FAILED: VolumeSnapshot quota exceeded"):
         COMPONENT.validate(settings, store, manifest, gke=gke_settings(cluster))
-    assert store.list_manifests("gke", cluster)[0].status == "invalid"
+    assert index.list_manifests(store, "gke", cluster)[0].status == "invalid"
 
 
 def test_sharp_count_drop_fails_validation(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.components.gke.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     gke = gke_settings(cluster)
     first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
@@ -135,7 +142,10 @@ def test_sharp_count_drop_fails_validation(
 def test_permission_denied_and_not_found_give_clear_errors(
     settings: Any, store: Any, gke_env: GkeBackupServer
 ) -> None:
-    from tasks.components.gke.component import COMPONENT, GkeSettings
+    from tasks.components.gke.component import GkeSettings
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     missing = unique("c")
     with pytest.raises(NotFound, match=f"cluster .*clusters/{missing}.* not found"):
@@ -146,13 +156,15 @@ def test_permission_denied_and_not_found_give_clear_errors(
     )
     with pytest.raises(PermissionDenied, match="permission denied.*forbidden-project"):
         COMPONENT.backup(settings, store, "prod", gke=gke, log=lambda _: None)
-    assert store.list_manifests("gke") == []  # nothing half-done was committed
+    assert index.list_manifests(store, "gke") == []  # nothing half-done was committed
 
 
 def test_restore_into_a_renamed_namespace_and_another_cluster(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.components.gke.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     gke = gke_settings(cluster)
     manifest = COMPONENT.validate(
@@ -270,7 +282,9 @@ def test_restore_chosen_resources_brings_back_only_those(
     settings: Any, store: Any, gke_env: GkeBackupServer
 ) -> None:
     from backstop.core.errors import InvalidInput
-    from tasks.components.gke.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     cluster = unique("c")
     gke_env.add_cluster(full(cluster), WITH_OBJECTS)
@@ -320,7 +334,9 @@ def test_prune_deletes_the_gke_backup_and_keeps_a_delete_locked_one(
 ) -> None:
     from blocks.settings import RetentionSettings
     from flows.retention import prune_backups
-    from tasks.components.gke.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     def backed_up(gke: Any) -> Any:
         manifest = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)
@@ -338,7 +354,10 @@ def test_prune_deletes_the_gke_backup_and_keeps_a_delete_locked_one(
 
     assert oldest.source_state["backup_name"] not in server.backups  # gone from Backup for GKE
     assert middle.source_state["backup_name"] in server.backups
-    assert {m.backup_id for m in store.list_manifests("gke", cluster)} == {middle.backup_id, newest.backup_id}
+    assert {m.backup_id for m in index.list_manifests(store, "gke", cluster)} == {
+        middle.backup_id,
+        newest.backup_id,
+    }
     [problem] = result["problems"]
     assert problem.startswith(f"backup {middle.backup_id} kept:") and "delete-locked until" in problem
 
@@ -346,7 +365,9 @@ def test_prune_deletes_the_gke_backup_and_keeps_a_delete_locked_one(
 def test_a_namespace_that_disappeared_fails_validation_by_name(
     settings: Any, store: Any, cluster: str, server: GkeBackupServer
 ) -> None:
-    from tasks.components.gke.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gke")
 
     gke = gke_settings(cluster)
     first = COMPONENT.backup(settings, store, cluster, gke=gke, log=lambda _: None)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
-from localdev.platform import PROJECT
 from blocks.settings import BackstopSettings, RetentionSettings
+from localdev.platform import PROJECT
 from tasks.operations.harden import harden_bucket, shortest_retention_days
 from tests.conftest import unique
 

@@ -15,9 +15,11 @@ import pytest
 from backstop.core.manifest import BackupManifest, ManifestEntry, utcnow
 from backstop.core.retention import RetentionPolicy
 from tasks.catalog import backups as catalog
-from tasks.operations.prune import prune
+from tasks.catalog import index
 from tasks.engine.secondary import copy_to_secondary
-from tasks.storage.bucket import BackupStore, crc32c_b64
+from tasks.operations.prune import prune
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import crc32c_b64
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -90,7 +92,7 @@ def test_holds_move_forward_across_backup_validate_prune(held_store: BackupStore
     c = validate(store, backup(store, source, 3, days_ago=1))
     report = prune(store, "gcs", source, KEEP_ONE, utcnow())
     assert report.removed == [b.backup_id] and held(store, c)
-    [remaining] = store.list_manifests("gcs", source)
+    [remaining] = index.list_manifests(store, "gcs", source)
     assert remaining.backup_id == c.backup_id and remaining.validated
 
 
@@ -113,7 +115,7 @@ def test_a_held_manifest_survives_prune_is_reported_and_the_rest_is_pruned(held_
     left = set(store.list(""))
     assert backups[0].path in left and f"pool/gcs/{source}/13/obj" in left
     assert f"pool/gcs/{source}/12/obj" not in left and not any(k.startswith(backups[2].folder) for k in left)
-    names = {m.backup_id for m in store.list_manifests("gcs", source)}
+    names = {m.backup_id for m in index.list_manifests(store, "gcs", source)}
     assert names == {backups[0].backup_id, backups[3].backup_id, backups[4].backup_id}
     assert held(store, backups[4]) and not held(store, backups[3])  # the Backstop holds moved forward
 
@@ -140,7 +142,7 @@ def test_a_retention_policy_keeps_young_objects_reported_and_validation_still_wo
     assert sorted(report.removed) == sorted(b.backup_id for b in old)  # old enough: gone
     assert report.not_deleted == []
     assert any(young[0].backup_id in k and "retention policy" in k for k in report.kept_by_bucket)
-    remaining = {m.backup_id for m in store.list_manifests("gcs", source)}
+    remaining = {m.backup_id for m in index.list_manifests(store, "gcs", source)}
     assert remaining == {young[0].backup_id, young[1].backup_id, fresh.backup_id}
     # the marker the policy kept does not make prune believe a backup is running: the pool was swept
     assert not any("in progress" in n for n in report.notes)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from localdev.platform import PROJECT
 from blocks.settings import BackstopSettings
+from localdev.platform import PROJECT
+from tasks.catalog import index
 from tasks.operations import iam
 from tests.conftest import unique
 
@@ -117,7 +118,8 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     from tasks.catalog import backups as catalog
     from tasks.operations.prune import prune
     from tasks.operations.security import hold_findings
-    from tasks.storage.bucket import BackupStore, crc32c_b64
+    from tasks.storage.bucket import BackupStore
+    from tasks.storage.google_api import crc32c_b64
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
     bucket = policy_gcs.create_bucket(unique("backups")).name
@@ -148,7 +150,7 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
         checked = catalog.verify_stored(validator, manifest, 100)
         problems, read = checked.problems, checked.read_back
         catalog.record_validation(validator, manifest, problems, 1, read)
-    assert [m.validated for m in validator.list_manifests("gcs", source)] == [True, True]
+    assert [m.validated for m in index.list_manifests(validator, "gcs", source)] == [True, True]
     assert (
         not policy_gcs.bucket(bucket).get_blob(backups[1].path).temporary_hold
     )  # the validator may not hold

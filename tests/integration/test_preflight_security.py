@@ -10,8 +10,8 @@ import pytest
 
 from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest, SecondaryCopy, utcnow
-from localdev.platform import PROJECT
 from blocks.settings import BackstopSettings
+from localdev.platform import PROJECT
 from tasks.catalog import backups as catalog
 from tasks.engine.secondary import copy_to_secondary
 from tasks.storage.bucket import BackupStore

@@ -10,9 +10,11 @@ import pytest
 from backstop.core.manifest import BackupManifest, ManifestEntry, new_backup_id, utcnow
 from backstop.core.retention import RetentionPolicy
 from tasks.catalog import backups as catalog
+from tasks.catalog import index
 from tasks.components.gcs.plan import pool_key as gcs_pool_key
 from tasks.operations.prune import PruneReport, plan_prune, prune, remove_manifests
-from tasks.storage.bucket import BackupStore, crc32c_b64
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import crc32c_b64
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -68,7 +70,7 @@ def make_backup(
             )
         )
     manifest = manifest.model_copy(update={"entries": entries})
-    store.write_manifest(manifest)
+    index.write_manifest(store, manifest)
     return manifest
 
 
@@ -82,7 +84,7 @@ def keys(store: BackupStore) -> set[str]:
 
 
 def assert_pruned_to_two(store: BackupStore, source: str, backups: list[BackupManifest]) -> None:
-    remaining = store.list_manifests("gcs", source)
+    remaining = index.list_manifests(store, "gcs", source)
     assert sorted(m.backup_id for m in remaining) == sorted(b.backup_id for b in backups[:2])
     left = keys(store)
     for gone in backups[2:]:
@@ -122,7 +124,7 @@ def test_interrupted_prune_leaves_no_dangling_manifest_and_a_rerun_finishes(stor
     report = PruneReport("gcs", source, store.bucket_name, False, plan)
     remove_manifests(store, [by_id[b] for b in plan.remove_ids], report)
     # crash here, before the sweep: the catalog already shows only what remains, and all of it is intact
-    remaining = store.list_manifests("gcs", source)
+    remaining = index.list_manifests(store, "gcs", source)
     assert len(remaining) == 2
     assert all(catalog.verify_stored(store, m, 100).problems == [] for m in remaining)
     assert pool_key(source, 14) in keys(store)  # orphaned, not yet swept
@@ -183,7 +185,9 @@ def test_a_damaged_manifest_keeps_its_folder_and_stops_the_pool_sweep(store: Bac
 def test_real_gcs_backups_prune_to_the_newest_and_it_still_restores(
     gcs: Any, settings: Any, store: BackupStore
 ) -> None:
-    from tasks.components.gcs.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gcs")
 
     source = unique("src")
     bucket = gcs.create_bucket(source)
@@ -248,12 +252,12 @@ def test_prune_flow_and_cli_dry_run_then_prune_both_buckets(
     text = capsys.readouterr().out
     assert "backup_id" in text and "decision" in text and "matches no keep rule" in text
     assert "6 kept, 3 would remove" in text  # primary: 3 kept, 2 removed; secondary: 3 kept, 1 removed
-    assert len(primary.list_manifests("gcs", source)) == 5
+    assert len(index.list_manifests(primary, "gcs", source)) == 5
 
     result = prune_backups("gcs", source, False, saved_settings)
     assert result["problems"] == []
-    assert len(primary.list_manifests("gcs", source)) == 3
-    assert sorted(m.backup_id for m in secondary.list_manifests("gcs", source)) == sorted(
+    assert len(index.list_manifests(primary, "gcs", source)) == 3
+    assert sorted(m.backup_id for m in index.list_manifests(secondary, "gcs", source)) == sorted(
         m.backup_id for m in mirrored[:3]
     )
     assert not any(k.startswith(backups[4].folder) for k in keys(primary))

@@ -10,9 +10,11 @@ import pytest
 from backstop.core.manifest import utcnow
 from backstop.core.retention import RetentionPolicy
 from tasks.catalog import backups as catalog
-from tasks.components.gcs.component import COMPONENT as gcs_component
+from tasks.engine.calls import ComponentCalls
 from tasks.operations.prune import prune
 from tests.conftest import unique
+
+gcs_component = ComponentCalls("gcs")
 
 pytestmark = pytest.mark.integration
 

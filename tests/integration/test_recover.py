@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from backstop_cli.main import main
 from backstop.core.manifest import utcnow
+from backstop_cli.main import main
 from localdev.platform import PROJECT
 from tests.conftest import unique
 from tests.contract.conftest import (  # noqa: F401 (fixtures)
@@ -73,8 +73,8 @@ def test_recover_as_of_between_two_rounds_resumes_after_a_failed_step(
     from blocks.notifications import save_webhook_block
     from blocks.recovery import BigQueryCheck, GcsPrefixCheck, RecoveryChecks
     from tasks.catalog import backups as catalog
-    from tasks.engine import lifecycle
     from tasks.components.composer.component import ComposerSettings
+    from tasks.engine import lifecycle
     from tasks.operations.recover import list_operations
 
     settings.composer = ComposerSettings(

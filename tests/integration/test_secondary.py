@@ -9,9 +9,11 @@ import pytest
 from backstop.core.errors import NotFound, ValidationFailed
 from backstop.core.manifest import ManifestEntry
 from tasks.catalog import backups as catalog
+from tasks.catalog import index
 from tasks.components.gcs.plan import pool_key
 from tasks.engine.secondary import choose_store, copy_to_secondary, open_for_restore, pending_copies
-from tasks.storage.bucket import BackupStore, crc32c_b64
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import crc32c_b64
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -143,5 +145,7 @@ def test_copy_flow_copies_every_pending_backup_once(
     rows = copy_backups_to_secondary(None, saved_settings)
     assert sorted(r["backup_id"] for r in rows) == sorted(b.backup_id for b in backups)
     assert all(r["ok"] for r in rows)
-    assert sorted(m.backup_id for m in secondary.list_manifests()) == sorted(b.backup_id for b in backups)
+    assert sorted(m.backup_id for m in index.list_manifests(index, secondary)) == sorted(
+        b.backup_id for b in backups
+    )
     assert copy_backups_to_secondary("gcs", saved_settings) == []  # nothing left to copy

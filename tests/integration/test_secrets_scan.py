@@ -26,7 +26,7 @@ import pytest
 
 from backstop_cli.main import main
 from localdev.platform import free_port
-from tasks.storage.context import open_store
+from tasks.storage.bucket import open_store
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.flow]
@@ -304,12 +304,12 @@ def test_composer_configs_and_bigquery_flows_leak_no_secret(
     from prefect.blocks.system import Secret
 
     from backstop.core.secretbox import new_key
-    from localdev.platform import PROJECT
     from blocks.components import ComposerSettings
     from blocks.settings import load_settings
     from flows.bigquery import backup_bigquery
     from flows.composer import backup_composer, restore_composer, validate_composer
     from flows.configs import backup_configs
+    from localdev.platform import PROJECT
     from tasks.components.composer.airflow import AirflowApi
 
     auth, key = f"svc-backup:{AIRFLOW_PASSWORD}", new_key()

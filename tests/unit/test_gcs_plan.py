@@ -6,7 +6,14 @@ import itertools
 from collections.abc import Iterator
 
 from backstop.core.manifest import ManifestEntry
-from tasks.components.gcs.plan import PlanCounts, SourceObject, entry_for, growing_batches, plan_backup, pool_key
+from tasks.components.gcs.plan import (
+    PlanCounts,
+    SourceObject,
+    entry_for,
+    growing_batches,
+    plan_backup,
+    pool_key,
+)
 from tasks.storage.spool import EntrySpool
 
 BUCKET = "src"

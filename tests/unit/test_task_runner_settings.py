@@ -2,8 +2,8 @@
 
 import pytest
 
-from backstop_cli.commands.settings import assign, document, validated
 from backstop.core.errors import InvalidInput
+from backstop_cli.commands.settings import assign, document, validated
 from blocks.settings import BackstopSettings
 
 pytestmark = pytest.mark.unit

@@ -58,7 +58,8 @@ from tasks.components.bigquery.schema import (
 )
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors, crc32c_b64
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
 
 NAME = "bigquery"
 DATASET_ENTRY = "_dataset"

@@ -10,7 +10,7 @@ from typing import Any
 from backstop.core.errors import BackstopError, InvalidInput, NotFound, Unavailable
 from tasks.components.bigquery.schema import retarget_sql, risky_columns, schema_from_json, schema_to_json
 from tasks.components.bigquery.snapshot import encryption
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 
 def ensure_dataset(

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from backstop.core.errors import BackstopError, NotFound
 from tasks.components.bigquery.schema import RowHasher, TableDigest, normalize_batch
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 READ_TIMEOUT = 600.0
 # Rows per Parquet part file: big tables become several files (and several load jobs on restore).

@@ -27,7 +27,8 @@ from tasks.components.bigquery.schema import (
 )
 from tasks.components.bigquery.snapshot import restore_from_snapshot, validate_snapshot
 from tasks.engine.protocol import RestorePlan
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 
 # -- validate ------------------------------------------------------------------------------

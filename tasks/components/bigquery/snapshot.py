@@ -29,7 +29,8 @@ from backstop.core.errors import Conflict, NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors, crc32c_b64
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
 
 # Snapshots expire after this many days unless prune deletes them first (they are a safety net, not
 # the retention policy, which prune applies through BigQueryComponent.delete).

@@ -22,7 +22,7 @@ from tasks.components.bigquery.create import build_table, ensure_dataset, resour
 from tasks.components.bigquery.restore import _has_rows
 from tasks.components.bigquery.schema import view_order
 from tasks.engine.protocol import RestoreReport
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 
 def default_target(dataset: str, moment: datetime) -> str:

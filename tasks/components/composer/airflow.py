@@ -32,7 +32,8 @@ from backstop.core.errors import (
 )
 from backstop.core.manifest import ManifestEntry
 from backstop.core.secretbox import Mode, SecretBox, protect_connection, protect_variable, reveal
-from tasks.storage.bucket import BackupStore, parallel_map
+from tasks.storage.bucket import BackupStore
+from tasks.storage.parallel import parallel_map
 
 KINDS = ("variables", "connections", "pools")
 ID_FIELD = {"variables": "key", "connections": "connection_id", "pools": "name"}

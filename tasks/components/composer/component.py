@@ -26,12 +26,8 @@ from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks.catalog import index as catalog_io
-from tasks.components.gcs import component as gcs
-from tasks.components.gcs import copy as gcs_copy
+from tasks.catalog import index
 from tasks.components.composer.airflow import KINDS, check_python_files, export_metadata, import_items
-from tasks.engine.protocol import BackupPlan as LifecyclePlan
-from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.components.composer.environment import (
     airflow_api,
     config_diff,
@@ -43,8 +39,13 @@ from tasks.components.composer.environment import (
     save_snapshot,
     secret_box,
 )
+from tasks.components.gcs import component as gcs
+from tasks.components.gcs import copy as gcs_copy
 from tasks.components.gcs.plan import PlanCounts, plan_backup
-from tasks.storage.bucket import BackupStore, crc32c_b64
+from tasks.engine.protocol import BackupPlan as LifecyclePlan
+from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import crc32c_b64
 
 NAME = "composer"
 PARTS = ("dags", "metadata", "config")
@@ -185,9 +186,9 @@ class ComposerComponent(LifecycleMethods):
         """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
         client, bucket = storage_client(settings.project), environment_bucket(env)
         objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
-        last = catalog_io.first_loadable(
+        last = index.first_loadable(
             store,
-            select(store.list_headers(NAME, manifest.source, on_damaged=lambda _: None)),
+            select(index.read_headers(store, NAME, manifest.source, on_damaged=lambda _: None)),
             where=lambda m: m.status != "invalid" and "dags" in m.source_state.get("parts", []),
         )
         kept: list[ManifestEntry] = []

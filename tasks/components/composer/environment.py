@@ -14,7 +14,7 @@ from backstop.core.secretbox import SecretBox, is_protected, is_secret_name, pro
 from blocks.clients import composer_client
 from blocks.components import ComposerSettings
 from tasks.components.composer.airflow import AirflowApi
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 LRO_TIMEOUT = 300.0
 

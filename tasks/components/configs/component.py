@@ -41,10 +41,11 @@ from backstop.core.names import check_source_name
 from blocks.components import ConfigSource, ConfigsSettings
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
+from tasks.components.configs.locations import Location, collect_gcs, collect_local, open_location
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
-from tasks.components.configs.locations import Location, collect_gcs, collect_local, open_location
-from tasks.storage.bucket import BackupStore, crc32c_b64
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import crc32c_b64
 
 NAME = "configs"
 SCRATCH_PREFIX = "backstop-configs-"

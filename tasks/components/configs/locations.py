@@ -39,7 +39,8 @@ from backstop.core.archive import (
 )
 from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
 from backstop.core.names import check_bucket
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors, parallel_map
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.parallel import parallel_map
 
 if TYPE_CHECKING:
     from blocks.components import ConfigSource

@@ -20,23 +20,24 @@ from backstop.core.manifest import BackupManifest, ManifestEntry, select
 from backstop.core.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks.catalog import index as catalog_io
+from tasks.catalog import index
 from tasks.components.gcs import resume as gcs_resume
-from tasks.engine.protocol import BackupPlan as LifecyclePlan
-from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
 from tasks.components.gcs.copy import copy_batch, remove_bucket, write_objects  # the copy path
 from tasks.components.gcs.plan import (
-    KEPT_PROPERTIES,
     Action,
     PlanCounts,
     SourceObject,
     growing_batches,
     matching,
     plan_backup,
+    source_object,
 )
 from tasks.components.gcs.restore import decide, plan_bucket, target_listing, verify_bucket
+from tasks.engine.protocol import BackupPlan as LifecyclePlan
+from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.spool import EntrySpool
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
 
 NAME = "gcs"
 BATCH_SIZE = 1000
@@ -62,28 +63,15 @@ def list_source(client: Any, bucket: str, prefixes: list[str] | None = None) -> 
         last = obj.name
 
 
-def source_object(blob: Any) -> SourceObject:
-    properties = tuple((p, getattr(blob, p)) for p in KEPT_PROPERTIES if getattr(blob, p, None))
-    return SourceObject(
-        name=blob.name,
-        generation=int(blob.generation),
-        size=int(blob.size or 0),
-        crc32c=blob.crc32c,
-        md5=blob.md5_hash,
-        properties=properties,
-        metadata=tuple(sorted((blob.metadata or {}).items())),
-    )
-
-
 def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
     """The newest backup of `bucket` not found invalid: its header found in the catalog index,
     then only that manifest read (its entries are streamed by the plan)."""
     headers = [
         h
-        for h in select(store.list_headers(NAME, bucket, on_damaged=lambda _: None))
+        for h in select(index.read_headers(store, NAME, bucket, on_damaged=lambda _: None))
         if h.status != "invalid"
     ]
-    return catalog_io.first_loadable(store, headers, where=lambda m: m.status != "invalid")
+    return index.first_loadable(store, headers, where=lambda m: m.status != "invalid")
 
 
 def source_state(bucket: str, prefixes: list[str] | None, counts: PlanCounts, entries: Any) -> dict[str, Any]:

@@ -1,131 +1,27 @@
-"""Cloud Storage copies: one pool of copy workers per process, a write ramp per destination bucket.
-
-Every object copy of a Cloud Storage backup (source -> pool), restore (pool -> target) and scratch
-cleanup runs on one thread pool of `WORKERS` threads shared by every batch of the process: batches
-that run at once (several backup units, a restore's stream) queue their objects on the same workers,
-so a batch's last slow object never leaves the others idle and the emulator or the bucket never sees
-more than `WORKERS` requests from this process at once.
-
-Each write first takes a slot of its destination bucket's write ramp (backstop/core/write_ramp.py:
-starts at the settings' `gcs_write_rate`, doubles at most every 20 minutes of sustained load), and
-runs with `copy_retry`: google-cloud-storage's own retry predicate (429, 408, 5xx, dropped
-connections) with truncated exponential backoff and full jitter (google.api_core's retry), whose
-errors also slow the ramp down. The bytes never pass through the worker: copies are server-side.
-"""
+"""Cloud Storage copies of the gcs component: backup (source -> pool), restore (pool -> target),
+scratch cleanup. They run on the shared copy workers and write ramps of `tasks/storage/copies.py`;
+the bytes never pass through the worker: copies are server-side."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, TypeVar
-
-from google.api_core.retry import Retry
-from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from backstop.core.errors import Conflict, NotFound, ValidationFailed
 from backstop.core.manifest import ManifestEntry
-from backstop.core.write_ramp import DEFAULT_RATE, WriteRamp
-from tasks.components.gcs.plan import KEPT_PROPERTIES, Action, SourceObject, entry_for, pool_key
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
+from tasks.components.gcs.plan import (
+    KEPT_PROPERTIES,
+    Action,
+    SourceObject,
+    entry_for,
+    pool_key,
+    source_object,
+)
+from tasks.storage.bucket import BackupStore
+from tasks.storage.copies import ramp_for, rewrite, run_all, run_stream
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
-T = TypeVar("T")
-WORKERS = 16
 COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
-# Google's recommended backoff for Cloud Storage: from 1 s, doubling, at most 32 s between tries;
-# the total stays bounded by the store's retry timeout (BACKSTOP_RETRY_TIMEOUT).
-BACKOFF = {"initial": 1.0, "maximum": 32.0, "multiplier": 2.0}
-
-_log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_ramps: dict[str, BucketRamp] = {}
-
-
-class BucketRamp:
-    """The write ramp of one destination bucket, shared by every thread of this process."""
-
-    def __init__(self, bucket: str, initial: float) -> None:
-        self.bucket = bucket
-        self.ramp = WriteRamp(initial)
-        self._lock = threading.Lock()
-        # The storage client's predicate (429, 408, 5xx, connection errors), Google's backoff.
-        self.retry = Retry(
-            predicate=STORAGE_RETRY._predicate,
-            timeout=RETRY.timeout,
-            on_error=self._throttled,
-            **BACKOFF,
-        )
-
-    def wait(self) -> None:
-        """Block until this bucket may take one more write."""
-        with self._lock:
-            delay = self.ramp.reserve(time.monotonic())
-        if delay > 0:
-            time.sleep(delay)
-
-    def _throttled(self, exc: Exception) -> None:
-        with self._lock:
-            before = self.ramp.rate
-            self.ramp.throttled(time.monotonic())
-            after = self.ramp.rate
-        _log.warning(
-            "gs://%s answered %s: backing off (writes now at most %.0f/s, were %.0f/s)",
-            self.bucket,
-            getattr(exc, "code", None) or type(exc).__name__,
-            after,
-            before,
-        )
-
-
-def ramp_for(bucket: str, initial: float | None = None) -> BucketRamp:
-    """The write ramp of `bucket` in this process; `initial` (writes/s) starts it over when changed."""
-    with _lock:
-        ramp = _ramps.get(bucket)
-        if ramp is None or (initial is not None and initial != ramp.ramp.initial):
-            ramp = _ramps[bucket] = BucketRamp(bucket, initial or DEFAULT_RATE)
-        return ramp
-
-
-def _workers() -> ThreadPoolExecutor:
-    global _pool
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="backstop-copy")
-        return _pool
-
-
-def run_all(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
-    """`fn` over `items` on the shared copy workers, in order; the first error cancels the rest."""
-    if not items:
-        return []
-    futures = [_workers().submit(fn, item) for item in items]
-    try:
-        return [f.result() for f in futures]
-    finally:
-        for f in futures:
-            f.cancel()
-
-
-def run_stream(fn: Callable[[Any], Any], items: Iterable[Any], ahead: int | None = None) -> None:
-    """`fn` over `items` on the shared copy workers, taking items lazily (at most `ahead` queued or
-    running); the first error stops taking items, cancels what has not started, and is raised."""
-    limit = ahead or 2 * WORKERS
-    running: set[Future[Any]] = set()
-    try:
-        for item in items:
-            if len(running) >= limit:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    f.result()
-            running.add(_workers().submit(fn, item))
-        for f in wait(running).done:
-            f.result()
-    finally:
-        for f in running:
-            f.cancel()
 
 
 # -- backup: source -> pool ---------------------------------------------------------------
@@ -145,17 +41,6 @@ def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -
     return rewrite(src, store.blob(key))
 
 
-def rewrite(src_blob: Any, dest_blob: Any) -> Any:
-    """Server-side rewrite, following rewrite tokens for large objects (each call is one write)."""
-    ramp = ramp_for(dest_blob.bucket.name)
-    ramp.wait()
-    token, _, _ = dest_blob.rewrite(src_blob, timeout=TIMEOUT, retry=ramp.retry)
-    while token is not None:
-        ramp.wait()
-        token, _, _ = dest_blob.rewrite(src_blob, token=token, timeout=TIMEOUT, retry=ramp.retry)
-    return dest_blob
-
-
 def copy_batch(
     client: Any,
     bucket: str,
@@ -168,7 +53,6 @@ def copy_batch(
     The copies run on the process's shared copy workers (see the module docstring); `rate` is
     the write rate (objects/s) the backup bucket starts at (default 1,000).
     """
-    from tasks.components.gcs.component import source_object  # tasks.components.gcs.component imports this module
 
     source = client.bucket(bucket)
     ramp_for(store.bucket_name, rate)

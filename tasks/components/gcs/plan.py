@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from backstop.core.manifest import ManifestEntry
 
@@ -203,3 +203,16 @@ def matching(entries: Iterable[ManifestEntry], only: list[str] | None) -> Iterat
             for part in only
         ):
             yield entry
+
+
+def source_object(blob: Any) -> SourceObject:
+    properties = tuple((p, getattr(blob, p)) for p in KEPT_PROPERTIES if getattr(blob, p, None))
+    return SourceObject(
+        name=blob.name,
+        generation=int(blob.generation),
+        size=int(blob.size or 0),
+        crc32c=blob.crc32c,
+        md5=blob.md5_hash,
+        properties=properties,
+        metadata=tuple(sorted((blob.metadata or {}).items())),
+    )

@@ -15,9 +15,9 @@ from typing import Any
 
 from backstop.core.manifest import ManifestEntry
 from tasks.components.gcs.plan import Action, plan_restore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.parallel import batched
 from tasks.storage.spool import EntrySpool, KeySpool
-from tasks.storage.bucket import RETRY, TIMEOUT, converted_errors
 
 BATCH = 5000  # entries decided at a time
 SHOWN = 1000  # creates / unchanged listed one by one in a plan (all are counted)

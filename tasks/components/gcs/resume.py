@@ -23,8 +23,8 @@ from dataclasses import astuple, dataclass
 from backstop.core.errors import BackstopError
 from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file, entries_of
 from tasks.components.gcs.plan import SourceObject
-from tasks.storage.spool import EntrySpool
 from tasks.storage.bucket import BackupStore
+from tasks.storage.spool import EntrySpool
 
 RESUME_PREFIX = "_resume/"
 Item = tuple[SourceObject, str]  # an object to copy, and its pool key

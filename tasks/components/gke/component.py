@@ -37,9 +37,7 @@ from backstop.core.errors import BackstopError, ConfigError, Conflict, NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry, select
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
-from tasks.catalog import index as catalog_io
-from tasks.engine.protocol import BackupPlan as LifecyclePlan
-from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreReport, RestoreRequest
+from tasks.catalog import index
 from tasks.components.gke.plans import (
     GkeClusterSettings,
     GkeSettings,
@@ -56,7 +54,10 @@ from tasks.components.gke.plans import (
     plan_diff,
     update_mask,
 )
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors, crc32c_b64
+from tasks.engine.protocol import BackupPlan as LifecyclePlan
+from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreReport, RestoreRequest
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
 
 NAME = "gke"
 DESCRIPTION = "gke-backup.json"
@@ -234,11 +235,14 @@ def previous_good(store: BackupStore, source: str, before: BackupManifest) -> Ba
     found = [
         h
         for h in select(
-            store.list_headers(NAME, source, on_damaged=logger.warning), NAME, source, validated_only=True
+            index.read_headers(store, NAME, source, on_damaged=logger.warning),
+            NAME,
+            source,
+            validated_only=True,
         )
         if h.backup_id != before.backup_id and h.started_at <= before.started_at
     ]
-    return catalog_io.first_loadable(store, found, on_damaged=logger.warning, validated_only=True)
+    return index.first_loadable(store, found, on_damaged=logger.warning, validated_only=True)
 
 
 class GkeOptions(BaseModel):

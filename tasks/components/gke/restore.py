@@ -18,7 +18,6 @@ from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound
 from backstop.core.manifest import BackupManifest
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
-from tasks.engine.protocol import RestoreReport
 from tasks.components.gke.component import NAME, Log, follow, gke_settings, gke_types, location_path, logger
 from tasks.components.gke.plans import (
     GkeSettings,
@@ -30,7 +29,9 @@ from tasks.components.gke.plans import (
     restore_plan_id,
     suffixed,
 )
-from tasks.storage.bucket import RETRY, TIMEOUT, BackupStore, converted_errors
+from tasks.engine.protocol import RestoreReport
+from tasks.storage.bucket import BackupStore
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 
 def restore_backup(

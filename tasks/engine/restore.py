@@ -1,0 +1,214 @@
+"""Restore, the one path every component's restore and drill takes (see tasks/engine/lifecycle.py):
+
+resolve -> the backup must belong to the named source -> primary, or the secondary copy when the
+primary is missing or damaged (said so) -> a damaged backup is refused before anything is written
+-> plan -> "replace" / "delete" refused without `overwrite` -> approval before any of them in an
+original location -> write -> verify the target against the backup -> record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from backstop.core.errors import Conflict, InvalidInput, ValidationFailed
+from backstop.core.manifest import BackupManifest
+from backstop.core.names import check_backup_id, parse_time
+from blocks.settings import BackstopSettings
+from tasks.catalog import backups as catalog
+from tasks.engine import units
+from tasks.engine.approval import require_approval
+from tasks.engine.lifecycle import loaded
+from tasks.engine.protocol import (
+    Context,
+    RestorePlan,
+    RestoreReport,
+    RestoreRequest,
+    get_component,
+    options_for,
+)
+from tasks.engine.secondary import RestoreSource, open_for_restore
+from tasks.storage.bucket import BackupStore, open_store
+
+
+@dataclass
+class Opened:
+    """The backup a restore reads, where from, and what of it is damaged (skip_damaged only)."""
+
+    source: RestoreSource
+    damaged: dict[str, str]
+
+    @property
+    def manifest(self) -> BackupManifest:
+        return self.source.manifest
+
+
+def open_backup(
+    settings: BackstopSettings,
+    component: str,
+    source: str,
+    backup_id: str | None,
+    before: str | None,
+    skip_damaged: bool = False,
+    store: BackupStore | None = None,
+    where: Callable[[BackupManifest], bool] | None = None,
+) -> Opened:
+    """The backup to restore, from the primary or else the secondary copy (saying why).
+
+    A backup of another source is refused outright (InvalidInput, never a fallback). A backup
+    damaged in both copies is refused (ValidationFailed) unless `skip_damaged`, which restores the
+    primary's intact entries and names the others.
+    """
+    moment = parse_time(before) if before else None
+    try:
+        return Opened(
+            open_for_restore(settings, component, source, backup_id, moment, primary=store, where=where), {}
+        )
+    except ValidationFailed:
+        if not skip_damaged:
+            raise
+    primary = store or open_store(settings)
+    manifest = catalog.resolve_backup(
+        primary, component, source, backup_id, moment, validated_only=False, where=where
+    )
+    damaged = catalog.verify_stored(primary, manifest, 0).damaged
+    intact = manifest.model_copy(
+        update={"entries": [e for e in primary.iter_entries(manifest) if e.name not in damaged], "chunks": []}
+    )
+    reason = f"{len(damaged)} damaged entr{'y' if len(damaged) == 1 else 'ies'} skipped"
+    return Opened(RestoreSource(primary, intact, False, reason), damaged)
+
+
+def checked_request(component: Any, settings: BackstopSettings, request: RestoreRequest) -> RestoreRequest:
+    """The request with its source, target and options checked (InvalidInput naming what is wrong):
+    the one place a restore request is checked, before anything is read or written."""
+    request.source = component.check_source(settings, request.source)
+    if request.target:
+        request.target = component.check_target(settings, request.target)
+    request.options = options_for(component, request.options)
+    if request.backup_id and request.before:
+        raise InvalidInput("give a backup id or a time (before), not both")
+    if request.backup_id:
+        check_backup_id(request.backup_id)
+    if request.before:
+        parse_time(request.before)
+    return request
+
+
+def refuse_conflicts(plan: RestorePlan, request: RestoreRequest, backup_id: str) -> list[str]:
+    """Names the restore may not touch: anything blocked, and replaces / deletes without overwrite."""
+    refused = [a for a in plan.actions if a["change"] == "blocked"]
+    if not request.overwrite:
+        refused += plan.destructive()
+    names = [str(a.get("name")) for a in refused]
+    if names and not request.dry_run:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise Conflict(
+            f"restore of backup {backup_id} into {plan.target} would replace or delete {len(names)} existing "
+            f"item(s) ({shown}) and overwrite was not asked for: nothing was written (see --dry-run, "
+            "restore elsewhere with --target, or pass --overwrite)"
+        )
+    return names
+
+
+def approve(
+    component: Any, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest, yes: bool
+) -> str:
+    """Who approved changing the original location ('' when no approval is needed)."""
+    if request.dry_run or not plan.into_original or not plan.destructive():
+        return ""
+    counts = plan.counts()
+    return require_approval(
+        f"restore of {component.name} backup {manifest.backup_id} replaces {counts.get('replace', 0)} "
+        f"and deletes {counts.get('delete', 0)} item(s) in the original {plan.target}",
+        yes=yes,
+    )
+
+
+def write_and_verify(
+    component: Any, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
+) -> list[str]:
+    """Apply the plan, then compare the target with the backup: the differences found."""
+    if request.dry_run:
+        return []
+    name = f"{component.name}-{plan.target}"
+    units.step(f"write-{name}", component.apply_restore, ctx, manifest, plan, request)
+    return units.step(
+        f"verify-restore-{name}", component.verify_restored, ctx, manifest, plan.target, request.only
+    )
+
+
+def restore(
+    component_name: str,
+    settings: BackstopSettings,
+    request: RestoreRequest,
+    yes: bool = False,
+    store: BackupStore | None = None,
+    record: bool = True,
+) -> RestoreReport:
+    """Restore a backup of `request.source` as the request says (see the module docstring)."""
+    component = get_component(component_name)
+    request = checked_request(component, settings, request)
+    started = time.monotonic()
+    backup_id = request.backup_id
+    try:
+        opened = units.step(
+            f"open-{component.name}-{request.source}",
+            open_backup,
+            settings,
+            component.name,
+            request.source,
+            request.backup_id,
+            request.before,
+            request.skip_damaged,
+            store,
+            lambda m: component.holds(m, request),
+        )
+        read_from = opened.source
+        manifest = loaded(component, read_from.store, opened.manifest)
+        backup_id = manifest.backup_id
+        units.log(Context(settings, read_from.store), read_from.message)
+        ctx = Context(settings, read_from.store, request.options)
+        plan = units.step(
+            f"plan-restore-{component.name}-{request.source}", component.plan_restore, ctx, manifest, request
+        )
+        plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
+        conflicts = refuse_conflicts(plan, request, manifest.backup_id)
+        approval = approve(component, manifest, plan, request, yes)
+        problems = write_and_verify(component, ctx, manifest, plan, request)
+        report = RestoreReport(
+            component=component.name,
+            source=request.source,
+            backup_id=manifest.backup_id,
+            target=plan.target,
+            dry_run=request.dry_run,
+            created=plan.count("create"),
+            overwritten=plan.count("replace") + plan.count("delete"),
+            unchanged=plan.count("unchanged"),
+            conflicts=conflicts,
+            actions=plan.actions,
+            seconds=time.monotonic() - started,
+            from_secondary=read_from.from_secondary,
+            approval=approval,
+            problems=problems,
+        )
+        if problems:
+            raise ValidationFailed(
+                f"restore of backup {manifest.backup_id} into {plan.target} finished but the target differs "
+                f"from the backup: {'; '.join(problems[:5])}",
+                problems,
+            )
+    except BaseException as exc:
+        if record:
+            catalog.record_run(
+                store or open_store(settings), "restore", component.name, request.source, exc, backup_id
+            )
+        raise
+    if record and not request.dry_run:
+        catalog.record_run(
+            store or open_store(settings), "restore", component.name, request.source,
+            backup_id=backup_id, details=report.summary(),
+        )  # fmt: skip
+    return report
