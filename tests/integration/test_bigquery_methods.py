@@ -97,7 +97,8 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
 ) -> None:
     from backstop.core.errors import Conflict
     from tasks.catalog.backups import abandon_backup, begin_backup
-    from tasks.components.bigquery import component as bqmod
+    from tasks.components.bigquery.backup import backup_table
+    from tasks.components.bigquery.component import COMPONENT as bigquery
     from tasks.components.bigquery.snapshot import snapshot_dataset
 
     manifest = begin_backup(store, "bigquery", dataset, {"method": "snapshot"})
@@ -106,11 +107,11 @@ def test_snapshot_of_a_table_changed_since_the_backup_start_fails_and_leaves_not
     entries: list[Any] = []
     with pytest.raises(Conflict, match=f"{dataset}.events changed during the backup.*10 rows.*{BIG_ROWS}"):
         try:
-            entries += bqmod.backup_table(
+            entries += backup_table(
                 settings, store, manifest, dataset, "events", manifest.started_at, "snapshot"
             )
         except BaseException:
-            bqmod.COMPONENT.delete(settings, manifest.model_copy(update={"entries": entries}))
+            bigquery.delete(settings, manifest.model_copy(update={"entries": entries}))
             abandon_backup(store, manifest)
             raise
     assert table_ids(bq, snapshot_dataset(dataset)) == {}

@@ -57,7 +57,7 @@ def gke_settings(cluster: str, **overrides: Any) -> Any:
 
 def test_plan_is_idempotent_and_a_changed_setting_updates_it(settings: Any, cluster: str) -> None:
     from blocks.clients import gke_backup_client
-    from tasks.components.gke.component import ensure_plan
+    from tasks.components.gke.api import ensure_plan
 
     gke = gke_settings(cluster)
     first = ensure_plan(settings, gke, gke.clusters[0])

@@ -15,7 +15,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_dataset, check_table
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
-from tasks.components.bigquery.component import DATASET_ENTRY, clients
+from tasks.components.bigquery.backup import DATASET_ENTRY, clients
 from tasks.components.bigquery.create import build_table, create_table, ensure_dataset, resource_exists
 from tasks.components.bigquery.schema import (
     RowHasher,

@@ -17,7 +17,7 @@ from backstop.core.errors import BackstopError, Conflict, InvalidInput
 from backstop.core.names import check_dataset
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
-from tasks.components.bigquery.component import NAME, clients, list_tables, table_metadata, view_definition
+from tasks.components.bigquery.backup import NAME, clients, list_tables, table_metadata, view_definition
 from tasks.components.bigquery.create import build_table, ensure_dataset, resource_exists
 from tasks.components.bigquery.restore import _has_rows
 from tasks.components.bigquery.schema import view_order

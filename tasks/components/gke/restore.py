@@ -18,7 +18,7 @@ from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound
 from backstop.core.manifest import BackupManifest
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
-from tasks.components.gke.component import NAME, Log, follow, gke_settings, gke_types, location_path, logger
+from tasks.components.gke.api import NAME, Log, follow, gke_settings, gke_types, location_path, logger
 from tasks.components.gke.plans import (
     GkeSettings,
     check_namespace,
