@@ -21,6 +21,20 @@ import requests.adapters
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 
+# The variables that point the clients at emulators / local servers (names Backstop reads), and
+# what each stands for; a work pool's job environment carries them and EXTRA_JOB_ENV.
+EMULATOR_ENV = {
+    "STORAGE_EMULATOR_HOST": "Cloud Storage emulator",
+    "BIGQUERY_EMULATOR_HOST": "BigQuery emulator",
+    "BIGQUERY_STORAGE_EMULATOR_HOST": "BigQuery Storage emulator",
+    "GKE_BACKUP_EMULATOR_HOST": "local Backup for GKE server",
+    "COMPOSER_EMULATOR_HOST": "local Composer server",
+    "AIRFLOW_API_URL": "local Airflow server",
+}
+# Passed to flow runs with the endpoints: where bqemulator's extract/load jobs keep files.
+EXTRA_JOB_ENV = ("BQEMU_GCS_LOCAL_ROOT",)
+
+
 STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
 BIGQUERY_EMULATOR = "BIGQUERY_EMULATOR_HOST"
 BIGQUERY_STORAGE_EMULATOR = "BIGQUERY_STORAGE_EMULATOR_HOST"

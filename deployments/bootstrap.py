@@ -36,6 +36,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from backstop.core.errors import ConfigError, InvalidInput, Unavailable
+from blocks.clients import EMULATOR_ENV, EXTRA_JOB_ENV
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,18 @@ def register_block_types() -> list[str]:
     return registered
 
 
+def default_project() -> str:
+    """The project a fresh install's settings name: BACKSTOP_PROJECT (the local platform sets it),
+    else GOOGLE_CLOUD_PROJECT; ConfigError when neither is set."""
+    project = os.environ.get("BACKSTOP_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        raise ConfigError(
+            "no settings saved yet and no project named: set GOOGLE_CLOUD_PROJECT (or BACKSTOP_PROJECT), "
+            "or pass --project to `backstop bootstrap`"
+        )
+    return project
+
+
 def default_settings(project: str, bucket: str = "backstop-backups") -> BackstopSettings:
     """The settings document a fresh install starts from (edit it in the UI)."""
     return BackstopSettings(project=project, backup_bucket=bucket, secondary_bucket=f"{bucket}-dr")
@@ -99,15 +112,13 @@ def save_default_settings(
     settings: BackstopSettings | None = None, name: str = DEFAULT_BLOCK_NAME, overwrite: bool = False
 ) -> bool:
     """Save `settings` (default: default_settings) as block `name` unless it exists; True when saved."""
-    from localdev.platform import PROJECT
-
     if not overwrite:
         try:
             BackstopSettings.load(name)
             return False
         except ValueError:
             pass
-    (settings or default_settings(PROJECT)).save(name, overwrite=True)
+    (settings or default_settings(default_project())).save(name, overwrite=True)
     return True
 
 
@@ -167,10 +178,9 @@ def configure_notifications(settings_block: str, notify: str | None = None) -> s
     """
     from blocks.notifications import save_slack_block, save_webhook_block
     from blocks.settings import load_settings
-    from localdev.servers.alerts_receiver import HOOK_PATH
 
     settings = load_settings(settings_block)
-    local = os.environ.get("BACKSTOP_ALERTS_URL")
+    local = os.environ.get("BACKSTOP_ALERTS_HOOK_URL")
     local_reference = f"custom-webhook/{LOCAL_ALERTS_BLOCK}"
     if notify:
         kind, url = parse_notify(notify)
@@ -178,7 +188,7 @@ def configure_notifications(settings_block: str, notify: str | None = None) -> s
             save_slack_block(NOTIFY_BLOCK, url) if kind == "slack" else save_webhook_block(NOTIFY_BLOCK, url)
         )
     elif local and settings.notify_block in (None, local_reference):
-        reference = save_webhook_block(LOCAL_ALERTS_BLOCK, local + HOOK_PATH)
+        reference = save_webhook_block(LOCAL_ALERTS_BLOCK, local)
     else:
         return settings.notify_block
     if settings.notify_block != reference:
@@ -190,16 +200,12 @@ def configure_notifications(settings_block: str, notify: str | None = None) -> s
 # -- work pool -----------------------------------------------------------------------------
 def job_environment() -> dict[str, str]:
     """The emulator endpoints of this environment, for flow runs on the work pool (empty on Google Cloud)."""
-    from localdev.platform import EMULATOR_ENV, EXTRA_JOB_ENV
-
     return {key: os.environ[key] for key in (*EMULATOR_ENV, *EXTRA_JOB_ENV) if os.environ.get(key)}
 
 
 def with_job_env(template: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """`template` with `env` as the default job environment; the endpoint variables Backstop manages
     are replaced, any other variable a person added in the UI is kept."""
-    from localdev.platform import EMULATOR_ENV, EXTRA_JOB_ENV
-
     updated = copy.deepcopy(template)
     prop = updated.setdefault("variables", {}).setdefault("properties", {}).setdefault("env", {})
     default = {

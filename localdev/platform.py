@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import BackstopError, Unavailable
+from blocks.clients import EMULATOR_ENV, EXTRA_JOB_ENV  # noqa: F401  (re-exported for the tests)
 
 # Fixed default ports, so a shell that sourced .backstop/env stays right across `backstop up`s.
 # Each can be changed with BACKSTOP_<NAME>_PORT (BACKSTOP_GKE_PORT=9180, BACKSTOP_BIGQUERY_GRPC_PORT=...).
@@ -54,16 +55,6 @@ SERVICE_PORTS = {
 }
 # Client variables naming the local services (blocks/clients.py reads them): what the CLI exports,
 # what `backstop bootstrap` writes into the work pool's job environment, what the CLI checks.
-EMULATOR_ENV = {
-    "STORAGE_EMULATOR_HOST": "Cloud Storage emulator",
-    "BIGQUERY_EMULATOR_HOST": "BigQuery emulator",
-    "BIGQUERY_STORAGE_EMULATOR_HOST": "BigQuery Storage emulator",
-    "GKE_BACKUP_EMULATOR_HOST": "local Backup for GKE server",
-    "COMPOSER_EMULATOR_HOST": "local Composer server",
-    "AIRFLOW_API_URL": "local Airflow server",
-}
-# Passed to flow runs with the endpoints: where bqemulator's extract/load jobs keep files.
-EXTRA_JOB_ENV = ("BQEMU_GCS_LOCAL_ROOT",)
 PROJECT = "backstop-demo"
 WORK_POOL = "backstop-process"
 
@@ -253,7 +244,7 @@ class LocalPlatform:
                     f"127.0.0.1:{port}",
                 ],
                 lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
-                endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"},
+                endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
             )
         if name == "bigquery":
             rest, grpc_port = self.ports["bigquery"], self.ports["bigquery_grpc"]

@@ -100,7 +100,10 @@ def _service(platform: LocalPlatform) -> Service:
             str(store),
         ],
         lambda: http_ok(f"http://127.0.0.1:{port}/health"),
-        endpoints={"BACKSTOP_ALERTS_URL": f"http://127.0.0.1:{port}"},
+        endpoints={
+            "BACKSTOP_ALERTS_URL": f"http://127.0.0.1:{port}",
+            "BACKSTOP_ALERTS_HOOK_URL": f"http://127.0.0.1:{port}{HOOK_PATH}",
+        },
         timeout=30.0,
     )
 
