@@ -73,3 +73,41 @@ class WriteRamp:
         self.rate = rate
         self._since = now
         self._writes = 0
+
+
+@dataclass
+class SharedSchedule:
+    """The write ramp of one bucket when many processes write to it through one shared rate limit
+    (tasks/storage/shared_limit.py): the keeper samples the limit every few seconds and moves its
+    rate as `WriteRamp` would. Pure: the caller passes the time and what the limit showed.
+
+    - busy: writers were waiting for slots at the sample (the limit, not the work, was the bound);
+    - the rate doubles after a whole `period` of busy samples with no throttle;
+    - a rate lower than ours on the limit is a throttle some writer answered (it halved it): taken
+      over, and the period restarts; an idle sample restarts it too.
+    """
+
+    initial: float = DEFAULT_RATE
+    period: float = PERIOD_SECONDS
+    rate: float = field(init=False)
+    _since: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.period <= 0:
+            raise ValueError("a write rate and its period must be positive")
+        self.rate = float(self.initial)
+
+    def sample(self, now: float, busy: bool, limit_rate: float) -> float:
+        """The rate the shared limit should have after this sample."""
+        if limit_rate < self.rate:  # a writer was throttled and halved it
+            self.rate = max(float(self.initial), limit_rate)
+            self._since = now if busy else None
+            return self.rate
+        if not busy:
+            self._since = None
+        elif self._since is None:
+            self._since = now
+        elif now - self._since >= self.period:
+            self.rate *= 2
+            self._since = now
+        return self.rate

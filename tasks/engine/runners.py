@@ -51,12 +51,30 @@ def _unquoted(parameters: dict[str, Any]) -> dict[str, Any]:
     return {k: v.unquote() if isinstance(v, quote) else v for k, v in parameters.items()}
 
 
-@contextmanager
-def unit_runner(settings: BackstopSettings) -> Iterator[Callable[[Any, dict[str, Any]], Any]]:
-    """`submit(task, parameters) -> PrefectFuture` for backup units, inside a flow run.
+class Submitter:
+    """`submit(task, parameters) -> PrefectFuture` on the chosen runner, and its `capacity()`:
+    how many units it runs at once (a Dask cluster: its workers' threads, summed)."""
 
-    "threads": the flow run's own task runner (started and stopped by the flow run); "dask": a
-    DaskTaskRunner, connected on the first submit and closed (a local cluster shut down) on exit.
+    def __init__(self, submit: Callable[[Any, dict[str, Any]], Any], capacity: Callable[[], int]) -> None:
+        self.submit = submit
+        self.capacity = capacity
+
+    def __call__(self, task: Any, parameters: dict[str, Any]) -> Any:
+        return self.submit(task, parameters)
+
+
+def dask_threads(client: Any) -> int:
+    """The threads of every worker of a Dask cluster, summed (at least 1)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+@contextmanager
+def unit_runner(settings: BackstopSettings, local_capacity: int = 8) -> Iterator[Submitter]:
+    """A `Submitter` for units (backup, restore, validation, secondary copy, prune), inside a flow run.
+
+    "threads": the flow run's own task runner (started and stopped by the flow run), `local_capacity`
+    units at once; "dask": a DaskTaskRunner, connected on the first submit (or capacity asked) and
+    closed (a local cluster shut down) on exit, as many units at once as the cluster has threads.
     """
     if settings.task_runner == "dask":
         with dask_runner(settings) as runner:
@@ -65,9 +83,13 @@ def unit_runner(settings: BackstopSettings) -> Iterator[Callable[[Any, dict[str,
                 _connect(runner, settings)
                 return runner.submit(task, _unquoted(parameters))
 
-            yield submit
+            def capacity() -> int:
+                _connect(runner, settings)
+                return dask_threads(runner.client)
+
+            yield Submitter(submit, capacity)
         return
     flow_run = FlowRunContext.get()
     if flow_run is None or flow_run.task_runner is None:
-        raise RuntimeError("backup units are submitted to a task runner only inside a flow run")
-    yield flow_run.task_runner.submit
+        raise RuntimeError("units are submitted to a task runner only inside a flow run")
+    yield Submitter(flow_run.task_runner.submit, lambda: local_capacity)

@@ -1,18 +1,21 @@
-"""Running a lifecycle's steps and a backup's units: as Prefect tasks inside a flow run (the units on
-the task runner the settings choose: the flow's threads or a Dask cluster), as plain calls
-outside one (tests, scripts), UNIT_WORKERS units at a time either way.
+"""Running a lifecycle's steps and the units of every long step (a backup's copies, a restore's
+copies, validation's read-back, the secondary copy, prune's sweep): as Prefect tasks inside a flow
+run (the units on the task runner the settings choose: the flow's threads or a Dask cluster), as
+plain calls outside one (tests, scripts). Units in flight follow the runner: UNIT_WORKERS on
+threads, twice the cluster's threads on Dask.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
@@ -20,7 +23,8 @@ from backstop.core.manifest import BackupManifest, ManifestEntry
 from tasks.engine.protocol import Context, get_component
 from tasks.engine.runners import unit_runner
 
-UNIT_WORKERS = 8
+UNIT_WORKERS = 8  # units at once on threads (the copies share this process's copy workers)
+R = TypeVar("R")
 
 
 def in_flow() -> bool:
@@ -60,55 +64,121 @@ def run_units(
     done: Callable[[list[ManifestEntry], dict[str, Any]], None],
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run the units, UNIT_WORKERS at a time, taking the next from `units` as one finishes: a plan
-    that streams its units (Cloud Storage) never has more than a few batches in memory, and no
-    unit waits for a slower one. `done(entries, state)` as each finishes (so a failure later still
-    knows what the finished units made), with a log line and `progress(done, started)` per unit."""
+    """Run a backup's units as the runner allows (see `fan_out`), taking the next from `units` as
+    one finishes: a plan that streams its units (Cloud Storage) never has more than a few batches
+    in memory, and no unit waits for a slower one. `done(entries, state)` as each finishes (so a
+    failure later still knows what the finished units made), with `progress(done, started)`."""
+
+    def call(unit: Any) -> Any:
+        return component.run_unit(ctx, manifest, unit)
+
+    def submit_task(run: Any, label: str, unit: Any) -> Any:
+        parameters = {"label": label, "component": component.name, "ctx": ctx}
+        return run(_unit_task, parameters | {"manifest": manifest, "unit": quote(unit)})
+
+    _drive(
+        ctx, f"{component.name}-{manifest.source}-unit", f"{component.name} backup of {manifest.source}",
+        call, submit_task, units, lambda result: done(*result), progress,
+    )  # fmt: skip
+
+
+@task(name="unit", task_run_name="{label}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def _work_task(label: str, fn: Callable[[Context, Any], Any], ctx: Context, ref: Any) -> Any:
+    return fn(ctx, ref)
+
+
+def fan_out(
+    ctx: Context,
+    label: str,
+    fn: Callable[[Context, Any], R],
+    refs: Iterable[Any],
+    done: Callable[[R], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """`fn(ctx, ref)` for every ref, on the same runner as a backup's units: inside a flow run one
+    Prefect task per ref on the flow's threads or the Dask cluster the settings name, else on
+    threads here. `fn` must be a module-level function (it travels to the worker by name) and a ref
+    a few bytes (a work file's key, never the object list). As many refs run at once as the runner
+    has room for (a Dask cluster: twice its threads, so a worker always has the next one queued);
+    refs are taken lazily, `done(result)` as each finishes; the first error stops the rest."""
+
+    def submit_task(run: Any, unit_label: str, ref: Any) -> Any:
+        return run(_work_task, {"label": unit_label, "fn": fn, "ctx": ctx, "ref": quote(ref)})
+
+    _drive(ctx, label, label, lambda ref: fn(ctx, ref), submit_task, refs, done or (lambda _: None), progress)
+
+
+def _drive(
+    ctx: Context,
+    label: str,
+    describe: str,
+    call: Callable[[Any], Any],
+    submit_task: Callable[[Any, str, Any], Any],
+    units: Iterable[Any],
+    done: Callable[[Any], None],
+    progress: Callable[[int, int], None] | None,
+) -> None:
     if not in_flow():
         if UNIT_WORKERS <= 1:  # one after another, in this thread
             for number, unit in enumerate(units, 1):
-                done(*component.run_unit(ctx, manifest, unit))
+                done(call(unit))
                 if progress:
                     progress(number, number)
             return
         with ThreadPoolExecutor(max_workers=UNIT_WORKERS) as pool:
-
-            def submit(number: int, unit: Any) -> Any:
-                return pool.submit(component.run_unit, ctx, manifest, unit)
-
-            for number, started, result in _bounded(submit, units, futures_completed):
-                done(*result)
+            for number, started, result in _bounded(
+                lambda _, unit: pool.submit(call, unit), units, futures_completed, UNIT_WORKERS
+            ):
+                done(result)
                 if progress:
                     progress(number, started)
         return
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    artifact: Any = create_progress_artifact(0.0, description=f"{component.name} backup of {manifest.source}")
-    label = f"{component.name}-{manifest.source}-unit"
-    with unit_runner(ctx.settings) as run:  # the flow's threads, or a Dask cluster (tasks/engine/runners.py)
-
-        def submit_task(number: int, unit: Any) -> Any:
-            parameters = {"label": f"{label}-{number}", "component": component.name, "ctx": ctx}
-            return run(_unit_task, parameters | {"manifest": manifest, "unit": quote(unit)})
-
-        for number, started, result in _bounded(submit_task, units, as_completed):
-            done(*result)
-            log(ctx, f"{component.name}/{manifest.source}: unit {number} done ({started} started so far)")
+    artifact: Any = create_progress_artifact(0.0, description=describe)
+    with unit_runner(ctx.settings, UNIT_WORKERS) as run:  # the flow's threads, or a Dask cluster
+        run = _from_flow(run)
+        in_flight = UNIT_WORKERS if ctx.settings.task_runner != "dask" else 2 * run.capacity()
+        log(ctx, f"{describe}: up to {in_flight} units at once on the {ctx.settings.task_runner} runner")
+        for number, started, result in _bounded(
+            lambda n, unit: submit_task(run, f"{label}-{n}", unit), units, as_completed, in_flight
+        ):
+            done(result)
+            log(ctx, f"{describe}: unit {number} done ({started} started so far)")
             update_progress_artifact(artifact, 100.0 * number / started)
             if progress:
                 progress(number, started)
 
 
+def _from_flow(run: Any) -> Callable[[Any, dict[str, Any]], Any]:
+    """Submit as from the flow run itself, also when called inside a task run (a restore's write
+    step): the units are the flow run's tasks, and what travels to a Dask worker is the unit's own
+    parameters, not the calling task's (a restore plan with its spools on this machine)."""
+
+    def submit(task_: Any, parameters: dict[str, Any]) -> Any:
+        def outside() -> Any:
+            TaskRunContext.__var__.set(None)  # type: ignore[attr-defined]
+            return run(task_, parameters)
+
+        return contextvars.copy_context().run(outside)
+
+    submit.capacity = run.capacity  # type: ignore[attr-defined]
+    return submit
+
+
 def _bounded(
-    submit: Callable[[int, Any], Any], units: Iterable[Any], completed: Callable[[list[Any]], Iterator[Any]]
+    submit: Callable[[int, Any], Any],
+    units: Iterable[Any],
+    completed: Callable[[list[Any]], Iterator[Any]],
+    limit: int,
 ) -> Iterator[tuple[int, int, Any]]:
-    """(units finished, units started, result) as each finishes, with at most UNIT_WORKERS running."""
+    """(units finished, units started, result) as each finishes, with at most `limit` running."""
     pending = iter(units)
     running: list[Any] = []
     started = finished = 0
     more = True
     while True:
-        while more and len(running) < UNIT_WORKERS:
+        while more and len(running) < limit:
             unit = next(pending, _END)
             if unit is _END:
                 more = False

@@ -27,6 +27,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
 
 from backstop.core.write_ramp import DEFAULT_RATE, WriteRamp
 from tasks.storage.google_api import RETRY, TIMEOUT
+from tasks.storage.shared_limit import SharedSlots
 
 T = TypeVar("T")
 WORKERS = 16
@@ -41,11 +42,14 @@ _ramps: dict[str, BucketRamp] = {}
 
 
 class BucketRamp:
-    """The write ramp of one destination bucket, shared by every thread of this process."""
+    """The write ramp of one destination bucket, shared by every thread of this process; with
+    `shared`, the bucket's one rate limit on the Prefect server, shared by every process writing to
+    it (tasks/storage/shared_limit.py: a step fanned out over a Dask cluster)."""
 
-    def __init__(self, bucket: str, initial: float) -> None:
+    def __init__(self, bucket: str, initial: float, shared: bool = False) -> None:
         self.bucket = bucket
         self.ramp = WriteRamp(initial)
+        self.shared = SharedSlots(bucket, initial) if shared else None
         self._lock = threading.Lock()
         # The storage client's predicate (429, 408, 5xx, connection errors), Google's backoff.
         self.retry = Retry(
@@ -57,6 +61,9 @@ class BucketRamp:
 
     def wait(self) -> None:
         """Block until this bucket may take one more write."""
+        if self.shared is not None:
+            self.shared.take()
+            return
         with self._lock:
             delay = self.ramp.reserve(time.monotonic())
         if delay > 0:
@@ -67,6 +74,8 @@ class BucketRamp:
             before = self.ramp.rate
             self.ramp.throttled(time.monotonic())
             after = self.ramp.rate
+        if self.shared is not None:
+            self.shared.throttled(self.ramp.initial)
         _log.warning(
             "gs://%s answered %s: backing off (writes now at most %.0f/s, were %.0f/s)",
             self.bucket,
@@ -76,12 +85,18 @@ class BucketRamp:
         )
 
 
-def ramp_for(bucket: str, initial: float | None = None) -> BucketRamp:
-    """The write ramp of `bucket` in this process; `initial` (writes/s) starts it over when changed."""
+def ramp_for(bucket: str, initial: float | None = None, shared: bool | None = None) -> BucketRamp:
+    """The write ramp of `bucket` in this process; `initial` (writes/s) starts it over when changed,
+    and so does `shared` (True: the bucket's rate limit on the Prefect server) when changed."""
     with _lock:
         ramp = _ramps.get(bucket)
-        if ramp is None or (initial is not None and initial != ramp.ramp.initial):
-            ramp = _ramps[bucket] = BucketRamp(bucket, initial or DEFAULT_RATE)
+        if (
+            ramp is None
+            or (initial is not None and initial != ramp.ramp.initial)
+            or (shared is not None and shared != (ramp.shared is not None))
+        ):
+            was = ramp.ramp.initial if ramp is not None else DEFAULT_RATE
+            ramp = _ramps[bucket] = BucketRamp(bucket, initial or was, bool(shared))
         return ramp
 
 

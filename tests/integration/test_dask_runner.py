@@ -26,14 +26,16 @@ def cluster(platform: Any) -> Iterator[Any]:
         yield cluster
 
 
-def test_gcs_backup_units_run_on_dask_workers_and_restore_byte_for_byte(
+def test_gcs_backup_and_restore_units_run_on_dask_workers_and_restore_byte_for_byte(
     gcs: Any, settings: Any, prefect_harness: None, cluster: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from distributed import Client, get_task_stream
 
     from tasks.components.gcs import component as gcs_tasks
+    from tasks.components.gcs import restore as gcs_restore
 
     monkeypatch.setattr(gcs_tasks, "BATCH_SIZE", BATCH)  # planning runs in this process
+    monkeypatch.setattr(gcs_restore, "UNIT_SIZE", BATCH)
     source = gcs.create_bucket(unique("dasksrc"))
     for i in range(OBJECTS):
         blob = source.blob(f"d{i % 3}/obj {i}.bin")
@@ -54,8 +56,13 @@ def test_gcs_backup_units_run_on_dask_workers_and_restore_byte_for_byte(
     assert {t["worker"] for t in units} == set(cluster.scheduler_info["workers"])
     assert len(worker_pids) == 2 and os.getpid() not in worker_pids
 
+    # The restore's copies are units too: one per batch, over both worker processes.
     target = unique("dasktarget")
-    restore_gcs(source.name, target=target, settings_block=block)
+    with Client(cluster) as client, get_task_stream(client) as stream:
+        restore_gcs(source.name, target=target, settings_block=block)
+    restored = [t for t in stream.data if str(t["key"]).startswith("_work_task")]
+    assert len(restored) == OBJECTS // BATCH
+    assert {t["worker"] for t in restored} == set(cluster.scheduler_info["workers"])
 
     def contents(bucket: str) -> dict[str, Any]:
         return {b.name: (b.download_as_bytes(), b.content_type, b.metadata) for b in gcs.list_blobs(bucket)}

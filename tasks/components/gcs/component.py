@@ -22,7 +22,7 @@ from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
 from tasks.catalog import index
 from tasks.components.gcs import resume as gcs_resume
-from tasks.components.gcs.copy import copy_batch, remove_bucket, write_objects  # the copy path
+from tasks.components.gcs.copy import copy_batch, remove_bucket  # the copy path
 from tasks.components.gcs.plan import (
     Action,
     PlanCounts,
@@ -32,9 +32,17 @@ from tasks.components.gcs.plan import (
     plan_backup,
     source_object,
 )
-from tasks.components.gcs.restore import decide, plan_bucket, target_listing, verify_bucket
+from tasks.components.gcs.restore import (
+    decide,
+    plan_bucket,
+    restore_in_units,
+    shares_writes,
+    target_listing,
+    verify_bucket,
+)
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
+from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.spool import EntrySpool
@@ -163,11 +171,14 @@ class GcsComponent(LifecycleMethods):
         earlier = heapq.merge(
             ctx.store.iter_entries(previous) if previous else iter(()), unfinished, key=lambda e: e.name
         )
+        shared = shares_writes(ctx)
+        if shared:  # one write rate for the pool bucket across the cluster's workers
+            shared_limit.prepare(ctx.store.bucket_name, ctx.settings.gcs_write_rate)
         says = [f"unchanged objects reused from backup {previous.backup_id}"] if previous else []
         says += [f"copies of unfinished run(s) {', '.join(resumed)} reused"] if resumed else []
         return LifecyclePlan(
             units=(
-                gcs_resume.save_work(ctx.store, manifest, number, batch)
+                gcs_resume.save_work(ctx.store, manifest, number, batch, shared)
                 for number, batch in enumerate(
                     plan_backup(listing, bucket, earlier, kept.add, counts, growing_batches(BATCH_SIZE)), 1
                 )
@@ -185,7 +196,9 @@ class GcsComponent(LifecycleMethods):
         """Copy the batch of one work file (the unit is its key: a few bytes to ship to a worker)."""
         batch = gcs_resume.load_work(ctx.store, unit)
         client = storage_client(ctx.settings.project)
-        entries = copy_batch(client, manifest.source, batch, ctx.store, rate=ctx.settings.gcs_write_rate)
+        entries = copy_batch(
+            client, manifest.source, batch, ctx.store, rate=ctx.settings.gcs_write_rate, shared=unit.shared
+        )
         # The entries go back as the key of the checkpoint that also lets a later run resume this one.
         key = gcs_resume.save(ctx.store, manifest, entries)
         listed = {obj.name: obj.generation for obj, _ in batch}
@@ -197,6 +210,7 @@ class GcsComponent(LifecycleMethods):
     ) -> dict[str, Any]:
         counts, unfinished = plan.private
         unfinished.close()
+        shared_limit.stop(ctx.store.bucket_name)
         gcs_resume.forget_finished(ctx.store, manifest)
         return source_state(manifest.source, ctx.options.prefixes, counts, entries)
 
@@ -232,13 +246,10 @@ class GcsComponent(LifecycleMethods):
         client = storage_client(ctx.settings.project)
         try:
             ensure_target_bucket(client, bucket, ctx.settings.location)
-            wanted: list[tuple[EntrySpool, Action]] = [(planned.creates, "create")]
-            if request.overwrite:
-                wanted.append((planned.replaces, "overwrite"))
-            actions = ((entry, action) for spool, action in wanted for entry in spool)
-            write_objects(
-                client, ctx.store, bucket, actions, manifest.backup_id, rate=ctx.settings.gcs_write_rate
-            )
+            wanted = [planned.creates] + ([planned.replaces] if request.overwrite else [])
+            entries = (entry for spool in wanted for entry in spool)
+            # Units on the settings' task runner (a Dask cluster spreads them over its workers).
+            restore_in_units(ctx, bucket, entries, f"gcs-restore-{bucket}")
         finally:
             planned.close()
 

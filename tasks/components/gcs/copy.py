@@ -47,15 +47,17 @@ def copy_batch(
     items: list[tuple[SourceObject, str]],
     store: BackupStore,
     rate: float | None = None,
+    shared: bool = False,
 ) -> list[ManifestEntry]:
     """Copy one batch of source generations into the pool; verify each copy's crc32c.
 
     The copies run on the process's shared copy workers (see the module docstring); `rate` is
-    the write rate (objects/s) the backup bucket starts at (default 1,000).
+    the write rate (objects/s) the backup bucket starts at (default 1,000); `shared`: take it from
+    the bucket's rate limit shared by every worker (tasks/storage/shared_limit.py).
     """
 
     source = client.bucket(bucket)
-    ramp_for(store.bucket_name, rate)
+    ramp_for(store.bucket_name, rate, shared)
 
     def copy(item: tuple[SourceObject, str]) -> ManifestEntry | None:
         obj, key = item

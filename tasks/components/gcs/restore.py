@@ -8,13 +8,21 @@ the items a person must see (replacements, blocked ones) and a bounded sample of
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from backstop.core.manifest import ManifestEntry
-from tasks.components.gcs.plan import Action, plan_restore
+from backstop.core.manifest import ManifestEntry, chunk_file, entries_of
+from blocks.clients import storage_client
+from tasks.components.gcs.copy import restore_batch
+from tasks.components.gcs.plan import Action, growing_batches, plan_restore
+from tasks.engine import units
+from tasks.engine.protocol import Context
+from tasks.storage import shared_limit
+from tasks.storage.bucket import BackupStore
+from tasks.storage.copies import ramp_for
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.parallel import batched
 from tasks.storage.spool import EntrySpool, KeySpool
@@ -95,3 +103,91 @@ def verify_bucket(client: Any, bucket: str, entries: Iterable[ManifestEntry]) ->
                         f"differs in gs://{bucket}: {entry.name} {got[:2]} vs backup {(entry.size, entry.crc32c)}"
                     )
     return problems
+
+
+# -- writing, in units ----------------------------------------------------------------------
+WORK_PREFIX = "_resume/restore/gcs/"
+UNIT_SIZE = 1000  # objects in the first restore units (they grow with the work done)
+
+
+def shares_writes(ctx: Context) -> bool:
+    """Whether the writes of a step's units take one rate limit shared on the Prefect server: when
+    they run on a Dask cluster (many processes) inside a flow run."""
+    return (
+        ctx.settings.task_runner == "dask" and units.in_flow()
+    )  # under _resume/: not a component's folder (tasks/catalog/index.py)
+
+
+@dataclass(frozen=True)
+class RestoreWork:
+    """One restore unit: the key of a work file (the entries to copy) and the target bucket; a few
+    bytes to ship to a worker, never the object list."""
+
+    key: str
+    bucket: str
+    objects: int
+    bytes: int
+    shared: bool = False  # writes take the bucket's rate limit shared by every worker
+
+
+def save_restore_work(
+    store: BackupStore, run: str, bucket: str, number: int, entries: list[ManifestEntry], shared: bool
+) -> RestoreWork:
+    """Write one batch of entries to restore as a work file of restore run `run`."""
+    key = f"{WORK_PREFIX}{bucket}/{run}/work-{number:06d}.json"
+    _, data = chunk_file([(e.name, e.size, e.model_dump_json()) for e in entries])
+    store.put_bytes(key, data, content_type="application/json")
+    return RestoreWork(key, bucket, len(entries), sum(e.size for e in entries), shared)
+
+
+def restore_unit(ctx: Context, work: RestoreWork) -> tuple[int, int]:
+    """Copy the entries of one work file from the pool into its bucket (on a worker: a thread here,
+    or a Dask worker process); (objects, bytes) restored."""
+    entries = entries_of(ctx.store.get_bytes(work.key), ctx.store.where(work.key))
+    client = storage_client(ctx.settings.project)
+    ramp_for(work.bucket, ctx.settings.gcs_write_rate, work.shared)
+    return len(entries), restore_batch(client, ctx.store, work.bucket, entries)
+
+
+def restore_in_units(
+    ctx: Context, bucket: str, entries: Iterable[ManifestEntry], label: str
+) -> tuple[int, int]:
+    """Restore `entries` into `bucket` as units on the settings' task runner (tasks/engine/units.py):
+    batches that grow with the work done (a few hundred units for any size), each written to a work
+    file first and removed after; (objects, bytes) restored."""
+    run = uuid.uuid4().hex[:12]
+    written: list[str] = []
+    total = [0, 0]
+    shared = shares_writes(ctx)
+    if shared:
+        shared_limit.prepare(bucket, ctx.settings.gcs_write_rate)
+
+    def save(batch: list[ManifestEntry]) -> RestoreWork:
+        work = save_restore_work(ctx.store, run, bucket, len(written) + 1, batch, shared)
+        written.append(work.key)
+        return work
+
+    def works() -> Iterator[RestoreWork]:
+        sizes = growing_batches(UNIT_SIZE)
+        batch: list[ManifestEntry] = []
+        size = next(sizes)
+        for entry in entries:
+            batch.append(entry)
+            if len(batch) >= size:
+                yield save(batch)
+                batch, size = [], next(sizes)
+        if batch:
+            yield save(batch)
+
+    def done(result: tuple[int, int]) -> None:
+        total[0] += result[0]
+        total[1] += result[1]
+
+    try:
+        units.fan_out(ctx, label, restore_unit, works(), done)
+    finally:
+        if shared:
+            shared_limit.stop(bucket)
+        if written:
+            ctx.store.delete_objects(written)
+    return total[0], total[1]

@@ -42,14 +42,17 @@ class WorkRef:
     key: str
     objects: int
     bytes: int
+    shared: bool = False  # writes take the pool bucket's rate limit shared by every worker
 
 
-def save_work(store: BackupStore, manifest: BackupManifest, number: int, batch: list[Item]) -> WorkRef:
+def save_work(
+    store: BackupStore, manifest: BackupManifest, number: int, batch: list[Item], shared: bool = False
+) -> WorkRef:
     """Write one batch of objects to copy (source object, pool key) as a work file."""
     key = f"{_prefix(manifest.component, manifest.source)}{manifest.backup_id}/work-{number:06d}.json"
     rows = [[*astuple(obj), pool] for obj, pool in batch]
     store.put_bytes(key, json.dumps(rows, separators=(",", ":")).encode(), content_type="application/json")
-    return WorkRef(key, len(batch), sum(obj.size for obj, _ in batch))
+    return WorkRef(key, len(batch), sum(obj.size for obj, _ in batch), shared)
 
 
 def load_work(store: BackupStore, ref: WorkRef) -> list[Item]:

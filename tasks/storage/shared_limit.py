@@ -1,0 +1,188 @@
+"""One write rate per destination bucket across every process that writes to it: Prefect's global
+concurrency limits used as a rate limit (slot decay), held by the Prefect server.
+
+When a step fans out over a Dask cluster, every worker process copies into the same bucket; a
+per-process ramp would let N workers write N times the bucket's rate. Instead:
+
+- the process that plans the step (the flow run) calls `prepare(bucket, rate)`: it creates (or
+  resets) the limit `backstop-writes-<bucket>` with `slot_decay_per_second` = the rate, and starts a
+  keeper thread that moves that rate as the ramp says (backstop/core/write_ramp.py SharedSchedule:
+  doubled after a whole period in which writers waited for slots, taken down when a writer halved
+  it after a 429 / 5xx);
+- every writer takes its slots with `prefect.concurrency.sync.rate_limit` in blocks (`SharedSlots`):
+  one request to the server per block of about a tenth of a second's writes, never one per object;
+- a writer answered 429 / 5xx halves the limit's rate on the server (`throttled`), for all writers.
+
+The limit's `limit` (the most slots held at once) is one block: the writers together never start
+more than the rate allows over any window longer than a block's time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from backstop.core.write_ramp import PERIOD_SECONDS, SharedSchedule
+
+PREFIX = "backstop-writes-"
+BLOCK_SECONDS = 0.1  # writes taken per request to the server: a tenth of a second's worth
+CHECK_SECONDS = 5.0  # how often the keeper samples the limit
+IDLE_STOP_SECONDS = 120.0  # a keeper whose limit saw no writer for this long stops
+
+_log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_keepers: dict[str, _Keeper] = {}
+
+
+def limit_name(bucket: str) -> str:
+    return f"{PREFIX}{bucket}"
+
+
+def block_for(rate: float) -> int:
+    """Slots taken per request to the server at `rate` writes/s."""
+    return max(1, math.ceil(rate * BLOCK_SECONDS))
+
+
+def _client() -> Any:
+    from prefect.client.orchestration import get_client
+
+    # A client of our own (not the run's, which `with` would close): httpx_settings set on purpose.
+    return get_client(sync_client=True, httpx_settings={})
+
+
+def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
+    """Give the bucket's limit `rate` (created when `create` and missing)."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    shape = {"limit": block_for(rate), "slot_decay_per_second": rate, "active": True}
+    if create:
+        try:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=limit_name(bucket), **shape)
+            )
+            return
+        except ObjectAlreadyExists:
+            pass
+    client.update_global_concurrency_limit(limit_name(bucket), GlobalConcurrencyLimitUpdate(**shape))
+
+
+def read_rate(bucket: str) -> tuple[float, int, int] | None:
+    """(writes/s, slots held, slots denied) of the bucket's limit on the server; None when absent."""
+    from prefect.exceptions import ObjectNotFound
+
+    with _client() as client:
+        try:
+            limit = client.read_global_concurrency_limit_by_name(limit_name(bucket))
+        except ObjectNotFound:
+            return None
+    return (
+        float(limit.slot_decay_per_second),
+        int(limit.active_slots),
+        int(getattr(limit, "denied_slots", 0) or 0),
+    )
+
+
+def prepare(bucket: str, rate: float, period: float = PERIOD_SECONDS) -> None:
+    """Create or reset the bucket's shared limit at `rate` (unless a keeper of this process already
+    ramps it) and keep ramping it while writers use it."""
+    with _lock:
+        keeper = _keepers.get(bucket)
+        if keeper is not None and keeper.alive() and keeper.schedule.initial == rate:
+            return
+        with _client() as client:
+            _set(client, bucket, rate, create=True)
+        keeper = _keepers[bucket] = _Keeper(bucket, SharedSchedule(rate, period))
+        keeper.start()
+
+
+def stop(bucket: str) -> None:
+    """Stop this process's keeper of `bucket` (the limit stays on the server at its last rate)."""
+    with _lock:
+        keeper = _keepers.pop(bucket, None)
+    if keeper is not None:
+        keeper.halt.set()
+
+
+class _Keeper(threading.Thread):
+    def __init__(self, bucket: str, schedule: SharedSchedule) -> None:
+        super().__init__(name=f"backstop-ramp-{bucket}", daemon=True)
+        self.bucket, self.schedule = bucket, schedule
+        self.halt = threading.Event()
+        # Prefect's settings (the API to talk to) are context variables: a thread starts without them.
+        self.context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self.context.run(self._run)
+
+    def alive(self) -> bool:
+        return self.is_alive() and not self.halt.is_set()
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        failures = 0
+        while not self.halt.wait(min(CHECK_SECONDS, self.schedule.period / 4)):
+            try:
+                seen = read_rate(self.bucket)
+                if seen is None:
+                    return
+                rate, held, denied = seen
+                now = time.monotonic()
+                busy = denied > 0 or held >= block_for(rate)
+                if held or denied:
+                    idle_since = now
+                elif now - idle_since > IDLE_STOP_SECONDS:
+                    return
+                wanted = self.schedule.sample(now, busy, rate)
+                if wanted != rate:
+                    with _client() as client:
+                        _set(client, self.bucket, wanted, create=False)
+                    _log.info("gs://%s: shared write rate now %.0f/s (was %.0f/s)", self.bucket, wanted, rate)
+                failures = 0
+            except Exception as exc:  # the server away for a moment: the limit stays as it is
+                failures += 1
+                if failures >= 3:  # gone: the ramp stops moving (the writers fail on their own)
+                    return
+                _log.warning("shared write rate of gs://%s not checked: %s", self.bucket, exc)
+
+
+class SharedSlots:
+    """A writer's side of the bucket's shared limit: `take()` before each write."""
+
+    def __init__(self, bucket: str, rate: float) -> None:
+        self.bucket, self.name = bucket, limit_name(bucket)
+        self._lock = threading.Lock()
+        self._left = 0
+        self._block = block_for(rate)
+        # Made where the task runs; the copies run on worker threads, which start without the task's
+        # context variables (Prefect's settings: which API to talk to): calls run in a copy of it.
+        self._context = contextvars.copy_context()
+
+    def take(self) -> None:
+        with self._lock:  # one request for the block, the other threads wait for it
+            if self._left == 0:
+                self._context.copy().run(self._acquire)
+                self._left = self._block
+            self._left -= 1
+
+    def _acquire(self) -> None:
+        from prefect.concurrency.sync import rate_limit
+
+        seen = read_rate(self.bucket)
+        self._block = block_for(seen[0]) if seen else self._block
+        rate_limit(self.name, occupy=self._block, strict=True)
+
+    def throttled(self, floor: float) -> None:
+        """A write was answered 429 / 5xx: halve the shared rate (not below `floor`)."""
+        self._context.copy().run(self._halve, floor)
+
+    def _halve(self, floor: float) -> None:
+        seen = read_rate(self.bucket)
+        if seen is None:
+            return
+        with _client() as client:
+            _set(client, self.bucket, max(floor, seen[0] / 2), create=False)
