@@ -6,6 +6,12 @@ Only copies (`.../copyTo/...`, `.../rewriteTo/...`) are refused, each refusal wi
 real API's error; every other request, and every copy once the refusals are used up, goes to the
 server unchanged. Tests point STORAGE_EMULATOR_HOST at it to see Backstop back off and finish.
 
+It can also answer like the real service rather than a local emulator: `latency` seconds added to
+every request (Google's JSON API takes tens of milliseconds per copy, the local server well under
+one), so that the parallelism of the client, not the emulator's CPU, bounds the throughput; and it
+records when each copy went through (`copies`: (monotonic time, destination bucket)), so a test can
+count the writes a bucket took per second.
+
 Use: `with throttling_proxy("http://127.0.0.1:4443", [429, 429, 503]) as proxy: ... proxy.url`.
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +42,18 @@ class ProxyState:
     url: str = ""
     refusals: list[int] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
+    latency: float = 0.0
+    copies: list[tuple[float, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def forwarded(self, method: str, path: str) -> None:
+        """Record a copy that goes through to the server (when, into which bucket)."""
+        if method == "POST" and ("/copyTo/" in path or "/rewriteTo/" in path):
+            bucket = path.split("/copyTo/b/" if "/copyTo/" in path else "/rewriteTo/b/", 1)[1].split("/", 1)[
+                0
+            ]
+            with self.lock:
+                self.copies.append((time.monotonic(), bucket))
 
     def refusal(self, method: str, path: str) -> int | None:
         if method != "POST" or not ("/copyTo/" in path or "/rewriteTo/" in path):
@@ -72,6 +90,9 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
                     status, {"Content-Type": "application/json"}, json.dumps({"error": error}).encode()
                 )
                 return
+            if state.latency:
+                time.sleep(state.latency)
+            state.forwarded(self.command, self.path)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
             for attempt in (1, 2):  # a kept-alive upstream connection may have been closed meanwhile
                 if self.upstream_conn is None:
@@ -105,10 +126,10 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
 
 
 @contextmanager
-def throttling_proxy(upstream: str, refusals: list[int]) -> Iterator[ProxyState]:
+def throttling_proxy(upstream: str, refusals: list[int], latency: float = 0.0) -> Iterator[ProxyState]:
     """Serve the proxy on a free local port while the block runs; `refusals`: the statuses the
-    first copies get, in order."""
-    state = ProxyState(refusals=list(refusals))
+    first copies get, in order; `latency`: seconds added to every request."""
+    state = ProxyState(refusals=list(refusals), latency=latency)
     httpd = http_server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream, state))
     httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"

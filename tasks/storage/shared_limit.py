@@ -7,8 +7,10 @@ per-process ramp would let N workers write N times the bucket's rate. Instead:
 - the process that plans the step (the flow run) calls `prepare(bucket, rate)`: it creates (or
   resets) the limit `backstop-writes-<bucket>` with `slot_decay_per_second` = the rate, and starts a
   keeper thread that moves that rate as the ramp says (backstop/core/write_ramp.py SharedSchedule:
-  doubled after a whole period in which writers waited for slots, taken down when a writer halved
-  it after a 429 / 5xx);
+  doubled after a whole period in which writers kept taking slots, taken down when a writer halved
+  it after a 429 / 5xx). "Kept taking slots" is read from the limit's record (updated at every
+  take): the server does not say how many writes were wanted, so a period of steady use counts as
+  sustained load, where the per-process ramp asks for half the rate;
 - every writer takes its slots with `prefect.concurrency.sync.rate_limit` in blocks (`SharedSlots`):
   one request to the server per block of about a tenth of a second's writes, never one per object;
 - a writer answered 429 / 5xx halves the limit's rate on the server (`throttled`), for all writers.
@@ -24,6 +26,7 @@ import logging
 import math
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from backstop.core.write_ramp import PERIOD_SECONDS, SharedSchedule
@@ -71,23 +74,30 @@ def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
     client.update_global_concurrency_limit(limit_name(bucket), GlobalConcurrencyLimitUpdate(**shape))
 
 
-def read_rate(bucket: str) -> tuple[float, int, int] | None:
-    """(writes/s, slots held, slots denied) of the bucket's limit on the server; None when absent."""
-    from prefect.exceptions import ObjectNotFound
+def read_rate(bucket: str) -> tuple[float, int, float] | None:
+    """(writes/s, slots held, seconds since a writer last took slots) of the bucket's limit on the
+    server; None when absent."""
+    import httpx
 
     with _client() as client:
         try:
-            limit = client.read_global_concurrency_limit_by_name(limit_name(bucket))
-        except ObjectNotFound:
-            return None
-    return (
-        float(limit.slot_decay_per_second),
-        int(limit.active_slots),
-        int(getattr(limit, "denied_slots", 0) or 0),
-    )
+            answer = client.request(
+                "GET", "/v2/concurrency_limits/{id_or_name}", path_params={"id_or_name": limit_name(bucket)}
+            )
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return None
+            raise
+        limit = answer.json()
+    taken = datetime.fromisoformat(limit["updated"].replace("Z", "+00:00"))
+    since = (datetime.now(UTC) - taken).total_seconds()
+    return float(limit["slot_decay_per_second"]), int(limit["active_slots"]), since
 
 
-def prepare(bucket: str, rate: float, period: float = PERIOD_SECONDS) -> None:
+PERIOD = PERIOD_SECONDS  # the ramp's doubling period (tests shorten it)
+
+
+def prepare(bucket: str, rate: float) -> None:
     """Create or reset the bucket's shared limit at `rate` (unless a keeper of this process already
     ramps it) and keep ramping it while writers use it."""
     with _lock:
@@ -96,7 +106,7 @@ def prepare(bucket: str, rate: float, period: float = PERIOD_SECONDS) -> None:
             return
         with _client() as client:
             _set(client, bucket, rate, create=True)
-        keeper = _keepers[bucket] = _Keeper(bucket, SharedSchedule(rate, period))
+        keeper = _keepers[bucket] = _Keeper(bucket, SharedSchedule(rate, PERIOD))
         keeper.start()
 
 
@@ -119,21 +129,26 @@ class _Keeper(threading.Thread):
     def run(self) -> None:
         self.context.run(self._run)
 
+    def interval(self) -> float:
+        return min(CHECK_SECONDS, self.schedule.period / 4)
+
     def alive(self) -> bool:
         return self.is_alive() and not self.halt.is_set()
 
     def _run(self) -> None:
         idle_since = time.monotonic()
         failures = 0
-        while not self.halt.wait(min(CHECK_SECONDS, self.schedule.period / 4)):
+        while not self.halt.wait(self.interval()):
             try:
                 seen = read_rate(self.bucket)
                 if seen is None:
                     return
-                rate, held, denied = seen
+                rate, _, since = seen
                 now = time.monotonic()
-                busy = denied > 0 or held >= block_for(rate)
-                if held or denied:
+                # In use: a writer took slots since the last sample (the keeper's own updates of the
+                # rate also touch the record, but only after a whole busy period or a throttle).
+                busy = since <= 2 * self.interval()
+                if busy:
                     idle_since = now
                 elif now - idle_since > IDLE_STOP_SECONDS:
                     return

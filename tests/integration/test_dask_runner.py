@@ -116,3 +116,58 @@ def test_an_unreachable_dask_scheduler_fails_the_backup_with_an_error_naming_it(
     assert f"Dask cluster at {address} (settings dask_address) not reachable" in capsys.readouterr().err
     assert main(["--settings", block, "list", "--component", "gcs", "--source", source.name, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["backups"] == []  # no manifest: the backup did not happen
+
+
+def test_dask_workers_together_stay_under_the_buckets_write_rate_while_it_ramps(
+    gcs: Any, settings: Any, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two worker processes restore into one bucket through a proxy that records every copy: the
+    writes they make together, counted per window at the proxy, stay at or under the rate the bucket
+    allows at that moment (one limit on the Prefect server, not one per process), and the rate ramps."""
+    import math
+
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from localdev.servers.throttling_proxy import throttling_proxy
+    from tasks.components.gcs import restore as gcs_restore
+    from tasks.engine.calls import ComponentCalls
+    from tasks.storage import shared_limit
+
+    rate, period, objects = 10.0, 3.0, 150
+    monkeypatch.setattr(shared_limit, "PERIOD", period)  # the ramp doubles after 3 s, not 20 min
+    monkeypatch.setattr(shared_limit, "CHECK_SECONDS", 0.5)
+    monkeypatch.setattr(gcs_restore, "UNIT_SIZE", 15)
+    source = gcs.create_bucket(unique("ratesrc"))
+    for i in range(objects):
+        source.blob(f"r/{i:04d}").upload_from_string(os.urandom(32))
+    settings.gcs_write_rate = rate
+    # Backed up before the proxy: only the restore's copies are counted.
+    taken = ComponentCalls("gcs").backup(settings, None, source.name, validate_after=True)
+    assert taken.status == "validated"
+
+    with throttling_proxy(os.environ["STORAGE_EMULATOR_HOST"], []) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)  # this process and the workers started below
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
+            settings.task_runner, settings.dask_address = "dask", cluster.scheduler_address
+            block = unique("settings")
+            settings.save(block)
+            target = unique("ratetarget")
+            with Client(cluster) as client, get_task_stream(client) as stream:
+                restore_gcs(source.name, target=target, settings_block=block)
+            workers = set(cluster.scheduler_info["workers"])
+        ramped = shared_limit.read_rate(target)
+
+    assert sorted(b.name for b in gcs.list_blobs(target)) == sorted(f"r/{i:04d}" for i in range(objects))
+    units = [t for t in stream.data if str(t["key"]).startswith("_work_task")]
+    assert {t["worker"] for t in units} == workers and len(workers) == 2  # both wrote
+    times = sorted(t for t, bucket in proxy.copies if bucket == target)
+    assert len(times) == objects
+    start, window = times[0], 2.0
+    slack = 3 * shared_limit.block_for(rate * 2 ** math.ceil((times[-1] - start) / period))
+    for first in times:  # every window that starts at a copy
+        inside = sum(1 for t in times if first <= t < first + window)
+        allowed = rate * 2 ** math.floor((first + window - start) / period)  # the ramp's rate by then
+        assert inside <= allowed * window + slack, (first - start, inside, allowed)
+    assert ramped is not None and ramped[0] > rate  # it ramped: sustained load, no throttle
