@@ -270,7 +270,10 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
             "fake-gcs-server's memory backend slows down as a bucket fills (measured here: ~800 objects/s into an"
             " empty bucket, ~250 objects/s past 8,000), so absolute rates at 10,000 objects are far below the"
             " emulator's small-bucket speed; every tool fills a fresh bucket the same way.",
-            "rclone runs with --transfers 16 --checkers 16 (same parallelism as the plain loop and Backstop).",
+            "rclone runs with --transfers 16 --checkers 16 (same parallelism as the plain loop and Backstop)."
+            if has_rclone
+            else "rclone is not installed on this machine: its rows are skipped (nothing is downloaded at run"
+            " time; install Debian's `rclone` package before the run to compare with it).",
             "The incremental's 'copied' column is how many objects each tool copied; the MB column is the changed data.",
             "Backstop's backup includes listing the source and the pool, a crc32c check per copy and writing the manifest.",
         ],

@@ -1,7 +1,7 @@
 """Run every benchmark and write bench/RESULTS.md: `python -m bench.run [--quick]`.
 
-Starts its own fake-gcs-server (memory backend) and Prefect server on free ports, installs Debian's
-rclone when it is missing and we are root, runs the Cloud Storage, orchestration and (when present)
+Starts its own fake-gcs-server (memory backend) and Prefect server on free ports, skips the rclone
+rows with a note when rclone is not installed (nothing is downloaded at run time), runs the Cloud Storage, orchestration and (when present)
 BigQuery benchmarks, and writes date, machine and one table per benchmark. `--quick` (1,000 objects)
 is a smoke check that prints the results and writes them only with `--output`.
 """
@@ -32,21 +32,13 @@ PACKAGES = ("prefect", "google-cloud-storage", "google-cloud-bigquery", "pyarrow
 
 
 def ensure_rclone(echo: Any = print) -> str | None:
-    """rclone's version line; installs Debian's package when missing and we are root."""
-    if (
-        shutil.which("rclone") is None
-        and hasattr(os, "geteuid")
-        and os.geteuid() == 0
-        and shutil.which("apt-get")
-    ):
-        echo("rclone missing: apt-get install -y rclone")
-        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        done = subprocess.run(["apt-get", "install", "-y", "rclone"], env=env, capture_output=True, text=True)
-        if done.returncode != 0:  # an empty package index: update once, then retry
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True)
-            subprocess.run(["apt-get", "install", "-y", "rclone"], env=env, capture_output=True)
+    """rclone's version line, or None when it is not installed: nothing is downloaded at run time;
+    the rclone rows are then left out, and the results say so."""
     if shutil.which("rclone") is None:
-        echo("rclone not available: its reference rows are left out (see bench/README.md)")
+        echo(
+            "rclone not installed: its reference rows are skipped (install Debian's package "
+            "`apt-get install rclone` before the run to compare with it; see bench/README.md)"
+        )
         return None
     out = subprocess.run(["rclone", "version"], capture_output=True, text=True).stdout
     return out.splitlines()[0] if out else "rclone"
