@@ -20,12 +20,12 @@ run, against Cloud Storage-like latency, and the shared write rate held.
 from __future__ import annotations
 
 import argparse
-from functools import partial
 import multiprocessing
 import os
 import sys
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -15,8 +15,9 @@ per-process ramp would let N workers write N times the bucket's rate. Instead:
   one request to the server per block of about a tenth of a second's writes, never one per object;
 - a writer answered 429 / 5xx halves the limit's rate on the server (`throttled`), for all writers.
 
-The limit's `limit` (the most slots held at once) is one block: the writers together never start
-more than the rate allows over any window longer than a block's time.
+The limit's `limit` (the most slots held at once) is BURST_BLOCKS blocks: over any window of W
+seconds the writers together start at most rate x W writes, plus that burst, plus the one block
+each writer may hold unused.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from backstop.core.write_ramp import PERIOD_SECONDS, SharedSchedule
 
 PREFIX = "backstop-writes-"
 BLOCK_SECONDS = 0.1  # writes taken per request to the server: a tenth of a second's worth
-CHECK_SECONDS = 5.0  # how often the keeper samples the limit
+BURST_BLOCKS = 2  # the limit holds this many blocks: a writer's next block is not a full wait away
+CHECK_SECONDS = 5.0  # how often the keeper samples the limit (and a writer re-reads the rate)
 IDLE_STOP_SECONDS = 120.0  # a keeper whose limit saw no writer for this long stops
 
 _log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectAlreadyExists
 
-    shape = {"limit": block_for(rate), "slot_decay_per_second": rate, "active": True}
+    shape = {"limit": BURST_BLOCKS * block_for(rate), "slot_decay_per_second": rate, "active": True}
     if create:
         try:
             client.create_global_concurrency_limit(
@@ -173,6 +175,7 @@ class SharedSlots:
         self._lock = threading.Lock()
         self._left = 0
         self._block = block_for(rate)
+        self._read = 0.0  # when the rate was last read (a block's size follows it)
         # Made where the task runs; the copies run on worker threads, which start without the task's
         # context variables (Prefect's settings: which API to talk to): calls run in a copy of it.
         self._context = contextvars.copy_context()
@@ -187,8 +190,10 @@ class SharedSlots:
     def _acquire(self) -> None:
         from prefect.concurrency.sync import rate_limit
 
-        seen = read_rate(self.bucket)
-        self._block = block_for(seen[0]) if seen else self._block
+        if time.monotonic() - self._read > CHECK_SECONDS:
+            seen = read_rate(self.bucket)
+            self._block = block_for(seen[0]) if seen else self._block
+            self._read = time.monotonic()
         rate_limit(self.name, occupy=self._block, strict=True)
 
     def throttled(self, floor: float) -> None:
