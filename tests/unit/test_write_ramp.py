@@ -65,3 +65,17 @@ def test_a_throttle_halves_the_rate_not_below_the_start_and_restarts_the_period(
 def test_a_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         WriteRamp(initial=0)
+
+
+def test_a_shared_schedule_doubles_after_a_whole_busy_period_and_follows_a_writers_halving() -> None:
+    from backstop.core.write_ramp import SharedSchedule
+
+    ramp = SharedSchedule(initial=100.0, period=60.0)
+    assert ramp.sample(0.0, True, 100.0) == 100.0
+    assert ramp.sample(30.0, True, 100.0) == 100.0
+    assert ramp.sample(30.5, False, 100.0) == 100.0  # an idle sample restarts the period
+    assert ramp.sample(31.0, True, 100.0) == 100.0
+    assert ramp.sample(90.0, True, 100.0) == 100.0
+    assert ramp.sample(91.0, True, 100.0) == 200.0  # a whole period busy since 31 s
+    assert ramp.sample(120.0, True, 100.0) == 100.0  # a writer was throttled and halved it
+    assert ramp.sample(150.0, True, 50.0) == 100.0  # never below the start
