@@ -123,7 +123,7 @@ def store_tables(settings_block: str, backup_id: str) -> dict[str, int]:
     from blocks.settings import load_settings
     from tasks.storage.bucket import open_store
 
-    return dict(open_store(load_settings(settings_block)).find_manifest(backup_id).source_state["tables"])
+    return dict(index.find(open_store(load_settings(settings_block)), backup_id).source_state["tables"])
 
 
 def query_count(bq: Any, ref: str) -> int:
