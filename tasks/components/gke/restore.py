@@ -188,7 +188,8 @@ def check_outcome(restore: Any, manifest: BackupManifest, cluster: str, overwrit
     reason = restore.state_reason or "no reason given"
     if not overwrite and "already exist" in reason:
         raise Conflict(
-            f"restore of {manifest.backup_id} into {cluster} refused: {reason}; pass overwrite to replace"
+            f"restore of {manifest.backup_id} into {cluster} refused by Backup for GKE: {reason}; "
+            "overwrite was not asked for: nothing was replaced (pass overwrite to replace)"
         )
     raise BackstopError(f"restore {restore.name} {restore.state.name}: {reason}")
 
