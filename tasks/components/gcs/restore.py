@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.api_core import exceptions as gexc
+
 from backstop.core.manifest import ManifestEntry
 from tasks.components.gcs.plan import Action, kept_metadata, listed_metadata, plan_restore, same_object
 from tasks.storage.copies import ramp_for, run_stream
@@ -116,8 +118,6 @@ def _plan_deletes(planned: Planned, there: KeySpool, wanted: KeySpool, scope: Sc
 
 def delete_objects(client: Any, bucket: str, deletes: KeySpool) -> None:
     """Delete the objects an exact restore planned to delete from `bucket` (one already gone is fine)."""
-    from google.api_core import exceptions as gexc
-
     target, ramp = client.bucket(bucket), ramp_for(bucket)
 
     def delete(name: str) -> None:
