@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from backstop.core.catalog_index import header_key, id_key
 from tasks.catalog import index
 from tasks.engine.calls import ComponentCalls
+from tests.components.gcs.test_gcs import seed
 from tests.conftest import unique
-from tests.integration.test_gcs import seed
+
+pytestmark = pytest.mark.integration
 
 gcs_component = ComponentCalls("gcs")
 
