@@ -117,8 +117,9 @@ def _overwrites(settings: BackstopSettings, store: BackupStore, step: RecoverySt
         report = restore.restore(step.component, settings, request, store=store, record=False)
     except BackstopError as exc:
         return f"unknown (dry run failed: {exc})"[:300]
-    counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete", "create")}
-    return f"replaces {counts['replace']}, deletes {counts['delete']}, creates {counts['create']}"
+    counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete")}
+    # every replace and delete is listed; creates are counted (a large bucket lists only a sample)
+    return f"replaces {counts['replace']}, deletes {counts['delete']}, creates {report.created}"
 
 
 def plan_operation(
