@@ -1,6 +1,7 @@
 """BigQuery guarantees a user relies on without seeing them: a restored table is checked row by
 row (its content digest, not just its row count), and a failed snapshot backup leaves no snapshot
-table behind (the lifecycle's discard drops what the finished units made)."""
+table behind (the lifecycle's discard drops what the units made, those still running when another
+failed included)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,9 @@ def test_a_failed_snapshot_backup_leaves_no_snapshot_table(
 
     def failing_copy(client: Any, source: Any, destination: Any, *args: Any, **kwargs: Any) -> Any:
         if "z_broken" not in str(source):
-            return copy_table(client, source, destination, *args, **kwargs)
+            job = copy_table(client, source, destination, *args, **kwargs)
+            time.sleep(2)  # this unit is still running when the other one fails
+            return job
         deadline = time.monotonic() + 60  # fail once the other table's snapshot exists
         while not snapshots() and time.monotonic() < deadline:
             time.sleep(0.2)
