@@ -19,7 +19,9 @@ JSON API does for the hardening checks, so the real `google-cloud-storage` clien
   The caller is the principal its bearer token names (`Authorization: Bearer serviceAccount:x@y`,
   see `blocks.clients.LocalPrincipalCredentials`). A caller with no token is the emulator's owner
   and may do everything (every other test and the demo use it); its testIamPermissions answer is
-  what `allUsers` holds. Not modelled: project-level IAM, replacing an object needing delete.
+  what `allUsers` holds. Replacing an existing object needs `storage.objects.delete` as well as
+  create, as on Google Cloud. Not modelled: project-level IAM.
+- object retention (Object Retention Lock): `localdev/servers/gcs_object_retention.py`.
 - requests are served by one thread per connection, one request at a time (the emulator's storage
   is not thread-safe; serving connections in threads is what keeps a 16-thread client from timing
   out on connect).
@@ -41,6 +43,8 @@ from typing import Any
 from gcp_storage_emulator import server as emu
 from gcp_storage_emulator.handlers import buckets as emu_buckets
 from gcp_storage_emulator.storage import Storage
+
+from localdev.servers import gcs_object_retention as object_retention
 
 API = "/storage/v1"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -90,6 +94,10 @@ class Forbidden(Exception):
     """The request is refused by a hold, a retention policy or a locked policy (HTTP 403)."""
 
 
+class Denied(Exception):
+    """The caller lacks a permission the request needs (HTTP 403, reason "forbidden")."""
+
+
 class PreconditionFailed(Exception):
     """An ifMetagenerationMatch precondition did not hold (HTTP 412)."""
 
@@ -111,13 +119,43 @@ def _retention_seconds(bucket: dict[str, Any]) -> int:
 
 
 def _stamp_retention(bucket: dict[str, Any], obj: dict[str, Any]) -> None:
-    """Set (or clear) the object's retentionExpirationTime from the bucket's policy."""
+    """Set (or clear) the object's retentionExpirationTime: the later of the bucket policy's end and
+    the object's own retention."""
     seconds = _retention_seconds(bucket)
+    ends = [object_retention.until(obj)]
     if seconds and obj.get("timeCreated"):
-        until = _parse_time(obj["timeCreated"]) + timedelta(seconds=seconds)
-        obj["retentionExpirationTime"] = until.strftime(TIME_FORMAT)
+        ends.append(_parse_time(obj["timeCreated"]) + timedelta(seconds=seconds))
+    found = [end for end in ends if end is not None]
+    if found:
+        obj["retentionExpirationTime"] = max(found).strftime(TIME_FORMAT)
     else:
         obj.pop("retentionExpirationTime", None)
+
+
+class _Call:
+    """The request being served (one at a time: `_Handler.lock`), to check its caller's permissions."""
+
+    request: Any = None
+    storage: Any = None
+    roles: RoleBook | None = None
+    retention: Any = None  # the `retention` an insert's metadata asks for
+
+
+CALL = _Call()
+
+
+def _require(permissions: set[str], bucket: str) -> None:
+    """Refuse the request unless its caller holds `permissions` on `bucket` (a caller without a
+    token is the emulator's owner, who may do everything)."""
+    token = _token(CALL.request) if CALL.request is not None else ""
+    if not token or CALL.roles is None or bucket not in CALL.storage.buckets:
+        return
+    granted = _granted(CALL.request, CALL.storage, bucket, CALL.roles)
+    for permission in sorted(permissions - granted):
+        raise Denied(
+            f"{token.split(':', 1)[-1]} does not have {permission} access to the Google Cloud Storage "
+            f"bucket or object. Permission '{permission}' denied on resource."
+        )
 
 
 def _protection(bucket: dict[str, Any], obj: dict[str, Any]) -> str | None:
@@ -157,12 +195,24 @@ class PolicyStorage(Storage):  # type: ignore[misc]
             reason = _protection(self.buckets[bucket_name], existing)
             if reason:
                 raise Forbidden(reason)
+            _require({"storage.objects.delete"}, bucket_name)  # replacing an object deletes the old one
         bucket = self.buckets.get(bucket_name)
         if bucket is not None:
+            wanted = file_obj.get("retention") or CALL.retention
+            file_obj.pop("retention", None)
+            retention = object_retention.for_insert(bucket, wanted)
+            if retention is not None:
+                _require({object_retention.SET_RETENTION}, bucket_name)
+                file_obj["retention"] = retention
             file_obj.setdefault("temporaryHold", False)
             file_obj.setdefault("eventBasedHold", bool(bucket.get("defaultEventBasedHold")))
             _stamp_retention(bucket, file_obj)
         super().create_file(bucket_name, file_name, content, file_obj, file_id)
+
+    def create_resumable_upload(self, bucket_name: str, file_name: str, file_obj: dict[str, Any]) -> Any:
+        if CALL.retention:  # the object is created when the upload completes, with this retention
+            file_obj["retention"] = CALL.retention
+        return super().create_resumable_upload(bucket_name, file_name, file_obj)
 
     def delete_file(self, bucket_name: str, file_name: str) -> None:
         existing = self._existing(bucket_name, file_name)
@@ -191,6 +241,7 @@ def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook 
     handler; this module's refusals become the JSON error responses of the real API."""
 
     def run(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+        CALL.request, CALL.storage, CALL.roles, CALL.retention = request, storage, roles, None
         try:
             if needs and roles is not None and _token(request):
                 for param, permission in needs.items():
@@ -207,8 +258,12 @@ def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook 
                         )
                         return None
             return handler(request, response, storage, *args, **kwargs)
-        except Forbidden as exc:
+        except (Forbidden, object_retention.RetentionRefused) as exc:
             _error(response, HTTPStatus.FORBIDDEN, "retentionPolicyNotMet", str(exc))
+        except Denied as exc:
+            _error(response, HTTPStatus.FORBIDDEN, "forbidden", str(exc))
+        except object_retention.RetentionInvalid as exc:
+            _error(response, HTTPStatus.BAD_REQUEST, "invalid", str(exc))
         except PreconditionFailed as exc:
             _error(response, HTTPStatus.PRECONDITION_FAILED, "conditionNotMet", str(exc))
         except BadRequest as exc:
@@ -231,6 +286,8 @@ def bucket_insert(request: Any, response: Any, storage: Any, *args: Any, **kwarg
     bucket = storage.buckets.get(body.get("name"))
     if response.status != HTTPStatus.OK or bucket is None:
         return
+    if str((request.query.get("enableObjectRetention") or ["false"])[0]).lower() == "true":
+        body["objectRetention"] = {"mode": "Enabled"}
     _apply_bucket_patch(storage, bucket, body)
     response.json(bucket)
 
@@ -270,6 +327,12 @@ def _apply_bucket_patch(storage: Any, bucket: dict[str, Any], body: dict[str, An
     if "location" in body and body["location"]:
         body["location"] = str(body["location"]).upper()
         bucket["locationType"] = _location_type(body["location"])
+    if "objectRetention" in body:  # enabled once, never turned off
+        wanted = (body.pop("objectRetention") or {}).get("mode")
+        if wanted != "Enabled" and object_retention.enabled(bucket):
+            raise BadRequest(f"Object retention cannot be disabled on bucket '{bucket['name']}'.")
+        if wanted == "Enabled":
+            bucket["objectRetention"] = {"mode": "Enabled"}
     if "defaultEventBasedHold" in body:
         bucket["defaultEventBasedHold"] = bool(body.pop("defaultEventBasedHold"))
     emu_buckets._patch_bucket(bucket, body)
@@ -307,14 +370,39 @@ def lock_retention_policy(request: Any, response: Any, storage: Any, *args: Any,
     response.json(bucket)
 
 
+def object_insert(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+    """objects.insert that keeps the `retention` of the object's metadata (multipart or resumable)."""
+    kind = (request.query.get("uploadType") or [""])[0]
+    data = request.data if kind in {"multipart", "resumable"} else None
+    meta = (data or {}).get("meta") if kind == "multipart" else data
+    CALL.retention = (meta or {}).get("retention") if isinstance(meta, dict) else None
+    return emu.objects.insert(request, response, storage, *args, **kwargs)
+
+
 def object_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
-    """objects.patch that also sets and releases temporary and event-based holds."""
+    """objects.patch that also sets and releases holds and sets object retention: retention needs
+    storage.objects.setRetention (and overrideUnlockedRetention to weaken an Unlocked one), every
+    other field storage.objects.update."""
     bucket_name, name = request.params["bucket_name"], request.params["object_id"]
     obj = (storage.objects.get(bucket_name) or {}).get(name)
     if obj is None:
         response.status = HTTPStatus.NOT_FOUND
         return
     body = dict(request.data or {})
+    if "retention" in body:
+        override = str((request.query.get("overrideUnlockedRetention") or ["false"])[0]).lower() == "true"
+        wanted = {object_retention.SET_RETENTION} | ({object_retention.OVERRIDE} if override else set())
+        _require(wanted, bucket_name)
+        bucket = storage.buckets[bucket_name]
+        if not object_retention.enabled(bucket):
+            raise BadRequest(f"Object retention is not enabled on bucket '{bucket_name}'.")
+        retention = object_retention.check_change(name, obj.get("retention"), body.pop("retention"), override)
+        obj.pop("retention", None)
+        if retention is not None:
+            obj["retention"] = retention
+        _stamp_retention(bucket, obj)
+    if any(value is not None for value in body.values()):
+        _require({"storage.objects.update"}, bucket_name)
     for field in ("temporaryHold", "eventBasedHold"):
         if field in body and body[field] is not None:
             obj[field] = bool(body.pop(field))
@@ -387,7 +475,7 @@ def _needs(regex: str, method: str) -> dict[str, str]:
         ("/o$", {"GET": objects + "list", "POST": objects + "create", "PUT": objects + "create"}),
         (
             "/o/(?P<object_id>.*[^/]+)$",
-            {"GET": objects + "get", "DELETE": objects + "delete", "PATCH": objects + "update"},
+            {"GET": objects + "get", "DELETE": objects + "delete"},  # PATCH: object_patch decides
         ),
         (
             "(?P<bucket_name>[-.\\w]+)$",
@@ -418,6 +506,8 @@ def handlers(roles: RoleBook) -> tuple[Any, ...]:
         methods = dict(methods)
         if regex.endswith(r"/o/(?P<object_id>.*[^/]+)$") and "PATCH" in methods:
             methods["PATCH"] = object_patch
+        if methods.get("POST") is emu.objects.insert:
+            methods["POST"] = object_insert
         if regex.endswith(r"/b/(?P<bucket_name>[-.\w]+)$") and "PATCH" in methods:
             methods["PATCH"] = bucket_patch
         routes.append(
