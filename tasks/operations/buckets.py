@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput
+from backstop.core.retention import keep_rule_spans
 from blocks.components import DEFAULT_COMPONENTS, TierSettings
-from blocks.settings import BackstopSettings, RetentionSettings
+from blocks.settings import BackstopSettings
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 MIN_STORAGE_DAYS = {"NEARLINE": 30, "COLDLINE": 90, "ARCHIVE": 365}
@@ -114,18 +115,6 @@ def ensure_retention_policy(client: Any, bucket: str, days: float) -> bool:
     return True
 
 
-def _lifetimes(retention: RetentionSettings) -> list[tuple[str, float]]:
-    """The age (days) at which backups kept only by each rule are removed."""
-    spans = [
-        ("keep_within_days", retention.keep_within_days),
-        ("keep_daily", float(retention.keep_daily)),
-        ("keep_weekly", 7.0 * retention.keep_weekly),
-        ("keep_monthly", 31.0 * retention.keep_monthly),
-        ("keep_yearly", 366.0 * retention.keep_yearly),
-    ]
-    return [(name, days) for name, days in spans if days > 0]
-
-
 def tier_warnings(settings: BackstopSettings, tiers: TierSettings | None = None) -> list[str]:
     """Retention windows that end inside a tier's minimum storage duration (early-deletion charges).
 
@@ -137,7 +126,8 @@ def tier_warnings(settings: BackstopSettings, tiers: TierSettings | None = None)
     policies = {"default": settings.retention, **settings.retention_overrides}
     warnings = []
     for scope, retention in policies.items():
-        for rule, lifetime in _lifetimes(retention):
+        # the latest age a backup kept only by `rule` is removed at (31-day months, 366-day years)
+        for rule, lifetime in keep_rule_spans(retention, "longest"):
             for storage_class, age in _tiers(tiers):
                 minimum = MIN_STORAGE_DAYS[storage_class]
                 if age < lifetime < age + minimum:

@@ -23,25 +23,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from backstop.core.errors import Conflict
-from blocks.settings import BackstopSettings, RetentionSettings
+from backstop.core.retention import keep_rule_spans
+from blocks.settings import BackstopSettings
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 DEFAULT_SOFT_DELETE_SECONDS = 7 * 86400
 # When every policy keeps by count only, nothing bounds a backup's age: one day still stops a
 # script from emptying the bucket the day it runs.
 COUNT_ONLY_FLOOR_DAYS = 1.0
-
-
-def _windows(retention: RetentionSettings) -> list[tuple[str, float]]:
-    """The age-bounded keep rules of one policy, as (rule, days)."""
-    spans = [
-        ("keep_within_days", retention.keep_within_days),
-        ("keep_daily", float(retention.keep_daily)),
-        ("keep_weekly", 7.0 * retention.keep_weekly),
-        ("keep_monthly", 28.0 * retention.keep_monthly),
-        ("keep_yearly", 365.0 * retention.keep_yearly),
-    ]
-    return [(rule, days) for rule, days in spans if days > 0]
 
 
 def shortest_retention_days(settings: BackstopSettings) -> tuple[float, str]:
@@ -55,7 +44,7 @@ def shortest_retention_days(settings: BackstopSettings) -> tuple[float, str]:
     found = [
         (days, f"{rule}={getattr(retention, rule)} of the {scope} policy")
         for scope, retention in policies.items()
-        for rule, days in _windows(retention)
+        for rule, days in keep_rule_spans(retention, "shortest")
     ]
     if not found:
         return COUNT_ONLY_FLOOR_DAYS, "every policy keeps by count only: a floor of 1 day"
