@@ -8,6 +8,7 @@ backup bucket); this module does what is the same for all of them, so no compone
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from backstop.core.manifest import (
 )
 from backstop.core.names import check_backup_id, check_percent
 from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
-from tasks.catalog import index
+from tasks.catalog import index, locks
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
 from tasks.storage.parallel import batched, parallel_map
@@ -73,6 +74,14 @@ def commit_backup(
         if spool is not entries:
             spool.close()
     store.clear_in_progress(manifest)
+    problems = locks.lock_committed(store, committed)  # retained until its keep date (locks.py)
+    if problems:
+        logging.getLogger(__name__).warning(
+            "backup %s committed but not locked (%d objects; prune locks it): %s",
+            committed.backup_id,
+            len(problems),
+            problems[0],
+        )
     return committed
 
 
