@@ -233,9 +233,9 @@ def iam_findings(settings: BackstopSettings) -> list[dict[str, str]]:
     kinds = {
         "backup": [settings.backup_bucket],
         "secondary": [settings.secondary_bucket or ""],
-        "targets": [],
+        "sources": list(settings.gcs_sources),
+        "targets": list(settings.gcs_sources),  # restores go back to the sources by default
     }
-    kinds["targets"] = list(settings.gcs_sources)
     kinds = {k: [b for b in v if b] for k, v in kinds.items()}
     rows = iam.check_iam(
         iam.load_spec(), kinds, settings.project, lambda email: storage_client_as(settings.project, email)
