@@ -144,9 +144,19 @@ class BackupStore:
     def blob(self, key: str) -> Any:
         return self.bucket.blob(key, kms_key_name=self.kms_key_name)
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> Any:
-        """Upload `data` and verify the stored crc32c; returns the blob."""
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        retain_until: datetime | None = None,
+    ) -> Any:
+        """Upload `data` and verify the stored crc32c; returns the blob. `retain_until`: created
+        with that object retention (in the store's lock mode)."""
         blob = self.blob(key)
+        if retain_until is not None and self.lock is not None:
+            blob.retention.mode = self.lock.mode
+            blob.retention.retain_until_time = retain_until
         with converted_errors(f"writing {self.where(key)}"):
             blob.upload_from_string(
                 data, content_type=content_type, timeout=TIMEOUT, retry=RETRY, checksum="crc32c"
@@ -264,7 +274,8 @@ class BackupStore:
         that is refused (a validator without storage.objects.update) it is logged, not raised.
         Returns the manifest as written (a format 2 manifest as its header).
         """
-        first = self.stat(manifest.path) is None
+        found = self.stat(manifest.path)
+        first = found is None
         if first:
             if rows is None and manifest.chunks and not manifest.entries:  # a header: chunks copied
                 chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
@@ -279,7 +290,16 @@ class BackupStore:
             stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
             key = f"{manifest.folder}{UPDATES_DIR}{stamp}.json"
             record = manifest.model_copy(update={"entries": [], "chunks": []})  # only status fields count
-            self.put_bytes(key, record.to_bytes(), content_type="application/json")
+            # retained as long as the manifest it updates (tasks/catalog/locks.py), in the same insert
+            retention = getattr(found, "retention", None)
+            until = retention.retain_until_time if retention is not None else None
+            locked = self.lock is not None and until is not None and until > datetime.now(UTC)
+            self.put_bytes(
+                key,
+                record.to_bytes(),
+                content_type="application/json",
+                retain_until=until if locked else None,
+            )
             written = [manifest.path, key]
         if self.hold_validated and manifest.validated:
             problems = self.set_hold(written, True)
