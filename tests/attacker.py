@@ -13,10 +13,49 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from backstop.core.manifest import BackupManifest
+from backstop.core.retention import RetentionPolicy
+from backstop.core.retention_lock import RetentionLock
+from blocks.clients import storage_client_as
+from localdev.platform import PROJECT
 from tasks.catalog import locks
+from tasks.operations import iam
+from tasks.operations.harden import harden_bucket
 from tasks.storage.bucket import BackupStore
+from tests.conftest import unique
 
 REFUSED = (gexc.Forbidden, gexc.BadRequest, gexc.Unauthorized)
+
+
+class Domains:
+    """Primary and secondary buckets with object retention, hardened, IAM from roles.yaml, and a
+    store per job acting as that job's service account."""
+
+    def __init__(self, owner: Any, policy: RetentionPolicy, mode: str = "Unlocked") -> None:
+        self.owner = owner
+        self.primary = owner.create_bucket(
+            unique("backups"), location="us-central1", enable_object_retention=True
+        ).name
+        self.secondary = owner.create_bucket(
+            unique("backups-dr"), location="europe-west1", enable_object_retention=True
+        ).name
+        for bucket in (self.primary, self.secondary):
+            harden_bucket(owner, bucket, 7)
+        for bucket, pairs in iam.bindings(
+            iam.load_spec(), PROJECT, {"backup": [self.primary], "secondary": [self.secondary]}
+        ).items():
+            found = owner.get_bucket(bucket)
+            iam_policy = found.get_iam_policy(requested_policy_version=3)
+            for role, member in pairs:
+                iam_policy.bindings.append({"role": role, "members": {member}})
+            found.set_iam_policy(iam_policy)
+        self.lock = RetentionLock(mode, policy)  # type: ignore[arg-type]
+
+    def client(self, job: str) -> Any:
+        return storage_client_as(PROJECT, iam.email(job, PROJECT))
+
+    def store(self, job: str, secondary: bool = False) -> BackupStore:
+        bucket = self.secondary if secondary else self.primary
+        return BackupStore(self.client(job), bucket, lock=self.lock, hold_validated=True)
 
 
 def backup_objects(store: BackupStore, manifest: BackupManifest) -> list[str]:

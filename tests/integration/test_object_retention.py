@@ -13,19 +13,16 @@ import pytest
 
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.retention import RetentionPolicy
-from backstop.core.retention_lock import RetentionLock
-from blocks.clients import storage_client_as
 from blocks.settings import BackstopSettings
 from localdev.platform import PROJECT
 from tasks.catalog import backups as catalog
 from tasks.catalog import locks
 from tasks.engine.secondary import copy_to_secondary
 from tasks.operations import iam
-from tasks.operations.harden import harden_bucket
 from tasks.operations.prune import prune
 from tasks.storage.bucket import BackupStore, open_store
 from tasks.storage.google_api import crc32c_b64
-from tests.attacker import attack_bucket, attack_objects, backup_objects
+from tests.attacker import Domains, attack_bucket, attack_objects, backup_objects
 from tests.conftest import service_account_info, unique
 
 pytestmark = pytest.mark.integration
@@ -33,38 +30,6 @@ pytestmark = pytest.mark.integration
 GFS = RetentionPolicy(keep_last=1, keep_daily=7, keep_weekly=4, keep_monthly=12)
 KEEP_ONE = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0, keep_within_days=1)
 LAST_ONE = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
-
-
-class Domains:
-    """Primary and secondary buckets with object retention, hardened, IAM from roles.yaml, and a
-    store per job acting as that job's service account."""
-
-    def __init__(self, owner: Any, policy: RetentionPolicy, mode: str = "Unlocked") -> None:
-        self.owner = owner
-        self.primary = owner.create_bucket(
-            unique("backups"), location="us-central1", enable_object_retention=True
-        ).name
-        self.secondary = owner.create_bucket(
-            unique("backups-dr"), location="europe-west1", enable_object_retention=True
-        ).name
-        for bucket in (self.primary, self.secondary):
-            harden_bucket(owner, bucket, 7)
-        for bucket, pairs in iam.bindings(
-            iam.load_spec(), PROJECT, {"backup": [self.primary], "secondary": [self.secondary]}
-        ).items():
-            found = owner.get_bucket(bucket)
-            iam_policy = found.get_iam_policy(requested_policy_version=3)
-            for role, member in pairs:
-                iam_policy.bindings.append({"role": role, "members": {member}})
-            found.set_iam_policy(iam_policy)
-        self.lock = RetentionLock(mode, policy)  # type: ignore[arg-type]
-
-    def client(self, job: str) -> Any:
-        return storage_client_as(PROJECT, iam.email(job, PROJECT))
-
-    def store(self, job: str, secondary: bool = False) -> BackupStore:
-        bucket = self.secondary if secondary else self.primary
-        return BackupStore(self.client(job), bucket, lock=self.lock, hold_validated=True)
 
 
 @pytest.fixture
