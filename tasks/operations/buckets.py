@@ -166,13 +166,23 @@ def bucket_facts(client: Any, bucket: str) -> dict[str, Any]:
         "retention_seconds": int(retention.get("retentionPeriod") or 0),
         "retention_locked": bool(retention.get("isLocked")),
         "default_kms_key": found.default_kms_key_name,
+        "object_retention": found.object_retention_mode,
     }
 
 
 def _bucket_findings(
     name: str, role: str, facts: dict[str, Any], settings: BackstopSettings
 ) -> list[Finding]:
-    out = [
+    return [
+        *_durability_findings(name, role, facts),
+        *_retention_policy_findings(name, role, facts, settings),
+        _kms_finding(name, role, facts, settings),
+    ]
+
+
+def _durability_findings(name: str, role: str, facts: dict[str, Any]) -> list[Finding]:
+    """Where the bucket is, and whether a deleted object can come back (versioning, soft delete)."""
+    return [
         Finding(
             "ok",
             name,
@@ -197,36 +207,46 @@ def _bucket_findings(
             else "soft delete off: deleted objects cannot be recovered",
         ),
     ]
-    if facts["retention_seconds"]:
-        lock = "locked" if facts["retention_locked"] else "not locked"
-        out.append(
-            Finding(
-                "ok",
-                name,
-                "retention policy",
-                f"{facts['retention_seconds'] / 86400:g}-day retention policy ({lock}): prune cannot delete younger objects",
-            )
-        )
-        if role == "primary" and settings.bigquery_method == "extract":
-            out.append(
-                Finding(
-                    "warning",
-                    name,
-                    "bigquery extract",
-                    f"BigQuery extracts into this bucket, whose retention policy is {lock}: extract jobs that "
-                    "overwrite or clean up files fail"
-                    + (" and the lock can never be removed" if facts["retention_locked"] else ""),
-                )
-            )
-    else:
-        out.append(
+
+
+def _retention_policy_findings(
+    name: str, role: str, facts: dict[str, Any], settings: BackstopSettings
+) -> list[Finding]:
+    """The bucket retention policy, and what it means for BigQuery extracts into the bucket."""
+    if not facts["retention_seconds"]:
+        return [
             Finding(
                 "ok",
                 name,
                 "retention policy",
                 "no bucket retention policy (objects can be deleted at any time)",
             )
+        ]
+    lock = "locked" if facts["retention_locked"] else "not locked"
+    out = [
+        Finding(
+            "ok",
+            name,
+            "retention policy",
+            f"{facts['retention_seconds'] / 86400:g}-day retention policy ({lock}): prune cannot delete younger objects",
         )
+    ]
+    if role == "primary" and settings.bigquery_method == "extract":
+        out.append(
+            Finding(
+                "warning",
+                name,
+                "bigquery extract",
+                f"BigQuery extracts into this bucket, whose retention policy is {lock}: extract jobs that "
+                "overwrite or clean up files fail"
+                + (" and the lock can never be removed" if facts["retention_locked"] else ""),
+            )
+        )
+    return out
+
+
+def _kms_finding(name: str, role: str, facts: dict[str, Any], settings: BackstopSettings) -> Finding:
+    """The bucket's default KMS key against the settings' key for this copy."""
     key = facts["default_kms_key"]
     wanted = (
         (settings.secondary_kms_key_name or settings.kms_key_name)
@@ -234,24 +254,16 @@ def _bucket_findings(
         else settings.kms_key_name
     )
     if wanted and not key:
-        out.append(
-            Finding(
-                "warning",
-                name,
-                "kms",
-                f"settings want CMEK ({wanted}) but the bucket has no default KMS key: objects "
-                "written by other tools (BigQuery extracts) are Google-encrypted",
-            )
+        return Finding(
+            "warning",
+            name,
+            "kms",
+            f"settings want CMEK ({wanted}) but the bucket has no default KMS key: objects "
+            "written by other tools (BigQuery extracts) are Google-encrypted",
         )
-    elif wanted and key != wanted:
-        out.append(
-            Finding("warning", name, "kms", f"bucket default KMS key {key} differs from the settings' key")
-        )
-    else:
-        out.append(
-            Finding("ok", name, "kms", f"default KMS key {key}" if key else "Google-managed encryption")
-        )
-    return out
+    if wanted and key != wanted:
+        return Finding("warning", name, "kms", f"bucket default KMS key {key} differs from the settings' key")
+    return Finding("ok", name, "kms", f"default KMS key {key}" if key else "Google-managed encryption")
 
 
 def preflight(client: Any, settings: BackstopSettings) -> list[Finding]:
