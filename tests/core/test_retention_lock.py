@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from backstop.core.retention import BackupRef, RetentionPolicy, apply_policy, keep_rule_spans
 from backstop.core.retention_lock import RetentionLock, keep_until, later, plan_until
+
+pytestmark = pytest.mark.unit
 
 GFS = RetentionPolicy(keep_last=1, keep_daily=7, keep_weekly=4, keep_monthly=12, keep_yearly=0)
 
