@@ -13,7 +13,7 @@ JSON API does for the hardening checks, so the real `google-cloud-storage` clien
   configuration, default KMS key); a retention policy can be set, lengthened, shortened or
   removed until `lockRetentionPolicy` locks it (metageneration precondition required); a locked
   policy can only be lengthened; a retention policy and object versioning are refused together.
-- bucket IAM: `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`),
+- bucket IAM (localdev/servers/gcs_iam.py): `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`),
   the predefined storage roles below and custom roles from a YAML file (`--roles`, the format of
   `deployments/iam/roles.yaml`), and requests are refused (403) without the permission they need.
   The caller is the principal its bearer token names (`Authorization: Bearer serviceAccount:x@y`,
@@ -37,7 +37,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
 from http import server as http_server
-from pathlib import Path
 from typing import Any
 
 from gcp_storage_emulator import server as emu
@@ -45,49 +44,16 @@ from gcp_storage_emulator.handlers import buckets as emu_buckets
 from gcp_storage_emulator.storage import Storage
 
 from localdev.servers import gcs_object_retention as object_retention
+from localdev.servers.gcs_iam import (
+    RoleBook,
+    caller_token,
+    granted_permissions,
+    route_needs,
+    test_iam_permissions,
+)
 
 API = "/storage/v1"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-# The storage permissions of the predefined roles Backstop's checks meet (a subset of each role:
-# the bucket- and object-level permissions).
-PREDEFINED_ROLES: dict[str, set[str]] = {
-    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
-    "roles/storage.objectCreator": {"storage.objects.create"},
-    "roles/storage.objectUser": {
-        "storage.objects.create",
-        "storage.objects.delete",
-        "storage.objects.get",
-        "storage.objects.list",
-        "storage.objects.update",
-    },
-    "roles/storage.objectAdmin": {
-        "storage.objects.create",
-        "storage.objects.delete",
-        "storage.objects.get",
-        "storage.objects.getIamPolicy",
-        "storage.objects.list",
-        "storage.objects.setIamPolicy",
-        "storage.objects.update",
-    },
-    "roles/storage.legacyBucketReader": {"storage.buckets.get", "storage.objects.list"},
-    "roles/storage.admin": {
-        "storage.buckets.create",
-        "storage.buckets.delete",
-        "storage.buckets.get",
-        "storage.buckets.getIamPolicy",
-        "storage.buckets.list",
-        "storage.buckets.setIamPolicy",
-        "storage.buckets.update",
-        "storage.objects.create",
-        "storage.objects.delete",
-        "storage.objects.get",
-        "storage.objects.getIamPolicy",
-        "storage.objects.list",
-        "storage.objects.setIamPolicy",
-        "storage.objects.update",
-    },
-}
 
 
 class Forbidden(Exception):
@@ -147,10 +113,10 @@ CALL = _Call()
 def _require(permissions: set[str], bucket: str) -> None:
     """Refuse the request unless its caller holds `permissions` on `bucket` (a caller without a
     token is the emulator's owner, who may do everything)."""
-    token = _token(CALL.request) if CALL.request is not None else ""
+    token = caller_token(CALL.request) if CALL.request is not None else ""
     if not token or CALL.roles is None or bucket not in CALL.storage.buckets:
         return
-    granted = _granted(CALL.request, CALL.storage, bucket, CALL.roles)
+    granted = granted_permissions(CALL.request, CALL.storage, bucket, CALL.roles)
     for permission in sorted(permissions - granted):
         raise Denied(
             f"{token.split(':', 1)[-1]} does not have {permission} access to the Google Cloud Storage "
@@ -243,17 +209,17 @@ def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook 
     def run(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
         CALL.request, CALL.storage, CALL.roles, CALL.retention = request, storage, roles, None
         try:
-            if needs and roles is not None and _token(request):
+            if needs and roles is not None and caller_token(request):
                 for param, permission in needs.items():
                     bucket = request.params.get(param)
-                    if bucket in storage.buckets and permission not in _granted(
+                    if bucket in storage.buckets and permission not in granted_permissions(
                         request, storage, bucket, roles
                     ):
                         _error(
                             response,
                             HTTPStatus.FORBIDDEN,
                             "forbidden",
-                            f"{_token(request).split(':', 1)[-1]} does not have {permission} access to the Google "
+                            f"{caller_token(request).split(':', 1)[-1]} does not have {permission} access to the Google "
                             f"Cloud Storage bucket or object. Permission '{permission}' denied on resource.",
                         )
                         return None
@@ -411,83 +377,6 @@ def object_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs
     response.json(obj)
 
 
-class RoleBook:
-    """Permissions per role: the predefined storage roles and the custom roles of a YAML file."""
-
-    def __init__(self, roles_file: str | None = None) -> None:
-        self.roles = {name: set(perms) for name, perms in PREDEFINED_ROLES.items()}
-        if roles_file:
-            import yaml
-
-            document = yaml.safe_load(Path(roles_file).read_text()) or {}
-            for role in document.get("roles", []):
-                self.roles[role["id"]] = set(role["permissions"])
-
-    def permissions(self, role: str) -> set[str]:
-        """Permissions of `role`: predefined by name, custom as `projects/<p>/roles/<id>`."""
-        if role in self.roles:
-            return self.roles[role]
-        return self.roles.get(role.rsplit("/", 1)[-1], set())
-
-
-def _token(request: Any) -> str:
-    header = request.get_header("Authorization") or ""
-    return str(header.removeprefix("Bearer ").strip())
-
-
-def _granted(request: Any, storage: Any, bucket: str, roles: RoleBook) -> set[str]:
-    """What the caller may do on `bucket` through the bucket's IAM policy (allUsers included)."""
-    token = _token(request)
-    members = {"allUsers"} if not token else {"allUsers", "allAuthenticatedUsers", token}
-    policy = storage.get_bucket_iam_policy(bucket) or {}
-    granted: set[str] = set()
-    for binding in policy.get("bindings") or []:
-        if members & set(binding.get("members") or []):
-            granted |= roles.permissions(binding.get("role", ""))
-    return granted
-
-
-def test_iam_permissions(
-    request: Any, response: Any, storage: Any, *args: Any, roles: RoleBook, **kwargs: Any
-) -> None:
-    """iam/testPermissions: the asked permissions the caller holds through the bucket's IAM policy."""
-    name = request.params.get("bucket_name")
-    if name not in storage.buckets:
-        response.status = HTTPStatus.NOT_FOUND
-        return
-    granted = _granted(request, storage, name, roles)
-    asked = request.query.get("permissions") or []
-    response.json(
-        {"kind": "storage#testIamPermissionsResponse", "permissions": [p for p in asked if p in granted]}
-    )
-
-
-# The permission each route needs of a caller that names itself (see the module docstring).
-def _needs(regex: str, method: str) -> dict[str, str]:
-    bucket, objects = "storage.buckets.", "storage.objects."
-    if "/copyTo/" in regex or "/rewriteTo/" in regex:
-        return {"bucket_name": objects + "get", "dest_bucket_name": objects + "create"}
-    table = [
-        ("/iam/testPermissions$", {}),
-        ("/iam$", {"GET": bucket + "getIamPolicy", "PUT": bucket + "setIamPolicy"}),
-        ("/lockRetentionPolicy$", {"POST": bucket + "update"}),
-        ("/compose$", {"POST": objects + "create"}),
-        ("/o$", {"GET": objects + "list", "POST": objects + "create", "PUT": objects + "create"}),
-        (
-            "/o/(?P<object_id>.*[^/]+)$",
-            {"GET": objects + "get", "DELETE": objects + "delete"},  # PATCH: object_patch decides
-        ),
-        (
-            "(?P<bucket_name>[-.\\w]+)$",
-            {"GET": bucket + "get", "PATCH": bucket + "update", "DELETE": bucket + "delete"},
-        ),
-    ]
-    for suffix, perms in table:
-        if regex.endswith(suffix):
-            return {"bucket_name": perms[method]} if method in perms else {}
-    return {}
-
-
 def handlers(roles: RoleBook) -> tuple[Any, ...]:
     """The emulator's routes with this module's behaviour in front, every handler guarded."""
     bucket = r"(?P<bucket_name>[-.\w]+)"
@@ -511,7 +400,10 @@ def handlers(roles: RoleBook) -> tuple[Any, ...]:
         if regex.endswith(r"/b/(?P<bucket_name>[-.\w]+)$") and "PATCH" in methods:
             methods["PATCH"] = bucket_patch
         routes.append(
-            (regex, {method: _guarded(fn, _needs(regex, method), roles) for method, fn in methods.items()})
+            (
+                regex,
+                {method: _guarded(fn, route_needs(regex, method), roles) for method, fn in methods.items()},
+            )
         )
     return tuple(routes)
 
