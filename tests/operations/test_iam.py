@@ -124,7 +124,8 @@ def test_preflight_iam_reports_missing_permissions_and_permissions_a_job_should_
         "should not have: storage.objects.delete, storage.objects.setIamPolicy, storage.objects.update"
     )
     assert red[("iam backstop-validator", names["backups-dr"])] == (
-        "missing: storage.buckets.get, storage.objects.create, storage.objects.get, storage.objects.list"
+        "missing: storage.buckets.get, storage.objects.create, storage.objects.get, storage.objects.list, "
+        "storage.objects.setRetention"
     )
 
 
