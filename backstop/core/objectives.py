@@ -11,6 +11,9 @@ Health per component / source:
 - RTO: the newest drill must have passed (restored, verified, and within `rto_minutes`).
   A source never drilled is reported, not breached (a fresh install has no drills yet).
 - Failures: backups marked invalid in the last day are counted and shown as a warning.
+- Watched (`Watch`, from the settings): a last drill older than `drill_max_age_days` is a breach;
+  a secondary copy lagging the primary by more than the RPO is a breach; a source never
+  re-verified, re-verified long ago, or whose last re-verification found damage is a warning.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from backstop.core.manifest import BackupSummary, select
+from backstop.core.reverify import VerificationReport, last_result
 from backstop.core.runs import RunRecord
 
 DRILL_PREFIX = "drills/"
@@ -143,6 +147,97 @@ HEALTH_COLUMNS = [
 ]
 
 
+@dataclass(frozen=True)
+class Watch:
+    """What health watches beyond RPO / RTO, from the settings: drill age, re-verification runs
+    (their reports), and the secondary copy (when a secondary bucket is configured)."""
+
+    drill_max_age_days: float = 35
+    reverify_every_days: float = 7
+    reports: tuple[VerificationReport, ...] = ()
+    secondary: bool = False
+
+
+def drill_age_problem(drill: DrillResult | None, now: datetime, max_days: float) -> str | None:
+    """A breach: the last drill is older than `max_days` (a drill months old proves little today)."""
+    if drill is None:
+        return None
+    days = (now - drill.started_at).total_seconds() / 86400
+    if days <= max_days:
+        return None
+    return f"last drill {drill.drill_id} is {days:,.0f} days old, over the maximum of {max_days:g} days"
+
+
+def reverify_problems(
+    reports: Iterable[VerificationReport], component: str, source: str, now: datetime, every_days: float
+) -> list[str]:
+    """Warnings: never re-verified, last re-verified long ago (two runs missed), or the last
+    re-verification found backups damaged or expired."""
+    found = last_result(reports, component, source)
+    if found is None:
+        return [f"kept backups of {component}/{source} never re-verified (backstop verify)"]
+    report, result = found
+    days = (now - report.at).total_seconds() / 86400
+    problems = []
+    if days > 2 * every_days:
+        problems.append(
+            f"last re-verification {report.run_id} is {days:,.0f} days old (runs every {every_days:g})"
+        )
+    if result.found:
+        problems.append(
+            f"last re-verification {report.run_id} found {len(result.damaged)} damaged and "
+            f"{len(result.expired)} expired backup(s): {', '.join([*result.damaged, *result.expired][:5])}"
+        )
+    return problems
+
+
+def secondary_lag_problem(own: list[BackupSummary], now: datetime, rpo_hours: float) -> str | None:
+    """A breach: the secondary copy is behind the primary by more than the RPO. Lag: the age of the
+    oldest validated backup newer than the newest one copied to the secondary (0 when up to date)."""
+    behind: BackupSummary | None = None
+    for m in own:  # newest first
+        if not m.validated:
+            continue
+        if _copied(m):
+            break
+        behind = m
+    if behind is None:
+        return None
+    hours = (now - (behind.finished_at or behind.started_at)).total_seconds() / 3600
+    if hours <= rpo_hours:
+        return None
+    return (
+        f"secondary copy lags {hours:,.1f} h behind (backup {behind.backup_id} not copied), "
+        f"over the RPO of {rpo_hours:g} h"
+    )
+
+
+def _copied(backup: BackupSummary) -> bool:
+    """Whether a header or manifest records a good secondary copy."""
+    ok = getattr(backup, "secondary_ok", None)
+    record = getattr(backup, "secondary", None)
+    return bool(ok) or bool(record is not None and record.ok)
+
+
+def watched_problems(
+    watch: Watch | None,
+    own: list[BackupSummary],
+    drill: DrillResult | None,
+    component: str,
+    source: str,
+    objectives: ObjectivesLike,
+    now: datetime,
+) -> tuple[list[str], list[str]]:
+    """(breaches, warnings) of what `watch` adds to a source's health row."""
+    if watch is None:
+        return [], []
+    breach = [drill_age_problem(drill, now, watch.drill_max_age_days)]
+    if watch.secondary:
+        breach.append(secondary_lag_problem(own, now, objectives.rpo_hours))
+    warn = reverify_problems(watch.reports, component, source, now, watch.reverify_every_days)
+    return [p for p in breach if p], warn
+
+
 def health_rows(
     manifests: Iterable[BackupSummary],
     drills: Iterable[DrillResult],
@@ -150,6 +245,7 @@ def health_rows(
     now: datetime,
     expected: Iterable[tuple[str, str]] = (),
     runs: Iterable[RunRecord] = (),
+    watch: Watch | None = None,
 ) -> list[HealthRow]:
     """One HealthRow per (component, source) seen in the catalog or named in `expected`.
 
@@ -162,6 +258,8 @@ def health_rows(
             backed up is reported as a breach instead of being invisible.
         runs: run records (backstop.core.runs): failed runs count as failures, and a source whose
             latest backup run failed after its last good backup is in breach.
+        watch: drill age (a breach past its maximum), the secondary copy's lag (a breach past the
+            RPO) and re-verification (warnings), when given.
     """
     manifests = list(manifests)
     drills = list(drills)
@@ -227,8 +325,10 @@ def health_rows(
             problems.append(
                 f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message[:200]}"
             )
-        healthy = rpo_ok and rto_ok and not latest_backup_failed
-        status = "breach" if not healthy else ("warn" if failures or drill is None else "ok")
+        breached, warned = watched_problems(watch, own, drill, component, source, objectives, now)
+        problems += breached + warned
+        healthy = rpo_ok and rto_ok and not latest_backup_failed and not breached
+        status = "breach" if not healthy else ("warn" if failures or drill is None or warned else "ok")
         rows.append(
             HealthRow(
                 component=component,

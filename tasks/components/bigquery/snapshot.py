@@ -156,6 +156,19 @@ def validate_snapshot(client: Any, entry: ManifestEntry) -> list[str]:
     return problems
 
 
+def missing_snapshots(client: Any, entries: list[ManifestEntry]) -> list[str]:
+    """One line per entry whose snapshot table no longer exists."""
+    gone = []
+    for entry in entries:
+        ref = str(entry.metadata["snapshot_table"])
+        try:
+            with converted_errors(f"BigQuery snapshot {ref}"):
+                client.get_table(ref, timeout=TIMEOUT, retry=RETRY)
+        except NotFound:
+            gone.append(f"table {entry.name!r}: snapshot {ref} no longer exists")
+    return gone
+
+
 def restore_from_snapshot(
     client: Any, entry: ManifestEntry, target_ref: str, kms_key_name: str | None
 ) -> int:
