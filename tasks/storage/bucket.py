@@ -1,11 +1,10 @@
 """The backup bucket: manifests (the catalog), component data, in-progress markers, holds.
 
 Everything that reads or writes the backup bucket goes through `BackupStore`, which converts
-`google.api_core` errors into Backstop errors at the call site. Components never list the bucket
-to learn what backups exist: they ask the catalog index (`list_headers`, `find_manifest`; see
-`tasks/catalog/index.py`), which never lists the pool, and read one manifest in full only when they
-need its entries (`load`, `list_manifests`), and stream the entries of a large one chunk by chunk
-(`iter_entries`).
+`google.api_core` errors into Backstop errors at the call site (tasks/storage/google_api.py). The
+store knows objects, manifests and chunks, not the catalog: what backups exist is the catalog
+index's business (tasks/catalog/index.py: `read_headers`, `find`, `load`, `write_manifest`, which
+indexes what this module writes). Large manifests stream their entries chunk by chunk (`iter_entries`).
 
 A manifest is written once (`<folder>/manifest.json`, at commit) and never replaced: later
 changes (the validation outcome, the secondary copy record) are written as new objects under

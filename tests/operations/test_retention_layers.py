@@ -11,7 +11,7 @@ import pytest
 
 from localdev.platform import PROJECT, free_port
 from tests.conftest import unique
-from tests.integration.test_buckets import config_gcs  # noqa: F401  (an emulator that keeps lifecycle rules)
+from tests.operations.test_buckets import config_gcs  # noqa: F401  (an emulator that keeps lifecycle rules)
 
 pytestmark = pytest.mark.integration
 LOCATION = "us-central1"

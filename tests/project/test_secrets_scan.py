@@ -26,6 +26,7 @@ import pytest
 
 from backstop_cli.main import main
 from localdev.platform import free_port
+from tasks.catalog import index
 from tasks.storage.bucket import open_store
 from tests.conftest import unique
 
@@ -355,7 +356,7 @@ def test_composer_configs_and_bigquery_flows_leak_no_secret(
     assert results[3]["created"] >= 4  # the DAG, two variables, the connection
     assert "Airflow API GET" in str(states[5].message) and "500" in str(states[5].message)
     assert results[4][0]["files"] == 2 and results[4][0]["skipped_secrets"] == 3
-    bq_backup = open_store(settings).find_manifest(results[5][0]["backup_id"])
+    bq_backup = index.find(open_store(settings), results[5][0]["backup_id"])
     assert results[5][0]["status"] == "validated" and sum(bq_backup.source_state["tables"].values()) == 2
     assert any(TOKEN in seen for seen in receiver.seen), "the failure hook did not use the webhook block"
     # The secrets really went through the backup (encrypted): the restore put them back into Airflow.

@@ -13,8 +13,8 @@ from backstop.core.manifest import new_backup_id
 from localdev.platform import PROJECT
 from tasks.catalog import index
 from tasks.engine.calls import ComponentCalls
-from tests.integration.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
-from tests.integration.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
+from tests.components.bigquery.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
+from tests.components.bigquery.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
 
 bq_component = ComponentCalls("bigquery")
 
@@ -123,7 +123,7 @@ def store_tables(settings_block: str, backup_id: str) -> dict[str, int]:
     from blocks.settings import load_settings
     from tasks.storage.bucket import open_store
 
-    return dict(open_store(load_settings(settings_block)).find_manifest(backup_id).source_state["tables"])
+    return dict(index.find(open_store(load_settings(settings_block)), backup_id).source_state["tables"])
 
 
 def query_count(bq: Any, ref: str) -> int:
