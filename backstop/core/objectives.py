@@ -12,8 +12,8 @@ Health per component / source:
   A source never drilled is reported, not breached (a fresh install has no drills yet).
 - Failures: backups marked invalid in the last day are counted and shown as a warning.
 - Watched (`Watch`, from the settings): a last drill older than `drill_max_age_days` is a breach;
-  a secondary copy lagging the primary by more than the RPO is a breach; a source never
-  re-verified, re-verified long ago, or whose last re-verification found damage is a warning.
+  a secondary copy lagging the primary by more than the RPO is a breach; a source not re-verified
+  for two runs, or whose last re-verification found damage, is a warning.
 """
 
 from __future__ import annotations
@@ -169,16 +169,29 @@ def drill_age_problem(drill: DrillResult | None, now: datetime, max_days: float)
 
 
 def reverify_problems(
-    reports: Iterable[VerificationReport], component: str, source: str, now: datetime, every_days: float
+    reports: Iterable[VerificationReport],
+    own: list[BackupSummary],
+    component: str,
+    source: str,
+    now: datetime,
+    every_days: float,
 ) -> list[str]:
-    """Warnings: never re-verified, last re-verified long ago (two runs missed), or the last
-    re-verification found backups damaged or expired."""
+    """Warnings: not re-verified for two runs (counted from its last re-verification, else from its
+    oldest validated backup, checked when it was validated), or the last re-verification marked
+    backups damaged or expired."""
     found = last_result(reports, component, source)
+    problems = []
     if found is None:
-        return [f"kept backups of {component}/{source} never re-verified (backstop verify)"]
+        kept = [m.finished_at or m.started_at for m in own if m.validated]
+        days = (now - min(kept)).total_seconds() / 86400 if kept else 0.0
+        if days > 2 * every_days:
+            problems.append(
+                f"kept backups of {component}/{source} never re-verified, the oldest validated "
+                f"{days:,.0f} days ago (backstop verify)"
+            )
+        return problems
     report, result = found
     days = (now - report.at).total_seconds() / 86400
-    problems = []
     if days > 2 * every_days:
         problems.append(
             f"last re-verification {report.run_id} is {days:,.0f} days old (runs every {every_days:g})"
@@ -234,7 +247,7 @@ def watched_problems(
     breach = [drill_age_problem(drill, now, watch.drill_max_age_days)]
     if watch.secondary:
         breach.append(secondary_lag_problem(own, now, objectives.rpo_hours))
-    warn = reverify_problems(watch.reports, component, source, now, watch.reverify_every_days)
+    warn = reverify_problems(watch.reports, own, component, source, now, watch.reverify_every_days)
     return [p for p in breach if p], warn
 
 

@@ -32,7 +32,7 @@ from tasks.catalog import index
 from tasks.engine import units
 from tasks.engine.lifecycle import loaded
 from tasks.engine.protocol import COMPONENTS, Context, get_component, stored_options
-from tasks.storage.bucket import BackupStore
+from tasks.storage.bucket import BackupStore, open_store
 
 log = logging.getLogger(__name__)
 MAX_TASKS = 200  # Prefect task runs per flow run stay in the hundreds: sources are batched
@@ -80,10 +80,26 @@ def reverify_source(
             catalog.record_reverification(
                 store, manifest, "expired", gone + stored.problems, stored.read_back
             )
+            _expire_secondary(settings, manifest, gone)
         elif stored.problems:
             result.damaged[manifest.backup_id] = stored.problems
             catalog.record_reverification(store, manifest, "invalid", stored.problems, stored.read_back)
     return result
+
+
+def _expire_secondary(settings: BackstopSettings, manifest: Any, gone: list[str]) -> None:
+    """Mark the secondary copy of an expired backup expired too: its outside data is the same, so a
+    restore falling back to the secondary must not choose it either. (A backup damaged in the primary
+    stays chosen in the secondary, whose copy was verified on its own.)"""
+    if manifest.secondary is None or not manifest.secondary.ok or not settings.secondary_bucket:
+        return
+    secondary = open_store(settings, secondary=True)
+    try:
+        there = secondary.read_manifest(manifest.path)
+    except (NotFound, ValidationFailed) as exc:
+        log.warning("secondary copy of expired backup %s not marked: %s", manifest.backup_id, exc)
+        return
+    catalog.record_reverification(secondary, there, "expired", gone, 0)
 
 
 def _batch(

@@ -14,6 +14,8 @@ from tasks.catalog import index
 from tasks.engine import lifecycle, restore
 from tasks.engine.protocol import RestoreRequest
 from tasks.engine.reverify import reverify
+from tasks.engine.secondary import copy_to_secondary
+from tasks.storage.bucket import open_store
 from tests.contract.conftest import expire_outside_data
 from tests.contract.test_contract import backed_up, flip_one_byte
 
@@ -60,6 +62,8 @@ def test_backup_whose_outside_data_expired_is_never_chosen(subject: Any, setting
     options = {"method": "snapshot"} if subject.component == "bigquery" else None
     source = subject.seed()
     old = lifecycle.backup(subject.component, settings, source, options=options, store=store)
+    secondary = open_store(settings, secondary=True)
+    assert copy_to_secondary(store, secondary, old).secondary.ok  # type: ignore[union-attr]
     subject.change(source)
     before = subject.state(source)
     new = lifecycle.backup(subject.component, settings, source, options=options, store=store)
@@ -69,9 +73,10 @@ def test_backup_whose_outside_data_expired_is_never_chosen(subject: Any, setting
     result = result_of(reverify(settings, store, [subject.component], share=1.0), subject.component, source)
     assert list(result.expired) == [old.backup_id] and not result.damaged
     assert store.read_manifest(old.path).status == "expired"
+    assert secondary.read_manifest(old.path).status == "expired"  # its copy points at the same gone data
 
     moment = old.started_at.isoformat()
-    for request in (
+    for request in (  # neither the primary nor the secondary copy is chosen
         RestoreRequest(source=source, target=subject.new_target(source), before=moment),
         RestoreRequest(source=source, target=subject.new_target(source), before=moment, skip_damaged=True),
     ):

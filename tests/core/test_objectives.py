@@ -204,8 +204,14 @@ def test_reverification_never_run_old_or_finding_damage_is_a_warning() -> None:
     from backstop.core.objectives import Watch
 
     rows = [backup("raw", 3)], [drill("raw", 24, 30.0)]
-    (never,) = health_rows(*rows, objectives, NOW, watch=Watch())
-    assert never.status == "warn" and any("never re-verified" in p for p in never.problems)
+    (fresh,) = health_rows(*rows, objectives, NOW, watch=Watch())  # validated 3 h ago: nothing due
+    assert fresh.status == "ok", fresh.problems
+    (never,) = health_rows(
+        [backup("raw", 3), backup("raw", 24 * 20)], rows[1], objectives, NOW, watch=Watch()
+    )
+    assert never.status == "warn" and any(
+        "never re-verified, the oldest validated 20 days" in p for p in never.problems
+    )
     (stale,) = health_rows(*rows, objectives, NOW, watch=Watch(reports=(verified(20),)))
     assert stale.status == "warn" and any("20 days old" in p for p in stale.problems)
     found = Watch(reports=(verified(30), verified(1, damaged=["20260301T000000Z-abcdef"])))
