@@ -87,3 +87,27 @@ def test_scheduled_reverification_fails_and_alerts_when_it_finds_damage(
     assert post is not None, f"no alert received; got {receiver.posts}"
     assert post["subject"] == "Backstop: reverify-backups Failed" and "re-verification found" in post["text"]
     assert store.read_manifest(old.path).status == "invalid"
+
+
+def test_sources_are_batched_so_task_runs_stay_bounded(
+    gcs: Any, settings: Any, store: Any, saved_settings: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.verify import reverify_backups
+    from tasks.engine import reverify
+
+    monkeypatch.setattr(reverify, "MAX_TASKS", 2)
+    sources = [unique("batchsrc") for _ in range(3)]
+    for source in sources:
+        gcs.create_bucket(source).blob("a.txt").upload_from_string(b"a")
+        lifecycle.backup("gcs", settings, source, store=store)
+    state = reverify_backups(settings_block=saved_settings, share_percent=100, return_state=True)
+    result = state.result()
+    assert sorted(r["source"] for r in result["sources"]) == sorted(sources) and not result["problems"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    assert len([r for r in runs if r.name.startswith("reverify-")]) == 2  # 3 sources in 2 batches
