@@ -17,9 +17,10 @@ from prefect.cache_policies import NO_CACHE
 
 from backstop.core.catalog_index import ManifestHeader
 from backstop.core.errors import ObjectiveBreached
-from backstop.core.objectives import HEALTH_COLUMNS, HealthRow, Watch, breaches, health_rows, trend_rows
+from backstop.core.objectives import HEALTH_COLUMNS, HealthRow, breaches, health_rows, trend_rows
 from backstop.core.report import human_bytes, markdown_table
 from backstop.core.runs import RunRecord
+from backstop.core.watch import Watch
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.catalog import index

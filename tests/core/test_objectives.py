@@ -189,7 +189,7 @@ def copied(manifest: BackupManifest, ok: bool = True) -> BackupManifest:
 
 
 def test_a_drill_older_than_its_maximum_is_a_breach_and_a_recent_one_is_fine() -> None:
-    from backstop.core.objectives import Watch
+    from backstop.core.watch import Watch
 
     watch = Watch(drill_max_age_days=35, reports=(verified(2),))
     (old,) = health_rows([backup("raw", 3)], [drill("raw", 24 * 90, 30.0)], objectives, NOW, watch=watch)
@@ -201,7 +201,7 @@ def test_a_drill_older_than_its_maximum_is_a_breach_and_a_recent_one_is_fine() -
 
 
 def test_reverification_never_run_old_or_finding_damage_is_a_warning() -> None:
-    from backstop.core.objectives import Watch
+    from backstop.core.watch import Watch
 
     rows = [backup("raw", 3)], [drill("raw", 24, 30.0)]
     (fresh,) = health_rows(*rows, objectives, NOW, watch=Watch())  # validated 3 h ago: nothing due
@@ -220,7 +220,7 @@ def test_reverification_never_run_old_or_finding_damage_is_a_warning() -> None:
 
 
 def test_a_secondary_copy_lagging_more_than_the_rpo_is_a_breach() -> None:
-    from backstop.core.objectives import Watch
+    from backstop.core.watch import Watch
 
     watch = Watch(reports=(verified(1),), secondary=True)
     up_to_date = [copied(backup("raw", 3)), copied(backup("raw", 30))]
