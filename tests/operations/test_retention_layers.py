@@ -96,3 +96,22 @@ def test_a_lifecycle_rule_deleting_composer_snapshots_early_is_named(
     bucket.patch()
     (finding,) = layer_findings(settings, gcs)
     assert finding["level"] == "error" and "after 30 days" in finding["message"]
+
+
+def test_backstop_preflight_names_the_mismatch(
+    settings: Any, gke_server: Any, prefect_harness: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from backstop_cli.main import main
+
+    cluster = with_cluster(settings, gke_server, retain_days=30)
+    name = unique("settings")
+    settings.save(name, overwrite=True)
+    assert main(["--settings", name, "preflight", "--json"]) == 1  # a red finding
+    findings = [f for f in json.loads(capsys.readouterr().out) if f["check"] == "retention layers"]
+    assert [f["level"] for f in findings] == ["error"]
+    assert (
+        "retain_days is 30" in findings[0]["message"]
+        and f"backups of {cluster} up to 373 days" in findings[0]["message"]
+    )
