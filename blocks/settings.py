@@ -122,6 +122,25 @@ class BackstopSettings(Block):
     validate_sample_percent: float = Field(
         default=5.0, ge=0, le=100, description="Share of backed-up objects re-read during validation."
     )
+    reverify_period_days: float = Field(
+        default=28,
+        gt=0,
+        description="Every kept backup's stored bytes are re-read within this many days: each scheduled "
+        "re-verification reads the share reverify_every_days / reverify_period_days (like restic's "
+        "check --read-data-subset), and checks that data outside the bucket still exists.",
+    )
+    reverify_every_days: float = Field(
+        default=7,
+        gt=0,
+        description="How often the re-verification runs (prefect.yaml's weekly-revalidate-kept-backups): "
+        "with reverify_period_days it sets the share each run reads; health warns when the last run is older.",
+    )
+    drill_max_age_days: float = Field(
+        default=35,
+        gt=0,
+        description="Health is in breach when a source's last restore drill is older than this (the "
+        "monthly drill plus a few days).",
+    )
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Default retention.")
     retention_overrides: dict[str, RetentionSettings] = Field(
         default_factory=dict, description="Retention per component ('gcs') or component/source ('gcs/raw')."

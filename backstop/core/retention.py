@@ -28,6 +28,7 @@ sweep, `tasks.operations.prune`), so removing an old backup never removes data a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,8 @@ class BackupRef:
 
     @property
     def invalid(self) -> bool:
-        return self.status == "invalid"
+        """Damaged or expired (its data outside the bucket gone): it counts for nothing."""
+        return self.status in ("invalid", "expired")
 
 
 def ref_of(manifest: BackupManifest) -> BackupRef:
@@ -107,6 +109,23 @@ class RetentionPolicy:
         return not any(
             (self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly, self.keep_yearly)
         ) and not (self.keep_within_days > 0)
+
+    def kept_for_days(self) -> int:
+        """The longest a backup can be kept by the time rules: how long data a backup holds outside
+        the bucket (a Backup for GKE backup, a BigQuery snapshot) must live so that no kept backup
+        outlives it. A day, ISO week, month and year count 1, 7, 31 and 366 days, plus the day the
+        rule is counted from. `keep_last` / `min_validated` count backups, not days: a backup they
+        keep past this horizon (backups stopped) is found expired by re-verification instead.
+        """
+        spans = (
+            self.keep_daily,
+            self.keep_weekly * 7,
+            self.keep_monthly * 31,
+            self.keep_yearly * 366,
+            math.ceil(self.keep_within_days),
+        )
+        longest = max(spans)
+        return longest + 1 if longest else 0
 
     def describe(self) -> str:
         parts = [
@@ -269,10 +288,10 @@ def apply_policy(backups: Sequence[BackupRef], policy: RetentionPolicy, now: dat
             )
             if newer and newest_validated is not None:
                 plan.remove.append(
-                    (b.backup_id, f"invalid; newer validated backup {newest_validated.backup_id} exists")
+                    (b.backup_id, f"{b.status}; newer validated backup {newest_validated.backup_id} exists")
                 )
             else:
-                plan.keep.append((b.backup_id, ["invalid, kept until a newer validated backup exists"]))
+                plan.keep.append((b.backup_id, [f"{b.status}, kept until a newer validated backup exists"]))
         else:
             plan.remove.append((b.backup_id, f"matches no keep rule ({policy.describe()})"))
     return plan
