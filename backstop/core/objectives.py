@@ -11,6 +11,9 @@ Health per component / source:
 - RTO: the newest drill must have passed (restored, verified, and within `rto_minutes`).
   A source never drilled is reported, not breached (a fresh install has no drills yet).
 - Failures: backups marked invalid in the last day are counted and shown as a warning.
+- Watched (`backstop.core.watch`, from the settings): a last drill older than `drill_max_age_days` is a breach;
+  a secondary copy lagging the primary by more than the RPO is a breach; a source not re-verified
+  for two runs, or whose last re-verification found damage, is a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from backstop.core.manifest import BackupSummary, select
 from backstop.core.runs import RunRecord
+from backstop.core.watch import Watch, watched_problems
 
 DRILL_PREFIX = "drills/"
 
@@ -150,6 +154,7 @@ def health_rows(
     now: datetime,
     expected: Iterable[tuple[str, str]] = (),
     runs: Iterable[RunRecord] = (),
+    watch: Watch | None = None,
 ) -> list[HealthRow]:
     """One HealthRow per (component, source) seen in the catalog or named in `expected`.
 
@@ -162,6 +167,8 @@ def health_rows(
             backed up is reported as a breach instead of being invisible.
         runs: run records (backstop.core.runs): failed runs count as failures, and a source whose
             latest backup run failed after its last good backup is in breach.
+        watch: drill age (a breach past its maximum), the secondary copy's lag (a breach past the
+            RPO) and re-verification (warnings), when given.
     """
     manifests = list(manifests)
     drills = list(drills)
@@ -227,8 +234,10 @@ def health_rows(
             problems.append(
                 f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message[:200]}"
             )
-        healthy = rpo_ok and rto_ok and not latest_backup_failed
-        status = "breach" if not healthy else ("warn" if failures or drill is None else "ok")
+        breached, warned = watched_problems(watch, own, drill, component, source, objectives, now)
+        problems += breached + warned
+        healthy = rpo_ok and rto_ok and not latest_backup_failed and not breached
+        status = "breach" if not healthy else ("warn" if failures or drill is None or warned else "ok")
         rows.append(
             HealthRow(
                 component=component,

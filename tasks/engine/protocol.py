@@ -12,7 +12,7 @@ original location, verify what was written, drill. A component supplies only wha
 - `plan_restore` / `apply_restore` / `verify_restored`: what a restore would change, doing it,
   comparing the target with the backup;
 - `scratch_target` / `remove_target`: isolated targets for drills.
-Steps in parentheses, `delete`, `holds` and `notes` have defaults in `LifecycleMethods`, the base class
+Steps in parentheses, `delete`, `holds`, `gone_outside` and `notes` have defaults in `LifecycleMethods`, the base class
 of the registered components: a component overrides them only where it differs.
 
 Adding a component: one module with a class like the ones registered below, its options model, one
@@ -114,6 +114,9 @@ class RestoreRequest:
     dry_run: bool = False
     skip_damaged: bool = False
     options: Any = None
+    # Bring the target to the backup's state in the restored scope: what it holds there that the
+    # backup does not (added after the backup) is planned as "delete" (refused without overwrite).
+    exact: bool = False
 
 
 @dataclass
@@ -232,12 +235,20 @@ class Component(Protocol):
         """Whether a backup holds what a restore asks for (the newest that does is chosen)."""
         ...
 
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """What the backup holds outside the backup bucket that no longer exists (a Backup for GKE
+        backup, a snapshot table), one line each; re-verification marks such a backup expired."""
+        ...
+
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines about a backup for its artifact (what was left out, warnings)."""
         ...
 
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
-        """What restoring `manifest` as `request` asks would change; writes nothing."""
+        """What restoring `manifest` as `request` asks would change; writes nothing.
+
+        "replace" only where the target differs from the backup ("unchanged" where it is identical);
+        with `request.exact`, one "delete" per item in the restored scope that the backup does not hold."""
         ...
 
     def apply_restore(
@@ -288,6 +299,10 @@ class LifecycleMethods:
     def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
         """Whether `manifest` holds what `request` asks (the newest backup that does is restored)."""
         return True
+
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """Nothing outside the backup bucket by default: nothing there can be gone."""
+        return []
 
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines worth a person's attention after a backup (what was left out, warnings)."""

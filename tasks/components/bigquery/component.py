@@ -28,7 +28,7 @@ What the local emulator (bqemulator 1.4.0) cannot do, so is not exercised by the
 - Multipart uploads for load jobs are refused; loads use resumable uploads.
 - `tables.get` omits a view's SQL; it is read from INFORMATION_SCHEMA.VIEWS instead.
 - `num_rows` stays 0 after DML inserts; "is this table empty" reads one row instead.
-Everything else in the list round-trips row for row on the emulator (tests/integration/test_bigquery.py):
+Everything else in the list round-trips row for row on the emulator (tests/components/bigquery/test_bigquery.py):
 INT64, NUMERIC, FLOAT64 (NaN, +/-inf), BOOL, STRING (non-ASCII), BYTES, DATE, DATETIME, TIME,
 TIMESTAMP, JSON, GEOGRAPHY, ARRAY, STRUCT (one level, with repeated fields), REPEATED STRUCT,
 NULLs and empty tables.
@@ -53,13 +53,9 @@ from tasks.components.bigquery.backup import (
     list_tables,
     source_state,
 )
-from tasks.components.bigquery.restore import (
-    apply_dataset_restore,
-    plan_dataset_restore,
-    validate_table,
-    verify_restored,
-)
-from tasks.components.bigquery.snapshot import delete_snapshots
+from tasks.components.bigquery.plan import plan_dataset_restore
+from tasks.components.bigquery.restore import apply_dataset_restore, validate_table, verify_restored
+from tasks.components.bigquery.snapshot import delete_snapshots, missing_snapshots
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
@@ -137,6 +133,11 @@ class BigQueryComponent(LifecycleMethods):
         """Drop the snapshot tables an abandoned snapshot-method backup made."""
         self.delete(ctx.settings, manifest.model_copy(update={"entries": entries}))
 
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """The snapshot tables of a "snapshot" backup that no longer exist (expired or dropped)."""
+        taken = [e for e in manifest.entries if e.metadata.get("snapshot_table")]
+        return missing_snapshots(clients(ctx.settings)[0], taken) if taken else []
+
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
     ) -> list[str]:
@@ -154,6 +155,7 @@ class BigQueryComponent(LifecycleMethods):
             request.target or manifest.source,
             request.only,
             request.options.schema_only,
+            request.exact,
         )
 
     def apply_restore(

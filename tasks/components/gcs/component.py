@@ -28,12 +28,14 @@ from tasks.components.gcs.plan import (
     PlanCounts,
     SourceObject,
     growing_batches,
+    in_scope,
     matching,
     plan_backup,
     source_object,
 )
 from tasks.components.gcs.restore import (
     decide,
+    delete_objects,
     plan_bucket,
     restore_in_units,
     shares_writes,
@@ -227,7 +229,9 @@ class GcsComponent(LifecycleMethods):
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         bucket = request.target or manifest.source
         wanted = matching(ctx.store.iter_entries(manifest), request.only)
-        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted)
+        prefixes = manifest.source_state.get("prefixes") or None
+        scope = (lambda name: in_scope(name, prefixes, request.only)) if request.exact else None
+        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted, scope)
         if request.only and not planned.counts:
             planned.close()
             raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(request.only)}")
@@ -250,6 +254,8 @@ class GcsComponent(LifecycleMethods):
             entries = (entry for spool in wanted for entry in spool)
             # Units on the settings' task runner (a Dask cluster spreads them over its workers).
             restore_in_units(ctx, bucket, entries, f"gcs-restore-{bucket}")
+            if request.overwrite:
+                delete_objects(client, bucket, planned.deletes)
         finally:
             planned.close()
 
@@ -269,7 +275,7 @@ class GcsComponent(LifecycleMethods):
 
 
 def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:
-    """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
+    """Differences between `bucket` and the entries (missing objects, other size, crc32c or metadata)."""
     return verify_bucket(client, bucket, entries)
 
 

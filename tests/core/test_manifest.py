@@ -1,0 +1,58 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from backstop.core.errors import InvalidInput, ValidationFailed
+from backstop.core.manifest import BackupManifest, ManifestEntry, backup_time, new_backup_id, select
+
+pytestmark = pytest.mark.unit
+
+
+def make(source: str = "raw", when: datetime | None = None, status: str = "complete") -> BackupManifest:
+    started = when or datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
+    return BackupManifest(
+        backup_id=new_backup_id(started),
+        component="gcs",
+        source=source,
+        started_at=started,
+        status=status,
+        entries=[ManifestEntry(name="a b/ü.txt", stored_key="pool/gcs/raw/1/a b/ü.txt", size=3, crc32c="x")],
+    )
+
+
+def test_manifest_round_trips_and_lives_under_component_source_date() -> None:
+    manifest = make()
+    assert manifest.path == f"gcs/raw/2026/11/24/{manifest.backup_id}/manifest.json"
+    again = BackupManifest.from_bytes(manifest.to_bytes())
+    assert again.entries == manifest.entries and again.backup_id == manifest.backup_id
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],
+        lambda b: b.replace(b'"size": 3', b'"size": 4'),
+        lambda b: b"",
+        lambda b: b"{}",
+    ],
+)
+def test_damaged_manifest_is_refused_with_its_location(damage) -> None:
+    with pytest.raises(ValidationFailed, match="gs://bk/x/manifest.json"):
+        BackupManifest.from_bytes(damage(make().to_bytes()), where="gs://bk/x/manifest.json")
+
+
+def test_backup_id_encodes_start_time_and_rejects_garbage() -> None:
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert backup_time(new_backup_id(moment)) == moment
+    for bad in ["", "latest", "20261124T214600Z", "../20261124T214600Z-abcdef"]:
+        with pytest.raises(InvalidInput):
+            backup_time(bad)
+
+
+def test_select_filters_and_orders_newest_first() -> None:
+    old = make(when=datetime(2026, 11, 1, tzinfo=UTC), status="validated")
+    new = make(when=datetime(2026, 11, 20, tzinfo=UTC))
+    other = make(source="other", when=datetime(2026, 11, 21, tzinfo=UTC))
+    assert select([old, new, other], source="raw") == [new, old]
+    assert select([old, new, other], validated_only=True) == [old]
+    assert select([old, new, other], before=datetime(2026, 11, 10, tzinfo=UTC)) == [old]

@@ -1,0 +1,191 @@
+"""Least privilege: the roles of deployments/iam/roles.yaml, and `backstop preflight --iam` asking
+Backstop's local Cloud Storage server (testIamPermissions answered from each bucket's IAM policy and
+the custom roles file) as each service account."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from blocks.settings import BackstopSettings
+from localdev.platform import PROJECT
+from tasks.catalog import index
+from tasks.operations import iam
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+DELETE, CREATE, UPDATE = "storage.objects.delete", "storage.objects.create", "storage.objects.update"
+RETAIN, OVERRIDE = "storage.objects.setRetention", "storage.objects.overrideUnlockedRetention"
+
+
+def test_each_job_gets_only_what_it_needs_where_it_needs_it() -> None:
+    spec = iam.load_spec()
+    expected = {
+        (a["name"], kind): iam.expected_permissions(spec, a["name"], kind)
+        for a in spec["service_accounts"]
+        for kind in iam.KINDS
+    }
+    assert DELETE not in expected[("backstop-backup-writer", "backup")]
+    assert RETAIN in expected[("backstop-backup-writer", "backup")]  # it locks what it writes
+    # two trust domains: the writer has nothing on the secondary, which its own account writes
+    assert expected[("backstop-backup-writer", "secondary")] == set()
+    assert expected[("backstop-backup-writer", "sources")] == {
+        "storage.buckets.get",
+        "storage.objects.get",
+        "storage.objects.list",
+    }
+    assert CREATE in expected[("backstop-secondary-writer", "secondary")]
+    assert not expected[("backstop-secondary-writer", "secondary")] & {DELETE, UPDATE}
+    assert not any(OVERRIDE in perms for perms in expected.values())  # nobody may shorten a retention
+    assert not expected[("backstop-validator", "backup")] & {DELETE, UPDATE}
+    assert (
+        DELETE in expected[("backstop-pruner", "backup")]
+        and CREATE not in expected[("backstop-pruner", "backup")]
+    )
+    assert expected[("backstop-pruner", "targets")] == set()  # delete on the backup buckets only
+    assert not expected[("backstop-restorer", "backup")] & {CREATE, DELETE, UPDATE}
+    assert CREATE in expected[("backstop-restorer", "targets")]
+    assert all(not expected[(a, "targets")] for a in ("backstop-backup-writer", "backstop-validator"))
+    assert all(
+        not expected[(a["name"], kind)] & {DELETE}
+        for a in spec["service_accounts"]
+        for kind in ("sources",)
+    )  # fmt: skip
+    assert iam.compare(
+        {CREATE, "storage.objects.get"}, {"storage.objects.get", DELETE, "storage.other.x"}
+    ) == (
+        [CREATE],
+        [DELETE],
+    )
+
+
+def grant(client: Any, bucket: str, pairs: list[tuple[str, str]]) -> None:
+    found = client.get_bucket(bucket)
+    policy = found.get_iam_policy(requested_policy_version=3)
+    for role, member in pairs:
+        policy.bindings.append({"role": role, "members": {member}})
+    found.set_iam_policy(policy)
+
+
+@pytest.mark.flow
+def test_preflight_iam_reports_missing_permissions_and_permissions_a_job_should_not_have(
+    policy_gcs: Any, prefect_harness: None, monkeypatch: Any, capsys: Any
+) -> None:
+    from backstop_cli.main import main
+
+    names = {
+        kind: policy_gcs.create_bucket(unique(kind)).name for kind in ("backups", "backups-dr", "source")
+    }
+    settings = BackstopSettings(
+        project=PROJECT,
+        backup_bucket=names["backups"],
+        secondary_bucket=names["backups-dr"],
+        gcs_sources=[names["source"]],
+    )
+    name = unique("settings")
+    settings.save(name, overwrite=True)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
+    kinds = {
+        "backup": [names["backups"]],
+        "secondary": [names["backups-dr"]],
+        "sources": [names["source"]],
+        "targets": [names["source"]],
+    }
+    for bucket, pairs in iam.bindings(iam.load_spec(), PROJECT, kinds).items():
+        grant(policy_gcs, bucket, pairs)
+
+    main(["--settings", name, "preflight", "--iam", "--json"])
+    rows = [f for f in json.loads(capsys.readouterr().out) if f["check"].startswith("iam ")]
+    assert len(rows) == 5 * 3  # five service accounts, three buckets each
+    assert {r["level"] for r in rows} == {"ok"}, rows
+
+    # two mistakes: objectAdmin for the backup writer, and the validator's binding on the secondary removed
+    writer = f"serviceAccount:{iam.email('backstop-backup-writer', PROJECT)}"
+    grant(policy_gcs, names["backups"], [("roles/storage.objectAdmin", writer)])
+    secondary = policy_gcs.get_bucket(names["backups-dr"])
+    policy = secondary.get_iam_policy(requested_policy_version=3)
+    policy.bindings = [b for b in policy.bindings if "backstopValidator" not in b["role"]]
+    secondary.set_iam_policy(policy)
+
+    assert main(["--settings", name, "preflight", "--iam", "--json"]) == 1
+    red = {
+        (f["check"], f["bucket"]): f["message"]
+        for f in json.loads(capsys.readouterr().out)
+        if f["check"].startswith("iam ") and f["level"] == "error"
+    }
+    assert set(red) == {
+        ("iam backstop-backup-writer", names["backups"]),
+        ("iam backstop-validator", names["backups-dr"]),
+    }
+    assert red[("iam backstop-backup-writer", names["backups"])] == (
+        "should not have: storage.objects.delete, storage.objects.setIamPolicy, storage.objects.update"
+    )
+    assert red[("iam backstop-validator", names["backups-dr"])] == (
+        "missing: storage.buckets.get, storage.objects.create, storage.objects.get, storage.objects.list, "
+        "storage.objects.setRetention"
+    )
+
+
+def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: Any, monkeypatch: Any) -> None:
+    """Backup as the writer, validate as the validator, prune as the pruner: each works, and what the
+    role forbids is refused by the bucket (the writer cannot delete, the validator cannot hold)."""
+    from google.api_core import exceptions as gexc
+
+    from backstop.core.manifest import ManifestEntry, utcnow
+    from backstop.core.retention import RetentionPolicy
+    from blocks.clients import storage_client_as
+    from tasks.catalog import backups as catalog
+    from tasks.operations.prune import prune
+    from tasks.operations.security import hold_findings
+    from tasks.storage.bucket import BackupStore
+    from tasks.storage.google_api import crc32c_b64
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
+    bucket = policy_gcs.create_bucket(unique("backups")).name
+    spec = iam.load_spec()
+    for name, pairs in iam.bindings(spec, PROJECT, {"backup": [bucket]}).items():
+        grant(policy_gcs, name, pairs)
+    as_job = {
+        job: BackupStore(storage_client_as(PROJECT, iam.email(job, PROJECT)), bucket, hold_validated=True)
+        for job in ("backstop-backup-writer", "backstop-validator", "backstop-pruner")
+    }
+    writer, validator, pruner = as_job.values()
+    source = unique("src")
+    backups = []
+    for generation in (1, 2):
+        manifest = catalog.begin_backup(writer, "gcs", source)
+        data = f"generation {generation}".encode()
+        key = f"pool/gcs/{source}/{generation}/obj"
+        writer.put_bytes(key, data)
+        entry = ManifestEntry(name="obj", stored_key=key, size=len(data), crc32c=crc32c_b64(data))
+        backups.append(catalog.commit_backup(writer, manifest, [entry]))
+    with pytest.raises(gexc.Forbidden):
+        writer.bucket.blob(backups[0].path).delete()
+    assert (
+        writer.delete([backups[0].path]) and policy_gcs.bucket(bucket).get_blob(backups[0].path) is not None
+    )
+
+    for manifest in backups:
+        checked = catalog.verify_stored(validator, manifest, 100)
+        problems, read = checked.problems, checked.read_back
+        catalog.record_validation(validator, manifest, problems, 1, read)
+    assert [m.validated for m in index.list_manifests(validator, "gcs", source)] == [True, True]
+    assert (
+        not policy_gcs.bucket(bucket).get_blob(backups[1].path).temporary_hold
+    )  # the validator may not hold
+
+    settings = BackstopSettings(project=PROJECT, backup_bucket=bucket)
+    [unheld] = hold_findings(policy_gcs, settings, bucket)  # what preflight shows meanwhile
+    assert (
+        unheld.level == "warning" and f"gcs/{source} ({backups[1].backup_id}) is not held" in unheld.message
+    )
+
+    keep_one = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    report = prune(pruner, "gcs", source, keep_one, utcnow())
+    assert report.removed == [backups[0].backup_id] and report.not_deleted == []
+    assert policy_gcs.bucket(bucket).get_blob(backups[1].path).temporary_hold  # the pruner holds the newest
+    assert f"pool/gcs/{source}/1/obj" not in pruner.list(f"pool/gcs/{source}/"), report.notes
+    assert [f.level for f in hold_findings(policy_gcs, settings, bucket)] == ["ok"]
