@@ -152,7 +152,9 @@ def run(client: Any, settings_for: Callable[[str], Any], port: int, objects: int
         source: an already seeded source bucket to reuse (else one is seeded here).
         repeats: runs of each full backup and restore (alternating; the best of each is compared).
     """
-    from tasks.components.gcs.component import COMPONENT
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gcs")  # backup, restore through the engine, as scripts call them
     from tasks.storage.bucket import BackupStore
 
     has_rclone = shutil.which("rclone") is not None

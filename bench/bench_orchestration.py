@@ -46,7 +46,10 @@ def run(client: Any, settings_for: Callable[[str], Any], source: str, repeats: i
         repeats: runs of each kind (alternating, medians reported).
     """
     from flows.gcs import backup_gcs
-    from tasks.components.gcs.component import BATCH_SIZE, COMPONENT
+    from tasks.components.gcs.component import BATCH_SIZE
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("gcs")
     from tasks.storage.bucket import BackupStore
 
     component_s: list[float] = []

@@ -189,6 +189,7 @@ class RestoreWork:
     objects: int
     bytes: int
     shared: bool = False  # writes take the bucket's rate limit shared by every worker
+    entries: tuple[ManifestEntry, ...] | None = None  # on threads: the batch itself, no work file
 
 
 def save_restore_work(
@@ -204,7 +205,10 @@ def save_restore_work(
 def restore_unit(ctx: Context, work: RestoreWork) -> tuple[int, int]:
     """Copy the entries of one work file from the pool into its bucket (on a worker: a thread here,
     or a Dask worker process); (objects, bytes) restored."""
-    entries = entries_of(ctx.store.get_bytes(work.key), ctx.store.where(work.key))
+    if work.entries is not None:
+        entries = list(work.entries)
+    else:
+        entries = entries_of(ctx.store.get_bytes(work.key), ctx.store.where(work.key))
     client = storage_client(ctx.settings.project)
     ramp_for(work.bucket, ctx.settings.gcs_write_rate, work.shared)
     return len(entries), restore_batch(client, ctx.store, work.bucket, entries)
@@ -214,8 +218,12 @@ def restore_in_units(
     ctx: Context, bucket: str, entries: Iterable[ManifestEntry], label: str
 ) -> tuple[int, int]:
     """Restore `entries` into `bucket` as units on the settings' task runner (tasks/engine/units.py):
-    batches that grow with the work done (a few hundred units for any size), each written to a work
-    file first and removed after; (objects, bytes) restored."""
+    batches that grow with the work done (a few hundred units for any size); (objects, bytes) restored.
+
+    On a Dask cluster each batch is written to a work file in the backup bucket first (a worker
+    gets its key) and removed after: the identity restoring then needs to create and delete objects
+    under `_resume/restore/` there. On the flow's threads (or outside a flow) a batch is handed over
+    in memory and the backup bucket is only read (a read-only restorer identity works)."""
     run = uuid.uuid4().hex[:12]
     written: list[str] = []
     total = [0, 0]
@@ -224,6 +232,8 @@ def restore_in_units(
         shared_limit.prepare(bucket, ctx.settings.gcs_write_rate)
 
     def save(batch: list[ManifestEntry]) -> RestoreWork:
+        if not shared:  # threads of this process: nothing travels, the batch is the unit
+            return RestoreWork("", bucket, len(batch), sum(e.size for e in batch), False, tuple(batch))
         work = save_restore_work(ctx.store, run, bucket, len(written) + 1, batch, shared)
         written.append(work.key)
         return work
