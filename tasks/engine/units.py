@@ -136,9 +136,9 @@ def _drive(
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
     artifact: Any = create_progress_artifact(0.0, description=describe)
-    with unit_runner(ctx.settings, UNIT_WORKERS) as run:  # the flow's threads, or a Dask cluster
-        run = _from_flow(run)
-        in_flight = UNIT_WORKERS if ctx.settings.task_runner != "dask" else 2 * run.capacity()
+    with unit_runner(ctx.settings, UNIT_WORKERS) as runner:  # the flow's threads, or a Dask cluster
+        run = _from_flow(runner)
+        in_flight = UNIT_WORKERS if ctx.settings.task_runner != "dask" else 2 * runner.capacity()
         log(ctx, f"{describe}: up to {in_flight} units at once on the {ctx.settings.task_runner} runner")
         for number, started, result in _bounded(
             lambda n, unit: submit_task(run, f"{label}-{n}", unit), units, as_completed, in_flight
@@ -157,12 +157,11 @@ def _from_flow(run: Any) -> Callable[[Any, dict[str, Any]], Any]:
 
     def submit(task_: Any, parameters: dict[str, Any]) -> Any:
         def outside() -> Any:
-            TaskRunContext.__var__.set(None)  # type: ignore[attr-defined]
+            TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
             return run(task_, parameters)
 
         return contextvars.copy_context().run(outside)
 
-    submit.capacity = run.capacity  # type: ignore[attr-defined]
     return submit
 
 

@@ -64,7 +64,11 @@ def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectAlreadyExists
 
-    shape = {"limit": BURST_BLOCKS * block_for(rate), "slot_decay_per_second": rate, "active": True}
+    shape: dict[str, Any] = {
+        "limit": BURST_BLOCKS * block_for(rate),
+        "slot_decay_per_second": rate,
+        "active": True,
+    }
     if create:
         try:
             client.create_global_concurrency_limit(
