@@ -46,6 +46,9 @@ class ManifestHeader(BackupIdentity, BaseModel):
     total_bytes: int = Field(ge=0, description="Bytes stored for the entries.")
     manifest_digest: str | None = Field(default=None, description="Digest of the manifest it summarises.")
     validated_at: datetime | None = None
+    parts: list[str] | None = Field(
+        default=None, description="Parts the backup holds (Composer); None: every part of its component."
+    )
 
 
 class IdEntry(BaseModel):
@@ -70,7 +73,14 @@ def header_of(manifest: BackupManifest, digest: str | None = None) -> ManifestHe
         total_bytes=manifest.total_bytes,
         manifest_digest=digest or manifest.digest,
         validated_at=manifest.validation.at if manifest.validation else None,
+        parts=parts_of(manifest),
     )
+
+
+def parts_of(manifest: BackupManifest) -> list[str] | None:
+    """The parts a backup holds, as its source state records them (None: not recorded = all)."""
+    parts = manifest.source_state.get("parts")
+    return [str(p) for p in parts] if isinstance(parts, list) else None
 
 
 def source_prefix(component: str | None = None, source: str | None = None) -> str:

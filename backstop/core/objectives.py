@@ -51,6 +51,10 @@ class DrillResult(BaseModel):
     verify_seconds: float = Field(default=0.0, ge=0, description="Time spent verifying the restored copy.")
     rto_minutes: float
     restored: int = Field(default=0, description="Items the restore created or overwrote.")
+    parts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per part of the restore point: its backup, its entries there, what was restored.",
+    )
     passed: bool
     over_rto: bool = False
     cleaned_up: bool = True
@@ -73,6 +77,8 @@ class DrillResult(BaseModel):
             "rto_minutes": self.rto_minutes,
             "passed": self.passed,
             "over_rto": self.over_rto,
+            "restored": ", ".join(f"{p} {c.get('restored', 0)}" for p, c in self.parts.items())
+            or self.restored,
             "problems": "; ".join(self.problems[:3])
             + (f" (+{len(self.problems) - 3})" if len(self.problems) > 3 else ""),
         }

@@ -21,12 +21,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.core.errors import ConfigError, InvalidInput, NotFound
-from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
+from tasks.catalog import points
 from tasks.components.composer.airflow import KINDS, check_python_files, export_metadata, import_items
 from tasks.components.composer.environment import (
     airflow_api,
@@ -110,7 +110,14 @@ class ComposerComponent(LifecycleMethods):
     name = NAME
     noun = "environment"
     part = "part"
+    parts = PARTS
+    part_aliases = {"snapshot": "config"}  # noqa: RUF012 (read only)
     Options = ComposerOptions
+
+    def entry_part(self, entry: ManifestEntry) -> str:
+        """dags, config (the snapshot file too) or metadata."""
+        part = part_of(entry)
+        return "config" if part == "snapshot" else part
 
     def sources(self, settings: BackstopSettings) -> list[str]:
         return [e.rsplit("/", 1)[-1] for e in composer_settings(settings).environments]
@@ -186,11 +193,7 @@ class ComposerComponent(LifecycleMethods):
         """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
         client, bucket = storage_client(settings.project), environment_bucket(env)
         objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
-        last = index.first_loadable(
-            store,
-            select(index.read_headers(store, NAME, manifest.source, on_damaged=lambda _: None)),
-            where=lambda m: m.status != "invalid" and "dags" in m.source_state.get("parts", []),
-        )
+        last = points.previous_backup(store, NAME, manifest.source, part="dags")
         kept: list[ManifestEntry] = []
         counts = PlanCounts()
         entries: list[ManifestEntry] = []
@@ -247,12 +250,10 @@ class ComposerComponent(LifecycleMethods):
         client = storage_client(ctx.settings.project)
         original = str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
         target = request.target or original
-        if target.startswith("gs://"):  # DAGs, plugins and data into a bucket (drills)
-            bucket, env = target.removeprefix("gs://"), None
-            parts = ["dags"]
-        else:
-            env = get_environment(composer_client(), target)
-            bucket = environment_bucket(env)
+        if target.startswith("gs://"):  # every part's files into a bucket (drills)
+            return self.plan_into_bucket(client, manifest, target, parts)
+        env = get_environment(composer_client(), target)
+        bucket = environment_bucket(env)
         actions: list[dict[str, Any]] = []
         private: dict[str, Any] = {"bucket": bucket, "env": env}
         if "dags" in parts and entries["dags"]:
@@ -309,6 +310,25 @@ class ComposerComponent(LifecycleMethods):
             )
             private["snapshot"] = path
         into_original = target == original or bucket == manifest.source_state.get("bucket")
+        return RestorePlan(target=target, into_original=into_original, actions=actions, private=private)
+
+    def plan_into_bucket(
+        self, client: Any, manifest: BackupManifest, target: str, parts: list[str]
+    ) -> RestorePlan:
+        """A drill cannot create a Composer environment: it restores the files of every part asked
+        (DAGs, plugins and data, the Airflow metadata exports, the environment config) into a
+        scratch bucket, where verification compares each with the backup."""
+        bucket = target.removeprefix("gs://")
+        entries = [e for e in manifest.entries if part_of(e) in parts]
+        planned = (
+            gcs.plan_objects(client, bucket, entries, overwrite=True)
+            if client.lookup_bucket(bucket) is not None
+            else [(e, "create") for e in entries]
+        )
+        change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
+        actions = [{"name": e.name, "part": part_of(e), "change": change[a]} for e, a in planned]
+        into_original = bucket == manifest.source_state.get("bucket")
+        private = {"bucket": bucket, "env": None, "dags": planned}
         return RestorePlan(target=target, into_original=into_original, actions=actions, private=private)
 
     def metadata_exports(
@@ -368,7 +388,8 @@ class ComposerComponent(LifecycleMethods):
         objects = [e for e in manifest.entries if part_of(e) == "dags"] if "dags" in parts else []
         client = storage_client(ctx.settings.project)
         if target.startswith("gs://"):
-            return gcs.verify_objects(client, target.removeprefix("gs://"), objects)
+            files = [e for e in manifest.entries if part_of(e) in parts]
+            return gcs.verify_objects(client, target.removeprefix("gs://"), files)
         env = get_environment(composer_client(), environment_name(cs, target))
         problems = gcs.verify_objects(client, environment_bucket(env), objects)
         if "metadata" in parts and any(part_of(e) == "metadata" for e in manifest.entries):
@@ -381,9 +402,8 @@ class ComposerComponent(LifecycleMethods):
         return problems
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
-        """A scratch bucket: a drill cannot create a Composer environment, so it restores the
-        DAGs, plugins and data files into a bucket and verifies them there (metadata and config
-        are checked against the source by validation)."""
+        """A scratch bucket: a drill cannot create a Composer environment, so it restores every
+        part's files into a bucket and verifies them there (see `plan_into_bucket`)."""
         base = manifest.source.lower()[: 63 - len(suffix) - 16].rstrip("-._")
         return f"gs://{check_bucket(f'{base}-composer-drill-{suffix}'.lower())}"
 
