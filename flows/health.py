@@ -1,4 +1,4 @@
-"""Health report flow: every source against its RPO and RTO, recent failures, and a trend table.
+"""Health report flow: every source (each part of it, for Composer) against its RPO and RTO, recent failures, and a trend table.
 
 Reads the catalog only (manifests and drill records). The run fails with ObjectiveBreached when a
 source has no validated backup within its RPO or its last drill failed / exceeded its RTO, so the
@@ -32,6 +32,11 @@ def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:
     """Sources the settings schedule for backup, of every registered component (a source never
     backed up must still show up)."""
     return [(name, source) for name in COMPONENTS for source in get_component(name).sources(settings)]
+
+
+def component_parts(name: str) -> tuple[str, ...]:
+    """The parts a registered component declares (none for an unknown one)."""
+    return tuple(get_component(name).parts) if name in COMPONENTS else ()
 
 
 @task(name="read-catalog", cache_policy=NO_CACHE)
@@ -94,8 +99,9 @@ def health_report(settings_block: str = DEFAULT_BLOCK_NAME, trend_runs: int = 10
     store = open_store(settings)
     manifests, drills, runs, damaged = read_catalog(store)
     rows = health_rows(
-        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs
-    )
+        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs,
+        component_parts,
+    )  # fmt: skip
     trend = trend_rows(manifests, trend_runs)
     table = [r.row() for r in rows]
     create_table_artifact(

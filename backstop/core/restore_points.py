@@ -124,7 +124,8 @@ def declared(parts: Sequence[str]) -> list[str]:
 
 def holds(header: PartsHeader, part: str) -> bool:
     """Whether a backup holds `part` (a backup without a parts record holds every part)."""
-    return part == WHOLE or header.parts is None or part in header.parts
+    held = getattr(header, "parts", None)  # a manifest has no `parts`: it records them in source_state
+    return part == WHOLE or held is None or part in held
 
 
 def assemble(

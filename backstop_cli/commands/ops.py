@@ -104,7 +104,7 @@ def health(args: argparse.Namespace) -> int:
     """Read the catalog and print every source's health (read-only, no flow run); exit 2 on a breach."""
     from backstop.core.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
     from blocks.settings import load_settings
-    from flows.health import expected_sources
+    from flows.health import component_parts, expected_sources
     from tasks.catalog.backups import list_runs
     from tasks.engine.drill import list_drills
     from tasks.storage.bucket import open_store
@@ -116,8 +116,9 @@ def health(args: argparse.Namespace) -> int:
     drills = list_drills(store, on_damaged=damaged.append)
     runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     rows = health_rows(
-        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs
-    )
+        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs,
+        component_parts,
+    )  # fmt: skip
     trend = trend_rows(manifests, args.trend)
     data: dict[str, Any] = {"health": [r.row() for r in rows], "trend": trend, "damaged": damaged}
     parts = [text_table(data["health"], HEALTH_COLUMNS[:-1]), text_table(trend)]

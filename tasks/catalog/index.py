@@ -158,7 +158,11 @@ def read_headers(
             try:
                 newest = parse_header(store.get_bytes(updates[-1]), store.where(updates[-1]))
                 header = header.model_copy(
-                    update={"status": newest.status, "validated_at": newest.validated_at}
+                    update={
+                        "status": newest.status,
+                        "validated_at": newest.validated_at,
+                        "parts": header.parts if header.parts is not None else newest.parts,
+                    }
                 )
             except (ValidationFailed, NotFound) as exc:
                 return _header_from_manifest(store, key, str(exc), report)
