@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from backstop.core.errors import NotFound
+from backstop.core.manifest import backup_time
 
 WHOLE = "all"  # the one implicit part of a component that declares none
 
@@ -62,7 +63,7 @@ class RestorePoint(BaseModel):
     def backup_ids(self) -> list[str]:
         """The backups the point is made of, newest first, each once."""
         found = sorted(
-            ((p.backup_time, p.backup_id) for p in self.parts if p.backup_id and p.backup_time),
+            ((p.backup_time or backup_time(p.backup_id), p.backup_id) for p in self.parts if p.backup_id),
             reverse=True,
         )
         return list(dict.fromkeys(b for _, b in found))

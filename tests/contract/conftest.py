@@ -1,6 +1,8 @@
 """One subject per registered component: how to make a source with data, read what a source or a
 target holds, change it, and name a fresh target. The contract suite (test_contract.py) runs every
-promise over every subject; a new component needs one class here and one line in SUBJECTS.
+promise over every subject; a new component needs one class here and one line in SUBJECTS. A
+component with parts (tasks/engine/protocol.py) also gives `split_parts` (how its schedules split
+them), `part_options(parts)` and `copy_files(source, scratch)` (tests/contract/test_restore_points.py).
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class ConfigsSubject:
 
 class ComposerSubject:
     component = "composer"
+    # The shipped schedules: DAGs and config daily, metadata hourly (prefect.yaml).
+    split_parts = [["dags", "config"], ["metadata"]]
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings
@@ -192,6 +196,16 @@ class ComposerSubject:
 
     def new_target(self, source: str) -> str:
         return self._environment({})
+
+    def part_options(self, parts: list[str]) -> dict[str, Any]:
+        """Backup options that take only `parts`."""
+        return {"parts": parts}
+
+    def copy_files(self, source: str, bucket_url: str) -> None:
+        """Put the environment's DAG bucket files, as they are, into the bucket `bucket_url`."""
+        bucket = self.gcs.create_bucket(bucket_url.removeprefix("gs://"))
+        for blob in self.gcs.list_blobs(self._bucket(source)):
+            bucket.blob(blob.name).upload_from_string(blob.download_as_bytes())
 
     def gone(self, target: str) -> bool:
         return self.gcs.lookup_bucket(target.removeprefix("gs://")) is None
