@@ -215,6 +215,7 @@ def restore(
         approval = approve(component, backup_id, plan, request, yes)
         problems: list[str] = []
         for piece, ctx in zip(pieces, contexts, strict=True):
+            assert piece.plan is not None  # planned by open_and_plan
             problems += write_and_verify(component, ctx, piece.manifest, piece.plan, piece.request)
         plan = one_plan(pieces)  # counts the services reported while writing
         report = RestoreReport(

@@ -255,9 +255,14 @@ class GkeSubject:
         return name
 
     def gone(self, target: str) -> bool:
+        """No restore plan for the scratch target, and none of its '-<suffix>' namespaces left."""
         from tasks.components.gke.restore import _target_plans
 
-        return not _target_plans(self.settings, target, self.settings.gke)
+        cluster, _, suffix = target.partition(":")
+        left = [
+            ns for ns in self.server.namespaces(self.full(cluster)) if suffix and ns.endswith(f"-{suffix}")
+        ]
+        return not _target_plans(self.settings, target, self.settings.gke) and not left
 
 
 @pytest.fixture(scope="session")
@@ -278,6 +283,7 @@ def gke_server(platform: Any) -> Iterator[Any]:
     server = GkeBackupServer(port=free_port(), polls=2, demo=False).start()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GKE_BACKUP_EMULATOR_HOST", server.target)
+        env.setenv("KUBERNETES_EMULATOR_HOST", server.kube_url)
         yield server
     server.stop()
 
