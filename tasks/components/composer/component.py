@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from backstop.core.errors import ConfigError, InvalidInput, NotFound
+from backstop.core.errors import ConfigError, NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
@@ -39,6 +37,14 @@ from tasks.components.composer.environment import (
     save_snapshot,
     secret_box,
 )
+from tasks.components.composer.parts import (
+    PARTS,
+    SNAPSHOT_FILE,
+    ComposerOptions,
+    check_parts,
+    composer_settings,
+    part_of,
+)
 from tasks.components.gcs import component as gcs
 from tasks.components.gcs import copy as gcs_copy
 from tasks.components.gcs.plan import PlanCounts, plan_backup
@@ -48,22 +54,8 @@ from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
 
 NAME = "composer"
-PARTS = ("dags", "metadata", "config")
 BUCKET_PREFIXES = ["dags/", "plugins/", "data/"]
-ENV_FILE, SNAPSHOT_FILE = "composer/environment.json", "composer/snapshot.json"
-
-
-def composer_settings(settings: BackstopSettings) -> ComposerSettings:
-    raw = getattr(settings, "composer", None)
-    return raw if isinstance(raw, ComposerSettings) else ComposerSettings.model_validate(raw or {})
-
-
-def part_of(entry: ManifestEntry) -> str:
-    if entry.name.startswith("airflow/"):
-        return "metadata"
-    if entry.name == SNAPSHOT_FILE:
-        return "snapshot"
-    return "config" if entry.name.startswith("composer/") else "dags"
+ENV_FILE = "composer/environment.json"
 
 
 def _put_json(
@@ -79,28 +71,6 @@ def _put_json(
         crc32c=crc32c_b64(data),
         rows=meta.pop("rows", None),
         metadata=meta,
-    )
-
-
-class ComposerOptions(BaseModel):
-    """Options of Cloud Composer backups and restores."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    parts: list[Literal["dags", "metadata", "config"]] | None = Field(
-        default=None,
-        description="Parts to back up (default all three).",
-        json_schema_extra={"flag": "part", "verbs": ["backup"]},
-    )
-    snapshot: bool | None = Field(
-        default=None,
-        description="Also save a Composer snapshot (default: settings).",
-        json_schema_extra={"verbs": ["backup"]},
-    )
-    delete_extra: bool = Field(
-        default=False,
-        description="Delete Airflow items the backup does not hold (needs --overwrite).",
-        json_schema_extra={"verbs": ["restore"]},
     )
 
 
@@ -410,14 +380,6 @@ class ComposerComponent(LifecycleMethods):
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
         if target.startswith("gs://"):
             gcs.COMPONENT.remove_target(settings, target)
-
-
-def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:
-    known = (*PARTS, "snapshot") if allow_snapshot else PARTS
-    unknown = [p for p in parts if p not in known]
-    if unknown:
-        raise InvalidInput(f"unknown composer part(s) {', '.join(unknown)}: choose from {', '.join(known)}")
-    return list(dict.fromkeys(parts))
 
 
 COMPONENT = ComposerComponent()
