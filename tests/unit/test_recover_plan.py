@@ -112,7 +112,9 @@ def test_a_succeeded_operation_has_nothing_to_resume() -> None:
 
 def test_objectives_default_to_the_operations_plan_and_the_settings_override() -> None:
     settings = BackstopSettings(project="p", backup_bucket="b", objectives={"gcs": Objectives(rpo_hours=6)})
-    assert settings.objectives_for("composer") == Objectives(rpo_hours=1, rto_minutes=240)
+    assert settings.objectives_for("composer") == Objectives(
+        rpo_hours=1, rto_minutes=240, part_rpo_hours={"dags": 24, "config": 24}
+    )  # metadata hourly, DAGs and config daily: each part against its own RPO
     assert settings.objectives_for("bigquery") == Objectives(rpo_hours=24, rto_minutes=240)
     assert settings.objectives_for("configs").rto_minutes == 60
     assert settings.objectives_for("gke").rto_minutes == 240

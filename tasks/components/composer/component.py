@@ -109,12 +109,6 @@ class ComposerComponent(LifecycleMethods):
             return f"gs://{check_bucket(target.removeprefix('gs://').split('/', 1)[0])}"
         return environment_name(composer_settings(settings), target)
 
-    def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
-        """DAGs are backed up daily and metadata hourly: a restore takes the latest backup holding what it asks."""
-        wanted = set(request.only or [])
-        taken = set(manifest.source_state.get("parts", []))
-        return wanted <= taken | ({"snapshot"} if "snapshot" in wanted else set())
-
     def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
         cs = composer_settings(ctx.settings)
         full = environment_name(cs, manifest.source)
