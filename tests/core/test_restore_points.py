@@ -12,6 +12,8 @@ from backstop.core.errors import NotFound
 from backstop.core.manifest import new_backup_id
 from backstop.core.restore_points import WHOLE, assemble, history, narrowed
 
+pytestmark = pytest.mark.unit
+
 T = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 COMPOSER = ("dags", "metadata", "config")
 
