@@ -168,7 +168,10 @@ def restore(args: argparse.Namespace) -> int:
         )
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
-    text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted")}])]
+    text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts")}])]
+    parts = summary.get("parts") or {}
+    if len(parts) > 1 or any(p != "all" for p in parts):  # which backup each part came from
+        text += ["", text_table([{"part": p} | c for p, c in parts.items()])]
     if shown:
         text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:200]])]
     text += [a["diff"] for a in shown if a.get("diff")]
