@@ -75,6 +75,16 @@ def test_a_restore_point_of_split_part_backups_restores_every_part_under_one_app
     restore.restore(subject.component, settings, RestoreRequest(source=source, target=target), store=store)
     assert subject.state(target) == before
 
+    first = backups[0]  # --before the later backups: their parts have no backup at that time
+    later = sorted({p for parts in subject.split_parts[1:] for p in parts})
+    with pytest.raises(NotFound, match=f"part {', '.join(later)} at or before"):
+        restore.restore(
+            subject.component,
+            settings,
+            RestoreRequest(source=source, before=first.started_at.isoformat(), dry_run=True),
+            store=store,
+        )
+
 
 def test_recover_as_of_t_brings_back_every_part_of_a_split_source(
     subject: Any, settings: Any, store: Any
