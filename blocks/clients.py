@@ -107,6 +107,9 @@ def storage_client(project: str, credentials: Any | None = None) -> Any:
 
     if os.environ.get(STORAGE_EMULATOR):
         local = credentials if isinstance(credentials, LocalPrincipalCredentials) else AnonymousCredentials()
+        email = getattr(credentials, "service_account_email", None)
+        if credentials is not None and not isinstance(credentials, LocalPrincipalCredentials) and email:
+            local = LocalPrincipalCredentials(f"serviceAccount:{email}")  # the key's account, named locally
         client = storage.Client(project=project, credentials=local)
     else:
         client = storage.Client(project=project, credentials=job_credentials(credentials))

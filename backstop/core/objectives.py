@@ -13,6 +13,9 @@ Health per component / source:
 - RTO: the newest drill must have passed (restored, verified, and within `rto_minutes`).
   A source never drilled is reported, not breached (a fresh install has no drills yet).
 - Failures: backups marked invalid in the last day are counted and shown as a warning.
+- Watched (`backstop.core.watch`, from the settings): a last drill older than `drill_max_age_days` is a breach;
+  a secondary copy lagging the primary by more than the RPO is a breach; a source not re-verified
+  for two runs, or whose last re-verification found damage, is a warning.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pydantic import BaseModel, Field
 from backstop.core.manifest import BackupSummary, select
 from backstop.core.restore_points import WHOLE, declared, holds
 from backstop.core.runs import RunRecord
+from backstop.core.watch import Watch, watched_problems
 
 DRILL_PREFIX = "drills/"
 
@@ -162,6 +166,7 @@ def health_rows(
     expected: Iterable[tuple[str, str]] = (),
     runs: Iterable[RunRecord] = (),
     parts_for: Callable[[str], Sequence[str]] = lambda _: (),
+    watch: Watch | None = None,
 ) -> list[HealthRow]:
     """One HealthRow per (component, source) seen in the catalog or named in `expected`.
 
@@ -176,6 +181,8 @@ def health_rows(
             latest backup run failed after its last good backup is in breach.
         parts_for: the parts a component declares (Composer: dags, config, metadata): each is held
             to its own RPO, so a part whose backups stopped breaches while the others succeed.
+        watch: drill age (a breach past its maximum), the secondary copy's lag (a breach past the
+            RPO) and re-verification (warnings), when given.
     """
     manifests, drills, runs = list(manifests), list(drills), list(runs)
     keys = {(m.component, m.source) for m in manifests} | {(d.component, d.source) for d in drills}
@@ -186,8 +193,9 @@ def health_rows(
         rpo = rpo_check(component, source, own, parts_for(component), objectives, now)
         drill, rto_ok, rto_problems = rto_check(drills, component, source, objectives)
         failures, latest_failed, failure_problems = failure_check(own, runs, component, source, rpo.last, now)
-        healthy = rpo.ok and rto_ok and not latest_failed
-        status = "breach" if not healthy else ("warn" if failures or drill is None else "ok")
+        breached, warned = watched_problems(watch, own, drill, component, source, objectives, now)
+        healthy = rpo.ok and rto_ok and not latest_failed and not breached
+        status = "breach" if not healthy else ("warn" if failures or drill is None or warned else "ok")
         last = rpo.last
         rows.append(
             HealthRow(
@@ -205,7 +213,7 @@ def health_rows(
                 rto_ok=rto_ok,
                 failures_24h=failures,
                 status=status,
-                problems=rpo.problems + rto_problems + failure_problems,
+                problems=rpo.problems + rto_problems + failure_problems + breached + warned,
                 parts=rpo.parts,
             )
         )

@@ -12,7 +12,7 @@ original location, verify what was written, drill. A component supplies only wha
 - `plan_restore` / `apply_restore` / `verify_restored`: what a restore would change, doing it,
   comparing the target with the backup;
 - `scratch_target` / `remove_target`: isolated targets for drills.
-Steps in parentheses, `delete`, `holds` and `notes` have defaults in `LifecycleMethods`, the base class
+Steps in parentheses, `delete`, `holds`, `gone_outside` and `notes` have defaults in `LifecycleMethods`, the base class
 of the registered components: a component overrides them only where it differs.
 
 Adding a component: one module with a class like the ones registered below, its options model, one
@@ -241,6 +241,11 @@ class Component(Protocol):
         """Whether a backup holds what a restore asks for (the newest that does is chosen)."""
         ...
 
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """What the backup holds outside the backup bucket that no longer exists (a Backup for GKE
+        backup, a snapshot table), one line each; re-verification marks such a backup expired."""
+        ...
+
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines about a backup for its artifact (what was left out, warnings)."""
         ...
@@ -303,6 +308,10 @@ class LifecycleMethods:
     def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
         """Whether `manifest` holds what `request` asks (the newest backup that does is restored)."""
         return True
+
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """Nothing outside the backup bucket by default: nothing there can be gone."""
+        return []
 
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines worth a person's attention after a backup (what was left out, warnings)."""

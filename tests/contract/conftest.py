@@ -330,3 +330,20 @@ def subject(request: pytest.FixtureRequest, gcs: Any, bq: Any, settings: Any) ->
         found.stop()
     else:
         yield GkeSubject(request.getfixturevalue("gke_server"), settings)
+
+
+def expire_outside_data(subject: Any, manifest: Any) -> None:
+    """What the service does when its own retention ends: Backup for GKE deletes the backup after
+    the plan's retain_days, BigQuery drops a snapshot table at its expiration."""
+    if subject.component == "gke":
+        from blocks.clients import gke_backup_client
+
+        name = manifest.source_state["backup_name"]
+        gke_backup_client().delete_backup(name=name, timeout=20).result(timeout=30)
+    elif subject.component == "bigquery":
+        tables = [e.metadata["snapshot_table"] for e in manifest.entries if e.metadata.get("snapshot_table")]
+        assert tables, "a snapshot-method backup keeps its table data in snapshot tables"
+        for table in tables:
+            subject.bq.delete_table(table, timeout=20)
+    else:
+        raise AssertionError(f"{subject.component} keeps nothing outside the backup bucket")

@@ -59,7 +59,7 @@ from tasks.components.bigquery.restore import (
     validate_table,
     verify_restored,
 )
-from tasks.components.bigquery.snapshot import delete_snapshots
+from tasks.components.bigquery.snapshot import delete_snapshots, missing_snapshots
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
@@ -136,6 +136,11 @@ class BigQueryComponent(LifecycleMethods):
     def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
         """Drop the snapshot tables an abandoned snapshot-method backup made."""
         self.delete(ctx.settings, manifest.model_copy(update={"entries": entries}))
+
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """The snapshot tables of a "snapshot" backup that no longer exist (expired or dropped)."""
+        taken = [e for e in manifest.entries if e.metadata.get("snapshot_table")]
+        return missing_snapshots(clients(ctx.settings)[0], taken) if taken else []
 
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]

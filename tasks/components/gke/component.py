@@ -160,6 +160,19 @@ class GkeComponent(LifecycleMethods):
         )
         return [entry], state
 
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """The Backup for GKE backup, when Backup for GKE no longer has it (deleted after the plan's
+        retain_days, or by hand) or is deleting it."""
+        name = manifest.source_state.get("backup_name", "")
+        try:
+            with converted_errors(f"Backup for GKE backup {name}"):
+                live = gke_backup_client().get_backup(name=name, timeout=TIMEOUT, retry=RETRY)
+        except NotFound:
+            return [f"Backup for GKE backup {name} no longer exists"]
+        if live.state.name == "DELETING":
+            return [f"Backup for GKE is deleting backup {name}"]
+        return []
+
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
     ) -> list[str]:
