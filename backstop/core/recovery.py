@@ -97,6 +97,10 @@ class RecoveryOperation(BaseModel):
     flow_run_id: str | None = None
     into_original: bool = True
     target_suffix: str | None = None
+    exact: bool = Field(
+        default=True,
+        description="Delete what appeared after T in each recovered scope (False: --keep-newer keeps it).",
+    )
     plan: list[PlannedSource] = Field(default_factory=list)
     approval: str = ""
     steps: list[RecoveryStep] = Field(default_factory=list)

@@ -111,6 +111,12 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         p.add_argument(
             "--overwrite", action="store_true", help="replace or delete existing data that differs"
         )
+        p.add_argument(
+            "--exact",
+            action="store_true",
+            help="also delete what the target holds in the restored scope that the backup does not "
+            "(added after it; needs --overwrite)",
+        )
         p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
         p.add_argument("--yes", action="store_true", help="approve changing data in the original location")
         p.add_argument(
@@ -165,6 +171,7 @@ def restore(args: argparse.Namespace) -> int:
             skip_damaged=args.skip_damaged,
             options=options,
             settings_block=args.settings,
+            exact=args.exact,
         )
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions

@@ -115,6 +115,9 @@ class RestoreRequest:
     dry_run: bool = False
     skip_damaged: bool = False
     options: Any = None
+    # Bring the target to the backup's state in the restored scope: what it holds there that the
+    # backup does not (added after the backup) is planned as "delete" (refused without overwrite).
+    exact: bool = False
 
 
 @dataclass
@@ -255,7 +258,10 @@ class Component(Protocol):
         ...
 
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
-        """What restoring `manifest` as `request` asks would change; writes nothing."""
+        """What restoring `manifest` as `request` asks would change; writes nothing.
+
+        "replace" only where the target differs from the backup ("unchanged" where it is identical);
+        with `request.exact`, one "delete" per item in the restored scope that the backup does not hold."""
         ...
 
     def apply_restore(

@@ -105,17 +105,33 @@ def step_point(step: RecoveryStep, as_of: datetime) -> RestorePoint:
     return RestorePoint(component=step.component, source=step.source, as_of=as_of, parts=parts)
 
 
-def _overwrites(settings: BackstopSettings, store: BackupStore, step: RecoveryStep, as_of: datetime) -> str:
+def _request(step: RecoveryStep, exact: bool, dry_run: bool = False) -> RestoreRequest:
+    """The restore a step runs: its restore point (a step recorded before points: its one backup),
+    overwriting, exact unless the operation keeps newer items."""
+    return RestoreRequest(
+        source=step.source,
+        target=step.target,
+        backup_id=None if step.parts else step.backup_id,
+        overwrite=True,
+        dry_run=dry_run,
+        exact=exact,
+    )
+
+
+def _overwrites(
+    settings: BackstopSettings, store: BackupStore, step: RecoveryStep, exact: bool, as_of: datetime
+) -> str:
     """What the step would replace or delete in its original location (its restore's dry run)."""
-    request = RestoreRequest(source=step.source, overwrite=True, dry_run=True)
+    request = _request(step, exact, dry_run=True)
     try:
         report = restore.restore(
             step.component, settings, request, store=store, record=False, point=step_point(step, as_of)
         )
     except BackstopError as exc:
         return f"unknown (dry run failed: {exc})"[:300]
-    counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete", "create")}
-    return f"replaces {counts['replace']}, deletes {counts['delete']}, creates {counts['create']}"
+    counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete")}
+    # every replace and delete is listed; creates are counted (a large bucket lists only a sample)
+    return f"replaces {counts['replace']}, deletes {counts['delete']}, creates {report.created}"
 
 
 def plan_operation(
@@ -127,8 +143,13 @@ def plan_operation(
     target_suffix: str | None = None,
     who: str = "",
     reason: str = "",
+    exact: bool = True,
 ) -> RecoveryOperation:
-    """The operation: the plan per source, and one step per source that has a backup before T."""
+    """The operation: the plan per source, and one step per source that has a backup before T.
+
+    `exact` (the default): what appeared after T in each recovered scope is planned as deletes,
+    covered by the operation's one approval; False (`--keep-newer`) keeps it.
+    """
     wanted = wanted_sources(settings, components, sources)
     plan = plan_recovery(
         as_of,
@@ -142,6 +163,7 @@ def plan_operation(
         reason=reason,
         into_original=not target_suffix,
         target_suffix=target_suffix,
+        exact=exact,
         plan=plan,
     )
     for planned in plan:
@@ -160,7 +182,7 @@ def plan_operation(
             step.target = component.scratch_target(index.find(store, planned.backup_id), target_suffix)
             step.overwrites = "nothing (alternate target)"
         else:
-            step.overwrites = _overwrites(settings, store, step, as_of)
+            step.overwrites = _overwrites(settings, store, step, exact, as_of)
         operation.steps.append(step)
     if not operation.steps:
         raise NotFound(
@@ -178,14 +200,14 @@ def approval_text(operation: RecoveryOperation) -> str:
 
 
 # -- running -----------------------------------------------------------------------------------
-def run_step(settings: BackstopSettings, store: BackupStore, step: RecoveryStep, as_of: datetime) -> None:
-    """Restore one step's restore point (a step recorded before points: its one backup), then run
-    its checks; the step's status says how it went."""
+def run_step(
+    settings: BackstopSettings, store: BackupStore, step: RecoveryStep, as_of: datetime, exact: bool = True
+) -> None:
+    """Restore one step's restore point, then run its checks; the step's status says how it went."""
     step.status, step.started_at, step.error, step.checks = "running", utcnow(), "", []
     began = time.monotonic()
-    request = RestoreRequest(source=step.source, target=step.target, overwrite=True)
+    request = _request(step, exact)
     point = step_point(step, as_of) if step.parts else None
-    request.backup_id = None if point else step.backup_id
     try:
         report = restore.restore(step.component, settings, request, store=store, point=point)
         step.restore = report.summary()
@@ -217,8 +239,12 @@ def recover(
     store: BackupStore | None = None,
     notify: Notify | None = None,
     log: Callable[[str], None] | None = None,
+    keep_newer: bool = False,
 ) -> RecoveryOperation:
     """Plan (and unless `dry_run`, run) a platform recovery as of `as_of`, or resume one.
+
+    Each source is brought to its state at T: what appeared after T in the recovered scope is
+    deleted (listed as deletes in the plan, covered by the one approval) unless `keep_newer`.
 
     Returns the operation as recorded; a failed operation is returned with outcome "failed" (the
     caller decides how to fail). Refusals before anything is written (no approval, bad input)
@@ -240,7 +266,9 @@ def recover(
         moment = datetime.now(UTC) if as_of == "now" else parse_time(as_of)
         if target_suffix is not None:
             check_suffix(target_suffix)
-        operation = plan_operation(settings, store, moment, components, sources, target_suffix, who, reason)
+        operation = plan_operation(
+            settings, store, moment, components, sources, target_suffix, who, reason, exact=not keep_newer
+        )
     if dry_run and not resume:
         save_operation(store, operation)
         return operation
@@ -263,7 +291,7 @@ def recover(
     with covered_by(approval) if operation.into_original else contextlib.nullcontext():
         for step in remaining:
             say(f"step {step.label}: restoring {step.backup_id} into {step.target or 'the original'}")
-            run_step(settings, store, step, operation.as_of)
+            run_step(settings, store, step, operation.as_of, operation.exact)
             save_operation(store, operation)
             if step.status == "failed":
                 break

@@ -32,7 +32,11 @@ COMPOSER_PARENT = "projects/backstop-demo/locations/europe-west1"
 
 
 class GcsSubject:
+    """A bucket; an exact restore's scope is the backed-up prefix data/ (scope_options)."""
+
     component = "gcs"
+    scope_options: dict[str, Any] | None = {"prefixes": ["data/"]}
+    plans_honestly = exact_applies = True
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings
@@ -46,10 +50,25 @@ class GcsSubject:
 
     def state(self, where: str) -> Any:
         bucket = where.removeprefix("gs://")
-        return {b.name: b.download_as_bytes() for b in self.gcs.list_blobs(bucket)}
+        return {
+            b.name: (b.download_as_bytes(), b.content_type, b.metadata or {})
+            for b in self.gcs.list_blobs(bucket)
+        }
 
     def change(self, source: str) -> None:
         self.gcs.bucket(source).blob("readme.txt").upload_from_string(b"changed after the backup")
+
+    def change_one_kind(self, source: str) -> None:
+        """Metadata only: the same bytes, another content type and custom metadata."""
+        blob = self.gcs.bucket(source).get_blob("data/part-1.csv")
+        blob.content_type, blob.metadata = "application/x-changed", {"owner": "someone else"}
+        blob.patch()
+
+    def add_in_scope(self, source: str) -> None:
+        self.gcs.bucket(source).blob("data/added.csv").upload_from_string(b"id,value\n9,81\n")
+
+    def add_outside_scope(self, source: str) -> None:
+        self.gcs.bucket(source).blob("other/notes.txt").upload_from_string(b"not backed up")
 
     def new_target(self, source: str) -> str:
         return unique("restored")
@@ -59,7 +78,11 @@ class GcsSubject:
 
 
 class BigQuerySubject:
+    """A dataset with one table; an exact restore's scope is the dataset."""
+
     component = "bigquery"
+    scope_options: dict[str, Any] | None = None
+    plans_honestly = exact_applies = True
 
     def __init__(self, bq: Any, settings: Any) -> None:
         self.bq, self.settings = bq, settings
@@ -82,10 +105,36 @@ class BigQuerySubject:
         rows = self.bq.query(f"SELECT id, name FROM `{PROJECT}.{where}.people` ORDER BY id").result(
             timeout=30
         )
-        return [tuple(r.values()) for r in rows]
+        tables = sorted(t.table_id for t in self.bq.list_tables(f"{PROJECT}.{where}", timeout=20))
+        description = self.bq.get_table(f"{PROJECT}.{where}.people", timeout=20).description
+        return tables, [tuple(r.values()) for r in rows], description
 
     def change(self, source: str) -> None:
         self.bq.query(f"DELETE FROM `{PROJECT}.{source}.people` WHERE id < 5").result(timeout=30)
+
+    def change_one_kind(self, source: str) -> None:
+        """Metadata only: the table's description, not a row."""
+        table = self.bq.get_table(f"{PROJECT}.{source}.people", timeout=20)
+        table.description = "changed after the backup"
+        self.bq.update_table(table, ["description"], timeout=20)
+
+    def _table(self, ref: str) -> None:
+        from google.cloud import bigquery
+
+        table = self.bq.create_table(
+            bigquery.Table(ref, schema=[bigquery.SchemaField("id", "INT64")]), timeout=20
+        )
+        assert self.bq.insert_rows_json(table, [{"id": 1}], timeout=20) == []
+
+    def add_in_scope(self, source: str) -> None:
+        self._table(f"{PROJECT}.{source}.added_later")
+
+    def add_outside_scope(self, source: str) -> None:
+        from google.cloud import bigquery
+
+        other = f"{source}_other"
+        self.bq.create_dataset(bigquery.Dataset(f"{PROJECT}.{other}"), exists_ok=True, timeout=20)
+        self._table(f"{PROJECT}.{other}.added_later")
 
     def new_target(self, source: str) -> str:
         return unique("target").replace("-", "_")
@@ -95,7 +144,12 @@ class BigQuerySubject:
 
 
 class ConfigsSubject:
+    """A local directory; an exact restore's scope is the files the source's patterns select
+    (secret-looking files and excluded ones are never in it)."""
+
     component = "configs"
+    scope_options: dict[str, Any] | None = None
+    plans_honestly = exact_applies = True
 
     def __init__(self, settings: Any, root: Path) -> None:
         self.settings, self.root = settings, root
@@ -119,10 +173,27 @@ class ConfigsSubject:
 
     def state(self, where: str) -> Any:
         root = self._path(where)
-        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode & 0o777)
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
 
     def change(self, source: str) -> None:
         (self._path(source) / "main.tf").write_text("changed after the backup\n")
+
+    def change_one_kind(self, source: str) -> None:
+        """The mode only, not the content."""
+        path = self._path(source) / "main.tf"
+        path.chmod(0o600 if path.stat().st_mode & 0o777 != 0o600 else 0o640)
+
+    def add_in_scope(self, source: str) -> None:
+        (self._path(source) / "pipelines" / "added.yaml").write_text("name: added\n")
+
+    def add_outside_scope(self, source: str) -> None:
+        (self._path(source) / ".env").write_text("TOKEN=left out as a secret\n")
+        (self._path(source) / ".git").mkdir(exist_ok=True)
+        (self._path(source) / ".git" / "HEAD").write_text("excluded by the source's patterns\n")
 
     def new_target(self, source: str) -> str:
         return str(self.root / unique("restored"))
@@ -132,9 +203,14 @@ class ConfigsSubject:
 
 
 class ComposerSubject:
+    """An environment (DAG bucket + Airflow); an exact restore's scope is dags/, plugins/, data/
+    and the Airflow variables, connections and pools."""
+
     component = "composer"
     # The shipped schedules: DAGs and config daily, metadata hourly (prefect.yaml).
     split_parts = [["dags", "config"], ["metadata"]]
+    scope_options: dict[str, Any] | None = None
+    plans_honestly = exact_applies = True
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings
@@ -194,6 +270,17 @@ class ComposerSubject:
         self.gcs.bucket(self._bucket(source)).blob("dags/etl.py").upload_from_string(b"print('changed')\n")
         self.api(source).update("variables", "stage", {"key": "stage", "value": "test"})
 
+    def change_one_kind(self, source: str) -> None:
+        """Airflow metadata only (one variable), no DAG file."""
+        self.api(source).update("variables", "stage", {"key": "stage", "value": "test"})
+
+    def add_in_scope(self, source: str) -> None:
+        self.gcs.bucket(self._bucket(source)).blob("dags/added.py").upload_from_string(b"print('new')\n")
+        self.api(source).create("variables", {"key": "added", "value": "later"})
+
+    def add_outside_scope(self, source: str) -> None:
+        self.gcs.bucket(self._bucket(source)).blob("logs/run.log").upload_from_string(b"not backed up")
+
     def new_target(self, source: str) -> str:
         return self._environment({})
 
@@ -216,7 +303,12 @@ class ComposerSubject:
 
 
 class GkeSubject:
+    """A modelled cluster. Backstop reads no cluster (only Backup for GKE), so it cannot compare a
+    namespace with the backup nor list what was added: plans_honestly and exact_applies are off."""
+
     component = "gke"
+    scope_options: dict[str, Any] | None = None
+    plans_honestly = exact_applies = False
     namespaces = {
         "shop": {"resources": 40, "pods": 6, "volumes": 2, "bytes": 2 * 2**30},
         "payments": {"resources": 20, "pods": 4, "volumes": 1, "bytes": 2**30},
@@ -248,6 +340,9 @@ class GkeSubject:
 
     def change(self, source: str) -> None:
         """Workloads change in the cluster; the local model keeps namespaces, which stay."""
+
+    def change_one_kind(self, source: str) -> None:
+        """As `change`: the local model keeps namespaces, which stay."""
 
     def new_target(self, source: str) -> str:
         name = unique("c")

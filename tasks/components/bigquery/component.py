@@ -53,12 +53,8 @@ from tasks.components.bigquery.backup import (
     list_tables,
     source_state,
 )
-from tasks.components.bigquery.restore import (
-    apply_dataset_restore,
-    plan_dataset_restore,
-    validate_table,
-    verify_restored,
-)
+from tasks.components.bigquery.plan import plan_dataset_restore
+from tasks.components.bigquery.restore import apply_dataset_restore, validate_table, verify_restored
 from tasks.components.bigquery.snapshot import delete_snapshots, missing_snapshots
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
@@ -159,6 +155,7 @@ class BigQueryComponent(LifecycleMethods):
             request.target or manifest.source,
             request.only,
             request.options.schema_only,
+            request.exact,
         )
 
     def apply_restore(

@@ -9,7 +9,10 @@ Source = the environment's short name. One backup holds the parts asked for:
 - "config":   the environment's software config as JSON ("composer/environment.json"), and with
               the `snapshot` option a Composer snapshot ("composer/snapshot.json" holds its path).
 Restore writes DAG files (never over different content unless overwrite), creates or updates
-metadata, shows the config as a diff (no write) and loads the snapshot only when asked.
+metadata, shows the config as a diff (no write) and loads the snapshot only when asked. An exact
+restore (`request.exact`) also deletes, with overwrite, the DAG-bucket objects (dags/, plugins/,
+data/) and the Airflow variables, connections and pools the backup does not hold, for the parts
+it restores.
 """
 
 from __future__ import annotations
@@ -45,13 +48,16 @@ from tasks.components.composer.parts import (
     composer_settings,
     part_of,
 )
+from tasks.components.composer.scratch import plan_into_bucket
 from tasks.components.gcs import component as gcs
 from tasks.components.gcs import copy as gcs_copy
+from tasks.components.gcs import restore as gcs_restore
 from tasks.components.gcs.plan import PlanCounts, plan_backup
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
+from tasks.storage.spool import KeySpool
 
 NAME = "composer"
 BUCKET_PREFIXES = ["dags/", "plugins/", "data/"]
@@ -215,46 +221,22 @@ class ComposerComponent(LifecycleMethods):
         original = str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
         target = request.target or original
         if target.startswith("gs://"):  # every part's files into a bucket (drills)
-            return self.plan_into_bucket(client, manifest, target, parts)
+            return plan_into_bucket(client, manifest, target, parts)
         env = get_environment(composer_client(), target)
         bucket = environment_bucket(env)
         actions: list[dict[str, Any]] = []
         private: dict[str, Any] = {"bucket": bucket, "env": env}
-        if "dags" in parts and entries["dags"]:
-            exists = client.lookup_bucket(bucket) is not None
-            planned = (
-                gcs.plan_objects(client, bucket, entries["dags"], overwrite=True)
-                if exists
-                else [(e, "create") for e in entries["dags"]]
-            )
+        if "dags" in parts and (entries["dags"] or (request.exact and "dags" in taken)):
+            private["dags"], private["extra"] = self.plan_dags(client, bucket, entries["dags"], request.exact)
             change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
-            actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in planned]
-            private["dags"] = planned
+            actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in private["dags"]]
+            actions += [
+                {"name": n, "part": "dags", "change": "delete", "why": "not in the backup"}
+                for n in private["extra"]
+            ]
         if "metadata" in parts and entries["metadata"] and env is not None:
-            exports, box = self.metadata_exports(cs, ctx.store, entries["metadata"])
-            private["metadata"] = (exports, box)
-            api = airflow_api(cs, env)
-            for kind in KINDS:
-                if kind in exports:
-                    data = exports[kind]
-                    planned_items = import_items(
-                        api,
-                        kind,
-                        data["items"],
-                        box,
-                        data.get("masked", {}),
-                        True,
-                        request.options.delete_extra,
-                    )
-                    actions += [
-                        {
-                            "name": f"{kind}/{a['name']}",
-                            "part": "metadata",
-                            "change": {"update": "replace"}.get(a["action"], a["action"]),
-                            "why": a["note"],
-                        }
-                        for a in planned_items
-                    ]  # "why" says what to set by hand (passwords, masked keys, references)
+            private["metadata"] = self.metadata_exports(cs, ctx.store, entries["metadata"])
+            actions += self.metadata_actions(cs, env, private["metadata"], request, dry_run=True)
         if "config" in parts and entries["config"] and env is not None:
             saved = json.loads(ctx.store.get_bytes(entries["config"][0].stored_key))
             current = config_of(env, cs.model_copy(update={"secrets_mode": "reference"}), None)
@@ -276,24 +258,56 @@ class ComposerComponent(LifecycleMethods):
         into_original = target == original or bucket == manifest.source_state.get("bucket")
         return RestorePlan(target=target, into_original=into_original, actions=actions, private=private)
 
-    def plan_into_bucket(
-        self, client: Any, manifest: BackupManifest, target: str, parts: list[str]
-    ) -> RestorePlan:
-        """A drill cannot create a Composer environment: it restores the files of every part asked
-        (DAGs, plugins and data, the Airflow metadata exports, the environment config) into a
-        scratch bucket, where verification compares each with the backup."""
-        bucket = target.removeprefix("gs://")
-        entries = [e for e in manifest.entries if part_of(e) in parts]
-        planned = (
-            gcs.plan_objects(client, bucket, entries, overwrite=True)
-            if client.lookup_bucket(bucket) is not None
-            else [(e, "create") for e in entries]
-        )
-        change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
-        actions = [{"name": e.name, "part": part_of(e), "change": change[a]} for e, a in planned]
-        into_original = bucket == manifest.source_state.get("bucket")
-        private = {"bucket": bucket, "env": None, "dags": planned}
-        return RestorePlan(target=target, into_original=into_original, actions=actions, private=private)
+    def plan_dags(
+        self, client: Any, bucket: str, entries: list[ManifestEntry], exact: bool
+    ) -> tuple[list[tuple[ManifestEntry, Any]], list[str]]:
+        """Per DAG-bucket entry, what restoring it does; with `exact`, the objects under dags/,
+        plugins/ and data/ of `bucket` that the backup does not hold (to delete)."""
+        if client.lookup_bucket(bucket) is None:
+            return [(e, "create") for e in entries], []
+        planned = gcs.plan_objects(client, bucket, entries, overwrite=True)
+        if not exact:
+            return planned, []
+        held = {e.name for e in entries}
+        listed = gcs.list_source(client, bucket, BUCKET_PREFIXES)
+        return planned, [o.name for o in listed if o.name not in held and not o.is_placeholder]
+
+    def metadata_actions(
+        self,
+        cs: ComposerSettings,
+        env: Any,
+        metadata: tuple[dict[str, Any], Any],
+        request: RestoreRequest,
+        dry_run: bool,
+    ) -> list[dict[str, Any]]:
+        """Plan (`dry_run`) or import the Airflow variables, connections and pools of the backup:
+        create missing ones, update ("replace") differing ones with overwrite, and with `exact`
+        delete the others (with overwrite). "why" says what to set by hand (passwords, masked keys)."""
+        exports, box = metadata
+        api = airflow_api(cs, env)
+        actions: list[dict[str, Any]] = []
+        for kind in (k for k in KINDS if k in exports):
+            data = exports[kind]
+            done = import_items(
+                api,
+                kind,
+                data["items"],
+                box,
+                data.get("masked", {}),
+                dry_run,
+                request.exact,
+                request.overwrite,
+            )
+            actions += [
+                {
+                    "name": f"{kind}/{a['name']}",
+                    "part": "metadata",
+                    "change": {"update": "replace"}.get(a["action"], a["action"]),
+                    "why": a["note"],
+                }
+                for a in done
+            ]
+        return actions
 
     def metadata_exports(
         self, cs: ComposerSettings, store: BackupStore, entries: list[ManifestEntry]
@@ -324,23 +338,14 @@ class ComposerComponent(LifecycleMethods):
             gcs_copy.write_objects(
                 client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file"
             )
+            if request.overwrite and private["extra"]:
+                with KeySpool() as extra:
+                    extra.add((name, 0, None, None) for name in private["extra"])
+                    gcs_restore.delete_objects(client, private["bucket"], extra)
         if "metadata" in private:
-            cs = composer_settings(ctx.settings)
-            exports, box = private["metadata"]
-            api = airflow_api(cs, private["env"])
-            for kind in KINDS:
-                if kind in exports:
-                    data = exports[kind]
-                    import_items(
-                        api,
-                        kind,
-                        data["items"],
-                        box,
-                        data.get("masked", {}),
-                        False,
-                        request.options.delete_extra,
-                        request.overwrite,
-                    )
+            self.metadata_actions(
+                composer_settings(ctx.settings), private["env"], private["metadata"], request, dry_run=False
+            )
         if "snapshot" in private and request.overwrite:
             load_snapshot(private["env"], private["snapshot"])
 
@@ -356,13 +361,17 @@ class ComposerComponent(LifecycleMethods):
             return gcs.verify_objects(client, target.removeprefix("gs://"), files)
         env = get_environment(composer_client(), environment_name(cs, target))
         problems = gcs.verify_objects(client, environment_bucket(env), objects)
-        if "metadata" in parts and any(part_of(e) == "metadata" for e in manifest.entries):
+        metadata = [e for e in manifest.entries if part_of(e) == "metadata"]
+        if "metadata" in parts and metadata:
+            exports, box = self.metadata_exports(cs, ctx.store, metadata)
             api = airflow_api(cs, env)
-            for kind in KINDS:
-                names = {str(i.get("key") or i.get("connection_id") or i.get("name")) for i in api.list(kind)}
-                expected = manifest.source_state.get("counts", {}).get(kind, 0)
-                if len(names) < expected:
-                    problems.append(f"{kind}: {len(names)} in {env.name}, backup holds {expected}")
+            for kind in (k for k in KINDS if k in exports):
+                data = exports[kind]
+                for item in import_items(api, kind, data["items"], box, data.get("masked", {}), dry_run=True):
+                    # an item held as a reference (or with masked keys) is set by hand: not compared
+                    if item["action"] == "create" or (item["action"] == "update" and not item["note"]):
+                        how = "missing" if item["action"] == "create" else "differs from the backup"
+                        problems.append(f"{kind} {item['name']}: {how} in {env.name}")
         return problems
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:

@@ -44,11 +44,6 @@ class ComposerOptions(BaseModel):
         description="Also save a Composer snapshot (default: settings).",
         json_schema_extra={"verbs": ["backup"]},
     )
-    delete_extra: bool = Field(
-        default=False,
-        description="Delete Airflow items the backup does not hold (needs --overwrite).",
-        json_schema_extra={"verbs": ["restore"]},
-    )
 
 
 def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:

@@ -28,11 +28,12 @@ from tasks.components.gcs.plan import (
     PlanCounts,
     SourceObject,
     growing_batches,
+    in_scope,
     matching,
     plan_backup,
     source_object,
 )
-from tasks.components.gcs.restore import decide, plan_bucket, target_listing, verify_bucket
+from tasks.components.gcs.restore import decide, delete_objects, plan_bucket, target_listing, verify_bucket
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
@@ -201,7 +202,9 @@ class GcsComponent(LifecycleMethods):
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         bucket = request.target or manifest.source
         wanted = matching(ctx.store.iter_entries(manifest), request.only)
-        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted)
+        prefixes = manifest.source_state.get("prefixes") or None
+        scope = (lambda name: in_scope(name, prefixes, request.only)) if request.exact else None
+        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted, scope)
         if request.only and not planned.counts:
             planned.close()
             raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(request.only)}")
@@ -227,6 +230,8 @@ class GcsComponent(LifecycleMethods):
             write_objects(
                 client, ctx.store, bucket, actions, manifest.backup_id, rate=ctx.settings.gcs_write_rate
             )
+            if request.overwrite:
+                delete_objects(client, bucket, planned.deletes)
         finally:
             planned.close()
 
@@ -246,7 +251,7 @@ class GcsComponent(LifecycleMethods):
 
 
 def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:
-    """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
+    """Differences between `bucket` and the entries (missing objects, other size, crc32c or metadata)."""
     return verify_bucket(client, bucket, entries)
 
 

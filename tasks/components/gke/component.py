@@ -231,6 +231,16 @@ class GkeComponent(LifecycleMethods):
         actions = [
             {"name": a.get("resource") or a.get("namespace"), "change": change, **a} for a in report.actions
         ]
+        if request.exact:  # said, not silently ignored: a recovery as of T asks every component
+            actions.append(
+                {
+                    "name": report.target,
+                    "change": "note",
+                    "why": "exact: not applied to GKE (Backstop reads no cluster, so it cannot list what was "
+                    "added after the backup; with overwrite Backup for GKE deletes and restores each "
+                    "restored namespace whole)",
+                }
+            )
         cluster, suffix = parse_target(request.target or manifest.source)
         into_original = (
             cluster.rsplit("/", 1)[-1] == manifest.source and not suffix and not ctx.options.rename
