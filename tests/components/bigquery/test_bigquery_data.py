@@ -1,0 +1,78 @@
+"""BigQuery table data on bqemulator: wide rows, content digests old and new, later backups after a snapshot."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from backstop.platform import PROJECT
+from tasks.bigquery import COMPONENT as bq_component
+from tests.conftest import unique
+from tests.components.bigquery.test_bigquery import R, rows_of
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Retrieving Arrow record batches:PendingDeprecationWarning"),
+]
+
+WIDE_ROWS = 2_000
+
+
+@pytest.fixture
+def wide_dataset(bq: Any) -> Any:
+    """A dataset whose table `wide` has rows of ~4 KB (8 MB in all: one read response over gRPC's 4 MB default)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from google.cloud import bigquery
+
+    name = unique("bqwide").replace("-", "_")
+    bq.create_dataset(f"{PROJECT}.{name}", timeout=20, retry=R)
+    fields = [
+        bigquery.SchemaField("id", "INT64"),
+        bigquery.SchemaField("body", "STRING"),
+        bigquery.SchemaField("blob", "BYTES"),
+        bigquery.SchemaField("n", "NUMERIC"),
+        bigquery.SchemaField("tags", "STRING", mode="REPEATED"),
+    ]
+    bq.create_table(bigquery.Table(f"{PROJECT}.{name}.wide", schema=fields), timeout=20, retry=R)
+    ids = range(WIDE_ROWS)
+    data = pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "body": pa.array([f"row {i} " + "ü✓" * 1000 + str(i) for i in ids], pa.string()),
+            "blob": pa.array([bytes([i % 256]) * 1000 for i in ids], pa.binary()),
+            "n": pa.array([None if i % 7 == 0 else f"{i}.{i:09d}" for i in ids], pa.string())
+            .cast(pa.float64())
+            .cast(pa.decimal128(38, 9)),
+            "tags": pa.array([[f"t{i}", "x" * 50] for i in ids], pa.list_(pa.string())),
+        }
+    )
+    buffer = io.BytesIO()
+    pq.write_table(data, buffer)
+    buffer.seek(0)
+    config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET)
+    config.parquet_options = bigquery.ParquetOptions()
+    config.parquet_options.enable_list_inference = True
+    job = bq.load_table_from_file(buffer, f"{PROJECT}.{name}.wide", size=None, job_config=config, timeout=60)
+    job.result(timeout=120, retry=R)
+    yield name
+    for ds in [d.dataset_id for d in bq.list_datasets(timeout=20) if d.dataset_id.startswith(name)]:
+        bq.delete_dataset(ds, delete_contents=True, not_found_ok=True, timeout=20)
+
+
+def test_table_with_rows_of_a_few_kb_backs_up_and_restores_row_for_row(
+    bq: Any, settings: Any, store: Any, wide_dataset: str
+) -> None:
+    manifest = bq_component.backup(settings, store, wide_dataset)
+    (entry,) = [e for e in manifest.entries if e.name == "wide"]
+    assert entry.rows == WIDE_ROWS
+    validated = bq_component.validate(settings, store, manifest, 100)
+    assert validated.status == "validated"
+
+    target = wide_dataset + "_restored"
+    bq_component.restore(settings, store, validated, target=target)
+    restored = rows_of(bq, target, "wide")
+    assert len(restored) == WIDE_ROWS and restored == rows_of(bq, wide_dataset, "wide")
+    assert bq_component.check_restored(settings, store, validated, target) == []
