@@ -17,6 +17,7 @@ from backstop.core.names import check_dataset, check_table
 from blocks.clients import bigquery_client, bigquery_read_client
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
+from tasks.components.bigquery.digest import DIGEST_SCHEME
 from tasks.components.bigquery.schema import (
     schema_fingerprint,
     schema_from_json,
@@ -190,6 +191,7 @@ def backup_table(
         )
     parts[0].metadata.update(  # the entry holds its own copy of `meta`
         content_digest=digest.hexdigest,
+        digest_scheme=DIGEST_SCHEME,
         rows_at_snapshot=expected,
         table_rows=digest.rows,
         parts=len(parts),

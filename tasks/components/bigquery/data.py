@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backstop.core.errors import BackstopError, NotFound
-from tasks.components.bigquery.schema import RowHasher, TableDigest, normalize_batch
+from tasks.components.bigquery.digest import DIGEST_SCHEME, row_hasher
+from tasks.components.bigquery.schema import TableDigest, normalize_batch
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 READ_TIMEOUT = 600.0
@@ -176,7 +177,7 @@ def write_parquet_parts(
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    digest, hash_rows = TableDigest(), RowHasher()
+    digest, hash_rows = TableDigest(), row_hasher(DIGEST_SCHEME)
     parts = _PartWriter(directory, on_part, part_rows or PART_ROWS, compression)
     pending: Future[Any] | None = None
     # Hashing runs beside the Parquet encoder (which releases the GIL), so the two overlap.
@@ -366,10 +367,15 @@ def count_as_of(client: Any, project: str, dataset: str, table: str, moment: dat
 
 
 def table_digest(
-    read_client: Any, project: str, dataset: str, table: str, geography: list[str]
+    read_client: Any,
+    project: str,
+    dataset: str,
+    table: str,
+    geography: list[str],
+    scheme: int = DIGEST_SCHEME,
 ) -> TableDigest:
-    """Content digest of a table as it is now (all rows, streamed)."""
-    digest, hash_rows = TableDigest(), RowHasher()
+    """Content digest of a table as it is now (all rows, streamed), in digest scheme `scheme`."""
+    digest, hash_rows = TableDigest(), row_hasher(scheme)
     for batch in read_batches(read_client, project, dataset, table, geography=geography):
         digest.add(hash_rows(batch))
     return digest

@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
-from backstop.platform import PROJECT
-from tasks.bigquery import COMPONENT as bq_component
+from localdev.platform import PROJECT
+from tasks.engine.calls import ComponentCalls
 from tests.conftest import unique
 from tests.components.bigquery.test_bigquery import R, rows_of
+from tests.components.bigquery.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
+
+bq_component = ComponentCalls("bigquery")
 
 pytestmark = [
     pytest.mark.integration,
@@ -76,3 +79,47 @@ def test_table_with_rows_of_a_few_kb_backs_up_and_restores_row_for_row(
     restored = rows_of(bq, target, "wide")
     assert len(restored) == WIDE_ROWS and restored == rows_of(bq, wide_dataset, "wide")
     assert bq_component.check_restored(settings, store, validated, target) == []
+
+
+# What the code before digest scheme 2 (tasks.components.bigquery.schema.row_hashes, scheme 1) recorded as the
+# content digests of the seeded tables (tests/integration/test_bigquery.py: seed).
+SCHEME_1_DIGESTS = {
+    "types": "4:52d10dee8bb61a18:c69090f2985069a4",
+    "events": "3000:4ec357ae2c4e015a:4a6a10df1898de04",
+}
+
+
+def test_backup_recorded_with_the_old_digest_scheme_still_validates_and_verifies_its_restore(
+    bq: Any, settings: Any, store: Any, dataset: str
+) -> None:
+    manifest = bq_component.backup(settings, store, dataset, tables=list(SCHEME_1_DIGESTS))
+    assert {e.metadata.get("digest_scheme") for e in manifest.entries if e.name in SCHEME_1_DIGESTS} == {2}
+    entries = []
+    for entry in manifest.entries:  # the entries as that code wrote them: scheme 1, no scheme recorded
+        if entry.name in SCHEME_1_DIGESTS:
+            meta = {k: v for k, v in entry.metadata.items() if k != "digest_scheme"}
+            entry = entry.model_copy(
+                update={"metadata": meta | {"content_digest": SCHEME_1_DIGESTS[entry.name]}}
+            )
+        entries.append(entry)
+    old = manifest.model_copy(update={"entries": entries})
+    store.put_bytes(old.path, old.sealed().to_bytes(), content_type="application/json")
+    old = store.read_manifest(old.path)
+    assert [e.metadata.get("content_digest") for e in old.entries if e.name == "events"] == [
+        SCHEME_1_DIGESTS["events"]
+    ]
+
+    validated = bq_component.validate(settings, store, old, 100)
+    assert validated.status == "validated"
+    target = dataset + "_old"
+    bq_component.restore(settings, store, validated, target=target)
+    for table in SCHEME_1_DIGESTS:
+        assert rows_of(bq, target, table) == rows_of(bq, dataset, table), table
+    assert bq_component.check_restored(settings, store, validated, target) == []
+    # the old digest is really compared: one changed value in the restored table is reported
+    bq.query(f"UPDATE `{PROJECT}.{target}.events` SET user = 'changed' WHERE id = 7", timeout=20).result(
+        timeout=60, retry=R
+    )
+    assert bq_component.check_restored(settings, store, validated, target) == [
+        "table 'events': restored content differs from the backup (content hash)"
+    ]
