@@ -174,7 +174,9 @@ def backup_table(
 
     # The count as of the snapshot time does not depend on when it runs: it runs beside the read.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigquery-count") as counter:
-        counted = counter.submit(bqio.count_as_of, client, project, dataset, table_id, snapshot_time)
+        counted = counter.submit(
+            bqio.count_as_of, client, project, dataset, table_id, snapshot_time, live_on_emulator=True
+        )
         digest = bqio.read_to_files(
             read_client, project, dataset, table_id, snapshot_time, meta["schema"], data_format, upload
         )

@@ -121,7 +121,9 @@ def validate_table(
             ]
         if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
             problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
-        at_backup = bqio.count_as_of(client, project, dataset, name, manifest.started_at)
+        at_backup = bqio.count_as_of(
+            client, project, dataset, name, manifest.started_at, live_on_emulator=True
+        )
         if at_backup is not None and at_backup != table_rows(entry):
             problems.append(
                 f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -123,3 +124,33 @@ def test_backup_recorded_with_the_old_digest_scheme_still_validates_and_verifies
     assert bq_component.check_restored(settings, store, validated, target) == [
         "table 'events': restored content differs from the backup (content hash)"
     ]
+
+
+@pytest.mark.flow
+def test_readme_sequence_snapshot_then_avro_then_plain_backups_all_pass(
+    bq: Any, saved_settings: str, dataset: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from backstop_cli.main import main
+
+    monkeypatch.setenv("BACKSTOP_HOME", str(tmp_path / "state"))
+    backup = ["--settings", saved_settings, "backup", "bigquery", "--dataset", dataset, "--json"]
+    done = []
+    for extra in (
+        ["--method", "snapshot"],
+        ["--format", "avro"],
+        [],
+    ):  # README: `--method snapshot   # or --format avro`
+        assert main([*backup, *extra]) == 0, (extra, capsys.readouterr().err)
+        (row,) = json.loads(capsys.readouterr().out)
+        assert row["status"] == "validated", extra
+        done.append(row["backup_id"])
+    assert len(set(done)) == 3
+    # the last one restores row for row
+    target = dataset + "_after"
+    restore = ["--settings", saved_settings, "restore", "bigquery", "--dataset", dataset, "--backup-id", done[-1],
+               "--target", target, "--json"]  # fmt: skip
+    assert main(restore) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    for table in ("types", "events", "empty"):
+        assert rows_of(bq, target, table) == rows_of(bq, dataset, table), table
