@@ -7,10 +7,11 @@ What a digest means. A table's digest `rows:sum:xor` (TableDigest) is the row co
 same digest whatever order they are read in and however the rows are split into record batches, part
 files or Parquet row groups: a row's hash depends on that row alone. A row hash covers every column in
 order: its name, its type family and its value, recursively into RECORDs (field names too) and
-REPEATED fields (element order and count). A change of any one value, NULL included, always changes
-the row hash (each step below is a bijection of the value given the rest), so the digest changes too;
-two or more changes in one table go undetected only by a 2^-64 accident. NULL, an empty string, an
-empty array and NaN hash apart. Equal values compare equal across Arrow widths of one family (INT64
+REPEATED fields (element order and count). A changed fixed-width value (INT64, NUMERIC, FLOAT64,
+DATE, TIMESTAMP, ...) always changes its row's hash, and so the digest: each step below is a
+bijection of that value given the rest. Any other change (a text, an array, a RECORD, a NULL, several
+values) goes unnoticed only by a 64-bit accident, about 2^-64. NULL, an empty string, an empty array
+and NaN hash apart. Equal values compare equal across Arrow widths of one family (INT64
 read as int32, string as large_string, float32 as float64); NaNs are one value and -0.0 equals 0.0.
 It is an integrity check, not a cryptographic one: someone who can write the backup can forge it.
 
