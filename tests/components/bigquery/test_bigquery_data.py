@@ -10,9 +10,9 @@ import pytest
 
 from localdev.platform import PROJECT
 from tasks.engine.calls import ComponentCalls
-from tests.conftest import unique
 from tests.components.bigquery.test_bigquery import R, rows_of
 from tests.components.bigquery.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
+from tests.conftest import unique
 
 bq_component = ComponentCalls("bigquery")
 
