@@ -179,7 +179,10 @@ def bigquery_read_client(credentials: Any | None = None) -> Any:
     if target:
         import grpc
 
-        channel = grpc.insecure_channel(target)
+        # No receive limit, as the library's own channel: gRPC's default of 4 MB is less than one
+        # read response of a wide table (the emulator sends 65,536-row batches).
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        channel = grpc.insecure_channel(target, options=options)
         return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
     return BigQueryReadClient(credentials=job_credentials(credentials))
 

@@ -10,6 +10,7 @@ component needs nothing here.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import typing
 from typing import Any
@@ -128,7 +129,19 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
 
 
 def _flow(component: str, verb: str) -> Any:
-    return getattr(importlib.import_module(f"flows.{component}"), f"{verb}_{component}")
+    flow = getattr(importlib.import_module(f"flows.{component}"), f"{verb}_{component}")
+    return functools.partial(_without_heartbeat, flow)
+
+
+def _without_heartbeat(flow: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `flow` in this process with no flow-run heartbeat. Its thread sleeps in 1 s steps and
+    is joined when the run ends: up to a second added to every command. Heartbeats let the server
+    tell that a run on a worker died (deployments keep them); a CLI run is watched by the user at
+    the terminal, and one that fails or is interrupted is marked so by Prefect's engine anyway."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return flow(*args, **kwargs)
 
 
 def backup(args: argparse.Namespace) -> int:
