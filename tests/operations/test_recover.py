@@ -19,16 +19,12 @@ from backstop.core.manifest import utcnow
 from backstop_cli.main import main
 from localdev.platform import PROJECT
 from tests.conftest import unique
-from tests.contract.conftest import (  # noqa: F401 (fixtures)
-    BigQuerySubject,
-    ComposerSubject,
-    ConfigsSubject,
-    GcsSubject,
-    GkeSubject,
-    airflow_secrets,
-    composer_servers,
-    gke_server,
-)
+from tests.contract.conftest import airflow_secrets, composer_servers, gke_server  # noqa: F401 (fixtures)
+from tests.contract.subjects.bigquery import BigQuerySubject
+from tests.contract.subjects.composer import ComposerSubject
+from tests.contract.subjects.configs import ConfigsSubject
+from tests.contract.subjects.gcs import GcsSubject
+from tests.contract.subjects.gke import GkeSubject
 from tests.flows.test_health_and_notify import Receiver
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,8 @@ expirations, access entries), per table a Parquet file `tables/<table>/part-0000
 (method "read"), written by an extract job (method
 "extract", the Google Cloud path) or kept as a native table snapshot inside BigQuery (method
 "snapshot", see tasks/components/bigquery/snapshot.py), per view its SQL in `views/<view>.sql`. Each manifest entry
-carries the table's schema JSON, partitioning, clustering, labels, row count and a content digest.
+carries the table's schema JSON, partitioning, clustering, labels, row count and a content digest
+(with its `digest_scheme`: tasks/components/bigquery/digest.py says what it covers).
 Every table is read as of the backup's start (`snapshot_time`, recorded in `source_state`); the
 row count as of that time comes from a `FOR SYSTEM_TIME AS OF` count and must equal the rows read.
 

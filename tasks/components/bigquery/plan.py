@@ -24,6 +24,7 @@ from tasks.components.bigquery.backup import (
     view_definition,
 )
 from tasks.components.bigquery.create import resource_exists
+from tasks.components.bigquery.digest import digest_scheme
 from tasks.components.bigquery.schema import geography_columns, view_order
 from tasks.engine.protocol import RestorePlan
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
@@ -70,7 +71,9 @@ def differences(
     if found:
         return found
     geography = geography_columns(saved["schema"])
-    digest = bqio.table_digest(read_client, current.project, current.dataset_id, current.table_id, geography)
+    digest = bqio.table_digest(  # hashed as the backup was (scheme 1 for backups that name none)
+        read_client, current.project, current.dataset_id, current.table_id, geography, digest_scheme(saved)
+    )
     wanted_rows = 0 if schema_only else table_rows(entry)
     if digest.rows != wanted_rows:
         return [f"{digest.rows} rows, the backup {wanted_rows}"]

@@ -16,9 +16,9 @@ from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
 from tasks.components.bigquery.backup import clients
 from tasks.components.bigquery.create import build_table, create_table, ensure_dataset
+from tasks.components.bigquery.digest import digest_scheme, row_hasher
 from tasks.components.bigquery.plan import table_rows
 from tasks.components.bigquery.schema import (
-    RowHasher,
     geography_columns,
     sample_mask,
     schema_fingerprint,
@@ -121,7 +121,9 @@ def validate_table(
             ]
         if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
             problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
-        at_backup = bqio.count_as_of(client, project, dataset, name, manifest.started_at)
+        at_backup = bqio.count_as_of(
+            client, project, dataset, name, manifest.started_at, live_on_emulator=True
+        )
         if at_backup is not None and at_backup != table_rows(entry):
             problems.append(
                 f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"
@@ -144,12 +146,12 @@ def _compare_sample(
     backed_up = [
         h[sample_mask(h, percent)]
         for path in paths
-        for h in map(RowHasher(), file_batches(path, data_format_of(entry), entry.metadata["schema"]))
+        for h in map(row_hasher(), file_batches(path, data_format_of(entry), entry.metadata["schema"]))
     ]
     source = [
         h[sample_mask(h, percent)]
         for h in map(
-            RowHasher(),
+            row_hasher(),
             bqio.read_batches(read_client, project, dataset, entry.name, manifest.started_at, geo),
         )
     ]
@@ -248,7 +250,10 @@ def verify_restored(
             continue
         geo = geography_columns(entry.metadata["schema"])
         try:
-            digest = bqio.table_digest(read_client, project, target, entry.name, geo)
+            # hashed as the backup was: old backups recorded scheme 1 (no key)
+            digest = bqio.table_digest(
+                read_client, project, target, entry.name, geo, digest_scheme(entry.metadata)
+            )
         except NotFound:
             problems.append(f"table {entry.name!r}: missing in {project}.{target}")
             continue

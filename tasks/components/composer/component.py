@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from backstop.core.errors import ConfigError, InvalidInput, NotFound
-from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.errors import ConfigError, NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
+from tasks.catalog import points
 from tasks.components.composer.airflow import KINDS, check_python_files, export_metadata, import_items
 from tasks.components.composer.environment import (
     airflow_api,
@@ -42,6 +40,15 @@ from tasks.components.composer.environment import (
     save_snapshot,
     secret_box,
 )
+from tasks.components.composer.parts import (
+    PARTS,
+    SNAPSHOT_FILE,
+    ComposerOptions,
+    check_parts,
+    composer_settings,
+    part_of,
+)
+from tasks.components.composer.scratch import plan_into_bucket
 from tasks.components.gcs import component as gcs
 from tasks.components.gcs import copy as gcs_copy
 from tasks.components.gcs import restore as gcs_restore
@@ -53,22 +60,8 @@ from tasks.storage.google_api import crc32c_b64
 from tasks.storage.spool import KeySpool
 
 NAME = "composer"
-PARTS = ("dags", "metadata", "config")
 BUCKET_PREFIXES = ["dags/", "plugins/", "data/"]
-ENV_FILE, SNAPSHOT_FILE = "composer/environment.json", "composer/snapshot.json"
-
-
-def composer_settings(settings: BackstopSettings) -> ComposerSettings:
-    raw = getattr(settings, "composer", None)
-    return raw if isinstance(raw, ComposerSettings) else ComposerSettings.model_validate(raw or {})
-
-
-def part_of(entry: ManifestEntry) -> str:
-    if entry.name.startswith("airflow/"):
-        return "metadata"
-    if entry.name == SNAPSHOT_FILE:
-        return "snapshot"
-    return "config" if entry.name.startswith("composer/") else "dags"
+ENV_FILE = "composer/environment.json"
 
 
 def _put_json(
@@ -87,30 +80,20 @@ def _put_json(
     )
 
 
-class ComposerOptions(BaseModel):
-    """Options of Cloud Composer backups and restores."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    parts: list[Literal["dags", "metadata", "config"]] | None = Field(
-        default=None,
-        description="Parts to back up (default all three).",
-        json_schema_extra={"flag": "part", "verbs": ["backup"]},
-    )
-    snapshot: bool | None = Field(
-        default=None,
-        description="Also save a Composer snapshot (default: settings).",
-        json_schema_extra={"verbs": ["backup"]},
-    )
-
-
 class ComposerComponent(LifecycleMethods):
     """Cloud Composer environments: source = environment short name; a unit = one part."""
 
     name = NAME
     noun = "environment"
     part = "part"
+    parts = PARTS
+    part_aliases = {"snapshot": "config"}  # noqa: RUF012 (read only)
     Options = ComposerOptions
+
+    def entry_part(self, entry: ManifestEntry) -> str:
+        """dags, config (the snapshot file too) or metadata."""
+        part = part_of(entry)
+        return "config" if part == "snapshot" else part
 
     def sources(self, settings: BackstopSettings) -> list[str]:
         return [e.rsplit("/", 1)[-1] for e in composer_settings(settings).environments]
@@ -131,12 +114,6 @@ class ComposerComponent(LifecycleMethods):
         if target.startswith("gs://"):
             return f"gs://{check_bucket(target.removeprefix('gs://').split('/', 1)[0])}"
         return environment_name(composer_settings(settings), target)
-
-    def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
-        """DAGs are backed up daily and metadata hourly: a restore takes the latest backup holding what it asks."""
-        wanted = set(request.only or [])
-        taken = set(manifest.source_state.get("parts", []))
-        return wanted <= taken | ({"snapshot"} if "snapshot" in wanted else set())
 
     def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
         cs = composer_settings(ctx.settings)
@@ -186,11 +163,7 @@ class ComposerComponent(LifecycleMethods):
         """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
         client, bucket = storage_client(settings.project), environment_bucket(env)
         objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
-        last = index.first_loadable(
-            store,
-            select(index.read_headers(store, NAME, manifest.source, on_damaged=lambda _: None)),
-            where=lambda m: m.status != "invalid" and "dags" in m.source_state.get("parts", []),
-        )
+        last = points.previous_backup(store, NAME, manifest.source, part="dags")
         kept: list[ManifestEntry] = []
         counts = PlanCounts()
         entries: list[ManifestEntry] = []
@@ -247,12 +220,10 @@ class ComposerComponent(LifecycleMethods):
         client = storage_client(ctx.settings.project)
         original = str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
         target = request.target or original
-        if target.startswith("gs://"):  # DAGs, plugins and data into a bucket (drills)
-            bucket, env = target.removeprefix("gs://"), None
-            parts = ["dags"]
-        else:
-            env = get_environment(composer_client(), target)
-            bucket = environment_bucket(env)
+        if target.startswith("gs://"):  # every part's files into a bucket (drills)
+            return plan_into_bucket(client, manifest, target, parts)
+        env = get_environment(composer_client(), target)
+        bucket = environment_bucket(env)
         actions: list[dict[str, Any]] = []
         private: dict[str, Any] = {"bucket": bucket, "env": env}
         if "dags" in parts and (entries["dags"] or (request.exact and "dags" in taken)):
@@ -386,7 +357,8 @@ class ComposerComponent(LifecycleMethods):
         objects = [e for e in manifest.entries if part_of(e) == "dags"] if "dags" in parts else []
         client = storage_client(ctx.settings.project)
         if target.startswith("gs://"):
-            return gcs.verify_objects(client, target.removeprefix("gs://"), objects)
+            files = [e for e in manifest.entries if part_of(e) in parts]
+            return gcs.verify_objects(client, target.removeprefix("gs://"), files)
         env = get_environment(composer_client(), environment_name(cs, target))
         problems = gcs.verify_objects(client, environment_bucket(env), objects)
         metadata = [e for e in manifest.entries if part_of(e) == "metadata"]
@@ -403,23 +375,14 @@ class ComposerComponent(LifecycleMethods):
         return problems
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
-        """A scratch bucket: a drill cannot create a Composer environment, so it restores the
-        DAGs, plugins and data files into a bucket and verifies them there (metadata and config
-        are checked against the source by validation)."""
+        """A scratch bucket: a drill cannot create a Composer environment, so it restores every
+        part's files into a bucket and verifies them there (see `plan_into_bucket`)."""
         base = manifest.source.lower()[: 63 - len(suffix) - 16].rstrip("-._")
         return f"gs://{check_bucket(f'{base}-composer-drill-{suffix}'.lower())}"
 
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
         if target.startswith("gs://"):
             gcs.COMPONENT.remove_target(settings, target)
-
-
-def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:
-    known = (*PARTS, "snapshot") if allow_snapshot else PARTS
-    unknown = [p for p in parts if p not in known]
-    if unknown:
-        raise InvalidInput(f"unknown composer part(s) {', '.join(unknown)}: choose from {', '.join(known)}")
-    return list(dict.fromkeys(parts))
 
 
 COMPONENT = ComposerComponent()

@@ -16,11 +16,11 @@ from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.core.errors import NotFound
-from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
+from tasks.catalog import points
 from tasks.components.gcs import resume as gcs_resume
 from tasks.components.gcs.copy import copy_batch, remove_bucket  # the copy path
 from tasks.components.gcs.plan import (
@@ -45,7 +45,6 @@ from tasks.components.gcs.restore import (
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
 from tasks.storage import shared_limit
-from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.spool import EntrySpool
 
@@ -71,17 +70,6 @@ def list_source(client: Any, bucket: str, prefixes: list[str] | None = None) -> 
         if obj.name != last:
             yield obj
         last = obj.name
-
-
-def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
-    """The newest backup of `bucket` not found invalid: its header found in the catalog index,
-    then only that manifest read (its entries are streamed by the plan)."""
-    headers = [
-        h
-        for h in select(index.read_headers(store, NAME, bucket, on_damaged=lambda _: None))
-        if h.status != "invalid"
-    ]
-    return index.first_loadable(store, headers, where=lambda m: m.status != "invalid")
 
 
 def source_state(bucket: str, prefixes: list[str] | None, counts: PlanCounts, entries: Any) -> dict[str, Any]:
@@ -160,7 +148,7 @@ class GcsComponent(LifecycleMethods):
         backup's entries are merged; reused entries go to the spool the lifecycle commits from."""
         bucket, prefixes = manifest.source, ctx.options.prefixes
         objects = list_source(storage_client(ctx.settings.project), bucket, prefixes)
-        previous = previous_backup(ctx.store, bucket)
+        previous = points.previous_backup(ctx.store, NAME, bucket)
         unfinished, resumed = gcs_resume.copied_by_unfinished(ctx.store, manifest)
         kept, counts = EntrySpool(), PlanCounts()
         try:

@@ -20,6 +20,7 @@ from backstop.core.manifest import BackupManifest
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
 from tasks.components.gke.api import NAME, Log, follow, gke_settings, gke_types, location_path, logger
+from tasks.components.gke.namespaces import delete_namespaces, scratch_namespaces
 from tasks.components.gke.plans import (
     GkeSettings,
     check_namespace,
@@ -231,12 +232,14 @@ def verify_restored(
 
 
 def remove_target(settings: BackstopSettings, target: str, gke: GkeSettings | None = None) -> None:
-    """Delete the restore plans (and their restores) Backstop made for `target`.
-
-    Backup for GKE has no call that deletes restored namespaces: delete the '-<suffix>' namespaces
-    with kubectl (the local server models the cluster and needs nothing).
-    """
+    """Delete what a restore into the scratch `target` ('cluster:suffix') made: the '-<suffix>'
+    namespaces (through the Kubernetes API: Backup for GKE cannot), then the restore plans (and
+    their restores). Raises naming what could not be removed."""
     gke, client = gke_settings(settings, gke), gke_backup_client()
+    cluster_name, suffix = parse_target(target)
+    if suffix:
+        cluster = cluster_path(gke.project or settings.project, gke.location, cluster_name)
+        delete_namespaces(cluster, scratch_namespaces(cluster, suffix))
     for plan in _target_plans(settings, target, gke):
         with converted_errors(f"deleting restore plan {plan.name}"):
             follow(
