@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -162,6 +163,11 @@ class PolicyStorage(Storage):  # type: ignore[misc]
     dirty, and `flush` (every `FLUSH_SECONDS` on disk, at shutdown, never in memory) writes it."""
 
     dirty = False
+
+    def _object_path(self, bucket_name: str, file_name: str) -> str:
+        """Where an object's bytes are kept: a file per name digest, since object names are not paths
+        (`events/` and `events/x`, or `a` and `a/`, are distinct objects)."""
+        return f"{bucket_name}/{hashlib.sha256(file_name.encode()).hexdigest()}"
 
     def _write_config_to_file(self) -> None:
         self.dirty = True

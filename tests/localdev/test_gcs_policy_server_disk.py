@@ -32,6 +32,7 @@ def test_buckets_objects_and_their_retention_survive_a_restart(tmp_path: Path) -
         bucket = _client(port).create_bucket("kept-backups", enable_object_retention=True)
         for i in range(50):
             bucket.blob(f"data/{i:02d}").upload_from_string(f"payload {i}".encode())
+        bucket.blob("data/").upload_from_string(b"")  # a folder placeholder beside its objects
         retained = bucket.blob("data/00")
         retained.reload()
         retained.retention.mode = "Unlocked"
@@ -45,8 +46,9 @@ def test_buckets_objects_and_their_retention_survive_a_restart(tmp_path: Path) -
     httpd = serve("127.0.0.1", port, data_dir=str(tmp_path))
     try:
         bucket = _client(port).bucket("kept-backups")
-        found = {b.name: b.download_as_bytes() for b in bucket.list_blobs()}
+        found = {b.name: b.download_as_bytes() for b in bucket.list_blobs() if b.name != "data/"}
         assert found == {f"data/{i:02d}": f"payload {i}".encode() for i in range(50) if i != 1}
+        assert bucket.get_blob("data/").size == 0
         with pytest.raises(gexc.Forbidden, match="retention"):
             bucket.blob("data/00").delete()
         with pytest.raises(gexc.Forbidden, match="retention"):
