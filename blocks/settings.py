@@ -41,6 +41,10 @@ class Objectives(BaseModel):
 
     rpo_hours: float = Field(default=26, gt=0, description="Oldest acceptable age of the last good backup.")
     rto_minutes: float = Field(default=60, gt=0, description="Longest acceptable restore time.")
+    part_rpo_hours: dict[str, float] = Field(
+        default_factory=dict,
+        description="RPO of a part backed up on its own schedule (Composer: dags, config), else rpo_hours.",
+    )
 
 
 # The operations plan's objectives (RPO / RTO per component); the settings' `objectives` override them.
@@ -49,7 +53,8 @@ PLAN_OBJECTIVES: dict[str, Objectives] = {
     "gcs": Objectives(rpo_hours=24, rto_minutes=120),
     "configs": Objectives(rpo_hours=24, rto_minutes=60),
     "gke": Objectives(rpo_hours=24, rto_minutes=240),
-    "composer": Objectives(rpo_hours=1, rto_minutes=240),
+    # metadata hourly, DAGs and config daily (prefect.yaml): each part against its own RPO
+    "composer": Objectives(rpo_hours=1, rto_minutes=240, part_rpo_hours={"dags": 24, "config": 24}),
 }
 
 

@@ -58,10 +58,11 @@ def component_flows(name: str) -> tuple[Any, Any, Any]:
         skip_damaged: bool = False,
         options: Options | None = None,  # type: ignore[valid-type]
         settings_block: str = DEFAULT_BLOCK_NAME,
+        exact: bool = False,
     ) -> dict[str, Any]:
         return lifecycle.restore_backup(
             name, source, target, backup_id, before, only, overwrite, dry_run, skip_damaged, _dump(options),
-            settings_block,
+            settings_block, exact=exact,
         )  # fmt: skip
 
     backup.__doc__ = f"""Back up {name} {noun}s (default: those the settings schedule), then validate each.
@@ -94,6 +95,8 @@ def component_flows(name: str) -> tuple[Any, Any, Any]:
         skip_damaged: restore what is intact of a damaged backup (the rest is named).
         options: options of the {name} component.
         settings_block: name of the Backstop settings block.
+        exact: also delete what the target holds in the restored scope that the backup does not
+            (added after the backup), with `overwrite`: the target as it was at the backup.
     Changing the original {noun} pauses for approval in the UI (default deny).
     """
     made = []

@@ -31,6 +31,7 @@ DRILL_COLUMNS = [
     "rto_minutes",
     "passed",
     "over_rto",
+    "restored",
     "problems",
 ]
 

@@ -1,5 +1,6 @@
-"""Health report flow: every source against its RPO and RTO, recent failures, and a trend table;
-the age of its last drill, its last re-verification and the secondary copy's lag (objectives.Watch).
+"""Health report flow: every source (each part of it, for Composer) against its RPO and RTO, recent
+failures, and a trend table; the age of its last drill, its last re-verification and the secondary
+copy's lag (objectives.Watch).
 
 Reads the catalog only (manifests and drill records). The run fails with ObjectiveBreached when a
 source has no validated backup within its RPO or its last drill failed / exceeded its RTO, so the
@@ -35,6 +36,11 @@ def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:
     """Sources the settings schedule for backup, of every registered component (a source never
     backed up must still show up)."""
     return [(name, source) for name in COMPONENTS for source in get_component(name).sources(settings)]
+
+
+def component_parts(name: str) -> tuple[str, ...]:
+    """The parts a registered component declares (none for an unknown one)."""
+    return tuple(get_component(name).parts) if name in COMPONENTS else ()
 
 
 def watch_of(settings: BackstopSettings, store: BackupStore, on_damaged: Any = None) -> Watch:
@@ -113,6 +119,7 @@ def health_report(settings_block: str = DEFAULT_BLOCK_NAME, trend_runs: int = 10
         datetime.now(UTC),
         expected_sources(settings),
         runs,
+        component_parts,
         watch_of(settings, store, damaged.append),
     )
     trend = trend_rows(manifests, trend_runs)

@@ -152,15 +152,17 @@ def restore_backup(
     skip_damaged: bool = False,
     options: dict[str, Any] | None = None,
     settings_block: str = DEFAULT_BLOCK_NAME,
+    exact: bool = False,
 ) -> dict[str, Any]:
     """Restore a backup of `source` (whole, or the parts in `only`) into it or into `target`.
 
     Without `overwrite` nothing existing is replaced or deleted; a restore that would change the
-    original location pauses for approval (default deny) when run from the UI.
+    original location pauses for approval (default deny) when run from the UI. With `exact`, what
+    the target holds in the restored scope that the backup does not is deleted (with overwrite).
     """
     settings = load_settings(settings_block)
     request = RestoreRequest(
-        source, target, backup_id, before, only, overwrite, dry_run, skip_damaged, options
+        source, target, backup_id, before, only, overwrite, dry_run, skip_damaged, options, exact
     )
     report = restore.restore(component, settings, request)
     summary = report.summary()

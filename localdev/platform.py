@@ -45,6 +45,7 @@ DEFAULT_PORTS = {
     "bigquery_grpc": 9060,
     "prefect": 4200,
     "gke": 9080,
+    "kubernetes": 9081,
     "composer": 9070,
     "airflow": 8080,
     "alerts": 9095,
@@ -54,7 +55,7 @@ SERVICE_PORTS = {
     "gcs": ("gcs",),
     "bigquery": ("bigquery", "bigquery_grpc"),
     "prefect": ("prefect",),
-    "gke": ("gke",),
+    "gke": ("gke", "kubernetes"),
     "composer": ("composer",),
     "airflow": ("airflow",),
     "alerts": ("alerts",),
@@ -313,7 +314,14 @@ class LocalPlatform:
                     *mode,
                 ],
                 lambda: http_ok(f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets"),
-                env={"BQEMU_GCS_LOCAL_ROOT": str(local_root)},
+                # The emulator caps every gRPC message at this + 1 MiB, read responses too, and
+                # sends up to 65,536 rows in one: at the default (10 MiB, BigQuery's AppendRows
+                # limit) a table of rows over ~160 bytes could not be read. Backstop uses no
+                # Write API, and BigQuery itself sends read responses of a few MB.
+                env={
+                    "BQEMU_GCS_LOCAL_ROOT": str(local_root),
+                    "BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(1 << 30),
+                },
                 endpoints={
                     "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{rest}",
                     "BIGQUERY_STORAGE_EMULATOR_HOST": f"127.0.0.1:{grpc_port}",

@@ -10,6 +10,7 @@ component needs nothing here.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import typing
 from typing import Any
@@ -111,6 +112,12 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         p.add_argument(
             "--overwrite", action="store_true", help="replace or delete existing data that differs"
         )
+        p.add_argument(
+            "--exact",
+            action="store_true",
+            help="also delete what the target holds in the restored scope that the backup does not "
+            "(added after it; needs --overwrite)",
+        )
         p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
         p.add_argument("--yes", action="store_true", help="approve changing data in the original location")
         p.add_argument(
@@ -122,7 +129,19 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
 
 
 def _flow(component: str, verb: str) -> Any:
-    return getattr(importlib.import_module(f"flows.{component}"), f"{verb}_{component}")
+    flow = getattr(importlib.import_module(f"flows.{component}"), f"{verb}_{component}")
+    return functools.partial(_without_heartbeat, flow)
+
+
+def _without_heartbeat(flow: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run `flow` in this process with no flow-run heartbeat. Its thread sleeps in 1 s steps and
+    is joined when the run ends: up to a second added to every command. Heartbeats let the server
+    tell that a run on a worker died (deployments keep them); a CLI run is watched by the user at
+    the terminal, and one that fails or is interrupted is marked so by Prefect's engine anyway."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return flow(*args, **kwargs)
 
 
 def backup(args: argparse.Namespace) -> int:
@@ -165,10 +184,14 @@ def restore(args: argparse.Namespace) -> int:
             skip_damaged=args.skip_damaged,
             options=options,
             settings_block=args.settings,
+            exact=args.exact,
         )
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
-    text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted")}])]
+    text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts")}])]
+    parts = summary.get("parts") or {}
+    if len(parts) > 1 or any(p != "all" for p in parts):  # which backup each part came from
+        text += ["", text_table([{"part": p} | c for p, c in parts.items()])]
     if shown:
         text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:200]])]
     text += [a["diff"] for a in shown if a.get("diff")]

@@ -156,7 +156,7 @@ def health(args: argparse.Namespace) -> int:
     """Read the catalog and print every source's health (read-only, no flow run); exit 2 on a breach."""
     from backstop.core.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
     from blocks.settings import load_settings
-    from flows.health import expected_sources, watch_of
+    from flows.health import component_parts, expected_sources, watch_of
     from tasks.catalog.backups import list_runs
     from tasks.engine.drill import list_drills
     from tasks.storage.bucket import open_store
@@ -174,6 +174,7 @@ def health(args: argparse.Namespace) -> int:
         datetime.now(UTC),
         expected_sources(settings),
         runs,
+        component_parts,
         watch_of(settings, store, damaged.append),
     )
     trend = trend_rows(manifests, args.trend)

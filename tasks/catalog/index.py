@@ -159,6 +159,8 @@ def read_headers(
             try:
                 newest = parse_header(store.get_bytes(updates[-1]), store.where(updates[-1]))
                 header = header.model_copy(update={k: getattr(newest, k) for k in STATUS_FIELDS})
+                if header.parts is None:  # a header written before headers recorded parts
+                    header = header.model_copy(update={"parts": newest.parts})
             except (ValidationFailed, NotFound) as exc:
                 return _header_from_manifest(store, key, str(exc), report)
         return header

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.restore_points import WHOLE
 from blocks.settings import BackstopSettings
 from tasks.storage.bucket import BackupStore
 
@@ -114,6 +115,9 @@ class RestoreRequest:
     dry_run: bool = False
     skip_damaged: bool = False
     options: Any = None
+    # Bring the target to the backup's state in the restored scope: what it holds there that the
+    # backup does not (added after the backup) is planned as "delete" (refused without overwrite).
+    exact: bool = False
 
 
 @dataclass
@@ -160,6 +164,9 @@ class RestoreReport:
     from_secondary: bool = False
     approval: str = ""
     problems: list[str] = field(default_factory=list)
+    # part -> {"backup_id", "backup_time", "entries" (in the backup), "restored"}: which backup each
+    # part of the restore point came from and what of it was written
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -175,6 +182,7 @@ class RestoreReport:
             "seconds": round(self.seconds, 3),
             "from_secondary": self.from_secondary,
             "approval": self.approval,
+            "parts": self.parts,
         }
 
 
@@ -184,6 +192,10 @@ class Component(Protocol):
     name: str
     noun: str  # what a source is called: "bucket", "dataset", ...
     part: str  # what `only` names: "object", "table", ...
+    # The parts a source has, each backed up on its own schedule (Composer: dags, config, metadata);
+    # () = one implicit part, the whole source. A restore point takes each part from its own backup.
+    parts: tuple[str, ...]
+    part_aliases: dict[str, str]  # other names `only` may give a part by (Composer: snapshot -> config)
     Options: ClassVar[type[BaseModel]]
     # False: the lifecycle hands this component manifests with every entry in memory (few entries).
     # True: large manifests come as headers and the component streams `store.iter_entries`.
@@ -241,8 +253,15 @@ class Component(Protocol):
         """Markdown lines about a backup for its artifact (what was left out, warnings)."""
         ...
 
+    def entry_part(self, entry: ManifestEntry) -> str:
+        """The part an entry belongs to (one of `parts`, or WHOLE)."""
+        ...
+
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
-        """What restoring `manifest` as `request` asks would change; writes nothing."""
+        """What restoring `manifest` as `request` asks would change; writes nothing.
+
+        "replace" only where the target differs from the backup ("unchanged" where it is identical);
+        with `request.exact`, one "delete" per item in the restored scope that the backup does not hold."""
         ...
 
     def apply_restore(
@@ -277,6 +296,8 @@ class LifecycleMethods:
 
     name: str
     streams_entries = False
+    parts: tuple[str, ...] = ()
+    part_aliases: dict[str, str] = {}  # noqa: RUF012 (read only)
 
     def finish(
         self, ctx: Context, manifest: BackupManifest, plan: BackupPlan, entries: list[ManifestEntry]
@@ -301,6 +322,10 @@ class LifecycleMethods:
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines worth a person's attention after a backup (what was left out, warnings)."""
         return []
+
+    def entry_part(self, entry: ManifestEntry) -> str:
+        """Every entry belongs to the one implicit part by default."""
+        return WHOLE
 
 
 COMPONENTS: dict[str, str] = {

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from backstop.core.catalog_index import ManifestHeader, header_of
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.objectives import (
     DrillResult,
@@ -167,6 +168,40 @@ def test_a_failed_latest_backup_run_breaches_even_with_a_fresh_good_backup() -> 
 def test_a_failed_run_followed_by_a_good_backup_is_counted_but_healthy() -> None:
     (row,) = health_rows([backup("raw", 1)], [], objectives, NOW, runs=[failed_run("raw", 3)])
     assert row.status == "warn" and row.failures_24h == 1 and breaches([row]) == []
+
+
+def composer_backup(hours_ago: float, parts: list[str]) -> ManifestHeader:
+    return header_of(
+        backup("analytics", hours_ago, component="composer").model_copy(
+            update={"source_state": {"parts": parts}}
+        )
+    )
+
+
+def test_a_dag_backup_failing_every_day_breaches_though_hourly_metadata_backups_succeed() -> None:
+    composer_objectives = Obj(rpo_hours=1, rto_minutes=240)
+    composer_objectives.part_rpo_hours = {"dags": 24, "config": 24}  # type: ignore[attr-defined]
+    fresh_metadata = [composer_backup(h, ["metadata"]) for h in (2.5, 1.5, 0.5)]
+    stale_dags = composer_backup(50, ["dags", "config"])  # the daily DAG backups failed since
+
+    def parts(component: str) -> tuple[str, ...]:
+        return ("dags", "metadata", "config") if component == "composer" else ()
+
+    (row,) = health_rows(
+        [stale_dags, *fresh_metadata], [], lambda _: composer_objectives, NOW, parts_for=parts
+    )
+    assert row.status == "breach" and not row.rpo_ok
+    assert row.last_backup_id == stale_dags.backup_id  # the worst part
+    assert any(p.startswith("part dags: last validated backup") and "RPO of 24 h" in p for p in row.problems)
+    assert any(p.startswith("part config:") for p in row.problems)
+    assert not any("metadata" in p for p in row.problems)
+    assert "metadata 0.5/1 h" in row.parts
+
+    fresh_dags = composer_backup(20, ["dags", "config"])
+    (row,) = health_rows(
+        [stale_dags, fresh_dags, *fresh_metadata], [], lambda _: composer_objectives, NOW, parts_for=parts
+    )
+    assert row.rpo_ok and not row.problems
 
 
 # -- watched: drill age, re-verification, secondary lag ------------------------------------------

@@ -6,7 +6,8 @@ expirations, access entries), per table a Parquet file `tables/<table>/part-0000
 (method "read"), written by an extract job (method
 "extract", the Google Cloud path) or kept as a native table snapshot inside BigQuery (method
 "snapshot", see tasks/components/bigquery/snapshot.py), per view its SQL in `views/<view>.sql`. Each manifest entry
-carries the table's schema JSON, partitioning, clustering, labels, row count and a content digest.
+carries the table's schema JSON, partitioning, clustering, labels, row count and a content digest
+(with its `digest_scheme`: tasks/components/bigquery/digest.py says what it covers).
 Every table is read as of the backup's start (`snapshot_time`, recorded in `source_state`); the
 row count as of that time comes from a `FOR SYSTEM_TIME AS OF` count and must equal the rows read.
 
@@ -53,12 +54,8 @@ from tasks.components.bigquery.backup import (
     list_tables,
     source_state,
 )
-from tasks.components.bigquery.restore import (
-    apply_dataset_restore,
-    plan_dataset_restore,
-    validate_table,
-    verify_restored,
-)
+from tasks.components.bigquery.plan import plan_dataset_restore
+from tasks.components.bigquery.restore import apply_dataset_restore, validate_table, verify_restored
 from tasks.components.bigquery.snapshot import delete_snapshots, missing_snapshots
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
@@ -159,6 +156,7 @@ class BigQueryComponent(LifecycleMethods):
             request.target or manifest.source,
             request.only,
             request.options.schema_only,
+            request.exact,
         )
 
     def apply_restore(

@@ -110,7 +110,9 @@ def snapshot_table(
         job = client.copy_table(source, ref, job_config=config, timeout=TIMEOUT, retry=RETRY)
         job.result(timeout=bqio.READ_TIMEOUT, retry=RETRY)
     rows = count_rows(client, ref)
-    expected = bqio.count_as_of(client, project, dataset, table.table_id, manifest.started_at)
+    expected = bqio.count_as_of(
+        client, project, dataset, table.table_id, manifest.started_at, live_on_emulator=True
+    )
     if expected is not None and expected != rows:
         drop_snapshot(client, ref)
         raise Conflict(

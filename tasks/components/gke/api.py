@@ -11,11 +11,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from backstop.core.errors import BackstopError, ConfigError
-from backstop.core.manifest import BackupManifest, select
 from backstop.core.retention import RetentionPolicy
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
 from tasks.components.gke.plans import (
     GkeClusterSettings,
     GkeSettings,
@@ -25,7 +23,6 @@ from tasks.components.gke.plans import (
     plan_diff,
     update_mask,
 )
-from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 NAME = "gke"
@@ -220,17 +217,3 @@ def backup_state(backup: Any) -> dict[str, Any]:
         "delete_lock_days": int(backup.delete_lock_days),
         "encryption_key": backup.encryption_key.gcp_kms_encryption_key or None,
     }
-
-
-def previous_good(store: BackupStore, source: str, before: BackupManifest) -> BackupManifest | None:
-    found = [
-        h
-        for h in select(
-            index.read_headers(store, NAME, source, on_damaged=logger.warning),
-            NAME,
-            source,
-            validated_only=True,
-        )
-        if h.backup_id != before.backup_id and h.started_at <= before.started_at
-    ]
-    return index.first_loadable(store, found, on_damaged=logger.warning, validated_only=True)
