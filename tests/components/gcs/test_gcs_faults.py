@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_emulator_killed_mid_backup_leaves_no_manifest_and_next_run_succeeds(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    own = LocalPlatform.with_free_ports(tmp_path, services=("gcs",), persistent=True)
+    own = LocalPlatform.with_free_ports(tmp_path, services=("gcs",), persistent=True, gcs_server="fake")
     for key, value in own.up().items():
         monkeypatch.setenv(key, value)
     try:
