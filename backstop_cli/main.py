@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -36,9 +37,9 @@ COMMAND_MODULES = [
 ]
 
 
-# Modules that import neither Prefect nor pandas: a verb they register (`status`, `up`, `alerts`,
-# `list`, ...) is parsed with them alone, so such a command starts in a fraction of a second.
-LIGHT_MODULES = ["backstop_cli.commands.core", "backstop_cli.commands.platform"]
+# Every command module imports neither Prefect nor pandas at import time (they do in their
+# handlers), and the component verbs load only the component named: the parser is built in a
+# fraction of a second, so `backstop --help` or a mistyped verb answers at once.
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -61,9 +62,6 @@ def load_platform_env() -> None:
     for key, value in LocalPlatform(state_dir()).env().items():
         os.environ.setdefault(key, value)
     prefect_defaults()
-
-
-LOCAL_VERBS = {"setup", "up", "down", "status", "demo"}  # they start or stop the platform themselves
 
 
 def _verb(argv: Sequence[str]) -> str | None:
@@ -125,7 +123,9 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
-def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES, argv: Sequence[str] = ()) -> ArgumentParser:
+    """The whole command line; `argv` (the words given) lets the component verbs load only the
+    component they name."""
     parser = ArgumentParser(prog="backstop", description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default="default", help="name of the Backstop settings block")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's flow and task run logs")
@@ -134,6 +134,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
     for verb in ("backup", "restore"):
         group = verbs.add_parser(verb, help=f"{verb} one component")
         groups[verb] = group.add_subparsers(dest="component", required=True, parser_class=ArgumentParser)
+    words = _skip_settings(argv)
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -141,12 +142,22 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
             if exc.name not in (name, "localdev"):  # the local platform's verbs need localdev
                 raise
             continue
-        module.register(verbs, groups)
+        if "argv" in inspect.signature(module.register).parameters:
+            module.register(verbs, groups, argv=words)
+        else:
+            module.register(verbs, groups)
     return parser
 
 
-def _verbs(parser: argparse.ArgumentParser) -> set[str]:
-    return {str(w) for a in parser._actions if isinstance(a, argparse._SubParsersAction) for w in a.choices}
+def _skip_settings(argv: Sequence[str]) -> list[str]:
+    """`argv` without the global `--settings NAME` (its value is no verb)."""
+    words, tokens = [], iter(argv)
+    for token in tokens:
+        if token == "--settings":
+            next(tokens, None)
+        else:
+            words.append(token)
+    return words
 
 
 def quiet_prefect_console(argv: Sequence[str]) -> None:
@@ -206,21 +217,19 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_prefect_console(argv)
-    # Before the parser, which imports Prefect (the registry's options models): Prefect reads its
-    # settings when imported, so the platform's endpoints must be in the environment by then.
-    if _verb(argv) in LOCAL_VERBS:
-        prefect_defaults()
-    else:
+    # Before the parser of a component verb, which imports Prefect (the component's options model):
+    # Prefect reads its settings when imported, so the platform's endpoints must be in the
+    # environment by then. Other verbs are parsed first: help and typos answer at once.
+    if _verb(argv) in ("backup", "restore"):
         load_platform_env()
     try:
-        parser = build_parser(LIGHT_MODULES)
-        if _verb(argv) not in _verbs(parser) - {"backup", "restore"}:  # other verbs, anything mistyped
-            parser = build_parser()
+        parser = build_parser(argv=argv)
         try:
             args = parser.parse_args(argv)
         except InvalidInput as exc:
             raise InvalidInput(suggest(parser, argv, str(exc))) from None
         if getattr(args, "no_platform_env", False):
+            prefect_defaults()
             code = int(args.handler(args) or 0)
         else:
             load_platform_env()

@@ -38,12 +38,11 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from backstop.core.errors import ConfigError, InvalidInput, Unavailable
 from blocks.clients import EMULATOR_ENV, EXTRA_JOB_ENV
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings
+from flows.hooks import FAILED_AUTOMATION, TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
 WORK_POOL = "backstop-process"
-TAG = "backstop"
-FAILED_AUTOMATION = "backstop-flow-run-failed"
 STALE_PREFIX = "backstop-stale-"
 NOTIFY_BLOCK = "backstop-alerts"  # the block `--notify` saves
 LOCAL_ALERTS_BLOCK = "backstop-local-alerts"  # the local platform's receiver

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop.core.manifest import select
 from backstop.core.names import check_backup_id, check_percent, parse_time
 from backstop.core.report import human_bytes, text_table
 from backstop_cli.main import emit
-from tasks.catalog import index
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -37,6 +35,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def list_backups(args: argparse.Namespace) -> int:
     """Backups (and with --all the failed runs) as a table, or typed JSON (bytes, ISO 8601 times)."""
+    from tasks.catalog import index
     from tasks.catalog.backups import list_runs
     from tasks.engine.protocol import get_component
     from tasks.storage.bucket import open_store
@@ -46,6 +45,8 @@ def list_backups(args: argparse.Namespace) -> int:
     before = parse_time(args.before) if args.before else None
     store = open_store(_settings(args))
     damaged: list[str] = []
+    from backstop.core.manifest import select
+
     found = select(
         index.read_headers(store, args.component, args.source, on_damaged=damaged.append),
         args.component,

@@ -10,7 +10,6 @@ from typing import Any
 from backstop.core.errors import ObjectiveBreached
 from backstop.core.report import text_table
 from backstop_cli.main import emit
-from tasks.catalog import index
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -105,6 +104,7 @@ def health(args: argparse.Namespace) -> int:
     from backstop.core.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
     from blocks.settings import load_settings
     from flows.health import expected_sources
+    from tasks.catalog import index
     from tasks.catalog.backups import list_runs
     from tasks.engine.drill import list_drills
     from tasks.storage.bucket import open_store

@@ -13,7 +13,7 @@ RESTORE_COLUMNS = ("run_id", "component", "source", "outcome", "at", "backup_id"
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
-    from tasks.engine.protocol import COMPONENTS
+    from tasks.engine.registry import COMPONENTS
 
     p = verbs.add_parser("recover", help="recover the whole platform (or components) as of a point in time")
     p.add_argument(

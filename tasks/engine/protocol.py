@@ -16,7 +16,7 @@ Steps in parentheses, `delete`, `holds` and `notes` have defaults in `LifecycleM
 of the registered components: a component overrides them only where it differs.
 
 Adding a component: one module with a class like the ones registered below, its options model, one
-line in `COMPONENTS`, one fixture in tests/contract/conftest.py, and its prefect.yaml entries.
+line in `COMPONENTS` (tasks/engine/registry.py), one fixture in tests/contract/conftest.py, and its prefect.yaml entries.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from blocks.settings import BackstopSettings
+from tasks.engine.registry import COMPONENTS
 from tasks.storage.bucket import BackupStore
 
 # What a restore action does to the target. The lifecycle refuses "replace" and "delete" without
@@ -292,15 +293,6 @@ class LifecycleMethods:
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines worth a person's attention after a backup (what was left out, warnings)."""
         return []
-
-
-COMPONENTS: dict[str, str] = {
-    "configs": "tasks.components.configs.component:COMPONENT",
-    "bigquery": "tasks.components.bigquery.component:COMPONENT",
-    "gcs": "tasks.components.gcs.component:COMPONENT",
-    "composer": "tasks.components.composer.component:COMPONENT",
-    "gke": "tasks.components.gke.component:COMPONENT",
-}
 
 
 def get_component(name: str) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backstop.core.errors import Conflict, InvalidInput, ValidationFailed
+from backstop.core.errors import REFUSALS, Conflict, InvalidInput, ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id, parse_time
 from blocks.settings import BackstopSettings
@@ -203,8 +203,9 @@ def restore(
     except BaseException as exc:
         if record:
             catalog.record_run(
-                store or open_store(settings), "restore", component.name, request.source, exc, backup_id
-            )
+                store or open_store(settings), "restore", component.name, request.source, exc, backup_id,
+                refused=isinstance(exc, REFUSALS),
+            )  # fmt: skip
         raise
     if record and not request.dry_run:
         catalog.record_run(
