@@ -1,6 +1,7 @@
 """The `backstop` command line: the local platform, backups, the catalog and restores.
 
-User errors (BackstopError) print one line on stderr and exit 2, with no traceback; so does a
+User errors (BackstopError) print one line on stderr and exit 2, with no traceback; a command that
+answered for what is reachable while a service is down (`health`, `list`) names it and exits 3; so does a
 platform that is not running (`error: Prefect server not reachable at URL: start it with `backstop up``),
 and Prefect never starts a temporary server of its own. Every command that prints data takes `--json`.
 Component verbs (`backup gcs`, `restore bigquery`, ...) live in `backstop_cli/commands/components.py`,
@@ -97,22 +98,48 @@ def _prefect_api_url() -> str | None:
     return PREFECT_API_URL.value() or None
 
 
-def unreachable(include_unset: bool) -> str | None:
-    """'<service> not reachable at <url>: ...' for the first service the CLI is pointed at that does not
-    accept a connection, else None. `include_unset`: an unset PREFECT_API_URL counts as the local
+CATALOG_SERVICES = ("PREFECT_API_URL", "STORAGE_EMULATOR_HOST")  # the settings and the backup bucket
+
+
+def unreachable_services(include_unset: bool = False) -> list[dict[str, Any]]:
+    """Every service the CLI is pointed at that does not accept a connection: its label, address and
+    the components it serves. `include_unset`: an unset PREFECT_API_URL counts as the local
     platform's default address (after a command failed; before, it may not need Prefect at all)."""
+    from blocks.clients import EMULATOR_COMPONENTS
     from localdev.platform import EMULATOR_ENV, configured_ports, endpoint_port, reachable
 
     api = _prefect_api_url()
     if not api and include_unset:
         api = f"http://127.0.0.1:{configured_ports()['prefect']}/api"
-    checks = [("Prefect server", api)] if api else []
-    checks += [(label, os.environ[key]) for key, label in EMULATOR_ENV.items() if os.environ.get(key)]
-    for label, url in checks:
+    checks = [("PREFECT_API_URL", "Prefect server", api)] if api else []
+    checks += [(key, label, os.environ[key]) for key, label in EMULATOR_ENV.items() if os.environ.get(key)]
+    down = []
+    for key, label, url in checks:
         where = endpoint_port(url)
         if where is None or not reachable(*where):
-            return f"{label} not reachable at {url}: start it with `backstop up`"
+            components = list(EMULATOR_COMPONENTS.get(key, ()))
+            down.append({"key": key, "service": label, "url": url, "components": components})
+    return down
+
+
+def unreachable(include_unset: bool, needs: Any = "all") -> str | None:
+    """'<service> not reachable at <url>: ...' for the first service the command needs that does not
+    accept a connection, else None. `needs`: "all", "catalog" (Prefect and the backup bucket's
+    storage) or a component's name (Prefect and the services of that component)."""
+    for service in unreachable_services(include_unset):
+        wanted = needs == "all" or service["key"] in CATALOG_SERVICES or needs in service["components"]
+        if wanted:
+            return f"{service['service']} not reachable at {service['url']}: start it with `backstop up`"
     return None
+
+
+def unreachable_rows(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row per component a down service serves: what a command that answered for the rest names."""
+    return [
+        {"component": c, "problem": f"{s['service']} not reachable at {s['url']}"}
+        for s in services
+        for c in s["components"]
+    ]
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -248,12 +275,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_on_platform(args: argparse.Namespace) -> int:
-    """Run a command that needs Prefect and the services: a service the CLI is pointed at that does
-    not answer is one error line before anything runs; a failure while Prefect's address is unset
+    """Run a command that needs Prefect and the services: a service the command needs that does not
+    answer is one error line before anything runs (a command that reads only the catalog answers
+    for what is reachable: `args.unreachable` names a row per component it cannot reach); a failure while Prefect's address is unset
     is reported as the platform not running (input errors are reported as they are)."""
-    down = unreachable(include_unset=False)
+    needs = getattr(args, "needs", "all")
+    down = unreachable(include_unset=False, needs=needs)
     if down:
         raise Unavailable(down)
+    if needs == "catalog":  # it answers for what is reachable and names the rest (exit 3)
+        args.unreachable = unreachable_rows(unreachable_services())
     try:
         return int(args.handler(args) or 0)
     except (InvalidInput, Conflict, BrokenPipeError, KeyboardInterrupt):

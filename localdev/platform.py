@@ -351,6 +351,11 @@ class LocalPlatform:
         state = self.read_state().get("services", {})
         return {name: info for name, info in state.items() if pid_alive(int(info["pid"]))}
 
+    def gone(self) -> dict[str, Any]:
+        """Services recorded in the state file whose process has died (killed, crashed)."""
+        state = self.read_state().get("services", {})
+        return {name: info for name, info in state.items() if not pid_alive(int(info["pid"]))}
+
     def env(self) -> dict[str, str]:
         """The environment a client needs to use the running platform."""
         values: dict[str, str] = {}

@@ -117,7 +117,7 @@ def _register_component(groups: dict[str, Any], name: str) -> None:
     p.add_argument("--sample-percent", type=float, help="share of stored objects validation re-reads")
     add_options(p, component.Options, "backup")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=backup, component=name)
+    p.set_defaults(handler=backup, component=name, needs=name)
 
     p = groups["restore"].add_parser(name, help=f"restore a {name} {noun}, or {part}s of it")
     p.add_argument(
@@ -141,7 +141,7 @@ def _register_component(groups: dict[str, Any], name: str) -> None:
     p.add_argument("--skip-damaged", action="store_true", help="restore what is intact of a damaged backup")
     add_options(p, component.Options, "restore")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=restore, component=name)
+    p.set_defaults(handler=restore, component=name, needs=name)
 
 
 def backup(args: argparse.Namespace) -> int:

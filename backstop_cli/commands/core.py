@@ -18,7 +18,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--validated", action="store_true", help="only validated backups")
     p.add_argument("--all", action="store_true", help="also failed and abandoned runs (run records)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=list_backups)
+    p.set_defaults(handler=list_backups, needs="catalog")
 
     p = verbs.add_parser("validate", help="validate a backup by id")
     p.add_argument("backup_id")
@@ -80,8 +80,12 @@ def list_backups(args: argparse.Namespace) -> int:
     if args.all:
         text += "\n\nfailed or abandoned runs:\n" + (text_table(runs) if runs else "none")
     text += "".join(f"\nwarning: {d}" for d in damaged)
-    emit(args, {"backups": backups, "runs": runs, "damaged": damaged}, text)
-    return 0
+    unreachable = getattr(args, "unreachable", [])
+    down = [r for r in unreachable if not args.component or r["component"] == args.component]
+    if down:
+        text += "\n\nnot reachable (listed from the catalog all the same):\n" + text_table(down)
+    emit(args, {"backups": backups, "runs": runs, "damaged": damaged, "unreachable": down}, text)
+    return 3 if down else 0
 
 
 def validate(args: argparse.Namespace) -> int:

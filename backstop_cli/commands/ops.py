@@ -26,7 +26,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = verbs.add_parser("health", help="backup age against RPO, last drill against RTO, recent failures")
     p.add_argument("--trend", type=int, default=5, help="newest backups per source in the trend table")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=health)
+    p.set_defaults(handler=health, needs="catalog")
 
     p = verbs.add_parser("catalog", help="the catalog index of the backups")
     p.add_argument("action", choices=["rebuild"], help="rebuild: write the index again from the manifests")
@@ -125,12 +125,15 @@ def health(args: argparse.Namespace) -> int:
     if problems:
         parts.append("problems:\n" + "\n".join(problems))
     parts += [f"damaged: {d}" for d in damaged]
+    down = getattr(args, "unreachable", [])
+    if down:
+        parts.append("not reachable (health read from the catalog all the same):\n" + text_table(down))
     text = "\n\n".join(parts)
-    emit(args, data, text)
+    emit(args, data | {"unreachable": down}, text)
     breached = breaches(rows)
     if breached:
         raise ObjectiveBreached(f"{len(breached)} source(s) breach an objective: " + " | ".join(breached))
-    return 0
+    return 3 if down else 0
 
 
 def catalog(args: argparse.Namespace) -> int:

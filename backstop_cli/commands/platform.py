@@ -128,28 +128,33 @@ def down(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Every process `backstop up` (and a demo left running) started, by pid."""
+    """Every process `backstop up` (and a demo left running) started, by pid; one that died is
+    shown as "not running (pid N gone)" (and under "gone" in --json); exit 3 when one is gone."""
     from localdev.demo import demo_home
 
-    running = _platform().running()
-    demo = _platform(home=demo_home(state_dir())).running()
+    mine, theirs = _platform(), _platform(home=demo_home(state_dir()))
+    running, demo = mine.running(), theirs.running()
+    gone, demo_gone = mine.gone(), theirs.gone()
     rows = [
         {
             "platform": where,
             "service": n,
+            "state": "running" if n in alive else f"not running (pid {i['pid']} gone)",
             "pid": str(i["pid"]),
             "endpoints": " ".join(v for k, v in i["endpoints"].items() if k.endswith(("_URL", "_HOST"))),
         }
-        for where, services in (("backstop up", running), ("demo", demo))
-        for n, i in services.items()
+        for where, alive, dead in (("backstop up", running, gone), ("demo", demo, demo_gone))
+        for n, i in (alive | dead).items()
     ]
     text = text_table(rows) if rows else "the local platform is not running"
+    if gone:
+        text += f"\n{len(gone)} service(s) not running: `backstop up` starts them again"
     if demo:
         text += (
             f"\nthe demo's platform was left running: BACKSTOP_HOME={demo_home(state_dir())} backstop down"
         )
-    emit(args, {"services": running, "demo": demo}, text)
-    return 0
+    emit(args, {"services": running, "gone": gone, "demo": demo}, text)
+    return 3 if gone else 0
 
 
 def demo(args: argparse.Namespace) -> int:

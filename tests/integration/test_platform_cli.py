@@ -243,6 +243,22 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     (alert,) = alerted(json.loads(ok(shell, "alerts", "--json")))
     assert alert["subject"].startswith("Backstop: backup-gcs run ") and alert["subject"].endswith(" Failed")
     assert f"{failed['name']}" in alert["text"]
+    # one failed run, one alert: the flow's own hook stays quiet where the automation alerts
+    assert [m for m in received(shell) if failed["name"] in m["subject"] + m["text"]] == [alert]
+
+    # a user's mistake is no incident: a restore refused for its input ends "Refused", alerts no one
+    backup_id = listed[0]["backup_id"]
+    refused = api.run("restore-gcs", "gcs-restore", {"source": "no-such-bucket-e2e"})
+    ended = api.wait_final(refused, 120)
+    assert (ended["state"]["type"], ended["state"]["name"]) == ("CANCELLED", "Refused"), ended["state"]
+    assert "no validated backup of gcs/no-such-bucket-e2e" in ended["state"]["message"]
+    assert_one_error_line(
+        run(shell, "restore", "gcs", "--bucket", "no-such-bucket-e2e", "--backup-id", backup_id),
+        f"backup {backup_id} is a backup of gcs 'demo-raw-data', not of gcs 'no-such-bucket-e2e'",
+    )
+    restores = [r["id"] for r in api.runs_of("restore-gcs", "gcs-restore")]
+    assert restores == [refused]  # the CLI refused before a flow run started
+    assert not [m for m in received(shell) if ended["name"] in m["subject"] + m["text"]]
 
     # once the bucket is a source the settings schedule, health fails naming it and why its backup failed
     ok(shell, "settings", "set", "gcs_sources=[demo-raw-data, no-such-bucket-e2e]")
@@ -382,6 +398,36 @@ def test_staleness_alert_fires_without_a_validated_backup_and_not_with_one(
     rest = (gcs_since + WINDOW + SETTLE - datetime.now(gcs_since.tzinfo)).total_seconds()
     time.sleep(max(rest, 0))
     assert staleness("gcs", received(shell)) == []
+
+
+# -- one service dies: the rest still answers -----------------------------------------------------
+def test_one_dead_service_hides_nothing_else(user: dict[str, str], seeded: dict[str, Any]) -> None:
+    from localdev.platform import LocalPlatform
+
+    shell = source_env(user)
+    pid = status(user)["bigquery"]
+    LocalPlatform(Path(user["BACKSTOP_HOME"])).kill("bigquery")
+    wait_for(lambda: "bigquery" not in status(user), timeout=30)
+
+    shown = run(user, "status")
+    assert shown.returncode == 3 and f"not running (pid {pid} gone)" in shown.stdout
+    assert "gcs" in json.loads(run(user, "status", "--json").stdout)["services"]
+
+    listed = run(shell, "list", "--component", "gcs", "--json")  # nothing of gcs is down
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["backups"] and json.loads(listed.stdout)["unreachable"] == []
+    everything = run(shell, "list", "--all", "--json")
+    assert everything.returncode == 3, everything.stderr
+    rows = json.loads(everything.stdout)["unreachable"]
+    assert {r["component"] for r in rows} == {"bigquery"} and "BigQuery emulator not reachable" in str(rows)
+    assert json.loads(everything.stdout)["backups"]
+
+    health = run(shell, "health", "--json")  # the short RPOs set above are breached: exit 2, all said
+    assert health.returncode == 2 and "breach" in health.stderr
+    report = json.loads(health.stdout)
+    assert "gcs" in {r["component"] for r in report["health"]}
+    assert {r["component"] for r in report["unreachable"]} == {"bigquery"}
+    assert_one_error_line(run(shell, "backup", "bigquery"), "BigQuery emulator not reachable at")
 
 
 # -- last: it stops the platform the tests above share ---------------------------------------------
