@@ -27,7 +27,7 @@ from prefect.states import Cancelled, State
 from backstop.core.errors import REFUSALS, BackstopError, ConfigError, ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id
-from backstop.core.report import human_bytes
+from backstop.core.report import human_bytes, joined
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import HOOKS
 from tasks.catalog import backups as catalog
@@ -108,7 +108,7 @@ def backup_sources(
         except BackstopError as exc:
             get_run_logger().error("%s/%s failed: %s", chosen.name, source, exc)
             failures.append((source, exc))
-            rows.append({"component": chosen.name, "source": source, "status": f"failed: {exc}"[:300]})
+            rows.append({"component": chosen.name, "source": source, "status": f"failed: {exc}"})
     create_table_artifact(rows, key=f"{chosen.name}-backup-summary", description=f"{chosen.name} backup")
     if notes:
         create_markdown_artifact(
@@ -146,7 +146,7 @@ def validate_backups(
             rows.append(backup_row(checked) | {"read_back": record.read_back if record else 0})
         except ValidationFailed as exc:
             failures.append((manifest.source, exc))
-            rows.append(backup_row(manifest) | {"status": "invalid", "problems": "; ".join(exc.problems[:3])})
+            rows.append(backup_row(manifest) | {"status": "invalid", "problems": joined(exc.problems, 3)})
     create_table_artifact(rows, key="validation", description="Validation")
     _raise_failures("validation", failures)
     return rows

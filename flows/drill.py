@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from backstop.core.errors import InvalidInput, ObjectiveBreached
-from backstop.core.report import markdown_table
+from backstop.core.report import joined, markdown_table
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.engine.drill import DrillResult, drill, drill_sources, drill_summary
@@ -50,7 +50,7 @@ def drill_task(settings: BackstopSettings, store: BackupStore, component: str, s
         result.target,
         result.seconds,
         result.rto_minutes,
-        "" if result.passed else ": " + "; ".join(result.problems[:3]),
+        "" if result.passed else ": " + joined(result.problems, 3),
     )
     return result
 

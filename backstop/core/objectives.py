@@ -225,7 +225,7 @@ def health_rows(
         if latest_backup_failed:
             r = own_runs[0]
             problems.append(
-                f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message[:200]}"
+                f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message}"
             )
         healthy = rpo_ok and rto_ok and not latest_backup_failed
         status = "breach" if not healthy else ("warn" if failures or drill is None else "ok")

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound
 from backstop.core.names import check_percent
-from backstop.core.report import text_table
+from backstop.core.report import left_out, text_table
 from backstop_cli.main import emit
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
 ACTION_COLUMNS = ("name", "change", "why")
+MAX_ROWS = 200  # action rows in the table (--json has them all)
 
 
 def _flag(name: str, info: Any) -> str:
@@ -204,7 +205,9 @@ def restore(args: argparse.Namespace) -> int:
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
     text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted")}])]
     if shown:
-        text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:200]])]
+        text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:MAX_ROWS]])]
+        cut = left_out(min(len(shown), MAX_ROWS), len(shown), "--json lists every action")
+        text += [cut] if cut else []
     text += [a["diff"] for a in shown if a.get("diff")]
     emit(args, summary, "\n".join(text))
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import localdev  # noqa: F401  (absent in a production install: then these verbs are not offered)
 from backstop.core.errors import ConfigError, Unavailable
-from backstop.core.report import text_table
+from backstop.core.report import left_out, text_table
 from backstop_cli.main import emit, state_dir
 
 
@@ -82,10 +82,10 @@ def alerts(args: argparse.Namespace) -> int:
             f"local alert receiver not reachable at {base}: start it with `backstop up`"
         ) from exc
     shown = messages[-args.last :] if args.last else messages
-    rows = [
-        {"received_at": m["received_at"], "subject": m["subject"], "text": m["text"][:120]} for m in shown
-    ]
-    emit(args, shown, text_table(rows) if rows else f"no alerts received at {base}")
+    rows = [{"received_at": m["received_at"], "subject": m["subject"], "text": m["text"]} for m in shown]
+    text = text_table(rows) if rows else f"no alerts received at {base}"
+    cut = left_out(len(shown), len(messages), "`backstop alerts --last 0` shows all")
+    emit(args, shown, text + (f"\n{cut}" if cut else ""))
     return 0
 
 

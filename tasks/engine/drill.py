@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from backstop.core.errors import BackstopError, ValidationFailed
 from backstop.core.objectives import DRILL_PREFIX, DrillResult, drill_verdict, new_drill_id, rto_problem
+from backstop.core.report import joined
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
@@ -140,5 +141,5 @@ def drill_sources(store: BackupStore, components: list[str]) -> list[tuple[str, 
 def drill_summary(results: list[DrillResult]) -> str:
     """One line per failed drill (empty when all passed)."""
     return "; ".join(
-        f"{r.component}/{r.source}: {'; '.join(r.problems[:3]) or 'failed'}" for r in results if not r.passed
+        f"{r.component}/{r.source}: {joined(r.problems, 3) or 'failed'}" for r in results if not r.passed
     )
