@@ -16,6 +16,7 @@ builds each form from the function's signature, and `Options` is the component's
 """
 
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
@@ -41,13 +42,18 @@ REFUSED = "Refused"  # the name of the state a restore refused for its input end
 
 
 def backup_row(manifest: BackupManifest) -> dict[str, Any]:
-    """One table row: the backup and the counts of its source state (lists counted, `counts` spread)."""
+    """One table row: the backup and the counts of its source state (lists counted, `counts` spread;
+    `size` is what the backup stores, `source_...` sizes are what the source's service reports)."""
     state = manifest.source_state
     counts: dict[str, Any] = {}
     for key, value in (state | state.get("counts", {})).items():
         if isinstance(value, list):
             counts[key] = len(value)
-        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "bytes":
+        elif isinstance(value, bool) or not isinstance(value, int | float) or key == "bytes":
+            continue
+        elif key.endswith("_bytes"):  # a size the service reports (not what the backup stores)
+            counts[f"source_{key.removesuffix('_bytes')}"] = human_bytes(value)
+        else:
             counts[key] = value
     return {
         "component": manifest.component,
@@ -140,10 +146,14 @@ def validate_backups(
         ]
     rows, failures = [], []
     for manifest in manifests:
+        started = time.monotonic()
         try:
             checked = lifecycle.validate(manifest.component, settings, manifest, sample_percent, store)
             record = checked.validation
-            rows.append(backup_row(checked) | {"read_back": record.read_back if record else 0})
+            took = round(time.monotonic() - started, 2)  # the validation's time, not the backup's
+            rows.append(
+                backup_row(checked) | {"read_back": record.read_back if record else 0, "seconds": took}
+            )
         except ValidationFailed as exc:
             failures.append((manifest.source, exc))
             rows.append(backup_row(manifest) | {"status": "invalid", "problems": joined(exc.problems, 3)})

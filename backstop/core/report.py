@@ -52,6 +52,20 @@ def text_table(
     return "\n".join([line, rule, *body])
 
 
+def _plain(value: Any) -> str:
+    """A value as a person reads it: lists one item a line, mappings `key: value` a line."""
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple | set):
+        return "\n".join(_plain(v) for v in value) or "-"
+    return _cell(value)
+
+
+def fields_table(result: dict[str, Any]) -> str:
+    """A result mapping as a two-column table (no Python reprs: lists and mappings a line an item)."""
+    return text_table([{"what": k.replace("_", " "), "value": _plain(v)} for k, v in result.items()])
+
+
 def joined(items: Sequence[Any], limit: int = 5, sep: str = "; ") -> str:
     """The first `limit` items joined, and how many more there are: a cut list says so."""
     shown = sep.join(str(i) for i in items[:limit])

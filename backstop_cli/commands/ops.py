@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backstop.core.errors import ObjectiveBreached
-from backstop.core.report import text_table
+from backstop.core.report import fields_table, text_table
 from backstop_cli.main import emit
 
 
@@ -164,7 +164,7 @@ def bootstrap(args: argparse.Namespace) -> int:
         "location": args.location,
     }
     result = run_bootstrap(args.settings, notify=args.notify, first_setup=first_setup)
-    emit(args, result, "\n".join(f"{k}: {v}" for k, v in result.items()))
+    emit(args, result, fields_table(result))
     return 0
 
 
@@ -178,5 +178,5 @@ def deploy(args: argparse.Namespace) -> int:
         notify=args.notify,
     )
     shown = {k: v for k, v in result.items() if k != "deploy_output"}
-    emit(args, result, "\n".join(f"{k}: {v}" for k, v in shown.items()))
+    emit(args, result, fields_table(shown))
     return 0

@@ -123,7 +123,7 @@ def up(args: argparse.Namespace) -> int:
 def down(args: argparse.Namespace) -> int:
     stopped = _platform().down(echo=print)
     if not stopped:
-        print("nothing was running")
+        print(f"nothing was running from {state_dir()} (BACKSTOP_HOME names another home)")
     return 0
 
 
@@ -146,14 +146,16 @@ def status(args: argparse.Namespace) -> int:
         for where, alive, dead in (("backstop up", running, gone), ("demo", demo, demo_gone))
         for n, i in (alive | dead).items()
     ]
-    text = text_table(rows) if rows else "the local platform is not running"
+    text = f"home: {state_dir()}\n" + (
+        text_table(rows) if rows else "the local platform is not running (BACKSTOP_HOME names another home)"
+    )
     if gone:
         text += f"\n{len(gone)} service(s) not running: `backstop up` starts them again"
     if demo:
         text += (
             f"\nthe demo's platform was left running: BACKSTOP_HOME={demo_home(state_dir())} backstop down"
         )
-    emit(args, {"services": running, "gone": gone, "demo": demo}, text)
+    emit(args, {"home": str(state_dir()), "services": running, "gone": gone, "demo": demo}, text)
     return 3 if gone else 0
 
 

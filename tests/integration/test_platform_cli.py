@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -131,6 +132,8 @@ def source_env(env: dict[str, str]) -> dict[str, str]:
     """`source .backstop/env`."""
     sourced = dict(env)
     for line in (Path(env["BACKSTOP_HOME"]) / "env").read_text().splitlines():
+        if not line.startswith("export "):
+            continue
         key, _, value = line.removeprefix("export ").partition("=")
         sourced[key] = value
     return sourced
@@ -266,6 +269,51 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     assert health.returncode == 2 and "gcs/no-such-bucket-e2e" in health.stderr
     assert "latest backup run failed" in health.stderr and "does not exist" in health.stderr
     assert status(user) == first
+
+
+def prefect_ui(env: dict[str, str]) -> str:
+    return str(json.loads(ok(env, "status", "--json"))["services"]["prefect"]["endpoints"]["PREFECT_UI_URL"])
+
+
+def test_the_prefect_ui_talks_to_its_own_server_on_a_moved_port(user: dict[str, str]) -> None:
+    ui = prefect_ui(user)
+    assert ui == f"http://127.0.0.1:{user['BACKSTOP_PREFECT_PORT']}" and not ui.endswith(":4200")
+    settings = httpx.get(f"{ui}/ui-settings", timeout=30).json()
+    assert settings["api_url"] == f"{ui}/api"  # what the browser calls, not 127.0.0.1:4200
+
+
+def test_sourcing_the_env_says_it_replaces_an_exported_prefect_home(user: dict[str, str]) -> None:
+    env_file = Path(user["BACKSTOP_HOME"]) / "env"
+    mine = user | {"PREFECT_HOME": "/somewhere/mine"}
+    done = subprocess.run(["bash", "-c", f"source {env_file}; echo $PREFECT_HOME"], env=mine,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    platform_home = source_env(user)["PREFECT_HOME"]
+    assert done.stdout.strip() == platform_home
+    assert f"PREFECT_HOME was /somewhere/mine, now {platform_home}" in done.stderr
+    unset = {k: v for k, v in user.items() if k != "PREFECT_HOME"}
+    quiet = subprocess.run(["bash", "-c", f"source {env_file}"], env=unset, capture_output=True, text=True)
+    assert quiet.stderr == ""
+
+
+def chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def test_the_deployments_page_loads_in_headless_chromium(
+    user: dict[str, str], seeded: dict[str, Any], tmp_path: Path
+) -> None:
+    """The deployments `backstop deploy` made (test above) as the UI shows them in a browser."""
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no chromium binary on this machine (Debian package `chromium`); none is downloaded")
+    ui = prefect_ui(user)
+    page = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+         "--virtual-time-budget=20000", "--dump-dom", f"{ui}/deployments"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "gcs-daily-backup" in page.stdout, page.stdout[-2000:] + page.stderr[-2000:]
+    assert "Can't connect to Server API" not in page.stdout
 
 
 def test_settings_edits_are_validated_and_a_first_setup_names_its_buckets(
@@ -411,6 +459,7 @@ def test_one_dead_service_hides_nothing_else(user: dict[str, str], seeded: dict[
 
     shown = run(user, "status")
     assert shown.returncode == 3 and f"not running (pid {pid} gone)" in shown.stdout
+    assert f"home: {Path(user['BACKSTOP_HOME']).resolve()}" in shown.stdout  # where it looked
     assert "gcs" in json.loads(run(user, "status", "--json").stdout)["services"]
 
     listed = run(shell, "list", "--component", "gcs", "--json")  # nothing of gcs is down
