@@ -19,6 +19,7 @@ from backstop.core.report import joined, markdown_table
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.engine.drill import DrillResult, drill, drill_sources, drill_summary
+from tasks.engine.progress import report
 from tasks.engine.protocol import COMPONENTS
 from tasks.storage.bucket import BackupStore, open_store
 
@@ -82,7 +83,11 @@ def restore_drill(
         )
     pairs = drill_sources(store, chosen)
     logger.info("drilling %d source(s) of %s", len(pairs), ", ".join(chosen))
-    results = [drill_task(settings, store, component, source) for component, source in pairs]
+    results = []
+    for number, (component, source) in enumerate(pairs):
+        report("restore drills", number, len(pairs), unit="drills")
+        results.append(drill_task(settings, store, component, source))
+    report("restore drills", len(pairs), len(pairs), unit="drills")
     rows = [r.row() for r in results]
     failed = [r for r in results if not r.passed]
     create_table_artifact(

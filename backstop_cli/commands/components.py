@@ -146,6 +146,7 @@ def _register_component(groups: dict[str, Any], name: str) -> None:
 
 
 def backup(args: argparse.Namespace) -> int:
+    from backstop_cli.progress import terminal_progress
     from flows.components import component_flows
     from tasks.engine.protocol import get_component, options_for
 
@@ -154,7 +155,8 @@ def backup(args: argparse.Namespace) -> int:
         check_percent(args.sample_percent, "--sample-percent")
     options = options_for(component, options_from(args, component.Options))
     backup_flow = component_flows(args.component)[0]
-    rows = backup_flow(args.sources, options, not args.no_validate, args.sample_percent, args.settings)
+    with terminal_progress(args):
+        rows = backup_flow(args.sources, options, not args.no_validate, args.sample_percent, args.settings)
     emit(args, rows, text_table(rows))
     return 0
 

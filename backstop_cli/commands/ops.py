@@ -70,11 +70,13 @@ def drill(args: argparse.Namespace) -> int:
         from backstop_cli.commands.recover import platform_drill
 
         return platform_drill(args)
+    from backstop_cli.progress import terminal_progress
     from flows.drill import DRILL_COLUMNS, restore_drill
 
     began = datetime.now(UTC)
     try:
-        rows = restore_drill(args.component, settings_block=args.settings)
+        with terminal_progress(args):
+            rows = restore_drill(args.component, settings_block=args.settings)
     except ObjectiveBreached:
         rows = _drills_since(args, began)
         emit(args, rows, text_table(rows, DRILL_COLUMNS))

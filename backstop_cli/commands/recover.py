@@ -45,6 +45,7 @@ def recover(args: argparse.Namespace) -> int:
     """Run the recover-platform flow; print the plan, the steps and the outcome; exit 1 on a failure."""
     from backstop.core.names import parse_time
     from backstop.core.recovery import RecoveryOperation, plan_rows, summary_lines
+    from backstop_cli.progress import terminal_progress
     from flows.recover import recover_platform
     from tasks.engine.approval import cli_approval, os_user
 
@@ -52,7 +53,7 @@ def recover(args: argparse.Namespace) -> int:
         raise InvalidInput("give --as-of T for a new recovery or --resume OPERATION_ID, one of the two")
     if args.as_of and args.as_of != "now":
         parse_time(args.as_of)
-    with cli_approval(args.yes):
+    with cli_approval(args.yes), terminal_progress(args):
         result = recover_platform(
             as_of=args.as_of,
             components=args.component,

@@ -17,6 +17,7 @@ from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from backstop.core.manifest import BackupManifest, ManifestEntry
+from tasks.engine.progress import report
 from tasks.engine.protocol import Context, get_component
 from tasks.engine.runners import unit_runner
 
@@ -63,13 +64,23 @@ def run_units(
     """Run the units, UNIT_WORKERS at a time, taking the next from `units` as one finishes: a plan
     that streams its units (Cloud Storage) never has more than a few batches in memory, and no
     unit waits for a slower one. `done(entries, state)` as each finishes (so a failure later still
-    knows what the finished units made), with a log line and `progress(done, started)` per unit."""
+    knows what the finished units made), with a log line and `progress(done, started)` per unit;
+    watchers of this process (tasks/engine/progress.py) hear of units and bytes as they finish."""
+    what = f"backup {component.name}/{manifest.source}"
+    stored = 0
+
+    def finished(number: int, started: int, result: Any) -> None:
+        nonlocal stored
+        done(*result)
+        stored += sum(e.size for e in result[0]) if isinstance(result[0], list) else 0
+        report(what, number, started, stored)
+        if progress:
+            progress(number, started)
+
     if not in_flow():
         if UNIT_WORKERS <= 1:  # one after another, in this thread
             for number, unit in enumerate(units, 1):
-                done(*component.run_unit(ctx, manifest, unit))
-                if progress:
-                    progress(number, number)
+                finished(number, number, component.run_unit(ctx, manifest, unit))
             return
         with ThreadPoolExecutor(max_workers=UNIT_WORKERS) as pool:
 
@@ -77,9 +88,7 @@ def run_units(
                 return pool.submit(component.run_unit, ctx, manifest, unit)
 
             for number, started, result in _bounded(submit, units, futures_completed):
-                done(*result)
-                if progress:
-                    progress(number, started)
+                finished(number, started, result)
         return
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -92,11 +101,9 @@ def run_units(
             return run(_unit_task, parameters | {"manifest": manifest, "unit": quote(unit)})
 
         for number, started, result in _bounded(submit_task, units, as_completed):
-            done(*result)
+            finished(number, started, result)
             log(ctx, f"{component.name}/{manifest.source}: unit {number} done ({started} started so far)")
             update_progress_artifact(artifact, 100.0 * number / started)
-            if progress:
-                progress(number, started)
 
 
 def _bounded(

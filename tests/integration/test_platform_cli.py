@@ -9,8 +9,10 @@ platform share one (`backstop up` costs about half a minute); the one that stops
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -446,6 +448,34 @@ def test_staleness_alert_fires_without_a_validated_backup_and_not_with_one(
     rest = (gcs_since + WINDOW + SETTLE - datetime.now(gcs_since.tzinfo)).total_seconds()
     time.sleep(max(rest, 0))
     assert staleness("gcs", received(shell)) == []
+
+
+def on_a_terminal(env: dict[str, str], *argv: str) -> str:
+    """What a person sees running `backstop ARGV` in a terminal (a pseudo-terminal here)."""
+    master, slave = pty.openpty()
+    child = subprocess.Popen([BACKSTOP, *argv], env=env | {"TERM": "xterm", "COLUMNS": "160"},
+                             stdin=slave, stdout=slave, stderr=slave, cwd=Path(__file__).parents[2])  # fmt: skip
+    os.close(slave)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(master, 65536):
+            seen += chunk
+    os.close(master)
+    assert child.wait(300) == 0, seen.decode(errors="replace")[-2000:]
+    return seen.decode(errors="replace")
+
+
+def test_a_backup_shows_a_progress_line_on_a_terminal_and_none_when_piped(
+    user: dict[str, str], seeded: dict[str, Any]
+) -> None:
+    shell = source_env(user)
+    seen = on_a_terminal(shell, "backup", "gcs", "--bucket", "demo-raw-data")
+    assert "backup gcs/demo-raw-data" in seen and "units" in seen  # the live line, drawn by rich
+    assert "validated" in seen  # then the result table
+    piped = run(shell, "backup", "gcs", "--bucket", "demo-raw-data")
+    assert piped.returncode == 0 and piped.stderr == "" and "units" not in piped.stdout
+    as_json = on_a_terminal(shell, "backup", "gcs", "--bucket", "demo-raw-data", "--json")
+    assert "units" not in as_json and json.loads(as_json.replace("\r\n", "\n"))[0]["status"] == "validated"
 
 
 # -- one service dies: the rest still answers -----------------------------------------------------
