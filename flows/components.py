@@ -55,15 +55,16 @@ def backup_row(manifest: BackupManifest) -> dict[str, Any]:
             counts[f"source_{key.removesuffix('_bytes')}"] = human_bytes(value)
         else:
             counts[key] = value
-    return {
+    return {  # what matters first (status, source, size, time): the UI's artifact is read left to right
+        "status": manifest.status,
         "component": manifest.component,
         "source": manifest.source,
-        "backup_id": manifest.backup_id,
-        "entries": manifest.entry_count,
         "size": human_bytes(manifest.total_bytes),
-        **counts,
+        "started_utc": f"{manifest.started_at:%Y-%m-%d %H:%M:%S}",
         "seconds": round(manifest.duration_seconds or 0, 2),
-        "status": manifest.status,
+        "entries": manifest.entry_count,
+        "backup_id": manifest.backup_id,
+        **counts,
     }
 
 
@@ -114,7 +115,7 @@ def backup_sources(
         except BackstopError as exc:
             get_run_logger().error("%s/%s failed: %s", chosen.name, source, exc)
             failures.append((source, exc))
-            rows.append({"component": chosen.name, "source": source, "status": f"failed: {exc}"})
+            rows.append({"status": f"failed: {exc}", "component": chosen.name, "source": source})
     create_table_artifact(rows, key=f"{chosen.name}-backup-summary", description=f"{chosen.name} backup")
     if notes:
         create_markdown_artifact(
@@ -207,7 +208,20 @@ def refused_or_restored(component: str, request: RestoreRequest, settings_block:
 
 
 def _dump(options: Any) -> dict[str, Any] | None:
-    return options.model_dump(exclude_unset=True) if options is not None else None
+    if options is None or isinstance(options, dict):
+        return options or None
+    return options.model_dump(exclude_unset=True) or None
+
+
+def flow_parameters(request: RestoreRequest) -> dict[str, Any]:
+    """The restore flow's parameters for `request`: what is not given is empty, as in the UI's form."""
+    given = {f.name: getattr(request, f.name) for f in fields(RestoreRequest)}
+    for name in ("target", "backup_id", "before"):
+        given[name] = given[name] or ""
+    given["only"] = list(request.only or [])
+    if given["options"] is None:
+        del given["options"]  # the component's defaults
+    return given
 
 
 @functools.cache
@@ -216,16 +230,19 @@ def component_flows(name: str) -> tuple[Any, Any, Any]:
     and the CLI share them)."""
     component = get_component(name)
     Options = component.Options  # noqa: N806 (a type, named as one)
+    default_options = Options()
     noun, part = component.noun, component.part
 
     def backup(
-        sources: list[str] | None = None,
-        options: Options | None = None,  # type: ignore[valid-type]
+        sources: list[str] = [],  # noqa: B006 (the form's default: what the settings schedule)
+        options: Options = default_options,  # type: ignore[valid-type]
         validate_after: bool = True,
         sample_percent: float | None = None,
         settings_block: str = DEFAULT_BLOCK_NAME,
     ) -> list[dict[str, Any]]:
-        return backup_sources(name, sources, _dump(options), validate_after, sample_percent, settings_block)
+        return backup_sources(
+            name, sources or None, _dump(options), validate_after, sample_percent, settings_block
+        )
 
     def validate(
         backup_id: str | None = None,
@@ -235,21 +252,24 @@ def component_flows(name: str) -> tuple[Any, Any, Any]:
     ) -> list[dict[str, Any]]:
         return validate_backups(name, backup_id, source, sample_percent, settings_block)
 
+    # Plain fields with defaults a person can type into in the UI's run form (no "None" toggles):
+    # an empty text or list means "not given"; the component's options are shown with their defaults.
     def restore(
         source: str,
-        target: str | None = None,
-        backup_id: str | None = None,
-        before: str | None = None,
-        only: list[str] | None = None,
+        target: str = "",
+        backup_id: str = "",
+        before: str = "",
+        only: list[str] = [],  # noqa: B006 (the form's default; never changed)
         overwrite: bool = False,
         dry_run: bool = False,
         skip_damaged: bool = False,
-        options: Options | None = None,  # type: ignore[valid-type]
+        options: Options = default_options,  # type: ignore[valid-type]
         settings_block: str = DEFAULT_BLOCK_NAME,
     ) -> dict[str, Any] | State:
-        given = locals()
-        request = RestoreRequest(**{f.name: given[f.name] for f in fields(RestoreRequest)})
-        request.options = _dump(options)
+        request = RestoreRequest(
+            source, target or None, backup_id or None, before or None, only or None,
+            overwrite, dry_run, skip_damaged, _dump(options),
+        )  # fmt: skip
         return refused_or_restored(name, request, settings_block)
 
     _document(name, noun, part, backup, validate, restore)
@@ -264,7 +284,7 @@ def _document(name: str, noun: str, part: str, backup: Any, validate: Any, resto
     backup.__doc__ = f"""Back up {name} {noun}s (default: those the settings schedule), then validate each.
 
     Args:
-        sources: {noun}s to back up.
+        sources: {noun}s to back up (empty: those the settings schedule).
         options: options of the {name} component.
         validate_after: validate each backup after it is committed (a failure fails the run).
         sample_percent: share of stored objects validation re-reads (default from the settings).
@@ -282,10 +302,10 @@ def _document(name: str, noun: str, part: str, backup: Any, validate: Any, resto
 
     Args:
         source: the backed-up {noun}.
-        target: where to restore (default: the original {noun}).
-        backup_id: the backup to restore (default: the latest validated one, before `before`).
-        before: ISO time; take the latest validated backup started at or before it.
-        only: restore only these {part}s.
+        target: where to restore (empty: the original {noun}).
+        backup_id: the backup to restore (empty: the latest validated one, before `before`).
+        before: ISO time; take the latest validated backup started at or before it (empty: now).
+        only: restore only these {part}s (empty: all).
         overwrite: replace or delete existing data that differs (never without it).
         dry_run: only report what would change.
         skip_damaged: restore what is intact of a damaged backup (the rest is named).

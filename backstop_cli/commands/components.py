@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import typing
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound
@@ -156,7 +155,9 @@ def backup(args: argparse.Namespace) -> int:
     options = options_for(component, options_from(args, component.Options))
     backup_flow = component_flows(args.component)[0]
     with terminal_progress(args):
-        rows = backup_flow(args.sources, options, not args.no_validate, args.sample_percent, args.settings)
+        rows = backup_flow(
+            args.sources or [], options, not args.no_validate, args.sample_percent, args.settings
+        )
     emit(args, rows, text_table(rows))
     return 0
 
@@ -194,7 +195,7 @@ def refuse_early(component: Any, args: argparse.Namespace) -> Any:
 
 
 def restore(args: argparse.Namespace) -> int:
-    from flows.components import component_flows
+    from flows.components import component_flows, flow_parameters
     from tasks.engine.approval import cli_approval
     from tasks.engine.protocol import get_component
 
@@ -202,7 +203,7 @@ def restore(args: argparse.Namespace) -> int:
     request = refuse_early(component, args)
     restore_flow = component_flows(args.component)[2]
     with cli_approval(args.yes):
-        summary = restore_flow(**asdict(request), settings_block=args.settings)
+        summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
     text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted")}])]

@@ -189,3 +189,21 @@ def test_a_refused_restore_is_said_and_is_no_failure(
     assert "overwrite was not asked for" in capsys.readouterr().err
     runs = [r for r in list_runs(store, "gcs", source) if r.kind == "restore"]
     assert [r.outcome for r in runs] == ["refused", "refused"] and not any(r.failed for r in runs)
+
+
+@pytest.mark.parametrize("name", ["gcs", "bigquery", "configs", "composer", "gke"])
+def test_the_ui_run_forms_are_plain_fields_with_defaults(name: str) -> None:
+    """What the Prefect UI builds its run form from: no "None" toggles, the options shown."""
+    from flows.components import component_flows
+
+    backup, _, restore = component_flows(name)
+    form = restore.parameters.model_dump()["properties"]
+    for field in ("target", "backup_id", "before", "only", "options"):
+        assert "anyOf" not in form[field] and "default" in form[field], (field, form[field])
+    assert form["target"] == form["target"] | {"type": "string", "default": ""}
+    assert "anyOf" not in backup.parameters.model_dump()["properties"]["options"]
+
+
+def test_the_backup_summary_leads_with_status_source_size_time(gcs: Any, saved_settings: str) -> None:
+    (row,) = backup_gcs([seed(gcs, 3)], settings_block=saved_settings)
+    assert list(row)[:6] == ["status", "component", "source", "size", "started_utc", "seconds"]
