@@ -1,7 +1,9 @@
 # The two commands a new user needs: `make demo` and `make test`.
 # Both create the virtual environment on first use; nothing downloads at run time after that.
+# Another Python: `make test PYTHON=/path/to/python3.13` (its own .venv-python3.13); supported: 3.11 to 3.13.
 PYTHON ?= python3.11
-VENV := .venv
+VENV ?= $(if $(filter python3.11,$(PYTHON)),.venv,.venv-$(notdir $(PYTHON)))
+PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -18,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/backstop demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 up: $(STAMP)
 	$(BIN)/backstop up

@@ -183,7 +183,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES, argv: Sequence[str] =
     for name in modules:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # tests/unit/test_cli.py asserts every listed module exists
+        except ModuleNotFoundError as exc:  # tests/cli/test_cli.py asserts every listed module exists
             if exc.name not in (name, "localdev"):  # the local platform's verbs need localdev
                 raise
             continue

@@ -2,6 +2,6 @@
 recovery plans, archives, secrets boxes and report tables.
 
 No Prefect, no Google SDK, no network and nothing from `tasks/`, `flows/`, `blocks/` or the rest of
-`backstop/` (tests/unit/test_layering.py holds it to that): everything here is unit-tested in
+`backstop/` (tests/project/test_layering.py holds it to that): everything here is unit-tested in
 microseconds, and every other layer may import it.
 """

@@ -174,6 +174,87 @@ class AirflowState:
             del self.items[kind][name]
 
 
+class AirflowHandler(BaseHTTPRequestHandler):
+    """The Airflow stable REST API of one local Airflow server (`airflow`, set per server)."""
+
+    airflow: Any
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        data = json.dumps(body, indent=2).encode() + b"\n" if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self, method: str) -> None:
+        url = urlsplit(self.path)
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        try:
+            if parts == ["health"] or parts == ["api", "v1", "health"]:
+                return self._send(200, {"metadatabase": {"status": "healthy"}})
+            if parts[:2] != ["api", "v1"] or len(parts) not in (3, 4) or parts[2] not in KINDS:
+                raise ApiError(
+                    404, "Not Found", "The requested URL was not found on the server.", "NotFound"
+                )
+            if self.headers.get("Authorization") != f"Basic {self.airflow.credentials}":
+                raise ApiError(401, "Unauthorized", None, "Unauthenticated")
+            if self.airflow._fail:
+                status = self.airflow._fail.pop(0)
+                raise ApiError(
+                    status,
+                    "Internal Server Error" if status >= 500 else "Error",
+                    "injected failure",
+                    "Unknown",
+                )
+            self._dispatch(method, parts[2], parts[3] if len(parts) == 4 else None, parse_qs(url.query))
+        except ApiError as exc:
+            self._send(int(exc.body["status"]), exc.body, "application/problem+json")
+
+    def _dispatch(self, method: str, kind: str, name: str | None, query: dict[str, list[str]]) -> None:
+        state = self.airflow.state
+        if method == "GET" and name is None:
+            limit = min(int(query.get("limit", ["100"])[0]), MAX_LIMIT)
+            offset = int(query.get("offset", ["0"])[0])
+            with state.lock:
+                items = [state.items[kind][k] for k in sorted(state.items[kind])]
+            page = [state.view(kind, i, listing=True) for i in items[offset : offset + limit]]
+            return self._send(200, {kind: page, "total_entries": len(items)})
+        if method == "GET":
+            item = state.items[kind].get(str(name))
+            if item is None:
+                raise ApiError(404, f"{TITLES[kind]} not found", f"{TITLES[kind]} does not exist", "NotFound")
+            return self._send(200, state.view(kind, item))
+        if method == "DELETE" and name is not None:
+            state.delete(kind, name)
+            return self._send(204, None)
+        if method in ("POST", "PATCH") and (name is None) == (method == "POST"):
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            except ValueError as exc:
+                raise ApiError(400, "Bad Request", f"invalid JSON: {exc}", "BadRequest") from None
+            mask = query.get("update_mask", [""])[0]
+            if mask:
+                body = {k: v for k, v in body.items() if k in mask.split(",") or k == KINDS[kind]}
+            return self._send(200, state.write(kind, body, name, create=method == "POST"))
+        raise ApiError(405, "Method Not Allowed", f"{method} not allowed here", "MethodNotAllowed")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._route("PATCH")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._route("DELETE")
+
+
 class AirflowServer:
     """One local Airflow API on 127.0.0.1:`port`."""
 
@@ -198,93 +279,7 @@ class AirflowServer:
         self.httpd.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
-                data = json.dumps(body, indent=2).encode() + b"\n" if body is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _route(self, method: str) -> None:
-                url = urlsplit(self.path)
-                parts = [unquote(p) for p in url.path.split("/") if p]
-                try:
-                    if parts == ["health"] or parts == ["api", "v1", "health"]:
-                        return self._send(200, {"metadatabase": {"status": "healthy"}})
-                    if parts[:2] != ["api", "v1"] or len(parts) not in (3, 4) or parts[2] not in KINDS:
-                        raise ApiError(
-                            404, "Not Found", "The requested URL was not found on the server.", "NotFound"
-                        )
-                    if self.headers.get("Authorization") != f"Basic {server.credentials}":
-                        raise ApiError(401, "Unauthorized", None, "Unauthenticated")
-                    if server._fail:
-                        status = server._fail.pop(0)
-                        raise ApiError(
-                            status,
-                            "Internal Server Error" if status >= 500 else "Error",
-                            "injected failure",
-                            "Unknown",
-                        )
-                    self._dispatch(
-                        method, parts[2], parts[3] if len(parts) == 4 else None, parse_qs(url.query)
-                    )
-                except ApiError as exc:
-                    self._send(int(exc.body["status"]), exc.body, "application/problem+json")
-
-            def _dispatch(
-                self, method: str, kind: str, name: str | None, query: dict[str, list[str]]
-            ) -> None:
-                state = server.state
-                if method == "GET" and name is None:
-                    limit = min(int(query.get("limit", ["100"])[0]), MAX_LIMIT)
-                    offset = int(query.get("offset", ["0"])[0])
-                    with state.lock:
-                        items = [state.items[kind][k] for k in sorted(state.items[kind])]
-                    page = [state.view(kind, i, listing=True) for i in items[offset : offset + limit]]
-                    return self._send(200, {kind: page, "total_entries": len(items)})
-                if method == "GET":
-                    item = state.items[kind].get(str(name))
-                    if item is None:
-                        raise ApiError(
-                            404, f"{TITLES[kind]} not found", f"{TITLES[kind]} does not exist", "NotFound"
-                        )
-                    return self._send(200, state.view(kind, item))
-                if method == "DELETE" and name is not None:
-                    state.delete(kind, name)
-                    return self._send(204, None)
-                if method in ("POST", "PATCH") and (name is None) == (method == "POST"):
-                    try:
-                        body = json.loads(
-                            self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}"
-                        )
-                    except ValueError as exc:
-                        raise ApiError(400, "Bad Request", f"invalid JSON: {exc}", "BadRequest") from None
-                    mask = query.get("update_mask", [""])[0]
-                    if mask:
-                        body = {k: v for k, v in body.items() if k in mask.split(",") or k == KINDS[kind]}
-                    return self._send(200, state.write(kind, body, name, create=method == "POST"))
-                raise ApiError(405, "Method Not Allowed", f"{method} not allowed here", "MethodNotAllowed")
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._route("GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                self._route("POST")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                self._route("PATCH")
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                self._route("DELETE")
-
-        return Handler
+        return type("Handler", (AirflowHandler,), {"airflow": self})
 
 
 def _service(platform: LocalPlatform) -> Service:

@@ -26,7 +26,7 @@ from tasks.catalog import index
 from tasks.engine import drill, lifecycle, restore
 from tasks.engine.protocol import RestoreRequest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -28,7 +28,7 @@ What the local emulator (bqemulator 1.4.0) cannot do, so is not exercised by the
 - Multipart uploads for load jobs are refused; loads use resumable uploads.
 - `tables.get` omits a view's SQL; it is read from INFORMATION_SCHEMA.VIEWS instead.
 - `num_rows` stays 0 after DML inserts; "is this table empty" reads one row instead.
-Everything else in the list round-trips row for row on the emulator (tests/integration/test_bigquery.py):
+Everything else in the list round-trips row for row on the emulator (tests/components/bigquery/test_bigquery.py):
 INT64, NUMERIC, FLOAT64 (NaN, +/-inf), BOOL, STRING (non-ASCII), BYTES, DATE, DATETIME, TIME,
 TIMESTAMP, JSON, GEOGRAPHY, ARRAY, STRUCT (one level, with repeated fields), REPEATED STRUCT,
 NULLs and empty tables.

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.unit
+
 SPEC = yaml.safe_load((Path(__file__).parents[2] / "prefect.yaml").read_text())
 
 

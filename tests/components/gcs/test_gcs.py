@@ -149,5 +149,5 @@ def test_bad_input_is_refused_before_anything_is_written(gcs: Any, settings: Any
         gcs_component.backup(settings, store, "no-such-bucket-xyz")
     with pytest.raises(InvalidInput, match="malformed bucket name 'Bad_Bucket!'"):
         gcs_component.backup(settings, store, "Bad_Bucket!")
-    assert index.list_manifests(index, store) == []
+    assert index.list_manifests(store) == []
     assert store.list("_inprogress/") == {}

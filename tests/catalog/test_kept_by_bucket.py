@@ -1,8 +1,11 @@
 """Which Cloud Storage 403s mean "kept by the bucket" (a hold, a retention policy) and which are failures."""
 
+import pytest
 from google.api_core import exceptions as gexc
 
 from tasks.storage.bucket import kept_reason
+
+pytestmark = pytest.mark.unit
 
 
 def test_holds_and_retention_policies_are_kept_and_a_plain_permission_error_is_not() -> None:

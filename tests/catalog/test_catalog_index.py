@@ -16,8 +16,10 @@ from tasks.catalog import backups as catalog
 from tasks.catalog import index
 from tasks.engine.calls import ComponentCalls
 from tasks.operations.prune import prune
+from tests.components.gcs.test_gcs import seed, snapshot
 from tests.conftest import unique
-from tests.integration.test_gcs import seed, snapshot
+
+pytestmark = pytest.mark.integration
 
 gcs_component = ComponentCalls("gcs")
 

@@ -46,7 +46,7 @@ def test_emulator_killed_mid_backup_leaves_no_manifest_and_next_run_succeeds(
         own.up()  # same ports, same on-disk state
         client = storage_client(PROJECT)
         store = BackupStore(client, "faulty-backups")
-        assert index.list_manifests(index, store) == []  # the interrupted run did not happen
+        assert index.list_manifests(store) == []  # the interrupted run did not happen
         manifest = ComponentCalls("gcs").backup(settings, store, "faulty-source")
         assert len(manifest.entries) == 40
         assert manifest.source_state["reused"] == 10  # the batch copied before the kill is not copied again

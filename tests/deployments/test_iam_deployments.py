@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tasks.operations.iam import load_spec
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).parents[2]
 # Deployments that run with the worker's own credentials: they change or inspect bucket configuration

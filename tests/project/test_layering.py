@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("backstop", "backstop_cli", "blocks", "deployments", "flows", "tasks")
 

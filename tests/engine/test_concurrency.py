@@ -32,7 +32,7 @@ def test_two_backups_of_one_source_at_once_both_commit_whole(
         first, second = pool.map(lambda _: gcs_component.backup(settings, store, source), range(2))
 
     assert first.backup_id != second.backup_id
-    assert sorted(m.backup_id for m in index.list_manifests(index, store)) == sorted(
+    assert sorted(m.backup_id for m in index.list_manifests(store)) == sorted(
         [first.backup_id, second.backup_id]
     )
     assert store.list("_inprogress/") == {}  # both cleared their markers

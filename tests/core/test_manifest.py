@@ -5,6 +5,8 @@ import pytest
 from backstop.core.errors import InvalidInput, ValidationFailed
 from backstop.core.manifest import BackupManifest, ManifestEntry, backup_time, new_backup_id, select
 
+pytestmark = pytest.mark.unit
+
 
 def make(source: str = "raw", when: datetime | None = None, status: str = "complete") -> BackupManifest:
     started = when or datetime(2026, 11, 24, 21, 0, tzinfo=UTC)

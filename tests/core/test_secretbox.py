@@ -18,6 +18,8 @@ from backstop.core.secretbox import (
     reveal,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_encrypted_variable_round_trips_with_the_key_only() -> None:
     box = SecretBox(new_key())

@@ -145,7 +145,7 @@ def test_copy_flow_copies_every_pending_backup_once(
     rows = copy_backups_to_secondary(None, saved_settings)
     assert sorted(r["backup_id"] for r in rows) == sorted(b.backup_id for b in backups)
     assert all(r["ok"] for r in rows)
-    assert sorted(m.backup_id for m in index.list_manifests(index, secondary)) == sorted(
+    assert sorted(m.backup_id for m in index.list_manifests(secondary)) == sorted(
         b.backup_id for b in backups
     )
     assert copy_backups_to_secondary("gcs", saved_settings) == []  # nothing left to copy

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tasks.components.gcs.plan import pool_key, pool_prefix
+
+pytestmark = pytest.mark.unit
 
 
 def test_consecutive_generations_land_in_many_key_ranges() -> None:

@@ -13,8 +13,8 @@ from backstop.core.manifest import new_backup_id
 from localdev.platform import PROJECT
 from tasks.catalog import index
 from tasks.engine.calls import ComponentCalls
-from tests.integration.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
-from tests.integration.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
+from tests.components.bigquery.test_bigquery import BIG_ROWS, TYPE_ROWS, rows_of
+from tests.components.bigquery.test_bigquery import dataset as dataset  # noqa: F401 - the seeded-dataset fixture
 
 bq_component = ComponentCalls("bigquery")
 

@@ -6,6 +6,8 @@ import pytest
 
 from backstop.core.write_ramp import WriteRamp
 
+pytestmark = pytest.mark.unit
+
 MINUTE = 60.0
 
 

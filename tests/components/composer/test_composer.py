@@ -34,6 +34,8 @@ from tasks.catalog import index
 from tasks.components.composer.airflow import AirflowApi
 from tests.conftest import unique
 
+pytestmark = pytest.mark.integration
+
 PARENT = "projects/backstop-demo/locations/europe-west1"
 # A venv with apache-airflow 2.x (e.g. `python3 -m venv V && V/bin/pip install apache-airflow==2.10.5`, ~30 s):
 # when set, the metadata round trip and the DagBag check also run against a real Airflow webserver.

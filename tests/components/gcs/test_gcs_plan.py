@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import pytest
+
 from backstop.core.manifest import ManifestEntry
 from tasks.components.gcs.plan import (
     PlanCounts,
@@ -15,6 +17,8 @@ from tasks.components.gcs.plan import (
     pool_key,
 )
 from tasks.storage.spool import EntrySpool
+
+pytestmark = pytest.mark.unit
 
 BUCKET = "src"
 

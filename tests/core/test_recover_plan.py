@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from backstop.core.manifest import BackupManifest, new_backup_id
 from backstop.core.recovery import (
     Check,
@@ -15,6 +17,8 @@ from backstop.core.recovery import (
     summary_lines,
 )
 from blocks.settings import BackstopSettings, Objectives
+
+pytestmark = pytest.mark.unit
 
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -4,6 +4,8 @@ import pytest
 
 from backstop_cli.main import COMMAND_MODULES, build_parser, main
 
+pytestmark = pytest.mark.unit
+
 
 def test_every_command_module_exists_and_registers() -> None:
     for name in COMMAND_MODULES:

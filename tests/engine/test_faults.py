@@ -171,13 +171,13 @@ def test_backup_killed_leaves_no_manifest_and_next_run_is_whole(
     source, contents = seed(gcs)
     run_child_and_kill(tmp_path, ["backup", settings.backup_bucket, source], stop_at, hold)
 
-    assert index.list_manifests(index, store) == []  # the catalog parses, and the killed run did not happen
+    assert index.list_manifests(store) == []  # the catalog parses, and the killed run did not happen
     assert len(store.list("_inprogress/")) == 1  # its marker stays (it expires; prune honours it)
     manifest = gcs_component.backup(settings, store, source)
     assert len(manifest.entries) == OBJECTS and manifest.status == "complete"
     if copied_before is not None:
         assert manifest.source_state["reused"] == copied_before  # copies made before the kill are kept
-    assert [m.backup_id for m in index.list_manifests(index, store)] == [manifest.backup_id]
+    assert [m.backup_id for m in index.list_manifests(store)] == [manifest.backup_id]
     gcs_component.validate(settings, store, manifest, 100)
     target = unique("afterkill")
     gcs_component.restore(settings, store, manifest, target=target)
@@ -197,7 +197,7 @@ def test_backup_flow_process_killed_leaves_no_manifest_and_next_run_is_whole(
         tmp_path, ["flow", settings.backup_bucket, source, saved_settings], "batch-1", True, 120
     )
 
-    assert index.list_manifests(index, store) == []
+    assert index.list_manifests(store) == []
     manifest = gcs_component.backup(settings, store, source)
     assert len(manifest.entries) == OBJECTS and manifest.source_state["reused"] >= 10
     gcs_component.validate(settings, store, manifest, 100)
@@ -292,7 +292,7 @@ def test_damaged_manifest_is_named_and_hides_no_other_backup(
     store.put_bytes(damaged.path, change(store.get_bytes(damaged.path)), content_type="application/json")
 
     with pytest.raises(ValidationFailed, match=message) as failure:
-        index.list_manifests(index, store)
+        index.list_manifests(store)
     assert damaged.path in str(failure.value)
     reported: list[str] = []
     assert [m.backup_id for m in index.list_manifests(store, on_damaged=reported.append)] == [good.backup_id]

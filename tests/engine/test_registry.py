@@ -1,0 +1,45 @@
+"""Component names live in one list, the registry (tasks/engine/protocol.py COMPONENTS); every other
+list of components is data kept beside a layer that may not import the registry, and is checked
+against it here, so adding a sixth component fails this test until every list knows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from backstop.core.recovery import ORDER
+from blocks.components import DEFAULT_COMPONENTS
+from blocks.settings import PLAN_OBJECTIVES
+from tasks.engine.protocol import COMPONENTS, get_component
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTERED = set(COMPONENTS)
+
+
+@pytest.mark.parametrize(
+    ("where", "names"),
+    [
+        ("blocks/components.py DEFAULT_COMPONENTS", set(DEFAULT_COMPONENTS)),
+        ("blocks/settings.py PLAN_OBJECTIVES", set(PLAN_OBJECTIVES)),
+        ("backstop/core/recovery.py ORDER", set(ORDER)),
+        ("flows/<name>.py", {p.stem for p in (ROOT / "flows").glob("*.py")} & REGISTERED),
+        ("tasks/components/<name>/", {p.name for p in (ROOT / "tasks" / "components").iterdir() if p.is_dir()
+                                      and not p.name.startswith("_")}),
+    ],
+)  # fmt: skip
+def test_every_list_of_components_is_the_registry(where: str, names: set[str]) -> None:
+    assert names == REGISTERED, f"{where} names {sorted(names)}, the registry {sorted(REGISTERED)}"
+
+
+def test_each_registered_component_loads_from_its_folder_and_has_deployments() -> None:
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    entrypoints = {d["entrypoint"].split(":")[0] for d in spec["deployments"]}
+    for name in REGISTERED:
+        component = get_component(name)
+        assert component.name == name
+        assert type(component).__module__ == f"tasks.components.{name}.component"
+        assert f"flows/{name}.py" in entrypoints, f"prefect.yaml deploys no flow of {name}"
