@@ -1,4 +1,4 @@
-"""A live progress line on the terminal for long commands (backup, recover, drill), drawn by rich.
+"""A live progress line on the terminal for long commands (backup, restore, recover, drill), drawn by rich.
 
 On a terminal (stderr a TTY) and without --json, each operation reported through
 tasks/engine/progress.py gets a line: items done of the total, bytes done, rate and time left; it

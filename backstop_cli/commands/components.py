@@ -195,6 +195,7 @@ def refuse_early(component: Any, args: argparse.Namespace) -> Any:
 
 
 def restore(args: argparse.Namespace) -> int:
+    from backstop_cli.progress import terminal_progress
     from flows.components import component_flows, flow_parameters
     from tasks.engine.approval import cli_approval
     from tasks.engine.protocol import get_component
@@ -202,7 +203,7 @@ def restore(args: argparse.Namespace) -> int:
     component = get_component(args.component)
     request = refuse_early(component, args)
     restore_flow = component_flows(args.component)[2]
-    with cli_approval(args.yes):
+    with cli_approval(args.yes), terminal_progress(args):
         summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions

@@ -21,6 +21,7 @@ from tasks.catalog import backups as catalog
 from tasks.engine import units
 from tasks.engine.approval import require_approval
 from tasks.engine.lifecycle import loaded
+from tasks.engine.progress import report
 from tasks.engine.protocol import (
     Context,
     RestorePlan,
@@ -134,7 +135,10 @@ def write_and_verify(
     if request.dry_run:
         return []
     name = f"{component.name}-{plan.target}"
+    what = f"restore {component.name}/{request.source}"
+    report(what, 2, 4, unit="steps (open, plan done; writing)")
     units.step(f"write-{name}", component.apply_restore, ctx, manifest, plan, request)
+    report(what, 3, 4, unit="steps (written; verifying)")
     return units.step(
         f"verify-restore-{name}", component.verify_restored, ctx, manifest, plan.target, request.only
     )
