@@ -469,6 +469,10 @@ def test_a_backup_shows_a_progress_line_on_a_terminal_and_none_when_piped(
     user: dict[str, str], seeded: dict[str, Any]
 ) -> None:
     shell = source_env(user)
+    for i in range(3):  # something new to copy (an unchanged bucket is reused whole: no units run)
+        upload = f"{shell['STORAGE_EMULATOR_HOST']}/upload/storage/v1/b/demo-raw-data/o"
+        params = {"uploadType": "media", "name": f"progress/new-{time.time_ns()}-{i}.txt"}
+        httpx.post(upload, params=params, content=b"new", timeout=30).raise_for_status()
     seen = on_a_terminal(shell, "backup", "gcs", "--bucket", "demo-raw-data")
     assert "backup gcs/demo-raw-data" in seen and "units" in seen  # the live line, drawn by rich
     assert "validated" in seen  # then the result table
