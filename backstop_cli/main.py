@@ -78,8 +78,13 @@ def load_platform_env() -> None:
         from localdev.platform import LocalPlatform
     except ModuleNotFoundError:  # a production install: no local platform to point at
         return
-    for key, value in LocalPlatform(state_dir()).env().items():
-        os.environ.setdefault(key, value)
+    platform = LocalPlatform(state_dir())
+    # a service that died keeps its address, so that a command names it as not reachable (rather
+    # than a client falling back to Google's own endpoint)
+    dead = {k: v for info in platform.gone().values() for k, v in info.get("endpoints", {}).items()}
+    for key, value in (dead | platform.env()).items():
+        if key != "PREFECT_UI_URL":
+            os.environ.setdefault(key, value)
     prefect_defaults()
 
 

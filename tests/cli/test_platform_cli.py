@@ -489,7 +489,7 @@ def test_one_dead_service_hides_nothing_else(user: dict[str, str], seeded: dict[
     shell = source_env(user)
     pid = status(user)["bigquery"]
     LocalPlatform(Path(user["BACKSTOP_HOME"])).kill("bigquery")
-    wait_for(lambda: "bigquery" not in status(user), timeout=30)
+    wait_for(lambda: "bigquery" in json.loads(run(user, "status", "--json").stdout)["gone"], timeout=30)
 
     shown = run(user, "status")
     assert shown.returncode == 3 and f"not running (pid {pid} gone)" in shown.stdout
@@ -504,6 +504,8 @@ def test_one_dead_service_hides_nothing_else(user: dict[str, str], seeded: dict[
     rows = json.loads(everything.stdout)["unreachable"]
     assert {r["component"] for r in rows} == {"bigquery"} and "BigQuery emulator not reachable" in str(rows)
     assert json.loads(everything.stdout)["backups"]
+    unsourced = run(user, "list", "--all", "--json")  # a shell that never sourced the env: the same
+    assert unsourced.returncode == 3 and json.loads(unsourced.stdout)["unreachable"] == rows
 
     health = run(shell, "health", "--json")  # the short RPOs set above are breached: exit 2, all said
     assert health.returncode == 2 and "breach" in health.stderr
