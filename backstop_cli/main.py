@@ -300,8 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_on_platform(args: argparse.Namespace) -> int:
     """Run a command that needs Prefect and the services: a service the command needs that does not
     answer is one error line before anything runs (a command that reads only the catalog answers
-    for what is reachable: `args.unreachable` names a row per component it cannot reach); a failure while Prefect's address is unset
-    is reported as the platform not running (input errors are reported as they are)."""
+    for what is reachable: `args.unreachable` names a row per component it cannot reach); a failure
+    while a needed service (or Prefect's default address) does not answer is reported as that
+    service not running (input errors are reported as they are)."""
     needs = getattr(args, "needs", "all")
     down = unreachable(include_unset=False, needs=needs)
     if down:
@@ -313,7 +314,7 @@ def _run_on_platform(args: argparse.Namespace) -> int:
     except (InvalidInput, Conflict, BrokenPipeError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        down = unreachable(include_unset=True)
+        down = unreachable(include_unset=True, needs=needs)
         if down:
             raise Unavailable(down) from exc
         raise
