@@ -1,13 +1,18 @@
-"""Benchmark: BigQuery backup (Storage Read API -> Parquet -> bucket) and restore (bucket -> load job)
-of one table, beside pyarrow's own Parquet write and read of the same Arrow data (the client-side limit).
+"""Benchmark: Backstop's BigQuery backup and restore of one table against what a user would write instead.
 
-    python -m bench.bench_bigquery --rows 1000000
+    python -m bench.bench_bigquery --rows 300000,3000000 [--repeats 2] [--write]
 
-Starts its own local platform (fake-gcs-server + bqemulator on free ports) and stops it at the end.
-Peak RSS is this process's (the client side); the emulator runs in its own process. Each side of
-a ratio is the best of REPEATS runs (other work on a shared machine only adds time), and the CPU
-seconds of that run are given beside it: this process plus the emulators' (the pyarrow baseline
-has no emulator), which other work does not inflate.
+Both sides run end to end as processes on one local platform (fake-gcs-server, bqemulator and a
+Prefect server, started here on free ports and stopped at the end), in the same run, alternating:
+- Backstop: the `backstop` CLI as users run it (`backstop backup bigquery --dataset D`, which
+  validates the backup after it, 5% sample; the same with `--no-validate`; `backstop restore bigquery
+  --dataset D --backup-id ID --target T`, which verifies the restored table's rows and digest),
+  CLI start-up included.
+- plain: bench/plain_bigquery.py, Storage Read API -> pyarrow -> one Parquet file (zstd, Backstop's
+  codec) -> upload; back: download -> create the table -> load job. No hashes, counts or manifest.
+Each side is the best of `--repeats` runs (other work on a shared machine only adds time); the CPU
+seconds of that run (the process and its children, not the emulators) are given beside it.
+`--write` puts the section into bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import argparse
 import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -26,15 +34,22 @@ import pyarrow.parquet as pq
 
 from localdev.platform import PROJECT, LocalPlatform
 
-# Each side of a ratio is the best of this many runs.
-REPEATS = 3
+HERE = Path(__file__).parent
+PLAIN = str(HERE / "plain_bigquery.py")
+BACKSTOP = str(Path(sys.executable).parent / "backstop")
+SETTINGS = "bench-bigquery"
+BUCKET = "bench-bq-backups"
+MARK = "## BigQuery"
 
 
 def arrow_data(rows: int) -> pa.Table:
-    """A table of `rows` rows: ids, text, floats, timestamps, dates."""
+    """A table of `rows` rows (~74 bytes each): ids, text, floats, timestamps, dates, NUMERIC."""
     import numpy as np
 
     ids = np.arange(rows, dtype=np.int64)
+    words = np.zeros((rows, 2), dtype=np.int64)  # NUMERIC's 128-bit unscaled value: cents x 10^7
+    words[:, 0] = ids * 7 % 1_000_000 * 10_000_000
+    price = pa.Array.from_buffers(pa.decimal128(38, 9), rows, [None, pa.py_buffer(words.tobytes())])
     return pa.table(
         {
             "id": ids,
@@ -42,138 +57,129 @@ def arrow_data(rows: int) -> pa.Table:
             "amount": ids.astype(np.float64) * 0.25,
             "ts": pa.array(ids * 1_000_000 + 1_700_000_000_000_000, pa.timestamp("us", tz="UTC")),
             "day": pa.array((ids % 365).astype(np.int32) + 19_000, pa.date32()),
+            "price": price,
         }
     )
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (the process and its children) and stdout of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=HERE.parent)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
 
 
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class RssSampler:
-    """Highest resident set size seen while the `with` block runs (sampled every 20 ms)."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak = current_rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, current_rss_mb())
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) used so far by this process and the processes `pids`."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    total = usage.ru_utime + usage.ru_stime
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def best_of(fn: Any, pids: list[int], repeats: int) -> tuple[float, float, Any]:
-    """The shortest wall time of `repeats` calls of fn(i), that call's CPU seconds (this process and
-    `pids`), and the last call's result. Best of several on both sides of a ratio: other work on a
-    shared machine only ever adds time."""
-    best, best_cpu, result = float("inf"), 0.0, None
-    for i in range(repeats):
-        cpu, start = cpu_seconds(pids), time.monotonic()
-        result = fn(i)
-        wall = time.monotonic() - start
-        if wall < best:
-            best, best_cpu = wall, cpu_seconds(pids) - cpu
-    return best, best_cpu, result
-
-
-def pyarrow_baseline(data: pa.Table, workdir: str, repeats: int = REPEATS) -> dict[str, float]:
-    path = os.path.join(workdir, "baseline.parquet")
-    write, write_cpu, _ = best_of(lambda i: pq.write_table(data, path, compression="zstd"), [], repeats)
-    read, read_cpu, _ = best_of(lambda i: pq.read_table(path), [], repeats)
-    return {"write_s": write, "read_s": read, "write_cpu_s": write_cpu, "read_cpu_s": read_cpu}
-
-
-def run(rows: int) -> dict[str, Any]:
-    """Back up and restore a `rows`-row table on a fresh local platform; return rows/s and peak RSS."""
+def seed(client: Any, dataset: str, rows: int, workdir: str) -> None:
     from google.cloud import bigquery
 
-    from blocks.clients import bigquery_client, storage_client
-    from blocks.settings import BackstopSettings
-    from tasks.components.bigquery import data as bigquery_io
-    from tasks.engine.calls import ComponentCalls
+    client.create_dataset(f"{PROJECT}.{dataset}", exists_ok=True, timeout=60)
+    path = os.path.join(workdir, f"{dataset}.parquet")
+    data = arrow_data(rows)
+    schema = [
+        bigquery.SchemaField("id", "INT64"),
+        bigquery.SchemaField("user", "STRING"),
+        bigquery.SchemaField("amount", "FLOAT64"),
+        bigquery.SchemaField("ts", "TIMESTAMP"),
+        bigquery.SchemaField("day", "DATE"),
+        bigquery.SchemaField("price", "NUMERIC"),
+    ]
+    client.create_table(bigquery.Table(f"{PROJECT}.{dataset}.events", schema=schema), timeout=60)
+    pq.write_table(data, path)
+    config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET)
+    with open(path, "rb") as handle:
+        job = client.load_table_from_file(
+            handle, f"{PROJECT}.{dataset}.events", job_config=config, timeout=600
+        )
+    job.result(timeout=600)
+    os.unlink(path)
 
-    COMPONENT = ComponentCalls("bigquery")
-    from tasks.storage.bucket import BackupStore
 
-    with tempfile.TemporaryDirectory(prefix="bench-bq-") as workdir:
-        platform = LocalPlatform.with_free_ports(workdir, services=("gcs", "bigquery"), persistent=False)
-        env = platform.up()
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            data = arrow_data(rows)
-            baseline = pyarrow_baseline(data, workdir)
-            client = bigquery_client(PROJECT)
-            client.create_dataset("bench", exists_ok=True, timeout=60)
-            schema = [
-                bigquery.SchemaField("id", "INT64"),
-                bigquery.SchemaField("user", "STRING"),
-                bigquery.SchemaField("amount", "FLOAT64"),
-                bigquery.SchemaField("ts", "TIMESTAMP"),
-                bigquery.SchemaField("day", "DATE"),
-            ]
-            client.create_table(bigquery.Table(f"{PROJECT}.bench.events", schema=schema), timeout=60)
-            seed = os.path.join(workdir, "seed.parquet")
-            pq.write_table(data, seed)
-            bigquery_io.load_parquet(client, seed, f"{PROJECT}.bench.events")
-            del data
-            gcs = storage_client(PROJECT)
-            gcs.create_bucket("bench-backups")
-            settings = BackstopSettings(project=PROJECT, backup_bucket="bench-backups")
-            store = BackupStore(gcs, "bench-backups")
-            import gc
-
-            # Warm up once (imports, gRPC channel, the emulator's first queries) so the figures are steady state.
-            client.create_dataset("warm", exists_ok=True, timeout=60)
-            client.create_table(bigquery.Table(f"{PROJECT}.warm.events", schema=schema), timeout=60)
-            warm = os.path.join(workdir, "warm.parquet")
-            pq.write_table(arrow_data(1000), warm)
-            bigquery_io.load_parquet(client, warm, f"{PROJECT}.warm.events")
-            COMPONENT.restore(
-                settings, store, COMPONENT.backup(settings, store, "warm"), target="warm_restored"
+def measure(rows: int, repeats: int, env: dict[str, str], client: Any, workdir: str) -> dict[str, Any]:
+    """Best-of-`repeats` wall / CPU seconds of each step on both sides for a `rows`-row table."""
+    dataset = f"bench_{rows}"
+    seed(client, dataset, rows, workdir)
+    runs: dict[str, list[tuple[float, float]]] = {}
+    backup_id = ""
+    cli = [BACKSTOP, "--settings", SETTINGS]
+    for i in range(repeats):
+        steps = {
+            "plain backup": [sys.executable, PLAIN, "backup", PROJECT, dataset, "events", BUCKET, f"plain/{dataset}-{i}.parquet"],
+            "backstop backup": [*cli, "backup", "bigquery", "--dataset", dataset, "--json"],
+            "backstop backup --no-validate": [*cli, "backup", "bigquery", "--dataset", dataset, "--no-validate", "--json"],
+        }  # fmt: skip
+        for name, command in steps.items():
+            wall, cpu, out = timed(command, env)
+            runs.setdefault(name, []).append((wall, cpu))
+            if name == "backstop backup":
+                (row,) = json.loads(out)
+                assert row["status"] == "validated", row
+                backup_id = row["backup_id"]
+        steps = {
+            "plain restore": [sys.executable, PLAIN, "restore", PROJECT, BUCKET, f"plain/{dataset}-{i}.parquet",
+                              f"{dataset}.events", f"{dataset}_plain_{i}", "events"],
+            "backstop restore": [*cli, "restore", "bigquery", "--dataset", dataset, "--backup-id", backup_id,
+                                 "--target", f"{dataset}_backstop_{i}", "--json"],
+        }  # fmt: skip
+        for name, command in steps.items():
+            wall, cpu, out = timed(command, env)
+            runs.setdefault(name, []).append((wall, cpu))
+        for target in (f"{dataset}_plain_{i}", f"{dataset}_backstop_{i}"):
+            restored = client.get_table(f"{PROJECT}.{target}.events", timeout=60)
+            count = list(
+                client.query(f"SELECT COUNT(*) FROM `{PROJECT}.{target}.events`").result(timeout=120)
             )
-            gc.collect()
-            rss_before = current_rss_mb()
-            pids = [int(service["pid"]) for service in platform.read_state()["services"].values()]
-            with RssSampler() as backup_rss:
-                backup_s, backup_cpu, manifest = best_of(
-                    lambda i: COMPONENT.backup(settings, store, "bench"), pids, REPEATS
-                )
-            with RssSampler() as restore_rss:
-                restore_s, restore_cpu, _ = best_of(
-                    lambda i: COMPONENT.restore(settings, store, manifest, target=f"bench_restored_{i}"),
-                    pids,
-                    REPEATS,
-                )
-            problems = COMPONENT.check_restored(settings, store, manifest, f"bench_restored_{REPEATS - 1}")
-            parquet_bytes = manifest.total_bytes
+            assert count[0][0] == rows and len(restored.schema) == 6, (target, count[0][0])
+            client.delete_dataset(f"{PROJECT}.{target}", delete_contents=True, timeout=60)
+    client.delete_dataset(f"{PROJECT}.{dataset}", delete_contents=True, timeout=60)
+    return {name: min(values) for name, values in runs.items()} | {
+        "_all": {name: [round(w, 2) for w, _ in values] for name, values in runs.items()}
+    }
+
+
+def cli_start_seconds(env: dict[str, str], repeats: int = 3) -> dict[str, float]:
+    """`backstop --help` (the parser: every command module imported) and `backstop backup bigquery
+    --help` (the same path a backup takes before its flow starts), best of `repeats`."""
+    out = {}
+    for label, args in (("backstop --help", ["--help"]), ("backstop backup bigquery --help", ["backup", "bigquery", "--help"])):  # fmt: skip
+        out[label] = min(timed([BACKSTOP, *args], env)[0] for _ in range(repeats))
+    return out
+
+
+def run(sizes: list[int], repeats: int = 2) -> dict[str, Any]:
+    """Both sides at every size on one fresh local platform; the result as tables for RESULTS.md."""
+    from blocks.clients import bigquery_client
+
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with tempfile.TemporaryDirectory(prefix="bench-bq-") as workdir:
+        platform = LocalPlatform.with_free_ports(
+            workdir, services=("gcs", "bigquery", "prefect"), persistent=False
+        )
+        platform_env = platform.up()
+        env = os.environ | platform_env | {
+            "BACKSTOP_HOME": workdir, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }  # fmt: skip
+        saved = {k: os.environ.get(k) for k in platform_env}
+        os.environ.update({k: v for k, v in platform_env.items() if not k.startswith("PREFECT")})
+        try:
+            settings = (
+                "from blocks.settings import BackstopSettings; "
+                f"BackstopSettings(project={PROJECT!r}, backup_bucket={BUCKET!r}).save({SETTINGS!r}, overwrite=True)"
+            )
+            timed([sys.executable, "-c", settings], env)
+            from blocks.clients import storage_client
+
+            storage_client(PROJECT).create_bucket(BUCKET)
+            client = bigquery_client(PROJECT)
+            measure(1000, 1, env, client, workdir)  # warm up: emulator, Prefect server, file caches
+            start = cli_start_seconds(env)
+            results = {rows: measure(rows, repeats, env, client, workdir) for rows in sizes}
         finally:
             platform.down()
             for key, value in saved.items():
@@ -181,34 +187,53 @@ def run(rows: int) -> dict[str, Any]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-    backup_rps, restore_rps = rows / backup_s, rows / restore_s
-    write_rps, read_rps = rows / baseline["write_s"], rows / baseline["read_s"]
+    return as_tables(results, start, repeats, started)
+
+
+def as_tables(
+    results: dict[int, dict[str, Any]], start: dict[str, float], repeats: int, started: str
+) -> dict[str, Any]:
+    rows = []
+    for size, steps in results.items():
+        for plain, ours in (("plain backup", "backstop backup"), ("plain backup", "backstop backup --no-validate"),
+                            ("plain restore", "backstop restore")):  # fmt: skip
+            (pw, pc_), (bw, bc) = steps[plain], steps[ours]
+            rows.append({
+                "rows": size, "step": ours.removeprefix("backstop "), "backstop_s": round(bw, 2),
+                "plain_s": round(pw, 2), "ratio": f"{bw / pw:.2f}x", "backstop_cpu_s": round(bc, 2),
+                "plain_cpu_s": round(pc_, 2), "backstop_runs_s": ", ".join(map(str, steps["_all"][ours])),
+                "plain_runs_s": ", ".join(map(str, steps["_all"][plain])),
+            })  # fmt: skip
     return {
-        "rows": rows,
-        "parquet_bytes": parquet_bytes,
-        "backup_rows_per_s": round(backup_rps),
-        "restore_rows_per_s": round(restore_rps),
-        "pyarrow_write_rows_per_s": round(write_rps),
-        "pyarrow_read_rows_per_s": round(read_rps),
-        "backup_vs_pyarrow_write": round(backup_rps / write_rps, 3),
-        "restore_vs_pyarrow_read": round(restore_rps / read_rps, 3),
-        "backup_cpu_s": round(backup_cpu, 3),
-        "restore_cpu_s": round(restore_cpu, 3),
-        "pyarrow_write_cpu_s": round(baseline["write_cpu_s"], 3),
-        "pyarrow_read_cpu_s": round(baseline["read_cpu_s"], 3),
-        "rss_mb_before_backup": round(rss_before, 1),
-        "rss_mb_peak_during_backup": round(backup_rss.peak, 1),
-        "rss_mb_peak_during_restore": round(restore_rss.peak, 1),
-        "peak_rss_mb_process": round(peak_rss_mb(), 1),
-        "verify_problems": problems,
+        "title": f"BigQuery: Backstop's CLI against a plain script, one table (run {started})",
+        "tables": [
+            {"title": "Backup and restore, end to end as processes, best of " + str(repeats), "rows": rows},
+            {
+                "title": "CLI start-up (best of 3)",
+                "rows": [{"command": k, "seconds": round(v, 2)} for k, v in start.items()],
+            },
+        ],  # fmt: skip
+        "notes": [],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", default="300000,3000000", help="comma-separated table sizes")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="put the section into bench/RESULTS.md")
     args = parser.parse_args()
-    print(json.dumps(run(args.rows), indent=1))
+    result = run([int(n) for n in args.rows.split(",") if n], args.repeats)
+    from bench.run import section
+
+    text = section(result)
+    print(text)
+    if args.write:
+        from bench.results import replace_section
+
+        replace_section(
+            MARK, text.replace(f"## {result['title']}", MARK + result["title"].removeprefix("BigQuery"), 1)
+        )
 
 
 if __name__ == "__main__":

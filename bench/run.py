@@ -95,17 +95,12 @@ def section(result: dict[str, Any]) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def run_bigquery(rows: int) -> dict[str, Any] | None:
-    """bench/bench_bigquery.py's `run(rows)`, when that module exists."""
+def run_bigquery(sizes: list[int], repeats: int) -> dict[str, Any] | None:
+    """bench/bench_bigquery.py's `run(sizes, repeats)`, when that module exists."""
     if not (HERE / "bench_bigquery.py").exists():
         return None
     module = importlib.import_module("bench.bench_bigquery")
-    result: dict[str, Any] = dict(module.run(rows))
-    result.setdefault(
-        "title",
-        f"BigQuery: backup and restore of a {rows:,}-row table against pyarrow's Parquet write / read",
-    )
-    return result
+    return dict(module.run(sizes, repeats))
 
 
 def guarded(name: str, fn: Callable[[], dict[str, Any] | None], sections: list[str]) -> int:
@@ -187,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             local.down()
 
     if "bigquery" in chosen and (HERE / "bench_bigquery.py").exists():
-        failures += guarded("bigquery", partial(run_bigquery, 100_000 if args.quick else 1_000_000), sections)
+        failures += guarded(
+            "bigquery",
+            partial(run_bigquery, [100_000] if args.quick else [300_000, 3_000_000], repeats),
+            sections,
+        )
 
     header = [
         "# Backstop benchmarks",

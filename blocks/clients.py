@@ -5,6 +5,7 @@ Contract (documented in the README):
 - BIGQUERY_EMULATOR_HOST (http URL)          -> BigQuery REST client on that host, anonymous.
 - BIGQUERY_STORAGE_EMULATOR_HOST (host:port) -> BigQuery Storage Read client over insecure gRPC.
 - GKE_BACKUP_EMULATOR_HOST, COMPOSER_EMULATOR_HOST (host:port) -> gRPC clients over insecure channels.
+- KUBERNETES_EMULATOR_HOST (http URL)        -> a GKE cluster's Kubernetes API at <url>/<cluster full name>.
 Otherwise the credentials given, else those of the `GcpCredentials` block named by
 BACKSTOP_CREDENTIALS_BLOCK (each deployment of prefect.yaml names its job's service account there:
 deployments/iam/), else Application Default Credentials.
@@ -29,6 +30,7 @@ EMULATOR_ENV = {
     "BIGQUERY_STORAGE_EMULATOR_HOST": "BigQuery Storage emulator",
     "GKE_BACKUP_EMULATOR_HOST": "local Backup for GKE server",
     "COMPOSER_EMULATOR_HOST": "local Composer server",
+    "KUBERNETES_EMULATOR_HOST": "local Kubernetes API of the GKE clusters",
     "AIRFLOW_API_URL": "local Airflow server",
 }
 # The components each emulated service serves (Cloud Storage holds the backups: every one needs it).
@@ -49,6 +51,7 @@ BIGQUERY_EMULATOR = "BIGQUERY_EMULATOR_HOST"
 BIGQUERY_STORAGE_EMULATOR = "BIGQUERY_STORAGE_EMULATOR_HOST"
 GKE_BACKUP_EMULATOR = "GKE_BACKUP_EMULATOR_HOST"
 COMPOSER_EMULATOR = "COMPOSER_EMULATOR_HOST"
+KUBERNETES_EMULATOR = "KUBERNETES_EMULATOR_HOST"
 CREDENTIALS_BLOCK = "BACKSTOP_CREDENTIALS_BLOCK"
 POOL_SIZE = 64
 
@@ -113,6 +116,9 @@ def storage_client(project: str, credentials: Any | None = None) -> Any:
 
     if os.environ.get(STORAGE_EMULATOR):
         local = credentials if isinstance(credentials, LocalPrincipalCredentials) else AnonymousCredentials()
+        email = getattr(credentials, "service_account_email", None)
+        if credentials is not None and not isinstance(credentials, LocalPrincipalCredentials) and email:
+            local = LocalPrincipalCredentials(f"serviceAccount:{email}")  # the key's account, named locally
         client = storage.Client(project=project, credentials=local)
     else:
         client = storage.Client(project=project, credentials=job_credentials(credentials))
@@ -182,7 +188,10 @@ def bigquery_read_client(credentials: Any | None = None) -> Any:
     if target:
         import grpc
 
-        channel = grpc.insecure_channel(target)
+        # No receive limit, as the library's own channel: gRPC's default of 4 MB is less than one
+        # read response of a wide table (the emulator sends 65,536-row batches).
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        channel = grpc.insecure_channel(target, options=options)
         return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
     return BigQueryReadClient(credentials=job_credentials(credentials))
 
@@ -216,3 +225,32 @@ def composer_client(credentials: Any | None = None) -> Any:
     return _grpc_client(
         service_v1.EnvironmentsClient, EnvironmentsGrpcTransport, COMPOSER_EMULATOR, credentials
     )
+
+
+def kubernetes_api(cluster: str, credentials: Any | None = None) -> tuple[str, Any]:
+    """(API server URL, requests session) of GKE cluster `cluster` (projects/P/locations/L/clusters/C).
+
+    With KUBERNETES_EMULATOR_HOST: the local model's API for that cluster. Otherwise the cluster's
+    endpoint and CA certificate from the GKE API, and a session sending the job's Google token
+    (GKE accepts it for the Kubernetes API).
+    """
+    local = os.environ.get(KUBERNETES_EMULATOR)
+    if local:
+        import requests
+
+        return f"{local.rstrip('/')}/{cluster}", requests.Session()
+    import base64
+    import tempfile
+
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    scopes = ["https://www.googleapis.com/auth/cloud-platform"]
+    session = AuthorizedSession(job_credentials(credentials) or google.auth.default(scopes=scopes)[0])
+    answer = session.get(f"https://container.googleapis.com/v1/{cluster}", timeout=30)
+    answer.raise_for_status()
+    info = answer.json()
+    with tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False) as ca:
+        ca.write(base64.b64decode(info["masterAuth"]["clusterCaCertificate"]))
+    session.verify = ca.name
+    return f"https://{info['endpoint']}", session

@@ -97,7 +97,13 @@ class GkeClusterSettings(BaseModel):
     include_volume_data: bool = Field(default=True, description="Back up persistent volume data.")
     include_secrets: bool = Field(default=True, description="Back up Secrets (encrypted with the key below).")
     encryption_key: str | None = Field(default=None, description="Cloud KMS key for the backup (CMEK).")
-    retain_days: int = Field(default=30, ge=0, description="Backup for GKE deletes backups older than this.")
+    retain_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="Backup for GKE deletes backups older than this (0: never). Empty: Backstop sets the "
+        "plan to the longest its own retention keeps a GKE backup of this cluster, so no kept backup "
+        "outlives its data; a shorter value is named by `backstop preflight`.",
+    )
     delete_lock_days: int = Field(
         default=0, ge=0, description="Backups cannot be deleted for this many days."
     )

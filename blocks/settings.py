@@ -41,6 +41,10 @@ class Objectives(BaseModel):
 
     rpo_hours: float = Field(default=26, gt=0, description="Oldest acceptable age of the last good backup.")
     rto_minutes: float = Field(default=60, gt=0, description="Longest acceptable restore time.")
+    part_rpo_hours: dict[str, float] = Field(
+        default_factory=dict,
+        description="RPO of a part backed up on its own schedule (Composer: dags, config), else rpo_hours.",
+    )
 
 
 # The operations plan's objectives (RPO / RTO per component); the settings' `objectives` override them.
@@ -49,7 +53,8 @@ PLAN_OBJECTIVES: dict[str, Objectives] = {
     "gcs": Objectives(rpo_hours=24, rto_minutes=120),
     "configs": Objectives(rpo_hours=24, rto_minutes=60),
     "gke": Objectives(rpo_hours=24, rto_minutes=240),
-    "composer": Objectives(rpo_hours=1, rto_minutes=240),
+    # metadata hourly, DAGs and config daily (prefect.yaml): each part against its own RPO
+    "composer": Objectives(rpo_hours=1, rto_minutes=240, part_rpo_hours={"dags": 24, "config": 24}),
 }
 
 
@@ -62,7 +67,12 @@ class BackstopSettings(Block):
     _block_type_slug = "backstop-settings"
     _description = "Where Backstop writes backups, how long it keeps them and the recovery objectives."
 
-    project: str = Field(description="Google Cloud project that owns the backup buckets and runs the jobs.")
+    project: str = Field(description="Google Cloud project that runs the jobs (and holds the data).")
+    backup_project: str | None = Field(
+        default=None,
+        description="Project of the backup buckets: another project than `project` keeps the backups out of "
+        "reach of the production project's owners and accounts (default: `project`).",
+    )
     backup_bucket: str = Field(description="Primary backup bucket.")
     secondary_bucket: str | None = Field(
         default=None, description="Bucket in another region that receives a verified copy of every backup."
@@ -82,6 +92,18 @@ class BackstopSettings(Block):
     hold_newest_validated: bool = Field(
         default=True,
         description="Keep a temporary hold on the manifest of the newest validated backup of every source.",
+    )
+    object_retention: Literal["off", "unlocked", "locked"] = Field(
+        default="unlocked",
+        description="Object retention (Object Retention Lock) on every object a backup references, until the "
+        "date the retention plan keeps the backup to: 'unlocked' (an account with "
+        "storage.objects.overrideUnlockedRetention may still shorten it), 'locked' (nobody can, for production) "
+        "or 'off'. Needs backup buckets created with object retention (bootstrap does).",
+    )
+    secondary_credentials_block: str | None = Field(
+        default=None,
+        description="GcpCredentials block of the identity that writes the secondary copy (not the backup "
+        "writer's: one stolen key then reaches one copy); default: the job's credentials.",
     )
     gcs_sources: list[str] = Field(
         default_factory=list, description="Buckets the scheduled Cloud Storage backup takes."
@@ -104,6 +126,25 @@ class BackstopSettings(Block):
     )
     validate_sample_percent: float = Field(
         default=5.0, ge=0, le=100, description="Share of backed-up objects re-read during validation."
+    )
+    reverify_period_days: float = Field(
+        default=28,
+        gt=0,
+        description="Every kept backup's stored bytes are re-read within this many days: each scheduled "
+        "re-verification reads the share reverify_every_days / reverify_period_days (like restic's "
+        "check --read-data-subset), and checks that data outside the bucket still exists.",
+    )
+    reverify_every_days: float = Field(
+        default=7,
+        gt=0,
+        description="How often the re-verification runs (prefect.yaml's weekly-revalidate-kept-backups): "
+        "with reverify_period_days it sets the share each run reads; health warns when the last run is older.",
+    )
+    drill_max_age_days: float = Field(
+        default=35,
+        gt=0,
+        description="Health is in breach when a source's last restore drill is older than this (the "
+        "monthly drill plus a few days).",
     )
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Default retention.")
     retention_overrides: dict[str, RetentionSettings] = Field(
@@ -155,6 +196,11 @@ class BackstopSettings(Block):
             or self.retention_overrides.get(component)
             or self.retention
         )
+
+    @property
+    def buckets_project(self) -> str:
+        """The project of the backup buckets: `backup_project`, else `project`."""
+        return self.backup_project or self.project
 
     def objectives_for(self, component: str) -> Objectives:
         """The settings' objectives of `component`, else the operations plan's, else the default."""

@@ -265,10 +265,11 @@ def component_flows(name: str) -> tuple[Any, Any, Any]:
         skip_damaged: bool = False,
         options: Options = default_options,  # type: ignore[valid-type]
         settings_block: str = DEFAULT_BLOCK_NAME,
+        exact: bool = False,
     ) -> dict[str, Any] | State:
         request = RestoreRequest(
             source, target or None, backup_id or None, before or None, only or None,
-            overwrite, dry_run, skip_damaged, _dump(options),
+            overwrite, dry_run, skip_damaged, _dump(options), exact,
         )  # fmt: skip
         return refused_or_restored(name, request, settings_block)
 
@@ -311,6 +312,8 @@ def _document(name: str, noun: str, part: str, backup: Any, validate: Any, resto
         skip_damaged: restore what is intact of a damaged backup (the rest is named).
         options: options of the {name} component.
         settings_block: name of the Backstop settings block.
+        exact: also delete what the target holds in the restored scope that the backup does not
+            (added after the backup), with `overwrite`: the target as it was at the backup.
     Changing the original {noun} pauses for approval in the UI (default deny).
     A restore refused for its input ends "Refused" (no alert, not a failure).
     """

@@ -32,6 +32,7 @@ DRILL_COLUMNS = [
     "rto_minutes",
     "passed",
     "over_rto",
+    "restored",
     "problems",
 ]
 

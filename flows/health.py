@@ -1,4 +1,6 @@
-"""Health report flow: every source against its RPO and RTO, recent failures, and a trend table.
+"""Health report flow: every source (each part of it, for Composer) against its RPO and RTO, recent
+failures, and a trend table; the age of its last drill, its last re-verification and the secondary
+copy's lag (objectives.Watch).
 
 Reads the catalog only (manifests and drill records). The run fails with ObjectiveBreached when a
 source has no validated backup within its RPO or its last drill failed / exceeded its RTO, so the
@@ -19,12 +21,14 @@ from backstop.core.errors import ObjectiveBreached
 from backstop.core.objectives import HEALTH_COLUMNS, HealthRow, breaches, health_rows, trend_rows
 from backstop.core.report import human_bytes, markdown_table
 from backstop.core.runs import RunRecord
+from backstop.core.watch import Watch
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.catalog import index
 from tasks.catalog.backups import list_runs
 from tasks.engine.drill import DrillResult, list_drills
 from tasks.engine.protocol import COMPONENTS, get_component
+from tasks.engine.reverify import read_reports
 from tasks.storage.bucket import BackupStore, open_store
 
 
@@ -32,6 +36,21 @@ def expected_sources(settings: BackstopSettings) -> list[tuple[str, str]]:
     """Sources the settings schedule for backup, of every registered component (a source never
     backed up must still show up)."""
     return [(name, source) for name in COMPONENTS for source in get_component(name).sources(settings)]
+
+
+def component_parts(name: str) -> tuple[str, ...]:
+    """The parts a registered component declares (none for an unknown one)."""
+    return tuple(get_component(name).parts) if name in COMPONENTS else ()
+
+
+def watch_of(settings: BackstopSettings, store: BackupStore, on_damaged: Any = None) -> Watch:
+    """What health watches beyond RPO / RTO, from the settings and the re-verification reports."""
+    return Watch(
+        drill_max_age_days=settings.drill_max_age_days,
+        reverify_every_days=settings.reverify_every_days,
+        reports=tuple(read_reports(store, on_damaged=on_damaged)),
+        secondary=bool(settings.secondary_bucket),
+    )
 
 
 @task(name="read-catalog", cache_policy=NO_CACHE)
@@ -94,7 +113,14 @@ def health_report(settings_block: str = DEFAULT_BLOCK_NAME, trend_runs: int = 10
     store = open_store(settings)
     manifests, drills, runs, damaged = read_catalog(store)
     rows = health_rows(
-        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs
+        manifests,
+        drills,
+        settings.objectives_for,
+        datetime.now(UTC),
+        expected_sources(settings),
+        runs,
+        component_parts,
+        watch_of(settings, store, damaged.append),
     )
     trend = trend_rows(manifests, trend_runs)
     table = [r.row() for r in rows]

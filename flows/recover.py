@@ -54,6 +54,7 @@ def recover_platform(
     who: str = "",
     fail_on_error: bool = True,
     settings_block: str = DEFAULT_BLOCK_NAME,
+    keep_newer: bool = False,
 ) -> dict[str, Any]:
     """Recover the platform as of `as_of`: per source the newest validated backup at or before it,
     restored in dependency order (configuration, BigQuery, Cloud Storage, Composer, GKE) and checked.
@@ -69,6 +70,8 @@ def recover_platform(
         who: who runs it (default: this flow run).
         fail_on_error: fail the flow run when a step or a check fails.
         settings_block: name of the Backstop settings block.
+        keep_newer: keep what appeared after `as_of` in the recovered scopes (objects, files, tables,
+            Airflow items); by default it is deleted, so each source is exactly as it was at `as_of`.
     Recovering into the originals pauses for one approval (default deny) covering every step.
     """
     settings = load_settings(settings_block)
@@ -86,6 +89,7 @@ def recover_platform(
         who=who or _who(),
         notify=notify,
         log=log.info,
+        keep_newer=keep_newer,
     )
     create_table_artifact(plan_rows(operation), key="recovery-plan", description="Recovery plan and steps")
     create_markdown_artifact("\n\n".join(summary_lines(operation)), key="recovery-outcome")

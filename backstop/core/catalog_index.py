@@ -46,6 +46,15 @@ class ManifestHeader(BackupIdentity, BaseModel):
     total_bytes: int = Field(ge=0, description="Bytes stored for the entries.")
     manifest_digest: str | None = Field(default=None, description="Digest of the manifest it summarises.")
     validated_at: datetime | None = None
+    secondary_at: datetime | None = Field(default=None, description="When the secondary copy was last made.")
+    secondary_ok: bool | None = Field(default=None, description="Whether that secondary copy verified.")
+    parts: list[str] | None = Field(
+        default=None, description="Parts the backup holds (Composer); None: every part of its component."
+    )
+
+
+# What a later status record of a header changes (validation, re-verification, secondary copy).
+STATUS_FIELDS = ("status", "validated_at", "secondary_at", "secondary_ok")
 
 
 class IdEntry(BaseModel):
@@ -70,7 +79,16 @@ def header_of(manifest: BackupManifest, digest: str | None = None) -> ManifestHe
         total_bytes=manifest.total_bytes,
         manifest_digest=digest or manifest.digest,
         validated_at=manifest.validation.at if manifest.validation else None,
+        secondary_at=manifest.secondary.at if manifest.secondary else None,
+        secondary_ok=manifest.secondary.ok if manifest.secondary else None,
+        parts=parts_of(manifest),
     )
+
+
+def parts_of(manifest: BackupManifest) -> list[str] | None:
+    """The parts a backup holds, as its source state records them (None: not recorded = all)."""
+    parts = manifest.source_state.get("parts")
+    return [str(p) for p in parts] if isinstance(parts, list) else None
 
 
 def source_prefix(component: str | None = None, source: str | None = None) -> str:

@@ -39,7 +39,11 @@ INLINE_ENTRIES = 1_000  # at most this many entries stay in manifest.json (forma
 # read for its header (listing, retention, lookups) costs little however large the backup
 CHUNKS_DIR = "_chunks/"
 
-Status = Literal["complete", "validated", "invalid"]
+# "complete": committed, not validated yet; "validated": the only status a restore, a drill or a
+# restore point chooses; "invalid": validation or re-verification found its data damaged;
+# "expired": what it holds outside the backup bucket (a Backup for GKE backup, a BigQuery snapshot
+# table) is gone, so nothing can be restored from it (tasks/engine/reverify.py marks both).
+Status = Literal["complete", "validated", "invalid", "expired"]
 
 
 class ManifestEntry(BaseModel):
@@ -119,7 +123,13 @@ class BackupIdentity:
 
     @property
     def validated(self) -> bool:
+        """The backup may be chosen for a restore: validated, and neither damaged nor expired since."""
         return self.status == "validated"
+
+    @property
+    def expired(self) -> bool:
+        """Its data outside the backup bucket is gone: never chosen, not even by an unvalidated restore."""
+        return self.status == "expired"
 
     @property
     def duration_seconds(self) -> float | None:
@@ -298,7 +308,8 @@ def select(
     before: datetime | None = None,
     validated_only: bool = False,
 ) -> list[B]:
-    """Filter manifests and return them newest first."""
+    """Filter manifests and return them newest first. A chooser passes `validated_only` (or drops
+    `expired` ones itself): an invalid or expired backup is never validated."""
     chosen = [
         m
         for m in manifests

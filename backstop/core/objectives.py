@@ -7,16 +7,21 @@ tasks.engine.drill); the health report reads them beside the manifests.
 
 Health per component / source:
 - RPO: the age of the newest *validated* backup must stay under `rpo_hours`; a source with no
-  validated backup at all is in breach.
+  validated backup at all is in breach. A component with parts (Composer: dags, config, metadata)
+  is held part by part, each to its own RPO (`part_rpo_hours`, else `rpo_hours`): hourly metadata
+  backups do not hide a DAG backup that fails every day.
 - RTO: the newest drill must have passed (restored, verified, and within `rto_minutes`).
   A source never drilled is reported, not breached (a fresh install has no drills yet).
 - Failures: backups marked invalid in the last day are counted and shown as a warning.
+- Watched (`backstop.core.watch`, from the settings): a last drill older than `drill_max_age_days` is a breach;
+  a secondary copy lagging the primary by more than the RPO is a breach; a source not re-verified
+  for two runs, or whose last re-verification found damage, is a warning.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -24,7 +29,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from backstop.core.manifest import BackupSummary, select
+from backstop.core.restore_points import WHOLE, declared, holds
 from backstop.core.runs import RunRecord
+from backstop.core.watch import Watch, watched_problems
 
 DRILL_PREFIX = "drills/"
 
@@ -51,6 +58,10 @@ class DrillResult(BaseModel):
     verify_seconds: float = Field(default=0.0, ge=0, description="Time spent verifying the restored copy.")
     rto_minutes: float
     restored: int = Field(default=0, description="Items the restore created or overwrote.")
+    parts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per part of the restore point: its backup, its entries there, what was restored.",
+    )
     passed: bool
     over_rto: bool = False
     cleaned_up: bool = True
@@ -73,6 +84,8 @@ class DrillResult(BaseModel):
             "rto_minutes": self.rto_minutes,
             "passed": self.passed,
             "over_rto": self.over_rto,
+            "restored": ", ".join(f"{p} {c.get('restored', 0)}" for p, c in self.parts.items())
+            or self.restored,
             "problems": "; ".join(self.problems[:3])
             + (f" (+{len(self.problems) - 3})" if len(self.problems) > 3 else ""),
         }
@@ -113,6 +126,7 @@ class HealthRow:
     failures_24h: int
     status: str  # ok | warn | breach
     problems: list[str] = field(default_factory=list)
+    parts: str = ""  # per part: the age of its newest validated backup against its RPO
 
     def row(self) -> dict[str, Any]:
         out = asdict(self)
@@ -135,6 +149,7 @@ HEALTH_COLUMNS = [
     "last_backup_id",
     "age_hours",
     "rpo_hours",
+    "parts",
     "drill_seconds",
     "rto_minutes",
     "drill_passed",
@@ -150,11 +165,13 @@ def health_rows(
     now: datetime,
     expected: Iterable[tuple[str, str]] = (),
     runs: Iterable[RunRecord] = (),
+    parts_for: Callable[[str], Sequence[str]] = lambda _: (),
+    watch: Watch | None = None,
 ) -> list[HealthRow]:
     """One HealthRow per (component, source) seen in the catalog or named in `expected`.
 
     Args:
-        manifests: every readable manifest of the catalog.
+        manifests: every readable manifest (or catalog header) of the catalog.
         drills: every drill record.
         objectives_for: the objectives of a component (settings.objectives_for).
         now: the time the report is made for (UTC aware).
@@ -162,82 +179,33 @@ def health_rows(
             backed up is reported as a breach instead of being invisible.
         runs: run records (backstop.core.runs): failed runs count as failures, and a source whose
             latest backup run failed after its last good backup is in breach.
+        parts_for: the parts a component declares (Composer: dags, config, metadata): each is held
+            to its own RPO, so a part whose backups stopped breaches while the others succeed.
+        watch: drill age (a breach past its maximum), the secondary copy's lag (a breach past the
+            RPO) and re-verification (warnings), when given.
     """
-    manifests = list(manifests)
-    drills = list(drills)
-    runs = list(runs)
-    keys = (
-        {(m.component, m.source) for m in manifests}
-        | {(d.component, d.source) for d in drills}
-        | set(expected)
-    )
+    manifests, drills, runs = list(manifests), list(drills), list(runs)
+    keys = {(m.component, m.source) for m in manifests} | {(d.component, d.source) for d in drills}
     rows = []
-    for component, source in sorted(keys):
+    for component, source in sorted(keys | set(expected)):
         objectives = objectives_for(component)
         own = select(manifests, component, source)
-        good = [m for m in own if m.validated]
-        last = good[0] if good else None
-        problems: list[str] = []
-        age = None if last is None else (now - (last.finished_at or last.started_at)).total_seconds() / 3600
-        if last is None:
-            rpo_ok = False
-            problems.append(f"no validated backup of {component}/{source}")
-        else:
-            rpo_ok = age is not None and age <= objectives.rpo_hours
-            if not rpo_ok:
-                problems.append(
-                    f"last validated backup {last.backup_id} is {age:,.1f} h old, over the RPO of {objectives.rpo_hours:g} h"
-                )
-        own_drills = sorted(
-            (d for d in drills if d.component == component and d.source == source),
-            key=lambda d: (d.started_at, d.drill_id),
-            reverse=True,
-        )
-        drill = own_drills[0] if own_drills else None
-        rto_ok = drill is None or (drill.passed and drill.seconds <= objectives.rto_minutes * 60)
-        if drill is not None and not rto_ok:
-            if drill.seconds > objectives.rto_minutes * 60:
-                problems.append(
-                    f"last drill {drill.drill_id}: {rto_problem(drill.seconds, objectives.rto_minutes)}"
-                )
-            else:
-                problems.append(
-                    f"last drill {drill.drill_id} failed: {'; '.join(drill.problems[:2]) or 'see its record'}"
-                )
-        since = now - timedelta(days=1)
-        failures = sum(1 for m in own if m.status == "invalid" and m.started_at >= since)
-        if failures:
-            problems.append(f"{failures} backup(s) failed validation in the last day")
-        own_runs = sorted(
-            (r for r in runs if r.component == component and r.source == source and r.failed),
-            key=lambda r: r.at,
-            reverse=True,
-        )
-        failed_runs = [r for r in own_runs if r.at >= since]
-        if failed_runs:
-            failures += len(failed_runs)
-            problems.append(f"{len(failed_runs)} run(s) failed in the last day")
-        latest_backup_failed = bool(
-            own_runs
-            and own_runs[0].kind in ("backup", "validate")
-            and (last is None or own_runs[0].at > (last.finished_at or last.started_at))
-        )
-        if latest_backup_failed:
-            r = own_runs[0]
-            problems.append(
-                f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message}"
-            )
-        healthy = rpo_ok and rto_ok and not latest_backup_failed
-        status = "breach" if not healthy else ("warn" if failures or drill is None else "ok")
+        rpo = rpo_check(component, source, own, parts_for(component), objectives, now)
+        drill, rto_ok, rto_problems = rto_check(drills, component, source, objectives)
+        failures, latest_failed, failure_problems = failure_check(own, runs, component, source, rpo.last, now)
+        breached, warned = watched_problems(watch, own, drill, component, source, objectives, now)
+        healthy = rpo.ok and rto_ok and not latest_failed and not breached
+        status = "breach" if not healthy else ("warn" if failures or drill is None or warned else "ok")
+        last = rpo.last
         rows.append(
             HealthRow(
                 component=component,
                 source=source,
                 last_backup_id=last.backup_id if last else None,
-                last_backup_at=(last.finished_at or last.started_at) if last else None,
-                age_hours=age,
+                last_backup_at=ended(last) if last else None,
+                age_hours=rpo.age,
                 rpo_hours=objectives.rpo_hours,
-                rpo_ok=rpo_ok,
+                rpo_ok=rpo.ok,
                 last_drill_at=drill.started_at if drill else None,
                 drill_seconds=drill.seconds if drill else None,
                 drill_passed=drill.passed if drill else None,
@@ -245,10 +213,125 @@ def health_rows(
                 rto_ok=rto_ok,
                 failures_24h=failures,
                 status=status,
-                problems=problems,
+                problems=rpo.problems + rto_problems + failure_problems + breached + warned,
+                parts=rpo.parts,
             )
         )
     return rows
+
+
+def ended(backup: BackupSummary) -> datetime:
+    return backup.finished_at or backup.started_at
+
+
+@dataclass
+class RpoCheck:
+    """The RPO step of a health row: the newest good backup, its age, per-part ages, problems."""
+
+    ok: bool
+    last: BackupSummary | None
+    age: float | None
+    parts: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+def rpo_check(
+    component: str,
+    source: str,
+    own: list[BackupSummary],
+    parts: Sequence[str],
+    objectives: ObjectivesLike,
+    now: datetime,
+) -> RpoCheck:
+    """Each part's newest validated backup against the part's RPO (a source without parts: its
+    newest validated backup against the component's). The row shows the worst part."""
+    good = [m for m in own if m.validated]
+    if not good:
+        return RpoCheck(False, None, None, problems=[f"no validated backup of {component}/{source}"])
+    check = RpoCheck(True, None, None)
+    shown = []
+    for part in declared(parts):
+        rpo_hours = getattr(objectives, "part_rpo_hours", {}).get(part, objectives.rpo_hours)
+        last = next((m for m in good if holds(m, part)), None)  # type: ignore[arg-type]
+        what = "" if part == WHOLE else f"part {part}: "
+        if last is None:
+            check.ok = False
+            check.problems.append(f"{what}no validated backup of {component}/{source}")
+            shown.append(f"{part} never")
+            continue
+        age = (now - ended(last)).total_seconds() / 3600
+        shown.append(f"{part} {age:,.1f}/{rpo_hours:g} h")
+        if check.age is None or age > check.age:
+            check.last, check.age = last, age
+        if age > rpo_hours:
+            check.ok = False
+            check.problems.append(
+                f"{what}last validated backup {last.backup_id} is {age:,.1f} h old, over the RPO of {rpo_hours:g} h"
+            )
+    check.parts = ", ".join(shown) if parts else ""
+    return check
+
+
+def rto_check(
+    drills: list[DrillResult], component: str, source: str, objectives: ObjectivesLike
+) -> tuple[DrillResult | None, bool, list[str]]:
+    """The newest drill of the source: (it, whether it passed within the RTO, problems)."""
+    own_drills = sorted(
+        (d for d in drills if d.component == component and d.source == source),
+        key=lambda d: (d.started_at, d.drill_id),
+        reverse=True,
+    )
+    drill = own_drills[0] if own_drills else None
+    if drill is None:
+        return None, True, []
+    if drill.seconds > objectives.rto_minutes * 60:
+        return (
+            drill,
+            False,
+            [f"last drill {drill.drill_id}: {rto_problem(drill.seconds, objectives.rto_minutes)}"],
+        )
+    if not drill.passed:
+        return (
+            drill,
+            False,
+            [f"last drill {drill.drill_id} failed: {'; '.join(drill.problems[:2]) or 'see its record'}"],
+        )
+    return drill, True, []
+
+
+def failure_check(
+    own: list[BackupSummary],
+    runs: list[RunRecord],
+    component: str,
+    source: str,
+    last: BackupSummary | None,
+    now: datetime,
+) -> tuple[int, bool, list[str]]:
+    """(failures of the last day, whether the latest backup run failed after the last good
+    backup, problems): invalid backups and failed runs."""
+    problems: list[str] = []
+    since = now - timedelta(days=1)
+    failures = sum(1 for m in own if m.status == "invalid" and m.started_at >= since)
+    if failures:
+        problems.append(f"{failures} backup(s) failed validation in the last day")
+    own_runs = sorted(
+        (r for r in runs if r.component == component and r.source == source and r.failed),
+        key=lambda r: r.at,
+        reverse=True,
+    )
+    failed_runs = [r for r in own_runs if r.at >= since]
+    if failed_runs:
+        failures += len(failed_runs)
+        problems.append(f"{len(failed_runs)} run(s) failed in the last day")
+    latest_failed = bool(
+        own_runs
+        and own_runs[0].kind in ("backup", "validate")
+        and (last is None or own_runs[0].at > ended(last))
+    )
+    if latest_failed:
+        r = own_runs[0]
+        problems.append(f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message}")
+    return failures, latest_failed, problems
 
 
 def breaches(rows: Iterable[HealthRow]) -> list[str]:

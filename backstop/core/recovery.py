@@ -1,7 +1,8 @@
 """Whole-platform recovery as of a point in time: the plan and the operation record. Pure.
 
-`plan_recovery` chooses, for every (component, source), the newest validated backup started at or
-before the recovery time T, and says how far from T each lands (the recovery point reached), which
+`plan_recovery` takes, for every (component, source), its restore point at the recovery time T
+(backstop/core/restore_points.py: each part from its newest validated backup started at or before
+T), and says how far from T each lands (the recovery point reached), which
 sources have no backup before T and the spread between the oldest and newest backups chosen.
 `RecoveryOperation` is what the catalog keeps of one recovery: who, why, the plan, the approval,
 every step with its status, duration and checks, and the outcome. Steps run in dependency order
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backstop.core.manifest import BackupManifest
+from backstop.core.restore_points import PointPart, RestorePoint
 
 OPERATIONS_PREFIX = "operations/"
 # Configuration first (everything reads it), then the data, then what runs on the data.
@@ -37,17 +38,30 @@ class Check(BaseModel):
 
 
 class PlannedSource(BaseModel):
-    """The backup chosen for one source, and how far it lies from the recovery time."""
+    """The restore point chosen for one source, and how far it lies from the recovery time."""
 
     component: str
     source: str
-    backup_id: str | None = None
-    backup_time: datetime | None = None
-    distance_seconds: float | None = Field(default=None, description="T minus the backup's start.")
+    backup_id: str | None = Field(default=None, description="The newest backup of the restore point.")
+    backup_time: datetime | None = Field(default=None, description="The oldest backup time of its parts.")
+    distance_seconds: float | None = Field(default=None, description="T minus backup_time.")
+    parts: list[PointPart] = Field(default_factory=list)
 
     @property
     def missing(self) -> bool:
         return self.backup_id is None
+
+    @property
+    def missing_parts(self) -> list[str]:
+        """Parts with no validated backup at or before T (of a source that has some)."""
+        return [p.part for p in self.parts if p.backup_id is None] if self.backup_id else []
+
+    def label(self) -> str:
+        if self.backup_id is None:
+            return "NONE before T"
+        if len(self.parts) <= 1:
+            return self.backup_id
+        return RestorePoint(component=self.component, source=self.source, parts=self.parts).label()
 
 
 class RecoveryStep(BaseModel):
@@ -56,6 +70,7 @@ class RecoveryStep(BaseModel):
     component: str
     source: str
     backup_id: str
+    parts: dict[str, str] = Field(default_factory=dict, description="Part -> the backup it is restored from.")
     target: str | None = Field(default=None, description="None: the original location.")
     overwrites: str = Field(default="", description="What the step replaces or deletes (from its dry run).")
     status: StepStatus = "pending"
@@ -82,6 +97,10 @@ class RecoveryOperation(BaseModel):
     flow_run_id: str | None = None
     into_original: bool = True
     target_suffix: str | None = None
+    exact: bool = Field(
+        default=True,
+        description="Delete what appeared after T in each recovered scope (False: --keep-newer keeps it).",
+    )
     plan: list[PlannedSource] = Field(default_factory=list)
     approval: str = ""
     steps: list[RecoveryStep] = Field(default_factory=list)
@@ -141,32 +160,23 @@ def order_key(component: str) -> int:
     return ORDER.index(component) if component in ORDER else len(ORDER)
 
 
-def plan_recovery(
-    as_of: datetime, wanted: list[tuple[str, str]], manifests: list[BackupManifest]
-) -> list[PlannedSource]:
-    """Per (component, source) in `wanted`, the newest validated backup started at or before `as_of`,
-    in dependency order (sources with none are planned as missing)."""
+def plan_recovery(as_of: datetime, points: list[RestorePoint]) -> list[PlannedSource]:
+    """Per restore point at `as_of` (one per wanted source), what is restored, in dependency order
+    (sources with no backup at all are planned as missing)."""
     planned = []
-    for component, source in sorted(set(wanted), key=lambda cs: (order_key(cs[0]), cs[1])):
-        found = sorted(
-            (
-                m
-                for m in manifests
-                if m.component == component and m.source == source and m.validated and m.started_at <= as_of
-            ),
-            key=lambda m: (m.started_at, m.backup_id),
-        )
-        if not found:
-            planned.append(PlannedSource(component=component, source=source))
+    for point in sorted(points, key=lambda p: (order_key(p.component), p.source)):
+        if not point.backup_ids:
+            planned.append(PlannedSource(component=point.component, source=point.source, parts=point.parts))
             continue
-        chosen = found[-1]
+        oldest = point.oldest
         planned.append(
             PlannedSource(
-                component=component,
-                source=source,
-                backup_id=chosen.backup_id,
-                backup_time=chosen.started_at,
-                distance_seconds=(as_of - chosen.started_at).total_seconds(),
+                component=point.component,
+                source=point.source,
+                backup_id=point.backup_ids[0],
+                backup_time=oldest,
+                distance_seconds=(as_of - oldest).total_seconds() if oldest else None,
+                parts=point.parts,
             )
         )
     return planned
@@ -202,7 +212,7 @@ def plan_rows(operation: RecoveryOperation) -> list[dict[str, Any]]:
             {
                 "component": planned.component,
                 "source": planned.source,
-                "backup": planned.backup_id or "NONE before T",
+                "backup": planned.label(),
                 "backup time": planned.backup_time.isoformat(timespec="seconds")
                 if planned.backup_time
                 else "-",
@@ -228,6 +238,12 @@ def summary_lines(operation: RecoveryOperation) -> list[str]:
         f"{point.isoformat(timespec='seconds') if point else '-'}; spread between the backups chosen "
         f"{human_seconds(operation.spread_seconds)}",
     ]
+    partial = [p for p in operation.plan if p.missing_parts]
+    if partial:
+        lines.append(
+            "part(s) with no validated backup before T: "
+            + ", ".join(f"{p.component}/{p.source} {', '.join(p.missing_parts)}" for p in partial)
+        )
     if operation.missing:
         lines.append(
             "no validated backup before T (not restored): "

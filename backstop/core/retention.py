@@ -28,10 +28,11 @@ sweep, `tasks.operations.prune`), so removing an old backup never removes data a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, backup_time
@@ -55,7 +56,8 @@ class BackupRef:
 
     @property
     def invalid(self) -> bool:
-        return self.status == "invalid"
+        """Damaged or expired (its data outside the bucket gone): it counts for nothing."""
+        return self.status in ("invalid", "expired")
 
 
 def ref_of(manifest: BackupManifest) -> BackupRef:
@@ -108,6 +110,23 @@ class RetentionPolicy:
             (self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly, self.keep_yearly)
         ) and not (self.keep_within_days > 0)
 
+    def kept_for_days(self) -> int:
+        """The longest a backup can be kept by the time rules: how long data a backup holds outside
+        the bucket (a Backup for GKE backup, a BigQuery snapshot) must live so that no kept backup
+        outlives it. A day, ISO week, month and year count 1, 7, 31 and 366 days, plus the day the
+        rule is counted from. `keep_last` / `min_validated` count backups, not days: a backup they
+        keep past this horizon (backups stopped) is found expired by re-verification instead.
+        """
+        spans = (
+            self.keep_daily,
+            self.keep_weekly * 7,
+            self.keep_monthly * 31,
+            self.keep_yearly * 366,
+            math.ceil(self.keep_within_days),
+        )
+        longest = max(spans)
+        return longest + 1 if longest else 0
+
     def describe(self) -> str:
         parts = [
             f"last {self.keep_last}",
@@ -121,13 +140,42 @@ class RetentionPolicy:
         return ", ".join(parts)
 
 
+# How many days one period of each age-bounded keep rule lasts, at the shortest and the longest
+# (a month is 28 to 31 days, a year 365 or 366): the shortest bound is the earliest age at which a
+# backup kept only by that rule may go, the longest the latest.
+PERIOD_DAYS: dict[str, tuple[float, float]] = {
+    "keep_daily": (1.0, 1.0),
+    "keep_weekly": (7.0, 7.0),
+    "keep_monthly": (28.0, 31.0),
+    "keep_yearly": (365.0, 366.0),
+}
+
+
+def keep_rule_spans(policy: Any, bound: Literal["shortest", "longest"]) -> list[tuple[str, float]]:
+    """(rule, days) for each keep rule of `policy` that bounds a backup's age (keep_within_days and
+    the daily / weekly / monthly / yearly counts; rules set to 0 are left out).
+
+    Args:
+        policy: a RetentionPolicy, or the settings' RetentionSettings (the same fields).
+        bound: "shortest" counts every period at its shortest length, "longest" at its longest.
+    """
+    index = 0 if bound == "shortest" else 1
+    spans = [("keep_within_days", float(policy.keep_within_days))] + [
+        (rule, days[index] * getattr(policy, rule)) for rule, days in PERIOD_DAYS.items()
+    ]
+    return [(rule, days) for rule, days in spans if days > 0]
+
+
 @dataclass
 class RetentionPlan:
-    """Decisions for one (component, source): keep and remove partition the backups given."""
+    """Decisions for one (component, source): keep and remove partition the backups given.
+
+    `keepers`: per kept backup, the period rules ("daily", "weekly", ...) whose period it keeps."""
 
     keep: list[tuple[str, list[str]]] = field(default_factory=list)
     remove: list[tuple[str, str]] = field(default_factory=list)
     refs: dict[str, BackupRef] = field(default_factory=dict)
+    keepers: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def keep_ids(self) -> list[str]:
@@ -212,18 +260,20 @@ def apply_policy(backups: Sequence[BackupRef], policy: RetentionPolicy, now: dat
         "yearly": policy.keep_yearly,
     }
     last_seen: dict[str, str] = {}
+    keepers: dict[str, list[str]] = {}
     for b in candidates:
         moment = b.started_at.astimezone(UTC)
         for rule, bucket_of in _BUCKETS:
             bucket = bucket_of(moment)
             if counts[rule] > 0 and last_seen.get(rule) != bucket:
                 reasons[b.backup_id].append(f"{rule} {bucket}")
+                keepers.setdefault(b.backup_id, []).append(rule)
                 counts[rule] -= 1
                 last_seen[rule] = bucket
         if policy.keep_within_days > 0 and now - b.started_at < timedelta(days=policy.keep_within_days):
             reasons[b.backup_id].append(f"within {policy.keep_within_days:g}d")
 
-    plan = RetentionPlan(refs=refs)
+    plan = RetentionPlan(refs=refs, keepers=keepers)
     newest_validated = validated[0] if validated else None
     for b in ordered:
         if reasons[b.backup_id]:
@@ -238,10 +288,10 @@ def apply_policy(backups: Sequence[BackupRef], policy: RetentionPolicy, now: dat
             )
             if newer and newest_validated is not None:
                 plan.remove.append(
-                    (b.backup_id, f"invalid; newer validated backup {newest_validated.backup_id} exists")
+                    (b.backup_id, f"{b.status}; newer validated backup {newest_validated.backup_id} exists")
                 )
             else:
-                plan.keep.append((b.backup_id, ["invalid, kept until a newer validated backup exists"]))
+                plan.keep.append((b.backup_id, [f"{b.status}, kept until a newer validated backup exists"]))
         else:
             plan.remove.append((b.backup_id, f"matches no keep rule ({policy.describe()})"))
     return plan

@@ -1,4 +1,4 @@
-"""Core verbs: list, validate."""
+"""Core verbs: list (backups, runs, restore points), validate."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--before", help="only backups started at or before this ISO time")
     p.add_argument("--validated", action="store_true", help="only validated backups")
     p.add_argument("--all", action="store_true", help="also failed and abandoned runs (run records)")
+    p.add_argument(
+        "--restore-points",
+        action="store_true",
+        help="restore points instead of backups: per source and time, the backup each part comes from",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=list_backups, needs="catalog")
 
@@ -44,6 +49,8 @@ def list_backups(args: argparse.Namespace) -> int:
         get_component(args.component)  # an unknown name is an error, as in `backup`
     before = parse_time(args.before) if args.before else None
     store = open_store(_settings(args))
+    if args.restore_points:
+        return list_restore_points(args, store, before)
     damaged: list[str] = []
     from backstop.core.manifest import select
 
@@ -86,6 +93,40 @@ def list_backups(args: argparse.Namespace) -> int:
         text += "\n\nnot reachable (listed from the catalog all the same):\n" + text_table(down)
     emit(args, {"backups": backups, "runs": runs, "damaged": damaged, "unreachable": down}, text)
     return 3 if down else 0
+
+
+def list_restore_points(args: argparse.Namespace, store: Any, before: Any) -> int:
+    """Restore points, newest first: per source and time, each part's backup and its time."""
+    from tasks.catalog.points import restore_points
+    from tasks.engine.protocol import COMPONENTS, get_component
+
+    damaged: list[str] = []
+    found = []
+    for name in [args.component] if args.component else sorted(COMPONENTS):
+        parts = get_component(name).parts
+        found += [
+            p
+            for p in restore_points(store, name, parts, args.source, on_damaged=damaged.append)
+            if before is None or (p.as_of is not None and p.as_of <= before)
+        ]
+    shown = [
+        {
+            "component": p.component,
+            "source": p.source,
+            "as_of_utc": f"{p.as_of:%Y-%m-%d %H:%M:%S}" if p.as_of else "",
+            "parts": "; ".join(
+                f"{part.part}: {part.backup_id} ({part.backup_time:%Y-%m-%d %H:%M:%S})"
+                if part.backup_id and part.backup_time
+                else f"{part.part}: none"
+                for part in p.parts
+            ),
+        }
+        for p in found
+    ]
+    text = text_table(shown) if shown else "no restore points"
+    text += "".join(f"\nwarning: {d}" for d in damaged)
+    emit(args, {"restore_points": [p.row() for p in found], "damaged": damaged}, text)
+    return 0
 
 
 def validate(args: argparse.Namespace) -> int:

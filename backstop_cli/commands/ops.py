@@ -1,4 +1,4 @@
-"""`backstop drill`, `backstop health`, `backstop bootstrap` and `backstop deploy`."""
+"""`backstop drill`, `backstop health`, `backstop verify`, `backstop bootstrap` and `backstop deploy`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,21 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--trend", type=int, default=5, help="newest backups per source in the trend table")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=health, needs="catalog")
+
+    p = verbs.add_parser(
+        "verify",
+        help="re-verify kept backups: re-read a rotating share of their bytes, check data outside the bucket",
+    )
+    p.add_argument("--component", action="append", help="component to re-verify (repeatable; default: all)")
+    p.add_argument(
+        "--share",
+        type=_percent,
+        metavar="N%",
+        help="share of the stored objects to re-read, e.g. 25%% or 100%% (default: reverify_every_days / "
+        "reverify_period_days of the settings)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=verify)
 
     p = verbs.add_parser("catalog", help="the catalog index of the backups")
     p.add_argument("action", choices=["rebuild"], help="rebuild: write the index again from the manifests")
@@ -87,6 +102,43 @@ def drill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _percent(text: str) -> float:
+    from backstop.core.reverify import check_share
+
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (e.g. 25%)") from None
+    try:
+        check_share(value)
+    except Exception as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Run the re-verification flow; print one row per source and what was marked; exit 1 if any."""
+    from tasks.engine.protocol import get_component
+
+    for name in args.component or []:
+        get_component(name)  # InvalidInput names the known components
+    from flows.verify import reverify_backups
+
+    result = reverify_backups(args.component, args.share, fail_on_damage=False, settings_block=args.settings)
+    totals = result["totals"]
+    text = text_table(result["sources"]) if result["sources"] else "nothing to re-verify: no backups kept"
+    text += (
+        f"\n\n{totals['backups']} backup(s), {totals['objects']} object(s) checked, {totals['read_back']} "
+        f"re-read ({result['share']:.0%} share): {totals['damaged']} damaged, {totals['expired']} expired"
+    )
+    if result["problems"]:
+        text += "\nmarked (never chosen for a restore again):\n" + "\n".join(
+            f"  {p}" for p in result["problems"]
+        )
+    emit(args, result, text)
+    return 1 if result["problems"] else 0
+
+
 def _drills_since(args: argparse.Namespace, began: datetime) -> list[dict[str, Any]]:
     from blocks.settings import load_settings
     from tasks.engine.drill import list_drills
@@ -105,7 +157,7 @@ def health(args: argparse.Namespace) -> int:
     """Read the catalog and print every source's health (read-only, no flow run); exit 2 on a breach."""
     from backstop.core.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
     from blocks.settings import load_settings
-    from flows.health import expected_sources
+    from flows.health import component_parts, expected_sources, watch_of
     from tasks.catalog import index
     from tasks.catalog.backups import list_runs
     from tasks.engine.drill import list_drills
@@ -118,7 +170,14 @@ def health(args: argparse.Namespace) -> int:
     drills = list_drills(store, on_damaged=damaged.append)
     runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
     rows = health_rows(
-        manifests, drills, settings.objectives_for, datetime.now(UTC), expected_sources(settings), runs
+        manifests,
+        drills,
+        settings.objectives_for,
+        datetime.now(UTC),
+        expected_sources(settings),
+        runs,
+        component_parts,
+        watch_of(settings, store, damaged.append),
     )
     trend = trend_rows(manifests, args.trend)
     data: dict[str, Any] = {"health": [r.row() for r in rows], "trend": trend, "damaged": damaged}

@@ -26,6 +26,11 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument(
         "--target-suffix", help="restore into alternate targets named with this suffix, not the originals"
     )
+    p.add_argument(
+        "--keep-newer",
+        action="store_true",
+        help="keep what appeared after T (default: delete it, so each source is as it was at T)",
+    )
     p.add_argument("--dry-run", action="store_true", help="record and show the plan, restore nothing")
     p.add_argument("--yes", action="store_true", help="approve overwriting the originals (the whole plan)")
     p.add_argument("--reason", default="", help="why: kept in the record and sent in the notifications")
@@ -65,6 +70,7 @@ def recover(args: argparse.Namespace) -> int:
             who=os_user(),
             fail_on_error=False,
             settings_block=args.settings,
+            keep_newer=args.keep_newer,
         )
     operation = RecoveryOperation.model_validate(result)
     text = text_table(plan_rows(operation)) + "\n\n" + "\n".join(summary_lines(operation))

@@ -197,9 +197,7 @@ class AirflowHandler(BaseHTTPRequestHandler):
             if parts == ["health"] or parts == ["api", "v1", "health"]:
                 return self._send(200, {"metadatabase": {"status": "healthy"}})
             if parts[:2] != ["api", "v1"] or len(parts) not in (3, 4) or parts[2] not in KINDS:
-                raise ApiError(
-                    404, "Not Found", "The requested URL was not found on the server.", "NotFound"
-                )
+                raise ApiError(404, "Not Found", "The requested URL was not found on the server.", "NotFound")
             if self.headers.get("Authorization") != f"Basic {self.airflow.credentials}":
                 raise ApiError(401, "Unauthorized", None, "Unauthenticated")
             if self.airflow._fail:

@@ -13,13 +13,15 @@ JSON API does for the hardening checks, so the real `google-cloud-storage` clien
   configuration, default KMS key); a retention policy can be set, lengthened, shortened or
   removed until `lockRetentionPolicy` locks it (metageneration precondition required); a locked
   policy can only be lengthened; a retention policy and object versioning are refused together.
-- bucket IAM: `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`),
+- bucket IAM (localdev/servers/gcs_iam.py): `iam/testPermissions` answers from the bucket's IAM policy (set with `setIamPolicy`),
   the predefined storage roles below and custom roles from a YAML file (`--roles`, the format of
   `deployments/iam/roles.yaml`), and requests are refused (403) without the permission they need.
   The caller is the principal its bearer token names (`Authorization: Bearer serviceAccount:x@y`,
   see `blocks.clients.LocalPrincipalCredentials`). A caller with no token is the emulator's owner
   and may do everything (every other test and the demo use it); its testIamPermissions answer is
-  what `allUsers` holds. Not modelled: project-level IAM, replacing an object needing delete.
+  what `allUsers` holds. Replacing an existing object needs `storage.objects.delete` as well as
+  create, as on Google Cloud. Not modelled: project-level IAM.
+- object retention (Object Retention Lock): `localdev/servers/gcs_object_retention.py`.
 - requests are served by one thread per connection, one request at a time (the emulator's storage
   is not thread-safe; serving connections in threads is what keeps a 16-thread client from timing
   out on connect).
@@ -35,59 +37,31 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
 from http import server as http_server
-from pathlib import Path
 from typing import Any
 
 from gcp_storage_emulator import server as emu
 from gcp_storage_emulator.handlers import buckets as emu_buckets
 from gcp_storage_emulator.storage import Storage
 
+from localdev.servers import gcs_object_retention as object_retention
+from localdev.servers.gcs_iam import (
+    RoleBook,
+    caller_token,
+    granted_permissions,
+    route_needs,
+    test_iam_permissions,
+)
+
 API = "/storage/v1"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-# The storage permissions of the predefined roles Backstop's checks meet (a subset of each role:
-# the bucket- and object-level permissions).
-PREDEFINED_ROLES: dict[str, set[str]] = {
-    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
-    "roles/storage.objectCreator": {"storage.objects.create"},
-    "roles/storage.objectUser": {
-        "storage.objects.create",
-        "storage.objects.delete",
-        "storage.objects.get",
-        "storage.objects.list",
-        "storage.objects.update",
-    },
-    "roles/storage.objectAdmin": {
-        "storage.objects.create",
-        "storage.objects.delete",
-        "storage.objects.get",
-        "storage.objects.getIamPolicy",
-        "storage.objects.list",
-        "storage.objects.setIamPolicy",
-        "storage.objects.update",
-    },
-    "roles/storage.legacyBucketReader": {"storage.buckets.get", "storage.objects.list"},
-    "roles/storage.admin": {
-        "storage.buckets.create",
-        "storage.buckets.delete",
-        "storage.buckets.get",
-        "storage.buckets.getIamPolicy",
-        "storage.buckets.list",
-        "storage.buckets.setIamPolicy",
-        "storage.buckets.update",
-        "storage.objects.create",
-        "storage.objects.delete",
-        "storage.objects.get",
-        "storage.objects.getIamPolicy",
-        "storage.objects.list",
-        "storage.objects.setIamPolicy",
-        "storage.objects.update",
-    },
-}
 
 
 class Forbidden(Exception):
     """The request is refused by a hold, a retention policy or a locked policy (HTTP 403)."""
+
+
+class Denied(Exception):
+    """The caller lacks a permission the request needs (HTTP 403, reason "forbidden")."""
 
 
 class PreconditionFailed(Exception):
@@ -111,13 +85,43 @@ def _retention_seconds(bucket: dict[str, Any]) -> int:
 
 
 def _stamp_retention(bucket: dict[str, Any], obj: dict[str, Any]) -> None:
-    """Set (or clear) the object's retentionExpirationTime from the bucket's policy."""
+    """Set (or clear) the object's retentionExpirationTime: the later of the bucket policy's end and
+    the object's own retention."""
     seconds = _retention_seconds(bucket)
+    ends = [object_retention.until(obj)]
     if seconds and obj.get("timeCreated"):
-        until = _parse_time(obj["timeCreated"]) + timedelta(seconds=seconds)
-        obj["retentionExpirationTime"] = until.strftime(TIME_FORMAT)
+        ends.append(_parse_time(obj["timeCreated"]) + timedelta(seconds=seconds))
+    found = [end for end in ends if end is not None]
+    if found:
+        obj["retentionExpirationTime"] = max(found).strftime(TIME_FORMAT)
     else:
         obj.pop("retentionExpirationTime", None)
+
+
+class _Call:
+    """The request being served (one at a time: `_Handler.lock`), to check its caller's permissions."""
+
+    request: Any = None
+    storage: Any = None
+    roles: RoleBook | None = None
+    retention: Any = None  # the `retention` an insert's metadata asks for
+
+
+CALL = _Call()
+
+
+def _require(permissions: set[str], bucket: str) -> None:
+    """Refuse the request unless its caller holds `permissions` on `bucket` (a caller without a
+    token is the emulator's owner, who may do everything)."""
+    token = caller_token(CALL.request) if CALL.request is not None else ""
+    if not token or CALL.roles is None or bucket not in CALL.storage.buckets:
+        return
+    granted = granted_permissions(CALL.request, CALL.storage, bucket, CALL.roles)
+    for permission in sorted(permissions - granted):
+        raise Denied(
+            f"{token.split(':', 1)[-1]} does not have {permission} access to the Google Cloud Storage "
+            f"bucket or object. Permission '{permission}' denied on resource."
+        )
 
 
 def _protection(bucket: dict[str, Any], obj: dict[str, Any]) -> str | None:
@@ -157,12 +161,24 @@ class PolicyStorage(Storage):  # type: ignore[misc]
             reason = _protection(self.buckets[bucket_name], existing)
             if reason:
                 raise Forbidden(reason)
+            _require({"storage.objects.delete"}, bucket_name)  # replacing an object deletes the old one
         bucket = self.buckets.get(bucket_name)
         if bucket is not None:
+            wanted = file_obj.get("retention") or CALL.retention
+            file_obj.pop("retention", None)
+            retention = object_retention.for_insert(bucket, wanted)
+            if retention is not None:
+                _require({object_retention.SET_RETENTION}, bucket_name)
+                file_obj["retention"] = retention
             file_obj.setdefault("temporaryHold", False)
             file_obj.setdefault("eventBasedHold", bool(bucket.get("defaultEventBasedHold")))
             _stamp_retention(bucket, file_obj)
         super().create_file(bucket_name, file_name, content, file_obj, file_id)
+
+    def create_resumable_upload(self, bucket_name: str, file_name: str, file_obj: dict[str, Any]) -> Any:
+        if CALL.retention:  # the object is created when the upload completes, with this retention
+            file_obj["retention"] = CALL.retention
+        return super().create_resumable_upload(bucket_name, file_name, file_obj)
 
     def delete_file(self, bucket_name: str, file_name: str) -> None:
         existing = self._existing(bucket_name, file_name)
@@ -191,24 +207,29 @@ def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook 
     handler; this module's refusals become the JSON error responses of the real API."""
 
     def run(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+        CALL.request, CALL.storage, CALL.roles, CALL.retention = request, storage, roles, None
         try:
-            if needs and roles is not None and _token(request):
+            if needs and roles is not None and caller_token(request):
                 for param, permission in needs.items():
                     bucket = request.params.get(param)
-                    if bucket in storage.buckets and permission not in _granted(
+                    if bucket in storage.buckets and permission not in granted_permissions(
                         request, storage, bucket, roles
                     ):
                         _error(
                             response,
                             HTTPStatus.FORBIDDEN,
                             "forbidden",
-                            f"{_token(request).split(':', 1)[-1]} does not have {permission} access to the Google "
+                            f"{caller_token(request).split(':', 1)[-1]} does not have {permission} access to the Google "
                             f"Cloud Storage bucket or object. Permission '{permission}' denied on resource.",
                         )
                         return None
             return handler(request, response, storage, *args, **kwargs)
-        except Forbidden as exc:
+        except (Forbidden, object_retention.RetentionRefused) as exc:
             _error(response, HTTPStatus.FORBIDDEN, "retentionPolicyNotMet", str(exc))
+        except Denied as exc:
+            _error(response, HTTPStatus.FORBIDDEN, "forbidden", str(exc))
+        except object_retention.RetentionInvalid as exc:
+            _error(response, HTTPStatus.BAD_REQUEST, "invalid", str(exc))
         except PreconditionFailed as exc:
             _error(response, HTTPStatus.PRECONDITION_FAILED, "conditionNotMet", str(exc))
         except BadRequest as exc:
@@ -231,6 +252,8 @@ def bucket_insert(request: Any, response: Any, storage: Any, *args: Any, **kwarg
     bucket = storage.buckets.get(body.get("name"))
     if response.status != HTTPStatus.OK or bucket is None:
         return
+    if str((request.query.get("enableObjectRetention") or ["false"])[0]).lower() == "true":
+        body["objectRetention"] = {"mode": "Enabled"}
     _apply_bucket_patch(storage, bucket, body)
     response.json(bucket)
 
@@ -270,6 +293,12 @@ def _apply_bucket_patch(storage: Any, bucket: dict[str, Any], body: dict[str, An
     if "location" in body and body["location"]:
         body["location"] = str(body["location"]).upper()
         bucket["locationType"] = _location_type(body["location"])
+    if "objectRetention" in body:  # enabled once, never turned off
+        wanted = (body.pop("objectRetention") or {}).get("mode")
+        if wanted != "Enabled" and object_retention.enabled(bucket):
+            raise BadRequest(f"Object retention cannot be disabled on bucket '{bucket['name']}'.")
+        if wanted == "Enabled":
+            bucket["objectRetention"] = {"mode": "Enabled"}
     if "defaultEventBasedHold" in body:
         bucket["defaultEventBasedHold"] = bool(body.pop("defaultEventBasedHold"))
     emu_buckets._patch_bucket(bucket, body)
@@ -307,97 +336,45 @@ def lock_retention_policy(request: Any, response: Any, storage: Any, *args: Any,
     response.json(bucket)
 
 
+def object_insert(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+    """objects.insert that keeps the `retention` of the object's metadata (multipart or resumable)."""
+    kind = (request.query.get("uploadType") or [""])[0]
+    data = request.data if kind in {"multipart", "resumable"} else None
+    meta = (data or {}).get("meta") if kind == "multipart" else data
+    CALL.retention = (meta or {}).get("retention") if isinstance(meta, dict) else None
+    return emu.objects.insert(request, response, storage, *args, **kwargs)
+
+
 def object_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
-    """objects.patch that also sets and releases temporary and event-based holds."""
+    """objects.patch that also sets and releases holds and sets object retention: retention needs
+    storage.objects.setRetention (and overrideUnlockedRetention to weaken an Unlocked one), every
+    other field storage.objects.update."""
     bucket_name, name = request.params["bucket_name"], request.params["object_id"]
     obj = (storage.objects.get(bucket_name) or {}).get(name)
     if obj is None:
         response.status = HTTPStatus.NOT_FOUND
         return
     body = dict(request.data or {})
+    if "retention" in body:
+        override = str((request.query.get("overrideUnlockedRetention") or ["false"])[0]).lower() == "true"
+        wanted = {object_retention.SET_RETENTION} | ({object_retention.OVERRIDE} if override else set())
+        _require(wanted, bucket_name)
+        bucket = storage.buckets[bucket_name]
+        if not object_retention.enabled(bucket):
+            raise BadRequest(f"Object retention is not enabled on bucket '{bucket_name}'.")
+        retention = object_retention.check_change(name, obj.get("retention"), body.pop("retention"), override)
+        obj.pop("retention", None)
+        if retention is not None:
+            obj["retention"] = retention
+        _stamp_retention(bucket, obj)
+    if any(value is not None for value in body.values()):
+        _require({"storage.objects.update"}, bucket_name)
     for field in ("temporaryHold", "eventBasedHold"):
         if field in body and body[field] is not None:
             obj[field] = bool(body.pop(field))
     emu.objects._patch_object(obj, body)  # metageneration and the other writable fields
     storage.patch_object(bucket_name, name, obj)
     response.json(obj)
-
-
-class RoleBook:
-    """Permissions per role: the predefined storage roles and the custom roles of a YAML file."""
-
-    def __init__(self, roles_file: str | None = None) -> None:
-        self.roles = {name: set(perms) for name, perms in PREDEFINED_ROLES.items()}
-        if roles_file:
-            import yaml
-
-            document = yaml.safe_load(Path(roles_file).read_text()) or {}
-            for role in document.get("roles", []):
-                self.roles[role["id"]] = set(role["permissions"])
-
-    def permissions(self, role: str) -> set[str]:
-        """Permissions of `role`: predefined by name, custom as `projects/<p>/roles/<id>`."""
-        if role in self.roles:
-            return self.roles[role]
-        return self.roles.get(role.rsplit("/", 1)[-1], set())
-
-
-def _token(request: Any) -> str:
-    header = request.get_header("Authorization") or ""
-    return str(header.removeprefix("Bearer ").strip())
-
-
-def _granted(request: Any, storage: Any, bucket: str, roles: RoleBook) -> set[str]:
-    """What the caller may do on `bucket` through the bucket's IAM policy (allUsers included)."""
-    token = _token(request)
-    members = {"allUsers"} if not token else {"allUsers", "allAuthenticatedUsers", token}
-    policy = storage.get_bucket_iam_policy(bucket) or {}
-    granted: set[str] = set()
-    for binding in policy.get("bindings") or []:
-        if members & set(binding.get("members") or []):
-            granted |= roles.permissions(binding.get("role", ""))
-    return granted
-
-
-def test_iam_permissions(
-    request: Any, response: Any, storage: Any, *args: Any, roles: RoleBook, **kwargs: Any
-) -> None:
-    """iam/testPermissions: the asked permissions the caller holds through the bucket's IAM policy."""
-    name = request.params.get("bucket_name")
-    if name not in storage.buckets:
-        response.status = HTTPStatus.NOT_FOUND
-        return
-    granted = _granted(request, storage, name, roles)
-    asked = request.query.get("permissions") or []
-    response.json(
-        {"kind": "storage#testIamPermissionsResponse", "permissions": [p for p in asked if p in granted]}
-    )
-
-
-# The permission each route needs of a caller that names itself (see the module docstring).
-def _needs(regex: str, method: str) -> dict[str, str]:
-    bucket, objects = "storage.buckets.", "storage.objects."
-    if "/copyTo/" in regex or "/rewriteTo/" in regex:
-        return {"bucket_name": objects + "get", "dest_bucket_name": objects + "create"}
-    table = [
-        ("/iam/testPermissions$", {}),
-        ("/iam$", {"GET": bucket + "getIamPolicy", "PUT": bucket + "setIamPolicy"}),
-        ("/lockRetentionPolicy$", {"POST": bucket + "update"}),
-        ("/compose$", {"POST": objects + "create"}),
-        ("/o$", {"GET": objects + "list", "POST": objects + "create", "PUT": objects + "create"}),
-        (
-            "/o/(?P<object_id>.*[^/]+)$",
-            {"GET": objects + "get", "DELETE": objects + "delete", "PATCH": objects + "update"},
-        ),
-        (
-            "(?P<bucket_name>[-.\\w]+)$",
-            {"GET": bucket + "get", "PATCH": bucket + "update", "DELETE": bucket + "delete"},
-        ),
-    ]
-    for suffix, perms in table:
-        if regex.endswith(suffix):
-            return {"bucket_name": perms[method]} if method in perms else {}
-    return {}
 
 
 def handlers(roles: RoleBook) -> tuple[Any, ...]:
@@ -418,10 +395,15 @@ def handlers(roles: RoleBook) -> tuple[Any, ...]:
         methods = dict(methods)
         if regex.endswith(r"/o/(?P<object_id>.*[^/]+)$") and "PATCH" in methods:
             methods["PATCH"] = object_patch
+        if methods.get("POST") is emu.objects.insert:
+            methods["POST"] = object_insert
         if regex.endswith(r"/b/(?P<bucket_name>[-.\w]+)$") and "PATCH" in methods:
             methods["PATCH"] = bucket_patch
         routes.append(
-            (regex, {method: _guarded(fn, _needs(regex, method), roles) for method, fn in methods.items()})
+            (
+                regex,
+                {method: _guarded(fn, route_needs(regex, method), roles) for method, fn in methods.items()},
+            )
         )
     return tuple(routes)
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -33,10 +35,18 @@ __all__ = ["DEMO_CLUSTERS", "Abort", "GkeBackupServer", "admin_call", "namespace
 class GkeBackupServer(GkeBackupModel):
     """The in-memory Backup for GKE model served over gRPC on 127.0.0.1:`port` (0 = any free port)."""
 
-    def __init__(self, port: int = 0, polls: int = 2, delay: float = 0.0, demo: bool = True) -> None:
+    def __init__(
+        self, port: int = 0, polls: int = 2, delay: float = 0.0, demo: bool = True, kube_port: int = 0
+    ) -> None:
         super().__init__(polls=polls, delay=delay, demo=demo)
-        self.port = port
+        self.port, self.kube_port = port, kube_port
         self._server: grpc.Server | None = None
+        self._kube: KubeNamespaces | None = None
+
+    @property
+    def kube_url(self) -> str:
+        """KUBERNETES_EMULATOR_HOST: each modelled cluster's API at <url>/<cluster full name>."""
+        return f"http://127.0.0.1:{self.kube_port}"
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -72,12 +82,17 @@ class GkeBackupServer(GkeBackupModel):
         self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         server.start()
         self._server = server
+        self._kube = KubeNamespaces(self, self.kube_port).start()
+        self.kube_port = self._kube.port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop(grace=0.5).wait()
             self._server = None
+        if self._kube is not None:
+            self._kube.stop()
+            self._kube = None
 
     def _wrap(self, fn: Callable[[Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
@@ -140,6 +155,67 @@ class GkeBackupServer(GkeBackupModel):
         }
 
 
+class KubeNamespaces:
+    """The namespaces part of the Kubernetes API of every modelled cluster, over HTTP: list, get
+    and delete `/<cluster full name>/api/v1/namespaces[/<name>]` (what drills clean up with)."""
+
+    def __init__(self, model: GkeBackupModel, port: int = 0) -> None:
+        self.model, self.port = model, port
+        self._http: ThreadingHTTPServer | None = None
+
+    def start(self) -> KubeNamespaces:
+        model = self.model
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _answer(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self) -> tuple[str, str] | None:
+                cluster, marker, rest = self.path.strip("/").partition("/api/v1/namespaces")
+                return (cluster, rest.strip("/")) if marker else None
+
+            def do_GET(self) -> None:
+                route = self._route()
+                if route is None:
+                    return self._answer(404, {"kind": "Status", "reason": "NotFound"})
+                with model.lock:
+                    names = sorted(model.clusters.get(route[0], {}))
+                items = [{"metadata": {"name": n}, "status": {"phase": "Active"}} for n in names]
+                if not route[1]:
+                    return self._answer(200, {"kind": "NamespaceList", "items": items})
+                found = [i for i in items if i["metadata"]["name"] == route[1]]
+                self._answer(200, found[0]) if found else self._answer(
+                    404, {"kind": "Status", "reason": "NotFound"}
+                )
+
+            def do_DELETE(self) -> None:
+                route = self._route()
+                if route is None or not route[1]:
+                    return self._answer(404, {"kind": "Status", "reason": "NotFound"})
+                with model.lock:
+                    gone = model.delete_namespace(route[0], route[1])
+                code = 200 if gone else 404
+                self._answer(code, {"kind": "Status", "status": "Success" if gone else "Failure"})
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._http.server_address[1]
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+
 def admin_call(target: str, action: str, timeout: float = 10.0, **kwargs: Any) -> Any:
     """Call an admin hook (fail_next_backup, shrink_next_backup, deny, namespaces, ...) of a running server."""
     with grpc.insecure_channel(target) as channel:
@@ -147,9 +223,9 @@ def admin_call(target: str, action: str, timeout: float = 10.0, **kwargs: Any) -
         return json.loads(call(json.dumps({"action": action, **kwargs}).encode(), timeout=timeout))
 
 
-def run_server(port: int, polls: int = 2, delay: float = 0.5) -> None:
-    """Serve the demo clusters on 127.0.0.1:`port` until interrupted."""
-    server = GkeBackupServer(port=port, polls=polls, delay=delay).start()
+def run_server(port: int, polls: int = 2, delay: float = 0.5, kube_port: int = 0) -> None:
+    """Serve the demo clusters on 127.0.0.1:`port` (their Kubernetes API on `kube_port`) until interrupted."""
+    server = GkeBackupServer(port=port, polls=polls, delay=delay, kube_port=kube_port).start()
     print(f"Backup for GKE local server on {server.target}", flush=True)
     try:
         while True:
@@ -164,12 +240,16 @@ def _service(platform: Any) -> Any:
     from localdev.platform import Service, free_port, port_open
 
     port = platform.ports.get("gke") or free_port()
-    platform.ports["gke"] = port
+    kube = platform.ports.get("kubernetes") or free_port()
+    platform.ports["gke"], platform.ports["kubernetes"] = port, kube
     return Service(
         "gke",
-        [sys.executable, "-m", "localdev.servers.gke_server", "--port", str(port)],
-        lambda: port_open(port),
-        endpoints={"GKE_BACKUP_EMULATOR_HOST": f"127.0.0.1:{port}"},
+        [sys.executable, "-m", "localdev.servers.gke_server", "--port", str(port), "--kube-port", str(kube)],
+        lambda: port_open(port) and port_open(kube),
+        endpoints={
+            "GKE_BACKUP_EMULATOR_HOST": f"127.0.0.1:{port}",
+            "KUBERNETES_EMULATOR_HOST": f"http://127.0.0.1:{kube}",
+        },
         timeout=30.0,
     )
 
@@ -188,5 +268,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--polls", type=int, default=2)
     parser.add_argument("--delay", type=float, default=0.5)
+    parser.add_argument("--kube-port", type=int, default=0)
     args = parser.parse_args()
-    run_server(args.port, args.polls, args.delay)
+    run_server(args.port, args.polls, args.delay, args.kube_port)

@@ -8,6 +8,7 @@ backup bucket); this module does what is the same for all of them, so no compone
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from backstop.core.manifest import (
 )
 from backstop.core.names import check_backup_id, check_percent
 from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
-from tasks.catalog import index
+from tasks.catalog import index, locks
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
 from tasks.storage.parallel import batched, parallel_map
@@ -73,6 +74,14 @@ def commit_backup(
         if spool is not entries:
             spool.close()
     store.clear_in_progress(manifest)
+    problems = locks.lock_committed(store, committed)  # retained until its keep date (locks.py)
+    if problems:
+        logging.getLogger(__name__).warning(
+            "backup %s committed but not locked (%d objects; prune locks it): %s",
+            committed.backup_id,
+            len(problems),
+            problems[0],
+        )
     return committed
 
 
@@ -100,6 +109,7 @@ class StoredCheck:
     damaged: dict[str, str] = field(default_factory=dict)
     read_back: int = 0
     checked: int = 0
+    bytes_read: int = 0
 
 
 class StoredListing:
@@ -125,7 +135,12 @@ class StoredListing:
 
 
 def verify_stored(
-    store: BackupStore, manifest: BackupManifest, sample_percent: float = 5.0, seed: int | None = None
+    store: BackupStore,
+    manifest: BackupManifest,
+    sample_percent: float = 5.0,
+    seed: int | None = None,
+    read: Callable[[str], bool] | None = None,
+    reads: dict[str, tuple[int, str]] | None = None,
 ) -> StoredCheck:
     """Check every stored object of `manifest` against its entry; re-read a sample.
 
@@ -133,9 +148,12 @@ def verify_stored(
     disk); the entries are streamed a chunk at a time; the sample is downloaded and its crc32c
     recomputed here (what the bytes really are). Each problem names the entry and the stored
     object; `damaged` maps entry names to their problem. Memory stays flat in the entry count.
+    `read(stored key)` chooses the objects to re-read instead of a random sample (re-verification's
+    window); `reads` caches (size, crc32c) of objects already re-read by key, so an object several
+    backups share is downloaded once per run.
     """
     check = StoredCheck()
-    chosen = sample_indexes(manifest.entry_count, sample_percent, seed)
+    chosen = set() if read is not None else sample_indexes(manifest.entry_count, sample_percent, seed)
     to_read: list[ManifestEntry] = []
 
     def damaged(entry: ManifestEntry, problem: str) -> None:
@@ -152,7 +170,7 @@ def verify_stored(
                 damaged(entry, f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}")
             elif entry.crc32c and there[1] and there[1] != entry.crc32c:
                 damaged(entry, f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}")
-            elif check.checked in chosen:
+            elif read(entry.stored_key) if read is not None else check.checked in chosen:
                 to_read.append(entry)
             check.checked += 1
 
@@ -160,17 +178,23 @@ def verify_stored(
         for batch in batched(store.iter_entries(manifest), BATCH):
             check_batch(batch, listed.lookup(batch))
 
-    def read_back(entry: ManifestEntry) -> str | None:
-        data = store.get_bytes(entry.stored_key)
-        actual = crc32c_b64(data)
-        if len(data) != entry.size or (entry.crc32c and actual != entry.crc32c):
+    def read_back(entry: ManifestEntry) -> tuple[str | None, int]:
+        known, downloaded = reads.get(entry.stored_key) if reads is not None else None, 0
+        if known is None:
+            data = store.get_bytes(entry.stored_key)
+            known, downloaded = (len(data), crc32c_b64(data)), len(data)
+            if reads is not None:
+                reads[entry.stored_key] = known
+        size, actual = known
+        if size != entry.size or (entry.crc32c and actual != entry.crc32c):
             return (
                 f"content differs on read-back: {entry.name!r} ({store.where(entry.stored_key)}) "
-                f"crc32c {actual} / {len(data)} bytes, manifest says {entry.crc32c} / {entry.size}"
-            )
-        return None
+                f"crc32c {actual} / {size} bytes, manifest says {entry.crc32c} / {entry.size}"
+            ), downloaded
+        return None, downloaded
 
-    for entry, problem in zip(to_read, parallel_map(read_back, to_read), strict=True):
+    for entry, (problem, downloaded) in zip(to_read, parallel_map(read_back, to_read), strict=True):
+        check.bytes_read += downloaded
         if problem:
             damaged(entry, problem)
     check.read_back = len(to_read)
@@ -208,6 +232,18 @@ def record_validation(
     return updated
 
 
+def record_reverification(
+    store: BackupStore, manifest: BackupManifest, status: str, problems: list[str], read_back: int
+) -> BackupManifest:
+    """Mark a kept backup `status` ("invalid": damaged, "expired": data outside the bucket gone),
+    written like a validation (a manifest update and a catalog status record), so that every
+    chooser of a backup skips it from now on. Never raises for the problems: the caller reports."""
+    record = ValidationRecord(
+        at=utcnow(), ok=False, checked=manifest.entry_count, read_back=read_back, problems=problems[:200]
+    )
+    return index.write_manifest(store, manifest.model_copy(update={"validation": record, "status": status}))
+
+
 def resolve_backup(
     store: BackupStore,
     component: str,
@@ -233,13 +269,17 @@ def resolve_backup(
             )
         return manifest
     report = on_damaged or (lambda _: None)
-    headers = select(
-        index.read_headers(store, component, source, on_damaged=report),
-        component,
-        source,
-        before,
-        validated_only,
-    )
+    headers = [  # an expired backup's data outside the bucket is gone: never chosen, validated or not
+        h
+        for h in select(
+            index.read_headers(store, component, source, on_damaged=report),
+            component,
+            source,
+            before,
+            validated_only,
+        )
+        if not h.expired
+    ]
     chosen = index.first_loadable(store, headers, where, report, validated_only)
     if chosen is None:
         what = f"{component}/{source}" if source else component

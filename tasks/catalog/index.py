@@ -17,6 +17,7 @@ from typing import Any
 
 from backstop.core.catalog_index import (
     CATALOG_PREFIX,
+    STATUS_FIELDS,
     IdEntry,
     ManifestHeader,
     group_listing,
@@ -37,7 +38,7 @@ from tasks.storage.parallel import parallel_map
 
 log = logging.getLogger(__name__)
 # Top-level folders of a backup bucket that are not component catalogs.
-NOT_COMPONENTS = {"pool", "catalog", "_inprogress", "_resume", "runs", "drills"}
+NOT_COMPONENTS = {"pool", "catalog", "_inprogress", "_resume", "runs", "drills", "verifications"}
 
 
 def _json(model: Any) -> bytes:
@@ -157,9 +158,9 @@ def read_headers(
         if updates:
             try:
                 newest = parse_header(store.get_bytes(updates[-1]), store.where(updates[-1]))
-                header = header.model_copy(
-                    update={"status": newest.status, "validated_at": newest.validated_at}
-                )
+                header = header.model_copy(update={k: getattr(newest, k) for k in STATUS_FIELDS})
+                if header.parts is None:  # a header written before headers recorded parts
+                    header = header.model_copy(update={"parts": newest.parts})
             except (ValidationFailed, NotFound) as exc:
                 return _header_from_manifest(store, key, str(exc), report)
         return header
@@ -285,6 +286,8 @@ def first_loadable(
         except ValidationFailed as exc:
             if on_damaged is not None:
                 on_damaged(str(exc))
+            continue
+        if manifest.expired:  # its data outside the bucket is gone (a header may not say so yet)
             continue
         if validated_only and not manifest.validated:
             if on_damaged is not None:

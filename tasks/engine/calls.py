@@ -68,6 +68,7 @@ class ComponentCalls:
         dry_run: bool = False,
         yes: bool = False,
         skip_damaged: bool = False,
+        exact: bool = False,
         **options: Any,
     ) -> RestoreReport:
         """Restore backup `manifest` of its source (approval for the original location: `yes`)."""
@@ -80,5 +81,6 @@ class ComponentCalls:
             dry_run=dry_run,
             skip_damaged=skip_damaged,
             options=options,
+            exact=exact,
         )
         return restore.restore(self.name, settings, request, yes=yes, store=store)

@@ -1,7 +1,9 @@
-"""Restore drills: restore into a scratch target, verify, time against the RTO, clean up, and
-the drill records (write, list, summarise).
+"""Restore drills: restore a restore point into a scratch target, verify, prove every part restored
+something, time against the RTO, clean up, and the drill records (write, list, summarise).
 
-Every component is drilled by the same restore path as a user's restore. The scratch target is
+Every component is drilled by the same restore path as a user's restore, on the latest restore
+point (backstop/core/restore_points.py): every part of the source from its own newest backup, so
+a part whose backups stopped (a DAG backup failing while metadata backups succeed) fails the drill. The scratch target is
 removed in a `finally` (also when the restore or the verification fails), and every drill leaves a record in the catalog (`drills/...` in the backup bucket, see
 backstop.core.objectives.DrillResult) that the health report reads.
 """
@@ -11,13 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from backstop.core.errors import BackstopError, ValidationFailed
+from backstop.core.errors import BackstopError, NotFound, ValidationFailed
 from backstop.core.objectives import DRILL_PREFIX, DrillResult, drill_verdict, new_drill_id, rto_problem
 from backstop.core.report import joined
+from backstop.core.restore_points import RestorePoint
 from blocks.settings import BackstopSettings
-from tasks.catalog import backups as catalog
-from tasks.catalog import index
+from tasks.catalog import index, points
 from tasks.engine import restore
 from tasks.engine.protocol import RestoreRequest, get_component
 from tasks.storage.bucket import BackupStore, open_store
@@ -33,66 +36,79 @@ def drill(
     store: BackupStore | None = None,
     record: bool = True,
 ) -> DrillResult:
-    """Restore the newest validated backup of `source` into a scratch target, verify it, time it
-    against the RTO, and always remove the scratch target. Failures are reported, not raised."""
+    """Restore the latest restore point of `source` (every part, each from its own backup) into a
+    scratch target, verify it, check every part restored something, time it against the RTO, and
+    always remove the scratch target. Failures are reported, not raised."""
     component = get_component(component_name)
     store = store or open_store(settings)
     started = datetime.now(UTC)
     drill_id = new_drill_id(started)
-    rto_minutes = settings.objectives_for(component.name).rto_minutes
-    problems: list[str] = []
-    backup_id = target = None
-    seconds = 0.0
-    restored = 0
-    cleaned_up = True
-    try:
-        manifest = catalog.resolve_backup(store, component.name, source)
-        backup_id = manifest.backup_id
-        target = component.scratch_target(manifest, suffix or drill_id.lower())
-        began = time.perf_counter()
-        try:
-            report = restore.restore(
-                component.name,
-                settings,
-                RestoreRequest(source=source, target=target, backup_id=backup_id),
-                store=store,
-                record=False,
-            )
-            seconds = time.perf_counter() - began
-            restored = report.created + report.overwritten
-        finally:
-            try:
-                component.remove_target(settings, target)
-            except Exception as exc:  # keep the drill's own outcome; report the leftover
-                cleaned_up = False
-                problems.append(f"scratch target {target} was not removed: {exc}")
-    except ValidationFailed as exc:
-        problems += exc.problems or [str(exc)]
-    except BackstopError as exc:
-        problems.append(str(exc))
-    except Exception as exc:  # a drill reports a crashing restore as a failed drill, with its cause
-        problems.append(f"{type(exc).__name__}: {exc}")
-    passed, over_rto = drill_verdict(seconds, rto_minutes, problems)
-    if over_rto:
-        problems.append(rto_problem(seconds, rto_minutes))
     result = DrillResult(
         drill_id=drill_id,
         component=component.name,
         source=source,
-        backup_id=backup_id,
-        target=target,
         started_at=started,
-        seconds=seconds,
-        rto_minutes=rto_minutes,
-        restored=restored,
-        passed=passed,
-        over_rto=over_rto,
-        cleaned_up=cleaned_up,
-        problems=problems,
+        rto_minutes=settings.objectives_for(component.name).rto_minutes,
+        passed=False,
     )
+    try:
+        point = points.restore_point(store, component.name, source, component.parts)
+        result.backup_id = ", ".join(point.backup_ids) or None
+        if not point.backup_ids:
+            raise NotFound(f"no validated backup of {component.name}/{source} in {store.where()}")
+        newest = index.find(store, point.backup_ids[0])
+        result.target = component.scratch_target(newest, suffix or drill_id.lower())
+        into_scratch(component, settings, store, point, result)
+    except ValidationFailed as exc:
+        result.problems += exc.problems or [str(exc)]
+    except BackstopError as exc:
+        result.problems.append(str(exc))
+    except Exception as exc:  # a drill reports a crashing restore as a failed drill, with its cause
+        result.problems.append(f"{type(exc).__name__}: {exc}")
+    result.passed, result.over_rto = drill_verdict(result.seconds, result.rto_minutes, result.problems)
+    if result.over_rto:
+        result.problems.append(rto_problem(result.seconds, result.rto_minutes))
     if record:
         write_drill(store, result)
     return result
+
+
+def into_scratch(
+    component: Any, settings: BackstopSettings, store: BackupStore, point: RestorePoint, result: DrillResult
+) -> None:
+    """Restore `point` into `result.target`, time it, say what each part restored, remove the target."""
+    target = result.target
+    assert target is not None
+    began = time.perf_counter()
+    try:
+        report = restore.restore(
+            component.name,
+            settings,
+            RestoreRequest(source=point.source, target=target),
+            store=store,
+            record=False,
+            point=point,
+        )
+        result.seconds = time.perf_counter() - began
+        result.restored = report.created + report.overwritten
+        result.parts = report.parts
+        result.problems += coverage_problems(report.parts)
+    finally:
+        try:
+            component.remove_target(settings, target)
+        except Exception as exc:  # keep the drill's own outcome; report the leftover
+            result.cleaned_up = False
+            result.problems.append(f"scratch target {target} was not removed: {exc}")
+
+
+def coverage_problems(parts: dict[str, dict[str, Any]]) -> list[str]:
+    """A part whose backup holds entries but of which the drill restored nothing proves nothing."""
+    return [
+        f"part {part} of backup {counts['backup_id']} holds {counts['entries']} entr"
+        f"{'y' if counts['entries'] == 1 else 'ies'} but the drill restored none of them"
+        for part, counts in parts.items()
+        if counts.get("entries") and not counts.get("restored")
+    ]
 
 
 def write_drill(store: BackupStore, result: DrillResult) -> str:

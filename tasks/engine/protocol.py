@@ -12,7 +12,7 @@ original location, verify what was written, drill. A component supplies only wha
 - `plan_restore` / `apply_restore` / `verify_restored`: what a restore would change, doing it,
   comparing the target with the backup;
 - `scratch_target` / `remove_target`: isolated targets for drills.
-Steps in parentheses, `delete`, `holds` and `notes` have defaults in `LifecycleMethods`, the base class
+Steps in parentheses, `delete`, `holds`, `gone_outside` and `notes` have defaults in `LifecycleMethods`, the base class
 of the registered components: a component overrides them only where it differs.
 
 Adding a component: one module with a class like the ones registered below, its options model, one
@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.restore_points import WHOLE
 from blocks.settings import BackstopSettings
 from tasks.engine.registry import COMPONENTS
 from tasks.storage.bucket import BackupStore
@@ -115,6 +116,9 @@ class RestoreRequest:
     dry_run: bool = False
     skip_damaged: bool = False
     options: Any = None
+    # Bring the target to the backup's state in the restored scope: what it holds there that the
+    # backup does not (added after the backup) is planned as "delete" (refused without overwrite).
+    exact: bool = False
 
 
 @dataclass
@@ -161,6 +165,9 @@ class RestoreReport:
     from_secondary: bool = False
     approval: str = ""
     problems: list[str] = field(default_factory=list)
+    # part -> {"backup_id", "backup_time", "entries" (in the backup), "restored"}: which backup each
+    # part of the restore point came from and what of it was written
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -176,6 +183,7 @@ class RestoreReport:
             "seconds": round(self.seconds, 3),
             "from_secondary": self.from_secondary,
             "approval": self.approval,
+            "parts": self.parts,
         }
 
 
@@ -185,6 +193,10 @@ class Component(Protocol):
     name: str
     noun: str  # what a source is called: "bucket", "dataset", ...
     part: str  # what `only` names: "object", "table", ...
+    # The parts a source has, each backed up on its own schedule (Composer: dags, config, metadata);
+    # () = one implicit part, the whole source. A restore point takes each part from its own backup.
+    parts: tuple[str, ...]
+    part_aliases: dict[str, str]  # other names `only` may give a part by (Composer: snapshot -> config)
     Options: ClassVar[type[BaseModel]]
     # False: the lifecycle hands this component manifests with every entry in memory (few entries).
     # True: large manifests come as headers and the component streams `store.iter_entries`.
@@ -233,12 +245,24 @@ class Component(Protocol):
         """Whether a backup holds what a restore asks for (the newest that does is chosen)."""
         ...
 
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """What the backup holds outside the backup bucket that no longer exists (a Backup for GKE
+        backup, a snapshot table), one line each; re-verification marks such a backup expired."""
+        ...
+
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines about a backup for its artifact (what was left out, warnings)."""
         ...
 
+    def entry_part(self, entry: ManifestEntry) -> str:
+        """The part an entry belongs to (one of `parts`, or WHOLE)."""
+        ...
+
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
-        """What restoring `manifest` as `request` asks would change; writes nothing."""
+        """What restoring `manifest` as `request` asks would change; writes nothing.
+
+        "replace" only where the target differs from the backup ("unchanged" where it is identical);
+        with `request.exact`, one "delete" per item in the restored scope that the backup does not hold."""
         ...
 
     def apply_restore(
@@ -273,6 +297,8 @@ class LifecycleMethods:
 
     name: str
     streams_entries = False
+    parts: tuple[str, ...] = ()
+    part_aliases: dict[str, str] = {}  # noqa: RUF012 (read only)
 
     def finish(
         self, ctx: Context, manifest: BackupManifest, plan: BackupPlan, entries: list[ManifestEntry]
@@ -290,9 +316,17 @@ class LifecycleMethods:
         """Whether `manifest` holds what `request` asks (the newest backup that does is restored)."""
         return True
 
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """Nothing outside the backup bucket by default: nothing there can be gone."""
+        return []
+
     def notes(self, manifest: BackupManifest) -> list[str]:
         """Markdown lines worth a person's attention after a backup (what was left out, warnings)."""
         return []
+
+    def entry_part(self, entry: ManifestEntry) -> str:
+        """Every entry belongs to the one implicit part by default."""
+        return WHOLE
 
 
 def get_component(name: str) -> Any:

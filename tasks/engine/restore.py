@@ -1,9 +1,11 @@
 """Restore, the one path every component's restore and drill takes (see tasks/engine/lifecycle.py):
 
-resolve -> the backup must belong to the named source -> primary, or the secondary copy when the
-primary is missing or damaged (said so) -> a damaged backup is refused before anything is written
--> plan -> "replace" / "delete" refused without `overwrite` -> approval before any of them in an
-original location -> write -> verify the target against the backup -> record.
+resolve (a backup id, else the restore point: each part from its newest validated backup at or
+before T, grouped by backup in tasks/engine/pieces.py) -> per backup: it must belong to the named
+source -> primary, or the secondary copy when the primary is missing or damaged (said so) -> a
+damaged backup is refused before anything is written -> plan; then over all of them as one plan:
+"replace" / "delete" refused without `overwrite` -> one approval before any of them in an original
+location -> write -> verify the target against each backup -> one run record naming every part's backup.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 from backstop.core.errors import REFUSALS, Conflict, InvalidInput, ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id, parse_time
+from backstop.core.restore_points import RestorePoint
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
-from tasks.engine import units
+from tasks.engine import progress, units
 from tasks.engine.approval import require_approval
 from tasks.engine.lifecycle import loaded
-from tasks.engine.progress import report
+from tasks.engine.pieces import Piece, check_validated, part_counts, pieces_of
 from tasks.engine.protocol import (
     Context,
     RestorePlan,
@@ -114,15 +117,13 @@ def refuse_conflicts(plan: RestorePlan, request: RestoreRequest, backup_id: str)
     return names
 
 
-def approve(
-    component: Any, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest, yes: bool
-) -> str:
+def approve(component: Any, backup_id: str, plan: RestorePlan, request: RestoreRequest, yes: bool) -> str:
     """Who approved changing the original location ('' when no approval is needed)."""
     if request.dry_run or not plan.into_original or not plan.destructive():
         return ""
     counts = plan.counts()
     return require_approval(
-        f"restore of {component.name} backup {manifest.backup_id} replaces {counts.get('replace', 0)} "
+        f"restore of {component.name} backup {backup_id} replaces {counts.get('replace', 0)} "
         f"and deletes {counts.get('delete', 0)} item(s) in the original {plan.target}",
         yes=yes,
     )
@@ -136,11 +137,59 @@ def write_and_verify(
         return []
     name = f"{component.name}-{plan.target}"
     what = f"restore {component.name}/{request.source}"
-    report(what, 2, 4, unit="steps (open, plan done; writing)")
+    progress.report(what, 2, 4, unit="steps (open, plan done; writing)")
     units.step(f"write-{name}", component.apply_restore, ctx, manifest, plan, request)
-    report(what, 3, 4, unit="steps (written; verifying)")
+    progress.report(what, 3, 4, unit="steps (written; verifying)")
     return units.step(
         f"verify-restore-{name}", component.verify_restored, ctx, manifest, plan.target, request.only
+    )
+
+
+def open_and_plan(
+    component: Any, settings: BackstopSettings, piece: Piece, store: BackupStore | None
+) -> Context:
+    """Open one piece's backup (primary or secondary, damaged ones refused) and plan its restore."""
+    request = piece.request
+    opened = units.step(
+        f"open-{component.name}-{request.source}",
+        open_backup,
+        settings,
+        component.name,
+        request.source,
+        request.backup_id,
+        request.before,
+        request.skip_damaged,
+        store,
+        lambda m: component.holds(m, request),
+    )
+    piece.source, piece.damaged = opened.source, opened.damaged
+    piece.manifest = loaded(component, opened.source.store, opened.manifest)
+    check_validated(piece)
+    units.log(Context(settings, opened.source.store), opened.source.message)
+    ctx = Context(settings, opened.source.store, request.options)
+    piece.plan = units.step(
+        f"plan-restore-{component.name}-{request.source}",
+        component.plan_restore,
+        ctx,
+        piece.manifest,
+        request,
+    )
+    piece.plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
+    return ctx
+
+
+def one_plan(pieces: list[Piece]) -> RestorePlan:
+    """The pieces' plans as one: what the person approves and what overwrite is checked against."""
+    plans = [p.plan for p in pieces if p.plan is not None]
+    done: dict[str, int] = {}
+    for plan in plans:
+        for change, count in plan.done.items():
+            done[change] = done.get(change, 0) + count
+    return RestorePlan(
+        target=plans[0].target,
+        into_original=any(p.into_original for p in plans),
+        actions=[a for p in plans for a in p.actions],
+        done=done,
     )
 
 
@@ -151,41 +200,31 @@ def restore(
     yes: bool = False,
     store: BackupStore | None = None,
     record: bool = True,
+    point: RestorePoint | None = None,
 ) -> RestoreReport:
-    """Restore a backup of `request.source` as the request says (see the module docstring)."""
+    """Restore `request.source` as the request says (see the module docstring): a backup id, else
+    its restore point at `before` (or `point`; default the latest), every part from its backup
+    under one plan, one overwrite check and one approval."""
     component = get_component(component_name)
     request = checked_request(component, settings, request)
     started = time.monotonic()
     backup_id = request.backup_id
     try:
-        opened = units.step(
-            f"open-{component.name}-{request.source}",
-            open_backup,
-            settings,
-            component.name,
-            request.source,
-            request.backup_id,
-            request.before,
-            request.skip_damaged,
-            store,
-            lambda m: component.holds(m, request),
-        )
-        read_from = opened.source
-        manifest = loaded(component, read_from.store, opened.manifest)
-        backup_id = manifest.backup_id
-        units.log(Context(settings, read_from.store), read_from.message)
-        ctx = Context(settings, read_from.store, request.options)
-        plan = units.step(
-            f"plan-restore-{component.name}-{request.source}", component.plan_restore, ctx, manifest, request
-        )
-        plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
-        conflicts = refuse_conflicts(plan, request, manifest.backup_id)
-        approval = approve(component, manifest, plan, request, yes)
-        problems = write_and_verify(component, ctx, manifest, plan, request)
+        pieces, point = pieces_of(component, settings, request, store, point)
+        contexts = [open_and_plan(component, settings, piece, store) for piece in pieces]
+        backup_id = ", ".join(p.manifest.backup_id for p in pieces)
+        plan = one_plan(pieces)
+        conflicts = refuse_conflicts(plan, request, backup_id)
+        approval = approve(component, backup_id, plan, request, yes)
+        problems: list[str] = []
+        for piece, ctx in zip(pieces, contexts, strict=True):
+            assert piece.plan is not None  # planned by open_and_plan
+            problems += write_and_verify(component, ctx, piece.manifest, piece.plan, piece.request)
+        plan = one_plan(pieces)  # counts the services reported while writing
         report = RestoreReport(
             component=component.name,
             source=request.source,
-            backup_id=manifest.backup_id,
+            backup_id=backup_id,
             target=plan.target,
             dry_run=request.dry_run,
             created=plan.count("create"),
@@ -194,13 +233,15 @@ def restore(
             conflicts=conflicts,
             actions=plan.actions,
             seconds=time.monotonic() - started,
-            from_secondary=read_from.from_secondary,
+            from_secondary=any(p.source.from_secondary for p in pieces if p.source),
             approval=approval,
             problems=problems,
         )
+        for piece in pieces:
+            report.parts |= part_counts(component, piece, point)
         if problems:
             raise ValidationFailed(
-                f"restore of backup {manifest.backup_id} into {plan.target} finished but the target differs "
+                f"restore of backup {backup_id} into {plan.target} finished but the target differs "
                 f"from the backup: {'; '.join(problems[:5])}",
                 problems,
             )

@@ -12,6 +12,7 @@ checksums, and it says which and why.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,10 +22,11 @@ from backstop.core.errors import BackstopError, ConfigError, InvalidInput, Valid
 from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
-from tasks.catalog import index
+from tasks.catalog import index, locks
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import rewrite
 from tasks.storage.google_api import converted_errors
+from tasks.storage.object_lock import retention_enabled
 from tasks.storage.parallel import batched, parallel_map
 from tasks.storage.spool import Held
 
@@ -96,8 +98,25 @@ def copy_to_secondary(
     updated = manifest.model_copy(update={"secondary": record})
     if not problems:
         index.write_manifest(secondary, updated)  # last: its presence means the secondary copy is complete
+        _lock_copy(primary, secondary, updated)
     index.write_manifest(primary, updated)
     return updated
+
+
+def _lock_copy(primary: BackupStore, secondary: BackupStore, manifest: BackupManifest) -> None:
+    """Retain the secondary copy as long as the primary is retained (or as its commit would be)."""
+    until = locks.manifest_retained_until(primary, manifest)
+    problems = (
+        locks.lock_backup(secondary, manifest, until)
+        if until is not None and secondary.lock is not None and retention_enabled(secondary)
+        else locks.lock_committed(secondary, manifest)
+    )
+    if problems:
+        logging.getLogger(__name__).warning(
+            "secondary copy of %s not locked (the next prune of the secondary locks it): %s",
+            manifest.backup_id,
+            problems[0],
+        )
 
 
 @dataclass

@@ -109,7 +109,10 @@ def run_units(
 def _bounded(
     submit: Callable[[int, Any], Any], units: Iterable[Any], completed: Callable[[list[Any]], Iterator[Any]]
 ) -> Iterator[tuple[int, int, Any]]:
-    """(units finished, units started, result) as each finishes, with at most UNIT_WORKERS running."""
+    """(units finished, units started, result) as each finishes, with at most UNIT_WORKERS running.
+
+    A unit's failure is raised once the others running have finished and been yielded (no more start).
+    """
     pending = iter(units)
     running: list[Any] = []
     started = finished = 0
@@ -126,8 +129,21 @@ def _bounded(
             return
         first = next(completed(list(running)))
         running.remove(first)
+        try:
+            result = first.result()
+        except BaseException as exc:
+            # The units still running finish first and what they made is handed on, so that a
+            # failed backup's discard knows of it (a snapshot table made by a unit in flight).
+            for other in completed(list(running)):
+                try:
+                    more = other.result()
+                except BaseException:
+                    continue
+                finished += 1
+                yield finished, started, more
+            raise exc
         finished += 1
-        yield finished, started, first.result()
+        yield finished, started, result
 
 
 _END = object()

@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput
+from backstop.core.retention import keep_rule_spans
 from blocks.components import DEFAULT_COMPONENTS, TierSettings
-from blocks.settings import BackstopSettings, RetentionSettings
+from blocks.settings import BackstopSettings
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 MIN_STORAGE_DAYS = {"NEARLINE": 30, "COLDLINE": 90, "ARCHIVE": 365}
@@ -114,18 +115,6 @@ def ensure_retention_policy(client: Any, bucket: str, days: float) -> bool:
     return True
 
 
-def _lifetimes(retention: RetentionSettings) -> list[tuple[str, float]]:
-    """The age (days) at which backups kept only by each rule are removed."""
-    spans = [
-        ("keep_within_days", retention.keep_within_days),
-        ("keep_daily", float(retention.keep_daily)),
-        ("keep_weekly", 7.0 * retention.keep_weekly),
-        ("keep_monthly", 31.0 * retention.keep_monthly),
-        ("keep_yearly", 366.0 * retention.keep_yearly),
-    ]
-    return [(name, days) for name, days in spans if days > 0]
-
-
 def tier_warnings(settings: BackstopSettings, tiers: TierSettings | None = None) -> list[str]:
     """Retention windows that end inside a tier's minimum storage duration (early-deletion charges).
 
@@ -137,7 +126,8 @@ def tier_warnings(settings: BackstopSettings, tiers: TierSettings | None = None)
     policies = {"default": settings.retention, **settings.retention_overrides}
     warnings = []
     for scope, retention in policies.items():
-        for rule, lifetime in _lifetimes(retention):
+        # the latest age a backup kept only by `rule` is removed at (31-day months, 366-day years)
+        for rule, lifetime in keep_rule_spans(retention, "longest"):
             for storage_class, age in _tiers(tiers):
                 minimum = MIN_STORAGE_DAYS[storage_class]
                 if age < lifetime < age + minimum:
@@ -176,13 +166,23 @@ def bucket_facts(client: Any, bucket: str) -> dict[str, Any]:
         "retention_seconds": int(retention.get("retentionPeriod") or 0),
         "retention_locked": bool(retention.get("isLocked")),
         "default_kms_key": found.default_kms_key_name,
+        "object_retention": found.object_retention_mode,
     }
 
 
 def _bucket_findings(
     name: str, role: str, facts: dict[str, Any], settings: BackstopSettings
 ) -> list[Finding]:
-    out = [
+    return [
+        *_durability_findings(name, role, facts),
+        *_retention_policy_findings(name, role, facts, settings),
+        _kms_finding(name, role, facts, settings),
+    ]
+
+
+def _durability_findings(name: str, role: str, facts: dict[str, Any]) -> list[Finding]:
+    """Where the bucket is, and whether a deleted object can come back (versioning, soft delete)."""
+    return [
         Finding(
             "ok",
             name,
@@ -207,36 +207,46 @@ def _bucket_findings(
             else "soft delete off: deleted objects cannot be recovered",
         ),
     ]
-    if facts["retention_seconds"]:
-        lock = "locked" if facts["retention_locked"] else "not locked"
-        out.append(
-            Finding(
-                "ok",
-                name,
-                "retention policy",
-                f"{facts['retention_seconds'] / 86400:g}-day retention policy ({lock}): prune cannot delete younger objects",
-            )
-        )
-        if role == "primary" and settings.bigquery_method == "extract":
-            out.append(
-                Finding(
-                    "warning",
-                    name,
-                    "bigquery extract",
-                    f"BigQuery extracts into this bucket, whose retention policy is {lock}: extract jobs that "
-                    "overwrite or clean up files fail"
-                    + (" and the lock can never be removed" if facts["retention_locked"] else ""),
-                )
-            )
-    else:
-        out.append(
+
+
+def _retention_policy_findings(
+    name: str, role: str, facts: dict[str, Any], settings: BackstopSettings
+) -> list[Finding]:
+    """The bucket retention policy, and what it means for BigQuery extracts into the bucket."""
+    if not facts["retention_seconds"]:
+        return [
             Finding(
                 "ok",
                 name,
                 "retention policy",
                 "no bucket retention policy (objects can be deleted at any time)",
             )
+        ]
+    lock = "locked" if facts["retention_locked"] else "not locked"
+    out = [
+        Finding(
+            "ok",
+            name,
+            "retention policy",
+            f"{facts['retention_seconds'] / 86400:g}-day retention policy ({lock}): prune cannot delete younger objects",
         )
+    ]
+    if role == "primary" and settings.bigquery_method == "extract":
+        out.append(
+            Finding(
+                "warning",
+                name,
+                "bigquery extract",
+                f"BigQuery extracts into this bucket, whose retention policy is {lock}: extract jobs that "
+                "overwrite or clean up files fail"
+                + (" and the lock can never be removed" if facts["retention_locked"] else ""),
+            )
+        )
+    return out
+
+
+def _kms_finding(name: str, role: str, facts: dict[str, Any], settings: BackstopSettings) -> Finding:
+    """The bucket's default KMS key against the settings' key for this copy."""
     key = facts["default_kms_key"]
     wanted = (
         (settings.secondary_kms_key_name or settings.kms_key_name)
@@ -244,24 +254,16 @@ def _bucket_findings(
         else settings.kms_key_name
     )
     if wanted and not key:
-        out.append(
-            Finding(
-                "warning",
-                name,
-                "kms",
-                f"settings want CMEK ({wanted}) but the bucket has no default KMS key: objects "
-                "written by other tools (BigQuery extracts) are Google-encrypted",
-            )
+        return Finding(
+            "warning",
+            name,
+            "kms",
+            f"settings want CMEK ({wanted}) but the bucket has no default KMS key: objects "
+            "written by other tools (BigQuery extracts) are Google-encrypted",
         )
-    elif wanted and key != wanted:
-        out.append(
-            Finding("warning", name, "kms", f"bucket default KMS key {key} differs from the settings' key")
-        )
-    else:
-        out.append(
-            Finding("ok", name, "kms", f"default KMS key {key}" if key else "Google-managed encryption")
-        )
-    return out
+    if wanted and key != wanted:
+        return Finding("warning", name, "kms", f"bucket default KMS key {key} differs from the settings' key")
+    return Finding("ok", name, "kms", f"default KMS key {key}" if key else "Google-managed encryption")
 
 
 def preflight(client: Any, settings: BackstopSettings) -> list[Finding]:

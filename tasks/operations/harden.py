@@ -23,25 +23,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from backstop.core.errors import Conflict
-from blocks.settings import BackstopSettings, RetentionSettings
+from backstop.core.retention import keep_rule_spans
+from blocks.settings import BackstopSettings
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 DEFAULT_SOFT_DELETE_SECONDS = 7 * 86400
 # When every policy keeps by count only, nothing bounds a backup's age: one day still stops a
 # script from emptying the bucket the day it runs.
 COUNT_ONLY_FLOOR_DAYS = 1.0
-
-
-def _windows(retention: RetentionSettings) -> list[tuple[str, float]]:
-    """The age-bounded keep rules of one policy, as (rule, days)."""
-    spans = [
-        ("keep_within_days", retention.keep_within_days),
-        ("keep_daily", float(retention.keep_daily)),
-        ("keep_weekly", 7.0 * retention.keep_weekly),
-        ("keep_monthly", 28.0 * retention.keep_monthly),
-        ("keep_yearly", 365.0 * retention.keep_yearly),
-    ]
-    return [(rule, days) for rule, days in spans if days > 0]
 
 
 def shortest_retention_days(settings: BackstopSettings) -> tuple[float, str]:
@@ -55,7 +44,7 @@ def shortest_retention_days(settings: BackstopSettings) -> tuple[float, str]:
     found = [
         (days, f"{rule}={getattr(retention, rule)} of the {scope} policy")
         for scope, retention in policies.items()
-        for rule, days in _windows(retention)
+        for rule, days in keep_rule_spans(retention, "shortest")
     ]
     if not found:
         return COUNT_ONLY_FLOOR_DAYS, "every policy keeps by count only: a floor of 1 day"
@@ -95,69 +84,10 @@ def harden_bucket(
     seconds = int(retention_days * 86400)
     with converted_errors(f"hardening gs://{bucket}"):
         found = client.get_bucket(bucket, timeout=TIMEOUT, retry=RETRY)
-        iam = found.iam_configuration
-        period = int(found.retention_period or 0)
-        locked = bool(found.retention_policy_locked)
-        soft = _soft_delete_seconds(found)
-        changes = [
-            Change(
-                bucket,
-                "uniform bucket-level access",
-                "on" if iam.uniform_bucket_level_access_enabled else "off",
-                "on",
-                not iam.uniform_bucket_level_access_enabled,
-            ),
-            Change(
-                bucket,
-                "public access prevention",
-                str(iam.public_access_prevention),
-                "enforced",
-                iam.public_access_prevention != "enforced",
-            ),
-            Change(
-                bucket,
-                "soft delete",
-                f"{soft / 86400:g} days" if soft else "off",
-                f"{(soft or DEFAULT_SOFT_DELETE_SECONDS) / 86400:g} days",
-                soft == 0,
-            ),
-            Change(
-                bucket,
-                "retention policy",
-                f"{period / 86400:g} days" + (" (locked)" if locked else "") if period else "none",
-                f"{max(period, seconds) / 86400:g} days" + (" (locked)" if locked else ""),
-                period < seconds,
-            ),
-        ]
-        if found.versioning_enabled and period < seconds:
-            # Cloud Storage refuses a retention policy on a versioned bucket; soft delete keeps
-            # deleted objects recoverable instead, and Backstop's pool never relies on versions.
-            changes.insert(
-                2, Change(bucket, "object versioning", "on", "off (needed by the retention policy)", True)
-            )
-        if lock:
-            changes.append(
-                Change(bucket, "retention lock", "locked" if locked else "not locked", "locked", not locked)
-            )
+        changes = _planned_changes(bucket, found, seconds, lock)
         if dry_run or not any(c.changed for c in changes):
             return changes
-        if not iam.uniform_bucket_level_access_enabled or iam.public_access_prevention != "enforced":
-            iam.uniform_bucket_level_access_enabled = True
-            iam.public_access_prevention = "enforced"
-        if soft == 0:
-            found.soft_delete_policy.retention_duration_seconds = DEFAULT_SOFT_DELETE_SECONDS
-        if found.versioning_enabled and period < seconds:
-            found.versioning_enabled = False
-            found.patch(timeout=TIMEOUT, retry=RETRY)  # first: the policy is refused while versioning is on
-        if period < seconds:  # a locked policy may still be lengthened
-            found.retention_period = seconds
-        if any(c.changed for c in changes if c.setting != "retention lock"):
-            found.patch(timeout=TIMEOUT, retry=RETRY)
-        if lock and not locked:
-            if not found.retention_period:
-                raise Conflict(f"gs://{bucket}: no retention policy to lock")
-            found.reload(timeout=TIMEOUT, retry=RETRY)  # the lock call needs the current metageneration
-            found.lock_retention_policy(timeout=TIMEOUT, retry=RETRY)
+        _apply(bucket, found, seconds, lock)
         again = {c.setting: c for c in harden_bucket(client, bucket, retention_days, lock, dry_run=True)}
     return [
         Change(c.bucket, c.setting, c.before, c.after, c.changed, kept=not again[c.setting].changed)
@@ -165,3 +95,79 @@ def harden_bucket(
         else c
         for c in changes
     ]
+
+
+def _planned_changes(bucket: str, found: Any, seconds: int, lock: bool) -> list[Change]:
+    """What differs between the bucket as `found` and the hardened configuration."""
+    iam = found.iam_configuration
+    period = int(found.retention_period or 0)
+    locked = bool(found.retention_policy_locked)
+    soft = _soft_delete_seconds(found)
+    changes = [
+        Change(
+            bucket,
+            "uniform bucket-level access",
+            "on" if iam.uniform_bucket_level_access_enabled else "off",
+            "on",
+            not iam.uniform_bucket_level_access_enabled,
+        ),
+        Change(
+            bucket,
+            "public access prevention",
+            str(iam.public_access_prevention),
+            "enforced",
+            iam.public_access_prevention != "enforced",
+        ),
+        Change(
+            bucket,
+            "soft delete",
+            f"{soft / 86400:g} days" if soft else "off",
+            f"{(soft or DEFAULT_SOFT_DELETE_SECONDS) / 86400:g} days",
+            soft == 0,
+        ),
+        Change(
+            bucket,
+            "retention policy",
+            f"{period / 86400:g} days" + (" (locked)" if locked else "") if period else "none",
+            f"{max(period, seconds) / 86400:g} days" + (" (locked)" if locked else ""),
+            period < seconds,
+        ),
+    ]
+    if found.versioning_enabled and period < seconds:
+        # Cloud Storage refuses a retention policy on a versioned bucket; soft delete keeps
+        # deleted objects recoverable instead, and Backstop's pool never relies on versions.
+        changes.insert(
+            2, Change(bucket, "object versioning", "on", "off (needed by the retention policy)", True)
+        )
+    if lock:
+        changes.append(
+            Change(bucket, "retention lock", "locked" if locked else "not locked", "locked", not locked)
+        )
+    return changes
+
+
+def _apply(bucket: str, found: Any, seconds: int, lock: bool) -> None:
+    """Change what differs: access, soft delete, versioning (first), the policy, then the lock."""
+    iam = found.iam_configuration
+    period = int(found.retention_period or 0)
+    patched = False
+    if not iam.uniform_bucket_level_access_enabled or iam.public_access_prevention != "enforced":
+        iam.uniform_bucket_level_access_enabled = True
+        iam.public_access_prevention = "enforced"
+        patched = True
+    if _soft_delete_seconds(found) == 0:
+        found.soft_delete_policy.retention_duration_seconds = DEFAULT_SOFT_DELETE_SECONDS
+        patched = True
+    if found.versioning_enabled and period < seconds:
+        found.versioning_enabled = False
+        found.patch(timeout=TIMEOUT, retry=RETRY)  # first: the policy is refused while versioning is on
+    if period < seconds:  # a locked policy may still be lengthened
+        found.retention_period = seconds
+        patched = True
+    if patched:
+        found.patch(timeout=TIMEOUT, retry=RETRY)
+    if lock and not found.retention_policy_locked:
+        if not found.retention_period:
+            raise Conflict(f"gs://{bucket}: no retention policy to lock")
+        found.reload(timeout=TIMEOUT, retry=RETRY)  # the lock call needs the current metageneration
+        found.lock_retention_policy(timeout=TIMEOUT, retry=RETRY)

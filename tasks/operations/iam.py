@@ -27,9 +27,12 @@ CHECKED = (
     "storage.objects.delete",
     "storage.objects.get",
     "storage.objects.list",
+    "storage.objects.overrideUnlockedRetention",
     "storage.objects.setIamPolicy",
+    "storage.objects.setRetention",
     "storage.objects.update",
 )
+KINDS = ("backup", "secondary", "sources", "targets")
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
@@ -40,6 +43,10 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"IAM spec {path}: {exc}") from exc
     roles = {r["id"] for r in spec.get("roles", [])}
+    for role in spec.get("roles", []):
+        impersonation = [p for p in role["permissions"] if p.startswith("iam.serviceAccounts.")]
+        if impersonation:  # one job's key must never reach another job's identity
+            raise ConfigError(f"IAM spec {path}: role {role['id']} grants {', '.join(impersonation)}")
     for account in spec.get("service_accounts", []):
         for binding in account["bindings"]:
             if binding["role"] not in roles:
@@ -49,11 +56,13 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     return dict(spec)
 
 
-def expected_permissions(spec: dict[str, Any], account: str, kind: str) -> set[str]:
-    """What service account `account` must hold on a bucket of `kind` (and nothing more)."""
+def expected_permissions(spec: dict[str, Any], account: str, kind: str | set[str]) -> set[str]:
+    """What service account `account` must hold on a bucket of `kind` (or of all these kinds, for a
+    bucket that is several: a source that is also a restore target), and nothing more."""
+    kinds = {kind} if isinstance(kind, str) else kind
     roles = {r["id"]: set(r["permissions"]) for r in spec["roles"]}
     [found] = [a for a in spec["service_accounts"] if a["name"] == account]
-    return {p for b in found["bindings"] if kind in b["buckets"] for p in roles[b["role"]]}
+    return {p for b in found["bindings"] if kinds & set(b["buckets"]) for p in roles[b["role"]]}
 
 
 def compare(expected: set[str], granted: set[str]) -> tuple[list[str], list[str]]:
@@ -87,29 +96,32 @@ def check_iam(
 
     Args:
         spec: the loaded deployments/iam/roles.yaml.
-        buckets: bucket names per kind ("backup", "secondary", "targets").
+        buckets: bucket names per kind (`KINDS`); a bucket of several kinds is checked once, against
+            what the account needs on all of them.
         project: the project of the service accounts.
         client_for: a storage client acting as the given service account email.
     """
+    kinds_of: dict[str, set[str]] = {}
+    for kind, names in buckets.items():
+        for name in names:
+            kinds_of.setdefault(name, set()).add(kind)
     rows = []
     for account in spec["service_accounts"]:
         client = client_for(email(account["name"], project))
-        for kind, names in buckets.items():
-            expected = expected_permissions(spec, account["name"], kind)
-            for name in names:
-                try:
-                    with converted_errors(f"testIamPermissions on gs://{name}"):
-                        granted = set(
-                            client.bucket(name).test_iam_permissions(
-                                list(CHECKED), timeout=TIMEOUT, retry=RETRY
-                            )
-                        )
-                except BackstopError as exc:
-                    rows.append(_row(account["name"], kind, name, "error", [], [], str(exc)))
-                    continue
-                missing, extra = compare(expected, granted)
-                level = "error" if missing or extra else "ok"
-                rows.append(_row(account["name"], kind, name, level, missing, extra, ""))
+        for name, kinds in kinds_of.items():
+            expected = expected_permissions(spec, account["name"], kinds)
+            kind = "+".join(sorted(kinds))
+            try:
+                with converted_errors(f"testIamPermissions on gs://{name}"):
+                    granted = set(
+                        client.bucket(name).test_iam_permissions(list(CHECKED), timeout=TIMEOUT, retry=RETRY)
+                    )
+            except BackstopError as exc:
+                rows.append(_row(account["name"], kind, name, "error", [], [], str(exc)))
+                continue
+            missing, extra = compare(expected, granted)
+            level = "error" if missing or extra else "ok"
+            rows.append(_row(account["name"], kind, name, level, missing, extra, ""))
     return rows
 
 

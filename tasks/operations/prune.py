@@ -19,6 +19,10 @@ Objects the bucket keeps (an object hold, the bucket retention policy) are repor
 the bucket, with the reason, and are not failures; the rest of the sweep goes on. Before phase 1
 prune moves the holds forward (tasks/catalog/holds.py): the newest validated backup of the source is held,
 older ones are released. Re-running prune deletes what an interrupted run left.
+With object retention (tasks/catalog/locks.py) prune first extends the lock of every kept backup
+whose keep date moved later, never shortening one; a removed backup whose manifest is still
+retained is not touched at all: the plan says until when (`retained`), and a prune after that
+date removes it. Objects still retained are never sent a delete.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from backstop.core.retention import (
 )
 from tasks.catalog import index
 from tasks.catalog.holds import move_holds
+from tasks.catalog.locks import extend_kept, manifest_retained_until
 from tasks.storage.bucket import INPROGRESS_PREFIX, BackupStore
+from tasks.storage.object_lock import retained_until
 from tasks.storage.spool import KeySpool
 
 DEFAULT_GRACE_HOURS = 48.0
@@ -61,13 +67,19 @@ class PruneReport:
     not_deleted: list[str] = field(default_factory=list)
     kept_by_bucket: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    retained: dict[str, datetime] = field(default_factory=dict)  # removed by the plan, locked until
 
     @property
     def ok(self) -> bool:
         return not self.not_deleted
 
     def rows(self) -> list[dict[str, Any]]:
-        return self.plan.rows()
+        rows = self.plan.rows()
+        for row in rows:
+            until = self.retained.get(row["backup_id"])
+            if until is not None and row["decision"] == "remove":
+                row["reason"] += f"; retained until {until.isoformat()}: removed by a prune after that"
+        return rows
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -82,6 +94,7 @@ class PruneReport:
             "deleted_bytes": self.deleted_bytes,
             "not_deleted": self.not_deleted,
             "kept_by_bucket": self.kept_by_bucket,
+            "retained": {b: until.isoformat() for b, until in sorted(self.retained.items())},
             "notes": self.notes,
         }
 
@@ -92,6 +105,9 @@ def _hold_reason(blob: Any, now: datetime) -> str | None:
         return "temporary hold"
     if getattr(blob, "event_based_hold", None):
         return "event-based hold"
+    until = retained_until(blob)
+    if until is not None and until > now:
+        return f"object retention until {until.isoformat()}"
     until = getattr(blob, "retention_expiration_time", None)
     if until is not None and until > now:
         return f"retention policy until {until.isoformat()}"
@@ -322,9 +338,16 @@ def prune(
         holds = move_holds(store, component, source, list(by_id.values()), dry_run)
         report.notes += holds.notes(dry_run)
         report.not_deleted += holds.problems
+    locked = extend_kept(store, plan, by_id, policy, now, dry_run)
+    report.notes += locked.notes(dry_run)
+    report.not_deleted += [f"retention lock not extended: {p}" for p in locked.problems]
+    removed = [by_id[b] for b in plan.remove_ids]
+    if store.lock is not None:
+        report.retained = still_retained(store, removed, now)
     if dry_run:
         return report
-    gone = remove_manifests(store, [by_id[b] for b in plan.remove_ids], report, release)
+    removed = [m for m in removed if m.backup_id not in report.retained]
+    gone = remove_manifests(store, removed, report, release)
     try:
         sweep(store, component, source, now, report, just_removed=gone, grace_hours=grace_hours)
     except BackstopError as exc:  # manifests are already gone: a re-run finishes the sweep
@@ -332,6 +355,16 @@ def prune(
             f"sweep of {component}/{source} interrupted: {exc} (re-run prune to finish)"
         )
     return report
+
+
+def still_retained(store: BackupStore, manifests: list[BackupManifest], now: datetime) -> dict[str, datetime]:
+    """backup id -> retain-until of the removed backups whose manifest is still retained."""
+    found = {}
+    for manifest in manifests:
+        until = manifest_retained_until(store, manifest)
+        if until is not None and until > now:
+            found[manifest.backup_id] = until
+    return found
 
 
 def sources_in(store: BackupStore, component: str | None = None) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """Recover the whole platform as of a point in time: one planned, approved, recorded, checked operation.
 
-`recover` chooses the newest validated backup at or before T for every configured source of every
-registered component (or the ones given), records the plan as an operation in the catalog
+`recover` chooses the restore point at T (each part from its newest validated backup at or before T,
+tasks/catalog/points.py) of every configured source of every registered component (or the ones given), records the plan as an operation in the catalog
 (`operations/<operation id>/<nnnn>.json`, a new object at every change of state), asks one approval
 covering the whole plan when the originals are overwritten, then runs one `tasks.engine.restore.restore`
 per source in dependency order (backstop.core.recovery.ORDER), each followed by its post-restore checks
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
-from backstop.core.manifest import BackupManifest, utcnow
+from backstop.core.manifest import utcnow
 from backstop.core.names import parse_time
 from backstop.core.recovery import (
     OPERATIONS_PREFIX,
@@ -29,8 +29,9 @@ from backstop.core.recovery import (
     plan_recovery,
     summary_lines,
 )
+from backstop.core.restore_points import PointPart, RestorePoint
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
+from tasks.catalog import index, points
 from tasks.engine import restore
 from tasks.engine.approval import covered_by, os_user, require_approval
 from tasks.engine.progress import report
@@ -99,15 +100,39 @@ def wanted_sources(
     return pairs
 
 
-def _overwrites(settings: BackstopSettings, store: BackupStore, step: RecoveryStep) -> str:
+def step_point(step: RecoveryStep, as_of: datetime) -> RestorePoint:
+    """The restore point a step restores, pinned to the backups its plan chose."""
+    parts = [PointPart(part=part, backup_id=backup_id) for part, backup_id in step.parts.items()]
+    return RestorePoint(component=step.component, source=step.source, as_of=as_of, parts=parts)
+
+
+def _request(step: RecoveryStep, exact: bool, dry_run: bool = False) -> RestoreRequest:
+    """The restore a step runs: its restore point (a step recorded before points: its one backup),
+    overwriting, exact unless the operation keeps newer items."""
+    return RestoreRequest(
+        source=step.source,
+        target=step.target,
+        backup_id=None if step.parts else step.backup_id,
+        overwrite=True,
+        dry_run=dry_run,
+        exact=exact,
+    )
+
+
+def _overwrites(
+    settings: BackstopSettings, store: BackupStore, step: RecoveryStep, exact: bool, as_of: datetime
+) -> str:
     """What the step would replace or delete in its original location (its restore's dry run)."""
-    request = RestoreRequest(source=step.source, backup_id=step.backup_id, overwrite=True, dry_run=True)
+    request = _request(step, exact, dry_run=True)
     try:
-        report = restore.restore(step.component, settings, request, store=store, record=False)
+        report = restore.restore(
+            step.component, settings, request, store=store, record=False, point=step_point(step, as_of)
+        )
     except BackstopError as exc:
         return f"unknown (dry run failed: {exc})"[:300]
-    counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete", "create")}
-    return f"replaces {counts['replace']}, deletes {counts['delete']}, creates {counts['create']}"
+    counts = {c: sum(1 for a in report.actions if a["change"] == c) for c in ("replace", "delete")}
+    # every replace and delete is listed; creates are counted (a large bucket lists only a sample)
+    return f"replaces {counts['replace']}, deletes {counts['delete']}, creates {report.created}"
 
 
 def plan_operation(
@@ -119,14 +144,18 @@ def plan_operation(
     target_suffix: str | None = None,
     who: str = "",
     reason: str = "",
+    exact: bool = True,
 ) -> RecoveryOperation:
-    """The operation: the plan per source, and one step per source that has a backup before T."""
+    """The operation: the plan per source, and one step per source that has a backup before T.
+
+    `exact` (the default): what appeared after T in each recovered scope is planned as deletes,
+    covered by the operation's one approval; False (`--keep-newer`) keeps it.
+    """
     wanted = wanted_sources(settings, components, sources)
-    manifests: dict[str, BackupManifest] = {}
-    for name in sorted({c for c, _ in wanted}):
-        for manifest in index.list_manifests(store, name, on_damaged=lambda _: None):
-            manifests[manifest.backup_id] = manifest
-    plan = plan_recovery(as_of, wanted, list(manifests.values()))
+    plan = plan_recovery(
+        as_of,
+        [points.restore_point(store, c, s, get_component(c).parts, as_of, lambda _: None) for c, s in wanted],
+    )
     operation = RecoveryOperation(
         operation_id=new_operation_id(),
         as_of=as_of,
@@ -135,18 +164,26 @@ def plan_operation(
         reason=reason,
         into_original=not target_suffix,
         target_suffix=target_suffix,
+        exact=exact,
         plan=plan,
     )
     for planned in plan:
         if planned.backup_id is None:
             continue
-        step = RecoveryStep(component=planned.component, source=planned.source, backup_id=planned.backup_id)
-        if target_suffix:
+        step = RecoveryStep(
+            component=planned.component,
+            source=planned.source,
+            backup_id=planned.backup_id,
+            parts={p.part: p.backup_id for p in planned.parts if p.backup_id},
+        )
+        if planned.missing_parts:
+            step.overwrites = f"not restorable: no backup of part {', '.join(planned.missing_parts)} before T"
+        elif target_suffix:
             component = get_component(planned.component)
-            step.target = component.scratch_target(manifests[planned.backup_id], target_suffix)
+            step.target = component.scratch_target(index.find(store, planned.backup_id), target_suffix)
             step.overwrites = "nothing (alternate target)"
         else:
-            step.overwrites = _overwrites(settings, store, step)
+            step.overwrites = _overwrites(settings, store, step, exact, as_of)
         operation.steps.append(step)
     if not operation.steps:
         raise NotFound(
@@ -164,13 +201,16 @@ def approval_text(operation: RecoveryOperation) -> str:
 
 
 # -- running -----------------------------------------------------------------------------------
-def run_step(settings: BackstopSettings, store: BackupStore, step: RecoveryStep) -> None:
-    """Restore one step's backup, then run its checks; the step's status says how it went."""
+def run_step(
+    settings: BackstopSettings, store: BackupStore, step: RecoveryStep, as_of: datetime, exact: bool = True
+) -> None:
+    """Restore one step's restore point, then run its checks; the step's status says how it went."""
     step.status, step.started_at, step.error, step.checks = "running", utcnow(), "", []
     began = time.monotonic()
-    request = RestoreRequest(source=step.source, target=step.target, backup_id=step.backup_id, overwrite=True)
+    request = _request(step, exact)
+    point = step_point(step, as_of) if step.parts else None
     try:
-        report = restore.restore(step.component, settings, request, store=store)
+        report = restore.restore(step.component, settings, request, store=store, point=point)
         step.restore = report.summary()
         step.checks.append(component_check(step.component, report.problems))
         step.checks += user_checks(settings, step.component, step.source, step.target or step.source)
@@ -200,8 +240,12 @@ def recover(
     store: BackupStore | None = None,
     notify: Notify | None = None,
     log: Callable[[str], None] | None = None,
+    keep_newer: bool = False,
 ) -> RecoveryOperation:
     """Plan (and unless `dry_run`, run) a platform recovery as of `as_of`, or resume one.
+
+    Each source is brought to its state at T: what appeared after T in the recovered scope is
+    deleted (listed as deletes in the plan, covered by the one approval) unless `keep_newer`.
 
     Returns the operation as recorded; a failed operation is returned with outcome "failed" (the
     caller decides how to fail). Refusals before anything is written (no approval, bad input)
@@ -223,10 +267,14 @@ def recover(
         moment = datetime.now(UTC) if as_of == "now" else parse_time(as_of)
         if target_suffix is not None:
             check_suffix(target_suffix)
-        operation = plan_operation(settings, store, moment, components, sources, target_suffix, who, reason)
+        operation = plan_operation(
+            settings, store, moment, components, sources, target_suffix, who, reason, exact=not keep_newer
+        )
     if dry_run and not resume:
         save_operation(store, operation)
         return operation
+    if not resume:
+        refuse_partial(store, operation)
     if operation.into_original:
         try:
             granted = require_approval(approval_text(operation), yes=yes)
@@ -245,7 +293,7 @@ def recover(
         for number, step in enumerate(remaining, 1):
             say(f"step {step.label}: restoring {step.backup_id} into {step.target or 'the original'}")
             report(f"recover {operation.operation_id}", number - 1, len(remaining), unit="steps")
-            run_step(settings, store, step)
+            run_step(settings, store, step, operation.as_of, operation.exact)
             save_operation(store, operation)
             report(f"recover {operation.operation_id}", number, len(remaining), unit="steps")
             if step.status == "failed":
@@ -257,6 +305,22 @@ def recover(
     save_operation(store, operation)
     _announce(notify, operation, operation.outcome, say)
     return operation
+
+
+def refuse_partial(store: BackupStore, operation: RecoveryOperation) -> None:
+    """A source whose restore point lacks a part is not recovered half: the operation fails before
+    anything is written, naming the parts and T (the record keeps the refusal)."""
+    partial = [p for p in operation.plan if p.missing_parts]
+    if not partial:
+        return
+    where = "; ".join(f"{p.component}/{p.source}: part {', '.join(p.missing_parts)}" for p in partial)
+    operation.outcome, operation.finished_at = "failed", utcnow()
+    operation.message = (
+        f"no validated backup at or before {operation.as_of.isoformat(timespec='seconds')} of {where}: "
+        "nothing restored (back those parts up, or leave the source out with --source / --component)"
+    )
+    save_operation(store, operation)
+    raise NotFound(operation.message)
 
 
 def check_suffix(suffix: str) -> str:

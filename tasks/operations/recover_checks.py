@@ -2,8 +2,9 @@
 
 The component's own check is its `verify_restored`, which the lifecycle runs after every write
 (a difference fails the restore with the differences named): row counts and content digests for
-BigQuery, objects with sizes, checksums and metadata for Cloud Storage, every file with its
-checksum for configuration, DAG files and Airflow metadata counts for Composer, the Backup for
+BigQuery, objects with sizes, checksums and metadata (content type, the other kept properties, custom
+metadata) for Cloud Storage, every file with its checksum for configuration, DAG files (likewise) and
+every Airflow variable, connection and pool for Composer, the Backup for
 GKE restore's resource and volume counts for GKE. The user's checks from the settings
 (`recovery_checks`) run after it: SQL with an expected value for BigQuery, required prefixes with
 a minimum object count for Cloud Storage.

@@ -8,7 +8,11 @@
   update the bucket may remove it; `backstop harden --lock-retention --yes` locks it);
 - keys: a KMS key in another location than its bucket is an error (Cloud Storage refuses to use
   it: writes fail), and so is a secondary bucket not in `settings.secondary_location`;
-- holds: the newest validated backup of a source not under a hold is a warning.
+- holds: the newest validated backup of a source not under a hold is a warning;
+- object retention: settings.object_retention off, or a bucket without object retention enabled, is a
+  warning (backups are then not locked until their keep date, tasks/catalog/locks.py);
+- trust domain: backup buckets in the production project are a warning (`backup_project`), a
+  secondary copy written with the primary's credentials an error.
 """
 
 from __future__ import annotations
@@ -68,27 +72,37 @@ def bucket_security_findings(
     name: str, role: str, access: dict[str, Any], facts: dict[str, Any], settings: BackstopSettings
 ) -> list[Finding]:
     """The security findings of one backup bucket (`facts` from tasks.operations.buckets.bucket_facts)."""
-    out: list[Finding] = []
+    return [
+        *_public_findings(name, access),
+        _retention_policy_finding(name, facts, settings),
+        _object_retention_finding(name, facts, settings),
+        *_key_findings(name, role, facts, settings),
+        *_location_findings(name, role, facts, settings),
+    ]
+
+
+def _public_findings(name: str, access: dict[str, Any]) -> list[Finding]:
+    """Public grants, public access prevention, uniform bucket-level access."""
     if access["public_grants"]:
-        out.append(
+        out = [
             Finding(
                 "error",
                 name,
                 "public access",
                 "backup storage is public: " + "; ".join(access["public_grants"]),
             )
-        )
+        ]
     elif access["pap"] == "enforced":
-        out.append(Finding("ok", name, "public access", "public access prevention enforced; no public grant"))
+        out = [Finding("ok", name, "public access", "public access prevention enforced; no public grant")]
     else:
-        out.append(
+        out = [
             Finding(
                 "warning",
                 name,
                 "public access",
                 f"no public grant, but public access prevention is {access['pap']} (run `backstop harden`)",
             )
-        )
+        ]
     if access["iam_error"]:
         out.append(
             Finding("warning", name, "public access", f"IAM policy not checked: {access['iam_error']}")
@@ -102,38 +116,69 @@ def bucket_security_findings(
                 "object ACLs are on: access is not decided by IAM alone (run `backstop harden`)",
             )
         )
+    return out
+
+
+def _retention_policy_finding(name: str, facts: dict[str, Any], settings: BackstopSettings) -> Finding:
+    """The bucket retention policy against the shortest retention the settings allow, and its lock."""
     days, why = shortest_retention_days(settings)
     held = facts["retention_seconds"] / 86400
     if not facts["retention_seconds"]:
-        out.append(
-            Finding(
-                "warning",
-                name,
-                "retention lock",
-                "no retention policy: any account that may delete objects can delete every backup (run `backstop harden`)",
-            )
+        return Finding(
+            "warning",
+            name,
+            "retention lock",
+            "no retention policy: any account that may delete objects can delete every backup (run `backstop harden`)",
         )
-    elif held < days:
-        out.append(
-            Finding(
-                "warning",
-                name,
-                "retention lock",
-                f"retention policy of {held:g} days, shorter than the {days:g} days the settings allow ({why})",
-            )
+    if held < days:
+        return Finding(
+            "warning",
+            name,
+            "retention lock",
+            f"retention policy of {held:g} days, shorter than the {days:g} days the settings allow ({why})",
         )
-    elif not facts["retention_locked"]:
-        out.append(
-            Finding(
-                "warning",
-                name,
-                "retention lock",
-                f"{held:g}-day retention policy not locked: an account that may update the bucket can remove it "
-                "(`backstop harden --lock-retention --yes` locks it, irreversibly)",
-            )
+    if not facts["retention_locked"]:
+        return Finding(
+            "warning",
+            name,
+            "retention lock",
+            f"{held:g}-day retention policy not locked: an account that may update the bucket can remove it "
+            "(`backstop harden --lock-retention --yes` locks it, irreversibly)",
         )
-    else:
-        out.append(Finding("ok", name, "retention lock", f"{held:g}-day retention policy, locked"))
+    return Finding("ok", name, "retention lock", f"{held:g}-day retention policy, locked")
+
+
+def _object_retention_finding(name: str, facts: dict[str, Any], settings: BackstopSettings) -> Finding:
+    """Whether backups are locked until their keep date (tasks/catalog/locks.py)."""
+    if settings.object_retention == "off":
+        return Finding(
+            "warning",
+            name,
+            "object retention",
+            "settings.object_retention is off: backups kept longer than the bucket retention policy can be "
+            "deleted by any account that may delete objects",
+        )
+    if facts.get("object_retention") != "Enabled":
+        return Finding(
+            "warning",
+            name,
+            "object retention",
+            "the bucket has no object retention enabled: backups are not locked until their keep date "
+            "(create the backup bucket with object retention: `backstop bootstrap` does for a new bucket)",
+        )
+    if settings.object_retention == "unlocked":
+        return Finding(
+            "ok",
+            name,
+            "object retention",
+            "every backup is retained until its keep date (Unlocked: an account with "
+            "storage.objects.overrideUnlockedRetention can still shorten it; production: object_retention=locked)",
+        )
+    return Finding("ok", name, "object retention", "every backup is retained until its keep date, Locked")
+
+
+def _key_findings(name: str, role: str, facts: dict[str, Any], settings: BackstopSettings) -> list[Finding]:
+    """A KMS key in another location than its bucket cannot be used."""
     key = facts["default_kms_key"] or (
         (settings.secondary_kms_key_name or settings.kms_key_name)
         if role == "secondary"
@@ -141,33 +186,78 @@ def bucket_security_findings(
     )
     where = key_location(key)
     if key and where and where != facts["location"].lower():
-        out.append(
+        return [
             Finding(
                 "error",
                 name,
                 "key location",
                 f"KMS key {key} is in {where}, the bucket in {facts['location'].lower()}: Cloud Storage cannot use it",
             )
-        )
-    elif key and where:
-        out.append(Finding("ok", name, "key location", f"KMS key in the bucket's location ({where})"))
+        ]
+    if key and where:
+        return [Finding("ok", name, "key location", f"KMS key in the bucket's location ({where})")]
+    return []
+
+
+def _location_findings(
+    name: str, role: str, facts: dict[str, Any], settings: BackstopSettings
+) -> list[Finding]:
+    """The secondary bucket in the settings' secondary_location."""
     wanted = settings.secondary_location if role == "secondary" else settings.location
     if role == "secondary" and not wanted:
-        out.append(
+        return [
             Finding(
                 "warning",
                 name,
                 "secondary location",
                 "settings name no secondary_location: set another region",
             )
-        )
-    elif role == "secondary" and wanted and wanted.upper() != facts["location"]:
-        out.append(
+        ]
+    if role == "secondary" and wanted and wanted.upper() != facts["location"]:
+        return [
             Finding(
                 "error",
                 name,
                 "secondary location",
                 f"secondary bucket is in {facts['location']}, settings.secondary_location says {wanted.upper()}",
+            )
+        ]
+    return []
+
+
+def trust_findings(settings: BackstopSettings) -> list[Finding]:
+    """Whether the backups sit in their own trust domain: their own project, and a secondary copy
+    written by another identity than the primary (pure: from the settings)."""
+    bucket = settings.backup_bucket
+    if not settings.backup_project or settings.backup_project == settings.project:
+        out = [
+            Finding(
+                "warning",
+                bucket,
+                "backup project",
+                f"backup buckets in the production project {settings.project}: its owners and any account with a "
+                "project storage role reach the backups (set backup_project to a project of their own)",
+            )
+        ]
+    else:
+        out = [
+            Finding(
+                "ok",
+                bucket,
+                "backup project",
+                f"backups in project {settings.backup_project}, apart from {settings.project}",
+            )
+        ]
+    if settings.secondary_bucket and settings.secondary_credentials_block:
+        same = settings.secondary_credentials_block == settings.credentials_block
+        out.append(
+            Finding(
+                "error" if same else "ok",
+                settings.secondary_bucket,
+                "secondary identity",
+                "the secondary copy is written with the same credentials as the primary: one stolen key reaches both"
+                if same
+                else f"the secondary copy is written by its own identity (gcp-credentials/{settings.secondary_credentials_block})",
             )
         )
     return out
@@ -194,7 +284,7 @@ def hold_findings(client: Any, settings: BackstopSettings, bucket: str) -> list[
 
 def preflight_security(client: Any, settings: BackstopSettings) -> list[Finding]:
     """Security findings of both backup buckets; a bucket that cannot be read is left to tasks.operations.buckets."""
-    findings: list[Finding] = []
+    findings: list[Finding] = trust_findings(settings)
     for role, bucket in (("primary", settings.backup_bucket), ("secondary", settings.secondary_bucket)):
         if not bucket:
             continue

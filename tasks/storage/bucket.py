@@ -41,6 +41,7 @@ from backstop.core.manifest import (
     chunk_file,
     parse_chunk,
 )
+from backstop.core.retention_lock import RetentionLock
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
@@ -85,12 +86,20 @@ class BackupStore:
     """One backup bucket (primary or secondary)."""
 
     def __init__(
-        self, client: Any, bucket_name: str, kms_key_name: str | None = None, hold_validated: bool = False
+        self,
+        client: Any,
+        bucket_name: str,
+        kms_key_name: str | None = None,
+        hold_validated: bool = False,
+        lock: RetentionLock | None = None,
     ) -> None:
         self.client = client
         self.bucket_name = bucket_name
         self.kms_key_name = kms_key_name
         self.hold_validated = hold_validated
+        # Object retention on what backups reference (tasks/storage/object_lock.py); None: off.
+        self.lock = lock
+        self.retention_enabled: bool | None = None  # whether the bucket has it, once asked
         # A manifest with more entries than this is written in chunks of this many.
         self.chunk_entries = int(os.environ.get("BACKSTOP_CHUNK_ENTRIES", CHUNK_ENTRIES))
         self.bucket = client.bucket(bucket_name)
@@ -105,7 +114,7 @@ class BackupStore:
         from blocks.clients import credentials_block_in_use
 
         where = (self.client.project, self.bucket_name, self.kms_key_name, self.hold_validated)
-        return reopen_store, (*where, self.chunk_entries, credentials_block_in_use())
+        return reopen_store, (*where, self.chunk_entries, credentials_block_in_use(), self.lock)
 
     # -- plumbing ------------------------------------------------------------------------
     def where(self, key: str = "") -> str:
@@ -113,7 +122,8 @@ class BackupStore:
 
     def ensure_bucket(self, location: str | None = None) -> None:
         """Create the backup bucket if it does not exist: uniform access, public access prevented,
-        the store's KMS key as its default (`backstop harden` adds the retention policy)."""
+        the store's KMS key as its default, object retention enabled when the store locks objects
+        (it can only be enabled at creation); `backstop harden` adds the retention policy."""
         with converted_errors(f"backup bucket {self.where()}"):
             if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT) is None:
                 bucket = self.client.bucket(self.bucket_name)
@@ -121,7 +131,9 @@ class BackupStore:
                 bucket.iam_configuration.public_access_prevention = "enforced"
                 if self.kms_key_name:
                     bucket.default_kms_key_name = self.kms_key_name
-                self.client.create_bucket(bucket, location=location, timeout=TIMEOUT)
+                self.client.create_bucket(
+                    bucket, location=location, timeout=TIMEOUT, enable_object_retention=self.lock is not None
+                )
 
     def check_bucket(self) -> None:
         """Raise NotFound unless the backup bucket exists."""
@@ -132,9 +144,19 @@ class BackupStore:
     def blob(self, key: str) -> Any:
         return self.bucket.blob(key, kms_key_name=self.kms_key_name)
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> Any:
-        """Upload `data` and verify the stored crc32c; returns the blob."""
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        retain_until: datetime | None = None,
+    ) -> Any:
+        """Upload `data` and verify the stored crc32c; returns the blob. `retain_until`: created
+        with that object retention (in the store's lock mode)."""
         blob = self.blob(key)
+        if retain_until is not None and self.lock is not None:
+            blob.retention.mode = self.lock.mode
+            blob.retention.retain_until_time = retain_until
         with converted_errors(f"writing {self.where(key)}"):
             blob.upload_from_string(
                 data, content_type=content_type, timeout=TIMEOUT, retry=RETRY, checksum="crc32c"
@@ -252,7 +274,8 @@ class BackupStore:
         that is refused (a validator without storage.objects.update) it is logged, not raised.
         Returns the manifest as written (a format 2 manifest as its header).
         """
-        first = self.stat(manifest.path) is None
+        found = self.stat(manifest.path)
+        first = found is None
         if first:
             if rows is None and manifest.chunks and not manifest.entries:  # a header: chunks copied
                 chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
@@ -267,7 +290,16 @@ class BackupStore:
             stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.urandom(3).hex()}"
             key = f"{manifest.folder}{UPDATES_DIR}{stamp}.json"
             record = manifest.model_copy(update={"entries": [], "chunks": []})  # only status fields count
-            self.put_bytes(key, record.to_bytes(), content_type="application/json")
+            # retained as long as the manifest it updates (tasks/catalog/locks.py), in the same insert
+            retention = getattr(found, "retention", None)
+            until = retention.retain_until_time if retention is not None else None
+            locked = self.lock is not None and until is not None and until > datetime.now(UTC)
+            self.put_bytes(
+                key,
+                record.to_bytes(),
+                content_type="application/json",
+                retain_until=until if locked else None,
+            )
             written = [manifest.path, key]
         if self.hold_validated and manifest.validated:
             problems = self.set_hold(written, True)
@@ -407,6 +439,7 @@ def reopen_store(
     hold_validated: bool,
     chunk_entries: int,
     credentials_block: str | None,
+    lock: RetentionLock | None = None,
 ) -> BackupStore:
     """A pickled BackupStore on the other side: a new client for the same project, bucket and key,
     built as the pickling process builds its clients (emulator variables, the same credentials block,
@@ -414,21 +447,31 @@ def reopen_store(
     from blocks.clients import adopt_credentials_block, storage_client
 
     adopt_credentials_block(credentials_block)
-    store = BackupStore(storage_client(project), bucket_name, kms_key_name, hold_validated)
+    store = BackupStore(storage_client(project), bucket_name, kms_key_name, hold_validated, lock)
     store.chunk_entries = chunk_entries
     return store
 
 
 def open_store(settings: BackstopSettings, secondary: bool = False, client: Any | None = None) -> BackupStore:
-    """The primary (or secondary) backup store named by `settings`."""
+    """The primary (or secondary) backup store named by `settings`, in the backup project, with the
+    settings' object retention; the secondary's client is built with `secondary_credentials_block`
+    when the settings name one (the identity that alone writes the secondary copy)."""
     bucket = settings.secondary_bucket if secondary else settings.backup_bucket
     if not bucket:
         raise ConfigError("settings name no secondary_bucket")
     # A key lives in one location: the secondary bucket (another region) needs its own.
     key = (settings.secondary_kms_key_name or settings.kms_key_name) if secondary else settings.kms_key_name
+    if client is None:
+        credentials = None
+        if secondary and settings.secondary_credentials_block:
+            from blocks.credentials import load_credentials
+
+            credentials = load_credentials(settings.secondary_credentials_block)
+        client = storage_client(settings.buckets_project, credentials)
     return BackupStore(
-        client or storage_client(settings.project),
+        client,
         bucket,
         key,
         hold_validated=settings.hold_newest_validated,
+        lock=RetentionLock.from_settings(settings),
     )

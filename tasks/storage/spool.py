@@ -7,7 +7,8 @@ the standard library's well-tested B-tree, in the worker's temp directory, gone 
 
 - `EntrySpool`: a backup's manifest entries by name (each kept as its JSON), read back in name
   order; entries added twice under one name keep the last.
-- `KeySpool`: key -> (size, crc32c, kms key) of a listing, looked up a batch at a time.
+- `KeySpool`: key -> (size, crc32c, kms key or another string the listing keeps) of a listing,
+  looked up a batch at a time.
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ class KeySpool(_Spool):
             for key, size, crc, kms in self.db.execute(query, part):
                 found[key] = (size, crc, kms)
         return found
+
+    def items(self) -> Iterator[tuple[str, Held]]:
+        """(key, held) in key order, streamed."""
+        cursor = self.db.cursor()
+        cursor.arraysize = 1000
+        for key, size, crc, kms in cursor.execute("SELECT key, size, crc32c, kms FROM t ORDER BY key"):
+            yield key, (size, crc, kms)
 
     def __contains__(self, key: object) -> bool:
         return self.db.execute("SELECT 1 FROM t WHERE key = ?", (key,)).fetchone() is not None

@@ -1,21 +1,23 @@
 """One subject per registered component: how to make a source with data, read what a source or a
 target holds, change it, and name a fresh target. The contract suite (test_contract.py) runs every
-promise over every subject; a new component needs one class here and one line in SUBJECTS.
+promise over every subject; a new component needs one module in tests/contract/subjects/ (its subject
+class and `make`, the fixture body), as restic's backends each hook into its one suite. A
+component with parts (tasks/engine/protocol.py) also gives `split_parts` (how its schedules split
+them), `part_options(parts)` and `copy_files(source, scratch)` (tests/contract/test_restore_points.py).
 """
 
 from __future__ import annotations
 
-import tempfile
+import importlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localdev.platform import PROJECT, free_port
+from localdev.platform import free_port
+from tasks.engine.protocol import COMPONENTS
 from tests.conftest import unique
 
-GKE_LOCATION = "us-central1"
 # Every promise is held with chunked manifests: any backup of more than two entries is written in
 # chunks of two (format 2), so the streaming readers are what the suite exercises.
 CHUNK_ENTRIES = "2"
@@ -24,226 +26,6 @@ CHUNK_ENTRIES = "2"
 @pytest.fixture(autouse=True)
 def chunked_manifests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BACKSTOP_CHUNK_ENTRIES", CHUNK_ENTRIES)
-
-
-COMPOSER_PARENT = "projects/backstop-demo/locations/europe-west1"
-
-
-class GcsSubject:
-    component = "gcs"
-
-    def __init__(self, gcs: Any, settings: Any) -> None:
-        self.gcs, self.settings = gcs, settings
-
-    def seed(self) -> str:
-        bucket = self.gcs.create_bucket(unique("src"))
-        for i in range(6):
-            bucket.blob(f"data/part-{i}.csv").upload_from_string(f"id,value\n{i},{i * i}\n".encode())
-        bucket.blob("readme.txt").upload_from_string(b"hello")
-        return str(bucket.name)
-
-    def state(self, where: str) -> Any:
-        bucket = where.removeprefix("gs://")
-        return {b.name: b.download_as_bytes() for b in self.gcs.list_blobs(bucket)}
-
-    def change(self, source: str) -> None:
-        self.gcs.bucket(source).blob("readme.txt").upload_from_string(b"changed after the backup")
-
-    def new_target(self, source: str) -> str:
-        return unique("restored")
-
-    def gone(self, target: str) -> bool:
-        return self.gcs.lookup_bucket(target.removeprefix("gs://")) is None
-
-
-class BigQuerySubject:
-    component = "bigquery"
-
-    def __init__(self, bq: Any, settings: Any) -> None:
-        self.bq, self.settings = bq, settings
-
-    def seed(self) -> str:
-        from google.cloud import bigquery
-
-        dataset = unique("ds").replace("-", "_")
-        ds = bigquery.Dataset(f"{PROJECT}.{dataset}")
-        ds.labels = {"team": "data"}
-        self.bq.create_dataset(ds, timeout=20)
-        schema = [bigquery.SchemaField("id", "INT64"), bigquery.SchemaField("name", "STRING")]
-        table = self.bq.create_table(bigquery.Table(f"{PROJECT}.{dataset}.people", schema=schema), timeout=20)
-        assert (
-            self.bq.insert_rows_json(table, [{"id": i, "name": f"n{i}"} for i in range(20)], timeout=20) == []
-        )
-        return dataset
-
-    def state(self, where: str) -> Any:
-        rows = self.bq.query(f"SELECT id, name FROM `{PROJECT}.{where}.people` ORDER BY id").result(
-            timeout=30
-        )
-        return [tuple(r.values()) for r in rows]
-
-    def change(self, source: str) -> None:
-        self.bq.query(f"DELETE FROM `{PROJECT}.{source}.people` WHERE id < 5").result(timeout=30)
-
-    def new_target(self, source: str) -> str:
-        return unique("target").replace("-", "_")
-
-    def gone(self, target: str) -> bool:
-        return not list(d.dataset_id for d in self.bq.list_datasets(timeout=20) if d.dataset_id == target)
-
-
-class ConfigsSubject:
-    component = "configs"
-
-    def __init__(self, settings: Any, root: Path) -> None:
-        self.settings, self.root = settings, root
-
-    def seed(self) -> str:
-        from blocks.components import ConfigSource
-
-        name = unique("cfg")
-        path = self.root / name
-        (path / "pipelines").mkdir(parents=True)
-        (path / "pipelines" / "orders.yaml").write_text("name: orders\nschedule: daily\n")
-        (path / "dags").mkdir()
-        (path / "dags" / "etl.py").write_text("print('etl')\n")
-        (path / "main.tf").write_text('resource "x" "y" {}\n')
-        self.settings.configs.sources.append(ConfigSource(name=name, path=str(path)))
-        return name
-
-    def _path(self, where: str) -> Path:
-        known = {s.name: s.path for s in self.settings.configs.sources}
-        return Path(known.get(where, where))
-
-    def state(self, where: str) -> Any:
-        root = self._path(where)
-        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-    def change(self, source: str) -> None:
-        (self._path(source) / "main.tf").write_text("changed after the backup\n")
-
-    def new_target(self, source: str) -> str:
-        return str(self.root / unique("restored"))
-
-    def gone(self, target: str) -> bool:
-        return not Path(target).exists()
-
-
-class ComposerSubject:
-    component = "composer"
-
-    def __init__(self, gcs: Any, settings: Any) -> None:
-        self.gcs, self.settings = gcs, settings
-        self.airflows: dict[str, Any] = {}
-
-    def _environment(self, files: dict[str, bytes]) -> str:
-        from google.cloud.orchestration.airflow import service_v1 as composer
-
-        from blocks.clients import composer_client
-        from localdev.servers.airflow_server import AirflowServer
-
-        airflow = AirflowServer().start()
-        short = unique("env")
-        bucket = self.gcs.create_bucket(unique("composer"))
-        for name, data in files.items():
-            bucket.blob(name).upload_from_string(data)
-        config = composer.EnvironmentConfig(
-            dag_gcs_prefix=f"gs://{bucket.name}/dags", airflow_uri=airflow.url.removesuffix("/api/v1")
-        )
-        env = composer.Environment(name=f"{COMPOSER_PARENT}/environments/{short}", config=config)
-        composer_client().create_environment(parent=COMPOSER_PARENT, environment=env, timeout=10).result(
-            timeout=10
-        )
-        self.airflows[short] = airflow
-        self.settings.composer.environments.append(f"{COMPOSER_PARENT}/environments/{short}")
-        return short
-
-    def api(self, short: str) -> Any:
-        from tasks.components.composer.airflow import AirflowApi
-
-        return AirflowApi(self.airflows[short].url, "admin", "admin")
-
-    def seed(self) -> str:
-        short = self._environment({"dags/etl.py": b"print('etl')\n", "plugins/p.py": b"X = 1\n"})
-        api = self.api(short)
-        api.create("variables", {"key": "stage", "value": "prod"})
-        api.create("pools", {"name": "etl", "slots": 3, "description": "ETL"})
-        return short
-
-    def _bucket(self, short: str) -> str:
-        from blocks.clients import composer_client
-
-        env = composer_client().get_environment(name=f"{COMPOSER_PARENT}/environments/{short}", timeout=10)
-        return str(env.config.dag_gcs_prefix.removeprefix("gs://").split("/")[0])
-
-    def state(self, where: str) -> Any:
-        if where.startswith("gs://"):
-            return {b.name: b.download_as_bytes() for b in self.gcs.list_blobs(where.removeprefix("gs://"))}
-        short = where.rsplit("/", 1)[-1]
-        files = {b.name: b.download_as_bytes() for b in self.gcs.list_blobs(self._bucket(short))}
-        api = self.api(short)
-        variables = {v["key"]: v["value"] for v in api.list("variables")}
-        pools = {p["name"]: p["slots"] for p in api.list("pools")}
-        return files, variables, pools
-
-    def change(self, source: str) -> None:
-        self.gcs.bucket(self._bucket(source)).blob("dags/etl.py").upload_from_string(b"print('changed')\n")
-        self.api(source).update("variables", "stage", {"key": "stage", "value": "test"})
-
-    def new_target(self, source: str) -> str:
-        return self._environment({})
-
-    def gone(self, target: str) -> bool:
-        return self.gcs.lookup_bucket(target.removeprefix("gs://")) is None
-
-    def stop(self) -> None:
-        for airflow in self.airflows.values():
-            airflow.stop()
-
-
-class GkeSubject:
-    component = "gke"
-    namespaces = {
-        "shop": {"resources": 40, "pods": 6, "volumes": 2, "bytes": 2 * 2**30},
-        "payments": {"resources": 20, "pods": 4, "volumes": 1, "bytes": 2**30},
-    }
-
-    def __init__(self, server: Any, settings: Any) -> None:
-        from tasks.components.gke.component import GkeSettings
-
-        self.server, self.settings = server, settings
-        settings.gke = GkeSettings(project=PROJECT, location=GKE_LOCATION, clusters=[], poll_seconds=0.01)
-
-    def full(self, cluster: str) -> str:
-        return f"projects/{PROJECT}/locations/{GKE_LOCATION}/clusters/{cluster}"
-
-    def seed(self) -> str:
-        from tasks.components.gke.plans import GkeClusterSettings
-
-        name = unique("c")
-        self.server.add_cluster(self.full(name), self.namespaces)
-        self.settings.gke.clusters.append(
-            GkeClusterSettings(
-                cluster=name, include_secrets=False, retain_days=14, drill_namespaces=["payments"]
-            )
-        )
-        return name
-
-    def state(self, where: str) -> Any:
-        return self.server.namespaces(self.full(where.split(":")[0]))
-
-    def change(self, source: str) -> None:
-        """Workloads change in the cluster; the local model keeps namespaces, which stay."""
-
-    def new_target(self, source: str) -> str:
-        name = unique("c")
-        self.server.add_cluster(self.full(name), {})
-        return name
-
-    def gone(self, target: str) -> bool:
-        from tasks.components.gke.restore import _target_plans
-
-        return not _target_plans(self.settings, target, self.settings.gke)
 
 
 @pytest.fixture(scope="session")
@@ -264,6 +46,7 @@ def gke_server(platform: Any) -> Iterator[Any]:
     server = GkeBackupServer(port=free_port(), polls=2, demo=False).start()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GKE_BACKUP_EMULATOR_HOST", server.target)
+        env.setenv("KUBERNETES_EMULATOR_HOST", server.kube_url)
         yield server
     server.stop()
 
@@ -280,33 +63,20 @@ def airflow_secrets(prefect_harness: None) -> dict[str, str]:
     return names
 
 
-SUBJECTS = ["gcs", "bigquery", "configs", "composer", "gke"]
+SUBJECTS = sorted(COMPONENTS)  # the registry: a component without a subject module fails here
 
 
 @pytest.fixture(params=SUBJECTS)
 def subject(request: pytest.FixtureRequest, gcs: Any, bq: Any, settings: Any) -> Iterator[Any]:
-    """A fresh subject of one component, its settings pointing at this test's backup buckets."""
-    from tasks.engine.protocol import COMPONENTS
+    """A fresh subject of one component (tests/contract/subjects/<name>.py), its settings pointing at
+    this test's backup buckets."""
+    module = importlib.import_module(f"tests.contract.subjects.{request.param}")
+    yield from module.make(request, gcs, bq, settings)
 
-    assert sorted(SUBJECTS) == sorted(COMPONENTS), "every registered component needs a contract subject"
-    name = request.param
-    if name == "gcs":
-        yield GcsSubject(gcs, settings)
-    elif name == "bigquery":
-        yield BigQuerySubject(bq, settings)
-    elif name == "configs":
-        with tempfile.TemporaryDirectory(prefix="backstop-contract-") as root:
-            yield ConfigsSubject(settings, Path(root))
-    elif name == "composer":
-        from tasks.components.composer.component import ComposerSettings
 
-        request.getfixturevalue("composer_servers")
-        secrets = request.getfixturevalue("airflow_secrets")
-        settings.composer = ComposerSettings(
-            airflow_auth_block=secrets["auth"], encryption_key_block=secrets["key"]
-        )
-        found = ComposerSubject(gcs, settings)
-        yield found
-        found.stop()
-    else:
-        yield GkeSubject(request.getfixturevalue("gke_server"), settings)
+def expire_outside_data(subject: Any, manifest: Any) -> None:
+    """What the service does when its own retention ends (components that keep data outside the
+    backup bucket: GKE backups, BigQuery snapshot tables)."""
+    if not hasattr(subject, "expire_outside_data"):
+        raise AssertionError(f"{subject.component} keeps nothing outside the backup bucket")
+    subject.expire_outside_data(manifest)

@@ -82,14 +82,20 @@ def test_damaged_backup_is_named_by_validation_and_refused_by_restore(
     assert (subject.state(target) if not subject.gone(target) else None) == state_before  # nothing written
 
 
+NOT_ASKED = "overwrite was not asked for"  # the lifecycle's refusal (not the approval's "not approved")
+
+
+@pytest.mark.parametrize("how", ["change", "change_one_kind"])
 def test_original_is_never_changed_without_overwrite_and_approval(
-    subject: Any, settings: Any, store: Any
+    subject: Any, settings: Any, store: Any, how: str
 ) -> None:
+    """Any change (a whole one, and one of a single kind: metadata only) is a "replace" that the
+    lifecycle refuses without overwrite, and an approval is needed before it is undone."""
     source, before, _ = backed_up(subject, settings, store)
-    subject.change(source)
+    getattr(subject, how)(source)
     changed = subject.state(source)
 
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict, match=NOT_ASKED):
         restore.restore(subject.component, settings, RestoreRequest(source=source), store=store)
     assert subject.state(source) == changed
 
@@ -111,6 +117,57 @@ def test_original_is_never_changed_without_overwrite_and_approval(
     assert report.approval.startswith("approved")
     runs = catalog.list_runs(store, subject.component, source)
     assert any(r.kind == "restore" and r.outcome == "succeeded" and r.details.get("approval") for r in runs)
+
+
+def test_an_identical_target_plans_unchanged(subject: Any, settings: Any, store: Any) -> None:
+    """Nothing changed since the backup: the plan replaces and deletes nothing, in the original
+    and in a target the backup was restored into."""
+    if not subject.plans_honestly:
+        pytest.xfail(
+            f"{subject.component}: Backstop reads no cluster, so it cannot compare (see the subject)"
+        )
+    source, _, _ = backed_up(subject, settings, store)
+    target = subject.new_target(source)
+    restore.restore(subject.component, settings, RestoreRequest(source=source, target=target), store=store)
+    for where in (None, target):
+        request = RestoreRequest(source=source, target=where, overwrite=True, exact=True, dry_run=True)
+        plan = restore.restore(subject.component, settings, request, store=store)
+        changed = [a for a in plan.actions if a["change"] in ("replace", "delete", "create")]
+        assert changed == [], f"into {where or 'the original'}: {changed}"
+        assert plan.unchanged > 0
+
+
+def test_exact_deletes_only_additions_in_scope_with_overwrite_and_approval(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    if not subject.exact_applies:
+        pytest.xfail(f"{subject.component}: Backstop cannot list what a cluster holds (see the subject)")
+    source = subject.seed()
+    manifest = lifecycle.backup(subject.component, settings, source, subject.scope_options, store=store)
+    assert manifest.status == "validated", manifest.validation
+    subject.add_outside_scope(source)
+    at_backup = subject.state(source)  # what is outside the backed-up scope stays as it is
+    subject.add_in_scope(source)
+    added = subject.state(source)
+
+    def run(yes: bool = False, **asked: Any) -> Any:
+        request = RestoreRequest(source=source, **asked)
+        return restore.restore(subject.component, settings, request, yes=yes, store=store)
+
+    plan = run(exact=True, overwrite=True, dry_run=True)
+    deletes = sorted(a["name"] for a in plan.actions if a["change"] == "delete")
+    assert deletes and all("added" in name for name in deletes), deletes
+    assert not [a for a in plan.actions if a["change"] == "replace"]
+    with pytest.raises(Conflict, match=NOT_ASKED):
+        run(exact=True)
+    with pytest.raises(Conflict, match="not approved"):
+        run(exact=True, overwrite=True)
+    assert subject.state(source) == added
+
+    run(overwrite=True, yes=True)  # not exact: what was added is kept
+    assert subject.state(source) == added
+    report = run(exact=True, overwrite=True, yes=True)
+    assert subject.state(source) == at_backup and report.approval.startswith("approved")
 
 
 def test_backup_of_another_source_is_refused_with_nothing_written(

@@ -176,7 +176,9 @@ def test_syntax_problems_name_file_and_line() -> None:
     # A missing comma is reported at the next key by every Python; where a trailing comma is
     # reported moved in 3.13 (at the comma, not at the brace): either line names the problem.
     assert "a.json: line 3: JSON syntax error" in (syntax_problem("a.json", b'{\n"a": 1\n"b": 2}') or "")
-    assert (syntax_problem("a.json", b'{\n"a": 1,\n}') or "").startswith(("a.json: line 2:", "a.json: line 3:"))
+    assert (syntax_problem("a.json", b'{\n"a": 1,\n}') or "").startswith(
+        ("a.json: line 2:", "a.json: line 3:")
+    )
     assert "line 2" in (syntax_problem("a.toml", b"x = 1\ny = \n") or "")
     assert "line 2" in (syntax_problem("dag.py", b"import os\ndef f(:\n") or "")
     assert "line 2" in (syntax_problem("main.tf", b'resource "a" "b" {\n  x = \n}\n') or "")

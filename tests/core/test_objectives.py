@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from backstop.core.catalog_index import ManifestHeader, header_of
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.objectives import (
     DrillResult,
@@ -166,3 +168,102 @@ def test_a_failed_latest_backup_run_breaches_even_with_a_fresh_good_backup() -> 
 def test_a_failed_run_followed_by_a_good_backup_is_counted_but_healthy() -> None:
     (row,) = health_rows([backup("raw", 1)], [], objectives, NOW, runs=[failed_run("raw", 3)])
     assert row.status == "warn" and row.failures_24h == 1 and breaches([row]) == []
+
+
+def composer_backup(hours_ago: float, parts: list[str]) -> ManifestHeader:
+    return header_of(
+        backup("analytics", hours_ago, component="composer").model_copy(
+            update={"source_state": {"parts": parts}}
+        )
+    )
+
+
+def test_a_dag_backup_failing_every_day_breaches_though_hourly_metadata_backups_succeed() -> None:
+    composer_objectives = Obj(rpo_hours=1, rto_minutes=240)
+    composer_objectives.part_rpo_hours = {"dags": 24, "config": 24}  # type: ignore[attr-defined]
+    fresh_metadata = [composer_backup(h, ["metadata"]) for h in (2.5, 1.5, 0.5)]
+    stale_dags = composer_backup(50, ["dags", "config"])  # the daily DAG backups failed since
+
+    def parts(component: str) -> tuple[str, ...]:
+        return ("dags", "metadata", "config") if component == "composer" else ()
+
+    (row,) = health_rows(
+        [stale_dags, *fresh_metadata], [], lambda _: composer_objectives, NOW, parts_for=parts
+    )
+    assert row.status == "breach" and not row.rpo_ok
+    assert row.last_backup_id == stale_dags.backup_id  # the worst part
+    assert any(p.startswith("part dags: last validated backup") and "RPO of 24 h" in p for p in row.problems)
+    assert any(p.startswith("part config:") for p in row.problems)
+    assert not any("metadata" in p for p in row.problems)
+    assert "metadata 0.5/1 h" in row.parts
+
+    fresh_dags = composer_backup(20, ["dags", "config"])
+    (row,) = health_rows(
+        [stale_dags, fresh_dags, *fresh_metadata], [], lambda _: composer_objectives, NOW, parts_for=parts
+    )
+    assert row.rpo_ok and not row.problems
+
+
+# -- watched: drill age, re-verification, secondary lag ------------------------------------------
+def verified(days_ago: float, source: str = "raw", damaged: list[str] | None = None) -> Any:
+    from backstop.core.reverify import SourceResult, VerificationReport
+
+    at = NOW - timedelta(days=days_ago)
+    result = SourceResult(
+        component="gcs", source=source, backups=2, damaged={b: ["x"] for b in damaged or []}
+    )
+    return VerificationReport(
+        run_id=f"{at:%Y%m%dT%H%M%S}Z-verify-aaaaaa", at=at, share=0.25, sources=[result]
+    )
+
+
+def copied(manifest: BackupManifest, ok: bool = True) -> BackupManifest:
+    from backstop.core.manifest import SecondaryCopy
+
+    return manifest.model_copy(update={"secondary": SecondaryCopy(bucket="b", at=NOW, ok=ok)})
+
+
+def test_a_drill_older_than_its_maximum_is_a_breach_and_a_recent_one_is_fine() -> None:
+    from backstop.core.watch import Watch
+
+    watch = Watch(drill_max_age_days=35, reports=(verified(2),))
+    (old,) = health_rows([backup("raw", 3)], [drill("raw", 24 * 90, 30.0)], objectives, NOW, watch=watch)
+    assert old.status == "breach" and any(
+        "90 days old, over the maximum of 35 days" in p for p in old.problems
+    )
+    (fresh,) = health_rows([backup("raw", 3)], [drill("raw", 24 * 30, 30.0)], objectives, NOW, watch=watch)
+    assert fresh.status == "ok", fresh.problems
+
+
+def test_reverification_never_run_old_or_finding_damage_is_a_warning() -> None:
+    from backstop.core.watch import Watch
+
+    rows = [backup("raw", 3)], [drill("raw", 24, 30.0)]
+    (fresh,) = health_rows(*rows, objectives, NOW, watch=Watch())  # validated 3 h ago: nothing due
+    assert fresh.status == "ok", fresh.problems
+    (never,) = health_rows(
+        [backup("raw", 3), backup("raw", 24 * 20)], rows[1], objectives, NOW, watch=Watch()
+    )
+    assert never.status == "warn" and any(
+        "never re-verified, the oldest validated 20 days" in p for p in never.problems
+    )
+    (stale,) = health_rows(*rows, objectives, NOW, watch=Watch(reports=(verified(20),)))
+    assert stale.status == "warn" and any("20 days old" in p for p in stale.problems)
+    found = Watch(reports=(verified(30), verified(1, damaged=["20260301T000000Z-abcdef"])))
+    (damaged,) = health_rows(*rows, objectives, NOW, watch=found)
+    assert damaged.status == "warn" and any("1 damaged" in p and "abcdef" in p for p in damaged.problems)
+
+
+def test_a_secondary_copy_lagging_more_than_the_rpo_is_a_breach() -> None:
+    from backstop.core.watch import Watch
+
+    watch = Watch(reports=(verified(1),), secondary=True)
+    up_to_date = [copied(backup("raw", 3)), copied(backup("raw", 30))]
+    (ok,) = health_rows(up_to_date, [drill("raw", 24, 30.0)], objectives, NOW, watch=watch)
+    assert ok.status == "ok", ok.problems
+    behind = [backup("raw", 3), backup("raw", 30), copied(backup("raw", 60))]  # RPO 26 h
+    (row,) = health_rows(behind, [drill("raw", 24, 30.0)], objectives, NOW, watch=watch)
+    assert row.status == "breach" and any("secondary copy lags 30.0 h" in p for p in row.problems)
+    just_made = [backup("raw", 3), copied(backup("raw", 20))]  # not copied yet, within the RPO
+    (fine,) = health_rows(just_made, [drill("raw", 24, 30.0)], objectives, NOW, watch=watch)
+    assert fine.status == "ok", fine.problems

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backstop.core.catalog_index import header_of
 from backstop.core.manifest import BackupManifest, new_backup_id
 from backstop.core.recovery import (
     Check,
@@ -16,6 +17,7 @@ from backstop.core.recovery import (
     spread_seconds,
     summary_lines,
 )
+from backstop.core.restore_points import RestorePoint, assemble
 from blocks.settings import BackstopSettings, Objectives
 
 pytestmark = pytest.mark.unit
@@ -34,6 +36,14 @@ def backup(component: str, source: str, hours_before_t: float, status: str = "va
     )
 
 
+def points(wanted: list[tuple[str, str]], manifests: list[BackupManifest]) -> list[RestorePoint]:
+    """The restore points at T of the wanted sources (components without parts)."""
+    headers = [header_of(m) for m in manifests]
+    return [
+        assemble(c, s, (), [h for h in headers if h.component == c and h.source == s], T) for c, s in wanted
+    ]
+
+
 def test_newest_validated_backup_at_or_before_t_per_source_in_dependency_order() -> None:
     chosen_gcs = backup("gcs", "raw", 2)
     chosen_bq = backup("bigquery", "sales", 0)  # exactly at T counts
@@ -46,7 +56,7 @@ def test_newest_validated_backup_at_or_before_t_per_source_in_dependency_order()
         backup("gcs", "other", 5),  # not wanted
     ]
     wanted = [("gke", "c1"), ("gcs", "raw"), ("bigquery", "sales"), ("configs", "etc")]
-    plan = plan_recovery(T, wanted, manifests)
+    plan = plan_recovery(T, points(wanted, manifests))
     assert [(p.component, p.source) for p in plan] == [
         ("configs", "etc"),
         ("bigquery", "sales"),
@@ -63,7 +73,8 @@ def test_newest_validated_backup_at_or_before_t_per_source_in_dependency_order()
 
 def operation(statuses: list[str]) -> RecoveryOperation:
     plan = plan_recovery(
-        T, [("configs", "etc"), ("gcs", "raw")], [backup("configs", "etc", 3), backup("gcs", "raw", 1)]
+        T,
+        points([("configs", "etc"), ("gcs", "raw")], [backup("configs", "etc", 3), backup("gcs", "raw", 1)]),
     )
     steps = [
         RecoveryStep(component=p.component, source=p.source, backup_id=str(p.backup_id), status=s)  # type: ignore[arg-type]
@@ -105,7 +116,9 @@ def test_a_succeeded_operation_has_nothing_to_resume() -> None:
 
 def test_objectives_default_to_the_operations_plan_and_the_settings_override() -> None:
     settings = BackstopSettings(project="p", backup_bucket="b", objectives={"gcs": Objectives(rpo_hours=6)})
-    assert settings.objectives_for("composer") == Objectives(rpo_hours=1, rto_minutes=240)
+    assert settings.objectives_for("composer") == Objectives(
+        rpo_hours=1, rto_minutes=240, part_rpo_hours={"dags": 24, "config": 24}
+    )  # metadata hourly, DAGs and config daily: each part against its own RPO
     assert settings.objectives_for("bigquery") == Objectives(rpo_hours=24, rto_minutes=240)
     assert settings.objectives_for("configs").rto_minutes == 60
     assert settings.objectives_for("gke").rto_minutes == 240

@@ -252,6 +252,7 @@ EXPECTED_TIMES = {
     "daily-health-report": "0 6 * * *",
     "daily-secondary-copy": "0 7 * * *",
     "weekly-preflight": "30 4 * * 0",
+    "weekly-revalidate-kept-backups": "30 5 * * 6",
 }
 
 

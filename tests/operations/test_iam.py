@@ -18,6 +18,7 @@ from tests.conftest import unique
 pytestmark = pytest.mark.integration
 
 DELETE, CREATE, UPDATE = "storage.objects.delete", "storage.objects.create", "storage.objects.update"
+RETAIN, OVERRIDE = "storage.objects.setRetention", "storage.objects.overrideUnlockedRetention"
 
 
 def test_each_job_gets_only_what_it_needs_where_it_needs_it() -> None:
@@ -25,10 +26,20 @@ def test_each_job_gets_only_what_it_needs_where_it_needs_it() -> None:
     expected = {
         (a["name"], kind): iam.expected_permissions(spec, a["name"], kind)
         for a in spec["service_accounts"]
-        for kind in ("backup", "secondary", "targets")
+        for kind in iam.KINDS
     }
     assert DELETE not in expected[("backstop-backup-writer", "backup")]
-    assert CREATE in expected[("backstop-backup-writer", "secondary")]
+    assert RETAIN in expected[("backstop-backup-writer", "backup")]  # it locks what it writes
+    # two trust domains: the writer has nothing on the secondary, which its own account writes
+    assert expected[("backstop-backup-writer", "secondary")] == set()
+    assert expected[("backstop-backup-writer", "sources")] == {
+        "storage.buckets.get",
+        "storage.objects.get",
+        "storage.objects.list",
+    }
+    assert CREATE in expected[("backstop-secondary-writer", "secondary")]
+    assert not expected[("backstop-secondary-writer", "secondary")] & {DELETE, UPDATE}
+    assert not any(OVERRIDE in perms for perms in expected.values())  # nobody may shorten a retention
     assert not expected[("backstop-validator", "backup")] & {DELETE, UPDATE}
     assert (
         DELETE in expected[("backstop-pruner", "backup")]
@@ -38,6 +49,11 @@ def test_each_job_gets_only_what_it_needs_where_it_needs_it() -> None:
     assert not expected[("backstop-restorer", "backup")] & {CREATE, DELETE, UPDATE}
     assert CREATE in expected[("backstop-restorer", "targets")]
     assert all(not expected[(a, "targets")] for a in ("backstop-backup-writer", "backstop-validator"))
+    assert all(
+        not expected[(a["name"], kind)] & {DELETE}
+        for a in spec["service_accounts"]
+        for kind in ("sources",)
+    )  # fmt: skip
     assert iam.compare(
         {CREATE, "storage.objects.get"}, {"storage.objects.get", DELETE, "storage.other.x"}
     ) == (
@@ -72,13 +88,18 @@ def test_preflight_iam_reports_missing_permissions_and_permissions_a_job_should_
     name = unique("settings")
     settings.save(name, overwrite=True)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
-    kinds = {"backup": [names["backups"]], "secondary": [names["backups-dr"]], "targets": [names["source"]]}
+    kinds = {
+        "backup": [names["backups"]],
+        "secondary": [names["backups-dr"]],
+        "sources": [names["source"]],
+        "targets": [names["source"]],
+    }
     for bucket, pairs in iam.bindings(iam.load_spec(), PROJECT, kinds).items():
         grant(policy_gcs, bucket, pairs)
 
     main(["--settings", name, "preflight", "--iam", "--json"])
     rows = [f for f in json.loads(capsys.readouterr().out) if f["check"].startswith("iam ")]
-    assert len(rows) == 4 * 3  # four service accounts, three buckets each
+    assert len(rows) == 5 * 3  # five service accounts, three buckets each
     assert {r["level"] for r in rows} == {"ok"}, rows
 
     # two mistakes: objectAdmin for the backup writer, and the validator's binding on the secondary removed
@@ -103,7 +124,8 @@ def test_preflight_iam_reports_missing_permissions_and_permissions_a_job_should_
         "should not have: storage.objects.delete, storage.objects.setIamPolicy, storage.objects.update"
     )
     assert red[("iam backstop-validator", names["backups-dr"])] == (
-        "missing: storage.buckets.get, storage.objects.create, storage.objects.get, storage.objects.list"
+        "missing: storage.buckets.get, storage.objects.create, storage.objects.get, storage.objects.list, "
+        "storage.objects.setRetention"
     )
 
 

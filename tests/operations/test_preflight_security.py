@@ -62,6 +62,7 @@ def test_bootstrap_puts_the_secondary_in_its_own_location_with_its_own_key_and_p
         assert bucket.iam_configuration.uniform_bucket_level_access_enabled
         assert bucket.iam_configuration.public_access_prevention == "enforced"
         assert bucket.retention_period == 7 * 86400 and not bucket.retention_policy_locked
+        assert bucket.object_retention_mode == "Enabled"  # backups can be locked until their keep date
 
     assert harden_backup_buckets(settings_block=name)["changed"] is False
     findings = preflight_check(name)  # the scheduled flow: it would fail on a red finding
@@ -73,6 +74,8 @@ def test_bootstrap_puts_the_secondary_in_its_own_location_with_its_own_key_and_p
     assert checks[(settings.secondary_bucket, "key location")]["level"] == "ok"
     assert checks[(settings.backup_bucket, "public access")]["level"] == "ok"
     assert "not locked" in checks[(settings.backup_bucket, "retention lock")]["message"]
+    assert checks[(settings.backup_bucket, "object retention")]["level"] == "ok"
+    assert checks[(settings.backup_bucket, "backup project")]["level"] == "warning"  # same project
 
 
 @pytest.mark.flow

@@ -19,16 +19,12 @@ from backstop.core.manifest import utcnow
 from backstop_cli.main import main
 from localdev.platform import PROJECT
 from tests.conftest import unique
-from tests.contract.conftest import (  # noqa: F401 (fixtures)
-    BigQuerySubject,
-    ComposerSubject,
-    ConfigsSubject,
-    GcsSubject,
-    GkeSubject,
-    airflow_secrets,
-    composer_servers,
-    gke_server,
-)
+from tests.contract.conftest import airflow_secrets, composer_servers, gke_server  # noqa: F401 (fixtures)
+from tests.contract.subjects.bigquery import BigQuerySubject
+from tests.contract.subjects.composer import ComposerSubject
+from tests.contract.subjects.configs import ConfigsSubject
+from tests.contract.subjects.gcs import GcsSubject
+from tests.contract.subjects.gke import GkeSubject
 from tests.flows.test_health_and_notify import Receiver
 
 pytestmark = pytest.mark.integration
@@ -112,6 +108,8 @@ def test_recover_as_of_between_two_rounds_resumes_after_a_failed_step(
         }
         as_of = utcnow()
         change(subjects, sources, gke_server)
+        for name in ("configs", "bigquery", "gcs", "composer"):  # appeared after T: recovery deletes it
+            subjects[name].add_in_scope(sources[name])
         for name, source in sources.items():
             assert lifecycle.backup(name, settings, source, store=store).status == "validated"
         gcs.bucket(sources["gcs"]).blob("data/part-0.csv").delete()  # and deleted after the second
@@ -188,13 +186,25 @@ def test_dry_run_plans_only_and_the_platform_drill_recovers_into_scratch_and_cle
     first = {name: subjects[name].state(source) for name, source in sources.items()}
     for name, source in sources.items():
         lifecycle.backup(name, settings, source, store=store)
+    code, planned = run_cli(capsys, "--settings", block, "recover", "--as-of", "now", "--dry-run", "--json")
+    assert (
+        code == 0 and [s["overwrites"] for s in planned["steps"]] == ["replaces 0, deletes 0, creates 0"] * 3
+    )
     subjects["gcs"].change(sources["gcs"])
+    subjects["gcs"].add_in_scope(sources["gcs"])
 
     code, planned = run_cli(capsys, "--settings", block, "recover", "--as-of", "now", "--dry-run", "--json")
     assert code == 0 and planned["outcome"] == "planned"
     assert [s["status"] for s in planned["steps"]] == ["pending"] * 3
     gcs_step = next(s for s in planned["steps"] if s["component"] == "gcs")
-    assert gcs_step["overwrites"].startswith("replaces 1,")  # what the approval would cover
+    assert gcs_step["overwrites"] == "replaces 1, deletes 1, creates 0"  # what the approval would cover
+    code, kept = run_cli(
+        capsys, "--settings", block, "recover", "--as-of", "now", "--dry-run", "--keep-newer", "--json"
+    )
+    assert code == 0 and not kept["exact"]
+    assert [s["overwrites"] for s in kept["steps"] if s["component"] == "gcs"] == [
+        "replaces 1, deletes 0, creates 0"
+    ]
     assert subjects["gcs"].state(sources["gcs"]) != first["gcs"]  # nothing restored
 
     assert main(["--settings", block, "recover", "--as-of", "now", "--reason", "no approval"]) == 2

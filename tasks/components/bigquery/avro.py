@@ -19,7 +19,8 @@ from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
-from tasks.components.bigquery.schema import RowHasher, TableDigest
+from tasks.components.bigquery.digest import DIGEST_SCHEME, row_hasher
+from tasks.components.bigquery.schema import TableDigest
 
 ARROW_SCHEMA_KEY = "backstop.arrow_schema"
 SYNC_INTERVAL = 1 << 20  # bytes per Avro block (fastavro's default is 16 KB: too many tiny blocks)
@@ -120,7 +121,7 @@ def write_avro(
     import fastavro
 
     parsed = fastavro.parse_schema(avro_schema(schema))
-    digest, hash_rows = TableDigest(), RowHasher()
+    digest, hash_rows = TableDigest(), row_hasher(DIGEST_SCHEME)
     writer: Any = None
     for batch in batches:
         if writer is None:

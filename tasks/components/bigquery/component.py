@@ -6,7 +6,8 @@ expirations, access entries), per table a Parquet file `tables/<table>/part-0000
 (method "read"), written by an extract job (method
 "extract", the Google Cloud path) or kept as a native table snapshot inside BigQuery (method
 "snapshot", see tasks/components/bigquery/snapshot.py), per view its SQL in `views/<view>.sql`. Each manifest entry
-carries the table's schema JSON, partitioning, clustering, labels, row count and a content digest.
+carries the table's schema JSON, partitioning, clustering, labels, row count and a content digest
+(with its `digest_scheme`: tasks/components/bigquery/digest.py says what it covers).
 Every table is read as of the backup's start (`snapshot_time`, recorded in `source_state`); the
 row count as of that time comes from a `FOR SYSTEM_TIME AS OF` count and must equal the rows read.
 
@@ -53,13 +54,9 @@ from tasks.components.bigquery.backup import (
     list_tables,
     source_state,
 )
-from tasks.components.bigquery.restore import (
-    apply_dataset_restore,
-    plan_dataset_restore,
-    validate_table,
-    verify_restored,
-)
-from tasks.components.bigquery.snapshot import delete_snapshots
+from tasks.components.bigquery.plan import plan_dataset_restore
+from tasks.components.bigquery.restore import apply_dataset_restore, validate_table, verify_restored
+from tasks.components.bigquery.snapshot import delete_snapshots, missing_snapshots
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
@@ -137,6 +134,11 @@ class BigQueryComponent(LifecycleMethods):
         """Drop the snapshot tables an abandoned snapshot-method backup made."""
         self.delete(ctx.settings, manifest.model_copy(update={"entries": entries}))
 
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """The snapshot tables of a "snapshot" backup that no longer exist (expired or dropped)."""
+        taken = [e for e in manifest.entries if e.metadata.get("snapshot_table")]
+        return missing_snapshots(clients(ctx.settings)[0], taken) if taken else []
+
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
     ) -> list[str]:
@@ -154,6 +156,7 @@ class BigQueryComponent(LifecycleMethods):
             request.target or manifest.source,
             request.only,
             request.options.schema_only,
+            request.exact,
         )
 
     def apply_restore(

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backstop.core.errors import BackstopError, NotFound
-from tasks.components.bigquery.schema import RowHasher, TableDigest, normalize_batch
+from tasks.components.bigquery.digest import DIGEST_SCHEME, row_hasher
+from tasks.components.bigquery.schema import TableDigest, normalize_batch
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 READ_TIMEOUT = 600.0
@@ -176,7 +177,7 @@ def write_parquet_parts(
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    digest, hash_rows = TableDigest(), RowHasher()
+    digest, hash_rows = TableDigest(), row_hasher(DIGEST_SCHEME)
     parts = _PartWriter(directory, on_part, part_rows or PART_ROWS, compression)
     pending: Future[Any] | None = None
     # Hashing runs beside the Parquet encoder (which releases the GIL), so the two overlap.
@@ -350,8 +351,17 @@ def time_travel_retry() -> Any:
     return RETRY.with_predicate(lambda exc: if_transient_error(exc) and not outside_window(exc))
 
 
-def count_as_of(client: Any, project: str, dataset: str, table: str, moment: datetime) -> int | None:
-    """Row count of a table at `moment` (time travel); None when outside the time-travel window."""
+def count_as_of(
+    client: Any, project: str, dataset: str, table: str, moment: datetime, live_on_emulator: bool = False
+) -> int | None:
+    """Row count of a table at `moment` (time travel); None when outside the time-travel window.
+
+    `live_on_emulator`: where the local emulator fails the time-travel query with its own bug
+    (`emulator_time_travel_bug`), count the table as it is now, which is what that emulator's time
+    travel answers for a table it has not snapshotted (it keeps no history, and its read sessions
+    read the live table too). Backups and validation pass it; a point-in-time restore does not (it
+    must not copy today's rows for yesterday's). Against BigQuery the fallback never runs.
+    """
     retry = time_travel_retry()
     at = moment.isoformat()
     sql = f"SELECT COUNT(*) AS n FROM `{project}.{dataset}.{table}` FOR SYSTEM_TIME AS OF TIMESTAMP '{at}'"
@@ -361,15 +371,37 @@ def count_as_of(client: Any, project: str, dataset: str, table: str, moment: dat
     except BackstopError as exc:
         if not isinstance(exc, NotFound) and outside_window(exc):
             return None
+        if live_on_emulator and emulator_time_travel_bug(exc, project, dataset):
+            sql = f"SELECT COUNT(*) AS n FROM `{project}.{dataset}.{table}`"
+            with converted_errors(f"counting rows of {project}.{dataset}.{table}"):
+                rows = list(
+                    client.query(sql, timeout=TIMEOUT, retry=RETRY).result(timeout=TIMEOUT, retry=RETRY)
+                )
+            return int(rows[0][0])
         raise
     return int(rows[0][0])
 
 
+def emulator_time_travel_bug(exc: BaseException, project: str, dataset: str) -> bool:
+    """Whether `exc` is bqemulator's (1.4) failure of `FOR SYSTEM_TIME AS OF` on a table it holds a
+    snapshot of: it rewrites the reference into its own internal schema name
+    `<project>__<dataset>_backstop_snapshots`, then rejects that name ('Invalid dataset ID'). BigQuery
+    names only the dataset a query gave it in that error, never a `<project>__...` name, so only the
+    emulator's bug matches.
+    """
+    return f'Invalid dataset ID "{project}__{dataset}' in str(exc)
+
+
 def table_digest(
-    read_client: Any, project: str, dataset: str, table: str, geography: list[str]
+    read_client: Any,
+    project: str,
+    dataset: str,
+    table: str,
+    geography: list[str],
+    scheme: int = DIGEST_SCHEME,
 ) -> TableDigest:
-    """Content digest of a table as it is now (all rows, streamed)."""
-    digest, hash_rows = TableDigest(), RowHasher()
+    """Content digest of a table as it is now (all rows, streamed), in digest scheme `scheme`."""
+    digest, hash_rows = TableDigest(), row_hasher(scheme)
     for batch in read_batches(read_client, project, dataset, table, geography=geography):
         digest.add(hash_rows(batch))
     return digest

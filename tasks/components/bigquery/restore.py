@@ -12,18 +12,17 @@ import pyarrow as pa
 
 from backstop.core.errors import NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
-from backstop.core.names import check_dataset, check_table
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
-from tasks.components.bigquery.backup import DATASET_ENTRY, clients
-from tasks.components.bigquery.create import build_table, create_table, ensure_dataset, resource_exists
+from tasks.components.bigquery.backup import clients
+from tasks.components.bigquery.create import build_table, create_table, ensure_dataset
+from tasks.components.bigquery.digest import digest_scheme, row_hasher
+from tasks.components.bigquery.plan import table_rows
 from tasks.components.bigquery.schema import (
-    RowHasher,
     geography_columns,
     sample_mask,
     schema_fingerprint,
     schema_to_json,
-    view_order,
 )
 from tasks.components.bigquery.snapshot import restore_from_snapshot, validate_snapshot
 from tasks.engine.protocol import RestorePlan
@@ -66,10 +65,6 @@ def file_batches(path: str, fmt: str, schema: list[dict[str, Any]]) -> Iterator[
 
     with open(path, "rb") as handle:
         yield from avro_batches(handle, schema)
-
-
-def table_rows(entry: ManifestEntry) -> int:
-    return int(entry.metadata.get("table_rows", entry.rows or 0))
 
 
 def validate_table(
@@ -126,7 +121,9 @@ def validate_table(
             ]
         if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
             problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
-        at_backup = bqio.count_as_of(client, project, dataset, name, manifest.started_at)
+        at_backup = bqio.count_as_of(
+            client, project, dataset, name, manifest.started_at, live_on_emulator=True
+        )
         if at_backup is not None and at_backup != table_rows(entry):
             problems.append(
                 f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"
@@ -149,12 +146,12 @@ def _compare_sample(
     backed_up = [
         h[sample_mask(h, percent)]
         for path in paths
-        for h in map(RowHasher(), file_batches(path, data_format_of(entry), entry.metadata["schema"]))
+        for h in map(row_hasher(), file_batches(path, data_format_of(entry), entry.metadata["schema"]))
     ]
     source = [
         h[sample_mask(h, percent)]
         for h in map(
-            RowHasher(),
+            row_hasher(),
             bqio.read_batches(read_client, project, dataset, entry.name, manifest.started_at, geo),
         )
     ]
@@ -171,118 +168,6 @@ def _compare_sample(
 
 
 # -- restore -------------------------------------------------------------------------------
-def plan_restore(
-    settings: BackstopSettings,
-    manifest: BackupManifest,
-    target: str,
-    only: list[str] | None,
-    overwrite: bool,
-    schema_only: bool,
-    dataset_exists: bool = True,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """The ordered actions of a restore (tables, then views in dependency order) and the conflicts.
-
-    A conflict is a non-empty table at the target that the restore would replace without `overwrite`.
-    """
-    client, _ = clients(settings)
-    project = settings.project
-    by_name = {e.name: e for e in manifest.entries if e.name != DATASET_ENTRY}
-    if only:
-        missing = [check_table(t) for t in only if t not in by_name]
-        if missing:
-            raise NotFound(
-                f"table(s) {', '.join(missing)} not in backup {manifest.backup_id} of {manifest.source}"
-            )
-        by_name = {n: by_name[n] for n in only}
-    existing: set[str] = set()
-    if dataset_exists:
-        with converted_errors(f"BigQuery dataset {project}.{target}"):
-            listed = client.list_tables(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY)
-            existing = {t.table_id for t in listed}
-    actions: list[dict[str, Any]] = []
-    conflicts = []
-    tables = sorted(n for n, e in by_name.items() if e.metadata.get("kind") == "table")
-    views = view_order(
-        {n: e.metadata.get("view_query") or e.metadata.get("mview_query") or "" for n, e in by_name.items()
-         if e.metadata.get("kind") == "view"},
-        manifest.source,
-    )  # fmt: skip
-    for name in tables + views:
-        entry = by_name[name]
-        state = "absent"
-        if name in existing:
-            with converted_errors(f"BigQuery table {project}.{target}.{name}"):
-                current = client.get_table(f"{project}.{target}.{name}", timeout=TIMEOUT, retry=RETRY)
-            state = "non-empty" if _has_rows(client, current) else "empty"
-            if state == "non-empty" and not overwrite:
-                conflicts.append(name)
-        kind = entry.metadata["kind"]
-        load = kind == "table" and not schema_only and table_rows(entry) > 0
-        verb = "refuse (non-empty)" if name in conflicts else "replace" if state != "absent" else "create"
-        actions.append({"table": name, "kind": kind, "target": f"{project}.{target}.{name}", "existing": state,
-                        "action": verb + (" + load" if load else ""), "rows": table_rows(entry) if load else 0})  # fmt: skip
-    return actions, conflicts
-
-
-def _has_rows(client: Any, table: Any) -> bool:
-    """num_rows, or one row read (num_rows leaves out streaming buffers, and some services lag)."""
-    if table.table_type in ("VIEW", "MATERIALIZED_VIEW"):
-        return False
-    if (table.num_rows or 0) > 0:
-        return True
-    with converted_errors(f"BigQuery table {table.full_table_id}"):
-        rows = client.list_rows(table, max_results=1, timeout=TIMEOUT, retry=RETRY)
-        return any(True for _ in rows)
-
-
-def _metadata_changes(client: Any, ref: str, meta: dict[str, Any]) -> list[str]:
-    """What reapplying the saved labels and description would change on an existing dataset."""
-    with converted_errors(f"BigQuery dataset {ref}"):
-        current = client.get_dataset(ref, timeout=TIMEOUT, retry=RETRY)
-    changes = []
-    labels = dict(current.labels or {})
-    if labels | dict(meta.get("labels") or {}) != labels:
-        changes.append("labels")
-    if (meta.get("description") or None) != (current.description or None):
-        changes.append("description")
-    return changes
-
-
-def plan_dataset_restore(
-    settings: BackstopSettings,
-    manifest: BackupManifest,
-    target: str,
-    only: list[str] | None = None,
-    schema_only: bool = False,
-) -> RestorePlan:
-    """What restoring `manifest` into dataset `target` changes: the dataset, then tables and views in order.
-
-    A non-empty table, or saved dataset labels / description that differ from the target's, is a
-    "replace" (the lifecycle refuses it without overwrite); an empty table is recreated.
-    """
-    client, _ = clients(settings)
-    project, target = settings.project, check_dataset(target)
-    ref = f"{project}.{target}"
-    meta = next((e.metadata for e in manifest.entries if e.name == DATASET_ENTRY), {})
-    exists = resource_exists(lambda: client.get_dataset(ref, timeout=TIMEOUT, retry=RETRY))
-    actions, _ = plan_restore(settings, manifest, target, only, True, schema_only, exists)
-    head: list[dict[str, Any]] = []
-    if not exists:
-        head.append({"name": ref, "change": "create", "kind": "dataset", "action": "create dataset"})
-    elif meta:
-        changes = _metadata_changes(client, ref, meta)
-        if changes:
-            head.append(
-                {"name": ref, "change": "replace", "kind": "dataset", "action": "set " + ", ".join(changes)}
-            )
-    for action in actions:
-        action["name"] = action["table"]
-        action["change"] = "replace" if action["existing"] == "non-empty" else "create"
-    return RestorePlan(
-        target=target, into_original=target == manifest.source, actions=head + actions, private=(exists, meta)
-    )
-
-
 def apply_dataset_restore(
     settings: BackstopSettings,
     store: BackupStore,
@@ -290,7 +175,8 @@ def apply_dataset_restore(
     plan: RestorePlan,
     overwrite: bool,
 ) -> None:
-    """Create the dataset (or reapply its metadata when planned and allowed), then every table and view."""
+    """Create the dataset (or reapply its metadata when planned and allowed), then every table and
+    view that is not unchanged; with overwrite, drop the tables an exact restore deletes."""
     client, _ = clients(settings)
     exists, meta = plan.private
     notes: list[str] = []
@@ -302,11 +188,14 @@ def apply_dataset_restore(
     plan.actions += [{"name": plan.target, "change": "note", "why": note} for note in notes]
     by_name = {e.name: e for e in manifest.entries}
     for action in [a for a in plan.actions if "table" in a]:
-        if action["change"] == "replace" and not overwrite:
+        if action["change"] == "unchanged" or (action["change"] == "replace" and not overwrite):
             continue
         entry = by_name[action["table"]]
         restore_table(settings, store, entry, plan.target, manifest.source, replace=action["existing"] != "absent",
                       load=action["rows"] > 0, parts=parts_of(manifest, entry))  # fmt: skip
+    for action in [a for a in plan.actions if "drop" in a and overwrite]:
+        with converted_errors(f"BigQuery table {action['target']}"):
+            client.delete_table(action["target"], not_found_ok=True, timeout=TIMEOUT, retry=RETRY)
 
 
 def restore_table(
@@ -361,7 +250,10 @@ def verify_restored(
             continue
         geo = geography_columns(entry.metadata["schema"])
         try:
-            digest = bqio.table_digest(read_client, project, target, entry.name, geo)
+            # hashed as the backup was: old backups recorded scheme 1 (no key)
+            digest = bqio.table_digest(
+                read_client, project, target, entry.name, geo, digest_scheme(entry.metadata)
+            )
         except NotFound:
             problems.append(f"table {entry.name!r}: missing in {project}.{target}")
             continue

@@ -6,6 +6,8 @@ Row hashes are order-independent content checks: every row gets a 64-bit hash of
 (vectorised with pandas where the column is a plain scalar, canonical JSON text otherwise); a
 table's digest is the row count plus the sum and the xor of its row hashes, so two tables with the
 same multiset of rows have the same digest whatever order a reader returns them in.
+`row_hashes` / `RowHasher` here are digest scheme 1, kept to verify the backups that recorded it;
+new backups use scheme 2 (tasks/components/bigquery/digest.py, which says what a digest means).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A snapshot backup keeps table data inside BigQuery: each table gets a copy job with operation type
 SNAPSHOT into the dataset `<source>_backstop_snapshots` (created beside the source, same location),
-named `<table>__<backup id>`, with an expiration (a safety net; prune deletes it explicitly) and,
+named `<table>__<backup id>`, with an expiration past the longest Backstop's retention keeps the
+backup (`snapshot_days`: a safety net; prune deletes it explicitly) and,
 when `settings.kms_key_name` is set, that CMEK key. The backup bucket holds a small JSON description
 per table (`snapshots/<table>.json`, the entry's stored_key) so catalog, validation and prune treat
 snapshot backups like the others. Restore is a copy job with operation type RESTORE.
@@ -27,15 +28,23 @@ from typing import Any
 
 from backstop.core.errors import Conflict, NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.retention import RetentionPolicy
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
 
-# Snapshots expire after this many days unless prune deletes them first (they are a safety net, not
-# the retention policy, which prune applies through BigQueryComponent.delete).
-SNAPSHOT_DAYS = 400
+# A snapshot expires this many days after the longest Backstop's retention keeps its backup (a
+# safety net: prune deletes it with its manifest, through BigQueryComponent.delete), so no kept
+# backup outlives its snapshot; retention with no time bound gives snapshots no expiration.
+EXPIRY_SLACK_DAYS = 7
 SUFFIX = "_backstop_snapshots"
+
+
+def snapshot_days(settings: BackstopSettings, source: str) -> int | None:
+    """Days a snapshot of `source` lives: Backstop's retention of bigquery/<source> plus the slack."""
+    days = RetentionPolicy.from_settings(settings.retention_for("bigquery", source)).kept_for_days()
+    return days + EXPIRY_SLACK_DAYS if days else None
 
 
 def snapshot_dataset(source: str) -> str:
@@ -89,10 +98,11 @@ def snapshot_table(
     project = settings.project
     holder = ensure_snapshot_dataset(client, project, dataset, table.location)
     ref = f"{project}.{holder}.{snapshot_name(table.table_id, manifest.backup_id)}"
-    expires = manifest.started_at + timedelta(days=SNAPSHOT_DAYS)
+    days = snapshot_days(settings, dataset)
+    expires = None if days is None else manifest.started_at + timedelta(days=days)
     config = bigquery.CopyJobConfig(
         operation_type="SNAPSHOT",
-        destination_expiration_time=expires.isoformat(),
+        destination_expiration_time=None if expires is None else expires.isoformat(),
         destination_encryption_configuration=encryption(settings.kms_key_name),
     )
     source = f"{project}.{dataset}.{table.table_id}"
@@ -100,7 +110,9 @@ def snapshot_table(
         job = client.copy_table(source, ref, job_config=config, timeout=TIMEOUT, retry=RETRY)
         job.result(timeout=bqio.READ_TIMEOUT, retry=RETRY)
     rows = count_rows(client, ref)
-    expected = bqio.count_as_of(client, project, dataset, table.table_id, manifest.started_at)
+    expected = bqio.count_as_of(
+        client, project, dataset, table.table_id, manifest.started_at, live_on_emulator=True
+    )
     if expected is not None and expected != rows:
         drop_snapshot(client, ref)
         raise Conflict(
@@ -110,7 +122,7 @@ def snapshot_table(
     meta = meta | {
         "storage": "snapshot",
         "snapshot_table": ref,
-        "snapshot_expires": expires.isoformat(),
+        "snapshot_expires": None if expires is None else expires.isoformat(),
         "kms_key_name": settings.kms_key_name,
         "table_rows": rows,
         "rows_at_snapshot": expected,
@@ -154,6 +166,19 @@ def validate_snapshot(client: Any, entry: ManifestEntry) -> list[str]:
             f"table {entry.name!r}: snapshot {ref} holds {rows} rows, manifest says {entry.metadata.get('table_rows')}"
         )
     return problems
+
+
+def missing_snapshots(client: Any, entries: list[ManifestEntry]) -> list[str]:
+    """One line per entry whose snapshot table no longer exists."""
+    gone = []
+    for entry in entries:
+        ref = str(entry.metadata["snapshot_table"])
+        try:
+            with converted_errors(f"BigQuery snapshot {ref}"):
+                client.get_table(ref, timeout=TIMEOUT, retry=RETRY)
+        except NotFound:
+            gone.append(f"table {entry.name!r}: snapshot {ref} no longer exists")
+    return gone
 
 
 def restore_from_snapshot(

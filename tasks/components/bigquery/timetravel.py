@@ -19,7 +19,7 @@ from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
 from tasks.components.bigquery.backup import NAME, clients, list_tables, table_metadata, view_definition
 from tasks.components.bigquery.create import build_table, ensure_dataset, resource_exists
-from tasks.components.bigquery.restore import _has_rows
+from tasks.components.bigquery.plan import has_rows
 from tasks.components.bigquery.schema import view_order
 from tasks.engine.protocol import RestoreReport
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
@@ -77,7 +77,7 @@ def restore_as_of(
             try:
                 with converted_errors(f"BigQuery table {project}.{target}.{name}"):
                     current = client.get_table(f"{project}.{target}.{name}", timeout=TIMEOUT, retry=RETRY)
-                state = "non-empty" if _has_rows(client, current) else "empty"
+                state = "non-empty" if has_rows(client, current) else "empty"
             except BackstopError as exc:
                 if "not found" not in str(exc):
                     raise

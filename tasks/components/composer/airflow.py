@@ -186,11 +186,12 @@ def import_items(
     box: SecretBox | None,
     masked: dict[str, list[str]],
     dry_run: bool = False,
-    delete_extra: bool = False,
+    exact: bool = False,
     overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Create every missing item of `kind`, update changed ones only with `overwrite`, delete others
-    only with `delete_extra` and `overwrite`; return the actions (all of them, when dry_run)."""
+    (Airflow's default_pool excepted) only with `exact` and `overwrite`; return the actions (all of
+    them, when dry_run)."""
     id_field = ID_FIELD[kind]
     current = {i[id_field]: i for i in api.list(kind)}
     actions: list[dict[str, Any]] = []
@@ -222,7 +223,7 @@ def import_items(
         elif not dry_run and action == "update" and overwrite:
             api.update(kind, name, plain)
         actions.append({"kind": kind, "name": name, "action": action, "note": "; ".join(note)})
-    if delete_extra:
+    if exact:
         keep = {str(i[id_field]) for i in items} | {"default_pool"}
         for name in sorted(set(current) - keep):
             if not dry_run and overwrite:

@@ -9,24 +9,25 @@ Source = the environment's short name. One backup holds the parts asked for:
 - "config":   the environment's software config as JSON ("composer/environment.json"), and with
               the `snapshot` option a Composer snapshot ("composer/snapshot.json" holds its path).
 Restore writes DAG files (never over different content unless overwrite), creates or updates
-metadata, shows the config as a diff (no write) and loads the snapshot only when asked.
+metadata, shows the config as a diff (no write) and loads the snapshot only when asked. An exact
+restore (`request.exact`) also deletes, with overwrite, the DAG-bucket objects (dags/, plugins/,
+data/) and the Airflow variables, connections and pools the backup does not hold, for the parts
+it restores.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from backstop.core.errors import ConfigError, InvalidInput, NotFound
-from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.errors import ConfigError, NotFound
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_bucket, check_source_name
 from blocks.clients import composer_client, storage_client
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
+from tasks.catalog import points
 from tasks.components.composer.airflow import KINDS, check_python_files, export_metadata, import_items
 from tasks.components.composer.environment import (
     airflow_api,
@@ -39,31 +40,28 @@ from tasks.components.composer.environment import (
     save_snapshot,
     secret_box,
 )
+from tasks.components.composer.parts import (
+    PARTS,
+    SNAPSHOT_FILE,
+    ComposerOptions,
+    check_parts,
+    composer_settings,
+    part_of,
+)
+from tasks.components.composer.scratch import plan_into_bucket
 from tasks.components.gcs import component as gcs
 from tasks.components.gcs import copy as gcs_copy
+from tasks.components.gcs import restore as gcs_restore
 from tasks.components.gcs.plan import PlanCounts, plan_backup
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
+from tasks.storage.spool import KeySpool
 
 NAME = "composer"
-PARTS = ("dags", "metadata", "config")
 BUCKET_PREFIXES = ["dags/", "plugins/", "data/"]
-ENV_FILE, SNAPSHOT_FILE = "composer/environment.json", "composer/snapshot.json"
-
-
-def composer_settings(settings: BackstopSettings) -> ComposerSettings:
-    raw = getattr(settings, "composer", None)
-    return raw if isinstance(raw, ComposerSettings) else ComposerSettings.model_validate(raw or {})
-
-
-def part_of(entry: ManifestEntry) -> str:
-    if entry.name.startswith("airflow/"):
-        return "metadata"
-    if entry.name == SNAPSHOT_FILE:
-        return "snapshot"
-    return "config" if entry.name.startswith("composer/") else "dags"
+ENV_FILE = "composer/environment.json"
 
 
 def _put_json(
@@ -82,35 +80,20 @@ def _put_json(
     )
 
 
-class ComposerOptions(BaseModel):
-    """Options of Cloud Composer backups and restores."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    parts: list[Literal["dags", "metadata", "config"]] | None = Field(
-        default=None,
-        description="Parts to back up (default all three).",
-        json_schema_extra={"flag": "part", "verbs": ["backup"]},
-    )
-    snapshot: bool | None = Field(
-        default=None,
-        description="Also save a Composer snapshot (default: settings).",
-        json_schema_extra={"verbs": ["backup"]},
-    )
-    delete_extra: bool = Field(
-        default=False,
-        description="Delete Airflow items the backup does not hold (needs --overwrite).",
-        json_schema_extra={"verbs": ["restore"]},
-    )
-
-
 class ComposerComponent(LifecycleMethods):
     """Cloud Composer environments: source = environment short name; a unit = one part."""
 
     name = NAME
     noun = "environment"
     part = "part"
+    parts = PARTS
+    part_aliases = {"snapshot": "config"}  # noqa: RUF012 (read only)
     Options = ComposerOptions
+
+    def entry_part(self, entry: ManifestEntry) -> str:
+        """dags, config (the snapshot file too) or metadata."""
+        part = part_of(entry)
+        return "config" if part == "snapshot" else part
 
     def sources(self, settings: BackstopSettings) -> list[str]:
         return [e.rsplit("/", 1)[-1] for e in composer_settings(settings).environments]
@@ -131,12 +114,6 @@ class ComposerComponent(LifecycleMethods):
         if target.startswith("gs://"):
             return f"gs://{check_bucket(target.removeprefix('gs://').split('/', 1)[0])}"
         return environment_name(composer_settings(settings), target)
-
-    def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
-        """DAGs are backed up daily and metadata hourly: a restore takes the latest backup holding what it asks."""
-        wanted = set(request.only or [])
-        taken = set(manifest.source_state.get("parts", []))
-        return wanted <= taken | ({"snapshot"} if "snapshot" in wanted else set())
 
     def plan_backup(self, ctx: Context, manifest: BackupManifest) -> LifecyclePlan:
         cs = composer_settings(ctx.settings)
@@ -186,11 +163,7 @@ class ComposerComponent(LifecycleMethods):
         """Copy the environment bucket's dags/, plugins/ and data/ into the pool (only new generations)."""
         client, bucket = storage_client(settings.project), environment_bucket(env)
         objects = gcs.list_source(client, bucket, BUCKET_PREFIXES)
-        last = index.first_loadable(
-            store,
-            select(index.read_headers(store, NAME, manifest.source, on_damaged=lambda _: None)),
-            where=lambda m: m.status != "invalid" and "dags" in m.source_state.get("parts", []),
-        )
+        last = points.previous_backup(store, NAME, manifest.source, part="dags")
         kept: list[ManifestEntry] = []
         counts = PlanCounts()
         entries: list[ManifestEntry] = []
@@ -247,49 +220,23 @@ class ComposerComponent(LifecycleMethods):
         client = storage_client(ctx.settings.project)
         original = str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
         target = request.target or original
-        if target.startswith("gs://"):  # DAGs, plugins and data into a bucket (drills)
-            bucket, env = target.removeprefix("gs://"), None
-            parts = ["dags"]
-        else:
-            env = get_environment(composer_client(), target)
-            bucket = environment_bucket(env)
+        if target.startswith("gs://"):  # every part's files into a bucket (drills)
+            return plan_into_bucket(client, manifest, target, parts)
+        env = get_environment(composer_client(), target)
+        bucket = environment_bucket(env)
         actions: list[dict[str, Any]] = []
         private: dict[str, Any] = {"bucket": bucket, "env": env}
-        if "dags" in parts and entries["dags"]:
-            exists = client.lookup_bucket(bucket) is not None
-            planned = (
-                gcs.plan_objects(client, bucket, entries["dags"], overwrite=True)
-                if exists
-                else [(e, "create") for e in entries["dags"]]
-            )
+        if "dags" in parts and (entries["dags"] or (request.exact and "dags" in taken)):
+            private["dags"], private["extra"] = self.plan_dags(client, bucket, entries["dags"], request.exact)
             change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
-            actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in planned]
-            private["dags"] = planned
+            actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in private["dags"]]
+            actions += [
+                {"name": n, "part": "dags", "change": "delete", "why": "not in the backup"}
+                for n in private["extra"]
+            ]
         if "metadata" in parts and entries["metadata"] and env is not None:
-            exports, box = self.metadata_exports(cs, ctx.store, entries["metadata"])
-            private["metadata"] = (exports, box)
-            api = airflow_api(cs, env)
-            for kind in KINDS:
-                if kind in exports:
-                    data = exports[kind]
-                    planned_items = import_items(
-                        api,
-                        kind,
-                        data["items"],
-                        box,
-                        data.get("masked", {}),
-                        True,
-                        request.options.delete_extra,
-                    )
-                    actions += [
-                        {
-                            "name": f"{kind}/{a['name']}",
-                            "part": "metadata",
-                            "change": {"update": "replace"}.get(a["action"], a["action"]),
-                            "why": a["note"],
-                        }
-                        for a in planned_items
-                    ]  # "why" says what to set by hand (passwords, masked keys, references)
+            private["metadata"] = self.metadata_exports(cs, ctx.store, entries["metadata"])
+            actions += self.metadata_actions(cs, env, private["metadata"], request, dry_run=True)
         if "config" in parts and entries["config"] and env is not None:
             saved = json.loads(ctx.store.get_bytes(entries["config"][0].stored_key))
             current = config_of(env, cs.model_copy(update={"secrets_mode": "reference"}), None)
@@ -310,6 +257,57 @@ class ComposerComponent(LifecycleMethods):
             private["snapshot"] = path
         into_original = target == original or bucket == manifest.source_state.get("bucket")
         return RestorePlan(target=target, into_original=into_original, actions=actions, private=private)
+
+    def plan_dags(
+        self, client: Any, bucket: str, entries: list[ManifestEntry], exact: bool
+    ) -> tuple[list[tuple[ManifestEntry, Any]], list[str]]:
+        """Per DAG-bucket entry, what restoring it does; with `exact`, the objects under dags/,
+        plugins/ and data/ of `bucket` that the backup does not hold (to delete)."""
+        if client.lookup_bucket(bucket) is None:
+            return [(e, "create") for e in entries], []
+        planned = gcs.plan_objects(client, bucket, entries, overwrite=True)
+        if not exact:
+            return planned, []
+        held = {e.name for e in entries}
+        listed = gcs.list_source(client, bucket, BUCKET_PREFIXES)
+        return planned, [o.name for o in listed if o.name not in held and not o.is_placeholder]
+
+    def metadata_actions(
+        self,
+        cs: ComposerSettings,
+        env: Any,
+        metadata: tuple[dict[str, Any], Any],
+        request: RestoreRequest,
+        dry_run: bool,
+    ) -> list[dict[str, Any]]:
+        """Plan (`dry_run`) or import the Airflow variables, connections and pools of the backup:
+        create missing ones, update ("replace") differing ones with overwrite, and with `exact`
+        delete the others (with overwrite). "why" says what to set by hand (passwords, masked keys)."""
+        exports, box = metadata
+        api = airflow_api(cs, env)
+        actions: list[dict[str, Any]] = []
+        for kind in (k for k in KINDS if k in exports):
+            data = exports[kind]
+            done = import_items(
+                api,
+                kind,
+                data["items"],
+                box,
+                data.get("masked", {}),
+                dry_run,
+                request.exact,
+                request.overwrite,
+            )
+            actions += [
+                {
+                    "name": f"{kind}/{a['name']}",
+                    "part": "metadata",
+                    "change": {"update": "replace"}.get(a["action"], a["action"]),
+                    "why": a["note"],
+                }
+                for a in done
+            ]
+        return actions
 
     def metadata_exports(
         self, cs: ComposerSettings, store: BackupStore, entries: list[ManifestEntry]
@@ -340,23 +338,14 @@ class ComposerComponent(LifecycleMethods):
             gcs_copy.write_objects(
                 client, ctx.store, private["bucket"], wanted, manifest.backup_id, noun="file"
             )
+            if request.overwrite and private["extra"]:
+                with KeySpool() as extra:
+                    extra.add((name, 0, None, None) for name in private["extra"])
+                    gcs_restore.delete_objects(client, private["bucket"], extra)
         if "metadata" in private:
-            cs = composer_settings(ctx.settings)
-            exports, box = private["metadata"]
-            api = airflow_api(cs, private["env"])
-            for kind in KINDS:
-                if kind in exports:
-                    data = exports[kind]
-                    import_items(
-                        api,
-                        kind,
-                        data["items"],
-                        box,
-                        data.get("masked", {}),
-                        False,
-                        request.options.delete_extra,
-                        request.overwrite,
-                    )
+            self.metadata_actions(
+                composer_settings(ctx.settings), private["env"], private["metadata"], request, dry_run=False
+            )
         if "snapshot" in private and request.overwrite:
             load_snapshot(private["env"], private["snapshot"])
 
@@ -368,36 +357,32 @@ class ComposerComponent(LifecycleMethods):
         objects = [e for e in manifest.entries if part_of(e) == "dags"] if "dags" in parts else []
         client = storage_client(ctx.settings.project)
         if target.startswith("gs://"):
-            return gcs.verify_objects(client, target.removeprefix("gs://"), objects)
+            files = [e for e in manifest.entries if part_of(e) in parts]
+            return gcs.verify_objects(client, target.removeprefix("gs://"), files)
         env = get_environment(composer_client(), environment_name(cs, target))
         problems = gcs.verify_objects(client, environment_bucket(env), objects)
-        if "metadata" in parts and any(part_of(e) == "metadata" for e in manifest.entries):
+        metadata = [e for e in manifest.entries if part_of(e) == "metadata"]
+        if "metadata" in parts and metadata:
+            exports, box = self.metadata_exports(cs, ctx.store, metadata)
             api = airflow_api(cs, env)
-            for kind in KINDS:
-                names = {str(i.get("key") or i.get("connection_id") or i.get("name")) for i in api.list(kind)}
-                expected = manifest.source_state.get("counts", {}).get(kind, 0)
-                if len(names) < expected:
-                    problems.append(f"{kind}: {len(names)} in {env.name}, backup holds {expected}")
+            for kind in (k for k in KINDS if k in exports):
+                data = exports[kind]
+                for item in import_items(api, kind, data["items"], box, data.get("masked", {}), dry_run=True):
+                    # an item held as a reference (or with masked keys) is set by hand: not compared
+                    if item["action"] == "create" or (item["action"] == "update" and not item["note"]):
+                        how = "missing" if item["action"] == "create" else "differs from the backup"
+                        problems.append(f"{kind} {item['name']}: {how} in {env.name}")
         return problems
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:
-        """A scratch bucket: a drill cannot create a Composer environment, so it restores the
-        DAGs, plugins and data files into a bucket and verifies them there (metadata and config
-        are checked against the source by validation)."""
+        """A scratch bucket: a drill cannot create a Composer environment, so it restores every
+        part's files into a bucket and verifies them there (see `plan_into_bucket`)."""
         base = manifest.source.lower()[: 63 - len(suffix) - 16].rstrip("-._")
         return f"gs://{check_bucket(f'{base}-composer-drill-{suffix}'.lower())}"
 
     def remove_target(self, settings: BackstopSettings, target: str) -> None:
         if target.startswith("gs://"):
             gcs.COMPONENT.remove_target(settings, target)
-
-
-def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:
-    known = (*PARTS, "snapshot") if allow_snapshot else PARTS
-    unknown = [p for p in parts if p not in known]
-    if unknown:
-        raise InvalidInput(f"unknown composer part(s) {', '.join(unknown)}: choose from {', '.join(known)}")
-    return list(dict.fromkeys(parts))
 
 
 COMPONENT = ComposerComponent()

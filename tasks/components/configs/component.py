@@ -26,13 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.core.archive import (
     ARCHIVE_NAME,
+    HEAD_BYTES,
     ArchiveWriter,
     FileRecord,
     check_member_name,
     compare_files,
     extract_archive,
+    is_selected,
     iter_archive,
     matches,
+    needs_whole_file,
+    secret_reason,
     syntax_problem,
 )
 from backstop.core.errors import InvalidInput, NotFound, ValidationFailed
@@ -115,6 +119,10 @@ def archive_source(
     )
     state = {
         "path": source.path,
+        # what the source selects: an exact restore deletes only files these patterns take
+        "include": source.include,
+        "exclude": source.exclude,
+        "include_secrets": source.include_secrets,
         "file_count": len(found.files),
         "bytes": sum(f.size for f in found.files),
         "files": [f.to_dict() for f in found.files],
@@ -218,6 +226,36 @@ def verify_restored_files(
     return problems
 
 
+def added_files(
+    settings: BackstopSettings, manifest: BackupManifest, location: Location, only: list[str] | None
+) -> list[str]:
+    """Files at `location` that the backup would have taken but does not hold (added after it):
+    selected by the source's include / exclude patterns (and `only`), not left out as a secret or
+    as something other than a file when the backup was taken, and not secret-looking now."""
+    state = manifest.source_state
+    try:
+        defined = find_source(settings, manifest.source)
+    except NotFound:
+        defined = ConfigSource(name=manifest.source, path=str(state.get("path") or "."))
+    include = state.get("include", defined.include)
+    exclude = state.get("exclude", defined.exclude)
+    allowed = state.get("include_secrets", defined.include_secrets)
+    held = {r.path for r in manifest_files(manifest)}
+    held |= {s["path"] for s in state.get("skipped_secrets", [])} | set(state.get("skipped_other", []))
+    added = []
+    for path in location.files():
+        if path in held or not is_selected(path, include, exclude):
+            continue
+        if only and not any(path == p or matches(path, [p]) for p in only):
+            continue
+        data = location.read(path) or b""
+        whole = data if needs_whole_file(path, len(data)) else None
+        if secret_reason(path, data[:HEAD_BYTES], whole) and not matches(path, allowed):
+            continue  # a secret is never backed up, so never "added after": left alone
+        added.append(path)
+    return added
+
+
 class ConfigsOptions(BaseModel):
     """Options of configuration file backups."""
 
@@ -299,12 +337,18 @@ class ConfigsComponent(LifecycleMethods):
         records = select_files(manifest_files(manifest), request.only)
         location = open_location(where, ctx.store.client)
         contents = staged_contents(ctx.store, manifest, records)
+        actions = location.plan(records, contents)
+        if request.exact:
+            actions += [
+                {"name": path, "change": "delete", "why": "not in the backup"}
+                for path in added_files(ctx.settings, manifest, location, request.only)
+            ]
         return RestorePlan(
             target=location.describe(),
             into_original=location.describe() == open_location(original, ctx.store.client).describe()
             if original
             else False,
-            actions=location.plan(records, contents),
+            actions=actions,
             private=(location, records, contents),
         )
 
@@ -313,6 +357,9 @@ class ConfigsComponent(LifecycleMethods):
     ) -> None:
         location, records, contents = plan.private
         location.write_planned(records, contents, plan.actions, request.overwrite)
+        if request.overwrite:
+            for action in (a for a in plan.actions if a["change"] == "delete"):
+                location.delete(action["name"])
 
     def verify_restored(
         self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None

@@ -187,6 +187,14 @@ class Location:
     def write(self, record: FileRecord, data: bytes) -> None:
         raise NotImplementedError
 
+    def files(self) -> list[str]:
+        """Relative paths of the regular files here (none when the root does not exist)."""
+        raise NotImplementedError
+
+    def delete(self, path: str) -> None:
+        """Delete the file `path` (one already gone is fine)."""
+        raise NotImplementedError
+
     def plan(self, records: list[FileRecord], contents: dict[str, bytes]) -> list[dict[str, Any]]:
         """Per file, what restoring it here changes (`change` as in tasks.engine.protocol.CHANGES), with
         a text diff for replaced files that are not secret-looking."""
@@ -195,7 +203,7 @@ class Location:
             kind, current = self.state(record.path)
             data = contents[record.path]
             item: dict[str, Any] = {"name": record.path, "size": record.size}
-            if kind == "file" and current == data:
+            if kind == "file" and current == data and self.mode(record.path) in (None, record.mode):
                 item["change"] = "unchanged"
             elif kind == "missing":
                 item["change"] = "create"
@@ -282,6 +290,20 @@ class LocalDirectory(Location):
             Path(temp).unlink(missing_ok=True)
             raise
 
+    def files(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for dirpath, _, filenames in os.walk(self.root, followlinks=False):
+            for filename in filenames:
+                full = Path(dirpath) / filename
+                if full.is_file() and not full.is_symlink():
+                    found.append(full.relative_to(self.root).as_posix())
+        return sorted(found)
+
+    def delete(self, path: str) -> None:
+        self._dest(path).unlink(missing_ok=True)
+
 
 class GcsPrefix(Location):
     def __init__(self, path: str, client: Any) -> None:
@@ -309,6 +331,23 @@ class GcsPrefix(Location):
         name = self.prefix + str(check_member_name(record.path))
         with converted_errors(f"writing gs://{self.bucket_name}/{name}"):
             self.bucket.blob(name).upload_from_string(data, timeout=TIMEOUT, retry=RETRY, checksum="crc32c")
+
+    def files(self) -> list[str]:
+        with converted_errors(f"listing gs://{self.bucket_name}/{self.prefix}"):
+            if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT, retry=RETRY) is None:
+                return []
+            blobs = self.client.list_blobs(
+                self.bucket_name, prefix=self.prefix or None, timeout=TIMEOUT, retry=RETRY
+            )
+            return sorted(b.name[len(self.prefix) :] for b in blobs if not b.name.endswith("/"))
+
+    def delete(self, path: str) -> None:
+        name = self.prefix + str(check_member_name(path))
+        try:
+            with converted_errors(f"deleting gs://{self.bucket_name}/{name}"):
+                self.bucket.blob(name).delete(timeout=TIMEOUT, retry=RETRY)
+        except NotFound:
+            return
 
 
 def open_location(target: str, client: Any) -> Location:

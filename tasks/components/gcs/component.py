@@ -16,11 +16,11 @@ from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ConfigDict, Field
 
 from backstop.core.errors import NotFound
-from backstop.core.manifest import BackupManifest, ManifestEntry, select
+from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
+from tasks.catalog import points
 from tasks.components.gcs import resume as gcs_resume
 from tasks.components.gcs.copy import copy_batch, remove_bucket, write_objects  # the copy path
 from tasks.components.gcs.plan import (
@@ -28,14 +28,14 @@ from tasks.components.gcs.plan import (
     PlanCounts,
     SourceObject,
     growing_batches,
+    in_scope,
     matching,
     plan_backup,
     source_object,
 )
-from tasks.components.gcs.restore import decide, plan_bucket, target_listing, verify_bucket
+from tasks.components.gcs.restore import decide, delete_objects, plan_bucket, target_listing, verify_bucket
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
-from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.spool import EntrySpool
 
@@ -61,17 +61,6 @@ def list_source(client: Any, bucket: str, prefixes: list[str] | None = None) -> 
         if obj.name != last:
             yield obj
         last = obj.name
-
-
-def previous_backup(store: BackupStore, bucket: str) -> BackupManifest | None:
-    """The newest backup of `bucket` not found invalid: its header found in the catalog index,
-    then only that manifest read (its entries are streamed by the plan)."""
-    headers = [
-        h
-        for h in select(index.read_headers(store, NAME, bucket, on_damaged=lambda _: None))
-        if h.status != "invalid"
-    ]
-    return index.first_loadable(store, headers, where=lambda m: m.status != "invalid")
 
 
 def source_state(bucket: str, prefixes: list[str] | None, counts: PlanCounts, entries: Any) -> dict[str, Any]:
@@ -150,7 +139,7 @@ class GcsComponent(LifecycleMethods):
         backup's entries are merged; reused entries go to the spool the lifecycle commits from."""
         bucket, prefixes = manifest.source, ctx.options.prefixes
         objects = list_source(storage_client(ctx.settings.project), bucket, prefixes)
-        previous = previous_backup(ctx.store, bucket)
+        previous = points.previous_backup(ctx.store, NAME, bucket)
         unfinished, resumed = gcs_resume.copied_by_unfinished(ctx.store, manifest)
         kept, counts = EntrySpool(), PlanCounts()
         try:
@@ -213,7 +202,9 @@ class GcsComponent(LifecycleMethods):
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         bucket = request.target or manifest.source
         wanted = matching(ctx.store.iter_entries(manifest), request.only)
-        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted)
+        prefixes = manifest.source_state.get("prefixes") or None
+        scope = (lambda name: in_scope(name, prefixes, request.only)) if request.exact else None
+        planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted, scope)
         if request.only and not planned.counts:
             planned.close()
             raise NotFound(f"nothing in backup {manifest.backup_id} matches {', '.join(request.only)}")
@@ -239,6 +230,8 @@ class GcsComponent(LifecycleMethods):
             write_objects(
                 client, ctx.store, bucket, actions, manifest.backup_id, rate=ctx.settings.gcs_write_rate
             )
+            if request.overwrite:
+                delete_objects(client, bucket, planned.deletes)
         finally:
             planned.close()
 
@@ -258,7 +251,7 @@ class GcsComponent(LifecycleMethods):
 
 
 def verify_objects(client: Any, bucket: str, entries: list[ManifestEntry]) -> list[str]:
-    """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
+    """Differences between `bucket` and the entries (missing objects, other size, crc32c or metadata)."""
     return verify_bucket(client, bucket, entries)
 
 

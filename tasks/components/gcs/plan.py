@@ -17,6 +17,7 @@ Storage spreads over its servers slowly. Backups written before the spread (the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -175,24 +176,57 @@ def growing_batches(first: int = 1000, most: int = 50_000, units: int = 100) -> 
 
 
 Action = Literal["create", "overwrite", "unchanged", "conflict"]
+Held = tuple[int, str | None, str | None]  # (size, crc32c, kept metadata as JSON or None: not compared)
+
+
+def kept_metadata(metadata: dict[str, Any]) -> str | None:
+    """An entry's (or a listed object's) properties and custom metadata as one comparable string;
+    None for an entry of a backup that kept no metadata (then only the bytes are compared)."""
+    if "properties" not in metadata:
+        return None
+    kept = {"properties": metadata.get("properties") or {}, "custom": metadata.get("custom") or {}}
+    return json.dumps(kept, sort_keys=True)
+
+
+def listed_metadata(blob: Any) -> str | None:
+    """What a listed object holds of the metadata a backup keeps (see `kept_metadata`)."""
+    return kept_metadata(entry_for(source_object(blob), "").metadata)
+
+
+def same_object(entry: ManifestEntry, there: Held) -> bool:
+    """Whether an object there is the entry: same bytes and, where the backup kept it, same metadata."""
+    if (there[0], there[1]) != (entry.size, entry.crc32c):
+        return False
+    wanted = kept_metadata(entry.metadata)
+    return wanted is None or there[2] is None or wanted == there[2]
 
 
 def plan_restore(
-    entries: Iterable[ManifestEntry],
-    existing: dict[str, tuple[int, str | None]],
-    overwrite: bool,
+    entries: Iterable[ManifestEntry], existing: dict[str, Held], overwrite: bool
 ) -> list[tuple[ManifestEntry, Action]]:
-    """Per entry: create it, leave it (same content there), overwrite it (asked to) or conflict."""
+    """Per entry: create it, leave it (same content and metadata there), overwrite it (asked to) or
+    conflict."""
     plan: list[tuple[ManifestEntry, Action]] = []
     for entry in entries:
         there = existing.get(entry.name)
         if there is None:
             plan.append((entry, "create"))
-        elif there == (entry.size, entry.crc32c):
+        elif same_object(entry, there):
             plan.append((entry, "unchanged"))
         else:
             plan.append((entry, "overwrite" if overwrite else "conflict"))
     return plan
+
+
+def in_scope(name: str, prefixes: list[str] | None, only: list[str] | None) -> bool:
+    """Whether object `name` lies in what a backup of `prefixes` (all: None or []) restores when
+    asked for `only` (object names or prefixes ending in '/' or '*', as `matching`): the scope
+    an exact restore deletes in."""
+    if prefixes and not any(name.startswith(p) for p in prefixes):
+        return False
+    return not only or any(
+        part.endswith(("/", "*")) and name.startswith(part.rstrip("*")) or name == part for part in only
+    )
 
 
 def matching(entries: Iterable[ManifestEntry], only: list[str] | None) -> Iterator[ManifestEntry]:

@@ -3,18 +3,26 @@
 A backup of millions of objects is never held whole: its entries are streamed from the manifest
 (a chunk at a time), the target bucket's listing is spooled to disk once, and each batch of
 entries is decided against it. What is to be written is spooled too; the plan keeps only counts,
-the items a person must see (replacements, blocked ones) and a bounded sample of the rest.
+the items a person must see (replacements, deletes, blocked ones) and a bounded sample of the rest.
+
+An object is "unchanged" only when its bytes (size, crc32c) and the metadata the backup kept
+(content type and the other kept properties, custom metadata) are the backup's. An exact restore
+also plans a "delete" for every object of the restored scope (the backed-up prefixes, narrowed by
+`only`) that the backup does not hold: what appeared after it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.api_core import exceptions as gexc
+
 from backstop.core.manifest import ManifestEntry
-from tasks.components.gcs.plan import Action, plan_restore
+from tasks.components.gcs.plan import Action, kept_metadata, listed_metadata, plan_restore, same_object
+from tasks.storage.copies import ramp_for, run_stream
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.parallel import batched
 from tasks.storage.spool import EntrySpool, KeySpool
@@ -22,16 +30,18 @@ from tasks.storage.spool import EntrySpool, KeySpool
 BATCH = 5000  # entries decided at a time
 SHOWN = 1000  # creates / unchanged listed one by one in a plan (all are counted)
 CHANGE = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
+Scope = Callable[[str], bool]  # object name -> in the scope an exact restore deletes in
 
 
 def target_listing(client: Any, bucket: str) -> KeySpool:
-    """What `bucket` holds, name -> (size, crc32c), spooled to disk (empty when it does not exist)."""
+    """What `bucket` holds, name -> (size, crc32c, kept metadata as JSON), spooled to disk (empty
+    when it does not exist)."""
     spool = KeySpool()
     try:
         with converted_errors(f"target bucket gs://{bucket}"):
             if client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY) is not None:
                 listing = client.list_blobs(bucket, timeout=TIMEOUT, retry=RETRY)
-                spool.add((b.name, int(b.size or 0), b.crc32c, None) for b in listing)
+                spool.add((b.name, int(b.size or 0), b.crc32c, listed_metadata(b)) for b in listing)
     except BaseException:
         spool.close()
         raise
@@ -43,45 +53,87 @@ def decide(
 ) -> Iterator[tuple[ManifestEntry, Action]]:
     """Per entry, in batches: create it, leave it, overwrite it (asked to) or conflict."""
     for batch in batched(entries, BATCH):
-        held = {k: (v[0], v[1]) for k, v in there.lookup([e.name for e in batch]).items()}
-        yield from plan_restore(batch, held, overwrite)
+        yield from plan_restore(batch, there.lookup([e.name for e in batch]), overwrite)
 
 
 @dataclass
 class Planned:
-    """A streamed restore plan: what to write (spooled), counts, and the actions worth listing."""
+    """A streamed restore plan: what to write and delete (spooled), counts, the actions worth listing."""
 
     creates: EntrySpool = field(default_factory=EntrySpool)
     replaces: EntrySpool = field(default_factory=EntrySpool)
+    deletes: KeySpool = field(default_factory=KeySpool)
     counts: Counter[str] = field(default_factory=Counter)
     actions: list[dict[str, Any]] = field(default_factory=list)
 
     def close(self) -> None:
         self.creates.close()
         self.replaces.close()
+        self.deletes.close()
 
 
-def plan_bucket(client: Any, bucket: str, entries: Iterable[ManifestEntry]) -> Planned:
-    """Decide every entry against `bucket`'s current content (see the module docstring)."""
+def plan_bucket(
+    client: Any, bucket: str, entries: Iterable[ManifestEntry], scope: Scope | None = None
+) -> Planned:
+    """Decide every entry against `bucket`'s current content (see the module docstring); with
+    `scope` (an exact restore), also what `bucket` holds in scope that the entries do not."""
     planned = Planned()
     try:
-        with target_listing(client, bucket) as there:
+        with target_listing(client, bucket) as there, KeySpool() as wanted:
             for batch in batched(decide(there, entries, overwrite=True), BATCH):
                 planned.creates.add(e for e, a in batch if a == "create")
                 planned.replaces.add(e for e, a in batch if a == "overwrite")
+                if scope is not None:
+                    wanted.add((e.name, 0, None, None) for e, _ in batch)
                 for entry, action in batch:
                     change = CHANGE[action]
                     planned.counts[change] += 1
                     if change == "replace" or planned.counts[change] <= SHOWN:
                         planned.actions.append({"name": entry.name, "change": change, "bytes": entry.size})
+            if scope is not None:
+                _plan_deletes(planned, there, wanted, scope)
     except BaseException:
         planned.close()
         raise
     return planned
 
 
+def _plan_deletes(planned: Planned, there: KeySpool, wanted: KeySpool, scope: Scope) -> None:
+    """A "delete" per object of the target in scope that the backup does not hold (folder markers,
+    empty 'x/' objects a backup never takes, are left alone)."""
+    for batch in batched(there.items(), BATCH):
+        held = wanted.lookup([name for name, _ in batch])
+        extra = [
+            (name, info)
+            for name, info in batch
+            if name not in held and scope(name) and not (name.endswith("/") and info[0] == 0)
+        ]
+        planned.deletes.add((name, info[0], info[1], None) for name, info in extra)
+        planned.counts["delete"] += len(extra)
+        planned.actions += [
+            {"name": name, "change": "delete", "bytes": info[0], "why": "not in the backup"}
+            for name, info in extra
+        ]
+
+
+def delete_objects(client: Any, bucket: str, deletes: KeySpool) -> None:
+    """Delete the objects an exact restore planned to delete from `bucket` (one already gone is fine)."""
+    target, ramp = client.bucket(bucket), ramp_for(bucket)
+
+    def delete(name: str) -> None:
+        ramp.wait()
+        with converted_errors(f"deleting gs://{bucket}/{name}"):
+            try:
+                target.blob(name).delete(timeout=TIMEOUT, retry=ramp.retry)
+            except gexc.NotFound:
+                return
+
+    run_stream(delete, (name for name, _ in deletes.items()))
+
+
 def verify_bucket(client: Any, bucket: str, entries: Iterable[ManifestEntry]) -> list[str]:
-    """Differences between `bucket` and the entries (missing objects, other size or crc32c)."""
+    """Differences between `bucket` and the entries: missing objects, other size or crc32c, other
+    metadata (content type, the other kept properties, custom metadata) than the backup kept."""
     problems: list[str] = []
     with target_listing(client, bucket) as there:
         for batch in batched(entries, BATCH):
@@ -93,5 +145,10 @@ def verify_bucket(client: Any, bucket: str, entries: Iterable[ManifestEntry]) ->
                 elif got[:2] != (entry.size, entry.crc32c):
                     problems.append(
                         f"differs in gs://{bucket}: {entry.name} {got[:2]} vs backup {(entry.size, entry.crc32c)}"
+                    )
+                elif not same_object(entry, got):
+                    problems.append(
+                        f"metadata differs in gs://{bucket}: {entry.name} {got[2]} vs backup "
+                        f"{kept_metadata(entry.metadata)}"
                     )
     return problems

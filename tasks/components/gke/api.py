@@ -11,10 +11,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from backstop.core.errors import BackstopError, ConfigError
-from backstop.core.manifest import BackupManifest, select
+from backstop.core.retention import RetentionPolicy
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
-from tasks.catalog import index
 from tasks.components.gke.plans import (
     GkeClusterSettings,
     GkeSettings,
@@ -24,7 +23,6 @@ from tasks.components.gke.plans import (
     plan_diff,
     update_mask,
 )
-from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 NAME = "gke"
@@ -126,6 +124,29 @@ def build_plan(name: str, fields: dict[str, Any]) -> Any:
     )
 
 
+MAX_RETAIN_DAYS = 990  # the longest Backup for GKE keeps a backup (backup_retain_days)
+
+
+def required_retain_days(settings: BackstopSettings, item: GkeClusterSettings) -> int:
+    """The longest Backstop's retention of `gke/<cluster>` keeps a backup (0: no time bound).
+
+    Past MAX_RETAIN_DAYS, 0: Backup for GKE then never deletes on its own and prune deletes each
+    backup with its manifest (GkeComponent.delete)."""
+    policy = RetentionPolicy.from_settings(settings.retention_for(NAME, item.short_name))
+    days = policy.kept_for_days()
+    return 0 if days > MAX_RETAIN_DAYS else days
+
+
+def plan_retain_days(settings: BackstopSettings, item: GkeClusterSettings) -> int:
+    """The retain_days Backstop gives the cluster's plan: the settings' value, else the required one."""
+    return item.retain_days if item.retain_days is not None else required_retain_days(settings, item)
+
+
+def retention_gap(retain_days: int, required: int) -> bool:
+    """Whether a plan deleting after `retain_days` (0: never) deletes backups Backstop still keeps."""
+    return retain_days != 0 and (required == 0 or retain_days < required)
+
+
 def ensure_plan(
     settings: BackstopSettings,
     gke: GkeSettings,
@@ -140,6 +161,7 @@ def ensure_plan(
     client = client or gke_backup_client()
     parent = location_path(settings, gke)
     name = f"{parent}/backupPlans/{item.plan_id}"
+    item = item.model_copy(update={"retain_days": plan_retain_days(settings, item)})
     desired = desired_plan(item, cluster_path(gke.project or settings.project, gke.location, item.cluster))
     with converted_errors(f"Backup for GKE plan {name}"):
         try:
@@ -195,17 +217,3 @@ def backup_state(backup: Any) -> dict[str, Any]:
         "delete_lock_days": int(backup.delete_lock_days),
         "encryption_key": backup.encryption_key.gcp_kms_encryption_key or None,
     }
-
-
-def previous_good(store: BackupStore, source: str, before: BackupManifest) -> BackupManifest | None:
-    found = [
-        h
-        for h in select(
-            index.read_headers(store, NAME, source, on_damaged=logger.warning),
-            NAME,
-            source,
-            validated_only=True,
-        )
-        if h.backup_id != before.backup_id and h.started_at <= before.started_at
-    ]
-    return index.first_loadable(store, found, on_damaged=logger.warning, validated_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -19,6 +20,7 @@ from backstop.core.manifest import BackupManifest
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
 from tasks.components.gke.api import NAME, Log, follow, gke_settings, gke_types, location_path, logger
+from tasks.components.gke.namespaces import delete_namespaces, scratch_namespaces
 from tasks.components.gke.plans import (
     GkeSettings,
     check_namespace,
@@ -32,6 +34,56 @@ from tasks.components.gke.plans import (
 from tasks.engine.protocol import RestoreReport
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+
+
+@dataclass
+class Scope:
+    """What one restore covers: the target cluster, namespaces, renames, the restore config."""
+
+    cluster: str
+    cluster_name: str
+    chosen: list[str]
+    renames: dict[str, str]
+    selectors: list[dict[str, str]]
+    config: Any
+
+
+def restore_scope(
+    settings: BackstopSettings,
+    gke: GkeSettings,
+    manifest: BackupManifest,
+    target: str | None,
+    only: list[str] | None,
+    overwrite: bool,
+    rename: dict[str, str] | list[str] | None,
+    resources: list[str] | None,
+) -> Scope:
+    """The namespaces (and resources) a restore of `manifest` into `target` covers, checked
+    against the backup (NotFound names a namespace it does not hold)."""
+    state = manifest.source_state
+    if state.get("state") != "SUCCEEDED":
+        raise ValidationFailed(
+            f"backup {manifest.backup_id} of {manifest.source} is {state.get('state')}: not restorable"
+        )
+    cluster_name, suffix = parse_target(target or manifest.source)
+    cluster = cluster_path(gke.project or settings.project, gke.location, cluster_name)
+    backed_up = state.get("namespaces") or []
+    selectors = parse_resources(resources)
+    chosen = [check_namespace(n) for n in only or []]
+    if selectors and (chosen or all(s["namespace"] for s in selectors)):
+        chosen = sorted(set(chosen) | {s["namespace"] for s in selectors if s["namespace"]})
+    missing = [n for n in chosen if backed_up and n not in backed_up]
+    if missing:
+        raise NotFound(
+            f"namespace(s) {', '.join(missing)} not in backup {manifest.backup_id} ({', '.join(backed_up)})"
+        )
+    renames = parse_renames(rename)
+    if suffix:  # a scratch restore: only named namespaces, each under a new name
+        chosen = chosen or backed_up or _drill_namespaces(gke, manifest.source)
+        renames = {ns: renames.get(ns, suffixed(ns, suffix)) for ns in chosen}
+    cluster_kinds = sorted({(s["group"], s["kind"]) for s in selectors if not s["namespace"]})
+    config = restore_config(chosen, renames, overwrite, cluster_kinds if selectors else None)
+    return Scope(cluster, cluster_name, chosen, renames, selectors, config)
 
 
 def restore_backup(
@@ -54,53 +106,60 @@ def restore_backup(
     """
     started = time.monotonic()
     gke = gke_settings(settings, gke)
-    state = manifest.source_state
-    if state.get("state") != "SUCCEEDED":
-        raise ValidationFailed(
-            f"backup {manifest.backup_id} of {manifest.source} is {state.get('state')}: not restorable"
-        )
-    cluster_name, suffix = parse_target(target or manifest.source)
-    project = gke.project or settings.project
-    cluster = cluster_path(project, gke.location, cluster_name)
-    backed_up = state.get("namespaces") or []
-    selectors = parse_resources(resources)
-    chosen = [check_namespace(n) for n in only or []]
-    if selectors and (chosen or all(s["namespace"] for s in selectors)):
-        chosen = sorted(set(chosen) | {s["namespace"] for s in selectors if s["namespace"]})
-    missing = [n for n in chosen if backed_up and n not in backed_up]
-    if missing:
-        raise NotFound(
-            f"namespace(s) {', '.join(missing)} not in backup {manifest.backup_id} ({', '.join(backed_up)})"
-        )
-    renames = parse_renames(rename)
-    if suffix:  # a scratch restore: only named namespaces, each under a new name
-        chosen = chosen or backed_up or _drill_namespaces(gke, manifest.source)
-        renames = {ns: renames.get(ns, suffixed(ns, suffix)) for ns in chosen}
-    cluster_kinds = sorted({(s["group"], s["kind"]) for s in selectors if not s["namespace"]})
-    config = restore_config(chosen, renames, overwrite, cluster_kinds if selectors else None)
+    scope = restore_scope(settings, gke, manifest, target, only, overwrite, rename, resources)
     report = RestoreReport(
         NAME, manifest.source, manifest.backup_id, target or manifest.source, dry_run=dry_run
     )
+    backed_up = manifest.source_state.get("namespaces") or []
     report.actions = [
-        {"namespace": ns, "restore_as": renames.get(ns, ns)} for ns in (chosen or backed_up or ["*"])
+        {"namespace": ns, "restore_as": scope.renames.get(ns, ns)}
+        for ns in (scope.chosen or backed_up or ["*"])
     ]
-    report.actions += [{"resource": r, "restore_as": _restored_as(r, renames)} for r in resources or []]
-    if dry_run:
-        report.seconds = time.monotonic() - started
-        return report
-    client = gke_backup_client()
-    t = gke_types()
-    plan_id = restore_plan_id(state["backup_plan"].rsplit("/", 1)[-1], cluster, {"config": repr(config)})
+    report.actions += [{"resource": r, "restore_as": _restored_as(r, scope.renames)} for r in resources or []]
+    if not dry_run:
+        restore = run_restore(settings, gke, manifest, scope, target, log)
+        check_outcome(restore, manifest, scope.cluster, overwrite)
+        report.created = int(restore.resources_restored_count)
+        report.actions.append(
+            {
+                "restore": restore.name,
+                "resources_restored": report.created,
+                "resources_excluded": int(restore.resources_excluded_count),
+                "volumes_restored": int(restore.volumes_restored_count),
+            }
+        )
+        log(
+            f"restore {restore.name}: {report.created} resources, "
+            f"{restore.volumes_restored_count} volumes restored"
+        )
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def run_restore(
+    settings: BackstopSettings,
+    gke: GkeSettings,
+    manifest: BackupManifest,
+    scope: Scope,
+    target: str | None,
+    log: Log,
+) -> Any:
+    """Create (or reuse) the restore plan of `scope`, run one Restore under it, follow it to the end
+    and return it as Backup for GKE reports it."""
+    client, t, state = gke_backup_client(), gke_types(), manifest.source_state
+    plan_id = restore_plan_id(
+        state["backup_plan"].rsplit("/", 1)[-1], scope.cluster, {"config": repr(scope.config)}
+    )
     parent = location_path(settings, gke)
     plan_name = f"{parent}/restorePlans/{plan_id}"
-    with converted_errors(f"Backup for GKE restore of {manifest.backup_id} into {cluster}"):
+    with converted_errors(f"Backup for GKE restore of {manifest.backup_id} into {scope.cluster}"):
         try:
             client.get_restore_plan(name=plan_name, timeout=TIMEOUT, retry=RETRY)
         except gexc.NotFound:
             plan = t.RestorePlan(
                 backup_plan=state["backup_plan"],
-                cluster=cluster,
-                restore_config=config,
+                cluster=scope.cluster,
+                restore_config=scope.config,
                 labels={"managed-by": "backstop", "backstop-target": _label(target or manifest.source)},
             )
             follow(
@@ -114,34 +173,26 @@ def restore_backup(
         restore_id = f"r-{manifest.backup_id.lower()}-{int(time.time() * 1000) % 10**8}"
         op = client.create_restore(
             parent=plan_name,
-            restore=t.Restore(backup=state["backup_name"], filter=restore_filter(selectors)),
+            restore=t.Restore(backup=state["backup_name"], filter=restore_filter(scope.selectors)),
             restore_id=restore_id,
             timeout=TIMEOUT,
         )
-        with contextlib.suppress(BackstopError):  # the restore's own state says why, below
-            follow(op, f"restore {restore_id} into {cluster_name}", gke, log)
-        restore = client.get_restore(name=f"{plan_name}/restores/{restore_id}", timeout=TIMEOUT, retry=RETRY)
-    if restore.state.name != "SUCCEEDED":
-        reason = restore.state_reason or "no reason given"
-        if not overwrite and "already exist" in reason:
-            raise Conflict(
-                f"restore of {manifest.backup_id} into {cluster} refused: {reason}; pass overwrite to replace"
-            )
-        raise BackstopError(f"restore {restore.name} {restore.state.name}: {reason}")
-    report.created = int(restore.resources_restored_count)
-    report.actions.append(
-        {
-            "restore": restore.name,
-            "resources_restored": report.created,
-            "resources_excluded": int(restore.resources_excluded_count),
-            "volumes_restored": int(restore.volumes_restored_count),
-        }
-    )
-    report.seconds = time.monotonic() - started
-    log(
-        f"restore {restore.name}: {report.created} resources, {restore.volumes_restored_count} volumes restored"
-    )
-    return report
+        with contextlib.suppress(BackstopError):  # the restore's own state says why (check_outcome)
+            follow(op, f"restore {restore_id} into {scope.cluster_name}", gke, log)
+        return client.get_restore(name=f"{plan_name}/restores/{restore_id}", timeout=TIMEOUT, retry=RETRY)
+
+
+def check_outcome(restore: Any, manifest: BackupManifest, cluster: str, overwrite: bool) -> None:
+    """Raise unless the Restore succeeded: Conflict when it found existing resources without overwrite."""
+    if restore.state.name == "SUCCEEDED":
+        return
+    reason = restore.state_reason or "no reason given"
+    if not overwrite and "already exist" in reason:
+        raise Conflict(
+            f"restore of {manifest.backup_id} into {cluster} refused by Backup for GKE: {reason}; "
+            "overwrite was not asked for: nothing was replaced (pass overwrite to replace)"
+        )
+    raise BackstopError(f"restore {restore.name} {restore.state.name}: {reason}")
 
 
 def verify_restored(
@@ -181,12 +232,14 @@ def verify_restored(
 
 
 def remove_target(settings: BackstopSettings, target: str, gke: GkeSettings | None = None) -> None:
-    """Delete the restore plans (and their restores) Backstop made for `target`.
-
-    Backup for GKE has no call that deletes restored namespaces: delete the '-<suffix>' namespaces
-    with kubectl (the local server models the cluster and needs nothing).
-    """
+    """Delete what a restore into the scratch `target` ('cluster:suffix') made: the '-<suffix>'
+    namespaces (through the Kubernetes API: Backup for GKE cannot), then the restore plans (and
+    their restores). Raises naming what could not be removed."""
     gke, client = gke_settings(settings, gke), gke_backup_client()
+    cluster_name, suffix = parse_target(target)
+    if suffix:
+        cluster = cluster_path(gke.project or settings.project, gke.location, cluster_name)
+        delete_namespaces(cluster, scratch_namespaces(cluster, suffix))
     for plan in _target_plans(settings, target, gke):
         with converted_errors(f"deleting restore plan {plan.name}"):
             follow(

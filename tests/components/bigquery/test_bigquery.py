@@ -242,7 +242,8 @@ def test_restore_refuses_to_overwrite_then_overwrites_when_asked(
     bq.query(f"DELETE FROM `{PROJECT}.{dataset}.events` WHERE id > 100", timeout=20).result(timeout=30)
     with pytest.raises(Conflict, match="events") as caught:
         bq_component.restore(settings, store, manifest)
-    assert "types" in str(caught.value) and "empty," not in str(caught.value)
+    # only what differs is refused: "types" is as backed up (unchanged), "empty" holds no rows
+    assert "types" not in str(caught.value) and "empty," not in str(caught.value)
     assert query_value(bq, f"SELECT COUNT(*) FROM `{PROJECT}.{dataset}.events`") == 100  # nothing written
 
     report = bq_component.restore(settings, store, manifest, only=["events"], overwrite=True, yes=True)
@@ -318,9 +319,12 @@ def test_cli_backup_and_restore_plan(
                  "--json"]) == 0  # fmt: skip
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["source"] == dataset and rows[0]["status"] == "validated"
+    table = bq.get_table(f"{PROJECT}.{dataset}.types")
+    table.description = "changed after the backup"  # the source table now differs from the backup
+    bq.update_table(table, ["description"])
     args = ["--settings", saved_settings, "restore", "bigquery", "--dataset", dataset, "--backup-id",
             rows[0]["backup_id"], "--dry-run"]  # fmt: skip
-    assert main([*args, "--json"]) == 0  # the plan shows the conflict with the non-empty source table
+    assert main([*args, "--json"]) == 0  # the plan shows the conflict with the changed source table
     assert json.loads(capsys.readouterr().out)["conflicts"] == 1
     assert main(args[:-1]) == 2  # and the restore itself refuses it before writing anything
     assert "types" in capsys.readouterr().err

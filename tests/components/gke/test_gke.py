@@ -32,6 +32,7 @@ def server() -> Iterator[GkeBackupServer]:
 @pytest.fixture
 def gke_env(server: GkeBackupServer, monkeypatch: pytest.MonkeyPatch) -> GkeBackupServer:
     monkeypatch.setenv("GKE_BACKUP_EMULATOR_HOST", server.target)
+    monkeypatch.setenv("KUBERNETES_EMULATOR_HOST", server.kube_url)
     return server
 
 
@@ -206,6 +207,8 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
     assert "payments-drill-ab12" in server.namespaces(full(cluster))
     assert COMPONENT.check_restored(settings, store, manifest, scratch, gke_config=drill_gke) == []
     COMPONENT.remove_target(settings, scratch, gke=drill_gke)
+    assert "payments-drill-ab12" not in server.namespaces(full(cluster))  # the drill leaves nothing
+    assert "payments" in server.namespaces(full(cluster))
     assert COMPONENT.check_restored(settings, store, manifest, scratch, gke_config=drill_gke) == [
         f"no restore of {manifest.backup_id} into {scratch} found in Backup for GKE"
     ]

@@ -1,0 +1,127 @@
+"""Bucket IAM for localdev/servers/gcs_policy_server.py: the permissions of predefined and custom
+roles, who the caller is (the bearer token names the principal, `blocks.clients.LocalPrincipalCredentials`),
+what it holds on a bucket through the bucket's IAM policy, testIamPermissions, and the permission
+each route needs."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+# The storage permissions of the predefined roles Backstop's checks meet (a subset of each role:
+# the bucket- and object-level permissions).
+PREDEFINED_ROLES: dict[str, set[str]] = {
+    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectCreator": {"storage.objects.create"},
+    "roles/storage.objectUser": {
+        "storage.objects.create",
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.list",
+        "storage.objects.update",
+    },
+    "roles/storage.objectAdmin": {
+        "storage.objects.create",
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.getIamPolicy",
+        "storage.objects.list",
+        "storage.objects.setIamPolicy",
+        "storage.objects.update",
+    },
+    "roles/storage.legacyBucketReader": {"storage.buckets.get", "storage.objects.list"},
+    "roles/storage.admin": {
+        "storage.buckets.create",
+        "storage.buckets.delete",
+        "storage.buckets.get",
+        "storage.buckets.getIamPolicy",
+        "storage.buckets.list",
+        "storage.buckets.setIamPolicy",
+        "storage.buckets.update",
+        "storage.objects.create",
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.getIamPolicy",
+        "storage.objects.list",
+        "storage.objects.setIamPolicy",
+        "storage.objects.update",
+    },
+}
+
+
+class RoleBook:
+    """Permissions per role: the predefined storage roles and the custom roles of a YAML file."""
+
+    def __init__(self, roles_file: str | None = None) -> None:
+        self.roles = {name: set(perms) for name, perms in PREDEFINED_ROLES.items()}
+        if roles_file:
+            import yaml
+
+            document = yaml.safe_load(Path(roles_file).read_text()) or {}
+            for role in document.get("roles", []):
+                self.roles[role["id"]] = set(role["permissions"])
+
+    def permissions(self, role: str) -> set[str]:
+        """Permissions of `role`: predefined by name, custom as `projects/<p>/roles/<id>`."""
+        if role in self.roles:
+            return self.roles[role]
+        return self.roles.get(role.rsplit("/", 1)[-1], set())
+
+
+def caller_token(request: Any) -> str:
+    header = request.get_header("Authorization") or ""
+    return str(header.removeprefix("Bearer ").strip())
+
+
+def granted_permissions(request: Any, storage: Any, bucket: str, roles: RoleBook) -> set[str]:
+    """What the caller may do on `bucket` through the bucket's IAM policy (allUsers included)."""
+    token = caller_token(request)
+    members = {"allUsers"} if not token else {"allUsers", "allAuthenticatedUsers", token}
+    policy = storage.get_bucket_iam_policy(bucket) or {}
+    granted: set[str] = set()
+    for binding in policy.get("bindings") or []:
+        if members & set(binding.get("members") or []):
+            granted |= roles.permissions(binding.get("role", ""))
+    return granted
+
+
+def test_iam_permissions(
+    request: Any, response: Any, storage: Any, *args: Any, roles: RoleBook, **kwargs: Any
+) -> None:
+    """iam/testPermissions: the asked permissions the caller holds through the bucket's IAM policy."""
+    name = request.params.get("bucket_name")
+    if name not in storage.buckets:
+        response.status = HTTPStatus.NOT_FOUND
+        return
+    granted = granted_permissions(request, storage, name, roles)
+    asked = request.query.get("permissions") or []
+    response.json(
+        {"kind": "storage#testIamPermissionsResponse", "permissions": [p for p in asked if p in granted]}
+    )
+
+
+# The permission each route needs of a caller that names itself (see the module docstring).
+def route_needs(regex: str, method: str) -> dict[str, str]:
+    bucket, objects = "storage.buckets.", "storage.objects."
+    if "/copyTo/" in regex or "/rewriteTo/" in regex:
+        return {"bucket_name": objects + "get", "dest_bucket_name": objects + "create"}
+    table = [
+        ("/iam/testPermissions$", {}),
+        ("/iam$", {"GET": bucket + "getIamPolicy", "PUT": bucket + "setIamPolicy"}),
+        ("/lockRetentionPolicy$", {"POST": bucket + "update"}),
+        ("/compose$", {"POST": objects + "create"}),
+        ("/o$", {"GET": objects + "list", "POST": objects + "create", "PUT": objects + "create"}),
+        (
+            "/o/(?P<object_id>.*[^/]+)$",
+            {"GET": objects + "get", "DELETE": objects + "delete"},  # PATCH: object_patch decides
+        ),
+        (
+            "(?P<bucket_name>[-.\\w]+)$",
+            {"GET": bucket + "get", "PATCH": bucket + "update", "DELETE": bucket + "delete"},
+        ),
+    ]
+    for suffix, perms in table:
+        if regex.endswith(suffix):
+            return {"bucket_name": perms[method]} if method in perms else {}
+    return {}

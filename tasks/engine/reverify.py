@@ -1,0 +1,195 @@
+"""Re-verification of kept backups, for every component (backstop/core/reverify.py has the rules).
+
+For each component / source: every validated backup's stored objects are compared with the bucket's
+listing, the objects in this run's window are downloaded and checksummed (an object several backups
+share is read once), and what the backup holds outside the bucket is checked to still exist. A
+damaged backup is marked "invalid", one whose outside data is gone "expired" (a manifest update and
+a catalog status record, like validation), so no restore, drill or restore point chooses it again.
+The run's report is written to the backup bucket; the caller fails the run when anything was found.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from backstop.core.errors import BackstopError, NotFound, ValidationFailed
+from backstop.core.manifest import utcnow
+from backstop.core.reverify import (
+    VERIFY_PREFIX,
+    SourceResult,
+    VerificationReport,
+    in_window,
+    new_run_id,
+    position,
+    share_for,
+    window_start,
+)
+from blocks.settings import BackstopSettings
+from tasks.catalog import backups as catalog
+from tasks.catalog import index
+from tasks.engine import units
+from tasks.engine.lifecycle import loaded
+from tasks.engine.protocol import COMPONENTS, Context, get_component, stored_options
+from tasks.storage.bucket import BackupStore, open_store
+
+log = logging.getLogger(__name__)
+MAX_TASKS = 200  # Prefect task runs per flow run stay in the hundreds: sources are batched
+
+
+def reverify_source(
+    settings: BackstopSettings,
+    store: BackupStore,
+    component_name: str,
+    source: str,
+    start: float,
+    share: float,
+) -> SourceResult:
+    """Re-verify every validated backup of one source; mark what is damaged or expired."""
+    component = get_component(component_name)
+    result = SourceResult(component=component_name, source=source)
+    headers = [
+        h for h in index.read_headers(store, component_name, source, on_damaged=log.warning) if h.validated
+    ]
+    reads: dict[str, tuple[int, str]] = {}
+
+    def chosen(key: str) -> bool:
+        return in_window(position(key), start, share)
+
+    for header in sorted(headers, key=lambda h: (h.started_at, h.backup_id), reverse=True):
+        try:
+            manifest = index.load(store, header)
+        except NotFound:
+            continue  # pruned while we ran
+        except ValidationFailed as exc:
+            result.damaged[header.backup_id] = [str(exc)]  # unreadable: nothing to mark it in
+            continue
+        try:
+            stored = catalog.verify_stored(store, manifest, 0, read=chosen, reads=reads)
+        except ValidationFailed as exc:  # a chunk of its manifest is missing or damaged
+            stored = catalog.StoredCheck(problems=[str(exc)])
+        ctx = Context(settings, store, stored_options(component, manifest))
+        gone = component.gone_outside(ctx, loaded(component, store, manifest))
+        result.backups += 1
+        result.objects += stored.checked
+        result.read_back += stored.read_back
+        result.bytes_read += stored.bytes_read
+        if gone:
+            result.expired[manifest.backup_id] = gone
+            catalog.record_reverification(
+                store, manifest, "expired", gone + stored.problems, stored.read_back
+            )
+            _expire_secondary(settings, manifest, gone)
+        elif stored.problems:
+            result.damaged[manifest.backup_id] = stored.problems
+            catalog.record_reverification(store, manifest, "invalid", stored.problems, stored.read_back)
+    return result
+
+
+def _expire_secondary(settings: BackstopSettings, manifest: Any, gone: list[str]) -> None:
+    """Mark the secondary copy of an expired backup expired too: its outside data is the same, so a
+    restore falling back to the secondary must not choose it either. (A backup damaged in the primary
+    stays chosen in the secondary, whose copy was verified on its own.)"""
+    if manifest.secondary is None or not manifest.secondary.ok or not settings.secondary_bucket:
+        return
+    secondary = open_store(settings, secondary=True)
+    try:
+        there = secondary.read_manifest(manifest.path)
+    except (NotFound, ValidationFailed) as exc:
+        log.warning("secondary copy of expired backup %s not marked: %s", manifest.backup_id, exc)
+        return
+    catalog.record_reverification(secondary, there, "expired", gone, 0)
+
+
+def _batch(
+    settings: BackstopSettings,
+    store: BackupStore,
+    pairs: list[tuple[str, str]],
+    starts: dict[str, float],
+    share: float,
+) -> list[SourceResult]:
+    out = []
+    for component_name, source in pairs:
+        try:
+            out.append(
+                reverify_source(settings, store, component_name, source, starts[component_name], share)
+            )
+        except BackstopError as exc:  # one source's trouble (a service down) must not hide the others
+            found = SourceResult(component=component_name, source=source)
+            found.damaged["-"] = [f"could not be re-verified: {exc}"]
+            out.append(found)
+    return out
+
+
+def reverify(
+    settings: BackstopSettings,
+    store: BackupStore,
+    components: list[str] | None = None,
+    share: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> VerificationReport:
+    """Re-verify the kept backups of `components` (all when None), reading `share` of the ring
+    (default: the settings' reverify_every_days / reverify_period_days); write and return the report."""
+    names = [get_component(c).name for c in (components or list(COMPONENTS))]
+    share = (
+        share if share is not None else share_for(settings.reverify_period_days, settings.reverify_every_days)
+    )
+    reports = read_reports(store)
+    report = VerificationReport(
+        run_id=new_run_id(), at=utcnow(), share=share, starts={c: window_start(reports, c) for c in names}
+    )
+    pairs = [(c, s) for c, s in index.sources(store) if c in names]
+    size = max(1, -(-len(pairs) // MAX_TASKS))
+    for i in range(0, len(pairs), size):
+        chunk = pairs[i : i + size]
+        label = f"reverify-{chunk[0][0]}-{chunk[0][1]}" + (
+            f"-and-{len(chunk) - 1}-more" if len(chunk) > 1 else ""
+        )
+        found = units.step(label, _batch, settings, store, chunk, report.starts, share)
+        report.sources += found
+        for result in found:
+            if progress is not None:
+                progress(
+                    f"{result.component}/{result.source}: {result.backups} backup(s), "
+                    f"{result.read_back} object(s) re-read, {len(result.damaged)} damaged, "
+                    f"{len(result.expired)} expired"
+                )
+    report.finished_at = utcnow()
+    store.put_bytes(report.path, report.model_dump_json(indent=1).encode(), content_type="application/json")
+    return report
+
+
+def read_reports(
+    store: BackupStore, newest: int = 20, on_damaged: Callable[[str], None] | None = None
+) -> list[VerificationReport]:
+    """The newest re-verification reports in the bucket (their names sort by time)."""
+    keys = sorted(store.list(VERIFY_PREFIX))[-newest:]
+    found = []
+    for key in keys:
+        try:
+            found.append(VerificationReport.model_validate_json(store.get_bytes(key)))
+        except NotFound:
+            continue
+        except ValueError as exc:
+            (on_damaged or log.warning)(
+                f"{store.where(key)}: damaged re-verification report ({str(exc).splitlines()[0]})"
+            )
+    return found
+
+
+def summary_rows(report: VerificationReport) -> list[dict[str, Any]]:
+    """One row per source for people."""
+    return [
+        {
+            "component": r.component,
+            "source": r.source,
+            "backups": r.backups,
+            "objects": r.objects,
+            "read_back": r.read_back,
+            "bytes_read": r.bytes_read,
+            "damaged": ", ".join(r.damaged) or "-",
+            "expired": ", ".join(r.expired) or "-",
+        }
+        for r in report.sources
+    ]

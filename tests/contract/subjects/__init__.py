@@ -1,0 +1,1 @@
+"""One module per registered component: its contract subject class and `make`, the fixture body."""

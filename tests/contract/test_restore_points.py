@@ -1,0 +1,154 @@
+"""Restore points over every component that has parts (tests/contract/conftest.py's subjects).
+
+A source backed up part by part on separate schedules (Composer: DAGs and config daily, metadata
+hourly) is restored, recovered and drilled as a whole: every part from its own newest backup,
+under one plan and one approval; a part with no backup is named and refused; a drill that
+restores nothing of a part fails.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from backstop.core.errors import Conflict, NotFound
+from tasks.catalog import backups as catalog
+from tasks.catalog import index
+from tasks.engine import drill, lifecycle, restore
+from tasks.engine.protocol import RestoreRequest, get_component
+from tasks.operations.recover import recover
+
+pytestmark = pytest.mark.integration
+
+
+def split_backups(subject: Any, settings: Any, store: Any) -> tuple[str, Any, list[Any]]:
+    """(source, its state, the backups): one backup per group of parts, as the schedules take them."""
+    if not get_component(subject.component).parts:
+        pytest.skip(
+            f"{subject.component} has no parts: its restore point is its newest backup (test_contract)"
+        )
+    source = subject.seed()
+    before = subject.state(source)
+    backups = []
+    for parts in subject.split_parts:
+        manifest = lifecycle.backup(
+            subject.component, settings, source, subject.part_options(parts), store=store
+        )
+        assert manifest.status == "validated", manifest.validation
+        backups.append(manifest)
+    return source, before, backups
+
+
+def expected_parts(subject: Any, backups: list[Any]) -> dict[str, str]:
+    return {
+        part: b.backup_id for parts, b in zip(subject.split_parts, backups, strict=True) for part in parts
+    }
+
+
+def test_a_restore_point_of_split_part_backups_restores_every_part_under_one_approval(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    source, before, backups = split_backups(subject, settings, store)
+    subject.change(source)
+    changed = subject.state(source)
+
+    with pytest.raises(Conflict, match="not approved"):  # one approval covers every part: none given
+        restore.restore(
+            subject.component, settings, RestoreRequest(source=source, overwrite=True), store=store
+        )
+    assert subject.state(source) == changed
+
+    report = restore.restore(
+        subject.component, settings, RestoreRequest(source=source, overwrite=True), yes=True, store=store
+    )
+    assert subject.state(source) == before  # every part back, not only the newest backup's
+    assert {p: c["backup_id"] for p, c in report.parts.items()} == expected_parts(subject, backups)
+    runs = catalog.list_runs(store, subject.component, source)
+    recorded = next(r for r in runs if r.kind == "restore" and r.outcome == "succeeded")
+    assert {p: c["backup_id"] for p, c in recorded.details["parts"].items()} == expected_parts(
+        subject, backups
+    )
+
+    target = subject.new_target(source)
+    restore.restore(subject.component, settings, RestoreRequest(source=source, target=target), store=store)
+    assert subject.state(target) == before
+
+    first = backups[0]  # --before the later backups: their parts have no backup at that time
+    later = sorted({p for parts in subject.split_parts[1:] for p in parts})
+    with pytest.raises(NotFound, match=f"part {', '.join(later)} at or before"):
+        restore.restore(
+            subject.component,
+            settings,
+            RestoreRequest(source=source, before=first.started_at.isoformat(), dry_run=True),
+            store=store,
+        )
+
+
+def test_recover_as_of_t_brings_back_every_part_of_a_split_source(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    source, before, backups = split_backups(subject, settings, store)
+    as_of = datetime.now(UTC)
+    subject.change(source)
+
+    operation = recover(settings, as_of, [subject.component], [source], yes=True, store=store)
+    assert operation.outcome == "succeeded", operation.message
+    (step,) = operation.steps
+    assert step.parts == expected_parts(subject, backups)
+    assert subject.state(source) == before
+
+
+def test_the_drill_restores_every_part_of_the_restore_point_and_removes_its_target(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    source, _, backups = split_backups(subject, settings, store)
+    result = drill.drill(subject.component, settings, source, store=store)
+    assert result.passed, result.problems
+    assert {p: c["backup_id"] for p, c in result.parts.items()} == expected_parts(subject, backups)
+    assert all(c["restored"] > 0 for c in result.parts.values() if c["entries"]), result.parts
+    assert result.target is not None and subject.gone(result.target) and result.cleaned_up
+
+
+def test_a_drill_that_restores_nothing_of_a_part_fails(subject: Any, settings: Any, store: Any) -> None:
+    source, _, backups = split_backups(subject, settings, store)
+    component = get_component(subject.component)
+    scratch = component.scratch_target(index.find(store, backups[-1].backup_id), "prefilled")
+    subject.copy_files(source, scratch)  # the scratch target already holds the files: nothing is written
+
+    result = drill.drill(subject.component, settings, source, suffix="prefilled", store=store)
+    assert not result.passed
+    first = subject.split_parts[0][0]
+    assert any(p.startswith(f"part {first} of backup") and "restored none" in p for p in result.problems)
+    assert subject.gone(scratch)
+
+
+def test_a_part_with_no_backup_before_t_is_named_and_refused_unless_narrowed_to_what_exists(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    if not get_component(subject.component).parts:
+        pytest.skip(f"{subject.component} has no parts")
+    source = subject.seed()
+    newest = subject.split_parts[-1]
+    lifecycle.backup(subject.component, settings, source, subject.part_options(newest), store=store)
+    subject.change(source)
+    changed = subject.state(source)
+    missing = subject.split_parts[0][0]
+
+    with pytest.raises(NotFound, match=f"part {missing}.*nothing restored"):
+        restore.restore(
+            subject.component, settings, RestoreRequest(source=source, overwrite=True), yes=True, store=store
+        )
+    assert subject.state(source) == changed
+    with pytest.raises(NotFound, match=f"part {missing}"):
+        recover(settings, datetime.now(UTC), [subject.component], [source], yes=True, store=store)
+    assert subject.state(source) == changed
+
+    report = restore.restore(
+        subject.component,
+        settings,
+        RestoreRequest(source=source, only=newest, overwrite=True, dry_run=True),
+        store=store,
+    )
+    assert sorted(report.parts) == sorted(newest)

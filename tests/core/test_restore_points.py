@@ -1,0 +1,94 @@
+"""Restore points (backstop/core/restore_points.py): each part from its newest validated backup at or
+before T. Pure, no platform."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backstop.core.catalog_index import ManifestHeader
+from backstop.core.errors import NotFound
+from backstop.core.manifest import new_backup_id
+from backstop.core.restore_points import WHOLE, assemble, history, narrowed
+
+pytestmark = pytest.mark.unit
+
+T = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+COMPOSER = ("dags", "metadata", "config")
+
+
+def header(hours_before_t: float, parts: list[str] | None, status: str = "validated") -> ManifestHeader:
+    started = T - timedelta(hours=hours_before_t)
+    return ManifestHeader(
+        backup_id=new_backup_id(started),
+        component="composer",
+        source="analytics",
+        started_at=started,
+        status=status,  # type: ignore[arg-type]
+        entry_count=1,
+        total_bytes=1,
+        parts=parts,
+    )
+
+
+def test_the_shipped_composer_schedule_takes_dags_from_the_daily_and_metadata_from_the_hourly() -> None:
+    daily = header(10, ["dags", "config"])
+    hourly = [header(h, ["metadata"]) for h in (3, 2, 1)]
+    point = assemble("composer", "analytics", COMPOSER, [daily, *hourly])
+    assert point.part_map() == {
+        "dags": daily.backup_id,
+        "metadata": hourly[-1].backup_id,
+        "config": daily.backup_id,
+    }
+    assert point.backup_ids == [hourly[-1].backup_id, daily.backup_id]
+    assert point.by_backup() == {hourly[-1].backup_id: ["metadata"], daily.backup_id: ["dags", "config"]}
+    assert point.oldest == daily.started_at and point.time == hourly[-1].started_at
+
+
+def test_at_t_only_backups_started_at_or_before_t_and_validated_count() -> None:
+    old = header(30, None)  # a backup without a parts record holds every part
+    failed_dags = header(5, ["dags", "config"], status="invalid")
+    later = header(-1, ["dags", "config"])  # after T
+    metadata = header(0, ["metadata"])  # exactly at T counts
+    point = assemble("composer", "analytics", COMPOSER, [old, failed_dags, later, metadata], T)
+    assert point.part_map() == {
+        "dags": old.backup_id,
+        "metadata": metadata.backup_id,
+        "config": old.backup_id,
+    }
+
+
+def test_a_part_with_no_backup_before_t_is_missing_and_refused_by_name_unless_narrowed() -> None:
+    point = assemble("composer", "analytics", COMPOSER, [header(1, ["metadata"])], T)
+    assert point.missing == ["dags", "config"]
+    with pytest.raises(NotFound, match=r"part dags, config at or before 2026-12-04T12:00:00\+00:00"):
+        narrowed(point, None)
+    assert narrowed(point, ["metadata"]) == ["metadata"]
+    with pytest.raises(NotFound, match="part config"):
+        narrowed(point, ["snapshot"], {"snapshot": "config"})
+
+
+def test_a_component_without_parts_has_one_implicit_part() -> None:
+    backups = [header(h, None) for h in (5, 2)]
+    point = assemble("gcs", "raw", (), backups, T)
+    assert [p.part for p in point.parts] == [WHOLE]
+    assert point.part_map() == {WHOLE: backups[1].backup_id}
+    assert narrowed(point, ["events/a.csv"]) == [WHOLE]  # `only` narrows inside the one part
+    assert assemble("gcs", "raw", (), [], T).missing == [WHOLE]
+
+
+def test_history_lists_one_point_per_validated_backup_newest_first() -> None:
+    daily = header(10, ["dags", "config"])
+    hourly = [header(h, ["metadata"]) for h in (12, 1)]
+    points = history(
+        "composer", "analytics", COMPOSER, [daily, *hourly, header(0.5, ["metadata"], "invalid")]
+    )
+    assert [p.as_of for p in points] == [hourly[1].started_at, daily.started_at, hourly[0].started_at]
+    assert points[0].part_map() == {
+        "dags": daily.backup_id,
+        "metadata": hourly[1].backup_id,
+        "config": daily.backup_id,
+    }
+    assert points[2].missing == ["dags", "config"]
+    assert "dags, config: none" in points[2].label()
