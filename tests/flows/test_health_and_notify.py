@@ -208,6 +208,7 @@ def test_require_approval_denies_without_yes_outside_a_flow() -> None:
 def test_require_approval_pauses_for_an_answer(prefect_harness: None, answer: bool) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.flow_runs import resume_flow_run
 
     from tasks.engine.approval import require_approval
@@ -224,7 +225,9 @@ def test_require_approval_pauses_for_an_answer(prefect_harness: None, answer: bo
     paused = None
     with get_client(sync_client=True) as client:
         while paused is None and time.monotonic() < deadline:
-            runs = client.read_flow_runs(limit=20)
+            # this test's runs only: the session's harness holds many other runs by now
+            mine = FlowFilter(name=FlowFilterName(any_=["approval-test"]))
+            runs = client.read_flow_runs(flow_filter=mine, limit=20)
             paused = next((r for r in runs if r.state and r.state.is_paused() and r.name and r.flow_id), None)
             time.sleep(0.3)
     assert paused is not None, "the flow run never paused for approval"
