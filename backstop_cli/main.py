@@ -1,6 +1,7 @@
 """The `backstop` command line: the local platform, backups, the catalog and restores.
 
-User errors (BackstopError) print one line on stderr and exit 2, with no traceback; so does a
+User errors (BackstopError) print one line on stderr and exit 2, with no traceback; a command that
+answered for what is reachable while a service is down (`health`, `list`) names it and exits 3; so does a
 platform that is not running (`error: Prefect server not reachable at URL: start it with `backstop up``),
 and Prefect never starts a temporary server of its own. Every command that prints data takes `--json`.
 Component verbs (`backup gcs`, `restore bigquery`, ...) live in `backstop_cli/commands/components.py`,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -36,9 +38,9 @@ COMMAND_MODULES = [
 ]
 
 
-# Modules that import neither Prefect nor pandas: a verb they register (`status`, `up`, `alerts`,
-# `list`, ...) is parsed with them alone, so such a command starts in a fraction of a second.
-LIGHT_MODULES = ["backstop_cli.commands.core", "backstop_cli.commands.platform"]
+# Every command module imports neither Prefect nor pandas at import time (they do in their
+# handlers), and the component verbs load only the component named: the parser is built in a
+# fraction of a second, so `backstop --help` or a mistyped verb answers at once.
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -48,8 +50,26 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InvalidInput(f"{self.prog}: {message}")
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent  # the source tree of an editable install
+
+
 def state_dir() -> Path:
-    return Path(os.environ.get("BACKSTOP_HOME", ".backstop")).resolve()
+    """The platform's home: BACKSTOP_HOME, else `.backstop` here, else the `.backstop` of the
+    checkout this command was installed from when a platform was started there (so a shell in
+    another folder still finds it)."""
+    return find_home(os.environ.get("BACKSTOP_HOME"), Path.cwd(), CHECKOUT)
+
+
+def find_home(given: str | None, cwd: Path, checkout: Path) -> Path:
+    """See state_dir: `given` wins; `.backstop` of `cwd` when it exists; else that of `checkout`
+    when it holds a platform's state; else `.backstop` of `cwd` (where `up` would start one)."""
+    if given:
+        return Path(given).resolve()
+    here = (cwd / ".backstop").resolve()
+    there = checkout / ".backstop"
+    if not here.exists() and (checkout / "pyproject.toml").exists() and (there / "platform.json").exists():
+        return there
+    return here
 
 
 def load_platform_env() -> None:
@@ -58,12 +78,14 @@ def load_platform_env() -> None:
         from localdev.platform import LocalPlatform
     except ModuleNotFoundError:  # a production install: no local platform to point at
         return
-    for key, value in LocalPlatform(state_dir()).env().items():
-        os.environ.setdefault(key, value)
+    platform = LocalPlatform(state_dir())
+    # a service that died keeps its address, so that a command names it as not reachable (rather
+    # than a client falling back to Google's own endpoint)
+    dead = {k: v for info in platform.gone().values() for k, v in info.get("endpoints", {}).items()}
+    for key, value in (dead | platform.env()).items():
+        if key != "PREFECT_UI_URL":
+            os.environ.setdefault(key, value)
     prefect_defaults()
-
-
-LOCAL_VERBS = {"setup", "up", "down", "status", "demo"}  # they start or stop the platform themselves
 
 
 def _verb(argv: Sequence[str]) -> str | None:
@@ -99,22 +121,48 @@ def _prefect_api_url() -> str | None:
     return PREFECT_API_URL.value() or None
 
 
-def unreachable(include_unset: bool) -> str | None:
-    """'<service> not reachable at <url>: ...' for the first service the CLI is pointed at that does not
-    accept a connection, else None. `include_unset`: an unset PREFECT_API_URL counts as the local
+CATALOG_SERVICES = ("PREFECT_API_URL", "STORAGE_EMULATOR_HOST")  # the settings and the backup bucket
+
+
+def unreachable_services(include_unset: bool = False) -> list[dict[str, Any]]:
+    """Every service the CLI is pointed at that does not accept a connection: its label, address and
+    the components it serves. `include_unset`: an unset PREFECT_API_URL counts as the local
     platform's default address (after a command failed; before, it may not need Prefect at all)."""
+    from blocks.clients import EMULATOR_COMPONENTS
     from localdev.platform import EMULATOR_ENV, configured_ports, endpoint_port, reachable
 
     api = _prefect_api_url()
     if not api and include_unset:
         api = f"http://127.0.0.1:{configured_ports()['prefect']}/api"
-    checks = [("Prefect server", api)] if api else []
-    checks += [(label, os.environ[key]) for key, label in EMULATOR_ENV.items() if os.environ.get(key)]
-    for label, url in checks:
+    checks = [("PREFECT_API_URL", "Prefect server", api)] if api else []
+    checks += [(key, label, os.environ[key]) for key, label in EMULATOR_ENV.items() if os.environ.get(key)]
+    down = []
+    for key, label, url in checks:
         where = endpoint_port(url)
         if where is None or not reachable(*where):
-            return f"{label} not reachable at {url}: start it with `backstop up`"
+            components = list(EMULATOR_COMPONENTS.get(key, ()))
+            down.append({"key": key, "service": label, "url": url, "components": components})
+    return down
+
+
+def unreachable(include_unset: bool, needs: Any = "all") -> str | None:
+    """'<service> not reachable at <url>: ...' for the first service the command needs that does not
+    accept a connection, else None. `needs`: "all", "catalog" (Prefect and the backup bucket's
+    storage) or a component's name (Prefect and the services of that component)."""
+    for service in unreachable_services(include_unset):
+        wanted = needs == "all" or service["key"] in CATALOG_SERVICES or needs in service["components"]
+        if wanted:
+            return f"{service['service']} not reachable at {service['url']}: start it with `backstop up`"
     return None
+
+
+def unreachable_rows(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row per component a down service serves: what a command that answered for the rest names."""
+    return [
+        {"component": c, "problem": f"{s['service']} not reachable at {s['url']}"}
+        for s in services
+        for c in s["components"]
+    ]
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -125,7 +173,9 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
-def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES, argv: Sequence[str] = ()) -> ArgumentParser:
+    """The whole command line; `argv` (the words given) lets the component verbs load only the
+    component they name."""
     parser = ArgumentParser(prog="backstop", description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default="default", help="name of the Backstop settings block")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's flow and task run logs")
@@ -134,6 +184,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
     for verb in ("backup", "restore"):
         group = verbs.add_parser(verb, help=f"{verb} one component")
         groups[verb] = group.add_subparsers(dest="component", required=True, parser_class=ArgumentParser)
+    words = _skip_settings(argv)
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -141,12 +192,22 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> ArgumentParser:
             if exc.name not in (name, "localdev"):  # the local platform's verbs need localdev
                 raise
             continue
-        module.register(verbs, groups)
+        if "argv" in inspect.signature(module.register).parameters:
+            module.register(verbs, groups, argv=words)
+        else:
+            module.register(verbs, groups)
     return parser
 
 
-def _verbs(parser: argparse.ArgumentParser) -> set[str]:
-    return {str(w) for a in parser._actions if isinstance(a, argparse._SubParsersAction) for w in a.choices}
+def _skip_settings(argv: Sequence[str]) -> list[str]:
+    """`argv` without the global `--settings NAME` (its value is no verb)."""
+    words, tokens = [], iter(argv)
+    for token in tokens:
+        if token == "--settings":
+            next(tokens, None)
+        else:
+            words.append(token)
+    return words
 
 
 def quiet_prefect_console(argv: Sequence[str]) -> None:
@@ -206,21 +267,19 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_prefect_console(argv)
-    # Before the parser, which imports Prefect (the registry's options models): Prefect reads its
-    # settings when imported, so the platform's endpoints must be in the environment by then.
-    if _verb(argv) in LOCAL_VERBS:
-        prefect_defaults()
-    else:
+    # Before the parser of a component verb, which imports Prefect (the component's options model):
+    # Prefect reads its settings when imported, so the platform's endpoints must be in the
+    # environment by then. Other verbs are parsed first: help and typos answer at once.
+    if _verb(argv) in ("backup", "restore"):
         load_platform_env()
     try:
-        parser = build_parser(LIGHT_MODULES)
-        if _verb(argv) not in _verbs(parser) - {"backup", "restore"}:  # other verbs, anything mistyped
-            parser = build_parser()
+        parser = build_parser(argv=argv)
         try:
             args = parser.parse_args(argv)
         except InvalidInput as exc:
             raise InvalidInput(suggest(parser, argv, str(exc))) from None
         if getattr(args, "no_platform_env", False):
+            prefect_defaults()
             code = int(args.handler(args) or 0)
         else:
             load_platform_env()
@@ -239,18 +298,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_on_platform(args: argparse.Namespace) -> int:
-    """Run a command that needs Prefect and the services: a service the CLI is pointed at that does
-    not answer is one error line before anything runs; a failure while Prefect's address is unset
-    is reported as the platform not running (input errors are reported as they are)."""
-    down = unreachable(include_unset=False)
+    """Run a command that needs Prefect and the services: a service the command needs that does not
+    answer is one error line before anything runs (a command that reads only the catalog answers
+    for what is reachable: `args.unreachable` names a row per component it cannot reach); a failure
+    while a needed service (or Prefect's default address) does not answer is reported as that
+    service not running (input errors are reported as they are)."""
+    needs = getattr(args, "needs", "all")
+    down = unreachable(include_unset=False, needs=needs)
     if down:
         raise Unavailable(down)
+    if needs == "catalog":  # it answers for what is reachable and names the rest (exit 3)
+        args.unreachable = unreachable_rows(unreachable_services())
     try:
         return int(args.handler(args) or 0)
     except (InvalidInput, Conflict, BrokenPipeError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        down = unreachable(include_unset=True)
+        down = unreachable(include_unset=True, needs=needs)
         if down:
             raise Unavailable(down) from exc
         raise

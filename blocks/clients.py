@@ -33,6 +33,15 @@ EMULATOR_ENV = {
     "KUBERNETES_EMULATOR_HOST": "local Kubernetes API of the GKE clusters",
     "AIRFLOW_API_URL": "local Airflow server",
 }
+# The components each emulated service serves (Cloud Storage holds the backups: every one needs it).
+EMULATOR_COMPONENTS = {
+    "STORAGE_EMULATOR_HOST": ("gcs", "configs", "bigquery", "composer", "gke"),
+    "BIGQUERY_EMULATOR_HOST": ("bigquery",),
+    "BIGQUERY_STORAGE_EMULATOR_HOST": ("bigquery",),
+    "GKE_BACKUP_EMULATOR_HOST": ("gke",),
+    "COMPOSER_EMULATOR_HOST": ("composer",),
+    "AIRFLOW_API_URL": ("composer",),
+}
 # Passed to flow runs with the endpoints: where bqemulator's extract/load jobs keep files.
 EXTRA_JOB_ENV = ("BQEMU_GCS_LOCAL_ROOT",)
 

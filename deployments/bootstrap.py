@@ -38,12 +38,11 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from backstop.core.errors import ConfigError, InvalidInput, Unavailable
 from blocks.clients import EMULATOR_ENV, EXTRA_JOB_ENV
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings
+from flows.hooks import FAILED_AUTOMATION, TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
 WORK_POOL = "backstop-process"
-TAG = "backstop"
-FAILED_AUTOMATION = "backstop-flow-run-failed"
 STALE_PREFIX = "backstop-stale-"
 NOTIFY_BLOCK = "backstop-alerts"  # the block `--notify` saves
 LOCAL_ALERTS_BLOCK = "backstop-local-alerts"  # the local platform's receiver
@@ -333,6 +332,29 @@ def create_automations(
             staleness_automation(component, names, settings.objectives_for(component).rpo_hours, block_id)
         )
     return {automation.name: replace_automation(automation) for automation in wanted}
+
+
+def follow_objectives(settings: BackstopSettings, components: list[str]) -> list[str]:
+    """Make the existing staleness automations of `components` again with the settings' RPO (after
+    a settings change); the components whose automation was made again. Components without one are left alone
+    (`backstop deploy` creates them).
+
+    Raises:
+        ConfigError: settings.notify_block is unset or names no block.
+    """
+    with get_client(sync_client=True) as client:
+        existing = [c for c in components if client.read_automations_by_name(f"{STALE_PREFIX}{c}")]
+    deployments = validation_deployments(load_spec())
+    existing = [c for c in existing if c in deployments]
+    if not existing:
+        return []
+    if not settings.notify_block:
+        raise ConfigError("settings name no notify_block")
+    block_id = notification_block_id(settings.notify_block)
+    for component in existing:
+        rpo = settings.objectives_for(component).rpo_hours
+        replace_automation(staleness_automation(component, deployments[component], rpo, block_id))
+    return existing
 
 
 # -- the whole thing -----------------------------------------------------------------------

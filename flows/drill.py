@@ -15,10 +15,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from backstop.core.errors import InvalidInput, ObjectiveBreached
-from backstop.core.report import markdown_table
+from backstop.core.report import joined, markdown_table
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.engine.drill import DrillResult, drill, drill_sources, drill_summary
+from tasks.engine.progress import report
 from tasks.engine.protocol import COMPONENTS
 from tasks.storage.bucket import BackupStore, open_store
 
@@ -51,7 +52,7 @@ def drill_task(settings: BackstopSettings, store: BackupStore, component: str, s
         result.target,
         result.seconds,
         result.rto_minutes,
-        "" if result.passed else ": " + "; ".join(result.problems[:3]),
+        "" if result.passed else ": " + joined(result.problems, 3),
     )
     return result
 
@@ -83,7 +84,11 @@ def restore_drill(
         )
     pairs = drill_sources(store, chosen)
     logger.info("drilling %d source(s) of %s", len(pairs), ", ".join(chosen))
-    results = [drill_task(settings, store, component, source) for component, source in pairs]
+    results = []
+    for number, (component, source) in enumerate(pairs):
+        report("restore drills", number, len(pairs), unit="drills")
+        results.append(drill_task(settings, store, component, source))
+    report("restore drills", len(pairs), len(pairs), unit="drills")
     rows = [r.row() for r in results]
     failed = [r for r in results if not r.passed]
     create_table_artifact(

@@ -1,9 +1,12 @@
 """State hooks attached to every flow: failures and crashes notify through the configured block.
 
 Every flow uses `@flow(name=..., **HOOKS)`. A hook runs in the flow's process right after the final
-state is set; an error inside it is logged and never hides the flow's own failure. The server-side
-automations made by deployments/bootstrap.py alert too (also when the process died before its
-hooks could run, and when nothing ran at all).
+state is set; an error inside it is logged and never hides the flow's own failure.
+
+One failed run sends one alert: a run tagged `backstop` (every deployment of prefect.yaml) is
+covered by the server-side failure automation deployments/bootstrap.py makes (it fires also when
+the process died before its hooks could run), so the hook stays quiet for it while that automation
+exists; runs the automation does not see (the CLI's, a script's) alert through the hook.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from blocks.settings import DEFAULT_BLOCK_NAME
 
 log = get_logger("backstop.hooks")
 
+TAG = "backstop"  # the tag of every deployment in prefect.yaml
+FAILED_AUTOMATION = "backstop-flow-run-failed"  # the automation that alerts on tagged runs
+
 
 def failure_message(
     flow_name: str, run_name: str, run_id: Any, state_name: str, message: str | None
@@ -26,10 +32,24 @@ def failure_message(
     return subject, body
 
 
+def covered_by_automation(flow_run: Any) -> bool:
+    """The failure automation will alert on this run: it is tagged and the automation is enabled."""
+    if TAG not in (flow_run.tags or []):
+        return False
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return any(a.enabled for a in client.read_automations_by_name(FAILED_AUTOMATION))
+
+
 def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Send '<flow> <state>: <message>' through the notification block named in the settings."""
     try:
         from flows.notify import send_notification
+
+        if covered_by_automation(flow_run):
+            log.info("failure of %s is alerted by the %s automation", flow_run.name, FAILED_AUTOMATION)
+            return
 
         subject, body = failure_message(flow.name, flow_run.name, flow_run.id, state.name, state.message)
         settings_block = str((flow_run.parameters or {}).get("settings_block") or DEFAULT_BLOCK_NAME)

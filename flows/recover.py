@@ -16,6 +16,7 @@ from prefect.context import FlowRunContext
 
 from backstop.core.errors import BackstopError, ObjectiveBreached
 from backstop.core.recovery import plan_rows, summary_lines
+from backstop.core.report import joined
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import HOOKS
 from tasks.operations.recover import Notify, recover
@@ -124,5 +125,5 @@ def drill_platform(
     shown = {k: v for k, v in result.items() if k not in ("problems", "targets")}
     create_table_artifact([shown], key="platform-drill", description="Platform drill")
     if not result["passed"] and fail_on_error:
-        raise ObjectiveBreached("platform drill failed: " + "; ".join(result["problems"][:5]))
+        raise ObjectiveBreached("platform drill failed: " + joined(result["problems"]))
     return result

@@ -31,6 +31,14 @@ from tasks.storage.bucket import BackupStore, open_store
 
 
 @task(name="prune-source", cache_policy=NO_CACHE)
+def _bullets(items: list[str], limit: int = 200) -> str:
+    """A markdown list of the first `limit` items, and how many more the run's result holds."""
+    lines = [f"- {i}" for i in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"- and {len(items) - limit} more (the flow run's result lists them all)")
+    return "\n".join(lines)
+
+
 def prune_source(
     settings: BackstopSettings, secondary: bool, component: str, source: str, dry_run: bool
 ) -> dict[str, Any]:
@@ -130,13 +138,10 @@ def prune_backups(
         description=("Retention plan (dry run)" if dry_run else "Retention: what was kept and removed"),
     )
     if problems:
-        create_markdown_artifact(
-            "# Not deleted\n\n" + "\n".join(f"- {p}" for p in problems[:200]), key="prune-problems"
-        )
+        create_markdown_artifact("# Not deleted\n\n" + _bullets(problems), key="prune-problems")
     if kept:
         create_markdown_artifact(
-            "# Kept by the bucket (object holds, retention policy)\n\n"
-            + "\n".join(f"- {k}" for k in kept[:200]),
+            "# Kept by the bucket (object holds, retention policy)\n\n" + _bullets(kept),
             key="prune-kept-by-bucket",
         )
         get_run_logger().info(

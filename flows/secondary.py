@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest
+from backstop.core.report import joined
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import HOOKS
 from tasks.engine import secondary
@@ -70,7 +71,7 @@ def copy_backups_to_secondary(
     if failed:
         raise ValidationFailed(
             f"{len(failed)} of {len(rows)} backup(s) could not be copied to gs://{settings.secondary_bucket}: "
-            + "; ".join(f"{r['backup_id']}: {r['problem']}" for r in failed[:5]),
+            + joined([f"{r['backup_id']}: {r['problem']}" for r in failed]),
             [r["problem"] for r in failed],
         )
     return rows

@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow
 
 from blocks.settings import DEFAULT_BLOCK_NAME
+from flows.components import validate_backups
 from flows.hooks import HOOKS
-from flows.lifecycle import validate_backups
 
 
 @flow(name="validate-backup", **HOOKS)

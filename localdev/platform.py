@@ -242,155 +242,11 @@ class LocalPlatform:
         return cls(state_dir, services=services, ports=ports, **kwargs)
 
     # -- description ---------------------------------------------------------------------
-    def _policy_gcs(self) -> Service:
-        """The Cloud Storage service as Backstop's enforcing local server (the default)."""
-        port = self.ports["gcs"]
-        roles = Path(__file__).resolve().parents[1] / "deployments" / "iam" / "roles.yaml"
-        data = ["--data-dir", str(self.state_dir / "gcs-policy")] if self.persistent else []
-        return Service(
-            "gcs",
-            [
-                sys.executable,
-                "-m",
-                "localdev.servers.gcs_policy_server",
-                "--port",
-                str(port),
-                "--roles",
-                str(roles),
-                *data,
-            ],
-            lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
-            endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
-        )
-
     def _service(self, name: str) -> Service:
-        if name == "gcs" and self.gcs_server == "policy":
-            return self._policy_gcs()
-        if name == "gcs":
-            root = self.state_dir / "gcs"
-            backend = (
-                ["-backend", "filesystem", "-filesystem-root", str(root)]
-                if self.persistent
-                else ["-backend", "memory"]
-            )
-            port = self.ports["gcs"]
-            return Service(
-                "gcs",
-                [
-                    str(fake_gcs_binary()),
-                    *backend,
-                    "-host",
-                    "127.0.0.1",
-                    "-port",
-                    str(port),
-                    "-scheme",
-                    "http",
-                    "-log-level",
-                    "warn",
-                    "-public-host",
-                    f"127.0.0.1:{port}",
-                ],
-                lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
-                endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
-            )
-        if name == "bigquery":
-            rest, grpc_port = self.ports["bigquery"], self.ports["bigquery_grpc"]
-            data = self.state_dir / "bigquery"
-            mode = ["--persistent", "--data-dir", str(data)] if self.persistent else ["--ephemeral"]
-            local_root = self.state_dir / "bigquery-gcs"
-            return Service(
-                "bigquery",
-                [
-                    str(Path(sys.executable).parent / "bqemulator"),
-                    "start",
-                    "--rest-port",
-                    str(rest),
-                    "--grpc-port",
-                    str(grpc_port),
-                    "--project",
-                    PROJECT,
-                    "--log-level",
-                    "warning",
-                    *mode,
-                ],
-                lambda: http_ok(f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets"),
-                # The emulator caps every gRPC message at this + 1 MiB, read responses too, and
-                # sends up to 65,536 rows in one: at the default (10 MiB, BigQuery's AppendRows
-                # limit) a table of rows over ~160 bytes could not be read. Backstop uses no
-                # Write API, and BigQuery itself sends read responses of a few MB.
-                env={
-                    "BQEMU_GCS_LOCAL_ROOT": str(local_root),
-                    "BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(1 << 30),
-                },
-                endpoints={
-                    "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{rest}",
-                    "BIGQUERY_STORAGE_EMULATOR_HOST": f"127.0.0.1:{grpc_port}",
-                    "BQEMU_GCS_LOCAL_ROOT": str(local_root),
-                },
-                timeout=90.0,
-            )
-        if name == "prefect":
-            port = self.ports["prefect"]
-            home = self.state_dir / "prefect"
-            return Service(
-                "prefect",
-                [
-                    str(Path(sys.executable).parent / "prefect"),
-                    "server",
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                lambda: http_ok(f"http://127.0.0.1:{port}/api/health"),
-                env={
-                    "PREFECT_HOME": str(home),
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "DO_NOT_TRACK": "1",
-                    "PREFECT_UI_ENABLED": "true",
-                    "PREFECT_API_URL": "",
-                },
-                endpoints={
-                    "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-                    "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
-                    # clients keep their profile and flow results under the platform's home
-                    "PREFECT_HOME": str(home),
-                },
-                timeout=90.0,
-            )
-        if name == "worker":  # runs the deployments of prefect.yaml; needs the Prefect server up
-            api = self.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_API_URL")
-            if not api:
-                raise BackstopError(
-                    "the Prefect worker needs the local Prefect server: start 'prefect' first"
-                )
-            return Service(
-                "worker",
-                [
-                    str(Path(sys.executable).parent / "prefect"),
-                    "worker",
-                    "start",
-                    "--pool",
-                    WORK_POOL,
-                    "--type",
-                    "process",
-                ],
-                lambda: http_ok(f"{api}/work_pools/{WORK_POOL}"),
-                # The emulator endpoints reach flow runs through the work pool's job environment
-                # (`backstop bootstrap` writes it), the Prefect way, not through this process.
-                env={
-                    "PREFECT_API_URL": api,
-                    "PREFECT_HOME": str(self.state_dir / "prefect"),
-                    "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
-                    "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
-                },
-                endpoints={},
-                timeout=90.0,
-            )
-        if name in EXTRA_SERVICES:
-            return EXTRA_SERVICES[name](self)
-        raise BackstopError(f"unknown local service {name!r}")
+        factory = SERVICES.get(name) or EXTRA_SERVICES.get(name)
+        if factory is None:
+            raise BackstopError(f"unknown local service {name!r}")
+        return factory(self)
 
     def read_state(self) -> dict[str, Any]:
         if not self.state_file.exists():
@@ -404,6 +260,11 @@ class LocalPlatform:
         """Services recorded in the state file whose process is still alive."""
         state = self.read_state().get("services", {})
         return {name: info for name, info in state.items() if pid_alive(int(info["pid"]))}
+
+    def gone(self) -> dict[str, Any]:
+        """Services recorded in the state file whose process has died (killed, crashed)."""
+        state = self.read_state().get("services", {})
+        return {name: info for name, info in state.items() if not pid_alive(int(info["pid"]))}
 
     def env(self) -> dict[str, str]:
         """The environment a client needs to use the running platform."""
@@ -462,9 +323,24 @@ class LocalPlatform:
                 f"{name}: started (pid {process.pid}) "
                 + " ".join(f"{k}={v}" for k, v in service.endpoints.items())
             )
-        env_file = self.state_dir / "env"
-        env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(self.env().items())))
+        self.write_env_file()
         return self.env()
+
+    def write_env_file(self) -> Path:
+        """`<home>/env`, for `source`: the client environment; a PREFECT_HOME the shell had
+        exported is replaced, and the line that does it says so on stderr."""
+        env = self.env()
+        lines = [f"# the client environment of the local platform in {self.state_dir}\n"]
+        home = env.get("PREFECT_HOME")
+        if home:
+            lines.append(
+                f'[ -n "${{PREFECT_HOME:-}}" ] && [ "$PREFECT_HOME" != "{home}" ] && echo "backstop: '
+                f"PREFECT_HOME was $PREFECT_HOME, now {home} (the platform's Prefect profile)\" >&2\n"
+            )
+        lines += [f"export {k}={v}\n" for k, v in sorted(env.items())]
+        env_file = self.state_dir / "env"
+        env_file.write_text("".join(lines))
+        return env_file
 
     def _check_ports_free(self, names: list[str]) -> None:
         """Refuse to start a service whose port another process holds (it would answer our health
@@ -516,3 +392,133 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
         time.sleep(0.1)
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
+
+
+# -- the services `backstop up` starts (the table `_service` reads) ---------------------------
+def gcs_service(platform: LocalPlatform) -> Service:
+    """Backstop's enforcing local server (the default), or with gcs_server "fake" fake-gcs-server,
+    in memory or (persistent) on disk under the platform's home."""
+    if platform.gcs_server == "policy":
+        return policy_gcs_service(platform)
+    port = platform.ports["gcs"]
+    backend = (
+        ["-backend", "filesystem", "-filesystem-root", str(platform.state_dir / "gcs")]
+        if platform.persistent
+        else ["-backend", "memory"]
+    )
+    command = [str(fake_gcs_binary()), *backend, "-host", "127.0.0.1", "-port", str(port)]
+    command += ["-scheme", "http", "-log-level", "warn", "-public-host", f"127.0.0.1:{port}"]
+    return Service(
+        "gcs",
+        command,
+        lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
+        endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
+    )
+
+
+def policy_gcs_service(platform: LocalPlatform) -> Service:
+    """The Cloud Storage service as Backstop's enforcing local server (the default)."""
+    port = platform.ports["gcs"]
+    roles = Path(__file__).resolve().parents[1] / "deployments" / "iam" / "roles.yaml"
+    data = ["--data-dir", str(platform.state_dir / "gcs-policy")] if platform.persistent else []
+    return Service(
+        "gcs",
+        [
+            sys.executable,
+            "-m",
+            "localdev.servers.gcs_policy_server",
+            "--port",
+            str(port),
+            "--roles",
+            str(roles),
+            *data,
+        ],
+        lambda: http_ok(f"http://127.0.0.1:{port}/storage/v1/b?project={PROJECT}"),
+        endpoints={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "BACKSTOP_PROJECT": PROJECT},
+    )
+
+
+def bigquery_service(platform: LocalPlatform) -> Service:
+    """bqemulator: REST and the Storage Read API over gRPC."""
+    rest, grpc_port = platform.ports["bigquery"], platform.ports["bigquery_grpc"]
+    data = platform.state_dir / "bigquery"
+    mode = ["--persistent", "--data-dir", str(data)] if platform.persistent else ["--ephemeral"]
+    local_root = platform.state_dir / "bigquery-gcs"
+    command = [str(Path(sys.executable).parent / "bqemulator"), "start", "--rest-port", str(rest)]
+    command += ["--grpc-port", str(grpc_port), "--project", PROJECT, "--log-level", "warning", *mode]
+    return Service(
+        "bigquery",
+        command,
+        lambda: http_ok(f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets"),
+        # The emulator caps every gRPC message at this + 1 MiB, read responses too, and
+        # sends up to 65,536 rows in one: at the default (10 MiB, BigQuery's AppendRows
+        # limit) a table of rows over ~160 bytes could not be read. Backstop uses no
+        # Write API, and BigQuery itself sends read responses of a few MB.
+        env={"BQEMU_GCS_LOCAL_ROOT": str(local_root), "BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(1 << 30)},
+        endpoints={
+            "BIGQUERY_EMULATOR_HOST": f"http://127.0.0.1:{rest}",
+            "BIGQUERY_STORAGE_EMULATOR_HOST": f"127.0.0.1:{grpc_port}",
+            "BQEMU_GCS_LOCAL_ROOT": str(local_root),
+        },
+        timeout=90.0,
+    )
+
+
+def prefect_service(platform: LocalPlatform) -> Service:
+    """`prefect server start` with its own home; its UI is told its own API address (on any port,
+    else the UI in a browser calls the default 127.0.0.1:4200)."""
+    port = platform.ports["prefect"]
+    home = platform.state_dir / "prefect"
+    api = f"http://127.0.0.1:{port}/api"
+    command = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1"]
+    return Service(
+        "prefect",
+        [*command, "--port", str(port)],
+        lambda: http_ok(f"{api}/health"),
+        env={
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_UI_ENABLED": "true",
+            "PREFECT_API_URL": "",  # the server is no client of another one
+            "PREFECT_UI_API_URL": api,
+        },
+        endpoints={
+            "PREFECT_API_URL": api,
+            "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+            # clients keep their profile and flow results under the platform's home
+            "PREFECT_HOME": str(home),
+        },
+        timeout=90.0,
+    )
+
+
+def worker_service(platform: LocalPlatform) -> Service:
+    """A process worker for the deployments of prefect.yaml; needs the Prefect server up."""
+    api = platform.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_API_URL")
+    if not api:
+        raise BackstopError("the Prefect worker needs the local Prefect server: start 'prefect' first")
+    command = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", WORK_POOL]
+    return Service(
+        "worker",
+        [*command, "--type", "process"],
+        lambda: http_ok(f"{api}/work_pools/{WORK_POOL}"),
+        # The emulator endpoints reach flow runs through the work pool's job environment
+        # (`backstop bootstrap` writes it), the Prefect way, not through this process.
+        env={
+            "PREFECT_API_URL": api,
+            "PREFECT_HOME": str(platform.state_dir / "prefect"),
+            "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
+            "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+        },
+        endpoints={},
+        timeout=90.0,
+    )
+
+
+SERVICES: dict[str, Callable[[LocalPlatform], Service]] = {
+    "gcs": gcs_service,
+    "bigquery": bigquery_service,
+    "prefect": prefect_service,
+    "worker": worker_service,
+}

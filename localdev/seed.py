@@ -81,11 +81,14 @@ def seed_platform(
     seeded.append({"component": "configs", "source": SAMPLE_CONFIGS, "sample": str(configs_dir)})
     environment = make_environment(client, SAMPLE_ENVIRONMENT, SAMPLE_ENVIRONMENT_BUCKET, DEMO_DAGS)
     metadata = _seed_airflow(os.environ["AIRFLOW_API_URL"])
+    # counted as the backup counts them: Python files under dags/
+    dag_files = sum(1 for name in DEMO_DAGS if name.startswith("dags/") and name.endswith(".py"))
     seeded.append(
         {
             "component": "composer",
             "source": SAMPLE_ENVIRONMENT,
-            "sample": f"{len(DEMO_DAGS)} DAG files, {metadata} Airflow variables/pools/connections",
+            "sample": f"{dag_files} DAG files ({len(DEMO_DAGS)} files under dags/, plugins/, data/), "
+            f"{metadata} Airflow variables/pools/connections",
         }
     )
     seeded.append(

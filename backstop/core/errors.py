@@ -46,3 +46,9 @@ class Unavailable(BackstopError):
 
 class ObjectiveBreached(BackstopError):
     """A recovery-point or recovery-time objective is not met."""
+
+
+# What a restore refuses for its input: a malformed or unknown name, a backup of another source, a
+# restore that would overwrite without being asked to. A user's mistake, not an incident: such a
+# restore ends "refused" (no alert, no failure counted).
+REFUSALS: tuple[type[BackstopError], ...] = (InvalidInput, NotFound, Conflict)

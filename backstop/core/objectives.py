@@ -330,9 +330,7 @@ def failure_check(
     )
     if latest_failed:
         r = own_runs[0]
-        problems.append(
-            f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message[:200]}"
-        )
+        problems.append(f"latest {r.kind} run failed at {r.at:%Y-%m-%d %H:%M} ({r.error_kind}): {r.message}")
     return failures, latest_failed, problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,17 +19,64 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows as an aligned text table (first row's keys are the columns unless given)."""
+# The widest a cell is shown before it wraps onto more lines of the same row (a table of causes
+# stays readable on a terminal; nothing is cut: the whole text is there, first line first).
+CELL_WIDTH = 72
+
+
+def _lines(text: str, width: int) -> list[str]:
+    """`text` as the lines of one cell: its own lines, each wrapped at `width`, none cut."""
+    out: list[str] = []
+    for line in text.splitlines() or [""]:
+        out += textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False) or [""]
+    return out
+
+
+def text_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, width: int = CELL_WIDTH
+) -> str:
+    """Rows as an aligned text table (first row's keys are the columns unless given). A long or
+    multi-line cell wraps within its column, so a cause is shown whole and the table stays aligned."""
     if not rows:
         return "(nothing)"
     cols = list(columns or rows[0].keys())
-    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    cells = [[_lines(_cell(row.get(c)), width) for c in cols] for row in rows]
+    widths = [max(len(c), *(len(line) for r in cells for line in r[i])) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
     rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    body = []
+    for row in cells:
+        for k in range(max(len(cell) for cell in row)):
+            parts = [(cell[k] if k < len(cell) else "").ljust(w) for cell, w in zip(row, widths, strict=True)]
+            body.append("  ".join(parts).rstrip())
     return "\n".join([line, rule, *body])
+
+
+def _plain(value: Any) -> str:
+    """A value as a person reads it: lists one item a line, mappings `key: value` a line."""
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple | set):
+        return "\n".join(_plain(v) for v in value) or "-"
+    return _cell(value)
+
+
+def fields_table(result: dict[str, Any]) -> str:
+    """A result mapping as a two-column table (no Python reprs: lists and mappings a line an item)."""
+    return text_table([{"what": k.replace("_", " "), "value": _plain(v)} for k, v in result.items()])
+
+
+def joined(items: Sequence[Any], limit: int = 5, sep: str = "; ") -> str:
+    """The first `limit` items joined, and how many more there are: a cut list says so."""
+    shown = sep.join(str(i) for i in items[:limit])
+    return shown + (f"{sep}and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def left_out(shown: int, total: int, how: str) -> str:
+    """'' when nothing was cut, else a line saying how many rows were left out and how to see them."""
+    return (
+        "" if total <= shown else f"{total - shown} more row(s) not shown (first {shown} of {total}): {how}"
+    )
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 RUNS_PREFIX = "runs/"
 
 Kind = Literal["backup", "validate", "restore", "drill", "prune"]
-Outcome = Literal["succeeded", "failed", "abandoned"]
+Outcome = Literal["succeeded", "failed", "abandoned", "refused"]
 
 
 class RunRecord(BaseModel):
@@ -44,7 +44,8 @@ class RunRecord(BaseModel):
 
     @property
     def failed(self) -> bool:
-        return self.outcome != "succeeded"
+        """A refused run (a user's mistake in a hand-run restore) is no failure."""
+        return self.outcome in ("failed", "abandoned")
 
     def row(self) -> dict[str, Any]:
         return {

@@ -10,19 +10,20 @@ component needs nothing here.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
 import typing
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from backstop.core.errors import Conflict
-from backstop.core.names import check_backup_id, check_percent, parse_time
-from backstop.core.report import text_table
+from backstop.core.errors import Conflict, InvalidInput, NotFound
+from backstop.core.names import check_percent
+from backstop.core.report import left_out, text_table
 from backstop_cli.main import emit
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 ACTION_COLUMNS = ("name", "change", "why")
+MAX_ROWS = 200  # action rows in the table (--json has them all)
 
 
 def _flag(name: str, info: Any) -> str:
@@ -47,6 +48,8 @@ def _choices(annotation: Any) -> list[str] | None:
 
 def _kind(annotation: Any) -> str:
     """'bool', 'list', 'dict', 'scalar' or 'model' (models are not command-line options)."""
+    from pydantic import BaseModel
+
     text = str(annotation)
     if annotation is bool or text in ("bool", "bool | None"):
         return "bool"
@@ -83,109 +86,147 @@ def options_from(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, 
     return {k: v for k, v in found.items() if v is not None} or None
 
 
-def register(verbs: Any, groups: dict[str, Any]) -> None:
-    from tasks.engine.protocol import COMPONENTS, get_component
+def register(verbs: Any, groups: dict[str, Any], argv: Sequence[str] = ()) -> None:
+    """A `backup <name>` and a `restore <name>` parser per registered component. Only the component
+    `argv` names is imported (its flags come from its options model); the others are listed by name,
+    so `backstop --help` or `backstop backup gcs` never loads every component."""
+    from tasks.engine.registry import COMPONENTS
 
+    named = [w for w in argv if not w.startswith("-")]
     for name in COMPONENTS:
-        component = get_component(name)
-        noun, part = component.noun, component.part
-        p = groups["backup"].add_parser(
-            name, help=f"back up {name} {noun}s (default: those the settings schedule)"
-        )
-        p.add_argument(
-            "--source", f"--{noun}", dest="sources", action="append", help=f"{noun} to back up (repeatable)"
-        )
-        p.add_argument("--no-validate", action="store_true", help="skip validation after the backup")
-        p.add_argument("--sample-percent", type=float, help="share of stored objects validation re-reads")
-        add_options(p, component.Options, "backup")
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(handler=backup, component=name)
-
-        p = groups["restore"].add_parser(name, help=f"restore a {name} {noun}, or {part}s of it")
-        p.add_argument("--source", f"--{noun}", dest="source", required=True, help=f"the backed-up {noun}")
-        p.add_argument("--target", help=f"where to restore (default: the original {noun})")
-        p.add_argument("--backup-id", help="the backup to restore (default: the latest validated one)")
-        p.add_argument("--before", help="the latest validated backup at or before this ISO time")
-        p.add_argument(
-            "--only", f"--{part}", dest="only", action="append", help=f"restore only this {part} (repeatable)"
-        )
-        p.add_argument(
-            "--overwrite", action="store_true", help="replace or delete existing data that differs"
-        )
-        p.add_argument(
-            "--exact",
-            action="store_true",
-            help="also delete what the target holds in the restored scope that the backup does not "
-            "(added after it; needs --overwrite)",
-        )
-        p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
-        p.add_argument("--yes", action="store_true", help="approve changing data in the original location")
-        p.add_argument(
-            "--skip-damaged", action="store_true", help="restore what is intact of a damaged backup"
-        )
-        add_options(p, component.Options, "restore")
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(handler=restore, component=name)
+        if named[1:2] == [name] and named[0] in ("backup", "restore"):
+            _register_component(groups, name)
+        else:
+            groups["backup"].add_parser(name, help=f"back up {name} (default: what the settings schedule)")
+            groups["restore"].add_parser(name, help=f"restore a {name} backup, or parts of it")
 
 
-def _flow(component: str, verb: str) -> Any:
-    flow = getattr(importlib.import_module(f"flows.{component}"), f"{verb}_{component}")
-    return functools.partial(_without_heartbeat, flow)
+def _register_component(groups: dict[str, Any], name: str) -> None:
+    from tasks.engine.protocol import get_component
 
+    component = get_component(name)
+    noun, part = component.noun, component.part
+    p = groups["backup"].add_parser(
+        name, help=f"back up {name} {noun}s (default: those the settings schedule)"
+    )
+    p.add_argument(
+        "--source", f"--{noun}", dest="sources", action="append", metavar=noun.upper(),
+        help=f"{noun} to back up (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--no-validate", action="store_true", help="skip validation after the backup")
+    p.add_argument("--sample-percent", type=float, help="share of stored objects validation re-reads")
+    add_options(p, component.Options, "backup")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=backup, component=name, needs=name)
 
-def _without_heartbeat(flow: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run `flow` in this process with no flow-run heartbeat. Its thread sleeps in 1 s steps and
-    is joined when the run ends: up to a second added to every command. Heartbeats let the server
-    tell that a run on a worker died (deployments keep them); a CLI run is watched by the user at
-    the terminal, and one that fails or is interrupted is marked so by Prefect's engine anyway."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return flow(*args, **kwargs)
+    p = groups["restore"].add_parser(name, help=f"restore a {name} {noun}, or {part}s of it")
+    p.add_argument(
+        "--source",
+        f"--{noun}",
+        dest="source",
+        required=True,
+        metavar=noun.upper(),
+        help=f"the backed-up {noun}",
+    )
+    p.add_argument("--target", help=f"where to restore (default: the original {noun})")
+    p.add_argument("--backup-id", help="the backup to restore (default: the latest validated one)")
+    p.add_argument("--before", help="the latest validated backup at or before this ISO time")
+    p.add_argument(
+        "--only", f"--{part}", dest="only", action="append", metavar=part.upper(),
+        help=f"restore only this {part} (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace or delete existing data that differs")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="also delete what the target holds in the restored scope that the backup does not "
+        "(added after it; needs --overwrite)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    p.add_argument("--yes", action="store_true", help="approve changing data in the original location")
+    p.add_argument("--skip-damaged", action="store_true", help="restore what is intact of a damaged backup")
+    add_options(p, component.Options, "restore")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=restore, component=name, needs=name)
 
 
 def backup(args: argparse.Namespace) -> int:
+    from backstop_cli.progress import terminal_progress
+    from flows.components import component_flows
     from tasks.engine.protocol import get_component, options_for
 
     component = get_component(args.component)
     if args.sample_percent is not None:
         check_percent(args.sample_percent, "--sample-percent")
     options = options_for(component, options_from(args, component.Options))
-    flow = _flow(args.component, "backup")
-    rows = flow(args.sources, options, not args.no_validate, args.sample_percent, args.settings)
+    backup_flow = without_heartbeat(component_flows(args.component)[0])
+    with terminal_progress(args):
+        rows = backup_flow(
+            args.sources or [], options, not args.no_validate, args.sample_percent, args.settings
+        )
     emit(args, rows, text_table(rows))
     return 0
 
 
-def restore(args: argparse.Namespace) -> int:
-    from tasks.engine.approval import cli_approval
-    from tasks.engine.protocol import get_component, options_for
+def without_heartbeat(flow: Any) -> Any:
+    """`flow`, run in this process with no flow-run heartbeat. Its thread sleeps in 1 s steps and
+    is joined when the run ends: up to a second added to every command. Heartbeats let the server
+    tell that a run on a worker died (deployments keep them); a CLI run is watched by the user at
+    the terminal, and one that fails or is interrupted is marked so by Prefect's engine anyway."""
 
-    component = get_component(args.component)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return flow(*args, **kwargs)
+
+    return run
+
+
+def refuse_early(component: Any, args: argparse.Namespace) -> Any:
+    """The restore request, built once and refused before a flow run starts where the CLI can tell:
+    malformed names and options, overwriting the original without --yes, a backup of another source."""
+    from blocks.settings import load_settings
+    from tasks.catalog import index
+    from tasks.engine.protocol import RestoreRequest, options_for
+    from tasks.engine.restore import checked_request
+    from tasks.storage.bucket import open_store
+
     if args.overwrite and not args.dry_run and not args.yes and args.target in (None, "", args.source):
         raise Conflict(
             "--overwrite into the original location needs --yes (see what changes with --dry-run first)"
         )
-    if args.backup_id:
-        check_backup_id(args.backup_id)
-    if args.before:
-        parse_time(args.before)
-    options = options_for(component, options_from(args, component.Options))
-    flow = _flow(args.component, "restore")
-    with cli_approval(args.yes):
-        summary = flow(
-            source=args.source,
-            target=args.target,
-            backup_id=args.backup_id,
-            before=args.before,
-            only=args.only,
-            overwrite=args.overwrite,
-            dry_run=args.dry_run,
-            skip_damaged=args.skip_damaged,
-            options=options,
-            settings_block=args.settings,
-            exact=args.exact,
-        )
+    asked = RestoreRequest(
+        args.source, args.target, args.backup_id, args.before, args.only, args.overwrite, args.dry_run,
+        args.skip_damaged, options_from(args, component.Options), args.exact,
+    )  # fmt: skip
+    asked.options = options_for(component, asked.options)  # malformed options need no settings to refuse
+    settings = load_settings(args.settings)
+    request = checked_request(component, settings, asked)
+    if request.backup_id:
+        try:
+            found = index.find(open_store(settings), request.backup_id)
+        except NotFound:
+            return request  # perhaps only in the secondary copy: the restore itself looks there
+        if (found.component, found.source) != (component.name, request.source):
+            raise InvalidInput(
+                f"backup {found.backup_id} is a backup of {found.component} {found.source!r}, not of "
+                f"{component.name} {request.source!r}: nothing restored"
+            )
+    return request
+
+
+def restore(args: argparse.Namespace) -> int:
+    from backstop_cli.progress import terminal_progress
+    from flows.components import component_flows, flow_parameters
+    from tasks.engine.approval import cli_approval
+    from tasks.engine.protocol import get_component
+
+    component = get_component(args.component)
+    request = refuse_early(component, args)
+    restore_flow = without_heartbeat(component_flows(args.component)[2])
+    with cli_approval(args.yes), terminal_progress(args):
+        summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
     text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts")}])]
@@ -193,7 +234,9 @@ def restore(args: argparse.Namespace) -> int:
     if len(parts) > 1 or any(p != "all" for p in parts):  # which backup each part came from
         text += ["", text_table([{"part": p} | c for p, c in parts.items()])]
     if shown:
-        text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:200]])]
+        text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:MAX_ROWS]])]
+        cut = left_out(min(len(shown), MAX_ROWS), len(shown), "--json lists every action")
+        text += [cut] if cut else []
     text += [a["diff"] for a in shown if a.get("diff")]
     emit(args, summary, "\n".join(text))
     return 0

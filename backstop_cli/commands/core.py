@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from backstop.core.manifest import select
 from backstop.core.names import check_backup_id, check_percent, parse_time
 from backstop.core.report import human_bytes, text_table
 from backstop_cli.main import emit
-from tasks.catalog import index
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -25,7 +23,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
         help="restore points instead of backups: per source and time, the backup each part comes from",
     )
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=list_backups)
+    p.set_defaults(handler=list_backups, needs="catalog")
 
     p = verbs.add_parser("validate", help="validate a backup by id")
     p.add_argument("backup_id")
@@ -42,6 +40,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def list_backups(args: argparse.Namespace) -> int:
     """Backups (and with --all the failed runs) as a table, or typed JSON (bytes, ISO 8601 times)."""
+    from tasks.catalog import index
     from tasks.catalog.backups import list_runs
     from tasks.engine.protocol import get_component
     from tasks.storage.bucket import open_store
@@ -53,6 +52,8 @@ def list_backups(args: argparse.Namespace) -> int:
     if args.restore_points:
         return list_restore_points(args, store, before)
     damaged: list[str] = []
+    from backstop.core.manifest import select
+
     found = select(
         index.read_headers(store, args.component, args.source, on_damaged=damaged.append),
         args.component,
@@ -86,8 +87,12 @@ def list_backups(args: argparse.Namespace) -> int:
     if args.all:
         text += "\n\nfailed or abandoned runs:\n" + (text_table(runs) if runs else "none")
     text += "".join(f"\nwarning: {d}" for d in damaged)
-    emit(args, {"backups": backups, "runs": runs, "damaged": damaged}, text)
-    return 0
+    unreachable = getattr(args, "unreachable", [])
+    down = [r for r in unreachable if not args.component or r["component"] == args.component]
+    if down:
+        text += "\n\nnot reachable (listed from the catalog all the same):\n" + text_table(down)
+    emit(args, {"backups": backups, "runs": runs, "damaged": damaged, "unreachable": down}, text)
+    return 3 if down else 0
 
 
 def list_restore_points(args: argparse.Namespace, store: Any, before: Any) -> int:

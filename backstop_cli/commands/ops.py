@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backstop.core.errors import ObjectiveBreached
-from backstop.core.report import text_table
+from backstop.core.report import fields_table, text_table
 from backstop_cli.main import emit
-from tasks.catalog import index
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -27,7 +26,7 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = verbs.add_parser("health", help="backup age against RPO, last drill against RTO, recent failures")
     p.add_argument("--trend", type=int, default=5, help="newest backups per source in the trend table")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=health)
+    p.set_defaults(handler=health, needs="catalog")
 
     p = verbs.add_parser(
         "verify",
@@ -86,11 +85,13 @@ def drill(args: argparse.Namespace) -> int:
         from backstop_cli.commands.recover import platform_drill
 
         return platform_drill(args)
+    from backstop_cli.progress import terminal_progress
     from flows.drill import DRILL_COLUMNS, restore_drill
 
     began = datetime.now(UTC)
     try:
-        rows = restore_drill(args.component, settings_block=args.settings)
+        with terminal_progress(args):
+            rows = restore_drill(args.component, settings_block=args.settings)
     except ObjectiveBreached:
         rows = _drills_since(args, began)
         emit(args, rows, text_table(rows, DRILL_COLUMNS))
@@ -157,6 +158,7 @@ def health(args: argparse.Namespace) -> int:
     from backstop.core.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
     from blocks.settings import load_settings
     from flows.health import component_parts, expected_sources, watch_of
+    from tasks.catalog import index
     from tasks.catalog.backups import list_runs
     from tasks.engine.drill import list_drills
     from tasks.storage.bucket import open_store
@@ -184,12 +186,15 @@ def health(args: argparse.Namespace) -> int:
     if problems:
         parts.append("problems:\n" + "\n".join(problems))
     parts += [f"damaged: {d}" for d in damaged]
+    down = getattr(args, "unreachable", [])
+    if down:
+        parts.append("not reachable (health read from the catalog all the same):\n" + text_table(down))
     text = "\n\n".join(parts)
-    emit(args, data, text)
+    emit(args, data | {"unreachable": down}, text)
     breached = breaches(rows)
     if breached:
         raise ObjectiveBreached(f"{len(breached)} source(s) breach an objective: " + " | ".join(breached))
-    return 0
+    return 3 if down else 0
 
 
 def catalog(args: argparse.Namespace) -> int:
@@ -220,7 +225,7 @@ def bootstrap(args: argparse.Namespace) -> int:
         "location": args.location,
     }
     result = run_bootstrap(args.settings, notify=args.notify, first_setup=first_setup)
-    emit(args, result, "\n".join(f"{k}: {v}" for k, v in result.items()))
+    emit(args, result, fields_table(result))
     return 0
 
 
@@ -234,5 +239,5 @@ def deploy(args: argparse.Namespace) -> int:
         notify=args.notify,
     )
     shown = {k: v for k, v in result.items() if k != "deploy_output"}
-    emit(args, result, "\n".join(f"{k}: {v}" for k, v in shown.items()))
+    emit(args, result, fields_table(shown))
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 import localdev  # noqa: F401  (absent in a production install: then these verbs are not offered)
 from backstop.core.errors import ConfigError, Unavailable
-from backstop.core.report import text_table
+from backstop.core.report import left_out, text_table
 from backstop_cli.main import emit, state_dir
 
 
@@ -82,10 +82,10 @@ def alerts(args: argparse.Namespace) -> int:
             f"local alert receiver not reachable at {base}: start it with `backstop up`"
         ) from exc
     shown = messages[-args.last :] if args.last else messages
-    rows = [
-        {"received_at": m["received_at"], "subject": m["subject"], "text": m["text"][:120]} for m in shown
-    ]
-    emit(args, shown, text_table(rows) if rows else f"no alerts received at {base}")
+    rows = [{"received_at": m["received_at"], "subject": m["subject"], "text": m["text"]} for m in shown]
+    text = text_table(rows) if rows else f"no alerts received at {base}"
+    cut = left_out(len(shown), len(messages), "`backstop alerts --last 0` shows all")
+    emit(args, shown, text + (f"\n{cut}" if cut else ""))
     return 0
 
 
@@ -123,33 +123,40 @@ def up(args: argparse.Namespace) -> int:
 def down(args: argparse.Namespace) -> int:
     stopped = _platform().down(echo=print)
     if not stopped:
-        print("nothing was running")
+        print(f"nothing was running from {state_dir()} (BACKSTOP_HOME names another home)")
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
-    """Every process `backstop up` (and a demo left running) started, by pid."""
+    """Every process `backstop up` (and a demo left running) started, by pid; one that died is
+    shown as "not running (pid N gone)" (and under "gone" in --json); exit 3 when one is gone."""
     from localdev.demo import demo_home
 
-    running = _platform().running()
-    demo = _platform(home=demo_home(state_dir())).running()
+    mine, theirs = _platform(), _platform(home=demo_home(state_dir()))
+    running, demo = mine.running(), theirs.running()
+    gone, demo_gone = mine.gone(), theirs.gone()
     rows = [
         {
             "platform": where,
             "service": n,
+            "state": "running" if n in alive else f"not running (pid {i['pid']} gone)",
             "pid": str(i["pid"]),
             "endpoints": " ".join(v for k, v in i["endpoints"].items() if k.endswith(("_URL", "_HOST"))),
         }
-        for where, services in (("backstop up", running), ("demo", demo))
-        for n, i in services.items()
+        for where, alive, dead in (("backstop up", running, gone), ("demo", demo, demo_gone))
+        for n, i in (alive | dead).items()
     ]
-    text = text_table(rows) if rows else "the local platform is not running"
+    text = f"home: {state_dir()}\n" + (
+        text_table(rows) if rows else "the local platform is not running (BACKSTOP_HOME names another home)"
+    )
+    if gone:
+        text += f"\n{len(gone)} service(s) not running: `backstop up` starts them again"
     if demo:
         text += (
             f"\nthe demo's platform was left running: BACKSTOP_HOME={demo_home(state_dir())} backstop down"
         )
-    emit(args, {"services": running, "demo": demo}, text)
-    return 0
+    emit(args, {"home": str(state_dir()), "services": running, "gone": gone, "demo": demo}, text)
+    return 3 if gone else 0
 
 
 def demo(args: argparse.Namespace) -> int:

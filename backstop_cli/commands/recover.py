@@ -13,7 +13,7 @@ RESTORE_COLUMNS = ("run_id", "component", "source", "outcome", "at", "backup_id"
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
-    from tasks.engine.protocol import COMPONENTS
+    from tasks.engine.registry import COMPONENTS
 
     p = verbs.add_parser("recover", help="recover the whole platform (or components) as of a point in time")
     p.add_argument(
@@ -50,6 +50,7 @@ def recover(args: argparse.Namespace) -> int:
     """Run the recover-platform flow; print the plan, the steps and the outcome; exit 1 on a failure."""
     from backstop.core.names import parse_time
     from backstop.core.recovery import RecoveryOperation, plan_rows, summary_lines
+    from backstop_cli.progress import terminal_progress
     from flows.recover import recover_platform
     from tasks.engine.approval import cli_approval, os_user
 
@@ -57,7 +58,7 @@ def recover(args: argparse.Namespace) -> int:
         raise InvalidInput("give --as-of T for a new recovery or --resume OPERATION_ID, one of the two")
     if args.as_of and args.as_of != "now":
         parse_time(args.as_of)
-    with cli_approval(args.yes):
+    with cli_approval(args.yes), terminal_progress(args):
         result = recover_platform(
             as_of=args.as_of,
             components=args.component,

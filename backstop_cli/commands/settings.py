@@ -130,8 +130,57 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _save(args: argparse.Namespace, settings: Any) -> None:
+    from backstop.core.errors import ConfigError
+
+    try:
+        before = _load(args)
+    except ConfigError:  # a new settings block
+        before = None
     settings.save(args.settings, overwrite=True)
     print(f"saved backstop-settings/{args.settings}")
+    if before is not None:
+        _follow_objectives(before, settings)
+
+
+def _follow_objectives(before: Any, after: Any) -> None:
+    """An RPO the deployed staleness automations use changed: make them again, or say which
+    command does."""
+    from blocks.settings import PLAN_OBJECTIVES
+
+    names = sorted(set(PLAN_OBJECTIVES) | set(before.objectives) | set(after.objectives))
+    changed = [c for c in names if before.objectives_for(c).rpo_hours != after.objectives_for(c).rpo_hours]
+    if not changed:
+        return
+    from backstop.core.errors import BackstopError
+    from deployments.bootstrap import follow_objectives
+
+    try:
+        for component in follow_objectives(after, changed):
+            rpo = after.objectives_for(component).rpo_hours
+            print(f"updated automation backstop-stale-{component}: alerts after {rpo:g} h without a backup")
+    except BackstopError as exc:
+        print(
+            f"the staleness alerts of {', '.join(changed)} keep their old RPO ({exc}): run `backstop deploy`"
+        )
+
+
+def _component_objectives(data: dict[str, Any], key: str, settings: Any) -> None:
+    """`objectives.<component>.<field>=...` changes that field only: the component's other objectives
+    start from what applies today (the operations plan's), never from the model's defaults."""
+    from blocks.settings import PLAN_OBJECTIVES
+
+    parts = key.split(".")
+    if parts[0] != "objectives" or len(parts) < 3:
+        return
+    component = parts[1]
+    if component not in PLAN_OBJECTIVES:
+        raise InvalidInput(
+            f"settings field '{key}': no component {component!r} (one of {', '.join(sorted(PLAN_OBJECTIVES))})"
+        )
+    objectives = data.setdefault("objectives", {}) or {}
+    data["objectives"] = objectives
+    if objectives.get(component) is None:
+        objectives[component] = settings.objectives_for(component).model_dump(mode="json")
 
 
 def show(args: argparse.Namespace) -> int:
@@ -141,11 +190,14 @@ def show(args: argparse.Namespace) -> int:
 
 
 def set_fields(args: argparse.Namespace) -> int:
-    data = document(_load(args))
+    """Change the named fields, and only those."""
+    current = _load(args)
+    data = document(current)
     for assignment in args.assignments:
         key, sep, raw = assignment.partition("=")
         if not sep or not key:
             raise InvalidInput(f"{assignment!r}: expected KEY=VALUE, e.g. retention.keep_last=5")
+        _component_objectives(data, key.strip(), current)
         assign(data, key.strip(), raw)
     _save(args, validated(data))
     return 0

@@ -314,8 +314,10 @@ def record_run(
     error: BaseException | None = None,
     backup_id: str | None = None,
     details: dict[str, Any] | None = None,
+    refused: bool = False,
 ) -> RunRecord | None:
-    """Record how a run ended (best effort: a store that is down must not hide the run's own error)."""
+    """Record how a run ended (best effort: a store that is down must not hide the run's own error).
+    `refused`: the run was refused for its input (outcome "refused", not a failure)."""
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
@@ -324,6 +326,7 @@ def record_run(
     outcome = (
         "succeeded" if error is None else ("abandoned" if not isinstance(error, Exception) else "failed")
     )
+    outcome = "refused" if refused and error is not None else outcome
     try:
         previous = list_runs(store, component, source, limit_days=2) if error is not None else []
         record = RunRecord(

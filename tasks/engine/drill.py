@@ -17,6 +17,7 @@ from typing import Any
 
 from backstop.core.errors import BackstopError, NotFound, ValidationFailed
 from backstop.core.objectives import DRILL_PREFIX, DrillResult, drill_verdict, new_drill_id, rto_problem
+from backstop.core.report import joined
 from backstop.core.restore_points import RestorePoint
 from blocks.settings import BackstopSettings
 from tasks.catalog import index, points
@@ -156,5 +157,5 @@ def drill_sources(store: BackupStore, components: list[str]) -> list[tuple[str, 
 def drill_summary(results: list[DrillResult]) -> str:
     """One line per failed drill (empty when all passed)."""
     return "; ".join(
-        f"{r.component}/{r.source}: {'; '.join(r.problems[:3]) or 'failed'}" for r in results if not r.passed
+        f"{r.component}/{r.source}: {joined(r.problems, 3) or 'failed'}" for r in results if not r.passed
     )

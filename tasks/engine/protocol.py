@@ -16,7 +16,7 @@ Steps in parentheses, `delete`, `holds`, `gone_outside` and `notes` have default
 of the registered components: a component overrides them only where it differs.
 
 Adding a component: one module with a class like the ones registered below, its options model, one
-line in `COMPONENTS`, one fixture in tests/contract/conftest.py, and its prefect.yaml entries.
+line in `COMPONENTS` (tasks/engine/registry.py), one fixture in tests/contract/conftest.py, and its prefect.yaml entries.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from backstop.core.errors import InvalidInput
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.restore_points import WHOLE
 from blocks.settings import BackstopSettings
+from tasks.engine.registry import COMPONENTS
 from tasks.storage.bucket import BackupStore
 
 # What a restore action does to the target. The lifecycle refuses "replace" and "delete" without
@@ -326,15 +327,6 @@ class LifecycleMethods:
     def entry_part(self, entry: ManifestEntry) -> str:
         """Every entry belongs to the one implicit part by default."""
         return WHOLE
-
-
-COMPONENTS: dict[str, str] = {
-    "configs": "tasks.components.configs.component:COMPONENT",
-    "bigquery": "tasks.components.bigquery.component:COMPONENT",
-    "gcs": "tasks.components.gcs.component:COMPONENT",
-    "composer": "tasks.components.composer.component:COMPONENT",
-    "gke": "tasks.components.gke.component:COMPONENT",
-}
 
 
 def get_component(name: str) -> Any:

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backstop.core.errors import Conflict, InvalidInput, ValidationFailed
+from backstop.core.errors import REFUSALS, Conflict, InvalidInput, ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id, parse_time
 from backstop.core.restore_points import RestorePoint
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
-from tasks.engine import units
+from tasks.engine import progress, units
 from tasks.engine.approval import require_approval
 from tasks.engine.lifecycle import loaded
 from tasks.engine.pieces import Piece, check_validated, part_counts, pieces_of
@@ -136,7 +136,10 @@ def write_and_verify(
     if request.dry_run:
         return []
     name = f"{component.name}-{plan.target}"
+    what = f"restore {component.name}/{request.source}"
+    progress.report(what, 2, 4, unit="steps (open, plan done; writing)")
     units.step(f"write-{name}", component.apply_restore, ctx, manifest, plan, request)
+    progress.report(what, 3, 4, unit="steps (written; verifying)")
     return units.step(
         f"verify-restore-{name}", component.verify_restored, ctx, manifest, plan.target, request.only
     )
@@ -245,8 +248,9 @@ def restore(
     except BaseException as exc:
         if record:
             catalog.record_run(
-                store or open_store(settings), "restore", component.name, request.source, exc, backup_id
-            )
+                store or open_store(settings), "restore", component.name, request.source, exc, backup_id,
+                refused=isinstance(exc, REFUSALS),
+            )  # fmt: skip
         raise
     if record and not request.dry_run:
         catalog.record_run(

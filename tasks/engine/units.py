@@ -20,6 +20,7 @@ from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
 from backstop.core.manifest import BackupManifest, ManifestEntry
+from tasks.engine.progress import report
 from tasks.engine.protocol import Context, get_component
 from tasks.engine.runners import unit_runner
 
@@ -69,8 +70,21 @@ def run_units(
     in memory, and no unit waits for a slower one. `done(entries, state)` as each finishes (so a
     failure later still knows what the finished units made), with `progress(done, started)`."""
 
+    what = f"backup {component.name}/{manifest.source}"
+    stored = 0
+
     def call(unit: Any) -> Any:
         return component.run_unit(ctx, manifest, unit)
+
+    def finished(result: Any) -> None:
+        nonlocal stored
+        done(*result)
+        stored += sum(e.size for e in result[0]) if isinstance(result[0], list) else 0
+
+    def progressed(number: int, started: int) -> None:
+        report(what, number, started, stored)  # watchers of this process (tasks/engine/progress.py)
+        if progress:
+            progress(number, started)
 
     def submit_task(run: Any, label: str, unit: Any) -> Any:
         parameters = {"label": label, "component": component.name, "ctx": ctx}
@@ -78,7 +92,7 @@ def run_units(
 
     _drive(
         ctx, f"{component.name}-{manifest.source}-unit", f"{component.name} backup of {manifest.source}",
-        call, submit_task, units, lambda result: done(*result), progress,
+        call, submit_task, units, finished, progressed,
     )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from blocks.settings import BackstopSettings
 from tasks.catalog import index, points
 from tasks.engine import restore
 from tasks.engine.approval import covered_by, os_user, require_approval
+from tasks.engine.progress import report
 from tasks.engine.protocol import COMPONENTS, RestoreRequest, get_component
 from tasks.operations.recover_checks import component_check, user_checks
 from tasks.storage.bucket import BackupStore, open_store
@@ -289,10 +290,12 @@ def recover(
     remaining = [] if first is None else operation.steps[first:]
     approval = f"covered by the approval of operation {operation.operation_id}: {operation.approval}"
     with covered_by(approval) if operation.into_original else contextlib.nullcontext():
-        for step in remaining:
+        for number, step in enumerate(remaining, 1):
             say(f"step {step.label}: restoring {step.backup_id} into {step.target or 'the original'}")
+            report(f"recover {operation.operation_id}", number - 1, len(remaining), unit="steps")
             run_step(settings, store, step, operation.as_of, operation.exact)
             save_operation(store, operation)
+            report(f"recover {operation.operation_id}", number, len(remaining), unit="steps")
             if step.status == "failed":
                 break
     failed = [s for s in operation.steps if s.status != "succeeded"]

@@ -9,8 +9,11 @@ platform share one (`backstop up` costs about half a minute); the one that stops
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import shutil
 import subprocess
 import sys
 import time
@@ -131,6 +134,8 @@ def source_env(env: dict[str, str]) -> dict[str, str]:
     """`source .backstop/env`."""
     sourced = dict(env)
     for line in (Path(env["BACKSTOP_HOME"]) / "env").read_text().splitlines():
+        if not line.startswith("export "):
+            continue
         key, _, value = line.removeprefix("export ").partition("=")
         sourced[key] = value
     return sourced
@@ -243,6 +248,22 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     (alert,) = alerted(json.loads(ok(shell, "alerts", "--json")))
     assert alert["subject"].startswith("Backstop: backup-gcs run ") and alert["subject"].endswith(" Failed")
     assert f"{failed['name']}" in alert["text"]
+    # one failed run, one alert: the flow's own hook stays quiet where the automation alerts
+    assert [m for m in received(shell) if failed["name"] in m["subject"] + m["text"]] == [alert]
+
+    # a user's mistake is no incident: a restore refused for its input ends "Refused", alerts no one
+    backup_id = listed[0]["backup_id"]
+    refused = api.run("restore-gcs", "gcs-restore", {"source": "no-such-bucket-e2e"})
+    ended = api.wait_final(refused, 120)
+    assert (ended["state"]["type"], ended["state"]["name"]) == ("CANCELLED", "Refused"), ended["state"]
+    assert "no validated backup of gcs/no-such-bucket-e2e" in ended["state"]["message"]
+    assert_one_error_line(
+        run(shell, "restore", "gcs", "--bucket", "no-such-bucket-e2e", "--backup-id", backup_id),
+        f"backup {backup_id} is a backup of gcs 'demo-raw-data', not of gcs 'no-such-bucket-e2e'",
+    )
+    restores = [r["id"] for r in api.runs_of("restore-gcs", "gcs-restore")]
+    assert restores == [refused]  # the CLI refused before a flow run started
+    assert not [m for m in received(shell) if ended["name"] in m["subject"] + m["text"]]
 
     # once the bucket is a source the settings schedule, health fails naming it and why its backup failed
     ok(shell, "settings", "set", "gcs_sources=[demo-raw-data, no-such-bucket-e2e]")
@@ -250,6 +271,51 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     assert health.returncode == 2 and "gcs/no-such-bucket-e2e" in health.stderr
     assert "latest backup run failed" in health.stderr and "does not exist" in health.stderr
     assert status(user) == first
+
+
+def prefect_ui(env: dict[str, str]) -> str:
+    return str(json.loads(ok(env, "status", "--json"))["services"]["prefect"]["endpoints"]["PREFECT_UI_URL"])
+
+
+def test_the_prefect_ui_talks_to_its_own_server_on_a_moved_port(user: dict[str, str]) -> None:
+    ui = prefect_ui(user)
+    assert ui == f"http://127.0.0.1:{user['BACKSTOP_PREFECT_PORT']}" and not ui.endswith(":4200")
+    settings = httpx.get(f"{ui}/ui-settings", timeout=30).json()
+    assert settings["api_url"] == f"{ui}/api"  # what the browser calls, not 127.0.0.1:4200
+
+
+def test_sourcing_the_env_says_it_replaces_an_exported_prefect_home(user: dict[str, str]) -> None:
+    env_file = Path(user["BACKSTOP_HOME"]) / "env"
+    mine = user | {"PREFECT_HOME": "/somewhere/mine"}
+    done = subprocess.run(["bash", "-c", f"source {env_file}; echo $PREFECT_HOME"], env=mine,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    platform_home = source_env(user)["PREFECT_HOME"]
+    assert done.stdout.strip() == platform_home
+    assert f"PREFECT_HOME was /somewhere/mine, now {platform_home}" in done.stderr
+    unset = {k: v for k, v in user.items() if k != "PREFECT_HOME"}
+    quiet = subprocess.run(["bash", "-c", f"source {env_file}"], env=unset, capture_output=True, text=True)
+    assert quiet.stderr == ""
+
+
+def chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def test_the_deployments_page_loads_in_headless_chromium(
+    user: dict[str, str], seeded: dict[str, Any], tmp_path: Path
+) -> None:
+    """The deployments `backstop deploy` made (test above) as the UI shows them in a browser."""
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no chromium binary on this machine (Debian package `chromium`); none is downloaded")
+    ui = prefect_ui(user)
+    page = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+         "--virtual-time-budget=20000", "--dump-dom", f"{ui}/deployments"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "gcs-daily-backup" in page.stdout, page.stdout[-2000:] + page.stderr[-2000:]
+    assert "Can't connect to Server API" not in page.stdout
 
 
 def test_settings_edits_are_validated_and_a_first_setup_names_its_buckets(
@@ -382,6 +448,71 @@ def test_staleness_alert_fires_without_a_validated_backup_and_not_with_one(
     rest = (gcs_since + WINDOW + SETTLE - datetime.now(gcs_since.tzinfo)).total_seconds()
     time.sleep(max(rest, 0))
     assert staleness("gcs", received(shell)) == []
+
+
+def on_a_terminal(env: dict[str, str], *argv: str) -> str:
+    """What a person sees running `backstop ARGV` in a terminal (a pseudo-terminal here)."""
+    master, slave = pty.openpty()
+    child = subprocess.Popen([BACKSTOP, *argv], env=env | {"TERM": "xterm", "COLUMNS": "160"},
+                             stdin=slave, stdout=slave, stderr=slave, cwd=Path(__file__).parents[2])  # fmt: skip
+    os.close(slave)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(master, 65536):
+            seen += chunk
+    os.close(master)
+    assert child.wait(300) == 0, seen.decode(errors="replace")[-2000:]
+    return seen.decode(errors="replace")
+
+
+def test_a_backup_shows_a_progress_line_on_a_terminal_and_none_when_piped(
+    user: dict[str, str], seeded: dict[str, Any]
+) -> None:
+    shell = source_env(user)
+    for i in range(3):  # something new to copy (an unchanged bucket is reused whole: no units run)
+        upload = f"{shell['STORAGE_EMULATOR_HOST']}/upload/storage/v1/b/demo-raw-data/o"
+        params = {"uploadType": "media", "name": f"progress/new-{time.time_ns()}-{i}.txt"}
+        httpx.post(upload, params=params, content=b"new", timeout=30).raise_for_status()
+    seen = on_a_terminal(shell, "backup", "gcs", "--bucket", "demo-raw-data")
+    assert "backup gcs/demo-raw-data" in seen and "units" in seen  # the live line, drawn by rich
+    assert "validated" in seen  # then the result table
+    piped = run(shell, "backup", "gcs", "--bucket", "demo-raw-data")
+    assert piped.returncode == 0 and piped.stderr == "" and "units" not in piped.stdout
+    as_json = on_a_terminal(shell, "backup", "gcs", "--bucket", "demo-raw-data", "--json")
+    assert "units" not in as_json and json.loads(as_json.replace("\r\n", "\n"))[0]["status"] == "validated"
+
+
+# -- one service dies: the rest still answers -----------------------------------------------------
+def test_one_dead_service_hides_nothing_else(user: dict[str, str], seeded: dict[str, Any]) -> None:
+    from localdev.platform import LocalPlatform
+
+    shell = source_env(user)
+    pid = status(user)["bigquery"]
+    LocalPlatform(Path(user["BACKSTOP_HOME"])).kill("bigquery")
+    wait_for(lambda: "bigquery" in json.loads(run(user, "status", "--json").stdout)["gone"], timeout=30)
+
+    shown = run(user, "status")
+    assert shown.returncode == 3 and f"not running (pid {pid} gone)" in shown.stdout
+    assert f"home: {Path(user['BACKSTOP_HOME']).resolve()}" in shown.stdout  # where it looked
+    assert "gcs" in json.loads(run(user, "status", "--json").stdout)["services"]
+
+    listed = run(shell, "list", "--component", "gcs", "--json")  # nothing of gcs is down
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["backups"] and json.loads(listed.stdout)["unreachable"] == []
+    everything = run(shell, "list", "--all", "--json")
+    assert everything.returncode == 3, everything.stderr
+    rows = json.loads(everything.stdout)["unreachable"]
+    assert {r["component"] for r in rows} == {"bigquery"} and "BigQuery emulator not reachable" in str(rows)
+    assert json.loads(everything.stdout)["backups"]
+    unsourced = run(user, "list", "--all", "--json")  # a shell that never sourced the env: the same
+    assert unsourced.returncode == 3 and json.loads(unsourced.stdout)["unreachable"] == rows
+
+    health = run(shell, "health", "--json")  # the short RPOs set above are breached: exit 2, all said
+    assert health.returncode == 2 and "breach" in health.stderr
+    report = json.loads(health.stdout)
+    assert "gcs" in {r["component"] for r in report["health"]}
+    assert {r["component"] for r in report["unreachable"]} == {"bigquery"}
+    assert_one_error_line(run(shell, "backup", "bigquery"), "BigQuery emulator not reachable at")
 
 
 # -- last: it stops the platform the tests above share ---------------------------------------------

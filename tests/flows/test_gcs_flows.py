@@ -150,3 +150,60 @@ def test_overwriting_the_original_needs_yes(
     assert main([*argv, "--yes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["overwritten"] == 1
     assert gcs.bucket(source).blob("p2/o 2.txt").download_as_bytes() == b"object 2"
+
+
+def restore_runs() -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["restore-gcs"])))
+
+
+def test_a_refused_restore_is_said_and_is_no_failure(
+    gcs: Any, store: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prefect.client.schemas.objects import StateType
+
+    from tasks.catalog.backups import list_runs
+
+    source, other = seed(gcs, 3), seed(gcs, 3)
+    backup_gcs([source], settings_block=saved_settings)
+    other_id = backup_gcs([other], settings_block=saved_settings)[0]["backup_id"]
+
+    # what the CLI can tell (another source's backup, a malformed name) is refused before a flow run
+    before = len(restore_runs())
+    argv = ["--settings", saved_settings, "restore", "gcs", "--bucket", source, "--backup-id", other_id]
+    assert main(argv) == 2
+    assert f"backup {other_id} is a backup of gcs '{other}', not of gcs '{source}'" in capsys.readouterr().err
+    assert main(["--settings", saved_settings, "restore", "gcs", "--bucket", "Bad_Name!"]) == 2
+    assert "malformed bucket name" in capsys.readouterr().err
+    assert len(restore_runs()) == before
+
+    # what only the restore can tell (it would overwrite) ends "Refused": no failure, no alert
+    gcs.bucket(source).blob("p0/o 0.txt").upload_from_string(b"changed")
+    state = restore_gcs(source, settings_block=saved_settings, return_state=True)
+    assert (state.type, state.name) == (StateType.CANCELLED, "Refused")
+    assert "overwrite was not asked for" in (state.message or "")
+    assert main(["--settings", saved_settings, "restore", "gcs", "--bucket", source]) == 2
+    assert "overwrite was not asked for" in capsys.readouterr().err
+    runs = [r for r in list_runs(store, "gcs", source) if r.kind == "restore"]
+    assert [r.outcome for r in runs] == ["refused", "refused"] and not any(r.failed for r in runs)
+
+
+@pytest.mark.parametrize("name", ["gcs", "bigquery", "configs", "composer", "gke"])
+def test_the_ui_run_forms_are_plain_fields_with_defaults(name: str) -> None:
+    """What the Prefect UI builds its run form from: no "None" toggles, the options shown."""
+    from flows.components import component_flows
+
+    backup, _, restore = component_flows(name)
+    form = restore.parameters.model_dump()["properties"]
+    for field in ("target", "backup_id", "before", "only", "options"):
+        assert "anyOf" not in form[field] and "default" in form[field], (field, form[field])
+    assert form["target"] == form["target"] | {"type": "string", "default": ""}
+    assert "anyOf" not in backup.parameters.model_dump()["properties"]["options"]
+
+
+def test_the_backup_summary_leads_with_status_source_size_time(gcs: Any, saved_settings: str) -> None:
+    (row,) = backup_gcs([seed(gcs, 3)], settings_block=saved_settings)
+    assert list(row)[:6] == ["status", "component", "source", "size", "started_utc", "seconds"]

@@ -106,6 +106,26 @@ def test_failure_hook_posts_to_the_webhook(notifying_settings: str, receiver: Re
     assert post is not None, f"no notification received; got {receiver.posts}"
     assert post["subject"] == "Backstop: backstop-test-failure Failed"
     assert f"broken on purpose {marker}" in post["text"]
+    assert len([p for p in receiver.posts if marker in json.dumps(p)]) == 1  # one run, one alert
+
+
+def test_a_run_the_failure_automation_covers_alerts_once(notifying_settings: str, receiver: Receiver) -> None:
+    """A deployment's run (tagged `backstop`) fails: the automation alerts, the hook stays quiet."""
+    from prefect import tags
+
+    from blocks.settings import load_settings
+    from deployments.bootstrap import create_automations, load_spec
+    from flows.hooks import TAG
+
+    create_automations(load_settings(notifying_settings), load_spec())
+    marker = unique("once")
+    with tags(TAG):
+        state = failing_flow()(marker, settings_block=notifying_settings, return_state=True)
+    assert state.is_failed()  # the hook has run by now (in this process, before the call returned)
+    post = receiver.wait_for(marker, timeout=20)
+    assert post is not None, f"the automation did not post within 20 s; got {receiver.posts}"
+    assert "entered Failed" in post["text"]
+    assert len([p for p in receiver.posts if marker in json.dumps(p)]) == 1
 
 
 def test_hook_with_no_notify_block_does_not_hide_the_failure(saved_settings: str) -> None:
@@ -188,6 +208,7 @@ def test_require_approval_denies_without_yes_outside_a_flow() -> None:
 def test_require_approval_pauses_for_an_answer(prefect_harness: None, answer: bool) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.flow_runs import resume_flow_run
 
     from tasks.engine.approval import require_approval
@@ -204,7 +225,9 @@ def test_require_approval_pauses_for_an_answer(prefect_harness: None, answer: bo
     paused = None
     with get_client(sync_client=True) as client:
         while paused is None and time.monotonic() < deadline:
-            runs = client.read_flow_runs(limit=20)
+            # this test's runs only: the session's harness holds many other runs by now
+            mine = FlowFilter(name=FlowFilterName(any_=["approval-test"]))
+            runs = client.read_flow_runs(flow_filter=mine, limit=20)
             paused = next((r for r in runs if r.state and r.state.is_paused() and r.name and r.flow_id), None)
             time.sleep(0.3)
     assert paused is not None, "the flow run never paused for approval"

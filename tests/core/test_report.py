@@ -1,0 +1,31 @@
+"""Tables for people: a cause is shown whole (wrapped, first line first), a cut list says so."""
+
+from __future__ import annotations
+
+from backstop.core.report import joined, left_out, text_table
+
+CAUSE = (
+    "400 POST http://127.0.0.1:9050/bigquery/v2/projects/demo/queries?prettyPrint=false: "
+    'Invalid dataset ID "backstop-demo__demo_sales_backstop_snapshots"\nsecond line of the cause'
+)
+
+
+def test_a_long_multi_line_cause_is_whole_wrapped_and_aligned() -> None:
+    table = text_table([{"source": "demo_sales", "problem": CAUSE}, {"source": "x", "problem": "ok"}])
+    lines = table.splitlines()
+    column = lines[0].index("problem")
+    text = " ".join(line[column:].strip() for line in lines[2:-1])
+    assert text.replace(" ", "") == CAUSE.replace("\n", "").replace(" ", "")  # nothing cut
+    assert lines[2].startswith("demo_sales") and lines[2][column:].startswith("400 POST")  # first line first
+    assert all(line[:column].strip() == "" for line in lines[3:-1])  # continuation lines stay in the column
+    assert lines[-1].startswith("x") and lines[-1][column:] == "ok"
+    assert "second line of the cause" in lines[-2]
+
+
+def test_cut_lists_say_how_many_were_left_out() -> None:
+    assert joined(["a", "b"]) == "a; b"
+    assert joined([str(i) for i in range(8)], 3) == "0; 1; 2; and 5 more"
+    assert left_out(200, 200, "--json") == ""
+    assert left_out(200, 2003, "--json lists every action") == (
+        "1803 more row(s) not shown (first 200 of 2003): --json lists every action"
+    )
