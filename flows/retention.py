@@ -30,7 +30,6 @@ from tasks.operations.prune import PruneReport, prune, sources_in
 from tasks.storage.bucket import BackupStore, open_store
 
 
-@task(name="prune-source", cache_policy=NO_CACHE)
 def _bullets(items: list[str], limit: int = 200) -> str:
     """A markdown list of the first `limit` items, and how many more the run's result holds."""
     lines = [f"- {i}" for i in items[:limit]]
@@ -39,6 +38,7 @@ def _bullets(items: list[str], limit: int = 200) -> str:
     return "\n".join(lines)
 
 
+@task(name="prune-source", cache_policy=NO_CACHE)
 def prune_source(
     settings: BackstopSettings, secondary: bool, component: str, source: str, dry_run: bool
 ) -> dict[str, Any]:
