@@ -53,20 +53,50 @@ def watch_of(settings: BackstopSettings, store: BackupStore, on_damaged: Any = N
     )
 
 
-@task(name="read-catalog", cache_policy=NO_CACHE)
-def read_catalog(
+def catalog_records(
     store: BackupStore,
 ) -> tuple[list[ManifestHeader], list[DrillResult], list[RunRecord], list[str]]:
-    """Every manifest, drill record and recent run record, plus the damaged ones as problems."""
+    """Every manifest header, drill record and recent run record, plus the damaged ones as problems."""
     damaged: list[str] = []
     manifests = index.read_headers(store, on_damaged=damaged.append)
     drills = list_drills(store, on_damaged=damaged.append)
     runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
+    return manifests, drills, runs, damaged
+
+
+@task(name="read-catalog", cache_policy=NO_CACHE)
+def read_catalog(
+    store: BackupStore,
+) -> tuple[list[ManifestHeader], list[DrillResult], list[RunRecord], list[str]]:
+    """`catalog_records`, logged."""
+    manifests, drills, runs, damaged = catalog_records(store)
     get_run_logger().info(
         "catalog: %d manifest(s), %d drill record(s), %d run record(s), %d damaged",
         len(manifests), len(drills), len(runs), len(damaged),
     )  # fmt: skip
     return manifests, drills, runs, damaged
+
+
+def source_health(
+    settings: BackstopSettings,
+    store: BackupStore,
+    manifests: list[ManifestHeader],
+    drills: list[DrillResult],
+    runs: list[RunRecord],
+    damaged: list[str],
+) -> list[HealthRow]:
+    """Every expected source's health from the catalog records, against the settings' objectives
+    (the health flow and `backstop health` both report this)."""
+    return health_rows(
+        manifests,
+        drills,
+        settings.objectives_for,
+        datetime.now(UTC),
+        expected_sources(settings),
+        runs,
+        component_parts,
+        watch_of(settings, store, damaged.append),
+    )
 
 
 def render(rows: list[HealthRow], trend: list[dict[str, Any]], damaged: list[str]) -> str:
@@ -112,16 +142,7 @@ def health_report(settings_block: str = DEFAULT_BLOCK_NAME, trend_runs: int = 10
     settings = load_settings(settings_block)
     store = open_store(settings)
     manifests, drills, runs, damaged = read_catalog(store)
-    rows = health_rows(
-        manifests,
-        drills,
-        settings.objectives_for,
-        datetime.now(UTC),
-        expected_sources(settings),
-        runs,
-        component_parts,
-        watch_of(settings, store, damaged.append),
-    )
+    rows = source_health(settings, store, manifests, drills, runs, damaged)
     trend = trend_rows(manifests, trend_runs)
     table = [r.row() for r in rows]
     create_table_artifact(

@@ -155,30 +155,15 @@ def _drills_since(args: argparse.Namespace, began: datetime) -> list[dict[str, A
 
 def health(args: argparse.Namespace) -> int:
     """Read the catalog and print every source's health (read-only, no flow run); exit 2 on a breach."""
-    from backstop.core.objectives import HEALTH_COLUMNS, breaches, health_rows, trend_rows
+    from backstop.core.objectives import HEALTH_COLUMNS, breaches, trend_rows
     from blocks.settings import load_settings
-    from flows.health import component_parts, expected_sources, watch_of
-    from tasks.catalog import index
-    from tasks.catalog.backups import list_runs
-    from tasks.engine.drill import list_drills
+    from flows.health import catalog_records, source_health
     from tasks.storage.bucket import open_store
 
     settings = load_settings(args.settings)
     store = open_store(settings)
-    damaged: list[str] = []
-    manifests = index.read_headers(store, on_damaged=damaged.append)
-    drills = list_drills(store, on_damaged=damaged.append)
-    runs = list_runs(store, limit_days=7, on_damaged=damaged.append)
-    rows = health_rows(
-        manifests,
-        drills,
-        settings.objectives_for,
-        datetime.now(UTC),
-        expected_sources(settings),
-        runs,
-        component_parts,
-        watch_of(settings, store, damaged.append),
-    )
+    manifests, drills, runs, damaged = catalog_records(store)
+    rows = source_health(settings, store, manifests, drills, runs, damaged)
     trend = trend_rows(manifests, args.trend)
     data: dict[str, Any] = {"health": [r.row() for r in rows], "trend": trend, "damaged": damaged}
     parts = [text_table(data["health"], HEALTH_COLUMNS[:-1]), text_table(trend)]
