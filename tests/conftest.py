@@ -85,6 +85,22 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def seed_objects(client: Any, prefix: str, count: int, base: int, step: int) -> tuple[str, dict[str, bytes]]:
+    """A new bucket of `count` random objects in three folders, object i `base + i * step` bytes;
+    returns its name and what it holds."""
+    name = unique(prefix)
+    bucket = client.create_bucket(name)
+    contents = {f"d{i % 3}/obj-{i:03d}": os.urandom(base + i * step) for i in range(count)}
+    for key, data in contents.items():
+        bucket.blob(key).upload_from_string(data)
+    return name, contents
+
+
+def read_all(client: Any, bucket: str) -> dict[str, bytes]:
+    """Every object of `bucket`, name -> bytes."""
+    return {b.name: b.download_as_bytes() for b in client.list_blobs(bucket)}
+
+
 @pytest.fixture
 def settings(gcs: Any) -> Any:
     """In-memory settings with a fresh backup bucket (and secondary bucket) per test."""

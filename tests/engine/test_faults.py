@@ -38,7 +38,7 @@ from backstop_cli.main import main
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
 from tasks.engine.calls import ComponentCalls
-from tests.conftest import unique
+from tests.conftest import read_all, seed_objects, unique
 
 gcs_component = ComponentCalls("gcs")
 
@@ -116,16 +116,7 @@ CHILD = textwrap.dedent(
 
 
 def seed(client: Any, count: int = OBJECTS) -> tuple[str, dict[str, bytes]]:
-    name = unique("faultsrc")
-    bucket = client.create_bucket(name)
-    contents = {f"d{i % 3}/obj-{i:03d}": os.urandom(300 + i * 37) for i in range(count)}
-    for key, data in contents.items():
-        bucket.blob(key).upload_from_string(data)
-    return name, contents
-
-
-def read_all(client: Any, bucket: str) -> dict[str, bytes]:
-    return {b.name: b.download_as_bytes() for b in client.list_blobs(bucket)}
+    return seed_objects(client, "faultsrc", count, 300, 37)
 
 
 def run_child_and_kill(tmp_path: Path, args: list[str], stop_at: str, hold: bool, timeout: float = 60) -> str:

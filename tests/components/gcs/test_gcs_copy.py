@@ -10,7 +10,7 @@ import pytest
 from localdev.servers.throttling_proxy import throttling_proxy
 from tasks.components.gcs import plan as gcs_plan
 from tasks.engine.calls import ComponentCalls
-from tests.conftest import unique
+from tests.conftest import read_all, seed_objects, unique
 
 gcs_component = ComponentCalls("gcs")
 
@@ -18,16 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def seed(client: Any, count: int) -> tuple[str, dict[str, bytes]]:
-    name = unique("copysrc")
-    bucket = client.create_bucket(name)
-    contents = {f"d{i % 3}/obj-{i:03d}": os.urandom(200 + i * 31) for i in range(count)}
-    for key, data in contents.items():
-        bucket.blob(key).upload_from_string(data)
-    return name, contents
-
-
-def read_all(client: Any, bucket: str) -> dict[str, bytes]:
-    return {b.name: b.download_as_bytes() for b in client.list_blobs(bucket)}
+    return seed_objects(client, "copysrc", count, 200, 31)
 
 
 def old_pool_key(bucket: str, name: str, generation: int) -> str:
