@@ -418,6 +418,9 @@ def object_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs
     response.json(obj)
 
 
+EMULATOR_ROUTES = emu.HANDLERS  # the emulator's own, before a server of this module routes with its own
+
+
 def handlers(roles: RoleBook) -> tuple[Any, ...]:
     """The emulator's routes with this module's behaviour in front, every handler guarded."""
     bucket = r"(?P<bucket_name>[-.\w]+)"
@@ -432,7 +435,7 @@ def handlers(roles: RoleBook) -> tuple[Any, ...]:
             ),
         ]
     routes = []
-    for regex, methods in [*extra, *emu.HANDLERS]:
+    for regex, methods in [*extra, *EMULATOR_ROUTES]:
         methods = dict(methods)
         if regex.endswith(r"/o/(?P<object_id>.*[^/]+)$") and "PATCH" in methods:
             methods["PATCH"] = object_patch
@@ -453,7 +456,8 @@ class _Handler(emu.RequestHandler):  # type: ignore[misc]
     lock = threading.Lock()
 
     def _serve(self, method: str) -> None:
-        with self.lock:
+        with self.lock:  # one lock for every server of this process: each routes with its own roles
+            emu.HANDLERS = self.server.handlers
             emu.Router(self).handle(method)
             if method != "GET":  # the handlers above change buckets and objects in place too
                 self.storage.dirty = True
@@ -502,7 +506,6 @@ def serve(
 ) -> http_server.ThreadingHTTPServer:
     """A started server (in a daemon thread); `shutdown()` stops it. With `data_dir`, buckets and
     objects are kept on disk there and found again by the next server on it."""
-    emu.HANDLERS = handlers(RoleBook(roles_file))
     if data_dir:
         storage = PolicyStorage(use_memory_fs=False, data_dir=str(Path(data_dir).resolve()))
         _relink(storage, f"http://{host}:{port}")
@@ -511,6 +514,7 @@ def serve(
     httpd = http_server.ThreadingHTTPServer((host, port), partial(_Handler, storage))
     httpd.daemon_threads = True
     httpd.storage = storage  # type: ignore[attr-defined]
+    httpd.handlers = handlers(RoleBook(roles_file))  # type: ignore[attr-defined]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     if data_dir:
         threading.Thread(target=_flush_every, args=(storage, threading.Event()), daemon=True).start()

@@ -57,3 +57,30 @@ def test_buckets_objects_and_their_retention_survive_a_restart(tmp_path: Path) -
         bucket.blob("data/02").delete()  # not retained: deleted as before the restart
     finally:
         stop(httpd)
+
+
+def test_each_server_keeps_its_own_custom_roles(policy_gcs: storage.Client) -> None:
+    """A second server in the same process (here one with no custom roles) does not take the custom
+    roles of the first: a role granted on the first still gives its permissions."""
+    from blocks.clients import LocalPrincipalCredentials
+
+    other = serve("127.0.0.1", free_port())  # no roles file
+    try:
+        bucket = policy_gcs.create_bucket(f"roles-{free_port()}")
+        member = f"serviceAccount:backstop-backup-writer@{PROJECT}.iam.gserviceaccount.com"
+        policy = bucket.get_iam_policy(requested_policy_version=3)
+        policy.bindings.append(
+            {"role": f"projects/{PROJECT}/roles/backstopBackupWriter", "members": {member}}
+        )
+        bucket.set_iam_policy(policy)
+        writer = storage.Client(
+            project=PROJECT,
+            credentials=LocalPrincipalCredentials(member),
+            client_options={"api_endpoint": policy_gcs._connection.API_BASE_URL},
+        )
+        granted = writer.bucket(bucket.name).test_iam_permissions(
+            ["storage.objects.create", "storage.objects.delete"]
+        )
+        assert granted == ["storage.objects.create"]
+    finally:
+        stop(other)
