@@ -12,6 +12,8 @@ through a restore filter, into the same or another cluster, namespaces renamed t
 conflicts failing the restore unless overwrite is asked for). The backup data stays in Backup for
 GKE; the Backstop manifest records its name, state, counts, size and times, plus a small JSON
 description in the backup bucket so the catalog, retention and drills treat it like any backup.
+It also records a content digest per namespace, read through the cluster's Kubernetes API, so a
+restore replaces only namespaces that differ and `exact` deletes the ones added (compare.py).
 
 A plain export of Kubernetes objects to YAML (the `kubernetes` client, for clusters without
 Backup for GKE) is NOT built. It would cover the declared objects (Deployments, Services,
