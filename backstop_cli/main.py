@@ -128,8 +128,8 @@ def unreachable_services(include_unset: bool = False) -> list[dict[str, Any]]:
     """Every service the CLI is pointed at that does not accept a connection: its label, address and
     the components it serves. `include_unset`: an unset PREFECT_API_URL counts as the local
     platform's default address (after a command failed; before, it may not need Prefect at all)."""
-    from blocks.clients import EMULATOR_COMPONENTS
-    from localdev.platform import EMULATOR_ENV, configured_ports, endpoint_port, reachable
+    from blocks.clients import EMULATOR_COMPONENTS, EMULATOR_ENV
+    from localdev.platform import configured_ports, endpoint_port, reachable
 
     api = _prefect_api_url()
     if not api and include_unset:

@@ -18,8 +18,8 @@ backup_bigquery, validate_bigquery, restore_bigquery = component_flows("bigquery
 def restore_bigquery_as_of(
     source: str,
     as_of: str,
-    target: str | None = None,
-    only: list[str] | None = None,
+    target: str = "",
+    only: list[str] = [],  # noqa: B006 (the form's default; never changed)
     overwrite: bool = False,
     dry_run: bool = False,
     settings_block: str = DEFAULT_BLOCK_NAME,
@@ -30,7 +30,7 @@ def restore_bigquery_as_of(
         source: the source dataset.
         as_of: the moment (ISO 8601), inside the time-travel window.
         target: default `<source>_restored_<yyyymmddThhmmss>`; never the source itself.
-        only: only these tables / views.
+        only: only these tables / views (empty: all).
         overwrite: replace non-empty tables in the target.
         dry_run: return the plan, change nothing.
         settings_block: name of the Backstop settings block.
@@ -43,7 +43,7 @@ def restore_bigquery_as_of(
 
     settings = load_settings(settings_block)
     report = restore_as_of(
-        settings, check_dataset(source), parse_time(as_of), target, only, overwrite, dry_run
+        settings, check_dataset(source), parse_time(as_of), target or None, only or None, overwrite, dry_run
     )
     create_table_artifact(report.actions, key="bigquery-restore-as-of", description=f"{source} as of {as_of}")
     return report.summary() | {"actions": report.actions}

@@ -23,7 +23,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.states import Cancelled, State
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled
 
 from backstop.core.errors import REFUSALS, BackstopError, ConfigError, ValidationFailed
 from backstop.core.manifest import BackupManifest
@@ -237,20 +238,22 @@ def component_flows(name: str) -> tuple[Any, Any, Any]:
         sources: list[str] = [],  # noqa: B006 (the form's default: what the settings schedule)
         options: Options = default_options,  # type: ignore[valid-type]
         validate_after: bool = True,
-        sample_percent: float | None = None,
+        sample_percent: float = 0,
         settings_block: str = DEFAULT_BLOCK_NAME,
     ) -> list[dict[str, Any]]:
         return backup_sources(
-            name, sources or None, _dump(options), validate_after, sample_percent, settings_block
+            name, sources or None, _dump(options), validate_after, sample_percent or None, settings_block
         )
 
     def validate(
-        backup_id: str | None = None,
-        source: str | None = None,
-        sample_percent: float | None = None,
+        backup_id: str = "",
+        source: str = "",
+        sample_percent: float = 0,
         settings_block: str = DEFAULT_BLOCK_NAME,
     ) -> list[dict[str, Any]]:
-        return validate_backups(name, backup_id, source, sample_percent, settings_block)
+        return validate_backups(
+            name, backup_id or None, source or None, sample_percent or None, settings_block
+        )
 
     # Plain fields with defaults a person can type into in the UI's run form (no "None" toggles):
     # an empty text or list means "not given"; the component's options are shown with their defaults.
@@ -288,15 +291,15 @@ def _document(name: str, noun: str, part: str, backup: Any, validate: Any, resto
         sources: {noun}s to back up (empty: those the settings schedule).
         options: options of the {name} component.
         validate_after: validate each backup after it is committed (a failure fails the run).
-        sample_percent: share of stored objects validation re-reads (default from the settings).
+        sample_percent: share of stored objects validation re-reads (0: the settings' share).
         settings_block: name of the Backstop settings block.
     """
     validate.__doc__ = f"""Validate one backup (by id), or the latest of `source` / of every scheduled {noun}.
 
     Args:
-        backup_id: the backup to validate.
-        source: the {noun} whose latest backup to validate.
-        sample_percent: share of stored objects re-read (default from the settings).
+        backup_id: the backup to validate (empty: the latest of `source`).
+        source: the {noun} whose latest backup to validate (empty: every scheduled {noun}).
+        sample_percent: share of stored objects re-read (0: the settings' share).
         settings_block: name of the Backstop settings block.
     """
     restore.__doc__ = f"""Restore a {name} backup (whole, or {part}s) into the original {noun} or `target`.

@@ -59,7 +59,8 @@ def drill_task(settings: BackstopSettings, store: BackupStore, component: str, s
 
 @flow(name="restore-drill", **HOOKS)
 def restore_drill(
-    components: list[str] | None = None, settings_block: str = DEFAULT_BLOCK_NAME
+    components: list[str] = [],  # noqa: B006 (the form's default; never changed)
+    settings_block: str = DEFAULT_BLOCK_NAME,
 ) -> list[dict[str, Any]]:
     """Restore the latest validated backup of every source into a scratch target and verify it.
 

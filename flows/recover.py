@@ -44,13 +44,13 @@ def _notifier(reference: str | None) -> Notify | None:
 
 @flow(name="recover-platform", **HOOKS)
 def recover_platform(
-    as_of: str | None = None,
-    components: list[str] | None = None,
-    sources: list[str] | None = None,
-    target_suffix: str | None = None,
+    as_of: str = "",
+    components: list[str] = [],  # noqa: B006 (the form's default; never changed)
+    sources: list[str] = [],  # noqa: B006
+    target_suffix: str = "",
     dry_run: bool = False,
     reason: str = "",
-    resume: str | None = None,
+    resume: str = "",
     who: str = "",
     fail_on_error: bool = True,
     settings_block: str = DEFAULT_BLOCK_NAME,
@@ -60,13 +60,13 @@ def recover_platform(
     restored in dependency order (configuration, BigQuery, Cloud Storage, Composer, GKE) and checked.
 
     Args:
-        as_of: ISO time (or "now") to recover to.
+        as_of: ISO time (or "now") to recover to (empty: give `resume`).
         components: components to recover (default: all).
         sources: only these sources (default: every configured source).
-        target_suffix: restore into alternate targets named with this suffix instead of the originals.
+        target_suffix: restore into alternate targets named with this suffix (empty: the originals).
         dry_run: record and show the plan, restore nothing.
         reason: why the recovery is run (kept in the record and sent in the notifications).
-        resume: an operation id to continue from its first incomplete step.
+        resume: an operation id to continue from its first incomplete step (empty: a new recovery).
         who: who runs it (default: this flow run).
         fail_on_error: fail the flow run when a step or a check fails.
         settings_block: name of the Backstop settings block.
@@ -79,13 +79,13 @@ def recover_platform(
     notify = _notifier(settings.notify_block)
     operation = recover(
         settings,
-        as_of,
-        components,
-        sources,
-        target_suffix,
+        as_of or None,
+        components or None,
+        sources or None,
+        target_suffix or None,
         dry_run,
         reason=reason,
-        resume=resume,
+        resume=resume or None,
         who=who or _who(),
         notify=notify,
         log=log.info,
@@ -100,7 +100,7 @@ def recover_platform(
 
 @flow(name="platform-drill", **HOOKS)
 def drill_platform(
-    components: list[str] | None = None,
+    components: list[str] = [],  # noqa: B006 (the form's default; never changed)
     who: str = "",
     fail_on_error: bool = True,
     settings_block: str = DEFAULT_BLOCK_NAME,
@@ -117,7 +117,7 @@ def drill_platform(
     settings = load_settings(settings_block)
     result = platform_drill(
         settings,
-        components,
+        components or None,
         notify=_notifier(settings.notify_block),
         log=get_run_logger().info,
         who=who or _who(),

@@ -84,16 +84,16 @@ def _stores(settings: BackstopSettings) -> list[tuple[bool, BackupStore]]:
 
 @flow(name="prune-backups", **HOOKS)
 def prune_backups(
-    component: str | None = None,
-    source: str | None = None,
+    component: str = "",
+    source: str = "",
     dry_run: bool = False,
     settings_block: str = "default",
 ) -> dict[str, Any]:
     """Apply the retention policy to every (component, source) in the primary and secondary buckets.
 
     Args:
-        component: only this component (e.g. "gcs").
-        source: only this source (needs `component`).
+        component: only this component (e.g. "gcs"; empty: all).
+        source: only this source (needs `component`; empty: all).
         dry_run: plan only: print what would be kept and removed, and why; delete nothing.
         settings_block: name of the Backstop settings block.
 
@@ -101,20 +101,20 @@ def prune_backups(
         {"rows": one per backup (bucket, component, source, backup_id, started, status, decision, reason),
          "summaries": one per store and source, "problems": what could not be deleted}.
     """
-    if source is not None and component is None:
+    if source and not component:
         raise InvalidInput("prune: --source needs --component")
-    if source is not None:
+    if source:
         check_source_name(source)
     settings = load_settings(settings_block)
     futures = []
     problems: list[str] = []
     for secondary, store in _stores(settings):
         try:
-            groups = sources_in(store, component)
+            groups = sources_in(store, component or None)
         except BackstopError as exc:  # e.g. the secondary bucket is gone: prune the other store anyway
             problems.append(f"{store.where()}: not pruned: {exc}")
             continue
-        if source is not None:
+        if source:
             groups = [g for g in groups if g[1] == source]
         futures += [prune_source.submit(settings, secondary, c, s, dry_run) for c, s in groups]
     rows: list[dict[str, Any]] = []

@@ -49,13 +49,11 @@ def copy_backup(settings: BackstopSettings, manifest: BackupManifest) -> dict[st
 
 
 @flow(name="copy-backups-to-secondary", **HOOKS)
-def copy_backups_to_secondary(
-    component: str | None = None, settings_block: str = "default"
-) -> list[dict[str, Any]]:
+def copy_backups_to_secondary(component: str = "", settings_block: str = "default") -> list[dict[str, Any]]:
     """Copy every committed backup not yet copied (or whose last copy failed) to the secondary bucket.
 
     Args:
-        component: only backups of this component.
+        component: only backups of this component (empty: all).
         settings_block: name of the Backstop settings block.
 
     Raises:
@@ -63,7 +61,7 @@ def copy_backups_to_secondary(
     """
     settings = load_settings(settings_block)
     secondary.secondary_store(settings)  # a clear ConfigError / NotFound before any work
-    pending = secondary.pending_copies(open_store(settings), component)
+    pending = secondary.pending_copies(open_store(settings), component or None)
     get_run_logger().info("%d backup(s) to copy to gs://%s", len(pending), settings.secondary_bucket)
     rows = [future.result() for future in [copy_backup.submit(settings, m) for m in pending]]
     create_table_artifact(rows, key="secondary-copies", description="Copies to the secondary bucket")

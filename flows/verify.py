@@ -25,8 +25,8 @@ from tasks.storage.bucket import open_store
 
 @flow(name="reverify-backups", **HOOKS)
 def reverify_backups(
-    components: list[str] | None = None,
-    share_percent: float | None = None,
+    components: list[str] = [],  # noqa: B006 (the form's default; never changed)
+    share_percent: float = 0,
     fail_on_damage: bool = True,
     settings_block: str = DEFAULT_BLOCK_NAME,
 ) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def reverify_backups(
 
     Args:
         components: components to re-verify (default: every registered one).
-        share_percent: share of the stored objects to download and checksum (default: the settings'
+        share_percent: share of the stored objects to download and checksum (0: the settings'
             reverify_every_days / reverify_period_days); sizes and checksums are listed for all.
         fail_on_damage: fail the run (and so alert) when a backup is found damaged or expired; the
             CLI prints the report and exits 1 instead.
@@ -48,8 +48,10 @@ def reverify_backups(
     """
     logger = get_run_logger()
     settings = load_settings(settings_block)
-    share = None if share_percent is None else check_share(share_percent)
-    report = reverify.reverify(settings, open_store(settings), components, share, progress=logger.info)
+    share = check_share(share_percent) if share_percent else None
+    report = reverify.reverify(
+        settings, open_store(settings), components or None, share, progress=logger.info
+    )
     rows, problems, totals = reverify.summary_rows(report), report.problems(), report.totals()
     create_table_artifact(
         key="reverify", table=rows or [{"result": "no backups kept"}], description="Re-verification"

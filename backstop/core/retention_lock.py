@@ -85,7 +85,7 @@ def keep_until(
     dates = []
     if policy.keep_within_days > 0:
         dates.append(started_at + timedelta(days=policy.keep_within_days))
-    open_dates = []
+    open_dates: list[datetime] = []
     for rule, count_field in PERIOD_RULES:
         count = int(getattr(policy, count_field))
         if rule not in keeper_of or count <= 0:

@@ -33,11 +33,11 @@ def restore_as_of(args: argparse.Namespace) -> int:
     check_dataset(args.source)
     if args.target:
         check_dataset(args.target)
-    tables = [check_table(t) for t in args.only] if args.only else None
+    tables = [check_table(t) for t in args.only or []]
     summary = restore_bigquery_as_of(
         args.source,
         str(parse_time(args.as_of).isoformat()),
-        args.target,
+        args.target or "",
         tables,
         args.overwrite,
         args.dry_run,

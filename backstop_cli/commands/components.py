@@ -162,7 +162,7 @@ def backup(args: argparse.Namespace) -> int:
     backup_flow = without_heartbeat(component_flows(args.component)[0])
     with terminal_progress(args):
         rows = backup_flow(
-            args.sources or [], options, not args.no_validate, args.sample_percent, args.settings
+            args.sources or [], options, not args.no_validate, args.sample_percent or 0, args.settings
         )
     emit(args, rows, text_table(rows))
     return 0

@@ -91,7 +91,7 @@ def drill(args: argparse.Namespace) -> int:
     began = datetime.now(UTC)
     try:
         with terminal_progress(args):
-            rows = restore_drill(args.component, settings_block=args.settings)
+            rows = restore_drill(args.component or [], settings_block=args.settings)
     except ObjectiveBreached:
         rows = _drills_since(args, began)
         emit(args, rows, text_table(rows, DRILL_COLUMNS))
@@ -124,7 +124,9 @@ def verify(args: argparse.Namespace) -> int:
         get_component(name)  # InvalidInput names the known components
     from flows.verify import reverify_backups
 
-    result = reverify_backups(args.component, args.share, fail_on_damage=False, settings_block=args.settings)
+    result = reverify_backups(
+        args.component or [], args.share or 0, fail_on_damage=False, settings_block=args.settings
+    )
     totals = result["totals"]
     text = text_table(result["sources"]) if result["sources"] else "nothing to re-verify: no backups kept"
     text += (

@@ -60,13 +60,13 @@ def recover(args: argparse.Namespace) -> int:
         parse_time(args.as_of)
     with cli_approval(args.yes), terminal_progress(args):
         result = recover_platform(
-            as_of=args.as_of,
-            components=args.component,
-            sources=args.source,
-            target_suffix=args.target_suffix,
+            as_of=args.as_of or "",
+            components=args.component or [],
+            sources=args.source or [],
+            target_suffix=args.target_suffix or "",
             dry_run=args.dry_run,
-            reason=args.reason,
-            resume=args.resume,
+            reason=args.reason or "",
+            resume=args.resume or "",
             who=os_user(),
             fail_on_error=False,
             settings_block=args.settings,
@@ -105,7 +105,9 @@ def platform_drill(args: argparse.Namespace) -> int:
     from flows.recover import drill_platform
     from tasks.engine.approval import os_user
 
-    result = drill_platform(args.component, os_user(), fail_on_error=False, settings_block=args.settings)
+    result = drill_platform(
+        args.component or [], os_user(), fail_on_error=False, settings_block=args.settings
+    )
     shown = {k: v for k, v in result.items() if k not in ("problems", "targets")}
     text = [text_table([shown]), *[f"problem: {p}" for p in result["problems"]]]
     emit(args, result, "\n".join(text))

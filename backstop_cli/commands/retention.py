@@ -51,7 +51,7 @@ def prune(args: argparse.Namespace) -> int:
         if args.component is None:
             raise InvalidInput("prune: --source needs --component")
         check_source_name(args.source)
-    result = prune_backups(args.component, args.source, args.dry_run, args.settings)
+    result = prune_backups(args.component or "", args.source or "", args.dry_run, args.settings)
     rows = [{c: r.get(c) for c in PLAN_COLUMNS} for r in result["rows"]]
     removed = sum(r["decision"] == "remove" for r in rows)
     verb = "would remove" if args.dry_run else "removed"
@@ -105,6 +105,6 @@ def tiers(args: argparse.Namespace) -> int:
 def copy_secondary(args: argparse.Namespace) -> int:
     from flows.secondary import copy_backups_to_secondary
 
-    rows = copy_backups_to_secondary(args.component, args.settings)
+    rows = copy_backups_to_secondary(args.component or "", args.settings)
     emit(args, rows, text_table(rows))
     return 0

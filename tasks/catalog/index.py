@@ -33,8 +33,9 @@ from backstop.core.catalog_index import (
 )
 from backstop.core.errors import BackstopError, NotFound, ValidationFailed
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, BackupSummary
-from tasks.storage.bucket import UPDATES_DIR, BackupStore, Row
+from tasks.storage.bucket import UPDATES_DIR, BackupStore
 from tasks.storage.parallel import parallel_map
+from tasks.storage.spool import Row
 
 log = logging.getLogger(__name__)
 # Top-level folders of a backup bucket that are not component catalogs.

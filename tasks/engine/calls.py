@@ -34,7 +34,7 @@ class ComponentCalls:
     ) -> list[str]:
         """Differences between `target` and the whole backup (verify_restored with these options)."""
         ctx = Context(settings, store, options_for(self.component, options))
-        return self.component.verify_restored(ctx, manifest, target, None)  # type: ignore[attr-defined]
+        return self.component.verify_restored(ctx, manifest, target, None)
 
     def backup(
         self, settings: BackstopSettings, store: BackupStore | None, source: str, **options: Any

@@ -142,7 +142,7 @@ def test_copy_flow_copies_every_pending_backup_once(
 
     primary, secondary = stores
     backups = [committed_backup(primary, unique("src")) for _ in range(3)]
-    rows = copy_backups_to_secondary(None, saved_settings)
+    rows = copy_backups_to_secondary("", saved_settings)
     assert sorted(r["backup_id"] for r in rows) == sorted(b.backup_id for b in backups)
     assert all(r["ok"] for r in rows)
     assert sorted(m.backup_id for m in index.list_manifests(secondary)) == sorted(

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_dataset
@@ -57,15 +57,15 @@ from tasks.components.bigquery.backup import (
 from tasks.components.bigquery.plan import plan_dataset_restore
 from tasks.components.bigquery.restore import apply_dataset_restore, validate_table, verify_restored
 from tasks.components.bigquery.snapshot import delete_snapshots, missing_snapshots
+from tasks.engine.protocol import OPTIONS_CONFIG, Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
-from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 
 class BigQueryOptions(BaseModel):
     """Options of BigQuery backups and restores."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = OPTIONS_CONFIG
 
     tables: list[str] | None = Field(
         default=None,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import ManifestEntry
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
+from tasks.engine.protocol import OPTIONS_CONFIG
 
 PARTS = ("dags", "metadata", "config")
 SNAPSHOT_FILE = "composer/snapshot.json"
@@ -32,7 +33,7 @@ def part_of(entry: ManifestEntry) -> str:
 class ComposerOptions(BaseModel):
     """Options of Cloud Composer backups and restores."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = OPTIONS_CONFIG
 
     parts: list[Literal["dags", "metadata", "config"]] | None = Field(
         default=None,

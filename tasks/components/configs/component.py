@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from backstop.core.archive import (
     ARCHIVE_NAME,
@@ -46,8 +46,8 @@ from blocks.components import ConfigSource, ConfigsSettings
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.components.configs.locations import Location, collect_gcs, collect_local, open_location
+from tasks.engine.protocol import OPTIONS_CONFIG, Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
-from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
 
@@ -259,7 +259,7 @@ def added_files(
 class ConfigsOptions(BaseModel):
     """Options of configuration file backups."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = OPTIONS_CONFIG
 
     path: str | None = Field(
         default=None,
@@ -267,7 +267,7 @@ class ConfigsOptions(BaseModel):
         json_schema_extra={"verbs": ["backup"]},
     )
     config_source: ConfigSource | None = Field(
-        default=None, description="A whole source definition (ad hoc)."
+        default=None, description="A whole source definition (ad hoc).", json_schema_extra={"form": False}
     )
 
 

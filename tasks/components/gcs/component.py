@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from backstop.core.errors import NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
@@ -42,8 +42,15 @@ from tasks.components.gcs.restore import (
     target_listing,
     verify_bucket,
 )
+from tasks.engine.protocol import (
+    OPTIONS_CONFIG,
+    Context,
+    LifecycleMethods,
+    RestorePlan,
+    RestoreRequest,
+    StoredEntries,
+)
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
-from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest, StoredEntries
 from tasks.storage import shared_limit
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.spool import EntrySpool
@@ -117,7 +124,7 @@ def plan_objects(
 class GcsOptions(BaseModel):
     """Options of Cloud Storage backups."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = OPTIONS_CONFIG
 
     prefixes: list[str] | None = Field(
         default=None,

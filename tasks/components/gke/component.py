@@ -61,19 +61,27 @@ from tasks.components.gke.plans import (
     parse_target,
 )
 from tasks.components.gke.restore import remove_target, restore_backup, verify_restored
+from tasks.engine.protocol import (
+    OPTIONS_CONFIG,
+    Context,
+    LifecycleMethods,
+    RestorePlan,
+    RestoreReport,
+    RestoreRequest,
+)
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
-from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreReport, RestoreRequest
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
 
 
 class GkeOptions(BaseModel):
     """Options of GKE backups and restores."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = OPTIONS_CONFIG | ConfigDict(populate_by_name=True)
 
     gke_config: GkeSettings | None = Field(
         default=None,
         description="GKE settings instead of the block's `gke`.",
+        json_schema_extra={"form": False},
         validation_alias=AliasChoices("gke_config", "gke"),
     )
     rename: dict[str, str] | None = Field(
