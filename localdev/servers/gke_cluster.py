@@ -1,7 +1,9 @@
 """What the local Backup for GKE server's clusters hold, and the pure rules a restore applies to it.
 
 A cluster is {namespace: spec}; a spec counts `resources`, `pods`, `volumes` and `bytes`, and may
-name its objects (`objects`: ["Kind/name", ...]) so a restore filter can pick some of them.
+name its objects (`objects`: ["Kind/name", ...]) so a restore filter can pick some of them, and give
+its workloads' labels (`labels`: {key: value}). What the cluster's Kubernetes API lists for a
+namespace is synthesized from its spec (`localdev.servers.gke_objects`).
 No gRPC and no state here: `localdev.servers.gke_model` keeps the clusters.
 """
 
@@ -35,9 +37,9 @@ DEMO_CLUSTERS: dict[str, Namespaces] = {
 
 
 def copy_namespaces(namespaces: Namespaces) -> Namespaces:
-    """A deep-enough copy of namespace specs (their `objects` lists are copied too)."""
+    """A deep-enough copy of namespace specs (their `objects` lists and `labels` are copied too)."""
     return {
-        ns: {k: list(v) if isinstance(v, list) else v for k, v in spec.items()}
+        ns: {k: type(v)(v) if isinstance(v, (list, dict)) else v for k, v in spec.items()}
         for ns, spec in namespaces.items()
     }
 

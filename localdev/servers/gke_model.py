@@ -98,6 +98,11 @@ class GkeBackupModel:
         with self.lock:
             return self.clusters.get(cluster, {}).pop(namespace, None) is not None
 
+    def set_namespace(self, cluster: str, namespace: str, spec: dict[str, Any]) -> None:
+        """Create `namespace` in `cluster` as `spec`, or change it to `spec` (what a deploy does)."""
+        with self.lock:
+            self._cluster(cluster)[namespace] = copy_namespaces({namespace: spec})[namespace]
+
     def fail_next_backup(self, reason: str) -> None:
         self.faults["fail"] = reason
 
@@ -112,6 +117,7 @@ class GkeBackupModel:
             "add_cluster",
             "namespaces",
             "delete_namespace",
+            "set_namespace",
             "fail_next_backup",
             "shrink_next_backup",
             "deny",
@@ -392,7 +398,7 @@ class GkeBackupModel:
 
         def finish() -> tuple[Any, str | None]:
             cluster = self._cluster(plan.cluster)
-            if config.all_namespaces:
+            if config.all_namespaces or config.excluded_namespaces.namespaces:
                 chosen = list(contents)
             else:
                 chosen = [ns for ns in config.selected_namespaces.namespaces if ns in contents]

@@ -20,12 +20,14 @@ from collections.abc import Callable
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 from google.longrunning import operations_pb2
 
-from localdev.servers.gke_cluster import DEMO_CLUSTERS, namespace_renames
+from localdev.servers.gke_cluster import DEMO_CLUSTERS, copy_namespaces, namespace_renames
 from localdev.servers.gke_model import Abort, GkeBackupModel, t
+from localdev.servers.gke_objects import PLURALS, namespace_objects
 
 SERVICE = "google.cloud.gkebackup.v1.BackupForGKE"
 ADMIN_METHOD = "/localdev.servers.GkeAdmin/Call"
@@ -156,8 +158,10 @@ class GkeBackupServer(GkeBackupModel):
 
 
 class KubeNamespaces:
-    """The namespaces part of the Kubernetes API of every modelled cluster, over HTTP: list, get
-    and delete `/<cluster full name>/api/v1/namespaces[/<name>]` (what drills clean up with)."""
+    """The Kubernetes API of every modelled cluster, over HTTP, at `/<cluster full name>/...`: list,
+    get and delete namespaces (`api/v1/namespaces[/<name>]`, what drills clean up with), and list a
+    namespace's objects of the kinds in `gke_objects.PLURALS` (`api/v1/namespaces/<ns>/configmaps`,
+    `apis/apps/v1/namespaces/<ns>/deployments`, ...), synthesized from its spec."""
 
     def __init__(self, model: GkeBackupModel, port: int = 0) -> None:
         self.model, self.port = model, port
@@ -178,30 +182,47 @@ class KubeNamespaces:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _route(self) -> tuple[str, str] | None:
-                cluster, marker, rest = self.path.strip("/").partition("/api/v1/namespaces")
-                return (cluster, rest.strip("/")) if marker else None
+            def _not_found(self) -> None:
+                self._answer(404, {"kind": "Status", "reason": "NotFound"})
+
+            def _route(self) -> tuple[str, str, str, str] | None:
+                """(cluster, API prefix, namespace, plural) of the request path; None: not an API path."""
+                path = urlsplit(self.path).path.strip("/")
+                for prefix in ("api/v1", "apis/apps/v1"):
+                    cluster, marker, rest = path.partition(f"/{prefix}/namespaces")
+                    if marker and (not rest or rest.startswith("/")):
+                        parts = [*rest.strip("/").split("/"), "", ""]
+                        return cluster, prefix, parts[0], parts[1]
+                return None
 
             def do_GET(self) -> None:
                 route = self._route()
-                if route is None:
-                    return self._answer(404, {"kind": "Status", "reason": "NotFound"})
                 with model.lock:
-                    names = sorted(model.clusters.get(route[0], {}))
-                items = [{"metadata": {"name": n}, "status": {"phase": "Active"}} for n in names]
-                if not route[1]:
-                    return self._answer(200, {"kind": "NamespaceList", "items": items})
-                found = [i for i in items if i["metadata"]["name"] == route[1]]
-                self._answer(200, found[0]) if found else self._answer(
-                    404, {"kind": "Status", "reason": "NotFound"}
-                )
+                    spaces = model.clusters.get(route[0]) if route else None
+                    spaces = copy_namespaces(spaces) if spaces is not None else None
+                if route is None or spaces is None:
+                    return self._not_found()
+                cluster, prefix, namespace, plural = route
+                if plural:
+                    if PLURALS.get(plural, ("",))[0] != prefix:
+                        return self._not_found()
+                    spec = spaces.get(namespace)
+                    items = namespace_objects(cluster, namespace, spec)[plural] if spec else []
+                    return self._answer(200, {"kind": "List", "metadata": {}, "items": items})
+                if prefix != "api/v1":
+                    return self._not_found()
+                items = [{"metadata": {"name": n}, "status": {"phase": "Active"}} for n in sorted(spaces)]
+                if not namespace:
+                    return self._answer(200, {"kind": "NamespaceList", "metadata": {}, "items": items})
+                found = [i for i in items if i["metadata"]["name"] == namespace]
+                self._answer(200, found[0]) if found else self._not_found()
 
             def do_DELETE(self) -> None:
                 route = self._route()
-                if route is None or not route[1]:
-                    return self._answer(404, {"kind": "Status", "reason": "NotFound"})
+                if route is None or not route[2] or route[3] or route[1] != "api/v1":
+                    return self._not_found()
                 with model.lock:
-                    gone = model.delete_namespace(route[0], route[1])
+                    gone = model.delete_namespace(route[0], route[2])
                 code = 200 if gone else 404
                 self._answer(code, {"kind": "Status", "status": "Success" if gone else "Failure"})
 

@@ -12,6 +12,8 @@ through a restore filter, into the same or another cluster, namespaces renamed t
 conflicts failing the restore unless overwrite is asked for). The backup data stays in Backup for
 GKE; the Backstop manifest records its name, state, counts, size and times, plus a small JSON
 description in the backup bucket so the catalog, retention and drills treat it like any backup.
+It also records a content digest per namespace, read through the cluster's Kubernetes API, so a
+restore replaces only namespaces that differ and `exact` deletes the ones added (compare.py).
 
 A plain export of Kubernetes objects to YAML (the `kubernetes` client, for clusters without
 Backup for GKE) is NOT built. It would cover the declared objects (Deployments, Services,
@@ -45,9 +47,12 @@ from tasks.components.gke.api import (
     gke_types,
     logger,
 )
+from tasks.components.gke.compare import backup_digests, differences, plan_actions, read_digests
+from tasks.components.gke.namespaces import delete_namespaces
 from tasks.components.gke.plans import (
     GkeSettings,
     check_cluster,
+    cluster_path,
     count_problems,
     namespace_volume_problems,
     namespace_volumes,
@@ -135,6 +140,9 @@ class GkeComponent(LifecycleMethods):
         gke = gke_settings(ctx.settings, ctx.options.gke_config)
         client, log = gke_backup_client(), ctx.info
         backup_id = f"bs-{manifest.backup_id.lower()}"
+        item = gke.cluster(manifest.source)
+        cluster = cluster_path(gke.project or ctx.settings.project, gke.location, item.cluster)
+        before = read_digests(cluster, item, log)  # the namespaces' contents, compared by restores
         with converted_errors(f"Backup for GKE backup of {manifest.source} ({unit})"):
             op = client.create_backup(
                 parent=unit,
@@ -152,6 +160,8 @@ class GkeComponent(LifecycleMethods):
             with converted_errors(f"listing volume backups of {backup.name}"):
                 listed = client.list_volume_backups(parent=backup.name, timeout=TIMEOUT, retry=RETRY)
                 state["namespace_volumes"] = namespace_volumes(listed)
+        if state["state"] == "SUCCEEDED":
+            state |= backup_digests(before, read_digests(cluster, item, log) if before is not None else None)
         log(
             f"backup {backup.name}: {state['state']} {state['resource_count']} resources, "
             f"{state['volume_count']} volumes, {state['pod_count']} pods, {state['size_bytes']} bytes"
@@ -223,54 +233,69 @@ class GkeComponent(LifecycleMethods):
         return problems
 
     def _restore(
-        self, ctx: Context, manifest: BackupManifest, request: RestoreRequest, dry_run: bool
+        self,
+        ctx: Context,
+        manifest: BackupManifest,
+        request: RestoreRequest,
+        dry_run: bool,
+        keep: list[str] | None = None,
     ) -> RestoreReport:
         options = ctx.options
         return restore_backup(
             ctx.settings, ctx.store, manifest, request.target, request.only, request.overwrite, dry_run,
             rename=options.rename, gke=options.gke_config, log=ctx.info, resources=options.resources,
+            keep=keep,
         )  # fmt: skip
 
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
-        """Backup for GKE restores whole namespaces or chosen resources. Without overwrite its conflict
-        policy fails on anything that exists (nothing replaced); with overwrite it deletes and restores."""
+        """Each namespace compared with the target through its Kubernetes API (compare.py): "create",
+        "unchanged" or "replace" (Backup for GKE deletes and restores it, with overwrite); with
+        `exact` into a whole cluster, "delete" for the namespaces added after the backup."""
         report = self._restore(ctx, manifest, request, dry_run=True)
-        change = "replace" if request.overwrite else "create"
-        actions = [
-            {"name": a.get("resource") or a.get("namespace"), "change": change, **a} for a in report.actions
-        ]
-        if request.exact:  # said, not silently ignored: a recovery as of T asks every component
-            actions.append(
-                {
-                    "name": report.target,
-                    "change": "note",
-                    "why": "exact: not applied to GKE (Backstop reads no cluster, so it cannot list what was "
-                    "added after the backup; with overwrite Backup for GKE deletes and restores each "
-                    "restored namespace whole)",
-                }
-            )
-        cluster, suffix = parse_target(request.target or manifest.source)
-        into_original = (
-            cluster.rsplit("/", 1)[-1] == manifest.source and not suffix and not ctx.options.rename
+        gke = gke_settings(ctx.settings, ctx.options.gke_config)
+        cluster_name, suffix = parse_target(request.target or manifest.source)
+        cluster = cluster_path(gke.project or ctx.settings.project, gke.location, cluster_name)
+        whole = not suffix and not ctx.options.rename
+        actions, keep = plan_actions(
+            manifest, request, report.actions, cluster, whole, bool(ctx.options.resources)
         )
-        return RestorePlan(target=report.target, into_original=into_original, actions=actions)
+        into_original = whole and cluster_name.rsplit("/", 1)[-1] == manifest.source
+        return RestorePlan(
+            target=report.target,
+            into_original=into_original,
+            actions=actions,
+            private={"keep": keep, "cluster": cluster},
+        )
 
     def apply_restore(
         self, ctx: Context, manifest: BackupManifest, plan: RestorePlan, request: RestoreRequest
     ) -> None:
-        report = self._restore(ctx, manifest, request, dry_run=False)
-        plan.done = {"create": report.created}  # resources the service restored
-        plan.actions += [  # what the service reports of the restore itself
-            {"name": a.get("restore"), "change": "note", **a}
-            for a in report.actions
-            if "namespace" not in a and "resource" not in a
-        ]
+        """Restore what the plan creates or replaces through Backup for GKE (nothing when every
+        namespace is unchanged), then delete the namespaces it deletes (exact, with overwrite)."""
+        keep = plan.private["keep"]
+        if keep != []:
+            report = self._restore(ctx, manifest, request, dry_run=False, keep=keep)
+            plan.done = {"create": report.created}  # resources the service restored
+            plan.actions += [  # what the service reports of the restore itself
+                {"name": a.get("restore"), "change": "note", **a}
+                for a in report.actions
+                if "namespace" not in a and "resource" not in a
+            ]
+        deletes = [a["name"] for a in plan.actions if a["change"] == "delete"]
+        if deletes and request.overwrite:
+            delete_namespaces(plan.private["cluster"], deletes)
+            ctx.info(f"deleted namespace(s) {', '.join(deletes)} of {plan.target}: not in the backup")
 
     def verify_restored(
         self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
-        """The latest restore of this backup into `target` succeeded with every resource and volume."""
-        return verify_restored(ctx.settings, ctx.store, manifest, target, gke=ctx.options.gke_config)
+        """The restored namespaces of `target` hold what the backup's digests say (compare.py); where
+        they cannot be compared or still differ (fields a cluster assigns that digests do not drop),
+        the latest restore of this backup into `target` succeeded with every resource and volume."""
+        gke = gke_settings(ctx.settings, ctx.options.gke_config)
+        if differences(ctx.settings, gke, manifest, target, only, ctx.options) == []:
+            return []
+        return verify_restored(ctx.settings, ctx.store, manifest, target, gke=gke)
 
     def delete(
         self, settings: BackstopSettings, manifest: BackupManifest, gke: GkeSettings | None = None

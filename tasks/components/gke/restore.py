@@ -57,9 +57,13 @@ def restore_scope(
     overwrite: bool,
     rename: dict[str, str] | list[str] | None,
     resources: list[str] | None,
+    keep: list[str] | None = None,
 ) -> Scope:
     """The namespaces (and resources) a restore of `manifest` into `target` covers, checked
-    against the backup (NotFound names a namespace it does not hold)."""
+    against the backup (NotFound names a namespace it does not hold).
+
+    `keep` (None: all) narrows it to the backed-up namespaces that need restoring (a plan found the
+    others unchanged): a restore of all namespaces then becomes one of those chosen."""
     state = manifest.source_state
     if state.get("state") != "SUCCEEDED":
         raise ValidationFailed(
@@ -81,6 +85,11 @@ def restore_scope(
     if suffix:  # a scratch restore: only named namespaces, each under a new name
         chosen = chosen or backed_up or _drill_namespaces(gke, manifest.source)
         renames = {ns: renames.get(ns, suffixed(ns, suffix)) for ns in chosen}
+    if keep is not None:
+        everything = sorted(state.get("namespace_digests") or {})
+        chosen = (
+            [n for n in chosen if n in keep] if chosen else ([] if set(everything) <= set(keep) else keep)
+        )
     cluster_kinds = sorted({(s["group"], s["kind"]) for s in selectors if not s["namespace"]})
     config = restore_config(chosen, renames, overwrite, cluster_kinds if selectors else None)
     return Scope(cluster, cluster_name, chosen, renames, selectors, config)
@@ -98,25 +107,28 @@ def restore_backup(
     gke: GkeSettings | None = None,
     log: Log = logger.info,
     resources: list[str] | None = None,
+    keep: list[str] | None = None,
 ) -> RestoreReport:
     """Restore the backup (or the namespaces in `only`) to `target` ('cluster' or 'cluster:suffix').
 
     `resources` ('namespace/Kind/name' or 'Kind/name') restores only those objects: they become
     the restore's inclusion filter, and their namespaces (with `only`) the restore plan's scope.
+    `keep` restores only those of the backed-up namespaces (see `restore_scope`); [] calls nothing.
     """
     started = time.monotonic()
     gke = gke_settings(settings, gke)
-    scope = restore_scope(settings, gke, manifest, target, only, overwrite, rename, resources)
+    scope = restore_scope(settings, gke, manifest, target, only, overwrite, rename, resources, keep)
     report = RestoreReport(
         NAME, manifest.source, manifest.backup_id, target or manifest.source, dry_run=dry_run
     )
-    backed_up = manifest.source_state.get("namespaces") or []
+    state = manifest.source_state
+    backed_up = state.get("namespaces") or sorted(state.get("namespace_digests") or {})
     report.actions = [
         {"namespace": ns, "restore_as": scope.renames.get(ns, ns)}
         for ns in (scope.chosen or backed_up or ["*"])
     ]
     report.actions += [{"resource": r, "restore_as": _restored_as(r, scope.renames)} for r in resources or []]
-    if not dry_run:
+    if not dry_run and keep != []:
         restore = run_restore(settings, gke, manifest, scope, target, log)
         check_outcome(restore, manifest, scope.cluster, overwrite)
         report.created = int(restore.resources_restored_count)

@@ -186,14 +186,17 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
     assert report.created == 40
     assert server.namespaces(full(cluster))["shop-restored"] == NAMESPACES["shop"]
 
-    with pytest.raises(Conflict, match="shop already exist"):  # same namespace, overwrite not asked for
+    same = COMPONENT.restore(settings, store, manifest, only=["shop"], gke_config=gke)
+    assert (same.unchanged, same.created, same.overwritten) == (1, 0, 0)  # identical: nothing restored
+    server.set_namespace(full(cluster), "shop", NAMESPACES["shop"] | {"pods": 9})
+    with pytest.raises(Conflict, match="overwrite was not asked for"):  # changed since the backup
         COMPONENT.restore(settings, store, manifest, only=["shop"], gke_config=gke)
-    assert (
-        COMPONENT.restore(
-            settings, store, manifest, only=["shop"], overwrite=True, yes=True, gke_config=gke
-        ).created
-        == 40
+    assert server.namespaces(full(cluster))["shop"]["pods"] == 9
+    replaced = COMPONENT.restore(
+        settings, store, manifest, only=["shop"], overwrite=True, yes=True, gke_config=gke
     )
+    assert (replaced.created, replaced.overwritten) == (40, 1)
+    assert server.namespaces(full(cluster))["shop"] == NAMESPACES["shop"]
 
     other = unique("c")
     server.add_cluster(full(other), {})

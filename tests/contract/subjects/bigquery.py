@@ -19,7 +19,6 @@ class BigQuerySubject:
 
     component = "bigquery"
     scope_options: dict[str, Any] | None = None
-    plans_honestly = exact_applies = True
 
     def __init__(self, bq: Any, settings: Any) -> None:
         self.bq, self.settings = bq, settings

@@ -21,7 +21,6 @@ class ComposerSubject:
     # The shipped schedules: DAGs and config daily, metadata hourly (prefect.yaml).
     split_parts = [["dags", "config"], ["metadata"]]
     scope_options: dict[str, Any] | None = None
-    plans_honestly = exact_applies = True
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings

@@ -21,7 +21,6 @@ class ConfigsSubject:
 
     component = "configs"
     scope_options: dict[str, Any] | None = None
-    plans_honestly = exact_applies = True
 
     def __init__(self, settings: Any, root: Path) -> None:
         self.settings, self.root = settings, root

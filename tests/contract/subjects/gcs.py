@@ -18,7 +18,6 @@ class GcsSubject:
 
     component = "gcs"
     scope_options: dict[str, Any] | None = {"prefixes": ["data/"]}
-    plans_honestly = exact_applies = True
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings

@@ -15,12 +15,13 @@ COMPOSER_PARENT = "projects/backstop-demo/locations/europe-west1"
 
 
 class GkeSubject:
-    """A modelled cluster. Backstop reads no cluster (only Backup for GKE), so it cannot compare a
-    namespace with the backup nor list what was added: plans_honestly and exact_applies are off."""
+    """A modelled cluster: its state is every namespace's spec, from which the local Kubernetes API
+    lists the namespace's objects (localdev/servers/gke_objects.py), so Backstop compares and
+    restores what a user would see. The backup plan covers all namespaces: what lies outside its
+    scope is the cluster's own system namespaces."""
 
     component = "gke"
     scope_options: dict[str, Any] | None = None
-    plans_honestly = exact_applies = False
     namespaces = {
         "shop": {"resources": 40, "pods": 6, "volumes": 2, "bytes": 2 * 2**30},
         "payments": {"resources": 20, "pods": 4, "volumes": 1, "bytes": 2**30},
@@ -50,11 +51,31 @@ class GkeSubject:
     def state(self, where: str) -> Any:
         return self.server.namespaces(self.full(where.split(":")[0]))
 
+    def _set(self, cluster: str, namespace: str, spec: dict[str, Any]) -> None:
+        """Through the server's admin hook, as a deploy would change the cluster."""
+        from localdev.servers.gke_server import admin_call
+
+        admin_call(
+            self.server.target, "set_namespace", cluster=self.full(cluster), namespace=namespace, spec=spec
+        )
+
     def change(self, source: str) -> None:
-        """Workloads change in the cluster; the local model keeps namespaces, which stay."""
+        """A deploy: shop gets one more resource and two more pods."""
+        shop = self.state(source)["shop"]
+        self._set(source, "shop", shop | {"resources": shop["resources"] + 1, "pods": shop["pods"] + 2})
 
     def change_one_kind(self, source: str) -> None:
-        """As `change`: the local model keeps namespaces, which stay."""
+        """Metadata only: the labels of shop's Deployments."""
+        shop = self.state(source)["shop"]
+        self._set(source, "shop", shop | {"labels": {"release": "canary"}})
+
+    def add_in_scope(self, source: str) -> None:
+        self._set(source, "added-jobs", {"resources": 3, "pods": 1, "volumes": 0, "bytes": 0})
+
+    def add_outside_scope(self, source: str) -> None:
+        """The cluster's own namespaces, which a backup of all namespaces never deletes."""
+        for ns in ("kube-system", "gmp-public"):
+            self._set(source, ns, {"resources": 12, "pods": 3, "volumes": 0, "bytes": 0})
 
     def new_target(self, source: str) -> str:
         name = unique("c")
