@@ -61,6 +61,7 @@ class SourceResult(BaseModel):
 
     component: str
     source: str
+    where: str = Field(default="primary", description="primary, or the secondary copy in another region.")
     backups: int = Field(default=0, description="Validated backups checked.")
     objects: int = Field(default=0, description="Stored objects compared with the bucket's listing.")
     read_back: int = Field(default=0, description="Stored objects downloaded and checksummed.")
@@ -78,9 +79,9 @@ class SourceResult(BaseModel):
 
     def problems(self) -> list[str]:
         """One line per backup marked invalid or expired."""
-        where = f"{self.component}/{self.source}"
-        lines = [f"{where} backup {b} damaged: {'; '.join(p[:3])}" for b, p in self.damaged.items()]
-        lines += [f"{where} backup {b} expired: {'; '.join(p[:3])}" for b, p in self.expired.items()]
+        name = f"{self.component}/{self.source}" + (" (secondary copy)" if self.where == "secondary" else "")
+        lines = [f"{name} backup {b} damaged: {'; '.join(p[:3])}" for b, p in self.damaged.items()]
+        lines += [f"{name} backup {b} expired: {'; '.join(p[:3])}" for b, p in self.expired.items()]
         return lines
 
 
@@ -134,9 +135,14 @@ def window_start(reports: Iterable[VerificationReport], component: str) -> float
 def last_result(
     reports: Iterable[VerificationReport], component: str, source: str
 ) -> tuple[VerificationReport, SourceResult] | None:
-    """The newest run that re-verified `component/source`, and what it found there."""
+    """The newest run that re-verified `component/source`, and what it found there (in the primary
+    and the secondary copy: a damaged secondary copy is named "<backup id> (secondary copy)")."""
     for report in sorted(reports, key=lambda r: (r.at, r.run_id), reverse=True):
-        for result in report.sources:
-            if (result.component, result.source) == (component, source):
-                return report, result
+        found = [r for r in report.sources if (r.component, r.source) == (component, source)]
+        if found:
+            merged = found[0].model_copy(deep=True)
+            for other in found[1:]:
+                merged.damaged |= {f"{b} ({other.where} copy)": p for b, p in other.damaged.items()}
+                merged.expired |= {f"{b} ({other.where} copy)": p for b, p in other.expired.items()}
+            return report, merged
     return None

@@ -5,7 +5,9 @@ listing, the objects in this run's window are downloaded and checksummed (an obj
 share is read once), and what the backup holds outside the bucket is checked to still exist. A
 damaged backup is marked "invalid", one whose outside data is gone "expired" (a manifest update and
 a catalog status record, like validation), so no restore, drill or restore point chooses it again.
-The run's report is written to the backup bucket; the caller fails the run when anything was found.
+The secondary copies (another region) are re-read the same way, with the same window: a damaged
+copy is marked invalid in the secondary bucket, so a restore falling back to it refuses it. The
+run's report is written to the backup bucket; the caller fails the run when anything was found.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ def reverify_source(
     source: str,
     start: float,
     share: float,
+    copy: str = "primary",
 ) -> SourceResult:
-    """Re-verify every validated backup of one source; mark what is damaged or expired."""
+    """Re-verify every validated backup of one source in `store`; mark what is damaged or expired
+    (data outside the bucket is checked with the primary copies only: both copies share it)."""
     component = get_component(component_name)
-    result = SourceResult(component=component_name, source=source)
+    result = SourceResult(component=component_name, source=source, where=copy)
     headers = [
         h for h in index.read_headers(store, component_name, source, on_damaged=log.warning) if h.validated
     ]
@@ -69,8 +73,10 @@ def reverify_source(
             stored = catalog.verify_stored(store, manifest, 0, read=chosen, reads=reads)
         except ValidationFailed as exc:  # a chunk of its manifest is missing or damaged
             stored = catalog.StoredCheck(problems=[str(exc)])
-        ctx = Context(settings, store, stored_options(component, manifest))
-        gone = component.gone_outside(ctx, loaded(component, store, manifest))
+        gone: list[str] = []
+        if copy == "primary":
+            ctx = Context(settings, store, stored_options(component, manifest))
+            gone = component.gone_outside(ctx, loaded(component, store, manifest))
         result.backups += 1
         result.objects += stored.checked
         result.read_back += stored.read_back
@@ -80,7 +86,8 @@ def reverify_source(
             catalog.record_reverification(
                 store, manifest, "expired", gone + stored.problems, stored.read_back
             )
-            _expire_secondary(settings, manifest, gone)
+            if copy == "primary":
+                _expire_secondary(settings, manifest, gone)
         elif stored.problems:
             result.damaged[manifest.backup_id] = stored.problems
             catalog.record_reverification(store, manifest, "invalid", stored.problems, stored.read_back)
@@ -108,15 +115,16 @@ def _batch(
     pairs: list[tuple[str, str]],
     starts: dict[str, float],
     share: float,
+    copy: str = "primary",
 ) -> list[SourceResult]:
     out = []
     for component_name, source in pairs:
         try:
             out.append(
-                reverify_source(settings, store, component_name, source, starts[component_name], share)
+                reverify_source(settings, store, component_name, source, starts[component_name], share, copy)
             )
         except BackstopError as exc:  # one source's trouble (a service down) must not hide the others
-            found = SourceResult(component=component_name, source=source)
+            found = SourceResult(component=component_name, source=source, where=copy)
             found.damaged["-"] = [f"could not be re-verified: {exc}"]
             out.append(found)
     return out
@@ -139,25 +147,50 @@ def reverify(
     report = VerificationReport(
         run_id=new_run_id(), at=utcnow(), share=share, starts={c: window_start(reports, c) for c in names}
     )
-    pairs = [(c, s) for c, s in index.sources(store) if c in names]
-    size = max(1, -(-len(pairs) // MAX_TASKS))
-    for i in range(0, len(pairs), size):
-        chunk = pairs[i : i + size]
-        label = f"reverify-{chunk[0][0]}-{chunk[0][1]}" + (
-            f"-and-{len(chunk) - 1}-more" if len(chunk) > 1 else ""
-        )
-        found = units.step(label, _batch, settings, store, chunk, report.starts, share)
-        report.sources += found
-        for result in found:
-            if progress is not None:
-                progress(
-                    f"{result.component}/{result.source}: {result.backups} backup(s), "
-                    f"{result.read_back} object(s) re-read, {len(result.damaged)} damaged, "
-                    f"{len(result.expired)} expired"
-                )
+    copies = [("primary", store)]
+    if settings.secondary_bucket:
+        copies.append(("secondary", open_store(settings, secondary=True)))
+    for copy, where in copies:
+        try:
+            pairs = [(c, s) for c, s in index.sources(where) if c in names]
+        except BackstopError as exc:  # e.g. the secondary bucket unreachable: said, the rest still read
+            failed = SourceResult(component="-", source=where.where(), where=copy)
+            failed.damaged["-"] = [f"could not be re-verified: {exc}"]
+            report.sources.append(failed)
+            continue
+        report.sources += _in_batches(settings, where, pairs, report, share, copy, progress)
     report.finished_at = utcnow()
     store.put_bytes(report.path, report.model_dump_json(indent=1).encode(), content_type="application/json")
     return report
+
+
+def _in_batches(
+    settings: BackstopSettings,
+    store: BackupStore,
+    pairs: list[tuple[str, str]],
+    report: VerificationReport,
+    share: float,
+    copy: str,
+    progress: Callable[[str], None] | None,
+) -> list[SourceResult]:
+    """Re-verify `pairs` in at most MAX_TASKS task runs (units on the runner)."""
+    results: list[SourceResult] = []
+    size = max(1, -(-len(pairs) // MAX_TASKS))
+    for i in range(0, len(pairs), size):
+        chunk = pairs[i : i + size]
+        label = f"reverify-{copy}-{chunk[0][0]}-{chunk[0][1]}" + (
+            f"-and-{len(chunk) - 1}-more" if len(chunk) > 1 else ""
+        )
+        found = units.step(label, _batch, settings, store, chunk, report.starts, share, copy)
+        results += found
+        for result in found:
+            if progress is not None:
+                progress(
+                    f"{result.component}/{result.source} ({copy}): {result.backups} backup(s), "
+                    f"{result.read_back} object(s) re-read, {len(result.damaged)} damaged, "
+                    f"{len(result.expired)} expired"
+                )
+    return results
 
 
 def read_reports(
@@ -184,6 +217,7 @@ def summary_rows(report: VerificationReport) -> list[dict[str, Any]]:
         {
             "component": r.component,
             "source": r.source,
+            "copy": r.where,
             "backups": r.backups,
             "objects": r.objects,
             "read_back": r.read_back,

@@ -22,8 +22,8 @@ from tests.contract.test_contract import backed_up, flip_one_byte
 pytestmark = pytest.mark.integration
 
 
-def result_of(report: Any, component: str, source: str) -> Any:
-    (result,) = [r for r in report.sources if (r.component, r.source) == (component, source)]
+def result_of(report: Any, component: str, source: str, where: str = "primary") -> Any:
+    (result,) = [r for r in report.sources if (r.component, r.source, r.where) == (component, source, where)]
     return result
 
 
@@ -74,6 +74,9 @@ def test_backup_whose_outside_data_expired_is_never_chosen(subject: Any, setting
     assert list(result.expired) == [old.backup_id] and not result.damaged
     assert store.read_manifest(old.path).status == "expired"
     assert secondary.read_manifest(old.path).status == "expired"  # its copy points at the same gone data
+    assert not result_of(
+        reverify(settings, store, [subject.component], share=1.0), subject.component, source, "secondary"
+    ).found
 
     moment = old.started_at.isoformat()
     for request in (  # neither the primary nor the secondary copy is chosen

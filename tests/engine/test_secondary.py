@@ -149,3 +149,37 @@ def test_copy_flow_copies_every_pending_backup_once(
         b.backup_id for b in backups
     )
     assert copy_backups_to_secondary("gcs", saved_settings) == []  # nothing left to copy
+
+
+def test_reverification_rereads_the_secondary_copy_and_marks_a_damaged_one_there(
+    settings: Any, stores: tuple[BackupStore, BackupStore]
+) -> None:
+    """A byte flipped in the secondary copy only: the re-verification names it, the secondary's
+    catalog calls that copy invalid, the primary stays validated; with the primary damaged too, a
+    restore finds no intact copy instead of reading the rotten one."""
+    from tasks.engine import reverify
+
+    primary, secondary = stores
+    source = unique("src")
+    backup = copy_to_secondary(primary, secondary, committed_backup(primary, source))
+    victim = backup.entries[1].stored_key
+    data = bytearray(secondary.get_bytes(victim))
+    data[0] ^= 0x01
+    secondary.put_bytes(victim, bytes(data))
+
+    report = reverify.reverify(settings, primary, ["gcs"], share=1.0)
+    mine = [r for r in report.sources if r.source == source]
+    assert [(r.where, r.backups, list(r.damaged)) for r in mine] == [
+        ("primary", 1, []),
+        ("secondary", 1, [backup.backup_id]),
+    ]
+    assert any(
+        f"gcs/{source} (secondary copy) backup {backup.backup_id} damaged" in p for p in report.problems()
+    )
+    assert secondary.read_manifest(backup.path).status == "invalid"
+    assert primary.read_manifest(backup.path).status == "validated"
+    assert open_for_restore(settings, "gcs", backup_id=backup.backup_id).from_secondary is False
+
+    primary.put_bytes(backup.entries[2].stored_key, b"bit rot")
+    with pytest.raises((ValidationFailed, NotFound)):
+        open_for_restore(settings, "gcs", backup_id=backup.backup_id)
