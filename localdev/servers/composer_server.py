@@ -7,7 +7,10 @@ ListEnvironments (paged), UpdateEnvironment (update_mask), SaveSnapshot, LoadSna
 running once, then done, so clients really poll). Unknown environments answer NOT_FOUND naming them.
 
 A snapshot keeps the environment's software config (what LoadSnapshot puts back) under a path
-`<snapshot_location>/<env>_<time>`; snapshots live in this process's memory.
+`<snapshot_location>/<env>_<time>`: like Composer, as a file in Cloud Storage there
+(`<path>/environment.json`, on the local Cloud Storage server named by STORAGE_EMULATOR_HOST), so a
+snapshot whose files are deleted is gone (LoadSnapshot answers NOT_FOUND); with no Cloud Storage
+server, in this process's memory.
 
     python -m localdev.servers.composer_server --port 9070 --airflow-uri http://127.0.0.1:8080
 """
@@ -15,6 +18,7 @@ A snapshot keeps the environment's software config (what LoadSnapshot puts back)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -26,11 +30,25 @@ from typing import Any
 import grpc
 from google.cloud.orchestration.airflow import service_v1 as composer
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import any_pb2, field_mask_pb2
+from google.protobuf import any_pb2, field_mask_pb2, json_format, message
 
 from localdev.platform import EXTRA_SERVICES, LocalPlatform, Service, free_port, port_open
 
 SERVICE = "google.cloud.orchestration.airflow.service.v1.Environments"
+SNAPSHOT_FILE = "environment.json"
+
+
+def _snapshot_blob(path: str) -> Any | None:
+    """The Cloud Storage object a snapshot at `path` (gs://bucket/prefix) is kept in, when a local
+    Cloud Storage server is configured."""
+    if not os.environ.get("STORAGE_EMULATOR_HOST"):
+        return None
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    bucket, _, prefix = path.removeprefix("gs://").partition("/")
+    client = storage.Client(project="backstop-demo", credentials=AnonymousCredentials())
+    return client.bucket(bucket).blob(f"{prefix}/{SNAPSHOT_FILE}")
 
 
 class ComposerState:
@@ -140,17 +158,41 @@ class ComposerServicer:
         with self.state.lock:
             saved = type(env.config.software_config)()
             saved.CopyFrom(env.config.software_config)
-            self.state.snapshots[path] = saved
+            blob = _snapshot_blob(path)
+            if blob is None:
+                self.state.snapshots[path] = saved
+            else:
+                raw = saved if isinstance(saved, message.Message) else type(saved).pb(saved)
+                body = json_format.MessageToJson(raw)
+                try:
+                    blob.upload_from_string(body, content_type="application/json")
+                except Exception as exc:  # e.g. no such bucket: the save fails, as Composer's does
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"Cannot write snapshot {path}: {exc}")
         return self.state.operation(
             request.environment,
             composer.SaveSnapshotResponse(snapshot_path=path),
             composer.OperationMetadata.Type.SAVE_SNAPSHOT,
         )
 
+    def _saved(self, path: str) -> Any | None:
+        """The software config saved at `path`, or None when the snapshot is gone."""
+        blob = _snapshot_blob(path)
+        if blob is None:
+            return self.state.snapshots.get(path)
+        from google.api_core import exceptions as gexc
+
+        try:
+            body = blob.download_as_bytes()
+        except gexc.NotFound:
+            return None
+        saved = composer.SoftwareConfig.pb()()
+        json_format.Parse(body, saved)
+        return saved
+
     def load_snapshot(self, request: Any, context: grpc.ServicerContext) -> operations_pb2.Operation:
         env = self.state.get(request.environment, context)
         with self.state.lock:
-            saved: Any = self.state.snapshots.get(request.snapshot_path)
+            saved: Any = self._saved(request.snapshot_path)
             if saved is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Snapshot {request.snapshot_path} not found.")
             software = env.config.software_config
@@ -237,6 +279,7 @@ class ComposerServer:
 def _service(platform: LocalPlatform) -> Service:
     port = platform.ports.setdefault("composer", free_port())
     airflow = platform.ports.setdefault("airflow", free_port())
+    gcs = platform.ports.get("gcs")
     return Service(
         "composer",
         [
@@ -249,6 +292,7 @@ def _service(platform: LocalPlatform) -> Service:
             f"http://127.0.0.1:{airflow}",
         ],
         lambda: port_open(port),
+        env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs}"} if gcs else {},
         endpoints={"COMPOSER_EMULATOR_HOST": f"127.0.0.1:{port}"},
         timeout=30.0,
     )

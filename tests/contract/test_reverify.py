@@ -57,9 +57,9 @@ def test_reverification_finds_a_flipped_byte_in_an_old_backup(
     assert again.backups == 1 and not again.found
 
 
-@pytest.mark.parametrize("subject", ["gke", "bigquery"], indirect=True)
+@pytest.mark.parametrize("subject", ["gke", "bigquery", "composer"], indirect=True)
 def test_backup_whose_outside_data_expired_is_never_chosen(subject: Any, settings: Any, store: Any) -> None:
-    options = {"method": "snapshot"} if subject.component == "bigquery" else None
+    options = {"bigquery": {"method": "snapshot"}, "composer": {"snapshot": True}}.get(subject.component)
     source = subject.seed()
     old = lifecycle.backup(subject.component, settings, source, options=options, store=store)
     secondary = open_store(settings, secondary=True)

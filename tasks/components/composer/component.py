@@ -56,7 +56,7 @@ from tasks.components.gcs.plan import PlanCounts, plan_backup
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.bucket import BackupStore
-from tasks.storage.google_api import crc32c_b64
+from tasks.storage.google_api import converted_errors, crc32c_b64
 from tasks.storage.spool import KeySpool
 
 NAME = "composer"
@@ -175,6 +175,19 @@ class ComposerComponent(LifecycleMethods):
         dag_files = sum(1 for e in entries if e.name.startswith("dags/") and e.name.endswith(".py"))
         state = {"bucket": bucket, "objects": len(entries), "copied": counts.copied, "reused": counts.reused}
         return entries, state | {"counts": {"dag_files": dag_files}}
+
+    def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
+        """The Composer snapshot a backup saved, when its files are gone from Cloud Storage (a
+        snapshot lives in a bucket: its lifecycle rules or a person may delete it)."""
+        saved = [e for e in manifest.entries if part_of(e) == "snapshot"]
+        if not saved:
+            return []
+        path = str(json.loads(ctx.store.get_bytes(saved[0].stored_key))["snapshot_path"])
+        bucket, _, prefix = path.removeprefix("gs://").partition("/")
+        client = storage_client(ctx.settings.project)
+        with converted_errors(f"listing Composer snapshot {path}"):
+            found = list(client.list_blobs(bucket, prefix=prefix.rstrip("/") + "/", max_results=1))
+        return [] if found else [f"Composer snapshot {path} no longer exists"]
 
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]

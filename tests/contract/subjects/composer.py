@@ -70,7 +70,11 @@ class ComposerSubject:
         if where.startswith("gs://"):
             return {b.name: b.download_as_bytes() for b in self.gcs.list_blobs(where.removeprefix("gs://"))}
         short = where.rsplit("/", 1)[-1]
-        files = {b.name: b.download_as_bytes() for b in self.gcs.list_blobs(self._bucket(short))}
+        files = {  # snapshots/ is Composer's own (SaveSnapshot's default place), not the environment's
+            b.name: b.download_as_bytes()
+            for b in self.gcs.list_blobs(self._bucket(short))
+            if not b.name.startswith("snapshots/")
+        }
         api = self.api(short)
         variables = {v["key"]: v["value"] for v in api.list("variables")}
         pools = {p["name"]: p["slots"] for p in api.list("pools")}
@@ -103,6 +107,19 @@ class ComposerSubject:
         bucket = self.gcs.create_bucket(bucket_url.removeprefix("gs://"))
         for blob in self.gcs.list_blobs(self._bucket(source)):
             bucket.blob(blob.name).upload_from_string(blob.download_as_bytes())
+
+    def expire_outside_data(self, manifest: Any) -> None:
+        """A snapshot's files deleted from its bucket (its lifecycle rules, or a person)."""
+        import json
+
+        (entry,) = [e for e in manifest.entries if e.name == "composer/snapshot.json"]
+        saved = self.gcs.bucket(self.settings.backup_bucket).blob(entry.stored_key).download_as_bytes()
+        path = json.loads(saved)["snapshot_path"]
+        bucket, _, prefix = path.removeprefix("gs://").partition("/")
+        gone = list(self.gcs.list_blobs(bucket, prefix=prefix + "/"))
+        assert gone, f"no files under the snapshot path {path}"
+        for blob in gone:
+            blob.delete()
 
     def gone(self, target: str) -> bool:
         return self.gcs.lookup_bucket(target.removeprefix("gs://")) is None
