@@ -44,10 +44,10 @@ def _snapshot_blob(path: str) -> Any | None:
     if not os.environ.get("STORAGE_EMULATOR_HOST"):
         return None
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     bucket, _, prefix = path.removeprefix("gs://").partition("/")
-    client = storage.Client(project="backstop-demo", credentials=AnonymousCredentials())
+    client = storage.Client(project="backstop-demo", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     return client.bucket(bucket).blob(f"{prefix}/{SNAPSHOT_FILE}")
 
 
