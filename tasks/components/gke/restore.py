@@ -123,11 +123,13 @@ def restore_backup(
     )
     state = manifest.source_state
     backed_up = state.get("namespaces") or sorted(state.get("namespace_digests") or {})
-    report.actions = [
-        {"namespace": ns, "restore_as": scope.renames.get(ns, ns)}
-        for ns in (scope.chosen or backed_up or ["*"])
-    ]
-    report.actions += [{"resource": r, "restore_as": _restored_as(r, scope.renames)} for r in resources or []]
+    if resources:  # chosen objects merged into their namespaces: a row per object, none per namespace
+        report.actions = [{"resource": r, "restore_as": _restored_as(r, scope.renames)} for r in resources]
+    else:
+        report.actions = [
+            {"namespace": ns, "restore_as": scope.renames.get(ns, ns)}
+            for ns in (scope.chosen or backed_up or ["*"])
+        ]
     if not dry_run and keep != []:
         restore = run_restore(settings, gke, manifest, scope, target, log)
         check_outcome(restore, manifest, scope.cluster, overwrite)

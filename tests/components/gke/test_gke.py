@@ -308,10 +308,13 @@ def test_restore_chosen_resources_brings_back_only_those(
         "resource": "shop/Deployment/frontend",
         "restore_as": "shop/Deployment/frontend",
     } in dry.actions
+    creates = [a["name"] for a in dry.actions if a["change"] == "create"]
+    assert creates == chosen  # a row per object restored, none for the namespace they go into
     assert "shop" not in gke_env.namespaces(full(cluster))
 
     report = COMPONENT.restore(settings, store, manifest, resources=chosen, gke_config=gke)
-    assert report.created == 2 and report.actions[-1]["volumes_restored"] == 1
+    assert report.created == 2 == len([a for a in report.actions if a["change"] == "create"])
+    assert report.actions[-1]["volumes_restored"] == 1
     after = gke_env.namespaces(full(cluster))
     assert after["shop"]["objects"] == ["Deployment/frontend", "PersistentVolumeClaim/data"]
     assert (after["shop"]["resources"], after["shop"]["volumes"]) == (2, 1)
