@@ -7,7 +7,8 @@ Every guarantee a backup tool lives by is written here once, over the component 
   any error abandons the run (no manifest, component leftovers freed) and leaves a failure record;
   validation follows unless told not to.
 - validate: every stored object's size and crc32c, a sampled read-back, then the component's own
-  checks; the outcome is written into the manifest; a failure fails the run.
+  checks (right after the backup, in its run, against what the backup read: Context.just_read);
+  the outcome is written into the manifest; a failure fails the run.
 - restore: resolve -> the backup must belong to the named source -> primary, or the secondary copy
   when the primary is missing or damaged (said so) -> a damaged backup is refused before anything
   is written -> plan -> "replace" / "delete" refused without `overwrite` -> approval before any
@@ -107,7 +108,7 @@ def backup(
         ctx, f"backup {committed.backup_id} of {component.name}/{source} committed: {entry_count} entries"
     )
     if validate_after:
-        committed = validate(component.name, settings, committed, sample_percent, store)
+        committed = validate(component.name, settings, committed, sample_percent, store, just_read=True)
     return committed
 
 
@@ -144,10 +145,12 @@ def validate(
     sample_percent: float | None = None,
     store: BackupStore | None = None,
     options: dict[str, Any] | None = None,
+    just_read: bool = False,
 ) -> BackupManifest:
     """Validate one backup and record the outcome in its manifest; ValidationFailed names every problem.
 
-    The component options are those the backup was taken with, updated by `options`.
+    The component options are those the backup was taken with, updated by `options`. `just_read`:
+    called by the backup that made it, in the same run (see Context.just_read).
     """
     component = get_component(component_name)
     store = store or open_store(settings)
@@ -156,7 +159,7 @@ def validate(
     if options:  # given options (checked on their own) win over those the backup was taken with
         given = options_for(component, options).model_dump(exclude_unset=True)
         taken = options_for(component, taken.model_dump() | given)
-    ctx = Context(settings, store, taken)
+    ctx = Context(settings, store, taken, just_read=just_read)
     try:
         problems, read_back = units.step(
             f"validate-{component.name}-{manifest.source}", check_backup, component, ctx, manifest, percent

@@ -77,12 +77,19 @@ class NoOptions(BaseModel):
 @dataclass
 class Context:
     """What every component step gets: the settings, the store the backup is read from or written
-    to, and the component's options (an instance of its `Options` model)."""
+    to, and the component's options (an instance of its `Options` model).
+
+    `just_read`: a validation that follows its backup in the same run, which has just read the
+    source as of the backup's start and recorded what it read (counts, digests): a component may
+    check the stored files against that record instead of reading the whole source again. A
+    validation on its own (later, `backstop validate`, re-verification) leaves it False.
+    """
 
     settings: BackstopSettings
     store: BackupStore
     options: Any = None
     log: Any = None
+    just_read: bool = False
 
     def info(self, message: str) -> None:
         if self.log is not None:

@@ -146,7 +146,9 @@ class BigQueryComponent(LifecycleMethods):
         problems: list[str] = []
         for entry in manifest.entries:
             if entry.name not in tables:
-                problems += validate_table(ctx.settings, ctx.store, manifest, entry, sample_percent)
+                problems += validate_table(
+                    ctx.settings, ctx.store, manifest, entry, sample_percent, compare_source=not ctx.just_read
+                )
         return problems
 
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:

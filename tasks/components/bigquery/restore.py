@@ -16,9 +16,10 @@ from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
 from tasks.components.bigquery.backup import clients
 from tasks.components.bigquery.create import build_table, create_table, ensure_dataset
-from tasks.components.bigquery.digest import digest_scheme, row_hasher
+from tasks.components.bigquery.digest import DIGEST_SCHEME, digest_scheme, row_hasher
 from tasks.components.bigquery.plan import table_rows
 from tasks.components.bigquery.schema import (
+    TableDigest,
     geography_columns,
     sample_mask,
     schema_fingerprint,
@@ -73,64 +74,110 @@ def validate_table(
     manifest: BackupManifest,
     entry: ManifestEntry,
     percent: float,
+    compare_source: bool = True,
 ) -> list[str]:
     """Problems of one table's backup: Parquet rows (file footers), source rows at backup time, schema,
-    and a content sample re-read from the Parquet files compared with the source."""
+    and, with `percent` > 0, the content: every row of the downloaded files hashed and compared with
+    the content digest the backup took while reading the source, then (`compare_source`) a sample
+    of `percent` of the rows compared with the source read again as of the backup's start.
+
+    `compare_source` False (validation right after the backup, in its run): the source was read
+    and hashed moments ago as of the same snapshot, so the files are checked against that digest
+    and the source's count at backup time, without a second full read. A backup without a digest
+    (method extract) is always compared with the source."""
     if entry.metadata.get("kind") != "table":
         return []
     client, read_client = clients(settings)
     if entry.metadata.get("snapshot_table"):
         return validate_snapshot(client, entry)
     project, dataset, name = settings.project, manifest.source, entry.name
-    problems: list[str] = []
-    parts = parts_of(manifest, entry)
-    fmt = data_format_of(entry)
+    has_digest = bool(entry.metadata.get("content_digest"))
     with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
-        paths = []
+        # the content check reads the data, so each file is fetched once
+        problems, paths = _fetch_and_count(store, manifest, entry, directory if percent > 0 else None)
+        sampled: list[np.ndarray] = []
+        if percent > 0 and not problems:
+            keep = percent if compare_source or not has_digest else None
+            problems, sampled = _check_content(entry, paths, keep)
+    try:
+        with converted_errors(f"BigQuery table {project}.{dataset}.{name}"):
+            table = client.get_table(f"{project}.{dataset}.{name}", timeout=TIMEOUT, retry=RETRY)
+    except NotFound:
+        return [*problems, f"table {name!r}: no longer exists in {project}.{dataset}; source checks skipped"]
+    if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
+        problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
+    at_backup = bqio.count_as_of(client, project, dataset, name, manifest.started_at, live_on_emulator=True)
+    if at_backup is not None and at_backup != table_rows(entry):
+        problems.append(
+            f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"
+        )
+    if percent > 0 and not problems and (compare_source or not has_digest):
+        problems = _compare_sample(read_client, project, dataset, entry, sampled, percent, manifest)
+    return problems
+
+
+def _fetch_and_count(
+    store: BackupStore, manifest: BackupManifest, entry: ManifestEntry, directory: str | None
+) -> tuple[list[str], list[str]]:
+    """(problems, local paths): each data file of a table checked for its row count against the
+    manifest, from the footer alone, or downloaded into `directory` when given (Avro always is)."""
+    problems: list[str] = []
+    paths: list[str] = []
+    parts, fmt, name = parts_of(manifest, entry), data_format_of(entry), entry.name
+    # Avro has no footer to read remotely: its blocks are counted in a local copy
+    scratch = tempfile.TemporaryDirectory(prefix="backstop-bq-") if not directory and fmt == "avro" else None
+    into = directory or (scratch.name if scratch else None)
+    try:
         for part in parts:
             try:
-                if percent > 0 or fmt == "avro":  # the sample reads the data, so fetch the file once
-                    path = os.path.join(directory, os.path.basename(part.stored_key))
+                if into:
+                    path = os.path.join(into, os.path.basename(part.stored_key))
                     store.get_file(part.stored_key, path)
                     paths.append(path)
                     file_rows = file_row_count(path, fmt)
                 else:
                     file_rows = bqio.remote_parquet_rows(store, part.stored_key, part.size)
             except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer or block
-                problems.append(
-                    f"table {name!r}: {fmt.title()} file {store.where(part.stored_key)} unreadable ({exc})"
-                )
+                where = store.where(part.stored_key)
+                problems.append(f"table {name!r}: {fmt.title()} file {where} unreadable ({exc})")
                 continue
             if file_rows != part.rows:
                 problems.append(
                     f"table {name!r}: {fmt.title()} file {store.where(part.stored_key)} holds {file_rows} rows, "
                     f"manifest says {part.rows}"
                 )
-        total = sum(p.rows or 0 for p in parts)
-        if total != table_rows(entry):
-            problems.append(
-                f"table {name!r}: part files hold {total} rows, manifest says {table_rows(entry)}"
-            )
-        try:
-            with converted_errors(f"BigQuery table {project}.{dataset}.{name}"):
-                table = client.get_table(f"{project}.{dataset}.{name}", timeout=TIMEOUT, retry=RETRY)
-        except NotFound:
-            return [
-                *problems,
-                f"table {name!r}: no longer exists in {project}.{dataset}; source checks skipped",
-            ]
-        if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
-            problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
-        at_backup = bqio.count_as_of(
-            client, project, dataset, name, manifest.started_at, live_on_emulator=True
-        )
-        if at_backup is not None and at_backup != table_rows(entry):
-            problems.append(
-                f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"
-            )
-        if percent > 0 and not problems:
-            problems += _compare_sample(read_client, project, dataset, entry, paths, percent, manifest)
-    return problems
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    total = sum(p.rows or 0 for p in parts)
+    if total != table_rows(entry):
+        problems.append(f"table {name!r}: part files hold {total} rows, manifest says {table_rows(entry)}")
+    return problems, paths
+
+
+def _check_content(
+    entry: ManifestEntry, paths: list[str], sample_percent: float | None
+) -> tuple[list[str], list[np.ndarray]]:
+    """(problems, sampled row hashes): every row of a table's downloaded files hashed and the digest
+    (in the scheme the backup recorded) compared with the one taken while reading the source; the
+    row hashes of a `sample_percent` sample kept for a comparison with the source (None: none)."""
+    scheme, expected = digest_scheme(entry.metadata), entry.metadata.get("content_digest")
+    sample_hash, own_hash = row_hasher(), row_hasher(scheme)  # the sample is always compared in scheme 2
+    digest, sampled = TableDigest(), []
+    for path in paths:
+        # decoded on a thread of its own (Arrow's decoder releases the GIL) while the last batch is hashed
+        for batch in bqio.prefetch(file_batches(path, data_format_of(entry), entry.metadata["schema"])):
+            hashes = sample_hash(batch)
+            if sample_percent is not None:
+                sampled.append(hashes[sample_mask(hashes, sample_percent)])
+            if expected:
+                digest.add(hashes if scheme == DIGEST_SCHEME else own_hash(batch))
+    if expected and digest.hexdigest != expected:
+        return [
+            f"table {entry.name!r}: the backup's files hold other rows than the backup read "
+            f"(content digest {digest.hexdigest}, manifest says {expected})"
+        ], sampled
+    return [], sampled
 
 
 def _compare_sample(
@@ -138,16 +185,12 @@ def _compare_sample(
     project: str,
     dataset: str,
     entry: ManifestEntry,
-    paths: list[str],
+    backed_up: list[np.ndarray],
     percent: float,
     manifest: Any,
 ) -> list[str]:
+    """Sampled row hashes of the backup's files against those of the source read again."""
     geo = geography_columns(entry.metadata["schema"])
-    backed_up = [
-        h[sample_mask(h, percent)]
-        for path in paths
-        for h in map(row_hasher(), file_batches(path, data_format_of(entry), entry.metadata["schema"]))
-    ]
     source = [
         h[sample_mask(h, percent)]
         for h in map(
