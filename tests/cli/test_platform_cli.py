@@ -321,7 +321,10 @@ def test_the_deployments_page_loads_in_headless_chromium(
          "--virtual-time-budget=20000", "--dump-dom", f"{ui}/deployments"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    deployed = {d["name"] for d in yaml.safe_load((Path(__file__).parents[2] / "prefect.yaml").read_text())["deployments"]}
+    deployed = {
+        d["name"]
+        for d in yaml.safe_load((Path(__file__).parents[2] / "prefect.yaml").read_text())["deployments"]
+    }
     shown = {name for name in deployed if f">{name}<" in page.stdout}
     assert len(shown) >= 5, page.stdout[-2000:]  # the first page of the deployments `deploy` made
     assert "Can't connect to Server API" not in page.stdout
