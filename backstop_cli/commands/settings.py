@@ -152,7 +152,7 @@ def _follow_objectives(before: Any, after: Any) -> None:
     if not changed:
         return
     from backstop.core.errors import BackstopError
-    from deployments.bootstrap import follow_objectives
+    from deployments.automations import follow_objectives
 
     try:
         for component in follow_objectives(after, changed):

@@ -1,7 +1,7 @@
 """Bucket IAM for localdev/servers/gcs_policy_server.py: the permissions of predefined and custom
 roles, who the caller is (the bearer token names the principal, `blocks.clients.LocalPrincipalCredentials`),
-what it holds on a bucket through the bucket's IAM policy, testIamPermissions, and the permission
-each route needs."""
+what it holds on a bucket through the bucket's IAM policy, the refusal of a caller without a
+permission (`require_permissions`), testIamPermissions, and the permission each route needs."""
 
 from __future__ import annotations
 
@@ -84,6 +84,26 @@ def granted_permissions(request: Any, storage: Any, bucket: str, roles: RoleBook
         if members & set(binding.get("members") or []):
             granted |= roles.permissions(binding.get("role", ""))
     return granted
+
+
+class Denied(Exception):
+    """The caller lacks a permission the request needs (HTTP 403, reason "forbidden")."""
+
+
+def require_permissions(
+    request: Any, storage: Any, bucket: str | None, roles: RoleBook | None, permissions: set[str]
+) -> None:
+    """Raise Denied unless the caller holds `permissions` on `bucket` (a caller without a token is
+    the emulator's owner, who may do everything; a bucket that does not exist is the handler's to answer)."""
+    token = caller_token(request)
+    if not token or roles is None or bucket not in storage.buckets:
+        return
+    granted = granted_permissions(request, storage, bucket, roles)
+    for permission in sorted(permissions - granted):
+        raise Denied(
+            f"{token.split(':', 1)[-1]} does not have {permission} access to the Google Cloud Storage "
+            f"bucket or object. Permission '{permission}' denied on resource."
+        )
 
 
 def test_iam_permissions(

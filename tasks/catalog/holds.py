@@ -20,7 +20,8 @@ from typing import Any
 from backstop.core.catalog_index import ManifestHeader
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, select
 from tasks.catalog import index
-from tasks.storage.bucket import UPDATES_DIR, BackupStore
+from tasks.storage.bucket import BackupStore
+from tasks.storage.manifests import UPDATES_DIR
 
 
 @dataclass

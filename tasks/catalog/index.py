@@ -33,7 +33,8 @@ from backstop.core.catalog_index import (
 )
 from backstop.core.errors import BackstopError, NotFound, ValidationFailed
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, BackupSummary
-from tasks.storage.bucket import UPDATES_DIR, BackupStore
+from tasks.storage.bucket import BackupStore
+from tasks.storage.manifests import UPDATES_DIR
 from tasks.storage.parallel import parallel_map
 from tasks.storage.spool import Row
 

@@ -20,7 +20,8 @@ from datetime import datetime
 from backstop.core.manifest import BackupManifest, utcnow
 from backstop.core.retention import RetentionPlan, RetentionPolicy
 from backstop.core.retention_lock import later, plan_until
-from tasks.storage.bucket import UPDATES_DIR, BackupStore
+from tasks.storage.bucket import BackupStore
+from tasks.storage.manifests import UPDATES_DIR
 from tasks.storage.object_lock import extend_retention, retained_until, retention_enabled
 
 

@@ -3,7 +3,7 @@
 import pytest
 from google.api_core import exceptions as gexc
 
-from tasks.storage.bucket import kept_reason
+from tasks.storage.objects import kept_reason
 
 pytestmark = pytest.mark.unit
 

@@ -54,7 +54,7 @@ def test_the_staleness_automation_follows_an_rpo_change(
     prefect_harness: None, settings: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from blocks.notifications import save_webhook_block
-    from deployments.bootstrap import create_automations
+    from deployments.automations import create_automations
 
     settings.notify_block = save_webhook_block(unique("hook"), "http://127.0.0.1:9/unused")
     name = unique("settings")

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_an_rpo_under_prefects_shortest_proactive_window_still_deploys() -> None:
     from uuid import uuid4
 
-    from deployments.bootstrap import staleness_automation
+    from deployments.automations import staleness_automation
 
     automation = staleness_automation("configs", ["configs-validate"], 0.001, uuid4())  # 3.6 s
     assert automation.trigger.within == timedelta(seconds=10)  # Prefect refuses less

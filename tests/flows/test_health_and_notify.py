@@ -114,7 +114,8 @@ def test_a_run_the_failure_automation_covers_alerts_once(notifying_settings: str
     from prefect import tags
 
     from blocks.settings import load_settings
-    from deployments.bootstrap import create_automations, load_spec
+    from deployments.automations import create_automations
+    from deployments.spec import load_spec
     from flows.hooks import TAG
 
     create_automations(load_settings(notifying_settings), load_spec())
@@ -138,7 +139,8 @@ def test_failure_automation_is_created_and_posts(notifying_settings: str, receiv
     from prefect.client.orchestration import get_client
 
     from blocks.settings import load_settings
-    from deployments.bootstrap import create_automations, load_spec
+    from deployments.automations import create_automations
+    from deployments.spec import load_spec
 
     tag = unique("tag")
     made = create_automations(load_settings(notifying_settings), load_spec(), tag=tag)
@@ -260,7 +262,7 @@ EXPECTED_TIMES = {
 
 
 def spec_deployments() -> list[dict[str, Any]]:
-    from deployments.bootstrap import load_spec
+    from deployments.spec import load_spec
 
     return list(load_spec(ROOT / "prefect.yaml")["deployments"])
 
@@ -339,7 +341,7 @@ def test_staleness_automation_fires_when_no_backup_completes(
     notifying_settings: str, receiver: Receiver
 ) -> None:
     from blocks.settings import load_settings
-    from deployments.bootstrap import notification_block_id, replace_automation, staleness_automation
+    from deployments.automations import notification_block_id, replace_automation, staleness_automation
 
     component = unique("comp")
     block_id = notification_block_id(load_settings(notifying_settings).notify_block or "")

@@ -16,7 +16,7 @@ def test_bootstrap_writes_the_endpoints_into_the_pool_and_keeps_other_variables(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolUpdate
 
-    from deployments.bootstrap import ensure_work_pool, with_job_env
+    from deployments.work_pool import ensure_work_pool, with_job_env
 
     name = unique("pool")
     assert ensure_work_pool(name, env={"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"})

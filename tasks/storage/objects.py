@@ -1,0 +1,212 @@
+"""The backup bucket's objects: what `BackupStore` (tasks/storage/bucket.py) does with single objects.
+
+`ObjectStore` creates and checks the bucket, writes, reads, stats and lists objects, deletes them
+and places or releases temporary holds, converting `google.api_core` errors into Backstop errors
+at the call site (tasks/storage/google_api.py). Deletes report objects kept by the bucket (a hold
+or the retention policy) apart from failures (`kept_reason`, `DeleteOutcome`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from backstop.core.errors import BackstopError, NotFound
+from backstop.core.retention_lock import RetentionLock
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.parallel import parallel_map
+
+
+def kept_reason(exc: gexc.GoogleAPICallError) -> str | None:
+    """'temporary hold' / 'event-based hold' / 'retention policy ...' when Cloud Storage refused a
+    delete or replace because the bucket protects the object.
+
+    The message says which protection (the API's wording); an unknown wording with the error
+    reason `retentionPolicyNotMet` still counts as kept. A plain permission error is no protection.
+    """
+    text = str(getattr(exc, "message", exc))
+    reasons = {str(e.get("reason")) for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
+    if "Temporary hold" in text:
+        return "temporary hold"
+    if "Event-Based hold" in text:
+        return "event-based hold"
+    if "retention policy" in text or "object retention" in text:
+        until = text.rsplit(" until ", 1)[-1] if " until " in text else ""
+        return "bucket retention policy" + (f" until {until}" if until else "")
+    if "retentionPolicyNotMet" in reasons:
+        return "object hold or retention policy"
+    return None
+
+
+@dataclass
+class DeleteOutcome:
+    """What a batch delete did: deleted keys, keys the bucket kept (with why), failures (with why)."""
+
+    deleted: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectStore:
+    """The objects of one backup bucket (primary or secondary)."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket_name: str,
+        kms_key_name: str | None = None,
+        lock: RetentionLock | None = None,
+    ) -> None:
+        self.client = client
+        self.bucket_name = bucket_name
+        self.kms_key_name = kms_key_name
+        # Object retention on what backups reference (tasks/storage/object_lock.py); None: off.
+        self.lock = lock
+        self.retention_enabled: bool | None = None  # whether the bucket has it, once asked
+        self.bucket = client.bucket(bucket_name)
+
+    def where(self, key: str = "") -> str:
+        return f"gs://{self.bucket_name}/{key}"
+
+    def ensure_bucket(self, location: str | None = None) -> None:
+        """Create the backup bucket if it does not exist: uniform access, public access prevented,
+        the store's KMS key as its default, object retention enabled when the store locks objects
+        (it can only be enabled at creation); `backstop harden` adds the retention policy."""
+        with converted_errors(f"backup bucket {self.where()}"):
+            if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT) is None:
+                bucket = self.client.bucket(self.bucket_name)
+                bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+                bucket.iam_configuration.public_access_prevention = "enforced"
+                if self.kms_key_name:
+                    bucket.default_kms_key_name = self.kms_key_name
+                self.client.create_bucket(
+                    bucket, location=location, timeout=TIMEOUT, enable_object_retention=self.lock is not None
+                )
+
+    def check_bucket(self) -> None:
+        """Raise NotFound unless the backup bucket exists."""
+        with converted_errors(f"backup bucket {self.where()}"):
+            if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT, retry=RETRY) is None:
+                raise NotFound(f"backup bucket {self.where()} does not exist")
+
+    def blob(self, key: str) -> Any:
+        return self.bucket.blob(key, kms_key_name=self.kms_key_name)
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        retain_until: datetime | None = None,
+    ) -> Any:
+        """Upload `data` and verify the stored crc32c; returns the blob. `retain_until`: created
+        with that object retention (in the store's lock mode)."""
+        blob = self.blob(key)
+        if retain_until is not None and self.lock is not None:
+            blob.retention.mode = self.lock.mode
+            blob.retention.retain_until_time = retain_until
+        with converted_errors(f"writing {self.where(key)}"):
+            blob.upload_from_string(
+                data, content_type=content_type, timeout=TIMEOUT, retry=RETRY, checksum="crc32c"
+            )
+        return blob
+
+    def put_file(self, key: str, path: str, content_type: str = "application/octet-stream") -> Any:
+        blob = self.blob(key)
+        with converted_errors(f"writing {self.where(key)}"):
+            blob.upload_from_filename(
+                path, content_type=content_type, timeout=TIMEOUT * 10, checksum="crc32c"
+            )
+        return blob
+
+    def get_bytes(self, key: str) -> bytes:
+        with converted_errors(f"reading {self.where(key)}"):
+            return self.bucket.blob(key).download_as_bytes(timeout=TIMEOUT, retry=RETRY, checksum=None)
+
+    def get_file(self, key: str, path: str) -> None:
+        with converted_errors(f"reading {self.where(key)}"):
+            self.bucket.blob(key).download_to_filename(path, timeout=TIMEOUT * 10, checksum=None)
+
+    def stat(self, key: str) -> Any | None:
+        """The blob with its size / crc32c / md5, or None if absent."""
+        with converted_errors(f"reading {self.where(key)}"):
+            return self.bucket.get_blob(key, timeout=TIMEOUT, retry=RETRY)
+
+    def list(self, prefix: str) -> dict[str, Any]:
+        """Every object under `prefix`, by name (one paged listing)."""
+        with converted_errors(f"listing {self.where(prefix)}"):
+            return {
+                b.name: b
+                for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
+            }
+
+    def iter_list(self, prefix: str) -> Iterator[Any]:
+        """Every object under `prefix`, page by page, in name order (never held whole)."""
+        with converted_errors(f"listing {self.where(prefix)}"):
+            yield from self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
+
+    def list_prefixes(self, prefix: str) -> builtins.list[str]:
+        """The sub-folders directly under `prefix` (a delimiter listing: no object is returned)."""
+        with converted_errors(f"listing {self.where(prefix)}"):
+            pages = self.client.list_blobs(
+                self.bucket, prefix=prefix, delimiter="/", timeout=TIMEOUT, retry=RETRY
+            )
+            for _ in pages:  # the prefixes are known once the pages are read
+                pass
+            return sorted(pages.prefixes)
+
+    def delete_objects(self, keys: builtins.list[str], workers: int = 16) -> DeleteOutcome:
+        """Delete `keys`. Absent keys count as deleted; held or retained ones as kept by the bucket."""
+
+        def one(key: str) -> tuple[str, str, str]:
+            try:
+                with converted_errors(f"deleting {self.where(key)}"):
+                    try:
+                        self.bucket.blob(key).delete(timeout=TIMEOUT, retry=RETRY)
+                    except gexc.Forbidden as exc:
+                        reason = kept_reason(exc)
+                        if reason is None:
+                            raise
+                        return key, "kept", reason
+            except NotFound:
+                return key, "deleted", ""
+            except BackstopError as exc:
+                return key, "failed", str(exc)
+            return key, "deleted", ""
+
+        outcome = DeleteOutcome()
+        for key, what, why in parallel_map(one, keys, workers):
+            if what == "deleted":
+                outcome.deleted.append(key)
+            elif what == "kept":
+                outcome.kept[key] = why
+            else:
+                outcome.failed[key] = why
+        return outcome
+
+    def delete(self, keys: builtins.list[str], workers: int = 16) -> builtins.list[str]:
+        """Delete `keys`; return the ones that could not be deleted (with the reason)."""
+        outcome = self.delete_objects(keys, workers)
+        return [*outcome.failed.values()] + [
+            f"{self.where(key)}: kept by the bucket ({why})" for key, why in outcome.kept.items()
+        ]
+
+    def set_hold(self, keys: builtins.list[str], held: bool) -> builtins.list[str]:
+        """Place (or release) a temporary hold on `keys`; returns problems, one per key that failed."""
+
+        def one(key: str) -> str | None:
+            blob = self.bucket.blob(key)
+            blob.temporary_hold = held
+            try:
+                with converted_errors(f"{'holding' if held else 'releasing'} {self.where(key)}"):
+                    blob.patch(timeout=TIMEOUT, retry=RETRY)
+            except BackstopError as exc:
+                return str(exc)
+            return None
+
+        return [p for p in parallel_map(one, keys) if p]
