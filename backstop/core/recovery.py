@@ -183,8 +183,9 @@ def plan_recovery(as_of: datetime, points: list[RestorePoint]) -> list[PlannedSo
 
 
 def spread_seconds(plan: list[PlannedSource]) -> float:
-    """Time between the oldest and the newest backup chosen (how far apart the sources are)."""
-    times = [p.backup_time for p in plan if p.backup_time]
+    """Time between the oldest and the newest backup chosen (how far apart the sources, and the parts
+    of one source, are)."""
+    times = [t for p in plan for t in [p.backup_time, *(part.backup_time for part in p.parts)] if t]
     return (max(times) - min(times)).total_seconds() if times else 0.0
 
 

@@ -10,6 +10,7 @@ from backstop.core.catalog_index import header_of
 from backstop.core.manifest import BackupManifest, new_backup_id
 from backstop.core.recovery import (
     Check,
+    PlannedSource,
     RecoveryOperation,
     RecoveryStep,
     plan_recovery,
@@ -17,7 +18,7 @@ from backstop.core.recovery import (
     spread_seconds,
     summary_lines,
 )
-from backstop.core.restore_points import RestorePoint, assemble
+from backstop.core.restore_points import PointPart, RestorePoint, assemble
 from blocks.settings import BackstopSettings, Objectives
 
 pytestmark = pytest.mark.unit
@@ -69,6 +70,18 @@ def test_newest_validated_backup_at_or_before_t_per_source_in_dependency_order()
     assert by_source["sales"].backup_id == chosen_bq.backup_id and by_source["sales"].distance_seconds == 0
     assert by_source["etc"].missing and by_source["c1"].missing
     assert spread_seconds(plan) == 2 * 3600
+
+
+def test_the_spread_counts_the_parts_of_one_source() -> None:
+    """Composer's DAGs from the daily backup, its metadata from the hourly one: 23 h apart."""
+    parts = [
+        PointPart(part="dags", backup_id="d", backup_time=T - timedelta(hours=24)),
+        PointPart(part="metadata", backup_id="m", backup_time=T - timedelta(hours=1)),
+    ]
+    planned = PlannedSource(
+        component="composer", source="env", backup_id="m", backup_time=T - timedelta(hours=24), parts=parts
+    )
+    assert spread_seconds([planned]) == 23 * 3600
 
 
 def operation(statuses: list[str]) -> RecoveryOperation:
