@@ -17,6 +17,7 @@ from backstop.core.names import check_dataset, check_table
 from blocks.clients import bigquery_client, bigquery_read_client
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
+from tasks.components.bigquery import history
 from tasks.components.bigquery.digest import DIGEST_SCHEME
 from tasks.components.bigquery.schema import (
     schema_fingerprint,
@@ -175,7 +176,7 @@ def backup_table(
     # The count as of the snapshot time does not depend on when it runs: it runs beside the read.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigquery-count") as counter:
         counted = counter.submit(
-            bqio.count_as_of, client, project, dataset, table_id, snapshot_time, live_on_emulator=True
+            history.count_as_of, client, project, dataset, table_id, snapshot_time, live_on_emulator=True
         )
         digest = bqio.read_to_files(
             read_client, project, dataset, table_id, snapshot_time, meta["schema"], data_format, upload

@@ -14,6 +14,7 @@ from backstop.core.errors import NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
+from tasks.components.bigquery import history
 from tasks.components.bigquery.backup import clients
 from tasks.components.bigquery.create import build_table, create_table, ensure_dataset
 from tasks.components.bigquery.digest import DIGEST_SCHEME, digest_scheme, row_hasher
@@ -106,7 +107,9 @@ def validate_table(
         return [*problems, f"table {name!r}: no longer exists in {project}.{dataset}; source checks skipped"]
     if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
         problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
-    at_backup = bqio.count_as_of(client, project, dataset, name, manifest.started_at, live_on_emulator=True)
+    at_backup = history.count_as_of(
+        client, project, dataset, name, manifest.started_at, live_on_emulator=True
+    )
     if at_backup is not None and at_backup != table_rows(entry):
         problems.append(
             f"table {name!r}: source held {at_backup} rows at backup time, manifest says {table_rows(entry)}"

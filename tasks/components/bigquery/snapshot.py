@@ -31,6 +31,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.retention import RetentionPolicy
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
+from tasks.components.bigquery import history
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
 
@@ -110,7 +111,7 @@ def snapshot_table(
         job = client.copy_table(source, ref, job_config=config, timeout=TIMEOUT, retry=RETRY)
         job.result(timeout=bqio.READ_TIMEOUT, retry=RETRY)
     rows = count_rows(client, ref)
-    expected = bqio.count_as_of(
+    expected = history.count_as_of(
         client, project, dataset, table.table_id, manifest.started_at, live_on_emulator=True
     )
     if expected is not None and expected != rows:

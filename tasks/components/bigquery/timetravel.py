@@ -16,7 +16,7 @@ from typing import Any
 from backstop.core.errors import BackstopError, Conflict, InvalidInput
 from backstop.core.names import check_dataset
 from blocks.settings import BackstopSettings
-from tasks.components.bigquery import data as bqio
+from tasks.components.bigquery import history
 from tasks.components.bigquery.backup import NAME, clients, list_tables, table_metadata, view_definition
 from tasks.components.bigquery.create import build_table, ensure_dataset, resource_exists
 from tasks.components.bigquery.plan import has_rows
@@ -64,7 +64,7 @@ def restore_as_of(
     exists = resource_exists(lambda: client.get_dataset(f"{project}.{target}", timeout=TIMEOUT, retry=RETRY))
     rows: dict[str, int] = {}
     for name in tables:  # checked before anything is written
-        count = bqio.count_as_of(client, project, dataset, name, moment)
+        count = history.count_as_of(client, project, dataset, name, moment)
         if count is None:
             raise InvalidInput(
                 f"{moment.isoformat()} is outside BigQuery's time-travel window for {project}.{dataset}.{name}: "
@@ -113,12 +113,12 @@ def restore_as_of(
 
 def _copy_as_of(client: Any, source: str, target: str, moment: datetime) -> None:
     sql = f"INSERT INTO `{target}` SELECT * FROM `{source}` FOR SYSTEM_TIME AS OF TIMESTAMP '{moment.isoformat()}'"
-    retry = bqio.time_travel_retry()
+    retry = history.time_travel_retry()
     try:
         with converted_errors(f"copying {source} as of {moment.isoformat()} into {target}"):
             client.query(sql, timeout=TIMEOUT, retry=retry).result(timeout=600, retry=retry)
     except BackstopError as exc:
-        if bqio.outside_window(exc):
+        if history.outside_window(exc):
             raise InvalidInput(
                 f"{moment.isoformat()} is outside BigQuery's time-travel window for {source}: restore from a backup"
             ) from exc
