@@ -102,10 +102,9 @@ def register(verbs: Any, groups: dict[str, Any], argv: Sequence[str] = ()) -> No
 
 
 def _register_component(groups: dict[str, Any], name: str) -> None:
-    from tasks.engine.protocol import get_component
+    from tasks.engine.registry import component_face
 
-    component = get_component(name)
-    noun, part = component.noun, component.part
+    noun, part, options = component_face(name)  # light: a typo is answered before Prefect loads
     p = groups["backup"].add_parser(
         name, help=f"back up {name} {noun}s (default: those the settings schedule)"
     )
@@ -115,7 +114,7 @@ def _register_component(groups: dict[str, Any], name: str) -> None:
     )  # fmt: skip
     p.add_argument("--no-validate", action="store_true", help="skip validation after the backup")
     p.add_argument("--sample-percent", type=float, help="share of stored objects validation re-reads")
-    add_options(p, component.Options, "backup")
+    add_options(p, options, "backup")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=backup, component=name, needs=name)
 
@@ -145,7 +144,7 @@ def _register_component(groups: dict[str, Any], name: str) -> None:
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     p.add_argument("--yes", action="store_true", help="approve changing data in the original location")
     p.add_argument("--skip-damaged", action="store_true", help="restore what is intact of a damaged backup")
-    add_options(p, component.Options, "restore")
+    add_options(p, options, "restore")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=restore, component=name, needs=name)
 

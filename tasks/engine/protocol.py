@@ -28,9 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from backstop.core.errors import InvalidInput
+from backstop.core.forms import OPTIONS_CONFIG
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.restore_points import WHOLE
 from blocks.settings import BackstopSettings
@@ -41,31 +42,6 @@ from tasks.storage.bucket import BackupStore
 # `overwrite`, asks for approval before them in an original location, and always refuses "blocked".
 CHANGES = ("create", "replace", "delete", "unchanged", "blocked", "skipped", "note")
 DESTRUCTIVE = ("replace", "delete")
-
-
-def plain_form(schema: dict[str, Any]) -> None:
-    """An options model's JSON schema as the Prefect UI's run form shows it: a field that may be empty
-    (`X | None = None`) is a plain field of type X with no default (left empty, it is not sent, so
-    the model's default applies), not a toggle captioned 'Property is type "None"'; a field marked
-    `json_schema_extra={"form": False}` (a whole definition a program passes) is not shown."""
-    properties: dict[str, Any] = schema.get("properties", {})
-    for name, prop in list(properties.items()):
-        if prop.pop("form", True) is False:
-            del properties[name]
-            continue
-        prop.pop("flag", None), prop.pop("verbs", None)  # the command line's, not the form's
-        typed = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
-        if len(typed) == 1 and len(prop["anyOf"]) == 2:
-            del prop["anyOf"]
-            prop.update(typed[0])
-        if "default" in prop and prop["default"] is None:
-            del prop["default"]
-    schema["required"] = [r for r in schema.get("required", []) if r in properties]
-    if not schema["required"]:
-        del schema["required"]
-
-
-OPTIONS_CONFIG = ConfigDict(extra="forbid", json_schema_extra=plain_form)
 
 
 class NoOptions(BaseModel):

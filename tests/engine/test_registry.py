@@ -43,3 +43,23 @@ def test_each_registered_component_loads_from_its_folder_and_has_deployments() -
         assert component.name == name
         assert type(component).__module__ == f"tasks.components.{name}.component"
         assert f"flows/{name}.py" in entrypoints, f"prefect.yaml deploys no flow of {name}"
+
+
+def test_each_component_shows_its_flags_from_a_light_options_module() -> None:
+    """The command line builds a component's flags from its options module alone: the same noun,
+    part and model the component runs with, and a module that loads neither Prefect nor a Google
+    client (so a mistyped flag is answered at once)."""
+    import subprocess
+    import sys
+
+    from tasks.engine.registry import component_face, options_module
+
+    for name in REGISTERED:
+        component = get_component(name)
+        assert component_face(name) == (component.noun, component.part, component.Options)
+        probe = f"import sys, {options_module(name)}; print(sorted(m for m in sys.modules if m in HEAVY))"
+        loaded = subprocess.run(
+            [sys.executable, "-c", f"HEAVY = {{'prefect', 'google.cloud.storage', 'pandas'}}; {probe}"],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        ).stdout.strip()  # fmt: skip
+        assert loaded == "[]", f"{options_module(name)} loads {loaded}"

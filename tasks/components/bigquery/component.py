@@ -37,9 +37,7 @@ NULLs and empty tables.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_dataset
@@ -54,45 +52,20 @@ from tasks.components.bigquery.backup import (
     list_tables,
     source_state,
 )
+from tasks.components.bigquery.options import NOUN, PART, BigQueryOptions
 from tasks.components.bigquery.plan import plan_dataset_restore
 from tasks.components.bigquery.restore import apply_dataset_restore, validate_table, verify_restored
 from tasks.components.bigquery.snapshot import delete_snapshots, missing_snapshots
-from tasks.engine.protocol import OPTIONS_CONFIG, Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
+from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
-
-
-class BigQueryOptions(BaseModel):
-    """Options of BigQuery backups and restores."""
-
-    model_config = OPTIONS_CONFIG
-
-    tables: list[str] | None = Field(
-        default=None,
-        description="Back up only these tables and views.",
-        json_schema_extra={"flag": "table", "verbs": ["backup"]},
-    )
-    method: Literal["read", "extract", "snapshot"] | None = Field(
-        default=None,
-        description="read (Storage Read API), extract (extract jobs), snapshot (table snapshots).",
-        json_schema_extra={"verbs": ["backup"]},
-    )
-    format: Literal["parquet", "avro"] | None = Field(
-        default=None, description="Table data format of method read.", json_schema_extra={"verbs": ["backup"]}
-    )
-    schema_only: bool = Field(
-        default=False,
-        description="Restore tables and views without data.",
-        json_schema_extra={"verbs": ["restore"]},
-    )
 
 
 class BigQueryComponent(LifecycleMethods):
     """BigQuery datasets: source = dataset id; a unit = one table or view."""
 
     name = NAME
-    noun = "dataset"
-    part = "table"
+    noun, part = NOUN, PART
     Options = BigQueryOptions
 
     def sources(self, settings: BackstopSettings) -> list[str]:

@@ -40,10 +40,10 @@ from tasks.components.composer.environment import (
     save_snapshot,
     secret_box,
 )
+from tasks.components.composer.options import NOUN, PART, ComposerOptions
 from tasks.components.composer.parts import (
     PARTS,
     SNAPSHOT_FILE,
-    ComposerOptions,
     check_parts,
     composer_settings,
     part_of,
@@ -84,8 +84,7 @@ class ComposerComponent(LifecycleMethods):
     """Cloud Composer environments: source = environment short name; a unit = one part."""
 
     name = NAME
-    noun = "environment"
-    part = "part"
+    noun, part = NOUN, PART
     parts = PARTS
     part_aliases = {"snapshot": "config"}  # noqa: RUF012 (read only)
     Options = ComposerOptions

@@ -3,15 +3,10 @@ model (tasks/components/composer/component.py is the component)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, Field
-
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import ManifestEntry
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
-from tasks.engine.protocol import OPTIONS_CONFIG
 
 PARTS = ("dags", "metadata", "config")
 SNAPSHOT_FILE = "composer/snapshot.json"
@@ -28,23 +23,6 @@ def part_of(entry: ManifestEntry) -> str:
     if entry.name == SNAPSHOT_FILE:
         return "snapshot"
     return "config" if entry.name.startswith("composer/") else "dags"
-
-
-class ComposerOptions(BaseModel):
-    """Options of Cloud Composer backups and restores."""
-
-    model_config = OPTIONS_CONFIG
-
-    parts: list[Literal["dags", "metadata", "config"]] | None = Field(
-        default=None,
-        description="Parts to back up (default all three).",
-        json_schema_extra={"flag": "part", "verbs": ["backup"]},
-    )
-    snapshot: bool | None = Field(
-        default=None,
-        description="Also save a Composer snapshot (default: settings).",
-        json_schema_extra={"verbs": ["backup"]},
-    )
 
 
 def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:

@@ -22,8 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from backstop.core.archive import (
     ARCHIVE_NAME,
     HEAD_BYTES,
@@ -46,8 +44,9 @@ from blocks.components import ConfigSource, ConfigsSettings
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.components.configs.locations import Location, collect_gcs, collect_local, open_location
-from tasks.engine.protocol import OPTIONS_CONFIG, Context, LifecycleMethods, RestorePlan, RestoreRequest
+from tasks.components.configs.options import NOUN, PART, ConfigsOptions
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
+from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
 
@@ -256,27 +255,11 @@ def added_files(
     return added
 
 
-class ConfigsOptions(BaseModel):
-    """Options of configuration file backups."""
-
-    model_config = OPTIONS_CONFIG
-
-    path: str | None = Field(
-        default=None,
-        description="Back up this local directory or gs://bucket/prefix as the source (ad hoc).",
-        json_schema_extra={"verbs": ["backup"]},
-    )
-    config_source: ConfigSource | None = Field(
-        default=None, description="A whole source definition (ad hoc).", json_schema_extra={"form": False}
-    )
-
-
 class ConfigsComponent(LifecycleMethods):
     """Configuration files: source = a configured source name; one unit = the archive."""
 
     name = NAME
-    noun = "source"
-    part = "file"
+    noun, part = NOUN, PART
     Options = ConfigsOptions
 
     def sources(self, settings: BackstopSettings) -> list[str]:

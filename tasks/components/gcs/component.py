@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from pydantic import BaseModel, Field
 
 from backstop.core.errors import NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
@@ -23,6 +22,7 @@ from blocks.settings import BackstopSettings
 from tasks.catalog import points
 from tasks.components.gcs import resume as gcs_resume
 from tasks.components.gcs.copy import copy_batch, remove_bucket  # the copy path
+from tasks.components.gcs.options import NOUN, PART, GcsOptions
 from tasks.components.gcs.plan import (
     Action,
     PlanCounts,
@@ -42,15 +42,14 @@ from tasks.components.gcs.restore import (
     target_listing,
     verify_bucket,
 )
+from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import (
-    OPTIONS_CONFIG,
     Context,
     LifecycleMethods,
     RestorePlan,
     RestoreRequest,
     StoredEntries,
 )
-from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.storage import shared_limit
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.spool import EntrySpool
@@ -121,24 +120,11 @@ def plan_objects(
         return list(decide(there, entries, overwrite))
 
 
-class GcsOptions(BaseModel):
-    """Options of Cloud Storage backups."""
-
-    model_config = OPTIONS_CONFIG
-
-    prefixes: list[str] | None = Field(
-        default=None,
-        description="Back up only objects under these prefixes.",
-        json_schema_extra={"flag": "prefix", "verbs": ["backup"]},
-    )
-
-
 class GcsComponent(LifecycleMethods):
     """Cloud Storage buckets: source = bucket name; a unit = a batch of objects to copy."""
 
     name = NAME
-    noun = "bucket"
-    part = "object"
+    noun, part = NOUN, PART
     Options = GcsOptions
     streams_entries = True  # buckets of millions of objects: manifests are streamed, never loaded
 

@@ -30,7 +30,6 @@ import json
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from backstop.core.errors import BackstopError, Conflict, NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
@@ -49,6 +48,7 @@ from tasks.components.gke.api import (
 )
 from tasks.components.gke.compare import backup_digests, differences, plan_actions, read_digests
 from tasks.components.gke.namespaces import delete_namespaces
+from tasks.components.gke.options import NOUN, PART, GkeOptions
 from tasks.components.gke.plans import (
     GkeSettings,
     check_cluster,
@@ -56,61 +56,25 @@ from tasks.components.gke.plans import (
     count_problems,
     namespace_volume_problems,
     namespace_volumes,
-    parse_renames,
-    parse_resources,
     parse_target,
 )
 from tasks.components.gke.restore import remove_target, restore_backup, verify_restored
+from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import (
-    OPTIONS_CONFIG,
     Context,
     LifecycleMethods,
     RestorePlan,
     RestoreReport,
     RestoreRequest,
 )
-from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
-
-
-class GkeOptions(BaseModel):
-    """Options of GKE backups and restores."""
-
-    model_config = OPTIONS_CONFIG | ConfigDict(populate_by_name=True)
-
-    gke_config: GkeSettings | None = Field(
-        default=None,
-        description="GKE settings instead of the block's `gke`.",
-        json_schema_extra={"form": False},
-        validation_alias=AliasChoices("gke_config", "gke"),
-    )
-    rename: dict[str, str] | None = Field(
-        default=None, description="Namespace renames old=new.", json_schema_extra={"verbs": ["restore"]}
-    )
-    resources: list[str] | None = Field(
-        default=None,
-        description="Restore only these objects: 'namespace/Kind/name' or 'Kind/name'.",
-        json_schema_extra={"flag": "resource", "verbs": ["restore"]},
-    )
-
-    @field_validator("resources")
-    @classmethod
-    def _resources(cls, value: list[str] | None) -> list[str] | None:
-        parse_resources(value)  # raises InvalidInput naming the malformed one
-        return value
-
-    @field_validator("rename", mode="before")
-    @classmethod
-    def _rename(cls, value: Any) -> dict[str, str] | None:
-        return parse_renames(value) if value else None
 
 
 class GkeComponent(LifecycleMethods):
     """GKE clusters through Backup for GKE: source = cluster short name; one unit = one backup."""
 
     name = NAME
-    noun = "cluster"
-    part = "namespace"
+    noun, part = NOUN, PART
     Options = GkeOptions
 
     def sources(self, settings: BackstopSettings) -> list[str]:

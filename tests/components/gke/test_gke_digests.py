@@ -108,7 +108,8 @@ def gke_settings(cluster: str) -> Any:
 def test_a_backup_without_digests_plans_as_backup_for_gke_restores(
     settings: Any, store: Any, server: GkeBackupServer, cluster: str
 ) -> None:
-    from tasks.components.gke.component import COMPONENT, GkeOptions
+    from tasks.components.gke.component import COMPONENT
+    from tasks.components.gke.options import GkeOptions
     from tasks.engine.calls import ComponentCalls
     from tasks.engine.protocol import Context, RestoreRequest
 
