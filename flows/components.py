@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from prefect import Flow, get_run_logger
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
@@ -225,21 +225,6 @@ def flow_parameters(request: RestoreRequest) -> dict[str, Any]:
     return given
 
 
-class JsonFlow(Flow[Any, Any]):
-    """A Prefect flow whose run parameters are stored as pydantic's JSON-able form. Prefect's own
-    `serialize_parameters` imports FastAPI (its `jsonable_encoder`: ~0.2 s of every CLI command's
-    start-up) for the same result on these parameters (strings, lists, numbers, the options model);
-    anything else (a future, a state, a value pydantic cannot encode) goes Prefect's way."""
-
-    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        from pydantic_core import to_jsonable_python
-
-        try:
-            return {key: to_jsonable_python(value, by_alias=True) for key, value in parameters.items()}
-        except Exception:
-            return super().serialize_parameters(parameters)
-
-
 @functools.cache
 def component_flows(name: str) -> tuple[Any, Any, Any]:
     """(backup, validate, restore) flows of the registered component `name` (made once: flows/<name>.py
@@ -295,7 +280,7 @@ def component_flows(name: str) -> tuple[Any, Any, Any]:
     made = []
     for verb, fn in (("backup", backup), ("validate", validate), ("restore", restore)):
         fn.__name__ = fn.__qualname__ = f"{verb}_{name}"
-        made.append(JsonFlow(fn, name=f"{verb}-{name}", **HOOKS))
+        made.append(flow(name=f"{verb}-{name}", **HOOKS)(fn))
     return made[0], made[1], made[2]
 
 
