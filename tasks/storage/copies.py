@@ -16,6 +16,7 @@ errors also slow the ramp down. The bytes never pass through the worker: copies 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,8 @@ from tasks.storage.google_api import RETRY, TIMEOUT
 from tasks.storage.shared_limit import SharedSlots
 
 T = TypeVar("T")
-WORKERS = 16
+# Copies in flight per process (per worker on a Dask cluster): BACKSTOP_COPY_THREADS, default 16.
+WORKERS = int(os.environ.get("BACKSTOP_COPY_THREADS") or 16)
 # Google's recommended backoff for Cloud Storage: from 1 s, doubling, at most 32 s between tries;
 # the total stays bounded by the store's retry timeout (BACKSTOP_RETRY_TIMEOUT).
 BACKOFF = {"initial": 1.0, "maximum": 32.0, "multiplier": 2.0}
