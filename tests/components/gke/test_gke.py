@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from backstop.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from localdev.platform import PROJECT, free_port
+from localdev.platform import PROJECT
 from localdev.servers.gke_server import GkeBackupServer
 from tasks.catalog import index
 from tests.conftest import unique
@@ -20,20 +19,6 @@ NAMESPACES = {
     "shop": {"resources": 40, "pods": 6, "volumes": 2, "bytes": 2 * 2**30},
     "payments": {"resources": 20, "pods": 4, "volumes": 1, "bytes": 2**30},
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[GkeBackupServer]:
-    local = GkeBackupServer(port=free_port(), polls=3, demo=False).start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
-def gke_env(server: GkeBackupServer, monkeypatch: pytest.MonkeyPatch) -> GkeBackupServer:
-    monkeypatch.setenv("GKE_BACKUP_EMULATOR_HOST", server.target)
-    monkeypatch.setenv("KUBERNETES_EMULATOR_HOST", server.kube_url)
-    return server
 
 
 def full(cluster: str, project: str = PROJECT) -> str:

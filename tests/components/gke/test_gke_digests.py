@@ -4,14 +4,13 @@ without digests plans as Backup for GKE restores, the cluster's own namespaces a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
 from backstop.core.errors import InvalidInput
-from localdev.platform import PROJECT, free_port
+from localdev.platform import PROJECT
 from localdev.servers.gke_objects import namespace_objects
 from localdev.servers.gke_server import GkeBackupServer
 from tasks.components.gke.digests import additions, digest, is_system, namespace_changes, steady
@@ -68,19 +67,10 @@ def test_exact_deletes_only_additions_in_the_plans_scope_and_never_system_namesp
     assert all(is_system(ns) for ns in ("kube-system", "default", "gke-managed-x", "gmp-public"))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[GkeBackupServer]:
-    local = GkeBackupServer(port=free_port(), polls=1, demo=False).start()
-    yield local
-    local.stop()
-
-
 @pytest.fixture
-def cluster(server: GkeBackupServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("GKE_BACKUP_EMULATOR_HOST", server.target)
-    monkeypatch.setenv("KUBERNETES_EMULATOR_HOST", server.kube_url)
+def cluster(gke_env: GkeBackupServer) -> str:
     name = unique("c")
-    server.add_cluster(full(name), {"shop": SHOP, "payments": PAYMENTS})
+    gke_env.add_cluster(full(name), {"shop": SHOP, "payments": PAYMENTS})
     return name
 
 
