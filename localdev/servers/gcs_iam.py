@@ -96,13 +96,13 @@ def require_permissions(
     """Raise Denied unless the caller holds `permissions` on `bucket` (a caller without a token is
     the emulator's owner, who may do everything; a bucket that does not exist is the handler's to answer)."""
     token = caller_token(request)
-    if not token or roles is None or bucket not in storage.buckets:
+    if not token or roles is None or bucket is None or bucket not in storage.buckets:
         return
-    granted = granted_permissions(request, storage, bucket, roles)
-    for permission in sorted(permissions - granted):
+    missing = sorted(permissions - granted_permissions(request, storage, bucket, roles))
+    if missing:
         raise Denied(
-            f"{token.split(':', 1)[-1]} does not have {permission} access to the Google Cloud Storage "
-            f"bucket or object. Permission '{permission}' denied on resource."
+            f"{token.split(':', 1)[-1]} does not have {missing[0]} access to the Google Cloud Storage "
+            f"bucket or object. Permission '{missing[0]}' denied on resource."
         )
 
 

@@ -97,11 +97,17 @@ def _apply_bucket_patch(storage: Any, bucket: dict[str, Any], body: dict[str, An
     storage.create_bucket(bucket["name"], bucket)
 
 
-def bucket_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
-    name = request.params.get("bucket_name")
-    bucket = storage.buckets.get(name)
+def _bucket_or_404(request: Any, response: Any, storage: Any) -> dict[str, Any] | None:
+    """The bucket the request names, or None with the response set to 404."""
+    bucket: dict[str, Any] | None = storage.buckets.get(request.params.get("bucket_name"))
     if bucket is None:
         response.status = HTTPStatus.NOT_FOUND
+    return bucket
+
+
+def bucket_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+    bucket = _bucket_or_404(request, response, storage)
+    if bucket is None:
         return
     _apply_bucket_patch(storage, bucket, dict(request.data or {}))
     response.json(bucket)
@@ -109,10 +115,8 @@ def bucket_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs
 
 def lock_retention_policy(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
     """buckets.lockRetentionPolicy: irreversible; needs ifMetagenerationMatch, like the real API."""
-    name = request.params.get("bucket_name")
-    bucket = storage.buckets.get(name)
+    bucket = _bucket_or_404(request, response, storage)
     if bucket is None:
-        response.status = HTTPStatus.NOT_FOUND
         return
     wanted = (request.query.get("ifMetagenerationMatch") or [None])[0]
     if wanted is None:
@@ -121,10 +125,10 @@ def lock_retention_policy(request: Any, response: Any, storage: Any, *args: Any,
         raise PreconditionFailed("Precondition Failed (ifMetagenerationMatch)")
     policy = bucket.get("retentionPolicy")
     if not policy:
-        raise BadRequest(f"Bucket '{name}' has no retention policy to lock.")
+        raise BadRequest(f"Bucket '{bucket['name']}' has no retention policy to lock.")
     policy["isLocked"] = True
     bucket["metageneration"] = str(int(bucket.get("metageneration", "1")) + 1)
-    storage.create_bucket(name, bucket)
+    storage.create_bucket(bucket["name"], bucket)
     response.json(bucket)
 
 
