@@ -124,10 +124,15 @@ def _batch(
                 reverify_source(settings, store, component_name, source, starts[component_name], share, copy)
             )
         except BackstopError as exc:  # one source's trouble (a service down) must not hide the others
-            found = SourceResult(component=component_name, source=source, where=copy)
-            found.damaged["-"] = [f"could not be re-verified: {exc}"]
-            out.append(found)
+            out.append(_not_reverified(component_name, source, copy, exc))
     return out
+
+
+def _not_reverified(component: str, source: str, copy: str, exc: BaseException) -> SourceResult:
+    """A result saying why `component/source` (or a whole bucket) could not be re-verified."""
+    found = SourceResult(component=component, source=source, where=copy)
+    found.damaged["-"] = [f"could not be re-verified: {exc}"]
+    return found
 
 
 def reverify(
@@ -154,9 +159,7 @@ def reverify(
         try:
             pairs = [(c, s) for c, s in index.sources(where) if c in names]
         except BackstopError as exc:  # e.g. the secondary bucket unreachable: said, the rest still read
-            failed = SourceResult(component="-", source=where.where(), where=copy)
-            failed.damaged["-"] = [f"could not be re-verified: {exc}"]
-            report.sources.append(failed)
+            report.sources.append(_not_reverified("-", where.where(), copy, exc))
             continue
         report.sources += _in_batches(settings, where, pairs, report, share, copy, progress)
     report.finished_at = utcnow()

@@ -183,3 +183,19 @@ def test_reverification_rereads_the_secondary_copy_and_marks_a_damaged_one_there
     primary.put_bytes(backup.entries[2].stored_key, b"bit rot")
     with pytest.raises((ValidationFailed, NotFound)):
         open_for_restore(settings, "gcs", backup_id=backup.backup_id)
+
+
+def test_reverification_names_a_secondary_bucket_it_cannot_read_and_still_reads_the_primary(
+    settings: Any, stores: tuple[BackupStore, BackupStore]
+) -> None:
+    from tasks.engine import reverify
+
+    primary, _ = stores
+    source = unique("src")
+    backup = committed_backup(primary, source)
+    gone = settings.model_copy(update={"secondary_bucket": unique("no-such-dr")})
+    report = reverify.reverify(gone, primary, ["gcs"], share=1.0)
+    assert [(r.where, r.backups) for r in report.sources if r.source == source] == [("primary", 1)]
+    (problem,) = [p for p in report.problems() if "secondary copy" in p]
+    assert gone.secondary_bucket in problem and "could not be re-verified" in problem
+    assert primary.read_manifest(backup.path).status == "validated"
