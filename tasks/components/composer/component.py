@@ -64,6 +64,11 @@ BUCKET_PREFIXES = ["dags/", "plugins/", "data/"]
 ENV_FILE = "composer/environment.json"
 
 
+def _snapshot_path(store: BackupStore, entry: ManifestEntry) -> str:
+    """Where the Composer snapshot a backup saved lives (gs://...), from its stored record."""
+    return str(json.loads(store.get_bytes(entry.stored_key))["snapshot_path"])
+
+
 def _put_json(
     store: BackupStore, manifest: BackupManifest, name: str, body: Any, **meta: Any
 ) -> ManifestEntry:
@@ -181,7 +186,7 @@ class ComposerComponent(LifecycleMethods):
         saved = [e for e in manifest.entries if part_of(e) == "snapshot"]
         if not saved:
             return []
-        path = str(json.loads(ctx.store.get_bytes(saved[0].stored_key))["snapshot_path"])
+        path = _snapshot_path(ctx.store, saved[0])
         bucket, _, prefix = path.removeprefix("gs://").partition("/")
         client = storage_client(ctx.settings.project)
         with converted_errors(f"listing Composer snapshot {path}"):
@@ -257,7 +262,7 @@ class ComposerComponent(LifecycleMethods):
                 for c in config_diff(saved, current)
             ]
         if "snapshot" in parts and entries["snapshot"] and env is not None:
-            path = json.loads(ctx.store.get_bytes(entries["snapshot"][0].stored_key))["snapshot_path"]
+            path = _snapshot_path(ctx.store, entries["snapshot"][0])
             actions.append(
                 {
                     "name": path,
