@@ -72,7 +72,7 @@ def one(n: int) -> dict[str, Any]:
     from types import SimpleNamespace
 
     from backstop.core.manifest import BackupManifest, new_backup_id, utcnow
-    from tasks.catalog.backups import verify_stored
+    from tasks.catalog.stored import verify_stored
     from tasks.components.gcs.plan import PlanCounts, SourceObject, entry_for, plan_backup, pool_key
     from tasks.storage.spool import EntrySpool
 

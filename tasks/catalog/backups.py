@@ -1,4 +1,5 @@
-"""The backup lifecycle every component shares: begin, commit, verify, record, resolve.
+"""The backup lifecycle every component shares: begin, commit, record, resolve (checking the stored
+objects is tasks/catalog/stored.py).
 
 A component fills a manifest's entries (each with the `stored_key` that holds its bytes in the
 backup bucket); this module does what is the same for all of them, so no component re-implements
@@ -9,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,9 +27,7 @@ from backstop.core.names import check_backup_id, check_percent
 from backstop.core.runs import RUNS_PREFIX, RunRecord, is_transient, new_run_id
 from tasks.catalog import index, locks
 from tasks.storage.bucket import BackupStore
-from tasks.storage.google_api import crc32c_b64
-from tasks.storage.parallel import batched, parallel_map
-from tasks.storage.spool import EntrySpool, Held, KeySpool
+from tasks.storage.spool import EntrySpool
 
 
 def begin_backup(
@@ -90,126 +87,6 @@ def abandon_backup(store: BackupStore, manifest: BackupManifest) -> None:
     # The store may be what failed; the marker then expires on its own.
     with contextlib.suppress(Exception):
         store.clear_in_progress(manifest)
-
-
-def sample_indexes(count: int, percent: float, seed: int | None = None) -> set[int]:
-    """Positions of a random `percent` of `count` entries (at least one when percent > 0)."""
-    check_percent(percent, "sample percentage")
-    if percent <= 0 or count <= 0:
-        return set()
-    chosen = max(1, round(count * percent / 100))
-    return set(random.Random(seed).sample(range(count), min(chosen, count)))
-
-
-@dataclass
-class StoredCheck:
-    """What checking a backup's stored objects found: problems, damaged entries by name, re-reads."""
-
-    problems: list[str] = field(default_factory=list)
-    damaged: dict[str, str] = field(default_factory=dict)
-    read_back: int = 0
-    checked: int = 0
-    bytes_read: int = 0
-
-
-class StoredListing:
-    """What `store` holds where some entries' stored keys live: each folder (the backup's, or its
-    component's pool) listed once, when an entry in it is first looked up, and spooled to disk."""
-
-    def __init__(self, store: BackupStore) -> None:
-        self.store, self.spool, self.prefixes = store, KeySpool(), set[str]()
-
-    def lookup(self, entries: list[ManifestEntry]) -> dict[str, Held]:
-        """stored key -> (size, crc32c, kms key) of each entry's stored object that exists."""
-        for prefix in sorted({_common_prefix(e.stored_key) for e in entries} - self.prefixes):
-            listing = self.store.iter_list(prefix)
-            self.spool.add((b.name, int(b.size or 0), b.crc32c, b.kms_key_name) for b in listing)
-            self.prefixes.add(prefix)
-        return self.spool.lookup([e.stored_key for e in entries])
-
-    def __enter__(self) -> StoredListing:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.spool.close()
-
-
-def verify_stored(
-    store: BackupStore,
-    manifest: BackupManifest,
-    sample_percent: float = 5.0,
-    seed: int | None = None,
-    read: Callable[[str], bool] | None = None,
-    reads: dict[str, tuple[int, str]] | None = None,
-) -> StoredCheck:
-    """Check every stored object of `manifest` against its entry; re-read a sample.
-
-    Sizes and crc32c come from one listing per prefix (what the bucket says it holds, spooled to
-    disk); the entries are streamed a chunk at a time; the sample is downloaded and its crc32c
-    recomputed here (what the bytes really are). Each problem names the entry and the stored
-    object; `damaged` maps entry names to their problem. Memory stays flat in the entry count.
-    `read(stored key)` chooses the objects to re-read instead of a random sample (re-verification's
-    window); `reads` caches (size, crc32c) of objects already re-read by key, so an object several
-    backups share is downloaded once per run.
-    """
-    check = StoredCheck()
-    chosen = set() if read is not None else sample_indexes(manifest.entry_count, sample_percent, seed)
-    to_read: list[ManifestEntry] = []
-
-    def damaged(entry: ManifestEntry, problem: str) -> None:
-        check.problems.append(problem)
-        check.damaged[entry.name] = problem
-
-    def check_batch(batch: list[ManifestEntry], held: dict[str, Held]) -> None:
-        for entry in batch:
-            there = held.get(entry.stored_key)
-            where = f"{entry.name!r} ({store.where(entry.stored_key)})"
-            if there is None:
-                damaged(entry, f"missing: {where}")
-            elif there[0] != entry.size:
-                damaged(entry, f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}")
-            elif entry.crc32c and there[1] and there[1] != entry.crc32c:
-                damaged(entry, f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}")
-            elif read(entry.stored_key) if read is not None else check.checked in chosen:
-                to_read.append(entry)
-            check.checked += 1
-
-    with StoredListing(store) as listed:
-        for batch in batched(store.iter_entries(manifest), BATCH):
-            check_batch(batch, listed.lookup(batch))
-
-    def read_back(entry: ManifestEntry) -> tuple[str | None, int]:
-        known, downloaded = reads.get(entry.stored_key) if reads is not None else None, 0
-        if known is None:
-            data = store.get_bytes(entry.stored_key)
-            known, downloaded = (len(data), crc32c_b64(data)), len(data)
-            if reads is not None:
-                reads[entry.stored_key] = known
-        size, actual = known
-        if size != entry.size or (entry.crc32c and actual != entry.crc32c):
-            return (
-                f"content differs on read-back: {entry.name!r} ({store.where(entry.stored_key)}) "
-                f"crc32c {actual} / {size} bytes, manifest says {entry.crc32c} / {entry.size}"
-            ), downloaded
-        return None, downloaded
-
-    for entry, (problem, downloaded) in zip(to_read, parallel_map(read_back, to_read), strict=True):
-        check.bytes_read += downloaded
-        if problem:
-            damaged(entry, problem)
-    check.read_back = len(to_read)
-    return check
-
-
-BATCH = 5000  # entries looked up at a time
-
-
-def _common_prefix(key: str) -> str:
-    """Listing prefix for a stored key: its folder down to the backup or pool level."""
-    parts = key.split("/")
-    if parts[0] == "pool":
-        return "/".join(parts[:3]) + "/"
-    return "/".join(parts[:6]) + "/" if len(parts) > 6 else key.rsplit("/", 1)[0] + "/"
 
 
 def record_validation(

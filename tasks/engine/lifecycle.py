@@ -29,6 +29,7 @@ from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest, ManifestEntry, entries_of
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
+from tasks.catalog.stored import verify_stored
 from tasks.engine import units
 from tasks.engine.protocol import (
     BackupPlan,
@@ -130,7 +131,7 @@ def check_backup(
 ) -> tuple[list[str], int]:
     """(problems, objects re-read): stored objects first, then the component's own checks."""
     try:
-        stored = catalog.verify_stored(ctx.store, manifest, percent)
+        stored = verify_stored(ctx.store, manifest, percent)
     except ValidationFailed as exc:  # the manifest's own chunks are missing or damaged
         return [str(exc)], 0
     checked = loaded(component, ctx.store, manifest)

@@ -21,6 +21,7 @@ from backstop.core.names import check_backup_id, parse_time
 from backstop.core.restore_points import RestorePoint
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
+from tasks.catalog.stored import verify_stored
 from tasks.engine import progress, units
 from tasks.engine.approval import require_approval
 from tasks.engine.lifecycle import loaded
@@ -77,7 +78,7 @@ def open_backup(
     manifest = catalog.resolve_backup(
         primary, component, source, backup_id, moment, validated_only=False, where=where
     )
-    damaged = catalog.verify_stored(primary, manifest, 0).damaged
+    damaged = verify_stored(primary, manifest, 0).damaged
     intact = manifest.model_copy(
         update={"entries": [e for e in primary.iter_entries(manifest) if e.name not in damaged], "chunks": []}
     )

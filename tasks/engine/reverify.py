@@ -31,6 +31,7 @@ from backstop.core.reverify import (
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
+from tasks.catalog.stored import StoredCheck, verify_stored
 from tasks.engine import units
 from tasks.engine.lifecycle import loaded
 from tasks.engine.protocol import COMPONENTS, Context, get_component, stored_options
@@ -70,9 +71,9 @@ def reverify_source(
             result.damaged[header.backup_id] = [str(exc)]  # unreadable: nothing to mark it in
             continue
         try:
-            stored = catalog.verify_stored(store, manifest, 0, read=chosen, reads=reads)
+            stored = verify_stored(store, manifest, 0, read=chosen, reads=reads)
         except ValidationFailed as exc:  # a chunk of its manifest is missing or damaged
-            stored = catalog.StoredCheck(problems=[str(exc)])
+            stored = StoredCheck(problems=[str(exc)])
         gone: list[str] = []
         if copy == "primary":
             ctx = Context(settings, store, stored_options(component, manifest))

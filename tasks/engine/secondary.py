@@ -23,6 +23,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy,
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index, locks
+from tasks.catalog.stored import BATCH, StoredListing, verify_stored
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import rewrite
 from tasks.storage.google_api import converted_errors
@@ -64,15 +65,15 @@ def copy_to_secondary(
     # a batch of entries at a time (streamed, never all in memory).
     chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
     problems += [p for p in parallel_map(copy, [k for k in chunk_keys if secondary.stat(k) is None]) if p]
-    with catalog.StoredListing(secondary) as present:
-        for batch in batched(primary.iter_entries(manifest), catalog.BATCH):
+    with StoredListing(secondary) as present:
+        for batch in batched(primary.iter_entries(manifest), BATCH):
             held = present.lookup(batch)
             to_copy = sorted({e.stored_key for e in batch if not same(held.get(e.stored_key), e)})
             problems += [p for p in parallel_map(copy, to_copy, WORKERS) if p]
             objects += len(batch)
     versions: set[str] = set()
-    with catalog.StoredListing(secondary) as copied:
-        for batch in batched(primary.iter_entries(manifest), catalog.BATCH):
+    with StoredListing(secondary) as copied:
+        for batch in batched(primary.iter_entries(manifest), BATCH):
             held = copied.lookup(batch)
             for entry in batch:
                 there = held.get(entry.stored_key)
@@ -148,7 +149,7 @@ def _open(
     manifest = catalog.resolve_backup(
         store, component, source, backup_id, before, validated_only=backup_id is None, where=where
     )
-    problems = catalog.verify_stored(store, manifest, 0).problems
+    problems = verify_stored(store, manifest, 0).problems
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise ValidationFailed(

@@ -8,9 +8,14 @@ threads, twice the cluster's threads on Dask.
 from __future__ import annotations
 
 import contextvars
+import itertools
+import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import as_completed as futures_completed
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from prefect import task
@@ -19,10 +24,11 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import as_completed
 from prefect.utilities.annotations import quote
 
-from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.manifest import BackupManifest, ManifestEntry, utcnow
 from tasks.engine.progress import report
 from tasks.engine.protocol import Context, get_component
 from tasks.engine.runners import unit_runner
+from tasks.storage.parallel import Batches, growing
 
 UNIT_WORKERS = 8  # units at once on threads (the copies share this process's copy workers)
 R = TypeVar("R")
@@ -30,6 +36,13 @@ R = TypeVar("R")
 
 def in_flow() -> bool:
     return FlowRunContext.get() is not None
+
+
+def spreads(ctx: Context) -> bool:
+    """Whether a step's units run in other processes (a Dask cluster, inside a flow run): their
+    work then travels as work files, and their writes take one rate limit shared on the Prefect
+    server (tasks/storage/shared_limit.py) instead of one per process."""
+    return ctx.settings.task_runner == "dask" and in_flow()
 
 
 @task(name="step", task_run_name="{label}", cache_policy=NO_CACHE)
@@ -132,6 +145,11 @@ def _drive(
     done: Callable[[Any], None],
     progress: Callable[[int, int], None] | None,
 ) -> None:
+    pending = iter(units)
+    first = next(pending, _END)
+    if first is _END:  # nothing to do: no task run, no cluster started
+        return
+    units = itertools.chain([first], pending)
     if not in_flow():
         if UNIT_WORKERS <= 1:  # one after another, in this thread
             for number, unit in enumerate(units, 1):
@@ -223,6 +241,77 @@ def _bounded(
 
 
 _END = object()
+
+
+# -- the batches of a long step as units -------------------------------------------------------
+WORK_PREFIX = "_resume/units/"  # under _resume/: not a component's folder (tasks/catalog/index.py)
+STALE = timedelta(hours=24)  # work files a run that died left behind: removed by the next run
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One unit of a step's batches: `fn` and its items, in memory (`items`) or in the work file
+    `key` of the backup bucket (a unit on another process gets a few bytes, never the item list)."""
+
+    fn: Callable[[list[Any]], Any]
+    key: str
+    count: int
+    items: list[Any] | None = None
+
+
+def run_batch(ctx: Context, batch: Batch) -> Any:
+    """A unit of `UnitBatches`: `batch.fn` over its items (read from its work file if it has one)."""
+    items = batch.items if batch.items is not None else json.loads(ctx.store.get_bytes(batch.key))
+    return batch.fn(items)
+
+
+class UnitBatches(Batches):
+    """`Batches` (tasks/storage/parallel.py) run as units on the settings' task runner inside a flow
+    run (`fan_out`), here one after another outside one (tests, scripts: as before).
+
+    On the flow's threads a batch is handed over in memory; on a Dask cluster it is first written
+    to a work file `_resume/units/<step>/<run>/work-<n>.json` in `ctx.store` (a worker gets its key),
+    removed when the step ends, failed or not; what a run that died left there is removed by the
+    next run of the step once a day old (best effort: a bucket retention policy may keep it)."""
+
+    def __init__(self, ctx: Context, step: str, label: str) -> None:
+        self.ctx, self.step, self.label = ctx, step, label
+        self.spread = spreads(ctx)
+
+    def run(self, fn: Callable[[list[Any]], R], items: Iterable[Any], done: Callable[[R], None]) -> None:
+        if not in_flow():
+            super().run(fn, items, done)
+            return
+        store, run = self.ctx.store, uuid.uuid4().hex[:12]
+        written: list[str] = []
+
+        def batches() -> Iterator[Batch]:
+            for number, batch in enumerate(growing(items, self.first), 1):
+                if not self.spread:  # threads of this process: nothing travels
+                    yield Batch(fn, "", len(batch), batch)
+                    continue
+                if not written:
+                    forget_stale(store, self.step)
+                key = f"{WORK_PREFIX}{self.step}/{run}/work-{number:06d}.json"
+                store.put_bytes(key, json.dumps(batch).encode(), content_type="application/json")
+                written.append(key)
+                yield Batch(fn, key, len(batch))
+
+        try:
+            fan_out(self.ctx, self.label, run_batch, batches(), done)
+        finally:
+            if written:
+                store.delete_objects(written)
+
+
+def forget_stale(store: Any, step: str) -> None:
+    """Remove work files of `step` older than STALE (left by a run that died)."""
+    old = utcnow() - STALE
+    stale = [
+        k for k, b in store.list(f"{WORK_PREFIX}{step}/").items() if b.time_created and b.time_created < old
+    ]
+    if stale:
+        store.delete_objects(stale)
 
 
 def merge_state(state: dict[str, Any], more: dict[str, Any]) -> None:

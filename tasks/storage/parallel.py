@@ -1,4 +1,5 @@
-"""A thread pool map for I/O-bound calls (listings, reads, deletes) that keeps order."""
+"""A thread pool map for I/O-bound calls (listings, reads, deletes) that keeps order, batching, and
+`Batches`: how a long step runs its per-object work (here, or as units on a task runner)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def parallel_map(fn: Callable[[Any], T], items: list[Any], workers: int = 16) -> list[T]:
@@ -27,3 +29,48 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def growing_batches(first: int = 1000, most: int = 50_000, units: int = 100) -> Iterator[int]:
+    """Batch sizes that grow with the work done: `first` objects while fewer than `units` batches
+    are done, then about 1/`units` of what was batched so far, up to `most`. A bucket of any size
+    thus runs in a few hundred tasks (10M objects: ~500), and small ones still spread out."""
+    done = 0
+    while True:
+        size = min(most, max(first, done // units))
+        yield size
+        done += size
+
+
+def growing(items: Iterable[T], first: int = 1000) -> Iterator[list[T]]:
+    """`items` in lists of the sizes `growing_batches(first)` gives, consumed lazily."""
+    sizes = growing_batches(first)
+    batch: list[T] = []
+    size = next(sizes)
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch, size = [], next(sizes)
+    if batch:
+        yield batch
+
+
+class Batches:
+    """How a long step runs its per-object work (validation's read-back, the secondary copy,
+    prune's deletes): `run(fn, items, done)` calls `fn(batch)` on batches of `items` and
+    `done(result)` with each result, in this thread.
+
+    This one runs every batch here, one after another (a batch spreads its requests over the
+    process's copy workers); the engine's `units.UnitBatches` runs them as units on the settings'
+    task runner inside a flow run. So `fn` must be picklable by reference (a module-level function,
+    or a `functools.partial` of one over picklable values such as a BackupStore), an item a small
+    JSON value (a key, a few numbers: a batch may travel as a work file), and a result small
+    (counts, a bounded list of problems)."""
+
+    spread = False  # whether batches run in other processes (their writes then share one rate limit)
+    first = 1000  # items in a batch (later batches grow: a few hundred for any size)
+
+    def run(self, fn: Callable[[list[Any]], R], items: Iterable[Any], done: Callable[[R], None]) -> None:
+        for batch in growing(items, self.first):
+            done(fn(batch))

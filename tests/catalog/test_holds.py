@@ -16,6 +16,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry, utcnow
 from backstop.core.retention import RetentionPolicy
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
+from tasks.catalog.stored import verify_stored
 from tasks.engine.secondary import copy_to_secondary
 from tasks.operations.prune import prune
 from tasks.storage.bucket import BackupStore
@@ -59,7 +60,7 @@ def backup(store: BackupStore, source: str, generation: int, days_ago: float = 0
 
 
 def validate(store: BackupStore, manifest: BackupManifest) -> BackupManifest:
-    checked = catalog.verify_stored(store, manifest, 100)
+    checked = verify_stored(store, manifest, 100)
     problems, read = checked.problems, checked.read_back
     return catalog.record_validation(store, manifest, problems, len(manifest.entries), read)
 

@@ -10,6 +10,7 @@ from backstop.core.errors import NotFound, ValidationFailed
 from backstop.core.manifest import ManifestEntry
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
+from tasks.catalog.stored import verify_stored
 from tasks.components.gcs.plan import pool_key
 from tasks.engine.secondary import choose_store, copy_to_secondary, open_for_restore, pending_copies
 from tasks.storage.bucket import BackupStore
@@ -35,7 +36,7 @@ def committed_backup(store: BackupStore, source: str, files: int = 4, validate: 
         )
     committed = catalog.commit_backup(store, manifest, entries)
     if validate:
-        checked = catalog.verify_stored(store, committed, 100)
+        checked = verify_stored(store, committed, 100)
         problems, read = checked.problems, checked.read_back
         committed = catalog.record_validation(store, committed, problems, len(entries), read)
     return committed
@@ -62,7 +63,7 @@ def test_copy_is_verified_recorded_in_both_manifests_and_not_repeated(
     assert mirror.status == "validated"
     for entry in backup.entries:
         assert secondary.get_bytes(entry.stored_key) == primary.get_bytes(entry.stored_key)
-    assert catalog.verify_stored(secondary, mirror, 100).problems == []
+    assert verify_stored(secondary, mirror, 100).problems == []
     assert pending_copies(primary) == []
 
     # a second backup sharing a pool object: only what the secondary lacks is copied, all verified

@@ -138,6 +138,7 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     from backstop.core.retention import RetentionPolicy
     from blocks.clients import storage_client_as
     from tasks.catalog import backups as catalog
+    from tasks.catalog.stored import verify_stored
     from tasks.operations.prune import prune
     from tasks.operations.security import hold_findings
     from tasks.storage.bucket import BackupStore
@@ -169,7 +170,7 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     )
 
     for manifest in backups:
-        checked = catalog.verify_stored(validator, manifest, 100)
+        checked = verify_stored(validator, manifest, 100)
         problems, read = checked.problems, checked.read_back
         catalog.record_validation(validator, manifest, problems, 1, read)
     assert [m.validated for m in index.list_manifests(validator, "gcs", source)] == [True, True]

@@ -17,6 +17,7 @@ from blocks.settings import BackstopSettings
 from localdev.platform import PROJECT
 from tasks.catalog import backups as catalog
 from tasks.catalog import locks
+from tasks.catalog.stored import verify_stored
 from tasks.engine.secondary import copy_to_secondary
 from tasks.operations import iam
 from tasks.operations.prune import prune
@@ -124,7 +125,7 @@ def test_a_kept_backup_and_its_secondary_copy_survive_the_writer_and_the_pruner(
     assert attack_objects(domains.client("backstop-secondary-writer"), domains.secondary, second_keys) == []
 
     restorer = domains.store("backstop-restorer")
-    assert catalog.verify_stored(restorer, manifest, 100).problems == []
+    assert verify_stored(restorer, manifest, 100).problems == []
     assert contents(restorer, manifest) == before
     assert contents(domains.store("backstop-restorer", secondary=True), manifest) == before
 

@@ -11,6 +11,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry, new_backup_id,
 from backstop.core.retention import RetentionPolicy
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
+from tasks.catalog.stored import verify_stored
 from tasks.components.gcs.plan import pool_key as gcs_pool_key
 from tasks.operations.prune import PruneReport, plan_prune, prune, remove_manifests
 from tasks.storage.bucket import BackupStore
@@ -91,7 +92,7 @@ def assert_pruned_to_two(store: BackupStore, source: str, backups: list[BackupMa
         assert not any(k.startswith(gone.folder) for k in left), gone.folder
         assert pool_key(source, 10 + (backups.index(gone))) not in left
     for kept in remaining:
-        problems = catalog.verify_stored(store, kept, 100).problems
+        problems = verify_stored(store, kept, 100).problems
         assert problems == []
     assert pool_key(source, 1) in left  # written by the oldest backup, still needed by the newest
 
@@ -126,7 +127,7 @@ def test_interrupted_prune_leaves_no_dangling_manifest_and_a_rerun_finishes(stor
     # crash here, before the sweep: the catalog already shows only what remains, and all of it is intact
     remaining = index.list_manifests(store, "gcs", source)
     assert len(remaining) == 2
-    assert all(catalog.verify_stored(store, m, 100).problems == [] for m in remaining)
+    assert all(verify_stored(store, m, 100).problems == [] for m in remaining)
     assert pool_key(source, 14) in keys(store)  # orphaned, not yet swept
 
     rerun = prune(store, "gcs", source, KEEP_TWO, utcnow())

@@ -10,6 +10,7 @@ import pytest
 from backstop.core.manifest import utcnow
 from backstop.core.retention import RetentionPolicy
 from tasks.catalog import backups as catalog
+from tasks.catalog.stored import verify_stored
 from tasks.engine.calls import ComponentCalls
 from tasks.operations.prune import prune
 from tests.conftest import unique
@@ -41,5 +42,5 @@ def test_gcs_prune_keeps_pool_objects_a_composer_backup_references(
     assert report.removed == [first.backup_id]
 
     assert store.stat(shared.stored_key) is not None  # still needed by the Composer backup
-    problems = catalog.verify_stored(store, store.read_manifest(composer.path), 100).problems
+    problems = verify_stored(store, store.read_manifest(composer.path), 100).problems
     assert problems == []

@@ -42,7 +42,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_source_name
 from blocks.components import ConfigSource, ConfigsSettings
 from blocks.settings import BackstopSettings
-from tasks.catalog import backups as catalog
+from tasks.catalog import stored
 from tasks.components.configs.locations import Location, collect_gcs, collect_local, open_location
 from tasks.components.configs.options import NOUN, PART, ConfigsOptions
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
@@ -148,7 +148,7 @@ def _download_archive(store: BackupStore, manifest: BackupManifest, folder: str)
 
 def check_backup(store: BackupStore, manifest: BackupManifest) -> tuple[list[str], list[str]]:
     """(integrity problems, syntax warnings) of a backup: stored object, every member, every sha256."""
-    problems = catalog.verify_stored(store, manifest, sample_percent=0).problems
+    problems = stored.verify_stored(store, manifest, sample_percent=0).problems
     if problems:
         return problems, []
     entry = manifest.entries[0]

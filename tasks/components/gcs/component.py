@@ -27,7 +27,6 @@ from tasks.components.gcs.plan import (
     Action,
     PlanCounts,
     SourceObject,
-    growing_batches,
     in_scope,
     matching,
     plan_backup,
@@ -38,10 +37,10 @@ from tasks.components.gcs.restore import (
     delete_objects,
     plan_bucket,
     restore_in_units,
-    shares_writes,
     target_listing,
     verify_bucket,
 )
+from tasks.engine import units
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import (
     Context,
@@ -52,6 +51,7 @@ from tasks.engine.protocol import (
 )
 from tasks.storage import shared_limit
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.parallel import growing_batches
 from tasks.storage.spool import EntrySpool
 
 NAME = "gcs"
@@ -154,7 +154,7 @@ class GcsComponent(LifecycleMethods):
         earlier = heapq.merge(
             ctx.store.iter_entries(previous) if previous else iter(()), unfinished, key=lambda e: e.name
         )
-        shared = shares_writes(ctx)
+        shared = units.spreads(ctx)
         if shared:  # one write rate for the pool bucket across the cluster's workers
             shared_limit.prepare(ctx.store.bucket_name, ctx.settings.gcs_write_rate)
         says = [f"unchanged objects reused from backup {previous.backup_id}"] if previous else []

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from backstop.core.manifest import ManifestEntry
+from tasks.storage.parallel import growing_batches
 
 # Object properties that a restore recreates (besides custom metadata).
 KEPT_PROPERTIES = (
@@ -162,17 +163,6 @@ def plan_backup(
         reused(kept)
     if batch:
         yield batch
-
-
-def growing_batches(first: int = 1000, most: int = 50_000, units: int = 100) -> Iterator[int]:
-    """Batch sizes that grow with the work done: `first` objects while fewer than `units` batches
-    are done, then about 1/`units` of what was batched so far, up to `most`. A bucket of any size
-    thus runs in a few hundred tasks (10M objects: ~500), and small ones still spread out."""
-    done = 0
-    while True:
-        size = min(most, max(first, done // units))
-        yield size
-        done += size
 
 
 Action = Literal["create", "overwrite", "unchanged", "conflict"]

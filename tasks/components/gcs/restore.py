@@ -26,7 +26,6 @@ from blocks.clients import storage_client
 from tasks.components.gcs.copy import restore_batch
 from tasks.components.gcs.plan import (
     Action,
-    growing_batches,
     kept_metadata,
     listed_metadata,
     plan_restore,
@@ -38,7 +37,7 @@ from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import ramp_for, run_stream
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
-from tasks.storage.parallel import batched
+from tasks.storage.parallel import batched, growing
 from tasks.storage.spool import EntrySpool, KeySpool
 
 BATCH = 5000  # entries decided at a time
@@ -173,12 +172,6 @@ WORK_PREFIX = "_resume/restore/gcs/"  # under _resume/: not a component's folder
 UNIT_SIZE = 1000  # objects in the first restore units (they grow with the work done)
 
 
-def shares_writes(ctx: Context) -> bool:
-    """Whether the writes of a step's units take one rate limit shared on the Prefect server: when
-    they run on a Dask cluster (many processes) inside a flow run."""
-    return ctx.settings.task_runner == "dask" and units.in_flow()
-
-
 @dataclass(frozen=True)
 class RestoreWork:
     """One restore unit: the key of a work file (the entries to copy) and the target bucket; a few
@@ -227,7 +220,7 @@ def restore_in_units(
     run = uuid.uuid4().hex[:12]
     written: list[str] = []
     total = [0, 0]
-    shared = shares_writes(ctx)
+    shared = units.spreads(ctx)
     if shared:
         shared_limit.prepare(bucket, ctx.settings.gcs_write_rate)
 
@@ -239,16 +232,7 @@ def restore_in_units(
         return work
 
     def works() -> Iterator[RestoreWork]:
-        sizes = growing_batches(UNIT_SIZE)
-        batch: list[ManifestEntry] = []
-        size = next(sizes)
-        for entry in entries:
-            batch.append(entry)
-            if len(batch) >= size:
-                yield save(batch)
-                batch, size = [], next(sizes)
-        if batch:
-            yield save(batch)
+        return (save(batch) for batch in growing(entries, UNIT_SIZE))
 
     def done(result: tuple[int, int]) -> None:
         total[0] += result[0]

@@ -12,10 +12,10 @@ from tasks.components.gcs.plan import (
     PlanCounts,
     SourceObject,
     entry_for,
-    growing_batches,
     plan_backup,
     pool_key,
 )
+from tasks.storage.parallel import growing_batches
 from tasks.storage.spool import EntrySpool
 
 pytestmark = pytest.mark.unit

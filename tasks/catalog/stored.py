@@ -1,0 +1,197 @@
+"""Checking a backup's stored objects: each against its manifest entry (size, crc32c) from a
+listing of the bucket, and a sample re-read (validation, re-verification, the restore's and the
+secondary copy's checks before they trust a backup).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.names import check_percent
+from tasks.storage.bucket import BackupStore
+from tasks.storage.copies import run_all
+from tasks.storage.google_api import crc32c_b64
+from tasks.storage.parallel import Batches, batched
+from tasks.storage.spool import Held, KeySpool
+
+
+def sample_indexes(count: int, percent: float, seed: int | None = None) -> set[int]:
+    """Positions of a random `percent` of `count` entries (at least one when percent > 0)."""
+    check_percent(percent, "sample percentage")
+    if percent <= 0 or count <= 0:
+        return set()
+    chosen = max(1, round(count * percent / 100))
+    return set(random.Random(seed).sample(range(count), min(chosen, count)))
+
+
+@dataclass
+class StoredCheck:
+    """What checking a backup's stored objects found: problems, damaged entries by name, re-reads."""
+
+    problems: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+    read_back: int = 0
+    checked: int = 0
+    bytes_read: int = 0
+
+
+class StoredListing:
+    """What `store` holds where some entries' stored keys live: each folder (the backup's, or its
+    component's pool) listed once, when an entry in it is first looked up, and spooled to disk."""
+
+    def __init__(self, store: BackupStore) -> None:
+        self.store, self.spool, self.prefixes = store, KeySpool(), set[str]()
+
+    def lookup(self, entries: list[ManifestEntry]) -> dict[str, Held]:
+        """stored key -> (size, crc32c, kms key) of each entry's stored object that exists."""
+        for prefix in sorted({_common_prefix(e.stored_key) for e in entries} - self.prefixes):
+            listing = self.store.iter_list(prefix)
+            self.spool.add((b.name, int(b.size or 0), b.crc32c, b.kms_key_name) for b in listing)
+            self.prefixes.add(prefix)
+        return self.spool.lookup([e.stored_key for e in entries])
+
+    def __enter__(self) -> StoredListing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.spool.close()
+
+
+def verify_stored(
+    store: BackupStore,
+    manifest: BackupManifest,
+    sample_percent: float = 5.0,
+    seed: int | None = None,
+    read: Callable[[str], bool] | None = None,
+    reads: dict[str, tuple[int, str]] | None = None,
+    batches: Batches | None = None,
+) -> StoredCheck:
+    """Check every stored object of `manifest` against its entry; re-read a sample.
+
+    Sizes and crc32c come from one listing per prefix (what the bucket says it holds, spooled to
+    disk); the entries are streamed a chunk at a time; the sample is downloaded and its crc32c
+    recomputed (what the bytes really are) in batches, as `batches` runs them (default: here; a
+    validation's run them as units on the settings' task runner). Each problem names the entry and
+    the stored object; `damaged` maps entry names to their problem. Memory stays flat in the entry
+    count. `read(stored key)` chooses the objects to re-read instead of a random sample
+    (re-verification's window); `reads` caches (size, crc32c) of objects already re-read by key,
+    so an object several backups share is downloaded once per run.
+    """
+    check = StoredCheck()
+    chosen = set() if read is not None else sample_indexes(manifest.entry_count, sample_percent, seed)
+    sent: dict[str, tuple[int, str]] = {}  # with `reads`: stored key -> what its entry says
+
+    def damaged(name: str, problem: str) -> None:
+        check.problems.append(problem)
+        check.damaged[name] = problem
+
+    def to_read() -> Generator[list[Any]]:
+        """Every entry checked against the listing; [stored key, name, size, crc32c] of those to re-read."""
+        with StoredListing(store) as listed:
+            for batch in batched(store.iter_entries(manifest), BATCH):
+                held = listed.lookup(batch)
+                for entry in batch:
+                    there = held.get(entry.stored_key)
+                    where = f"{entry.name!r} ({store.where(entry.stored_key)})"
+                    if there is None:
+                        damaged(entry.name, f"missing: {where}")
+                    elif there[0] != entry.size:
+                        damaged(
+                            entry.name,
+                            f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}",
+                        )
+                    elif entry.crc32c and there[1] and there[1] != entry.crc32c:
+                        damaged(
+                            entry.name,
+                            f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}",
+                        )
+                    elif read(entry.stored_key) if read is not None else check.checked in chosen:
+                        check.read_back += 1
+                        known = reads.get(entry.stored_key) if reads is not None else None
+                        item = [entry.stored_key, entry.name, entry.size, entry.crc32c]
+                        if known is not None:  # re-read earlier in this run
+                            problem = read_back_problem(store, item, known)
+                            if problem:
+                                damaged(entry.name, problem)
+                        else:
+                            if reads is not None and entry.crc32c:
+                                sent[entry.stored_key] = (entry.size, entry.crc32c)
+                            yield item
+                    check.checked += 1
+
+    def done(found: ReadBack) -> None:
+        check.bytes_read += found.bytes
+        for name, key, got, problem in found.differs:
+            damaged(name, problem)
+            if reads is not None:
+                reads[key] = got
+        if found.more:
+            check.problems.append(f"and {found.more} more object(s) differ on read-back in {store.where()}")
+
+    items = to_read()
+    try:
+        (batches or Batches()).run(functools.partial(read_back, store), items, done)
+    finally:
+        items.close()
+    if reads is not None:  # what was read and matched its entry holds what the entry says
+        reads |= {key: said for key, said in sent.items() if key not in reads}
+    return check
+
+
+SHOWN = 1000  # differing objects a read-back batch names (the others are counted)
+
+
+@dataclass
+class ReadBack:
+    """What re-reading one batch found: bytes downloaded, and per object that differs (at most
+    SHOWN; `more` counts the rest) its entry name, stored key, (size, crc32c) read, and the problem."""
+
+    bytes: int = 0
+    differs: list[tuple[str, str, tuple[int, str], str]] = field(default_factory=list)
+    more: int = 0
+
+
+def read_back(store: BackupStore, items: list[list[Any]]) -> ReadBack:
+    """Download each [stored key, name, size, crc32c] of `items` (on the process's copy workers)
+    and recompute its crc32c (a unit of validation's read-back)."""
+
+    def one(item: list[Any]) -> tuple[int, str]:
+        data = store.get_bytes(item[0])
+        return len(data), crc32c_b64(data)
+
+    found = ReadBack()
+    for item, got in zip(items, run_all(one, items), strict=True):
+        found.bytes += got[0]
+        problem = read_back_problem(store, item, got)
+        if problem and len(found.differs) < SHOWN:
+            found.differs.append((item[1], item[0], got, problem))
+        elif problem:
+            found.more += 1
+    return found
+
+
+def read_back_problem(store: BackupStore, item: list[Any], got: tuple[int, str]) -> str | None:
+    """The problem when an object read back as `got` (size, crc32c) is not what its entry says."""
+    key, name, size, crc32c = item
+    if got[0] == size and (not crc32c or got[1] == crc32c):
+        return None
+    return (
+        f"content differs on read-back: {name!r} ({store.where(key)}) "
+        f"crc32c {got[1]} / {got[0]} bytes, manifest says {crc32c} / {size}"
+    )
+
+
+BATCH = 5000  # entries looked up at a time
+
+
+def _common_prefix(key: str) -> str:
+    """Listing prefix for a stored key: its folder down to the backup or pool level."""
+    parts = key.split("/")
+    if parts[0] == "pool":
+        return "/".join(parts[:3]) + "/"
+    return "/".join(parts[:6]) + "/" if len(parts) > 6 else key.rsplit("/", 1)[0] + "/"
