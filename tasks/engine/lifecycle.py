@@ -6,18 +6,18 @@ Every guarantee a backup tool lives by is written here once, over the component 
 - backup: begin (in-progress marker) -> plan -> units in parallel -> commit the manifest last;
   any error abandons the run (no manifest, component leftovers freed) and leaves a failure record;
   validation follows unless told not to.
-- validate: every stored object's size and crc32c, a sampled read-back, then the component's own
-  checks (right after the backup, in its run, against what the backup read: Context.just_read);
-  the outcome is written into the manifest; a failure fails the run.
+- validate: every stored object's size and crc32c, a sampled read-back (in units), then the
+  component's own checks (right after the backup, in its run, against what the backup read:
+  Context.just_read); the outcome is written into the manifest; a failure fails the run.
 - restore: resolve -> the backup must belong to the named source -> primary, or the secondary copy
   when the primary is missing or damaged (said so) -> a damaged backup is refused before anything
   is written -> plan -> "replace" / "delete" refused without `overwrite` -> approval before any
   of them in an original location -> write -> verify the target against the backup -> record.
 - drill: the same restore into a scratch target, verified, timed against the RTO, cleaned up.
 
-Inside a Prefect flow run the steps run as Prefect tasks (backup units in parallel on the task
-runner the settings choose); called outside one (tests, drills run by hand) they run as plain
-calls (tasks/engine/units.py).
+Inside a Prefect flow run the steps run as Prefect tasks (backup units, restore copies and
+validation's read-back in parallel on the task runner the settings choose); called outside one
+(tests, drills run by hand) they run as plain calls (tasks/engine/units.py).
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def check_backup(
 ) -> tuple[list[str], int]:
     """(problems, objects re-read): stored objects first, then the component's own checks."""
     try:
-        stored = verify_stored(ctx.store, manifest, percent)
+        read_back = units.UnitBatches(ctx, "validate", f"validate-{component.name}-{manifest.source}-read")
+        stored = verify_stored(ctx.store, manifest, percent, batches=read_back)
     except ValidationFailed as exc:  # the manifest's own chunks are missing or damaged
         return [str(exc)], 0
     checked = loaded(component, ctx.store, manifest)
