@@ -1,8 +1,9 @@
 """Secondary-region copies: every committed backup copied server-side to the secondary bucket.
 
-One task per backup (a backup's objects are copied in parallel inside it); a backup whose copy
-fails verification is recorded in its manifest (secondary.ok = false) and retried on the next
-run; the run fails at the end, after every other backup was copied.
+One task per backup, whose objects are copied in units on the settings' task runner (the flow's
+threads or a Dask cluster: tasks/engine/units.py); a backup whose copy fails verification is
+recorded in its manifest (secondary.ok = false) and retried on the next run; the run fails at the
+end, after every other backup was copied.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from tasks.storage.bucket import open_store
 @task(name="copy-backup-to-secondary", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
 def copy_backup(settings: BackstopSettings, manifest: BackupManifest) -> dict[str, Any]:
     """Copy one backup to the secondary bucket and verify it; returns a summary row."""
-    copied = secondary.copy_to_secondary(open_store(settings), secondary.secondary_store(settings), manifest)
+    copied = secondary.copy_to_secondary(
+        open_store(settings), secondary.secondary_store(settings), manifest, settings
+    )
     record = copied.secondary
     if record is None:  # copy_to_secondary always records one
         raise ValidationFailed(f"backup {manifest.backup_id}: no secondary copy recorded")

@@ -1,7 +1,8 @@
 """Secondary-region copies: server-side copy, verify by checksum, manifest last; restore fallback.
 
 `copy_to_secondary` copies every stored object of a committed backup to the secondary bucket
-(server-side rewrite, skipping objects already there with the same crc32c and size), verifies the
+(server-side rewrite, skipping objects already there with the same crc32c and size; in batches
+that run as units on the settings' task runner inside a flow run), verifies the
 copies against the manifest, writes the manifest in the secondary LAST (so a secondary manifest
 means a complete secondary copy), and records a `SecondaryCopy` in the primary manifest.
 
@@ -12,8 +13,9 @@ checksums, and it says which and why.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,18 +26,22 @@ from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index, locks
 from tasks.catalog.stored import BATCH, StoredListing, verify_stored
+from tasks.engine import units
+from tasks.engine.protocol import Context
+from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
-from tasks.storage.copies import rewrite
+from tasks.storage.copies import ramp_for, rewrite, run_all
 from tasks.storage.google_api import converted_errors
 from tasks.storage.object_lock import retention_enabled
-from tasks.storage.parallel import batched, parallel_map
+from tasks.storage.parallel import Batches, batched
 from tasks.storage.spool import Held
-
-WORKERS = 16
 
 
 def copy_to_secondary(
-    primary: BackupStore, secondary: BackupStore, manifest: BackupManifest
+    primary: BackupStore,
+    secondary: BackupStore,
+    manifest: BackupManifest,
+    settings: BackstopSettings | None = None,
 ) -> BackupManifest:
     """Copy one committed backup to `secondary`, verify it, and record the outcome in the primary manifest.
 
@@ -43,34 +49,45 @@ def copy_to_secondary(
         primary: the store the backup is in.
         secondary: the store in the other region.
         manifest: the committed backup's manifest (as read from the primary).
+        settings: when given, inside a flow run the copies run as units on the settings' task
+            runner (tasks/engine/units.py); without, here.
 
     Returns:
         The primary manifest, rewritten with its `secondary` record (ok or with problems).
     """
     problems: list[str] = []
     objects = 0
-
-    def copy(key: str) -> str | None:
-        try:
-            with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
-                rewrite(primary.bucket.blob(key), secondary.blob(key))  # on the secondary's write ramp
-        except BackstopError as exc:
-            return str(exc)
-        return None
+    label = f"secondary-{manifest.component}-{manifest.source}-{manifest.backup_id}"
+    batches = units.UnitBatches(Context(settings, primary), "secondary", label) if settings else Batches()
+    shared_rate = settings.gcs_write_rate if settings and batches.spread else None
 
     def same(held: Held | None, entry: ManifestEntry) -> bool:
         return held is not None and held[0] == entry.size and (not entry.crc32c or held[1] == entry.crc32c)
 
-    # The chunk files of a large manifest first, then every stored object the secondary lacks,
-    # a batch of entries at a time (streamed, never all in memory).
+    def to_copy() -> Generator[str]:
+        """The stored keys the secondary lacks, a batch of entries at a time (never all in memory)."""
+        nonlocal objects
+        with StoredListing(secondary) as present:
+            for batch in batched(primary.iter_entries(manifest), BATCH):
+                held = present.lookup(batch)
+                yield from sorted({e.stored_key for e in batch if not same(held.get(e.stored_key), e)})
+                objects += len(batch)
+
+    def done(found: list[str]) -> None:
+        problems.extend(found)
+
+    # The chunk files of a large manifest first (a few), then every stored object the secondary lacks.
     chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
-    problems += [p for p in parallel_map(copy, [k for k in chunk_keys if secondary.stat(k) is None]) if p]
-    with StoredListing(secondary) as present:
-        for batch in batched(primary.iter_entries(manifest), BATCH):
-            held = present.lookup(batch)
-            to_copy = sorted({e.stored_key for e in batch if not same(held.get(e.stored_key), e)})
-            problems += [p for p in parallel_map(copy, to_copy, WORKERS) if p]
-            objects += len(batch)
+    problems += copy_objects(primary, secondary, None, [k for k in chunk_keys if secondary.stat(k) is None])
+    keys = to_copy()
+    if shared_rate is not None:  # one write rate for the secondary bucket across the cluster's workers
+        shared_limit.prepare(secondary.bucket_name, shared_rate)
+    try:
+        batches.run(functools.partial(copy_objects, primary, secondary, shared_rate), keys, done)
+    finally:
+        keys.close()
+        if shared_rate is not None:
+            shared_limit.stop(secondary.bucket_name)
     versions: set[str] = set()
     with StoredListing(secondary) as copied:
         for batch in batched(primary.iter_entries(manifest), BATCH):
@@ -102,6 +119,31 @@ def copy_to_secondary(
         _lock_copy(primary, secondary, updated)
     index.write_manifest(primary, updated)
     return updated
+
+
+SHOWN = 200  # failed copies a unit names (the others are counted)
+
+
+def copy_objects(
+    primary: BackupStore, secondary: BackupStore, shared_rate: float | None, keys: list[str]
+) -> list[str]:
+    """Copy `keys` from `primary` to `secondary` server-side, on the process's copy workers (a unit
+    of the secondary copy); the problems (at most SHOWN named). `shared_rate`: the secondary
+    bucket's writes take its rate limit shared by every worker (a Dask cluster)."""
+    if shared_rate is not None:
+        ramp_for(secondary.bucket_name, shared_rate, True)
+
+    def copy(key: str) -> str | None:
+        try:
+            with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
+                rewrite(primary.bucket.blob(key), secondary.blob(key))  # on the secondary's write ramp
+        except BackstopError as exc:
+            return str(exc)
+        return None
+
+    problems = [p for p in run_all(copy, keys) if p]
+    more = [f"and {len(problems) - SHOWN} more copies failed"] if len(problems) > SHOWN else []
+    return problems[:SHOWN] + more
 
 
 def _lock_copy(primary: BackupStore, secondary: BackupStore, manifest: BackupManifest) -> None:
