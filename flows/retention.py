@@ -1,9 +1,10 @@
 """Retention flows: prune backups by policy, ensure storage tiers, check the buckets' configuration.
 
-One task per (component, source) and per store; objects that could not be deleted and sources
-whose task failed are reported in the `prune-problems` artifact, a warning log line and the result,
-and stop no other source: the run itself completes (the CLI exits 1). Objects the bucket keeps (a
-hold, the retention policy) are no failure: they are listed in `prune-kept-by-bucket` and the result.
+One task per (component, source) and per store, whose sweep deletes in units on the settings'
+task runner (tasks/engine/units.py); objects that could not be deleted and sources whose task
+failed are reported in the `prune-problems` artifact, a warning log line and the result, and stop
+no other source: the run itself completes (the CLI exits 1). Objects the bucket keeps (a hold, the
+retention policy) are no failure: they are listed in `prune-kept-by-bucket` and the result.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def prune_source(
     )
     try:
         report: PruneReport = prune(
-            store, component, source, policy, utcnow(), dry_run=dry_run, release=release
+            store, component, source, policy, utcnow(), dry_run=dry_run, release=release, settings=settings
         )
     except BaseException as exc:  # a failed prune leaves a record health and `list --all` show
         record_run(store, "prune", component, source, exc)

@@ -15,6 +15,8 @@ Two phases, each safe to interrupt and re-run:
      as a stored_key. The pool sweep is skipped while a backup of the source is in progress (it
      may be reusing pool objects it has not yet recorded) or while a manifest is damaged (its
      references are unknown).
+   The deletes run in batches (tasks/operations/deletes.py): as units on the settings' task runner
+   inside a flow run, so a sweep of millions of objects spreads over a Dask cluster too.
 Objects the bucket keeps (an object hold, the bucket retention policy) are reported as kept by
 the bucket, with the reason, and are not failures; the rest of the sweep goes on. Before phase 1
 prune moves the holds forward (tasks/catalog/holds.py): the newest validated backup of the source is held,
@@ -42,11 +44,15 @@ from backstop.core.retention import (
     orphaned_keys,
     ref_of,
 )
+from blocks.settings import BackstopSettings
 from tasks.catalog import index
 from tasks.catalog.holds import move_holds
 from tasks.catalog.locks import extend_kept, manifest_retained_until
+from tasks.engine import units
+from tasks.engine.protocol import Context
+from tasks.operations.deletes import delete_listed
 from tasks.storage.bucket import INPROGRESS_PREFIX, BackupStore
-from tasks.storage.object_lock import retained_until
+from tasks.storage.parallel import Batches
 from tasks.storage.spool import KeySpool
 
 DEFAULT_GRACE_HOURS = 48.0
@@ -99,38 +105,15 @@ class PruneReport:
         }
 
 
-def _hold_reason(blob: Any, now: datetime) -> str | None:
-    """Why Cloud Storage will refuse to delete this object now, if its listing says so."""
-    if getattr(blob, "temporary_hold", None):
-        return "temporary hold"
-    if getattr(blob, "event_based_hold", None):
-        return "event-based hold"
-    until = retained_until(blob)
-    if until is not None and until > now:
-        return f"object retention until {until.isoformat()}"
-    until = getattr(blob, "retention_expiration_time", None)
-    if until is not None and until > now:
-        return f"retention policy until {until.isoformat()}"
-    return None
-
-
-def _delete(store: BackupStore, blobs: dict[str, Any], now: datetime, report: PruneReport) -> None:
-    """Delete `blobs` (key -> listed blob); held or retained ones are reported as kept by the bucket."""
-    deletable = {}
-    for key, blob in blobs.items():
-        reason = _hold_reason(blob, now)
-        if reason:
-            report.kept_by_bucket.append(f"{store.where(key)}: kept by the bucket ({reason})")
-        else:
-            deletable[key] = blob
-    outcome = store.delete_objects(sorted(deletable))
-    report.kept_by_bucket += [
-        f"{store.where(k)}: kept by the bucket ({why})" for k, why in outcome.kept.items()
-    ]
-    report.not_deleted += list(outcome.failed.values())
-    for key in outcome.deleted:
-        report.deleted_objects += 1
-        report.deleted_bytes += int(getattr(deletable[key], "size", 0) or 0)
+def _delete(
+    store: BackupStore, blobs: dict[str, Any], now: datetime, report: PruneReport, batches: Batches
+) -> None:
+    """Delete `blobs` (key -> listed blob) in batches as `batches` runs them, into `report`."""
+    deleted = delete_listed(store, blobs, now, batches)
+    report.deleted_objects += deleted.objects
+    report.deleted_bytes += deleted.bytes
+    report.kept_by_bucket += deleted.kept
+    report.not_deleted += deleted.failed
 
 
 def plan_prune(
@@ -236,8 +219,11 @@ def sweep(
     report: PruneReport,
     just_removed: list[str] | None = None,
     grace_hours: float = DEFAULT_GRACE_HOURS,
+    batches: Batches | None = None,
 ) -> None:
-    """Phase 2: delete data no remaining manifest references (see the module docstring)."""
+    """Phase 2: delete data no remaining manifest references (see the module docstring), in
+    batches as `batches` runs them (default: here)."""
+    batches = batches or Batches()
     damaged: list[str] = []
     remaining = [
         m
@@ -257,7 +243,7 @@ def sweep(
             listed, component, source, remaining, running, just_removed or [],
             now - timedelta(hours=grace_hours), referenced,
         )  # fmt: skip
-        _delete(store, {key: listed[key] for key in orphans}, now, report)
+        _delete(store, {key: listed[key] for key in orphans}, now, report, batches)
 
         if damaged:
             report.notes.append(f"pool sweep skipped: {len(damaged)} damaged manifest(s) ({damaged[0]})")
@@ -283,7 +269,7 @@ def sweep(
             "pool sweep skipped: a backup started or a manifest became unreadable during the sweep"
         )
         return
-    _delete(store, pool, now, report)
+    _delete(store, pool, now, report, batches)
 
 
 def _referenced(store: BackupStore, manifests: list[BackupManifest], damaged: list[str]) -> KeySpool:
@@ -311,6 +297,7 @@ def prune(
     dry_run: bool = False,
     grace_hours: float = DEFAULT_GRACE_HOURS,
     release: Callable[[BackupManifest], None] | None = None,
+    settings: BackstopSettings | None = None,
 ) -> PruneReport:
     """Apply `policy` to the backups of `component`/`source` in `store`; delete what it removes.
 
@@ -325,6 +312,8 @@ def prune(
             (a backup may still be writing it), unless this prune just removed that backup.
         release: called for each removed backup before its manifest is deleted, to free what it
             holds outside the bucket (the component's `delete`, where it has one).
+        settings: when given, inside a flow run the sweep's deletes run as units on the
+            settings' task runner (tasks/engine/units.py); without, here.
 
     Returns:
         A PruneReport with the plan (keep / remove with reasons), what was deleted and what was not.
@@ -349,7 +338,12 @@ def prune(
     removed = [m for m in removed if m.backup_id not in report.retained]
     gone = remove_manifests(store, removed, report, release)
     try:
-        sweep(store, component, source, now, report, just_removed=gone, grace_hours=grace_hours)
+        batches = (
+            units.UnitBatches(Context(settings, store), "prune", f"prune-{component}-{source}")
+            if settings
+            else None
+        )
+        sweep(store, component, source, now, report, gone, grace_hours, batches)
     except BackstopError as exc:  # manifests are already gone: a re-run finishes the sweep
         report.not_deleted.append(
             f"sweep of {component}/{source} interrupted: {exc} (re-run prune to finish)"

@@ -9,7 +9,7 @@ or the retention policy) apart from failures (`kept_reason`, `DeleteOutcome`).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,6 +50,19 @@ class DeleteOutcome:
     deleted: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, results: Iterable[tuple[str, str, str]]) -> DeleteOutcome:
+        """The outcome of (key, "deleted" | "kept" | "failed", why) results (`ObjectStore.delete_one`)."""
+        outcome = cls()
+        for key, what, why in results:
+            if what == "deleted":
+                outcome.deleted.append(key)
+            elif what == "kept":
+                outcome.kept[key] = why
+            else:
+                outcome.failed[key] = why
+        return outcome
 
 
 class ObjectStore:
@@ -160,34 +173,27 @@ class ObjectStore:
                 pass
             return sorted(pages.prefixes)
 
+    def delete_one(self, key: str) -> tuple[str, str, str]:
+        """Delete `key`: (key, "deleted" | "kept" | "failed", why). Absent counts as deleted; held or
+        retained as kept by the bucket."""
+        try:
+            with converted_errors(f"deleting {self.where(key)}"):
+                try:
+                    self.bucket.blob(key).delete(timeout=TIMEOUT, retry=RETRY)
+                except gexc.Forbidden as exc:
+                    reason = kept_reason(exc)
+                    if reason is None:
+                        raise
+                    return key, "kept", reason
+        except NotFound:
+            return key, "deleted", ""
+        except BackstopError as exc:
+            return key, "failed", str(exc)
+        return key, "deleted", ""
+
     def delete_objects(self, keys: builtins.list[str], workers: int = 16) -> DeleteOutcome:
         """Delete `keys`. Absent keys count as deleted; held or retained ones as kept by the bucket."""
-
-        def one(key: str) -> tuple[str, str, str]:
-            try:
-                with converted_errors(f"deleting {self.where(key)}"):
-                    try:
-                        self.bucket.blob(key).delete(timeout=TIMEOUT, retry=RETRY)
-                    except gexc.Forbidden as exc:
-                        reason = kept_reason(exc)
-                        if reason is None:
-                            raise
-                        return key, "kept", reason
-            except NotFound:
-                return key, "deleted", ""
-            except BackstopError as exc:
-                return key, "failed", str(exc)
-            return key, "deleted", ""
-
-        outcome = DeleteOutcome()
-        for key, what, why in parallel_map(one, keys, workers):
-            if what == "deleted":
-                outcome.deleted.append(key)
-            elif what == "kept":
-                outcome.kept[key] = why
-            else:
-                outcome.failed[key] = why
-        return outcome
+        return DeleteOutcome.of(parallel_map(self.delete_one, keys, workers))
 
     def delete(self, keys: builtins.list[str], workers: int = 16) -> builtins.list[str]:
         """Delete `keys`; return the ones that could not be deleted (with the reason)."""

@@ -267,7 +267,7 @@ def test_prune_flow_and_cli_dry_run_then_prune_both_buckets(
 def test_objects_listed_as_held_are_reported_without_a_delete_attempt() -> None:
     from types import SimpleNamespace
 
-    from tasks.operations.prune import _hold_reason
+    from tasks.operations.deletes import hold_reason as _hold_reason
 
     now = utcnow()
     assert _hold_reason(SimpleNamespace(temporary_hold=True), now) == "temporary hold"
