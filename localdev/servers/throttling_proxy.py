@@ -10,7 +10,9 @@ It can also answer like the real service rather than a local emulator: `latency`
 every request (Google's JSON API takes tens of milliseconds per copy, the local server well under
 one), so that the parallelism of the client, not the emulator's CPU, bounds the throughput; and it
 records when each copy went through (`copies`: (monotonic time, destination bucket)), so a test can
-count the writes a bucket took per second.
+count the writes a bucket took per second. And it can rot bytes: the downloads of the objects named
+in `rotten` come back with their first byte flipped while their metadata (size, crc32c in a
+listing) stays what was stored, as silent corruption under the service's checksum looks to a reader.
 
 Use: `with throttling_proxy("http://127.0.0.1:4443", [429, 429, 503]) as proxy: ... proxy.url`.
 """
@@ -26,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import server as http_server
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 MESSAGES = {
     429: ("rateLimitExceeded", "The rate of change requests to the object is too high; please slow down."),
@@ -44,7 +46,15 @@ class ProxyState:
     refused: list[tuple[int, str]] = field(default_factory=list)
     latency: float = 0.0
     copies: list[tuple[float, str]] = field(default_factory=list)
+    rotten: set[str] = field(default_factory=set)  # object names whose downloads get a byte flipped
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def rots(self, method: str, path: str) -> bool:
+        """Whether this request downloads (`alt=media`) an object named in `rotten`."""
+        parts = urlsplit(path)
+        if method != "GET" or "alt=media" not in parts.query or "/o/" not in parts.path:
+            return False
+        return unquote(parts.path.rsplit("/o/", 1)[1]) in self.rotten
 
     def forwarded(self, method: str, path: str) -> None:
         """Record a copy that goes through to the server (when, into which bucket)."""
@@ -109,6 +119,8 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
                     self.upstream_conn = None
                     if attempt == 2:
                         raise
+            if data and answer.status == 200 and state.rots(self.command, self.path):
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
             kept = {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP}
             self._answer(answer.status, kept, data)
 
