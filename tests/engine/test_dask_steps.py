@@ -173,3 +173,19 @@ def test_prune_sweeps_in_units_on_both_workers_and_deletes_exactly_what_nothing_
     assert [m.backup_id for m in remaining] == [last.backup_id]
     assert verify_stored(store, remaining[0], 100).problems == []  # the last good backup is whole
     assert no_work_files(store)
+
+
+def test_steps_running_at_once_share_one_local_cluster_stopped_after_the_last(settings: Any) -> None:
+    """With no dask_address, the steps of a flow run that have units at the same time (prune's
+    sources, the secondary copies of several backups) send them to one LocalCluster, not one each."""
+    from distributed import Client
+
+    from tasks.engine.runners import local_cluster
+
+    settings.dask_workers = 1
+    with local_cluster(settings) as first, local_cluster(settings) as second:
+        assert first == second
+        with Client(first, timeout=10) as client:
+            assert len(client.nthreads()) == 1
+    with pytest.raises(OSError), Client(first, timeout=2):  # shut down with its last step
+        pass
