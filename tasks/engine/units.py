@@ -2,7 +2,9 @@
 copies, validation's read-back, the secondary copy, prune's sweep): as Prefect tasks inside a flow
 run (the units on the task runner the settings choose: the flow's threads or a Dask cluster), as
 plain calls outside one (tests, scripts). Units in flight follow the runner: UNIT_WORKERS on
-threads, twice the cluster's threads on Dask.
+threads, twice the cluster's threads on Dask. `run_units` runs a backup's units, `fan_out` any
+step's (a restore's copies), `UnitBatches` the batches of a step that streams its per-object work
+(validation's read-back, the secondary copy, prune's deletes) as units of `fan_out`.
 """
 
 from __future__ import annotations
