@@ -1,7 +1,7 @@
 """Worker scaling: Cloud Storage backup and restore with 1, 2 and 4 Dask workers, side by side in one
 run, against Cloud Storage-like latency, and the shared write rate held.
 
-`python -m bench.bench_scaleout [--objects 1500] [--workers 1,2,4] [--latency 0.03] [--copy-threads 16] [--output FILE]`
+`python -m bench.bench_scaleout [--objects 1500] [--workers 1,2,4] [--latency 0.03] [--copy-threads 16] [--unit-size 1000] [--output FILE]`
 
 - fake-gcs-server (memory backend) behind the local throttling proxy (localdev/servers/throttling_proxy.py)
   run in a process of its own, adding `latency` seconds to every request, as Google's JSON API
@@ -14,6 +14,13 @@ run, against Cloud Storage-like latency, and the shared write rate held.
   emulator, as on Google's service, whose capacity is not the limit), settings `task_runner: dask`, the `backup_gcs` and
   `restore_gcs` flows on the Prefect test server; the source seeded once, every backup into a
   fresh backup bucket, every restore into a fresh bucket;
+- units: a backup's and a restore's first units hold `--unit-size` objects (Backstop's default 1,000;
+  units grow with the work done: a 10M-object bucket makes ~500). A source of a few thousand objects
+  makes only a few units of 1,000, too few to keep 4 workers busy, so a smaller unit size stands in
+  for a large bucket's many units; every cluster is warmed first (its workers import Backstop's
+  modules, as a long-lived cluster's have), so the times are the work, not the workers' start-up;
+- per run, the copy phase's rate too (copies the proxy saw / first to last copy): the part that
+  spreads over the workers, without each flow's fixed cost (flow run, plan, listing check);
 - the same copies made by a plain 16-thread `copy_blob` loop through the same proxy (one process);
 - the rate limit held: one restore on the largest cluster with `gcs_write_rate` set low (50/s), the
   copies the proxy saw per second against that rate.
@@ -87,6 +94,24 @@ def peak_per_second(times: list[float]) -> int:
     return best
 
 
+def phase_rate(times: list[float]) -> int | str:
+    """Copies per second from the first copy to the last: the part of a run spread over the workers."""
+    return round(len(times) / (max(times) - min(times))) if len(times) > 1 else "-"
+
+
+def _warm(cluster: Any) -> None:
+    """Import Backstop's unit code on every worker of `cluster` (a long-lived cluster's workers have)."""
+    from distributed import Client
+
+    def load() -> None:
+        import tasks.components.gcs.component  # noqa: F401
+        import tasks.components.gcs.restore  # noqa: F401
+        import tasks.engine.units  # noqa: F401
+
+    with Client(cluster) as client:
+        client.run(load)
+
+
 def rto_hours(objects: int, rate_per_s: float, start_rate: float = 1000.0) -> float:
     """Hours to restore `objects` at `rate_per_s` (what the workers do), capped by the bucket's ramp:
     `start_rate` writes/s doubling every 20 minutes of sustained load."""
@@ -106,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--latency", type=float, default=0.03)
     parser.add_argument("--copy-threads", type=int, default=16, help="copies in flight per worker")
+    parser.add_argument("--unit-size", type=int, default=1000, help="objects in a backup's / restore's first units")
     parser.add_argument("--output")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
@@ -114,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from localdev.platform import LocalPlatform
 
     state = f"/tmp/backstop-scaleout-{uuid.uuid4().hex[:6]}"
-    local = LocalPlatform.with_free_ports(state, services=("gcs",), persistent=False)
+    local = LocalPlatform.with_free_ports(state, services=("gcs",), persistent=False, gcs_server="fake")
     env = local.up()
     os.environ.update(env)
     emulator = os.environ["STORAGE_EMULATOR_HOST"]
@@ -141,6 +167,9 @@ def _run(args: Any, counts: list[int], emulator: str, proxy_url: str, conn: Any)
 
     from blocks.clients import storage_client
     from blocks.settings import BackstopSettings
+    from tasks.components.gcs import component, restore
+
+    component.BATCH_SIZE = restore.UNIT_SIZE = args.unit_size  # planning runs in this process
 
     direct = storage_client(PROJECT)
     source = unique("scale-src")
@@ -167,6 +196,7 @@ def _run(args: Any, counts: list[int], emulator: str, proxy_url: str, conn: Any)
             with LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
             ) as cl:
+                _warm(cl)
                 bucket = unique("scale-backups")
                 direct.create_bucket(bucket)
                 settings = BackstopSettings(project=PROJECT, backup_bucket=bucket, task_runner="dask",
@@ -175,16 +205,18 @@ def _run(args: Any, counts: list[int], emulator: str, proxy_url: str, conn: Any)
                 settings.save(block)
                 _copies(conn)
                 b = timed(partial(backup_gcs, [source], settings_block=block))  # the settings' 0 % sample
-                b_peak = peak_per_second([t for t, _ in _copies(conn)])
+                b_times = [t for t, _ in _copies(conn)]
                 target = unique("scale-restored")
                 r = timed(partial(restore_gcs, source, target=target, settings_block=block))
-                r_peak = peak_per_second([t for t, bk in _copies(conn) if bk == target])
+                r_times = [t for t, bk in _copies(conn) if bk == target]
+                b_peak, r_peak = peak_per_second(b_times), peak_per_second(r_times)
                 print(
                     f"{workers} worker(s): backup {b:.1f} s, restore {r:.1f} s", file=sys.stderr, flush=True
                 )
                 rows.append({"tool": "backstop flows (Dask LocalCluster)", "workers": workers, "backup_s": round(b, 1),
                              "backup_obj_s": round(args.objects / b), "restore_s": round(r, 1),
-                             "restore_obj_s": round(args.objects / r), "peak_copies_per_s": max(b_peak, r_peak)})  # fmt: skip
+                             "restore_obj_s": round(args.objects / r), "backup_copy_phase_obj_s": phase_rate(b_times),
+                             "restore_copy_phase_obj_s": phase_rate(r_times), "peak_copies_per_s": max(b_peak, r_peak)})  # fmt: skip
                 if workers == max(counts):  # the rate limit held: the same restore at 50 writes/s
                     settings.gcs_write_rate = 50.0
                     settings.save(block, overwrite=True)
@@ -218,7 +250,8 @@ def _report(args: Any, rows: list[dict[str, Any]], held: dict[str, Any]) -> None
         rto.append({"workers": workers, "restore objects/s (measured)": round(speed),
                     **{f"{n:,} objects (h)": round(rto_hours(n, speed), 1) for n in (1_000_000, 10_000_000, 100_000_000)}})  # fmt: skip
     text = [
-        f"## Worker scaling (bench/bench_scaleout.py): {args.objects:,} objects of 1 KB, {args.latency * 1000:.0f} ms per request",
+        f"## Worker scaling (bench/bench_scaleout.py): {args.objects:,} objects of 1 KB, {args.latency * 1000:.0f} ms per request, "
+        f"{args.copy_threads} copy threads per worker, units of {args.unit_size:,} objects",
         "",
         md_table(rows),
         "",
