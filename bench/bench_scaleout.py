@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--latency", type=float, default=0.03)
     parser.add_argument("--copy-threads", type=int, default=16, help="copies in flight per worker")
-    parser.add_argument("--unit-size", type=int, default=1000, help="objects in a backup's / restore's first units")
+    parser.add_argument(
+        "--unit-size", type=int, default=1000, help="objects in a backup's / restore's first units"
+    )
     parser.add_argument("--output")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
