@@ -19,6 +19,7 @@ from tasks.components.bigquery.backup import clients
 from tasks.components.bigquery.create import build_table, create_table, ensure_dataset
 from tasks.components.bigquery.digest import DIGEST_SCHEME, digest_scheme, row_hasher
 from tasks.components.bigquery.plan import table_rows
+from tasks.components.bigquery.rowgroups import check_row_groups, has_group_digests
 from tasks.components.bigquery.schema import (
     TableDigest,
     geography_columns,
@@ -84,8 +85,10 @@ def validate_table(
 
     `compare_source` False (validation right after the backup, in its run): the source was read
     and hashed moments ago as of the same snapshot, so the files are checked against that digest
-    and the source's count at backup time, without a second full read. A backup without a digest
-    (method extract) is always compared with the source."""
+    and the source's count at backup time, without a second full read; a backup that recorded
+    row-group digests has its files' bytes checked whole by crc32c and a sample of their row groups
+    decoded (tasks/components/bigquery/rowgroups.py). A backup without a digest (method extract)
+    is always compared with the source."""
     if entry.metadata.get("kind") != "table":
         return []
     client, read_client = clients(settings)
@@ -97,7 +100,10 @@ def validate_table(
         # the content check reads the data, so each file is fetched once
         problems, paths = _fetch_and_count(store, manifest, entry, directory if percent > 0 else None)
         sampled: list[np.ndarray] = []
-        if percent > 0 and not problems:
+        parts = parts_of(manifest, entry)
+        if percent > 0 and not problems and not compare_source and has_group_digests(entry, parts):
+            problems, _ = check_row_groups(entry, parts, paths, percent)
+        elif percent > 0 and not problems:
             keep = percent if compare_source or not has_digest else None
             problems, sampled = _check_content(entry, paths, keep)
     try:

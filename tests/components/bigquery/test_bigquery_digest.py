@@ -157,12 +157,14 @@ def test_entries_without_a_scheme_are_scheme_1() -> None:
         row_hasher(9)
 
 
-def test_validation_after_a_backup_checks_every_row_of_its_files_against_the_digest_it_took(
+def test_validation_without_row_group_digests_checks_every_row_of_its_files_against_the_digest(
     tmp_path: Any,
 ) -> None:
-    """Right after a backup, validation compares the files with the digest taken while reading the
-    source (restore._check_content): one value changed anywhere in a file whose rows, size and
-    checksum a forger made consistent is named; the sample for the source is kept only when asked."""
+    """A backup without row-group digests (made before them, or validated later with the source)
+    has its files compared row by row with the digest taken while reading the source
+    (restore._check_content): one value changed anywhere in a file whose rows, size and checksum a
+    forger made consistent is named; the sample for the source is kept only when asked. (With
+    row-group digests, right after the backup: tests/components/bigquery/test_bigquery_rowgroups.py.)"""
     from backstop.core.manifest import ManifestEntry
     from tasks.components.bigquery.restore import _check_content
 
