@@ -59,6 +59,8 @@ _NULL = np.uint64(0x6A09E667F3BCC909)
 _ROW = np.uint64(1_000_003)
 # Rows of a text column hashed at once: bounds the temporary word arrays (~8 x 1M x 8 bytes).
 _WORDS_PER_PASS = 1 << 20
+# Text values of up to this many 8-byte words are hashed a word position at a time (faster).
+_DENSE_WORDS = 8
 
 
 def mix64(values: np.ndarray) -> np.ndarray:
@@ -175,6 +177,8 @@ def _bytes_hash(array: pa.Array, family: np.uint64) -> np.ndarray:
     starts, lengths = offsets[:-1] - base, np.diff(offsets)
     counts = (lengths + 7) // 8
     ends = np.cumsum(counts)
+    if counts.size and int(counts.max()) <= _DENSE_WORDS:
+        return _short_bytes_hash(words_at, starts, lengths, counts, family)
     out = np.empty(len(array), dtype=np.uint64)
     lo = 0
     while lo < len(array):  # rows in passes of about _WORDS_PER_PASS words
@@ -194,6 +198,28 @@ def _bytes_hash(array: pa.Array, family: np.uint64) -> np.ndarray:
         out[lo:hi] = mix64(total)
         lo = hi
     return out
+
+
+def _short_bytes_hash(
+    words_at: np.ndarray, starts: np.ndarray, lengths: np.ndarray, counts: np.ndarray, family: np.uint64
+) -> np.ndarray:
+    """_bytes_hash of values of at most _DENSE_WORDS words, word position by word position over
+    all values at once (the same hashes: no per-word index arrays to build)."""
+    total = lengths.astype(np.uint64) * _C1 + family
+    for k in range(int(counts.max())):
+        rows = None if int(counts.min()) > k else np.flatnonzero(counts > k)
+        at = starts + 8 * k if rows is None else starts[rows] + 8 * k
+        left = (lengths if rows is None else lengths[rows]) - 8 * k
+        words = words_at[at]
+        short = left < 8
+        if short.any():
+            words[short] &= (np.uint64(1) << (8 * left[short]).astype(np.uint64)) - np.uint64(1)
+        words ^= np.uint64((k + 1) * int(_GOLDEN) & 0xFFFF_FFFF_FFFF_FFFF)
+        if rows is None:
+            total += mix64(words)
+        else:
+            total[rows] += mix64(words)
+    return mix64(total)
 
 
 def _list_hash(array: pa.Array, family: np.uint64) -> np.ndarray:
