@@ -152,14 +152,14 @@ def _register_component(groups: dict[str, Any], name: str) -> None:
 
 def backup(args: argparse.Namespace) -> int:
     from backstop_cli.progress import terminal_progress
-    from flows.components import component_flows
+    from flows.components import component_flow
     from tasks.engine.protocol import get_component, options_for
 
     component = get_component(args.component)
     if args.sample_percent is not None:
         check_percent(args.sample_percent, "--sample-percent")
     options = options_for(component, options_from(args, component.Options))
-    backup_flow = without_heartbeat(component_flows(args.component)[0])
+    backup_flow = without_heartbeat(component_flow(args.component, "backup"))
     with terminal_progress(args):
         rows = backup_flow(
             args.sources or [], options, not args.no_validate, args.sample_percent or 0, args.settings
@@ -230,14 +230,14 @@ def refuse_early(component: Any, args: argparse.Namespace) -> tuple[Any, context
 
 def restore(args: argparse.Namespace) -> int:
     from backstop_cli.progress import terminal_progress
-    from flows.components import component_flows, flow_parameters
+    from flows.components import component_flow, flow_parameters
     from tasks.engine.approval import cli_approval
     from tasks.engine.protocol import get_component
 
     component = get_component(args.component)
     request, already_read = refuse_early(component, args)
     with already_read, cli_approval(args.yes), terminal_progress(args):
-        restore_flow = without_heartbeat(component_flows(args.component)[2])
+        restore_flow = without_heartbeat(component_flow(args.component, "restore"))
         summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
