@@ -6,6 +6,8 @@ Settings only; no logic beyond loading with a clear error. Functions in tasks/ t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
@@ -207,8 +209,25 @@ class BackstopSettings(Block):
         return self.objectives.get(component) or PLAN_OBJECTIVES.get(component, Objectives())
 
 
+_loaded: dict[str, BackstopSettings] = {}
+
+
+@contextmanager
+def loaded_already(name: str, settings: BackstopSettings) -> Iterator[None]:
+    """Within it, `load_settings(name)` answers `settings` without asking the API again: for a
+    command that has just loaded them and then runs a flow in its own process (the CLI's restore
+    checks its input with the settings before the flow starts)."""
+    _loaded[name] = settings
+    try:
+        yield
+    finally:
+        _loaded.pop(name, None)
+
+
 def load_settings(name: str = DEFAULT_BLOCK_NAME) -> BackstopSettings:
     """Load the settings block `name`; a missing or malformed block raises ConfigError naming it."""
+    if name in _loaded:
+        return _loaded[name]
     try:
         settings: Any = BackstopSettings.load(name)
     except ValueError as exc:

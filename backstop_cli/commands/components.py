@@ -10,6 +10,7 @@ component needs nothing here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -151,14 +152,14 @@ def _register_component(groups: dict[str, Any], name: str) -> None:
 
 def backup(args: argparse.Namespace) -> int:
     from backstop_cli.progress import terminal_progress
-    from flows.components import component_flows
+    from flows.components import component_flow
     from tasks.engine.protocol import get_component, options_for
 
     component = get_component(args.component)
     if args.sample_percent is not None:
         check_percent(args.sample_percent, "--sample-percent")
     options = options_for(component, options_from(args, component.Options))
-    backup_flow = without_heartbeat(component_flows(args.component)[0])
+    backup_flow = without_heartbeat(component_flow(args.component, "backup"))
     with terminal_progress(args):
         rows = backup_flow(
             args.sources or [], options, not args.no_validate, args.sample_percent or 0, args.settings
@@ -182,10 +183,13 @@ def without_heartbeat(flow: Any) -> Any:
     return run
 
 
-def refuse_early(component: Any, args: argparse.Namespace) -> Any:
+def refuse_early(component: Any, args: argparse.Namespace) -> tuple[Any, contextlib.ExitStack]:
     """The restore request, built once and refused before a flow run starts where the CLI can tell:
-    malformed names and options, overwriting the original without --yes, a backup of another source."""
-    from blocks.settings import load_settings
+    malformed names and options, overwriting the original without --yes, a backup of another source.
+
+    With it, what these checks read (the settings, the backup's manifest), for the flow run in this
+    process to take instead of reading it again (enter it around the flow's call)."""
+    from blocks.settings import load_settings, loaded_already
     from tasks.catalog import index
     from tasks.engine.protocol import RestoreRequest, options_for
     from tasks.engine.restore import checked_request
@@ -202,29 +206,38 @@ def refuse_early(component: Any, args: argparse.Namespace) -> Any:
     asked.options = options_for(component, asked.options)  # malformed options need no settings to refuse
     settings = load_settings(args.settings)
     request = checked_request(component, settings, asked)
-    if request.backup_id:
-        try:
-            found = index.find(open_store(settings), request.backup_id)
-        except NotFound:
-            return request  # perhaps only in the secondary copy: the restore itself looks there
-        if (found.component, found.source) != (component.name, request.source):
-            raise InvalidInput(
-                f"backup {found.backup_id} is a backup of {found.component} {found.source!r}, not of "
-                f"{component.name} {request.source!r}: nothing restored"
-            )
-    return request
+    read = contextlib.ExitStack()
+    read.enter_context(loaded_already(args.settings, settings))
+    if not request.backup_id:
+        return request, read
+    store = open_store(settings)
+    try:
+        found = index.find(store, request.backup_id)
+    except NotFound:
+        return request, read  # perhaps only in the secondary copy: the restore itself looks there
+    except BaseException:
+        read.close()
+        raise
+    if (found.component, found.source) != (component.name, request.source):
+        read.close()
+        raise InvalidInput(
+            f"backup {found.backup_id} is a backup of {found.component} {found.source!r}, not of "
+            f"{component.name} {request.source!r}: nothing restored"
+        )
+    read.enter_context(index.found_already(store, found))
+    return request, read
 
 
 def restore(args: argparse.Namespace) -> int:
     from backstop_cli.progress import terminal_progress
-    from flows.components import component_flows, flow_parameters
+    from flows.components import component_flow, flow_parameters
     from tasks.engine.approval import cli_approval
     from tasks.engine.protocol import get_component
 
     component = get_component(args.component)
-    request = refuse_early(component, args)
-    restore_flow = without_heartbeat(component_flows(args.component)[2])
-    with cli_approval(args.yes), terminal_progress(args):
+    request, already_read = refuse_early(component, args)
+    with already_read, cli_approval(args.yes), terminal_progress(args):
+        restore_flow = without_heartbeat(component_flow(args.component, "restore"))
         summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,8 +210,26 @@ def load(store: BackupStore, header: ManifestHeader) -> BackupManifest:
     return manifest
 
 
+_found: dict[tuple[str, str], BackupManifest] = {}
+
+
+@contextmanager
+def found_already(store: BackupStore, manifest: BackupManifest) -> Iterator[None]:
+    """Within it, `find` of `manifest`'s backup in the same bucket answers it without reading the
+    bucket again: for a command that has just found it and then runs a flow in its own process (the
+    CLI's restore checks the backup's source before the flow starts)."""
+    where = (store.where(), manifest.backup_id)
+    _found[where] = manifest
+    try:
+        yield
+    finally:
+        _found.pop(where, None)
+
+
 def find(store: BackupStore, backup_id: str) -> BackupManifest:
     """The manifest of `backup_id`: through the id entry, else by looking where it must be."""
+    if (store.where(), backup_id) in _found:
+        return _found[(store.where(), backup_id)]
     key = id_key(backup_id)
     try:
         entry = parse_id_entry(store.get_bytes(key), store.where(key))

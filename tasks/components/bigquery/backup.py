@@ -18,7 +18,7 @@ from blocks.clients import bigquery_client, bigquery_read_client
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
 from tasks.components.bigquery import history
-from tasks.components.bigquery.digest import DIGEST_SCHEME
+from tasks.components.bigquery.digest import DIGEST_SCHEME, GroupDigests
 from tasks.components.bigquery.schema import (
     schema_fingerprint,
     schema_from_json,
@@ -192,6 +192,9 @@ def backup_table(
             f"BigQuery table {project}.{dataset}.{table_id} changed during the backup: read {digest.rows} rows, "
             f"it held {expected} at {snapshot_time.isoformat()}; run the backup again"
         )
+    if isinstance(digest, GroupDigests) and len(digest.parts) == len(parts):
+        for part, groups in zip(parts, digest.parts, strict=True):
+            part.metadata["group_digests"] = groups
     parts[0].metadata.update(  # the entry holds its own copy of `meta`
         content_digest=digest.hexdigest,
         digest_scheme=DIGEST_SCHEME,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.components.bigquery.digest import DIGEST_SCHEME, row_hasher
+from tasks.components.bigquery.digest import DIGEST_SCHEME, GroupDigests, row_hasher
 from tasks.components.bigquery.schema import TableDigest, normalize_batch
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
@@ -166,8 +166,9 @@ def write_parquet_parts(
     on_part: Callable[[int, str, int], None],
     part_rows: int | None = None,
     compression: str = "zstd",
-) -> TableDigest:
-    """Stream `batches` into Parquet files of about `part_rows` rows each; return the content digest.
+) -> GroupDigests:
+    """Stream `batches` into Parquet files of about `part_rows` rows each; return the content digest
+    (with one digest per row group of each part: tasks/components/bigquery/digest.py).
 
     Bounded memory: one row group being gathered (GROUP_ROWS rows or GROUP_BYTES, whichever comes
     first), one batch being hashed, a few read ahead. Each finished part is handed to
@@ -176,8 +177,8 @@ def write_parquet_parts(
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    digest, hash_rows = TableDigest(), row_hasher(DIGEST_SCHEME)
-    parts = _PartWriter(directory, on_part, part_rows or PART_ROWS, compression)
+    digest, hash_rows = GroupDigests(), row_hasher(DIGEST_SCHEME)
+    parts = _PartWriter(directory, on_part, part_rows or PART_ROWS, compression, digest)
     pending: Future[Any] | None = None
     # Hashing runs beside the Parquet encoder (which releases the GIL), so the two overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigquery-hash") as hasher:
@@ -192,6 +193,7 @@ def write_parquet_parts(
             parts.finish_part()
         finally:
             parts.close()
+    digest.finish()
     return digest
 
 
@@ -200,13 +202,19 @@ class _PartWriter:
 
     Batches are gathered into row groups of up to GROUP_ROWS rows (GROUP_BYTES): the Storage Read
     API's batches (tens of thousands of rows) as row groups cost more to encode and compress worse.
+    Each row group written is told to `digests` (whose row-group digests follow the file's groups).
     """
 
     def __init__(
-        self, directory: str, on_part: Callable[[int, str, int], None], part_rows: int, compression: str
+        self,
+        directory: str,
+        on_part: Callable[[int, str, int], None],
+        part_rows: int,
+        compression: str,
+        digests: GroupDigests,
     ) -> None:
         self.directory, self.on_part, self.part_rows = directory, on_part, part_rows
-        self.compression = compression
+        self.compression, self.digests = compression, digests
         self.schema: pa.Schema | None = None
         self.writer: pq.ParquetWriter | None = None
         self.index, self.rows, self.path = 0, 0, ""
@@ -245,6 +253,7 @@ class _PartWriter:
             )
         table = pa.Table.from_batches(self.group, schema=self.schema)
         self.writer.write_table(table, row_group_size=self.group_rows)
+        self.digests.end_group(self.index, self.group_rows)
         self.group, self.group_rows, self.group_bytes = [], 0, 0
 
     def finish_part(self) -> None:

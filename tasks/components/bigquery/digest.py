@@ -28,12 +28,22 @@ Schemes. The manifest entry of a table records `digest_scheme`:
   verify those backups.
 - 2: this module.
 Both use the same TableDigest; a digest is only ever compared with one of its own scheme.
+
+Row-group digests. Since December 2026 a Parquet part entry also records `group_digests`: one
+TableDigest per row group of that file, in file order, in the table's scheme, taken from the rows
+as they were read from the source (GroupDigests, beside the table's digest). They add up (rows and
+sums added, xors xored: `combined`) to the table's `content_digest`, and each one's row count is
+its row group's. Validation right after a backup decodes and hashes a random sample of row groups
+against them instead of every row (the files' bytes are checked whole by their crc32c); a backup
+without them is checked row by row as before.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -49,6 +59,8 @@ _NULL = np.uint64(0x6A09E667F3BCC909)
 _ROW = np.uint64(1_000_003)
 # Rows of a text column hashed at once: bounds the temporary word arrays (~8 x 1M x 8 bytes).
 _WORDS_PER_PASS = 1 << 20
+# Text values of up to this many 8-byte words are hashed a word position at a time (faster).
+_DENSE_WORDS = 8
 
 
 def mix64(values: np.ndarray) -> np.ndarray:
@@ -165,6 +177,8 @@ def _bytes_hash(array: pa.Array, family: np.uint64) -> np.ndarray:
     starts, lengths = offsets[:-1] - base, np.diff(offsets)
     counts = (lengths + 7) // 8
     ends = np.cumsum(counts)
+    if counts.size and int(counts.max()) <= _DENSE_WORDS:
+        return _short_bytes_hash(words_at, starts, lengths, counts, family)
     out = np.empty(len(array), dtype=np.uint64)
     lo = 0
     while lo < len(array):  # rows in passes of about _WORDS_PER_PASS words
@@ -184,6 +198,28 @@ def _bytes_hash(array: pa.Array, family: np.uint64) -> np.ndarray:
         out[lo:hi] = mix64(total)
         lo = hi
     return out
+
+
+def _short_bytes_hash(
+    words_at: np.ndarray, starts: np.ndarray, lengths: np.ndarray, counts: np.ndarray, family: np.uint64
+) -> np.ndarray:
+    """_bytes_hash of values of at most _DENSE_WORDS words, word position by word position over
+    all values at once (the same hashes: no per-word index arrays to build)."""
+    total = lengths.astype(np.uint64) * _C1 + family
+    for k in range(int(counts.max())):
+        rows = None if int(counts.min()) > k else np.flatnonzero(counts > k)
+        at = starts + 8 * k if rows is None else starts[rows] + 8 * k
+        left = (lengths if rows is None else lengths[rows]) - 8 * k
+        words = words_at[at]
+        short = left < 8
+        if short.any():
+            words[short] &= (np.uint64(1) << (8 * left[short]).astype(np.uint64)) - np.uint64(1)
+        words ^= np.uint64((k + 1) * int(_GOLDEN) & 0xFFFF_FFFF_FFFF_FFFF)
+        if rows is None:
+            total += mix64(words)
+        else:
+            total[rows] += mix64(words)
+    return mix64(total)
 
 
 def _list_hash(array: pa.Array, family: np.uint64) -> np.ndarray:
@@ -263,4 +299,78 @@ def digest_scheme(metadata: dict[str, object]) -> int:
     return int(str(metadata.get("digest_scheme") or 1))
 
 
-__all__ = ["DIGEST_SCHEME", "TableDigest", "column_hash", "digest_scheme", "row_hasher", "row_hashes"]
+def parse_digest(text: str) -> TableDigest:
+    """The TableDigest of a `rows:sum:xor` hexdigest (ValueError when malformed)."""
+    rows, total, xor = text.split(":")
+    return TableDigest(int(rows), int(total, 16), int(xor, 16))
+
+
+def combined(digests: Iterable[str]) -> str:
+    """The digest of the rows of several digests together (rows and sums added, xors xored)."""
+    out = TableDigest()
+    for part in map(parse_digest, digests):
+        out.rows += part.rows
+        out.total = (out.total + part.total) & 0xFFFF_FFFF_FFFF_FFFF
+        out.xor ^= part.xor
+    return out.hexdigest
+
+
+@dataclass
+class GroupDigests(TableDigest):
+    """A table's digest and one digest per row group of each part file, as row hashes stream in.
+
+    The writer says where row groups end (`end_group`, part by part, in row order); hashes come in
+    that same row order, possibly later (hashing runs beside the writer): a group's digest is
+    closed as soon as the hashes of its last row are in.
+    """
+
+    parts: list[list[str]] = field(default_factory=list)
+    _ends: deque[tuple[int, int]] = field(default_factory=deque)  # (row after the group, its part)
+    _ended: int = 0  # rows of the groups ended so far
+    _at: int = 0  # rows hashed so far
+    _open: TableDigest = field(default_factory=TableDigest)
+
+    def end_group(self, part: int, rows: int) -> None:
+        """The next `rows` rows (after those of earlier groups) form one row group of part `part`."""
+        self._ended += rows
+        self._ends.append((self._ended, part))
+
+    def add(self, hashes: np.ndarray) -> None:
+        super().add(hashes)
+        while True:
+            while self._ends and self._ends[0][0] == self._at:  # every row of the group is in
+                self._close(self._ends.popleft()[1])
+            if not hashes.size:
+                return
+            if not self._ends or self._ends[0][0] > self._at + hashes.size:  # the group goes on
+                self._open.add(hashes)
+                self._at += int(hashes.size)
+                return
+            cut = self._ends[0][0] - self._at
+            self._open.add(hashes[:cut])
+            hashes, self._at = hashes[cut:], self._at + cut
+
+    def _close(self, part: int) -> None:
+        while len(self.parts) <= part:
+            self.parts.append([])
+        self.parts[part].append(self._open.hexdigest)
+        self._open = TableDigest()
+
+    def finish(self) -> None:
+        """Check that every row hashed belongs to an ended group and every group got its rows."""
+        self.add(np.zeros(0, dtype=np.uint64))
+        if self._ends or self._open.rows or self._at != self._ended:
+            raise RuntimeError(f"row groups cover {self._ended} rows, {self._at} were hashed")
+
+
+__all__ = [
+    "DIGEST_SCHEME",
+    "GroupDigests",
+    "TableDigest",
+    "combined",
+    "parse_digest",
+    "column_hash",
+    "digest_scheme",
+    "row_hasher",
+    "row_hashes",
+]

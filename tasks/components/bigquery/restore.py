@@ -19,6 +19,7 @@ from tasks.components.bigquery.backup import clients
 from tasks.components.bigquery.create import build_table, create_table, ensure_dataset
 from tasks.components.bigquery.digest import DIGEST_SCHEME, digest_scheme, row_hasher
 from tasks.components.bigquery.plan import table_rows
+from tasks.components.bigquery.rowgroups import check_row_groups, has_group_digests
 from tasks.components.bigquery.schema import (
     TableDigest,
     geography_columns,
@@ -84,8 +85,10 @@ def validate_table(
 
     `compare_source` False (validation right after the backup, in its run): the source was read
     and hashed moments ago as of the same snapshot, so the files are checked against that digest
-    and the source's count at backup time, without a second full read. A backup without a digest
-    (method extract) is always compared with the source."""
+    and the source's count at backup time, without a second full read; a backup that recorded
+    row-group digests has its files' bytes checked whole by crc32c and a sample of their row groups
+    decoded (tasks/components/bigquery/rowgroups.py). A backup without a digest (method extract)
+    is always compared with the source."""
     if entry.metadata.get("kind") != "table":
         return []
     client, read_client = clients(settings)
@@ -97,7 +100,10 @@ def validate_table(
         # the content check reads the data, so each file is fetched once
         problems, paths = _fetch_and_count(store, manifest, entry, directory if percent > 0 else None)
         sampled: list[np.ndarray] = []
-        if percent > 0 and not problems:
+        parts = parts_of(manifest, entry)
+        if percent > 0 and not problems and not compare_source and has_group_digests(entry, parts):
+            problems, _ = check_row_groups(entry, parts, paths, percent)
+        elif percent > 0 and not problems:
             keep = percent if compare_source or not has_digest else None
             problems, sampled = _check_content(entry, paths, keep)
     try:
@@ -107,8 +113,12 @@ def validate_table(
         return [*problems, f"table {name!r}: no longer exists in {project}.{dataset}; source checks skipped"]
     if schema_fingerprint(schema_to_json(table.schema)) != entry.metadata.get("fingerprint"):
         problems.append(f"table {name!r}: schema fingerprint differs from the source's current schema")
-    at_backup = history.count_as_of(
-        client, project, dataset, name, manifest.started_at, live_on_emulator=True
+    # Right after the backup, the backup itself compared its count as of the snapshot time with the
+    # rows it read (backup_table, moments ago; rows_at_snapshot): asked again only later.
+    at_backup = (
+        history.count_as_of(client, project, dataset, name, manifest.started_at, live_on_emulator=True)
+        if compare_source or entry.metadata.get("rows_at_snapshot") is None
+        else None
     )
     if at_backup is not None and at_backup != table_rows(entry):
         problems.append(

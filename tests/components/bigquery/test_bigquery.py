@@ -349,6 +349,13 @@ def test_big_table_is_split_into_part_files_and_restored_whole(
     )
     assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     assert manifest.source_state["tables"] == {"events": BIG_ROWS}
+    from tasks.components.bigquery.digest import combined
+
+    groups = [
+        g for e in manifest.entries if e.stored_key.endswith(".parquet") for g in e.metadata["group_digests"]
+    ]
+    table = next(e for e in manifest.entries if e.name == "events")
+    assert len(groups) >= 3 and combined(groups) == table.metadata["content_digest"]
     validated = bq_component.validate(settings, store, manifest, 0)  # footers only, no data read
     validated = bq_component.validate(settings, store, validated, 100)
     report = bq_component.restore(settings, store, validated, target=dataset + "_parts")

@@ -157,12 +157,14 @@ def test_entries_without_a_scheme_are_scheme_1() -> None:
         row_hasher(9)
 
 
-def test_validation_after_a_backup_checks_every_row_of_its_files_against_the_digest_it_took(
+def test_validation_without_row_group_digests_checks_every_row_of_its_files_against_the_digest(
     tmp_path: Any,
 ) -> None:
-    """Right after a backup, validation compares the files with the digest taken while reading the
-    source (restore._check_content): one value changed anywhere in a file whose rows, size and
-    checksum a forger made consistent is named; the sample for the source is kept only when asked."""
+    """A backup without row-group digests (made before them, or validated later with the source)
+    has its files compared row by row with the digest taken while reading the source
+    (restore._check_content): one value changed anywhere in a file whose rows, size and checksum a
+    forger made consistent is named; the sample for the source is kept only when asked. (With
+    row-group digests, right after the backup: tests/components/bigquery/test_bigquery_rowgroups.py.)"""
     from backstop.core.manifest import ManifestEntry
     from tasks.components.bigquery.restore import _check_content
 
@@ -185,3 +187,27 @@ def test_validation_after_a_backup_checks_every_row_of_its_files_against_the_dig
 
     _, sampled = _check_content(entry, [good], 100.0)
     assert sum(len(h) for h in sampled) == 5000
+
+
+@pytest.mark.parametrize("longest", [0, 1, 8, 9, 17, 64, 65, 300])
+def test_short_text_hashes_word_by_word_as_long_text_does(
+    longest: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values of a few words take the word-position path (digest._short_bytes_hash): the same hash
+    as the general path, for text, bytes, large text and sliced arrays, NULLs and empty values."""
+    import random
+
+    import numpy as np
+
+    from tasks.components.bigquery import digest
+
+    pick = random.Random(longest)
+    values = [None if pick.random() < 0.1 else "".join(chr(pick.randint(32, 0x3000)) for _ in range(pick.randint(0, longest)))
+              for _ in range(400)]  # fmt: skip
+    arrays = [pa.array(values, pa.string()), pa.array(values, pa.large_string()), pa.array(values).slice(13, 300),
+              pa.array([v.encode() if v is not None else None for v in values], pa.binary())]  # fmt: skip
+    for array in arrays:
+        fast = digest.column_hash(array)
+        monkeypatch.setattr(digest, "_DENSE_WORDS", -1)  # every value through the general path
+        assert np.array_equal(fast, digest.column_hash(array)), array.type
+        monkeypatch.undo()
