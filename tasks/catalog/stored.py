@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,18 @@ class StoredListing:
         self.spool.close()
 
 
+def against_listing(
+    store: BackupStore, entries: Iterable[ManifestEntry]
+) -> Iterator[tuple[ManifestEntry, Held | None]]:
+    """Each of `entries` with what `store` holds at its stored key (None: nothing), looked up
+    BATCH entries at a time in one `StoredListing` (never the whole listing in memory)."""
+    with StoredListing(store) as listed:
+        for batch in batched(entries, BATCH):
+            held = listed.lookup(batch)
+            for entry in batch:
+                yield entry, held.get(entry.stored_key)
+
+
 def verify_stored(
     store: BackupStore,
     manifest: BackupManifest,
@@ -92,37 +104,33 @@ def verify_stored(
 
     def to_read() -> Generator[list[Any]]:
         """Every entry checked against the listing; [stored key, name, size, crc32c] of those to re-read."""
-        with StoredListing(store) as listed:
-            for batch in batched(store.iter_entries(manifest), BATCH):
-                held = listed.lookup(batch)
-                for entry in batch:
-                    there = held.get(entry.stored_key)
-                    where = f"{entry.name!r} ({store.where(entry.stored_key)})"
-                    if there is None:
-                        damaged(entry.name, f"missing: {where}")
-                    elif there[0] != entry.size:
-                        damaged(
-                            entry.name,
-                            f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}",
-                        )
-                    elif entry.crc32c and there[1] and there[1] != entry.crc32c:
-                        damaged(
-                            entry.name,
-                            f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}",
-                        )
-                    elif read(entry.stored_key) if read is not None else check.checked in chosen:
-                        check.read_back += 1
-                        known = reads.get(entry.stored_key) if reads is not None else None
-                        item = [entry.stored_key, entry.name, entry.size, entry.crc32c]
-                        if known is not None:  # re-read earlier in this run
-                            problem = read_back_problem(store, item, known)
-                            if problem:
-                                damaged(entry.name, problem)
-                        else:
-                            if reads is not None and entry.crc32c:
-                                sent[entry.stored_key] = (entry.size, entry.crc32c)
-                            yield item
-                    check.checked += 1
+        for entry, there in against_listing(store, store.iter_entries(manifest)):
+            where = f"{entry.name!r} ({store.where(entry.stored_key)})"
+            if there is None:
+                damaged(entry.name, f"missing: {where}")
+            elif there[0] != entry.size:
+                damaged(
+                    entry.name,
+                    f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}",
+                )
+            elif entry.crc32c and there[1] and there[1] != entry.crc32c:
+                damaged(
+                    entry.name,
+                    f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}",
+                )
+            elif read(entry.stored_key) if read is not None else check.checked in chosen:
+                check.read_back += 1
+                known = reads.get(entry.stored_key) if reads is not None else None
+                item = [entry.stored_key, entry.name, entry.size, entry.crc32c]
+                if known is not None:  # re-read earlier in this run
+                    problem = read_back_problem(store, item, known)
+                    if problem:
+                        damaged(entry.name, problem)
+                else:
+                    if reads is not None and entry.crc32c:
+                        sent[entry.stored_key] = (entry.size, entry.crc32c)
+                    yield item
+            check.checked += 1
 
     def done(found: ReadBack) -> None:
         check.bytes_read += found.bytes

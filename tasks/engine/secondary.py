@@ -25,7 +25,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy,
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index, locks
-from tasks.catalog.stored import BATCH, StoredListing, verify_stored
+from tasks.catalog.stored import BATCH, StoredListing, against_listing, verify_stored
 from tasks.engine import units
 from tasks.engine.protocol import Context
 from tasks.storage import shared_limit
@@ -89,21 +89,17 @@ def copy_to_secondary(
         if shared_rate is not None:
             shared_limit.stop(secondary.bucket_name)
     versions: set[str] = set()
-    with StoredListing(secondary) as copied:
-        for batch in batched(primary.iter_entries(manifest), BATCH):
-            held = copied.lookup(batch)
-            for entry in batch:
-                there = held.get(entry.stored_key)
-                where = f"{entry.name!r} ({secondary.where(entry.stored_key)})"
-                if there is None:
-                    problems.append(f"missing in secondary: {where}")
-                elif not same(there, entry):
-                    problems.append(
-                        f"checksum differs in secondary: {where} crc32c {there[1]} / {there[0]} bytes, "
-                        f"manifest says {entry.crc32c} / {entry.size}"
-                    )
-                elif there[2]:
-                    versions.add(there[2])
+    for entry, there in against_listing(secondary, primary.iter_entries(manifest)):
+        where = f"{entry.name!r} ({secondary.where(entry.stored_key)})"
+        if there is None:
+            problems.append(f"missing in secondary: {where}")
+        elif not same(there, entry):
+            problems.append(
+                f"checksum differs in secondary: {where} crc32c {there[1]} / {there[0]} bytes, "
+                f"manifest says {entry.crc32c} / {entry.size}"
+            )
+        elif there[2]:
+            versions.add(there[2])
     record = SecondaryCopy(
         bucket=secondary.bucket_name,
         at=utcnow(),
