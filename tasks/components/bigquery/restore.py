@@ -96,13 +96,21 @@ def validate_table(
         return validate_snapshot(client, entry)
     project, dataset, name = settings.project, manifest.source, entry.name
     has_digest = bool(entry.metadata.get("content_digest"))
+    parts = parts_of(manifest, entry)
+    by_groups = percent > 0 and not compare_source and has_group_digests(entry, parts)
     with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
-        # the content check reads the data, so each file is fetched once
-        problems, paths = _fetch_and_count(store, manifest, entry, directory if percent > 0 else None)
+        # the content check reads every row, so each file is fetched once, whole; the row-group
+        # check reads the sampled groups only, by range
+        whole = directory if percent > 0 and not by_groups else None
+        problems, paths = _fetch_and_count(store, manifest, entry, whole)
         sampled: list[np.ndarray] = []
-        parts = parts_of(manifest, entry)
-        if percent > 0 and not problems and not compare_source and has_group_digests(entry, parts):
-            problems, _ = check_row_groups(entry, parts, paths, percent)
+        if by_groups and not problems:
+
+            def fetch(index: int, part: ManifestEntry, groups: list[int]) -> tuple[str | None, str]:
+                path = os.path.join(directory, f"sample-{index:05d}.parquet")
+                return bqio.fetch_row_groups(store, part.stored_key, groups, path), path
+
+            problems, _ = check_row_groups(entry, parts, fetch, percent)
         elif percent > 0 and not problems:
             keep = percent if compare_source or not has_digest else None
             problems, sampled = _check_content(entry, paths, keep)
@@ -151,8 +159,7 @@ def _fetch_and_count(
                 else:
                     file_rows = bqio.remote_parquet_rows(store, part.stored_key, part.size)
             except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer or block
-                where = store.where(part.stored_key)
-                problems.append(f"table {name!r}: {fmt.title()} file {where} unreadable ({exc})")
+                problems.append(f"table {name!r}: {fmt.title()} file {_unreadable(store, part, exc)}")
                 continue
             if file_rows != part.rows:
                 problems.append(
@@ -166,6 +173,17 @@ def _fetch_and_count(
     if total != table_rows(entry):
         problems.append(f"table {name!r}: part files hold {total} rows, manifest says {table_rows(entry)}")
     return problems, paths
+
+
+def _unreadable(store: BackupStore, part: ManifestEntry, exc: Exception) -> str:
+    """Why a part file could not be read: gone, stored with another size than the backup wrote
+    (its footer was looked for at the recorded size), else the reader's error."""
+    where, stored = store.where(part.stored_key), store.stat(part.stored_key)
+    if stored is None:
+        return f"{where} is missing"
+    if int(stored.size or 0) != part.size:
+        return f"{where} is stored with {stored.size} bytes, the backup wrote {part.size}"
+    return f"{where} unreadable ({exc})"
 
 
 def _check_content(

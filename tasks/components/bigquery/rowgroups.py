@@ -2,11 +2,12 @@
 
 A backup made since December 2026 records, per part file, one digest per row group, taken from the
 rows as they were read from the source (`group_digests`, tasks/components/bigquery/digest.py).
-Right after the backup, validation then checks, for every part file: its bytes whole (crc32c of
-the downloaded file against the one recorded when it was written), its row groups against the
-digests (as many groups, the same row count in each, and the digests adding up to the table's
-digest), and a random sample of its row groups decoded and hashed against their digests: at least
-one a file, `percent` of them. Decoding and hashing every row is what a backup without these
+Right after the backup, validation then checks, for every part file: its bytes whole (the crc32c
+Cloud Storage reports for the stored file against the one recorded when it was written), its row
+groups against the digests (as many groups, the same row count in each, and the digests adding up
+to the table's digest), and a random sample of its row groups, read back by range with the footer
+(data.fetch_row_groups: `percent` of the file's bytes, not all of them), decoded and hashed against
+their digests: at least one a file, `percent` of them. Decoding and hashing every row is what a backup without these
 digests gets (restore._check_content), and what a later `backstop validate` still does, beside
 its comparison with the source.
 """
@@ -14,11 +15,12 @@ its comparison with the source.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from backstop.core.errors import BackstopError
 from backstop.core.manifest import ManifestEntry
 from tasks.components.bigquery import data as bqio
 from tasks.components.bigquery.digest import combined, digest_scheme, parse_digest, row_hasher
@@ -43,25 +45,48 @@ def sample_groups(count: int, percent: float, chooser: random.Random | None = No
     return sorted((chooser or random.SystemRandom()).sample(range(count), chosen))
 
 
+# fetch(index of the part, its entry, the row groups to decode) -> (the crc32c of the stored file's
+# bytes, the path of a local Parquet file holding at least its footer and those row groups)
+Fetch = Callable[[int, ManifestEntry, list[int]], tuple["str | None", str]]
+
+
+def whole_files(paths: Sequence[str]) -> Fetch:
+    """A Fetch over complete local copies of the part files (`paths`, in the parts' order)."""
+
+    def fetch(index: int, part: ManifestEntry, groups: list[int]) -> tuple[str | None, str]:
+        return bqio.file_crc32c(paths[index]), paths[index]
+
+    return fetch
+
+
 def check_row_groups(
     entry: ManifestEntry,
     parts: Sequence[ManifestEntry],
-    paths: Sequence[str],
+    fetch: Fetch,
     percent: float,
     chooser: random.Random | None = None,
 ) -> tuple[list[str], int]:
-    """(problems, rows decoded) of a table's downloaded part files (`paths`, in `parts` order)
-    against their row-group digests (see the module docstring). No problem with no row decoded
-    only for an empty table."""
+    """(problems, rows decoded) of a table's part files against their row-group digests (see the
+    module docstring); `fetch` gives each file's crc32c and a local file with the sampled row
+    groups (whole_files, or bqio.fetch_row_groups: the footer and those groups only). No problem
+    with no row decoded only for an empty table."""
     name, problems, decoded = entry.name, [], 0
     hash_rows = row_hasher(digest_scheme(entry.metadata))
     every: list[str] = []
-    for part, path in zip(parts, paths, strict=True):
+    for number, part in enumerate(parts):
         groups: list[str] = part.metadata["group_digests"]
         every += groups
         where = f"table {name!r}: Parquet file {part.stored_key}"
-        if part.crc32c and bqio.file_crc32c(path) != part.crc32c:
-            problems.append(f"{where} read back with another crc32c than the backup wrote ({part.crc32c})")
+        picks = sample_groups(len(groups), percent, chooser)
+        try:
+            crc32c, path = fetch(number, part, picks)
+        except (OSError, ValueError, pa.ArrowException, BackstopError) as exc:
+            problems.append(f"{where} unreadable ({exc})")
+            continue
+        if part.crc32c and crc32c != part.crc32c:
+            problems.append(
+                f"{where} is stored with another crc32c ({crc32c}) than the backup wrote ({part.crc32c})"
+            )
             continue
         try:
             meta = pq.read_metadata(path)
@@ -77,7 +102,7 @@ def check_row_groups(
             )
             continue
         reader = pq.ParquetFile(path)
-        for index in sample_groups(len(groups), percent, chooser):
+        for index in picks:
             digest = TableDigest()
             try:
                 for batch in reader.iter_batches(batch_size=65_536, row_groups=[index]):

@@ -364,6 +364,50 @@ def test_big_table_is_split_into_part_files_and_restored_whole(
     assert bq_component.check_restored(settings, store, validated, dataset + "_parts") == []
 
 
+def test_validation_right_after_a_backup_reads_back_only_its_sampled_row_groups(
+    bq: Any, settings: Any, store: Any, dataset: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks.components.bigquery import data as bigquery_io
+    from tasks.components.bigquery.restore import parts_of, validate_table
+
+    # a stored Parquet file of 4 row groups: one read back by range, the others left as zeros
+    whole, sparse = tmp_path / "whole.parquet", tmp_path / "sparse.parquet"
+    pq.write_table(
+        pa.table({"id": range(4000), "name": [f"u{i}" for i in range(4000)]}), whole, row_group_size=1000
+    )
+    key = f"scratch/{unique('rg')}.parquet"
+    stored = store.put_file(key, str(whole))
+    assert (
+        bigquery_io.fetch_row_groups(store, key, [2], str(sparse)) == store.stat(key).crc32c == stored.crc32c
+    )
+    assert pq.ParquetFile(sparse).read_row_group(2).equals(pq.ParquetFile(whole).read_row_group(2))
+    start, end = bigquery_io.row_group_span(pq.read_metadata(sparse), 0)  # a group not read back
+    assert sparse.read_bytes()[start:end] == bytes(end - start) != whole.read_bytes()[start:end]
+    assert sparse.stat().st_size == whole.stat().st_size
+
+    monkeypatch.setattr(bigquery_io, "PART_ROWS", 1000)
+    manifest = bq_component.backup(settings, store, dataset, tables=["events"])
+    table = next(e for e in manifest.entries if e.name == "events")
+    part = parts_of(manifest, table)[1]
+    store.get_file(part.stored_key, str(whole))
+    assert validate_table(settings, store, manifest, table, 5.0, compare_source=False) == []
+    # other bytes of the same size (a byte flipped in the file's first data page, never read back
+    # when another group is sampled): named by the crc32c the bucket reports
+    data = bytearray(whole.read_bytes())
+    data[8] ^= 0xFF
+    store.put_bytes(part.stored_key, bytes(data))
+    problems = validate_table(settings, store, manifest, table, 5.0, compare_source=False)
+    assert len(problems) == 1 and part.stored_key in problems[0] and "another crc32c" in problems[0]
+    # the same rows stored as a file of another size: named with both sizes
+    pq.write_table(pq.read_table(whole), tmp_path / "other.parquet", compression="snappy")
+    store.put_file(part.stored_key, str(tmp_path / "other.parquet"))
+    problems = validate_table(settings, store, manifest, table, 5.0, compare_source=False)
+    assert len(problems) == 1 and f"bytes, the backup wrote {part.size}" in problems[0]
+
+
 def test_point_in_time_restore_straight_from_bigquery(bq: Any, settings: Any, dataset: str) -> None:
     import time
     from datetime import UTC, datetime, timedelta

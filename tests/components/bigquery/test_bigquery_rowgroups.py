@@ -15,7 +15,12 @@ import pytest
 from backstop.core.manifest import ManifestEntry
 from tasks.components.bigquery import data as bigquery_io
 from tasks.components.bigquery.digest import DIGEST_SCHEME, combined, row_hashes
-from tasks.components.bigquery.rowgroups import check_row_groups, has_group_digests, sample_groups
+from tasks.components.bigquery.rowgroups import (
+    check_row_groups,
+    has_group_digests,
+    sample_groups,
+    whole_files,
+)
 from tasks.components.bigquery.schema import TableDigest
 
 pytestmark = pytest.mark.unit
@@ -70,7 +75,7 @@ def test_row_group_digests_follow_each_files_row_groups_and_add_up_to_the_table(
         assert part.metadata["group_digests"] == groups and len(groups) > 1 or part.rows == 100
     assert combined(g for p in parts for g in p.metadata["group_digests"]) == entry.metadata["content_digest"]
     assert has_group_digests(entry, parts)
-    problems, decoded = check_row_groups(entry, parts, paths, 5.0)  # one group of each file
+    problems, decoded = check_row_groups(entry, parts, whole_files(paths), 5.0)  # one group of each file
     assert problems == [] and 3 * 40 <= decoded <= 3 * 120
 
 
@@ -87,15 +92,15 @@ def test_a_changed_value_in_a_sampled_row_group_is_named_and_beyond_the_sample_t
         for group in groups:
             writer.write_table(group, row_group_size=group.num_rows)
 
-    problems, _ = check_row_groups(entry, parts, paths, 5.0, Picks(0))  # group 2 not decoded
+    problems, _ = check_row_groups(entry, parts, whole_files(paths), 5.0, Picks(0))  # group 2 not decoded
     assert len(problems) == 1 and "part-00001" in problems[0] and "crc32c" in problems[0]
 
     forged = parts[1].model_copy(update={"crc32c": bigquery_io.file_crc32c(paths[1])})  # bytes made to match
     parts = [parts[0], forged, parts[2]]
-    assert check_row_groups(entry, parts, paths, 5.0, Picks(0))[0] == []  # the sample missed it
-    problems, _ = check_row_groups(entry, parts, paths, 5.0, Picks(2))
+    assert check_row_groups(entry, parts, whole_files(paths), 5.0, Picks(0))[0] == []  # the sample missed it
+    problems, _ = check_row_groups(entry, parts, whole_files(paths), 5.0, Picks(2))
     assert len(problems) == 1 and "row group 2 holds other rows than the backup read" in problems[0]
-    problems, _ = check_row_groups(entry, parts, paths, 100.0)
+    problems, _ = check_row_groups(entry, parts, whole_files(paths), 100.0)
     assert len(problems) == 1 and "row group 2" in problems[0]
 
 
@@ -106,14 +111,14 @@ def test_row_groups_of_other_sizes_or_digests_that_do_not_add_up_are_named(
     table = pq.read_table(paths[0])
     pq.write_table(table, paths[0], row_group_size=200)  # the same rows in other groups
     parts[0] = parts[0].model_copy(update={"crc32c": bigquery_io.file_crc32c(paths[0])})
-    problems, _ = check_row_groups(entry, parts, paths, 100.0)
+    problems, _ = check_row_groups(entry, parts, whole_files(paths), 100.0)
     assert len(problems) == 1 and "holds 2 row groups of 400 rows" in problems[0]
 
     (tmp_path / "again").mkdir()
     entry, parts, paths = backed_up(tmp_path / "again", monkeypatch)
     dropped = parts[2].metadata | {"group_digests": []}
     parts[2] = parts[2].model_copy(update={"metadata": dropped})
-    problems, _ = check_row_groups(entry, parts, paths, 100.0)
+    problems, _ = check_row_groups(entry, parts, whole_files(paths), 100.0)
     assert problems and "part-00002" in problems[0]
 
 
