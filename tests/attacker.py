@@ -45,8 +45,8 @@ class Domains:
         ).items():
             found = owner.get_bucket(bucket)
             iam_policy = found.get_iam_policy(requested_policy_version=3)
-            for role, member in pairs:
-                iam_policy.bindings.append({"role": role, "members": {member}})
+            iam_policy.bindings.extend(pairs)
+            iam_policy.version = 3  # the work files' grants have a condition
             found.set_iam_policy(iam_policy)
         self.lock = RetentionLock(mode, policy)  # type: ignore[arg-type]
 

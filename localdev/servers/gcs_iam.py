@@ -1,10 +1,16 @@
 """Bucket IAM for localdev/servers/gcs_policy_server.py: the permissions of predefined and custom
 roles, who the caller is (the bearer token names the principal, `blocks.clients.LocalPrincipalCredentials`),
 what it holds on a bucket through the bucket's IAM policy, the refusal of a caller without a
-permission (`require_permissions`), testIamPermissions, and the permission each route needs."""
+permission (`require_permissions`), testIamPermissions, and the permission each route needs.
+
+IAM conditions: a binding whose condition is `resource.name.startsWith("projects/_/buckets/B/objects/P")`
+grants its role on the objects whose names start with P only, as on Cloud Storage (never on the
+bucket itself: listing, testIamPermissions). A condition of any other form grants nothing here."""
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -74,14 +80,31 @@ def caller_token(request: Any) -> str:
     return str(header.removeprefix("Bearer ").strip())
 
 
-def granted_permissions(request: Any, storage: Any, bucket: str, roles: RoleBook) -> set[str]:
-    """What the caller may do on `bucket` through the bucket's IAM policy (allUsers included)."""
+_PREFIX_CONDITION = re.compile(r'^\s*resource\.name\.startsWith\(\s*"([^"]*)"\s*\)\s*$')
+
+
+def _applies(binding: dict[str, Any], bucket: str, obj: str | None) -> bool:
+    """Whether `binding` grants its role on object `obj` of `bucket` (None: on the bucket itself)."""
+    condition = binding.get("condition")
+    if not condition:
+        return True
+    found = _PREFIX_CONDITION.match(str(condition.get("expression") or ""))
+    if found is None or obj is None:
+        return False
+    return f"projects/_/buckets/{bucket}/objects/{urllib.parse.unquote(obj)}".startswith(found.group(1))
+
+
+def granted_permissions(
+    request: Any, storage: Any, bucket: str, roles: RoleBook, obj: str | None = None
+) -> set[str]:
+    """What the caller may do on `bucket` (on its object `obj`, where a request names one) through the
+    bucket's IAM policy (allUsers included)."""
     token = caller_token(request)
     members = {"allUsers"} if not token else {"allUsers", "allAuthenticatedUsers", token}
     policy = storage.get_bucket_iam_policy(bucket) or {}
     granted: set[str] = set()
     for binding in policy.get("bindings") or []:
-        if members & set(binding.get("members") or []):
+        if members & set(binding.get("members") or []) and _applies(binding, bucket, obj):
             granted |= roles.permissions(binding.get("role", ""))
     return granted
 
@@ -91,14 +114,19 @@ class Denied(Exception):
 
 
 def require_permissions(
-    request: Any, storage: Any, bucket: str | None, roles: RoleBook | None, permissions: set[str]
+    request: Any,
+    storage: Any,
+    bucket: str | None,
+    roles: RoleBook | None,
+    permissions: set[str],
+    obj: str | None = None,
 ) -> None:
     """Raise Denied unless the caller holds `permissions` on `bucket` (a caller without a token is
     the emulator's owner, who may do everything; a bucket that does not exist is the handler's to answer)."""
     token = caller_token(request)
     if not token or roles is None or bucket is None or bucket not in storage.buckets:
         return
-    missing = sorted(permissions - granted_permissions(request, storage, bucket, roles))
+    missing = sorted(permissions - granted_permissions(request, storage, bucket, roles, obj))
     if missing:
         raise Denied(
             f"{token.split(':', 1)[-1]} does not have {missing[0]} access to the Google Cloud Storage "
@@ -131,7 +159,8 @@ def route_needs(regex: str, method: str) -> dict[str, str]:
         ("/iam$", {"GET": bucket + "getIamPolicy", "PUT": bucket + "setIamPolicy"}),
         ("/lockRetentionPolicy$", {"POST": bucket + "update"}),
         ("/compose$", {"POST": objects + "create"}),
-        ("/o$", {"GET": objects + "list", "POST": objects + "create", "PUT": objects + "create"}),
+        # an upload's object name is in its body: PolicyStorage checks storage.objects.create there
+        ("/o$", {"GET": objects + "list"}),
         (
             "/o/(?P<object_id>.*[^/]+)$",
             {"GET": objects + "get", "DELETE": objects + "delete"},  # PATCH: object_patch decides

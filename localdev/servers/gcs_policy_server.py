@@ -78,6 +78,9 @@ def _error(response: Any, status: HTTPStatus, reason: str, message: str) -> None
     )
 
 
+OBJECT_OF = {"bucket_name": "object_id", "dest_bucket_name": "dest_object_id"}  # route parameters
+
+
 def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook | None = None) -> Any:
     """Check the caller's IAM permissions (`needs`: bucket parameter -> permission), then run the
     handler; the refusals of this server's modules become the JSON error responses of the real API."""
@@ -86,7 +89,8 @@ def _guarded(handler: Any, needs: dict[str, str] | None = None, roles: RoleBook 
         CALL.request, CALL.storage, CALL.roles, CALL.retention = request, storage, roles, None
         try:
             for param, permission in (needs or {}).items():
-                require_permissions(request, storage, request.params.get(param), roles, {permission})
+                obj = request.params.get(OBJECT_OF[param])
+                require_permissions(request, storage, request.params.get(param), roles, {permission}, obj)
             return handler(request, response, storage, *args, **kwargs)
         except (Forbidden, object_retention.RetentionRefused) as exc:
             _error(response, HTTPStatus.FORBIDDEN, "retentionPolicyNotMet", str(exc))

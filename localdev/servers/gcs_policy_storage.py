@@ -62,10 +62,11 @@ class _Call:
 CALL = _Call()
 
 
-def require(permissions: set[str], bucket: str) -> None:
-    """Refuse the request being served unless its caller holds `permissions` on `bucket`."""
+def require(permissions: set[str], bucket: str, obj: str | None = None) -> None:
+    """Refuse the request being served unless its caller holds `permissions` on `bucket` (on its
+    object `obj`)."""
     if CALL.request is not None:
-        require_permissions(CALL.request, CALL.storage, bucket, CALL.roles, permissions)
+        require_permissions(CALL.request, CALL.storage, bucket, CALL.roles, permissions, obj)
 
 
 def _protection(bucket: dict[str, Any], obj: dict[str, Any]) -> str | None:
@@ -102,11 +103,13 @@ class PolicyStorage(DiskStorage):
         self, bucket_name: str, file_name: str, content: bytes, file_obj: dict[str, Any], file_id: Any = None
     ) -> None:
         existing = self._existing(bucket_name, file_name)
+        require({"storage.objects.create"}, bucket_name, file_name)
         if existing is not None:
             reason = _protection(self.buckets[bucket_name], existing)
             if reason:
                 raise Forbidden(reason)
-            require({"storage.objects.delete"}, bucket_name)  # replacing an object deletes the old one
+            # replacing an object deletes the old one
+            require({"storage.objects.delete"}, bucket_name, file_name)
         bucket = self.buckets.get(bucket_name)
         if bucket is not None:
             wanted = file_obj.get("retention") or CALL.retention
@@ -121,6 +124,7 @@ class PolicyStorage(DiskStorage):
         super().create_file(bucket_name, file_name, content, file_obj, file_id)
 
     def create_resumable_upload(self, bucket_name: str, file_name: str, file_obj: dict[str, Any]) -> Any:
+        require({"storage.objects.create"}, bucket_name, file_name)
         if CALL.retention:  # the object is created when the upload completes, with this retention
             file_obj["retention"] = CALL.retention
         return super().create_resumable_upload(bucket_name, file_name, file_obj)

@@ -1,7 +1,9 @@
 """Least privilege per job: the roles of deployments/iam/roles.yaml against what the buckets grant.
 
 `expected_permissions(spec, kind)` (pure) is, per service account, what it must hold on a bucket of
-`kind` (backup, secondary, targets); `compare(expected, granted)` (pure) gives what is missing and
+`kind` (backup, secondary, targets); a binding with a `prefix` (the work files under `_resume/`) is
+granted with an IAM condition on that prefix of the objects' names, so it shows in no bucket-level
+check; `compare(expected, granted)` (pure) gives what is missing and
 what it should not have, among `CHECKED` (the permissions that matter for backups). `check_iam`
 asks each bucket with testIamPermissions, as each service account (`client_for(email)`), and
 returns one row per (service account, bucket).
@@ -53,6 +55,13 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
                 raise ConfigError(
                     f"IAM spec {path}: {account['name']} is bound to unknown role {binding['role']}"
                 )
+            prefix = binding.get("prefix")
+            if prefix is not None and (
+                not isinstance(prefix, str) or not prefix.endswith("/") or '"' in prefix
+            ):
+                raise ConfigError(
+                    f"IAM spec {path}: {account['name']}'s prefix {prefix!r} must be a folder (ending in /)"
+                )
     return dict(spec)
 
 
@@ -62,7 +71,12 @@ def expected_permissions(spec: dict[str, Any], account: str, kind: str | set[str
     kinds = {kind} if isinstance(kind, str) else kind
     roles = {r["id"]: set(r["permissions"]) for r in spec["roles"]}
     [found] = [a for a in spec["service_accounts"] if a["name"] == account]
-    return {p for b in found["bindings"] if kinds & set(b["buckets"]) for p in roles[b["role"]]}
+    return {
+        p
+        for b in found["bindings"]
+        if kinds & set(b["buckets"]) and not b.get("prefix")  # a prefix's grant is on objects only
+        for p in roles[b["role"]]
+    }
 
 
 def compare(expected: set[str], granted: set[str]) -> tuple[list[str], list[str]]:
@@ -73,16 +87,31 @@ def compare(expected: set[str], granted: set[str]) -> tuple[list[str], list[str]
 
 def bindings(
     spec: dict[str, Any], project: str, buckets: dict[str, list[str]]
-) -> dict[str, list[tuple[str, str]]]:
-    """What to grant: per bucket, (custom role name, member) pairs, as the README's commands apply them."""
-    out: dict[str, list[tuple[str, str]]] = {}
+) -> dict[str, list[dict[str, Any]]]:
+    """What to grant: per bucket, the IAM policy bindings (role, members, and for a binding with a
+    `prefix` its condition), as the README's commands apply them."""
+    out: dict[str, list[dict[str, Any]]] = {}
     for account in spec["service_accounts"]:
         member = f"serviceAccount:{email(account['name'], project)}"
         for binding in account["bindings"]:
             for kind in binding["buckets"]:
                 for bucket in buckets.get(kind, []):
-                    out.setdefault(bucket, []).append((f"projects/{project}/roles/{binding['role']}", member))
+                    grant: dict[str, Any] = {
+                        "role": f"projects/{project}/roles/{binding['role']}",
+                        "members": {member},
+                    }
+                    if binding.get("prefix"):
+                        grant["condition"] = prefix_condition(bucket, binding["prefix"])
+                    out.setdefault(bucket, []).append(grant)
     return out
+
+
+def prefix_condition(bucket: str, prefix: str) -> dict[str, str]:
+    """The IAM condition that limits a binding to the objects of `bucket` under `prefix`."""
+    return {
+        "title": f"objects under {prefix}",
+        "expression": f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{prefix}")',
+    }
 
 
 def email(account: str, project: str) -> str:

@@ -62,11 +62,13 @@ def test_each_job_gets_only_what_it_needs_where_it_needs_it() -> None:
     )
 
 
-def grant(client: Any, bucket: str, pairs: list[tuple[str, str]]) -> None:
+def grant(client: Any, bucket: str, pairs: list[tuple[str, str]] | list[dict[str, Any]]) -> None:
+    """Add bindings, given as (role, member) pairs or as iam.bindings' dicts, to `bucket`'s IAM policy."""
     found = client.get_bucket(bucket)
     policy = found.get_iam_policy(requested_policy_version=3)
-    for role, member in pairs:
-        policy.bindings.append({"role": role, "members": {member}})
+    for pair in pairs:
+        policy.bindings.append(pair if isinstance(pair, dict) else {"role": pair[0], "members": {pair[1]}})
+    policy.version = 3  # conditions need policy version 3
     found.set_iam_policy(policy)
 
 
@@ -190,3 +192,43 @@ def test_each_job_does_its_work_with_its_own_role_and_nothing_more(policy_gcs: A
     assert policy_gcs.bucket(bucket).get_blob(backups[1].path).temporary_hold  # the pruner holds the newest
     assert f"pool/gcs/{source}/1/obj" not in pruner.list(f"pool/gcs/{source}/"), report.notes
     assert [f.level for f in hold_findings(policy_gcs, settings, bucket)] == ["ok"]
+
+
+def test_the_jobs_that_spread_on_dask_manage_their_work_files_under_resume_and_nothing_more(
+    policy_gcs: Any, monkeypatch: Any
+) -> None:
+    """On Dask, validation, the secondary copy, prune and a restore hand their batches to the workers
+    as work files under `_resume/` of the backup buckets (tasks/engine/units.py): their accounts create
+    and remove them there, through the conditional binding of roles.yaml, and still nowhere else."""
+    from google.api_core import exceptions as gexc
+
+    from blocks.clients import storage_client_as
+    from tasks.engine.units import WORK_PREFIX
+    from tasks.storage.bucket import BackupStore
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
+    bucket = policy_gcs.create_bucket(unique("backups")).name
+    for name, pairs in iam.bindings(
+        iam.load_spec(), PROJECT, {"backup": [bucket], "secondary": [bucket]}
+    ).items():
+        grant(policy_gcs, name, pairs)
+    policy_gcs.bucket(bucket).blob("gcs/src/backup/manifest.json").upload_from_string(b"{}")
+    for job in ("backstop-validator", "backstop-secondary-writer", "backstop-pruner", "backstop-restorer"):
+        store = BackupStore(storage_client_as(PROJECT, iam.email(job, PROJECT)), bucket)
+        key = f"{WORK_PREFIX}validate/{job}/work-000001.json"
+        store.put_bytes(key, b'[["pool/a", "a", 1, ""]]', content_type="application/json")
+        assert store.get_bytes(key) == b'[["pool/a", "a", 1, ""]]'
+        outcome = store.delete_objects([key])
+        assert not outcome.failed and not outcome.kept and policy_gcs.bucket(bucket).get_blob(key) is None
+        if job != "backstop-pruner":  # the pruner alone deletes, and only it, outside _resume/
+            with pytest.raises(gexc.Forbidden):
+                store.bucket.blob("gcs/src/backup/manifest.json").delete()
+        if job in ("backstop-pruner", "backstop-restorer"):  # no write outside _resume/
+            # (a name that only looks like the prefix is outside it)
+            for outside in ("gcs/src/backup/other.json", "_resume-not/x.json"):
+                with pytest.raises(gexc.Forbidden):
+                    store.bucket.blob(outside).upload_from_string(b"{}")
+    assert policy_gcs.bucket(bucket).get_blob("gcs/src/backup/manifest.json") is not None
+    writer = BackupStore(storage_client_as(PROJECT, iam.email("backstop-backup-writer", PROJECT)), bucket)
+    with pytest.raises(gexc.Forbidden):  # the backup writer holds no condition: no delete anywhere
+        writer.bucket.blob(f"{WORK_PREFIX}x/work.json").delete()
