@@ -14,7 +14,7 @@ from backstop.core.errors import NotFound
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import data as bqio
-from tasks.components.bigquery import history
+from tasks.components.bigquery import history, stored_parquet
 from tasks.components.bigquery.backup import clients
 from tasks.components.bigquery.create import build_table, create_table, ensure_dataset
 from tasks.components.bigquery.digest import DIGEST_SCHEME, digest_scheme, row_hasher
@@ -108,7 +108,7 @@ def validate_table(
 
             def fetch(index: int, part: ManifestEntry, groups: list[int]) -> tuple[str | None, str]:
                 path = os.path.join(directory, f"sample-{index:05d}.parquet")
-                return bqio.fetch_row_groups(store, part.stored_key, groups, path), path
+                return stored_parquet.fetch_row_groups(store, part.stored_key, groups, path), path
 
             problems, _ = check_row_groups(entry, parts, fetch, percent)
         elif percent > 0 and not problems:
@@ -157,7 +157,7 @@ def _fetch_and_count(
                     paths.append(path)
                     file_rows = file_row_count(path, fmt)
                 else:
-                    file_rows = bqio.remote_parquet_rows(store, part.stored_key, part.size)
+                    file_rows = stored_parquet.remote_parquet_rows(store, part.stored_key, part.size)
             except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer or block
                 problems.append(f"table {name!r}: {fmt.title()} file {_unreadable(store, part, exc)}")
                 continue

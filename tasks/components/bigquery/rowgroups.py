@@ -6,7 +6,7 @@ Right after the backup, validation then checks, for every part file: its bytes w
 Cloud Storage reports for the stored file against the one recorded when it was written), its row
 groups against the digests (as many groups, the same row count in each, and the digests adding up
 to the table's digest), and a random sample of its row groups, read back by range with the footer
-(data.fetch_row_groups: `percent` of the file's bytes, not all of them), decoded and hashed against
+(stored_parquet.fetch_row_groups: `percent` of the file's bytes, not all of them), decoded and hashed against
 their digests: at least one a file, `percent` of them. Decoding and hashing every row is what a backup without these
 digests gets (restore._check_content), and what a later `backstop validate` still does, beside
 its comparison with the source.
@@ -68,7 +68,7 @@ def check_row_groups(
 ) -> tuple[list[str], int]:
     """(problems, rows decoded) of a table's part files against their row-group digests (see the
     module docstring); `fetch` gives each file's crc32c and a local file with the sampled row
-    groups (whole_files, or bqio.fetch_row_groups: the footer and those groups only). No problem
+    groups (whole_files, or stored_parquet.fetch_row_groups: the footer and those groups only). No problem
     with no row decoded only for an empty table."""
     name, problems, decoded = entry.name, [], 0
     hash_rows = row_hasher(digest_scheme(entry.metadata))

@@ -371,6 +371,7 @@ def test_validation_right_after_a_backup_reads_back_only_its_sampled_row_groups(
     import pyarrow.parquet as pq
 
     from tasks.components.bigquery import data as bigquery_io
+    from tasks.components.bigquery import stored_parquet
     from tasks.components.bigquery.restore import parts_of, validate_table
 
     # a stored Parquet file of 4 row groups: one read back by range, the others left as zeros
@@ -381,10 +382,12 @@ def test_validation_right_after_a_backup_reads_back_only_its_sampled_row_groups(
     key = f"scratch/{unique('rg')}.parquet"
     stored = store.put_file(key, str(whole))
     assert (
-        bigquery_io.fetch_row_groups(store, key, [2], str(sparse)) == store.stat(key).crc32c == stored.crc32c
+        stored_parquet.fetch_row_groups(store, key, [2], str(sparse))
+        == store.stat(key).crc32c
+        == stored.crc32c
     )
     assert pq.ParquetFile(sparse).read_row_group(2).equals(pq.ParquetFile(whole).read_row_group(2))
-    start, end = bigquery_io.row_group_span(pq.read_metadata(sparse), 0)  # a group not read back
+    start, end = stored_parquet.row_group_span(pq.read_metadata(sparse), 0)  # a group not read back
     assert sparse.read_bytes()[start:end] == bytes(end - start) != whole.read_bytes()[start:end]
     assert sparse.stat().st_size == whole.stat().st_size
 
