@@ -102,13 +102,15 @@ def validate_table(
         # the content check reads every row, so each file is fetched once, whole; the row-group
         # check reads the sampled groups only, by range
         whole = directory if percent > 0 and not by_groups else None
-        problems, paths = _fetch_and_count(store, manifest, entry, whole)
+        footers: dict[str, bytes] = {}  # read once: counted here, then reused for the sample
+        problems, paths = _fetch_and_count(store, manifest, entry, whole, footers)
         sampled: list[np.ndarray] = []
         if by_groups and not problems:
 
             def fetch(index: int, part: ManifestEntry, groups: list[int]) -> tuple[str | None, str]:
                 path = os.path.join(directory, f"sample-{index:05d}.parquet")
-                return stored_parquet.fetch_row_groups(store, part.stored_key, groups, path), path
+                key = part.stored_key
+                return stored_parquet.fetch_row_groups(store, key, groups, path, footers.get(key)), path
 
             problems, _ = check_row_groups(entry, parts, fetch, percent)
         elif percent > 0 and not problems:
@@ -138,10 +140,15 @@ def validate_table(
 
 
 def _fetch_and_count(
-    store: BackupStore, manifest: BackupManifest, entry: ManifestEntry, directory: str | None
+    store: BackupStore,
+    manifest: BackupManifest,
+    entry: ManifestEntry,
+    directory: str | None,
+    footers: dict[str, bytes] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(problems, local paths): each data file of a table checked for its row count against the
-    manifest, from the footer alone, or downloaded into `directory` when given (Avro always is)."""
+    manifest, from the footer alone (kept in `footers` by stored key, when given), or downloaded
+    into `directory` when given (Avro always is)."""
     problems: list[str] = []
     paths: list[str] = []
     parts, fmt, name = parts_of(manifest, entry), data_format_of(entry), entry.name
@@ -156,8 +163,11 @@ def _fetch_and_count(
                     store.get_file(part.stored_key, path)
                     paths.append(path)
                     file_rows = file_row_count(path, fmt)
-                else:
-                    file_rows = stored_parquet.remote_parquet_rows(store, part.stored_key, part.size)
+                else:  # two small ranged reads, no data pages
+                    footer = stored_parquet.remote_footer(store, part.stored_key, part.size)
+                    file_rows = stored_parquet.footer_metadata(footer).num_rows
+                    if footers is not None:
+                        footers[part.stored_key] = footer
             except (ValueError, OSError, pa.ArrowException) as exc:  # a damaged footer or block
                 problems.append(f"table {name!r}: {fmt.title()} file {_unreadable(store, part, exc)}")
                 continue

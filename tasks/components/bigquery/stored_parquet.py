@@ -1,5 +1,5 @@
-"""Stored Parquet files of a BigQuery backup read by range: the footer, the row count, and chosen row
-groups into a sparse local copy (validation reads a sample of a table's bytes, not all of them).
+"""Stored Parquet files of a BigQuery backup read by range: the footer (the row count, the row groups),
+and chosen row groups into a sparse local copy (validation reads a sample of a table's bytes, not all of them).
 
 Every Google call has a timeout and a bounded retry and converts its errors.
 """
@@ -34,13 +34,9 @@ def remote_footer(store: Any, key: str, size: int) -> bytes:
     return footer + tail
 
 
-def _metadata(footer: bytes) -> pq.FileMetaData:
+def footer_metadata(footer: bytes) -> pq.FileMetaData:
+    """The file metadata (row count, row groups) of a footer `remote_footer` read."""
     return pq.read_metadata(io.BytesIO(b"PAR1" + footer))
-
-
-def remote_parquet_rows(store: Any, key: str, size: int) -> int:
-    """Row count of a stored Parquet file from its footer alone (two small ranged reads, no data pages)."""
-    return int(_metadata(remote_footer(store, key, size)).num_rows)
 
 
 def row_group_span(meta: pq.FileMetaData, index: int) -> tuple[int, int]:
@@ -58,19 +54,22 @@ def row_group_span(meta: pq.FileMetaData, index: int) -> tuple[int, int]:
     return min(starts), max(ends)
 
 
-def fetch_row_groups(store: Any, key: str, groups: list[int], path: str) -> str | None:
+def fetch_row_groups(
+    store: Any, key: str, groups: list[int], path: str, footer: bytes | None = None
+) -> str | None:
     """Read back row groups `groups` of the stored Parquet file `key` into a local sparse file `path`
     of its size, with its footer, and return the crc32c Cloud Storage reports for the stored file.
 
     Only the footer and those groups' bytes are downloaded (by range): validation reads a sample of
     a table's bytes, not all of them. The local file reads as the stored one for those row groups;
-    its other bytes are zeros."""
+    its other bytes are zeros. `footer`: the file's footer, already read at its stored size (it is
+    read here otherwise)."""
     blob = store.stat(key)
     if blob is None:
         raise ValueError(f"{store.where(key)} is missing")
     size = int(blob.size or 0)
-    footer = remote_footer(store, key, size)
-    meta = _metadata(footer)
+    footer = footer if footer is not None else remote_footer(store, key, size)
+    meta = footer_metadata(footer)
     with open(path, "wb") as handle:
         handle.truncate(size)
         handle.write(b"PAR1")
