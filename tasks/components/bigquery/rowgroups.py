@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 
 from backstop.core.errors import BackstopError
 from backstop.core.manifest import ManifestEntry
-from tasks.components.bigquery import data as bqio
 from tasks.components.bigquery.digest import combined, digest_scheme, parse_digest, row_hasher
 from tasks.components.bigquery.schema import TableDigest
 
@@ -50,15 +49,6 @@ def sample_groups(count: int, percent: float, chooser: random.Random | None = No
 Fetch = Callable[[int, ManifestEntry, list[int]], tuple["str | None", str]]
 
 
-def whole_files(paths: Sequence[str]) -> Fetch:
-    """A Fetch over complete local copies of the part files (`paths`, in the parts' order)."""
-
-    def fetch(index: int, part: ManifestEntry, groups: list[int]) -> tuple[str | None, str]:
-        return bqio.file_crc32c(paths[index]), paths[index]
-
-    return fetch
-
-
 def check_row_groups(
     entry: ManifestEntry,
     parts: Sequence[ManifestEntry],
@@ -68,7 +58,7 @@ def check_row_groups(
 ) -> tuple[list[str], int]:
     """(problems, rows decoded) of a table's part files against their row-group digests (see the
     module docstring); `fetch` gives each file's crc32c and a local file with the sampled row
-    groups (whole_files, or stored_parquet.fetch_row_groups: the footer and those groups only). No problem
+    groups (validation: stored_parquet.fetch_row_groups, the footer and those groups only). No problem
     with no row decoded only for an empty table."""
     name, problems, decoded = entry.name, [], 0
     hash_rows = row_hasher(digest_scheme(entry.metadata))

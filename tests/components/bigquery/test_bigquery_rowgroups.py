@@ -15,12 +15,7 @@ import pytest
 from backstop.core.manifest import ManifestEntry
 from tasks.components.bigquery import data as bigquery_io
 from tasks.components.bigquery.digest import DIGEST_SCHEME, combined, row_hashes
-from tasks.components.bigquery.rowgroups import (
-    check_row_groups,
-    has_group_digests,
-    sample_groups,
-    whole_files,
-)
+from tasks.components.bigquery.rowgroups import Fetch, check_row_groups, has_group_digests, sample_groups
 from tasks.components.bigquery.schema import TableDigest
 
 pytestmark = pytest.mark.unit
@@ -37,6 +32,15 @@ class Picks(random.Random):
 
     def sample(self, population: Any, k: int, **_: Any) -> list[int]:  # type: ignore[override]
         return ([g for g in self.groups if g in population] or list(population))[:k]
+
+
+def whole_files(paths: list[str]) -> Fetch:
+    """check_row_groups' fetch over complete local part files (`paths`, in the parts' order)."""
+
+    def fetch(index: int, part: ManifestEntry, groups: list[int]) -> tuple[str | None, str]:
+        return bigquery_io.file_crc32c(paths[index]), paths[index]
+
+    return fetch
 
 
 def digest_of(table: pa.Table) -> str:
