@@ -136,3 +136,20 @@ def test_every_file_gets_at_least_one_row_group_decoded() -> None:
         ),
         [ManifestEntry(name="t", stored_key="k", size=1, metadata={"kind": "table"})],
     )
+
+
+def test_a_check_that_decoded_no_row_of_a_table_in_parts_fails(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file's bytes and row groups in order, but no row group decoded (a sampler that picks
+    none): the check read nothing of the rows and must not pass."""
+
+    class NoPicks(random.Random):
+        def sample(self, population: Any, k: int, **_: Any) -> list[int]:  # type: ignore[override]
+            return []
+
+    entry, parts, paths = backed_up(tmp_path, monkeypatch)
+    assert len(parts) == 3
+    problems, decoded = check_row_groups(entry, parts, whole_files(paths), 5.0, NoPicks())
+    assert decoded == 0
+    assert problems == ["table 'events': no row was decoded to check the backup's content"]
