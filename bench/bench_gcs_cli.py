@@ -10,6 +10,8 @@ same run, alternating, each full backup and restore into fresh buckets:
   --target NEW` (verified after against the backup);
 - plain: bench/plain_gcs.py, list + `copy_blob` on 16 threads, SRC -> a copy bucket, and that copy
   -> a new bucket. No generations, checksums, manifest or verification.
+- rclone (when installed: Debian's `rclone`; skipped otherwise): `rclone copy emu:SRC emu:NEW
+  --transfers 16 --checkers 16`, server-side, as the "backup" and, from that copy, the "restore".
 Each side is the best of `--repeats` runs (other work on a shared machine only adds time).
 `BENCH_WRAP="py-spy record -o /tmp/x.svg --"` runs the backstop commands under a profiler.
 """
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_bigquery import timed
-from bench.bench_gcs import seed_source, unique
+from bench.bench_gcs import rclone, seed_source, unique
 from localdev.platform import PROJECT, LocalPlatform
 
 HERE = Path(__file__).parent
@@ -44,7 +47,7 @@ def settings(env: dict[str, str], name: str, bucket: str) -> None:
 
 
 def one_round(env: dict[str, str], client: Any, source: str, i: int) -> dict[str, float]:
-    """One backup and one restore on each side; wall seconds of each."""
+    """One backup and one restore on each side (and rclone's copies, when installed); wall seconds of each."""
     wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
     name, bucket = f"bench-gcs-{i}", unique("bench-backups")
     client.create_bucket(bucket)
@@ -75,6 +78,12 @@ def one_round(env: dict[str, str], client: Any, source: str, i: int) -> dict[str
     ]
     listed = sum(1 for _ in client.list_blobs(target))
     assert listed == sum(1 for _ in client.list_blobs(source)), (listed, target)
+    if shutil.which("rclone"):
+        port = int(env["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1])
+        rclone_copy = unique("bench-rclone")
+        out["rclone backup"], copied = rclone("copy", source, rclone_copy, port)
+        out["rclone restore"], again = rclone("copy", rclone_copy, unique("bench-rclone-r"), port)
+        assert copied == again == listed, (copied, again, listed)
     return out
 
 
@@ -110,17 +119,21 @@ def run(objects: int, large: int = 3, repeats: int = 2) -> dict[str, Any]:
 
 def as_table(runs: dict[str, list[float]], count: int, start: float, started: str) -> dict[str, Any]:
     rows = []
-    for plain, ours in (("plain backup", "backstop backup"), ("plain restore", "backstop restore")):
-        p, b = min(runs[plain]), min(runs[ours])
+    for step in ("backup", "restore"):
+        p, b = min(runs[f"plain {step}"]), min(runs[f"backstop {step}"])
+        r = min(runs[f"rclone {step}"]) if f"rclone {step}" in runs else None
         rows.append({
-            "objects": count, "step": ours.removeprefix("backstop "), "backstop_s": round(b, 2),
-            "plain_s": round(p, 2), "ratio": f"{b / p:.2f}x",
-            "runs backstop / plain (s)": f"{', '.join(f'{x:.1f}' for x in runs[ours])} / "
-            f"{', '.join(f'{x:.1f}' for x in runs[plain])}",
+            "objects": count, "step": step, "backstop_s": round(b, 2), "plain_s": round(p, 2),
+            "ratio": f"{b / p:.2f}x", "rclone_s": round(r, 2) if r else "-",
+            "vs rclone": f"{b / r:.2f}x" if r else "- (not installed)",
+            "runs backstop / plain / rclone (s)": " / ".join(
+                ", ".join(f"{x:.1f}" for x in runs.get(f"{tool} {step}", [])) or "-"
+                for tool in ("backstop", "plain", "rclone")
+            ),
         })  # fmt: skip
     return {
         "title": f"Cloud Storage end to end, the CLI as a process ({started})",
-        "tables": [{"title": "backstop CLI vs plain loop process", "rows": rows}],
+        "tables": [{"title": "backstop CLI vs plain loop process and rclone", "rows": rows}],
         "notes": [f"`backstop backup gcs --help` (CLI start-up): {start:.2f} s, best of 3."],
     }
 

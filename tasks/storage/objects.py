@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 
 from backstop.core.errors import BackstopError, NotFound
 from backstop.core.retention_lock import RetentionLock
-from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, direct_calls
 from tasks.storage.parallel import parallel_map
 
 
@@ -138,7 +138,10 @@ class ObjectStore:
         return blob
 
     def get_bytes(self, key: str) -> bytes:
+        direct = direct_calls(self.client)
         with converted_errors(f"reading {self.where(key)}"):
+            if direct is not None:
+                return RETRY(direct.get_media)(self.bucket_name, key, TIMEOUT)
             return self.bucket.blob(key).download_as_bytes(timeout=TIMEOUT, retry=RETRY, checksum=None)
 
     def get_file(self, key: str, path: str) -> None:

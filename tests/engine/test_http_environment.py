@@ -11,6 +11,9 @@ import pytest
 import requests
 
 from blocks.clients import storage_client
+from tasks.storage.copies import copy_object, rewrite
+from tasks.storage.google_api import direct_calls
+from tasks.storage.objects import ObjectStore
 
 HTTP_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")  # fmt: skip
 
@@ -37,6 +40,8 @@ def proxy() -> Iterator[tuple[str, list[str]]]:
             self.end_headers()
             self.wfile.write(b"{}")
 
+        do_POST = do_GET
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -58,6 +63,34 @@ def test_a_proxy_in_the_environment_is_still_used(
     client = storage_client("proj")
     assert client.bucket("some-bucket").exists(timeout=10) is False  # the proxy's 404
     assert seen and seen[0].startswith("GET http://127.0.0.1:9/storage/v1/b/some-bucket")
+
+
+def test_copies_and_downloads_go_through_a_proxy_in_the_environment(
+    bare_environment: None, monkeypatch: pytest.MonkeyPatch, proxy: tuple[str, list[str]]
+) -> None:
+    """With a proxy set, the hot calls leave the direct urllib3 path for the library's, which honours it."""
+    from google.api_core import exceptions as gexc
+
+    from backstop.core.errors import NotFound
+
+    address, seen = proxy
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HTTP_PROXY", address)
+    client = storage_client("proj")
+    assert direct_calls(client) is None
+    with pytest.raises(NotFound):
+        ObjectStore(client, "b").get_bytes("k")
+    with pytest.raises(gexc.NotFound):
+        copy_object(client.bucket("src").blob("a"), client.bucket("dst"), "a")
+    with pytest.raises(gexc.NotFound):
+        rewrite(client.bucket("src").blob("a"), client.bucket("dst").blob("a"))
+    sent = [
+        line.split()[:2] for line in seen if "/o/" in line
+    ]  # (a missing object's bucket is asked about too)
+    assert [method for method, _ in sent] == ["GET", "POST", "POST"]
+    assert sent[0][1].startswith("http://127.0.0.1:9/download/storage/v1/b/b/o/k?")
+    assert sent[1][1].startswith("http://127.0.0.1:9/storage/v1/b/src/o/a/copyTo/b/dst/o/a")
+    assert sent[2][1].startswith("http://127.0.0.1:9/storage/v1/b/src/o/a/rewriteTo/b/dst/o/a")
 
 
 @pytest.mark.parametrize("bundle", [None, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])

@@ -18,7 +18,7 @@ from tasks.components.gcs.plan import (
     source_object,
 )
 from tasks.storage.bucket import BackupStore
-from tasks.storage.copies import ramp_for, rewrite, run_all, run_stream
+from tasks.storage.copies import copy_object, ramp_for, rewrite, run_all, run_stream
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
@@ -33,11 +33,7 @@ def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -
     """
     src = source.blob(obj.name, generation=obj.generation)
     if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
-        ramp = ramp_for(store.bucket_name)
-        ramp.wait()
-        return source.copy_blob(
-            src, store.bucket, key, source_generation=obj.generation, timeout=TIMEOUT, retry=ramp.retry
-        )
+        return copy_object(src, store.bucket, key)
     return rewrite(src, store.blob(key))
 
 
@@ -90,9 +86,8 @@ def copy_batch(
 def _restore_object(target: Any, store: BackupStore, entry: ManifestEntry) -> int:
     """Copy one entry from the pool to `target`, with its properties and custom metadata."""
     bucket = target.name
-    dest = target.blob(entry.name)
     with converted_errors(f"restoring {store.where(entry.stored_key)} to gs://{bucket}/{entry.name}"):
-        rewrite(store.bucket.blob(entry.stored_key), dest)
+        dest = rewrite(store.bucket.blob(entry.stored_key), target.blob(entry.name))
         # The stored copy may carry an older generation's metadata (same bytes reused): patch
         # to exactly the backed-up properties; a None value removes a key in a JSON-API patch.
         wanted = {p: entry.metadata.get("properties", {}).get(p) for p in KEPT_PROPERTIES}
