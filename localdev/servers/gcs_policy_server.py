@@ -61,6 +61,7 @@ from localdev.servers.gcs_policy_handlers import (
     object_patch,
 )
 from localdev.servers.gcs_policy_storage import CALL, Forbidden, PolicyStorage
+from localdev.servers.listening import Server
 
 API = "/storage/v1"
 
@@ -177,8 +178,7 @@ def serve(
         relink(storage, f"http://{host}:{port}")
     else:
         storage = PolicyStorage(use_memory_fs=True)
-    httpd = http_server.ThreadingHTTPServer((host, port), partial(_Handler, storage))
-    httpd.daemon_threads = True
+    httpd = Server((host, port), partial(_Handler, storage))
     httpd.storage = storage  # type: ignore[attr-defined]
     httpd.handlers = handlers(RoleBook(roles_file))  # type: ignore[attr-defined]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

@@ -30,6 +30,8 @@ from http import server as http_server
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from localdev.servers.listening import Server
+
 MESSAGES = {
     429: ("rateLimitExceeded", "The rate of change requests to the object is too high; please slow down."),
     503: ("backendError", "We encountered an internal error. Please try again."),
@@ -142,7 +144,7 @@ def throttling_proxy(upstream: str, refusals: list[int], latency: float = 0.0) -
     """Serve the proxy on a free local port while the block runs; `refusals`: the statuses the
     first copies get, in order; `latency`: seconds added to every request."""
     state = ProxyState(refusals=list(refusals), latency=latency)
-    httpd = http_server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream, state))
+    httpd = Server(("127.0.0.1", 0), _handler(upstream, state))
     httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
