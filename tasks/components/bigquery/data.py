@@ -5,6 +5,7 @@ Every Google call has a timeout and a bounded retry and converts its errors (tas
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,8 +25,12 @@ PART_ROWS = 20_000_000
 # Rows (or bytes) per Parquet row group: fewer, bigger groups encode faster and compress better.
 GROUP_ROWS = 262_144
 GROUP_BYTES = 64 << 20
-# Storage Read API streams read in parallel per table (the service may return fewer).
-READ_STREAMS = 4
+# Storage Read API streams of a table read at once. How many streams a table has is the service's
+# choice (max_stream_count 0, as Google's own client asks): it splits big tables, and gives small
+# ones (the local emulator: every table) a single stream, which reads fastest there (a 3M-row table:
+# 0.71-0.79 s on one stream, 1.12-1.17 s on four asked for). Beyond READ_THREADS streams, each
+# thread reads several in turn.
+READ_THREADS = 4
 T = TypeVar("T")
 
 
@@ -40,10 +45,12 @@ def read_batches(
     table: str,
     snapshot_time: datetime | None = None,
     geography: list[str] | None = None,
+    streams: int = 0,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of `table` from the Storage Read API, as of `snapshot_time` where the service honours it.
 
-    GEOGRAPHY columns are normalised to WKT text (what BigQuery exports and loads).
+    GEOGRAPHY columns are normalised to WKT text (what BigQuery exports and loads). `streams`: at
+    most that many read streams (0: as many as the service chooses).
     """
     from google.cloud.bigquery_storage_v1 import types
 
@@ -58,7 +65,7 @@ def read_batches(
         session = read_client.create_read_session(
             parent=f"projects/{project}",
             read_session=request,
-            max_stream_count=READ_STREAMS,
+            max_stream_count=streams,
             timeout=TIMEOUT,
             retry=RETRY,
         )
@@ -74,8 +81,11 @@ def read_batches(
                     batch = pa.ipc.read_record_batch(pa.py_buffer(payload), schema)
                     yield normalize_batch(batch, geography or [])
 
-    # One reader thread per stream, merged (row order does not matter: digests are order-independent).
-    yield from prefetch_many([stream_batches(stream.name) for stream in session.streams])
+    # Up to READ_THREADS reader threads, each reading its share of the streams one after another,
+    # merged (row order does not matter: digests are order-independent).
+    names = [stream.name for stream in session.streams]
+    shares = [names[i::READ_THREADS] for i in range(min(READ_THREADS, len(names)))]
+    yield from prefetch_many([itertools.chain.from_iterable(map(stream_batches, share)) for share in shares])
 
 
 def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:

@@ -82,6 +82,40 @@ def test_table_with_rows_of_a_few_kb_backs_up_and_restores_row_for_row(
     assert bq_component.check_restored(settings, store, validated, target) == []
 
 
+def test_a_table_read_in_more_streams_than_reader_threads_gives_every_row_once(
+    bq: Any, wide_dataset: str
+) -> None:
+    """The service decides how many streams a table has; more than READ_THREADS are read in turn."""
+    from blocks.clients import bigquery_read_client
+    from tasks.components.bigquery import data as bqio
+    from tasks.components.bigquery.digest import row_hashes
+    from tasks.components.bigquery.schema import TableDigest
+
+    def read(streams: int) -> tuple[TableDigest, list[int]]:
+        digest, ids = TableDigest(), []
+        for batch in bqio.read_batches(
+            bigquery_read_client(), PROJECT, wide_dataset, "wide", streams=streams
+        ):
+            digest.add(row_hashes(batch))
+            ids += batch.column("id").to_pylist()
+        return digest, sorted(ids)
+
+    from google.cloud.bigquery_storage_v1 import types
+
+    session = bigquery_read_client().create_read_session(
+        parent=f"projects/{PROJECT}",
+        read_session=types.ReadSession(
+            table=bqio.table_path(PROJECT, wide_dataset, "wide"), data_format=types.DataFormat.ARROW
+        ),
+        max_stream_count=2 * bqio.READ_THREADS - 1,
+        timeout=30,
+    )
+    assert len(session.streams) == 2 * bqio.READ_THREADS - 1  # the table is split as asked: not vacuous
+    one, seven = read(1), read(2 * bqio.READ_THREADS - 1)
+    assert one[1] == seven[1] == list(range(WIDE_ROWS))
+    assert one[0].hexdigest == seven[0].hexdigest
+
+
 # What the code before digest scheme 2 (tasks.components.bigquery.schema.row_hashes, scheme 1) recorded as the
 # content digests of the seeded tables (tests/integration/test_bigquery.py: seed).
 SCHEME_1_DIGESTS = {
