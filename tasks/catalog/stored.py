@@ -80,7 +80,7 @@ def verify_stored(
     sample_percent: float = 5.0,
     seed: int | None = None,
     read: Callable[[str], bool] | None = None,
-    reads: dict[str, tuple[int, str]] | None = None,
+    later: Callable[[list[Any]], None] | None = None,
     batches: Batches | None = None,
 ) -> StoredCheck:
     """Check every stored object of `manifest` against its entry; re-read a sample.
@@ -91,12 +91,12 @@ def verify_stored(
     validation's run them as units on the settings' task runner). Each problem names the entry and
     the stored object; `damaged` maps entry names to their problem. Memory stays flat in the entry
     count. `read(stored key)` chooses the objects to re-read instead of a random sample
-    (re-verification's window); `reads` caches (size, crc32c) of objects already re-read by key,
-    so an object several backups share is downloaded once per run.
+    (re-verification's window); `later` takes each chosen [stored key, name, size, crc32c] instead
+    of it being read here (re-verification reads what all the backups of a source chose at once:
+    an object several backups share is downloaded once, and the units span backups).
     """
     check = StoredCheck()
     chosen = set() if read is not None else sample_indexes(manifest.entry_count, sample_percent, seed)
-    sent: dict[str, tuple[int, str]] = {}  # with `reads`: stored key -> what its entry says
 
     def damaged(name: str, problem: str) -> None:
         check.problems.append(problem)
@@ -120,24 +120,17 @@ def verify_stored(
                 )
             elif read(entry.stored_key) if read is not None else check.checked in chosen:
                 check.read_back += 1
-                known = reads.get(entry.stored_key) if reads is not None else None
                 item = [entry.stored_key, entry.name, entry.size, entry.crc32c]
-                if known is not None:  # re-read earlier in this run
-                    problem = read_back_problem(store, item, known)
-                    if problem:
-                        damaged(entry.name, problem)
+                if later is not None:
+                    later(item)
                 else:
-                    if reads is not None and entry.crc32c:
-                        sent[entry.stored_key] = (entry.size, entry.crc32c)
                     yield item
             check.checked += 1
 
     def done(found: ReadBack) -> None:
         check.bytes_read += found.bytes
-        for name, key, got, problem in found.differs:
+        for name, _key, _got, problem in found.differs:
             damaged(name, problem)
-            if reads is not None:
-                reads[key] = got
         if found.more:
             check.problems.append(f"and {found.more} more object(s) differ on read-back in {store.where()}")
 
@@ -146,8 +139,6 @@ def verify_stored(
         (batches or Batches()).run(functools.partial(read_back, store), items, done)
     finally:
         items.close()
-    if reads is not None:  # what was read and matched its entry holds what the entry says
-        reads |= {key: said for key, said in sent.items() if key not in reads}
     return check
 
 

@@ -1,5 +1,6 @@
 """The long steps besides a backup's and a restore's copies run as units on a Dask cluster too
-(settings task_runner "dask"): validation's read-back, the secondary copy and prune's sweep, each
+(settings task_runner "dask"): validation's read-back, re-verification's read-back, the secondary
+copy and prune's sweep, each
 spread over both worker processes of a LocalCluster, with the results a user sees still right."""
 
 from __future__ import annotations
@@ -108,6 +109,48 @@ def test_validation_reads_back_in_units_on_both_workers_and_names_a_rotten_objec
     assert problem.endswith(f"manifest says {rotten.crc32c} / {rotten.size}")
     after = index.read_headers(store, "gcs", source.name)[0]
     assert after.status == "invalid"
+    assert no_work_files(store)
+
+
+def test_reverification_reads_each_object_once_in_units_across_backups_and_marks_every_holder(
+    gcs: Any, settings: Any, store: BackupStore, prefect_harness: None, proxy: Any, small_batches: None
+) -> None:
+    from flows.verify import reverify_backups
+
+    source = source_bucket(gcs, "versrc")
+    calls = ComponentCalls("gcs")
+    first = calls.backup(settings, store, source.name, validate_after=True)
+    second = calls.backup(settings, store, source.name, validate_after=True)  # nothing changed: all shared
+    assert {e.stored_key for e in store.iter_entries(first)} == {
+        e.stored_key for e in store.iter_entries(second)
+    }
+    rotten = sorted(store.iter_entries(first), key=lambda e: e.name)[5]
+    proxy.rotten.add(rotten.stored_key)
+    with local_cluster() as cluster:
+        block = on_dask(settings, cluster)
+        report: dict[str, Any] = {}
+        read = units_seen(
+            cluster,
+            lambda: report.update(
+                reverify_backups(["gcs"], share_percent=100, fail_on_damage=False, settings_block=block)
+            ),
+        )
+        workers = set(cluster.scheduler_info["workers"])
+
+    # Both backups' objects, each read once: as many units as one backup's objects make.
+    assert len(read) == OBJECTS // BATCH and {t["worker"] for t in read} == workers
+    (row,) = [r for r in report["sources"] if r["source"] == source.name and r["copy"] == "primary"]
+    assert (row["backups"], row["objects"], row["read_back"]) == (2, 2 * OBJECTS, 2 * OBJECTS)
+    for backup in (first, second):  # each backup holding the rotten object is marked, naming it
+        header = next(
+            h for h in index.read_headers(store, "gcs", source.name) if h.backup_id == backup.backup_id
+        )
+        assert header.status == "invalid"
+        assert any(
+            f"content differs on read-back: {rotten.name!r}" in p
+            for p in report["problems"]
+            if backup.backup_id in p
+        )
     assert no_work_files(store)
 
 

@@ -110,4 +110,6 @@ def test_sources_are_batched_so_task_runs_stay_bounded(
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
         )
-    assert len([r for r in runs if r.name.startswith("reverify-")]) == 2  # 3 sources in 2 batches
+    names = [r.name for r in runs if r.name.startswith("reverify-")]
+    assert len([n for n in names if "-read-" not in n]) == 2  # 3 sources in 2 batches
+    assert len([n for n in names if "-read-" in n]) == 2  # each batch's objects read in one unit
