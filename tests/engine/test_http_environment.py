@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -54,29 +55,31 @@ def proxy() -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-def test_a_proxy_in_the_environment_is_still_used(
+@pytest.fixture
+def proxied(
     bare_environment: None, monkeypatch: pytest.MonkeyPatch, proxy: tuple[str, list[str]]
-) -> None:
+) -> tuple[Any, list[str]]:
+    """A storage client with that proxy in the environment (and no server where it points), and
+    the request lines the proxy saw."""
     address, seen = proxy
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("HTTP_PROXY", address)
-    client = storage_client("proj")
+    return storage_client("proj"), seen
+
+
+def test_a_proxy_in_the_environment_is_still_used(proxied: tuple[Any, list[str]]) -> None:
+    client, seen = proxied
     assert client.bucket("some-bucket").exists(timeout=10) is False  # the proxy's 404
     assert seen and seen[0].startswith("GET http://127.0.0.1:9/storage/v1/b/some-bucket")
 
 
-def test_copies_and_downloads_go_through_a_proxy_in_the_environment(
-    bare_environment: None, monkeypatch: pytest.MonkeyPatch, proxy: tuple[str, list[str]]
-) -> None:
+def test_copies_and_downloads_go_through_a_proxy_in_the_environment(proxied: tuple[Any, list[str]]) -> None:
     """With a proxy set, the hot calls leave the direct urllib3 path for the library's, which honours it."""
     from google.api_core import exceptions as gexc
 
     from backstop.core.errors import NotFound
 
-    address, seen = proxy
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("HTTP_PROXY", address)
-    client = storage_client("proj")
+    client, seen = proxied
     assert direct_calls(client) is None
     with pytest.raises(NotFound):
         ObjectStore(client, "b").get_bytes("k")
