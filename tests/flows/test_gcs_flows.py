@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from backstop_cli.main import main
-from flows.gcs import backup_gcs, restore_gcs
+from flows.gcs import backup_gcs, restore_gcs, validate_gcs
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.flow, pytest.mark.integration]
@@ -207,3 +207,29 @@ def test_the_ui_run_forms_are_plain_fields_with_defaults(name: str) -> None:
 def test_the_backup_summary_leads_with_status_source_size_time(gcs: Any, saved_settings: str) -> None:
     (row,) = backup_gcs([seed(gcs, 3)], settings_block=saved_settings)
     assert list(row)[:6] == ["status", "component", "source", "size", "started_utc", "seconds"]
+
+
+def test_a_triggered_validation_takes_every_backup_written_since_not_only_the_latest(
+    gcs: Any, settings: Any, store: Any, saved_settings: str
+) -> None:
+    """Two backups of one bucket land before the validation their first one triggered runs (a manual
+    backup beside a scheduled one): both are validated, not only the latest."""
+    from tasks.catalog import index
+    from tasks.engine.calls import ComponentCalls
+
+    source = unique("pendingsrc")
+    bucket = gcs.create_bucket(source)
+    bucket.blob("a.txt").upload_from_string(b"a")
+    first = ComponentCalls("gcs").backup(settings, store, source)  # written, not validated
+    bucket.blob("b.txt").upload_from_string(b"b")
+    second = ComponentCalls("gcs").backup(settings, store, source)
+    status = {h.backup_id: h.status for h in index.read_headers(store, "gcs", source)}
+    assert status == {first.backup_id: "complete", second.backup_id: "complete"}
+
+    rows = validate_gcs(source=source, settings_block=saved_settings)
+    assert sorted(r["backup_id"] for r in rows) == sorted([first.backup_id, second.backup_id])
+    status = {h.backup_id: h.status for h in index.read_headers(store, "gcs", source)}
+    assert status == {first.backup_id: "validated", second.backup_id: "validated"}
+
+    (again,) = validate_gcs(source=source, settings_block=saved_settings)  # nothing new: the latest again
+    assert again["backup_id"] == second.backup_id and again["status"] == "validated"
