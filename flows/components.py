@@ -26,7 +26,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
 
-from backstop.core.errors import REFUSALS, BackstopError, ConfigError, NotFound, ValidationFailed
+from backstop.core.errors import REFUSALS, BackstopError, ConfigError, ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id
 from backstop.core.report import human_bytes, joined
@@ -133,12 +133,8 @@ def validate_backups(
     sample_percent: float | None = None,
     settings_block: str = DEFAULT_BLOCK_NAME,
 ) -> list[dict[str, Any]]:
-    """Validate one backup (by id, any component), or of `source` / of every scheduled source each
-    backup written and not validated yet (newest first, at most PENDING_MAX a source), else its latest.
-
-    A validation triggered by one backup so also takes another of the same source that landed
-    meanwhile (a manual backup beside a scheduled one), which "the latest" alone would leave
-    unvalidated: never chosen by a restore."""
+    """Validate one backup (by id, any component), or of `source` / of every scheduled source the
+    backups written and not validated yet, else its latest (`catalog.backups_to_validate`)."""
     settings = load_settings(settings_block)
     store = open_store(settings)
     if backup_id:
@@ -147,11 +143,8 @@ def validate_backups(
         if component is None:
             raise ConfigError("name a backup id, or a component (and a source)")
         chosen = get_component(component)
-        manifests = [
-            m
-            for s in _sources(chosen, settings, [source] if source else None)
-            for m in _to_validate(store, chosen.name, s)
-        ]
+        sources = _sources(chosen, settings, [source] if source else None)
+        manifests = catalog.backups_to_validate(store, chosen.name, sources, get_run_logger().warning)
     rows, failures = [], []
     for manifest in manifests:
         started = time.monotonic()
@@ -168,22 +161,6 @@ def validate_backups(
     create_table_artifact(rows, key="validation", description="Validation")
     _raise_failures("validation", failures)
     return rows
-
-
-PENDING_MAX = 10  # backups of one source a validation without an id takes, newest first
-
-
-def _to_validate(store: Any, component: str, source: str) -> list[Any]:
-    """The backups of `source` written and not validated yet (newest first, at most PENDING_MAX),
-    else its latest backup."""
-    written = [h for h in index.read_headers(store, component, source) if h.status == "complete"]
-    manifests = []
-    for header in sorted(written, key=lambda h: (h.started_at, h.backup_id), reverse=True)[:PENDING_MAX]:
-        try:
-            manifests.append(index.load(store, header))
-        except NotFound:
-            continue  # pruned meanwhile
-    return manifests or [catalog.resolve_backup(store, component, source, validated_only=False)]
 
 
 def restore_backup(

@@ -166,13 +166,28 @@ def resolve_backup(
     return chosen
 
 
+PENDING_MAX = 10  # backups of one source a validation without an id takes, newest first
+
+
 def backups_to_validate(
-    store: BackupStore, component: str, backup_id: str | None, sources: list[str]
+    store: BackupStore, component: str, sources: list[str], on_damaged: Callable[[str], None] | None = None
 ) -> list[BackupManifest]:
-    """The backup named by `backup_id`, or else the latest backup (validated or not) of each source."""
-    if backup_id:
-        return [resolve_backup(store, component, backup_id=backup_id)]
-    return [resolve_backup(store, component, source, validated_only=False) for source in sources]
+    """What a validation without a backup id takes, source by source: every backup written and not
+    validated yet (newest first, at most PENDING_MAX), else the latest backup (validated or not).
+
+    A validation triggered by one backup so also takes another of the same source that landed
+    meanwhile (a manual backup beside a scheduled one), which "the latest" alone would leave
+    unvalidated for good: never chosen by a restore. A damaged header is reported, not raised."""
+    report = on_damaged or logging.getLogger(__name__).warning
+    out: list[BackupManifest] = []
+    for source in sources:
+        written = [h for h in index.read_headers(store, component, source, report) if h.status == "complete"]
+        pending = []
+        for header in sorted(written, key=lambda h: (h.started_at, h.backup_id), reverse=True)[:PENDING_MAX]:
+            with contextlib.suppress(NotFound):  # pruned meanwhile
+                pending.append(index.load(store, header))
+        out += pending or [resolve_backup(store, component, source, validated_only=False, on_damaged=report)]
+    return out
 
 
 def sample_percent(settings: Any, override: float | None) -> float:

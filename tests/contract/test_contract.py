@@ -62,6 +62,23 @@ def test_backup_validate_list_restore_elsewhere_round_trips(subject: Any, settin
     assert subject.state(source) == before  # the source was only read
 
 
+def test_a_validation_without_an_id_takes_every_backup_written_since_not_only_the_latest(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    """Two backups land before the validation the first one triggered runs (a manual backup beside
+    a scheduled one): it takes both, newest first, and both validate; then the latest again."""
+    source = subject.seed()
+    first = lifecycle.backup(subject.component, settings, source, validate_after=False, store=store)
+    subject.change(source)
+    second = lifecycle.backup(subject.component, settings, source, validate_after=False, store=store)
+    taken = catalog.backups_to_validate(store, subject.component, [source])
+    assert [m.backup_id for m in taken] == [second.backup_id, first.backup_id]
+    for manifest in taken:
+        assert lifecycle.validate(subject.component, settings, manifest, store=store).status == "validated"
+    (again,) = catalog.backups_to_validate(store, subject.component, [source])
+    assert again.backup_id == second.backup_id
+
+
 def test_damaged_backup_is_named_by_validation_and_refused_by_restore(
     subject: Any, settings: Any, store: Any
 ) -> None:

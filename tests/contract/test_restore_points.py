@@ -23,7 +23,9 @@ from tasks.operations.recover import recover
 pytestmark = pytest.mark.integration
 
 
-def split_backups(subject: Any, settings: Any, store: Any) -> tuple[str, Any, list[Any]]:
+def split_backups(
+    subject: Any, settings: Any, store: Any, validate_after: bool = True
+) -> tuple[str, Any, list[Any]]:
     """(source, its state, the backups): one backup per group of parts, as the schedules take them."""
     if not get_component(subject.component).parts:
         pytest.skip(
@@ -34,9 +36,9 @@ def split_backups(subject: Any, settings: Any, store: Any) -> tuple[str, Any, li
     backups = []
     for parts in subject.split_parts:
         manifest = lifecycle.backup(
-            subject.component, settings, source, subject.part_options(parts), store=store
+            subject.component, settings, source, subject.part_options(parts), validate_after, store=store
         )
-        assert manifest.status == "validated", manifest.validation
+        assert manifest.status == ("validated" if validate_after else "complete"), manifest.validation
         backups.append(manifest)
     return source, before, backups
 
@@ -152,3 +154,21 @@ def test_a_part_with_no_backup_before_t_is_named_and_refused_unless_narrowed_to_
         store=store,
     )
     assert sorted(report.parts) == sorted(newest)
+
+
+def test_the_triggered_validation_takes_the_backup_of_every_part_written_since(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    """Each part's backup written and not validated yet is validated, not only the newest part's:
+    the restore point is then made of all of them."""
+    source, before, backups = split_backups(subject, settings, store, validate_after=False)
+    taken = catalog.backups_to_validate(store, subject.component, [source])
+    assert {m.backup_id for m in taken} == {b.backup_id for b in backups}
+    for manifest in taken:
+        assert lifecycle.validate(subject.component, settings, manifest, store=store).status == "validated"
+    target = subject.new_target(source)
+    report = restore.restore(
+        subject.component, settings, RestoreRequest(source=source, target=target), store=store
+    )
+    assert {p: c["backup_id"] for p, c in report.parts.items()} == expected_parts(subject, backups)
+    assert subject.state(target) == before
