@@ -145,7 +145,6 @@ def throttling_proxy(upstream: str, refusals: list[int], latency: float = 0.0) -
     first copies get, in order; `latency`: seconds added to every request."""
     state = ProxyState(refusals=list(refusals), latency=latency)
     httpd = Server(("127.0.0.1", 0), _handler(upstream, state))
-    httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

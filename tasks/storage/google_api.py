@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
 from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable
+from blocks.clients import POOL_SIZE  # connections kept per host, as the client's requests session
 
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
 RETRY = Retry(
@@ -107,7 +108,6 @@ class DirectCalls:
         return cast(bytes, answer.data)
 
 
-POOL_SIZE = 64  # connections kept per host, as the client's requests session (blocks.clients)
 _HEADERS = {"POST": {"Content-Length": "0", "User-Agent": "backstop"}, "GET": {"User-Agent": "backstop"}}
 _direct: weakref.WeakKeyDictionary[Any, DirectCalls | None] = weakref.WeakKeyDictionary()
 _direct_lock = threading.Lock()
