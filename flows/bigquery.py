@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from blocks.settings import DEFAULT_BLOCK_NAME
 from flows.components import component_flows
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 
 backup_bigquery, validate_bigquery, restore_bigquery = component_flows("bigquery")
 
 
-@flow(name="restore-bigquery-as-of", **HOOKS)
+@backstop_flow(name="restore-bigquery-as-of")
 def restore_bigquery_as_of(
     source: str,
     as_of: str,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
@@ -31,7 +31,7 @@ from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id
 from backstop.core.report import human_bytes, joined
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
 from tasks.engine import lifecycle, restore
@@ -239,7 +239,7 @@ def component_flow(name: str, verb: str) -> Any:
     only the one it runs: Prefect builds each flow's parameter form when the flow is made (~0.1 s)."""
     fn = _flow_functions(name)[verb]
     fn.__name__ = fn.__qualname__ = f"{verb}_{name}"
-    return flow(name=f"{verb}-{name}", **HOOKS)(fn)
+    return backstop_flow(name=f"{verb}-{name}")(fn)
 
 
 @functools.cache

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from backstop.core.errors import InvalidInput, ObjectiveBreached
 from backstop.core.report import joined, markdown_table
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.engine.drill import DrillResult, drill, drill_sources, drill_summary
 from tasks.engine.progress import report
 from tasks.engine.protocol import COMPONENTS
@@ -57,7 +57,7 @@ def drill_task(settings: BackstopSettings, store: BackupStore, component: str, s
     return result
 
 
-@flow(name="restore-drill", **HOOKS)
+@backstop_flow(name="restore-drill")
 def restore_drill(
     components: list[str] = [],  # noqa: B006 (the form's default; never changed)
     settings_block: str = DEFAULT_BLOCK_NAME,

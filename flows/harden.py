@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -15,7 +15,7 @@ from backstop.core.errors import Conflict
 from backstop.core.report import markdown_table
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.operations import harden
 
 LOCK_WARNING = (
@@ -42,7 +42,7 @@ def harden_one(
     return [c.as_dict() for c in changes]
 
 
-@flow(name="harden-backup-buckets", **HOOKS)
+@backstop_flow(name="harden-backup-buckets")
 def harden_backup_buckets(
     dry_run: bool = False, lock_retention: bool = False, yes: bool = False, settings_block: str = "default"
 ) -> dict[str, Any]:

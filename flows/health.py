@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -23,7 +23,7 @@ from backstop.core.report import human_bytes, markdown_table
 from backstop.core.runs import RunRecord
 from backstop.core.watch import Watch
 from blocks.settings import DEFAULT_BLOCK_NAME, BackstopSettings, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.catalog import index
 from tasks.catalog.backups import list_runs
 from tasks.engine.drill import DrillResult, list_drills
@@ -124,7 +124,7 @@ def render(rows: list[HealthRow], trend: list[dict[str, Any]], damaged: list[str
     return "\n\n".join(parts) + "\n"
 
 
-@flow(name="health-report", **HOOKS)
+@backstop_flow(name="health-report")
 def health_report(settings_block: str = DEFAULT_BLOCK_NAME, trend_runs: int = 10) -> list[dict[str, Any]]:
     """Report every source's backup age against its RPO and last drill against its RTO.
 

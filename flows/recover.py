@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 
@@ -18,7 +18,7 @@ from backstop.core.errors import BackstopError, ObjectiveBreached
 from backstop.core.recovery import plan_rows, summary_lines
 from backstop.core.report import joined
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.operations.recover import Notify, recover
 from tasks.operations.recover_drill import platform_drill
 
@@ -42,7 +42,7 @@ def _notifier(reference: str | None) -> Notify | None:
     return notify
 
 
-@flow(name="recover-platform", **HOOKS)
+@backstop_flow(name="recover-platform")
 def recover_platform(
     as_of: str = "",
     components: list[str] = [],  # noqa: B006 (the form's default; never changed)
@@ -98,7 +98,7 @@ def recover_platform(
     return operation.model_dump(mode="json")
 
 
-@flow(name="platform-drill", **HOOKS)
+@backstop_flow(name="platform-drill")
 def drill_platform(
     components: list[str] = [],  # noqa: B006 (the form's default; never changed)
     who: str = "",

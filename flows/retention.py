@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -22,7 +22,7 @@ from backstop.core.report import human_bytes, markdown_table
 from backstop.core.retention import RetentionPolicy
 from blocks.clients import storage_client, storage_client_as
 from blocks.settings import BackstopSettings, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.catalog.backups import record_run
 from tasks.engine.lifecycle import loaded
 from tasks.engine.protocol import COMPONENTS, get_component
@@ -83,7 +83,7 @@ def _stores(settings: BackstopSettings) -> list[tuple[bool, BackupStore]]:
     return stores
 
 
-@flow(name="prune-backups", **HOOKS)
+@backstop_flow(name="prune-backups")
 def prune_backups(
     component: str = "",
     source: str = "",
@@ -154,7 +154,7 @@ def prune_backups(
     return result
 
 
-@flow(name="ensure-storage-tiers", **HOOKS)
+@backstop_flow(name="ensure-storage-tiers")
 def ensure_storage_tiers(settings_block: str = "default") -> dict[str, Any]:
     """Put the lifecycle (storage tier) rules on the backup buckets; report tier warnings."""
     settings = load_settings(settings_block)
@@ -188,7 +188,7 @@ def ensure_storage_tiers(settings_block: str = "default") -> dict[str, Any]:
     return {"rules": rules, "changed": changed, "warnings": warnings}
 
 
-@flow(name="preflight-check", **HOOKS)
+@backstop_flow(name="preflight-check")
 def preflight_check(
     settings_block: str = "default", fail_on_error: bool = True, iam: bool = False
 ) -> list[dict[str, str]]:

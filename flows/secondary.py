@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -18,7 +18,7 @@ from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.report import joined
 from blocks.settings import BackstopSettings, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.engine import secondary
 from tasks.storage.bucket import open_store
 
@@ -51,7 +51,7 @@ def copy_backup(settings: BackstopSettings, manifest: BackupManifest) -> dict[st
     }
 
 
-@flow(name="copy-backups-to-secondary", **HOOKS)
+@backstop_flow(name="copy-backups-to-secondary")
 def copy_backups_to_secondary(component: str = "", settings_block: str = "default") -> list[dict[str, Any]]:
     """Copy every committed backup not yet copied (or whose last copy failed) to the secondary bucket.
 

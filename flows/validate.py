@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from blocks.settings import DEFAULT_BLOCK_NAME
 from flows.components import validate_backups
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 
 
-@flow(name="validate-backup", **HOOKS)
+@backstop_flow(name="validate-backup")
 def validate_backup(
     backup_id: str, sample_percent: float | None = None, settings_block: str = DEFAULT_BLOCK_NAME
 ) -> dict[str, Any]:

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from backstop.core.errors import ValidationFailed
 from backstop.core.report import markdown_table
 from backstop.core.reverify import check_share
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
-from flows.hooks import HOOKS
+from flows.hooks import backstop_flow
 from tasks.engine import reverify
 from tasks.storage.bucket import open_store
 
 
-@flow(name="reverify-backups", **HOOKS)
+@backstop_flow(name="reverify-backups")
 def reverify_backups(
     components: list[str] = [],  # noqa: B006 (the form's default; never changed)
     share_percent: float = 0,

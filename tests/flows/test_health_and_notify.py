@@ -87,11 +87,9 @@ def notifying_settings(prefect_harness: None, settings: Any, receiver: Receiver)
 
 
 def failing_flow() -> Any:
-    from prefect import flow
+    from flows.hooks import backstop_flow
 
-    from flows.hooks import HOOKS
-
-    @flow(name="backstop-test-failure", **HOOKS)
+    @backstop_flow(name="backstop-test-failure")
     def fails_on_purpose(marker: str, settings_block: str = "default") -> None:
         raise RuntimeError(f"broken on purpose {marker}")
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from backstop.core.errors import InvalidInput
@@ -211,6 +210,15 @@ def _canonical(value: Any) -> Any:
 _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
 
 
+def hash_array(values: np.ndarray, categorize: bool = True) -> np.ndarray:
+    """pandas' `hash_array`, the row digests' hash of a column's values. pandas is imported on the first
+    hash, not with this module (~0.2 s): a command that hashes nothing never pays for it, and one that
+    does pays while its reader threads are already fetching rows."""
+    from pandas.util import hash_array as pandas_hash
+
+    return np.asarray(pandas_hash(values, categorize=categorize))
+
+
 def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.ndarray:
     import pyarrow.compute as pc
 
@@ -227,7 +235,7 @@ def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.nd
             .astype(np.int64, copy=False)
         )
         # the type family salts the hash: DATE 1 and INT64 1 in the same column position must differ
-        values = pd.util.hash_array(ints) + np.uint64(hash_kind(kind))
+        values = hash_array(ints) + np.uint64(hash_kind(kind))
     elif pa.types.is_floating(kind):
         floats = (
             pc.fill_null(column.cast(pa.float64()), 0.0)
@@ -235,14 +243,14 @@ def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.nd
             .astype(np.float64, copy=False)
         )
         floats = np.where(np.isnan(floats), np.float64("nan"), floats) + 0.0  # one NaN, and -0.0 == 0.0
-        values = pd.util.hash_array(floats.view(np.uint64))
+        values = hash_array(floats.view(np.uint64))
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         values, repeats[name] = _text_hashes(column, repeats.get(name, True))
     else:
         texts = np.array(
             [json.dumps(_canonical(v), sort_keys=True, default=str) for v in column.to_pylist()], dtype=object
         )
-        values = pd.util.hash_array(texts, categorize=False)
+        values = hash_array(texts, categorize=False)
     values = np.asarray(values, dtype=np.uint64)
     return values if nulls is None else np.where(nulls, _NULL_HASH, values)
 
@@ -259,12 +267,12 @@ def _text_hashes(column: pa.Array, by_distinct: bool) -> tuple[np.ndarray, bool]
 
     if not by_distinct:
         texts = pc.fill_null(column, "").to_numpy(zero_copy_only=False)
-        return np.asarray(pd.util.hash_array(texts, categorize=False)), False
+        return np.asarray(hash_array(texts, categorize=False)), False
     encoded = column.dictionary_encode()
     repeats = 2 * len(encoded.dictionary) <= len(column)
     if len(encoded.dictionary) == 0:  # every row null
         return np.zeros(len(column), dtype=np.uint64), repeats
-    distinct = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False), categorize=False)
+    distinct = hash_array(encoded.dictionary.to_numpy(zero_copy_only=False), categorize=False)
     return np.asarray(distinct[pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)]), repeats
 
 
