@@ -12,7 +12,7 @@ exists; runs the automation does not see (the CLI's, a script's) alert through t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
 from prefect.logging import get_logger
@@ -65,7 +65,11 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
 HOOKS: dict[str, Any] = {"on_failure": [notify_failure], "on_crashed": [notify_failure]}
 
 
-class BackstopFlow(Flow[Any, Any]):
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class BackstopFlow(Flow[P, R]):
     """A Prefect flow whose JSON parameters are stored as they are.
 
     Prefect stores a run's parameters through FastAPI's `jsonable_encoder`, and importing FastAPI for
@@ -93,10 +97,10 @@ def as_json(value: Any) -> Any:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-def backstop_flow(name: str, **options: Any) -> Callable[[Callable[..., Any]], BackstopFlow]:
+def backstop_flow(name: str, **options: Any) -> Callable[[Callable[P, R]], BackstopFlow[P, R]]:
     """`@flow(name=...)` for Backstop: a BackstopFlow with the failure hooks (HOOKS) attached."""
 
-    def make(fn: Callable[..., Any]) -> BackstopFlow:
+    def make(fn: Callable[P, R]) -> BackstopFlow[P, R]:
         return BackstopFlow(fn=fn, name=name, **HOOKS, **options)
 
     return make
