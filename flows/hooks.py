@@ -1,7 +1,8 @@
 """State hooks attached to every flow: failures and crashes notify through the configured block.
 
-Every flow is made by `@backstop_flow(name=...)`, which attaches them. A hook runs in the flow's process right after the final
-state is set; an error inside it is logged and never hides the flow's own failure.
+Every flow is made by `@backstop_flow(name=...)`, which attaches them. A hook runs in the flow's
+process right after the final state is set; an error inside it is logged and never hides the flow's
+own failure.
 
 One failed run sends one alert: a run tagged `backstop` (every deployment of prefect.yaml) is
 covered by the server-side failure automation deployments/bootstrap.py makes (it fires also when

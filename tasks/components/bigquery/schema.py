@@ -211,12 +211,13 @@ _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
 
 
 def hash_array(values: np.ndarray, categorize: bool = True) -> np.ndarray:
-    """pandas' `hash_array`, the row digests' hash of a column's values. pandas is imported on the first
-    hash, not with this module (~0.2 s): a command that hashes nothing never pays for it, and one that
-    does pays while its reader threads are already fetching rows."""
+    """pandas' `hash_array`, the row digests' hash of a column's values. pandas (~0.2 s to import) is
+    imported on the first hash, not with this module: the BigQuery component's modules load without
+    it (a command that reads only the catalog); a run that reads BigQuery imports it anyway, with
+    google-cloud-bigquery-storage's reader."""
     from pandas.util import hash_array as pandas_hash
 
-    return np.asarray(pandas_hash(values, categorize=categorize))
+    return pandas_hash(values, categorize=categorize)
 
 
 def _column_hash(column: pa.Array, name: str, repeats: dict[str, bool]) -> np.ndarray:
