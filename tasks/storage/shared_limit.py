@@ -16,9 +16,10 @@ per-process ramp would let N workers write N times the bucket's rate. Instead:
 - a writer answered 429 / 5xx halves the limit's rate on the server (`throttled`), for all writers.
 
 How a block is taken: the limit's slots are a queue that drains at the rate. A writer adds its block
-(always accepted: the limit's `limit` is a minute of writes, a cap no set of writers reaches), reads
-the queue's length right after, and waits until what is ahead of its block fits in the burst
-(BURST_BLOCKS blocks). So over any window of W seconds the writers together start at most rate x W
+(always accepted: the limit's `limit` is the largest the server stores, as the queue holds at most a
+block per writer), reads the queue's length right after, and waits until what is ahead of its block
+fits in the burst (BURST_BLOCKS blocks). `prepare` empties the queue: slots left by an earlier run
+would otherwise wait out at a rate they were not taken at. So over any window of W seconds the writers together start at most rate x W
 writes, plus that burst, plus the one block each writer may hold unused. It does not ask "is there
 room?" and retry on Prefect's answer, as `prefect.concurrency.sync.rate_limit` does: the server
 marks a refused request as an update of the limit without draining its slots
@@ -42,7 +43,7 @@ PREFIX = "backstop-writes-"
 BLOCK_SECONDS = 0.1  # writes taken per request to the server: a tenth of a second's worth
 MIN_BLOCK = 10  # the server drains whole slots at each update: blocks of 10 or more lose at most ~5%
 BURST_BLOCKS = 2  # blocks that may start at once: a writer's next block is not a full wait away
-BACKLOG_SECONDS = 60.0  # the limit's cap: a minute of writes queued (a take over it waits and asks again)
+NO_CAP = 2**31 - 1  # the limit's `limit`: the largest integer the server's database stores
 CHECK_SECONDS = 5.0  # how often the keeper samples the limit
 IDLE_STOP_SECONDS = 120.0  # a keeper whose limit saw no writer for this long stops
 
@@ -73,12 +74,12 @@ def _client() -> Any:
 
 
 def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
-    """Give the bucket's limit `rate` (created when `create` and missing)."""
+    """Give the bucket's limit `rate`; with `create`, made when missing and its queue emptied."""
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectAlreadyExists
 
     shape: dict[str, Any] = {
-        "limit": burst_for(rate) + math.ceil(rate * BACKLOG_SECONDS),
+        "limit": NO_CAP,
         "slot_decay_per_second": rate,
         "active": True,
     }
@@ -89,7 +90,7 @@ def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
             )
             return
         except ObjectAlreadyExists:
-            pass
+            shape["active_slots"] = 0
     client.update_global_concurrency_limit(limit_name(bucket), GlobalConcurrencyLimitUpdate(**shape))
 
 
@@ -213,7 +214,7 @@ class SharedSlots:
 
     def _acquire(self) -> None:
         with _client() as client:
-            self._add_block(client)
+            client.increment_concurrency_slots(names=[self.name], slots=self._block, mode="rate_limit")
             added = time.monotonic()
             limit = _record(client, self.bucket)
         if limit is None:
@@ -227,18 +228,6 @@ class SharedSlots:
         self._block = block_for(rate)  # the next block follows the rate
         if wait > 0:
             time.sleep(wait)
-
-    def _add_block(self, client: Any) -> None:
-        import httpx
-
-        while True:
-            try:
-                client.increment_concurrency_slots(names=[self.name], slots=self._block, mode="rate_limit")
-                return
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != 423:  # 423: a minute of writes queued already
-                    raise
-                time.sleep(float(exc.response.headers.get("Retry-After", BLOCK_SECONDS)))
 
     def throttled(self, floor: float) -> None:
         """A write was answered 429 / 5xx: halve the shared rate (not below `floor`)."""
