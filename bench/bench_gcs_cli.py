@@ -12,6 +12,10 @@ same run, alternating, each full backup and restore into fresh buckets:
   -> a new bucket. No generations, checksums, manifest or verification.
 - rclone (when installed: Debian's `rclone`; skipped otherwise): `rclone copy emu:SRC emu:NEW
   --transfers 16 --checkers 16`, server-side, as the "backup" and, from that copy, the "restore".
+- Backstop once more with `gcs_write_rate` raised to 1,000,000/s ("ramp off"): by default Backstop
+  writes at most 1,000 objects/s into a bucket (Google's starting rate for a bucket, doubled every 20
+  minutes of sustained load), so 10,000 copies take at least 10 s whatever the client; rclone and
+  the plain loop do not keep to it. The ramp-off rows are the copy speed the others are held to.
 Each side is the best of `--repeats` runs (other work on a shared machine only adds time).
 `BENCH_WRAP="py-spy record -o /tmp/x.svg --"` runs the backstop commands under a profiler.
 """
@@ -38,26 +42,29 @@ PLAIN = str(HERE / "plain_gcs.py")
 BACKSTOP = str(Path(sys.executable).parent / "backstop")
 
 
-def settings(env: dict[str, str], name: str, bucket: str) -> None:
+RAMP_OFF = 1_000_000.0  # writes/s: the write ramp never waits
+SIDES = {"backstop": None, "backstop ramp off": RAMP_OFF}  # Backstop's sides: their gcs_write_rate
+
+
+def settings(env: dict[str, str], name: str, bucket: str, rate: float | None = None) -> None:
+    extra = f", gcs_write_rate={rate!r}" if rate else ""
     code = (
         "from blocks.settings import BackstopSettings; "
-        f"BackstopSettings(project={PROJECT!r}, backup_bucket={bucket!r}).save({name!r}, overwrite=True)"
+        f"BackstopSettings(project={PROJECT!r}, backup_bucket={bucket!r}{extra}).save({name!r}, overwrite=True)"
     )
     timed([sys.executable, "-c", code], env)
 
 
-def one_round(env: dict[str, str], client: Any, source: str, i: int) -> dict[str, float]:
-    """One backup and one restore on each side (and rclone's copies, when installed); wall seconds of each."""
+def backstop_round(env: dict[str, str], client: Any, source: str, side: str, i: int) -> dict[str, float]:
+    """One `backstop backup gcs` and one `backstop restore gcs` of it into a new bucket; wall seconds."""
     wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
-    name, bucket = f"bench-gcs-{i}", unique("bench-backups")
+    name, bucket = f"bench-gcs-{i}-{side.replace(' ', '-')}", unique("bench-backups")
     client.create_bucket(bucket)
-    settings(env, name, bucket)
+    settings(env, name, bucket, SIDES[side])
     cli = [*wrap, BACKSTOP, "--settings", name]
     out: dict[str, float] = {}
-    plain_copy = unique("bench-plain")
-    out["plain backup"] = timed([sys.executable, PLAIN, PROJECT, source, plain_copy], env)[0]
     wall, _, text = timed([*cli, "backup", "gcs", "--bucket", source, "--json"], env)
-    out["backstop backup"] = wall
+    out[f"{side} backup"] = wall
     (row,) = json.loads(text)
     assert row["status"] == "validated", row
     target = unique("bench-restored")
@@ -72,13 +79,24 @@ def one_round(env: dict[str, str], client: Any, source: str, i: int) -> dict[str
         "--target",
         target,
     ]
-    out["backstop restore"] = timed([*restore, "--json"], env)[0]
+    out[f"{side} restore"] = timed([*restore, "--json"], env)[0]
+    listed = sum(1 for _ in client.list_blobs(target))
+    assert listed == sum(1 for _ in client.list_blobs(source)), (listed, target)
+    return out
+
+
+def one_round(env: dict[str, str], client: Any, source: str, i: int) -> dict[str, float]:
+    """One backup and one restore on each side (and rclone's copies, when installed); wall seconds of each."""
+    out: dict[str, float] = {}
+    plain_copy = unique("bench-plain")
+    out["plain backup"] = timed([sys.executable, PLAIN, PROJECT, source, plain_copy], env)[0]
+    for side in SIDES:
+        out |= backstop_round(env, client, source, side, i)
     out["plain restore"] = timed([sys.executable, PLAIN, PROJECT, plain_copy, unique("bench-plain-r")], env)[
         0
     ]
-    listed = sum(1 for _ in client.list_blobs(target))
-    assert listed == sum(1 for _ in client.list_blobs(source)), (listed, target)
     if shutil.which("rclone"):
+        listed = sum(1 for _ in client.list_blobs(source))
         port = int(env["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1])
         rclone_copy = unique("bench-rclone")
         out["rclone backup"], copied = rclone("copy", source, rclone_copy, port)
@@ -120,17 +138,18 @@ def run(objects: int, large: int = 3, repeats: int = 2) -> dict[str, Any]:
 def as_table(runs: dict[str, list[float]], count: int, start: float, started: str) -> dict[str, Any]:
     rows = []
     for step in ("backup", "restore"):
-        p, b = min(runs[f"plain {step}"]), min(runs[f"backstop {step}"])
-        r = min(runs[f"rclone {step}"]) if f"rclone {step}" in runs else None
-        rows.append({
-            "objects": count, "step": step, "backstop_s": round(b, 2), "plain_s": round(p, 2),
-            "ratio": f"{b / p:.2f}x", "rclone_s": round(r, 2) if r else "-",
-            "vs rclone": f"{b / r:.2f}x" if r else "- (not installed)",
-            "runs backstop / plain / rclone (s)": " / ".join(
-                ", ".join(f"{x:.1f}" for x in runs.get(f"{tool} {step}", [])) or "-"
-                for tool in ("backstop", "plain", "rclone")
-            ),
-        })  # fmt: skip
+        for side in SIDES:
+            p, b = min(runs[f"plain {step}"]), min(runs[f"{side} {step}"])
+            r = min(runs[f"rclone {step}"]) if f"rclone {step}" in runs else None
+            rows.append({
+                "objects": count, "step": step, "side": side, "backstop_s": round(b, 2), "plain_s": round(p, 2),
+                "ratio": f"{b / p:.2f}x", "rclone_s": round(r, 2) if r else "-",
+                "vs rclone": f"{b / r:.2f}x" if r else "- (not installed)",
+                "runs backstop / plain / rclone (s)": " / ".join(
+                    ", ".join(f"{x:.1f}" for x in runs.get(f"{tool} {step}", [])) or "-"
+                    for tool in (side, "plain", "rclone")
+                ),
+            })  # fmt: skip
     return {
         "title": f"Cloud Storage end to end, the CLI as a process ({started})",
         "tables": [{"title": "backstop CLI vs plain loop process and rclone", "rows": rows}],

@@ -1,11 +1,12 @@
 """Every Google API call's plumbing in one place: a bounded retry, a timeout, and the conversion of
 `google.api_core` errors into Backstop's own (`backstop.core.errors`) at the call site, plus the
 CRC32C that Cloud Storage reports, and the hot Cloud Storage calls (copies) sent straight over
-urllib3. Components and the backup bucket import these; nothing here knows what a backup is."""
+http.client. Components and the backup bucket import these; nothing here knows what a backup is."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import threading
@@ -20,7 +21,6 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
 from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable
-from blocks.clients import POOL_SIZE  # connections kept per host, as the client's requests session
 
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
 RETRY = Retry(
@@ -56,59 +56,125 @@ def converted_errors(what: str) -> Iterator[None]:
 
 
 class DirectCalls:
-    """Cloud Storage's hot JSON-API calls (a server-side copy, a rewrite) sent straight over a
-    urllib3 pool, with the storage client's own endpoint and credentials (google-auth's
-    AuthorizedHttp adds and refreshes the token, as it does for the client's requests session).
+    """Cloud Storage's hot JSON-API calls (a server-side copy, a rewrite, a download) sent straight
+    over http.client, one kept-alive connection per thread, with the storage client's own endpoint
+    and credentials (google-auth's `before_request` adds the token and refreshes it when due, as
+    the client's session does; a 401 refreshes it and the call is sent again, at most twice).
 
-    Why: a copy through google-cloud-storage and requests costs ~1.1 ms of client CPU, one through
-    urllib3 ~0.45 ms (3,000 copies on 16 threads, measured: bench/RESULTS.md). In a backup or
-    restore of many small objects the client's CPU is the limit, so this is the copies' speed.
-    Downloads (a validation's read-back, manifests) go the same way. Errors are google.api_core's
-    (from the HTTP status) and requests' ConnectionError (a dropped connection), as the library
-    raises them, so the retry predicates and `converted_errors` treat them alike.
+    Why: in a backup or restore of many small objects the client's CPU is the limit. A copy through
+    google-cloud-storage and requests costs ~1.1 ms of client CPU, through urllib3 and google-auth's
+    AuthorizedHttp ~0.45 ms, through http.client ~0.27 ms (measured: bench/RESULTS.md); what urllib3
+    adds per request (URL parsing, the pool's bookkeeping) is what this saves. Errors are
+    google.api_core's (from the HTTP status) and requests' ConnectionError (a dropped connection),
+    as the library raises them, so the retry predicates and `converted_errors` treat them alike. A
+    kept-alive connection the server closed while idle is opened again and the call sent again,
+    once, as urllib3 does.
     """
 
     def __init__(self, client: Any) -> None:
-        import certifi
-        import urllib3
-        from google.auth.transport.urllib3 import AuthorizedHttp
+        import ssl
+        from urllib.parse import urlsplit
 
-        verify = client._http.verify
-        pool = urllib3.PoolManager(
-            maxsize=POOL_SIZE,
-            retries=False,  # the caller's Retry decides, with its backoff and write ramp
-            ca_certs=verify if isinstance(verify, str) else certifi.where(),
-        )
-        self.http = AuthorizedHttp(client._credentials, http=pool)
-        self.base = client._connection.API_BASE_URL.rstrip("/")
+        import certifi
+
+        base = urlsplit(client._connection.API_BASE_URL)
+        self.https = base.scheme == "https"
+        self.host, self.port = base.hostname or "", base.port
+        self.root = base.path.rstrip("/")
+        self.netloc = base.netloc
+        self.credentials = client._credentials
+        self.context: ssl.SSLContext | None = None
+        if self.https:
+            verify = client._http.verify
+            self.context = ssl.create_default_context(
+                cafile=verify if isinstance(verify, str) else certifi.where()
+            )
+        self._auth: Any = None  # google-auth's transport for a token refresh, made on the first one
+        self._local = threading.local()
 
     def post(self, path: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
         """POST `path` (under /storage/v1) with query `params` and no body; the JSON answer."""
-        url = (
-            f"{self.base}/storage/v1{path}?{urlencode(params)}" if params else f"{self.base}/storage/v1{path}"
+        target = (
+            f"{self.root}/storage/v1{path}?{urlencode(params)}" if params else f"{self.root}/storage/v1{path}"
         )
-        return cast(dict[str, Any], json.loads(self._send("POST", url, timeout)))
+        return cast(dict[str, Any], json.loads(self._send("POST", target, timeout)))
 
     def get_media(self, bucket: str, name: str, timeout: float) -> bytes:
         """The bytes of the live object `name` in `bucket` (one GET, as the library's download)."""
         return self._send(
-            "GET", f"{self.base}/download/storage/v1{object_path(bucket, name)}?alt=media", timeout
+            "GET", f"{self.root}/download/storage/v1{object_path(bucket, name)}?alt=media", timeout
         )
 
-    def _send(self, method: str, url: str, timeout: float) -> bytes:
-        import requests
-        import urllib3
+    def _send(self, method: str, target: str, timeout: float) -> bytes:
+        url = self._url(target)
+        headers = dict(_HEADERS[method])
+        self.credentials.before_request(self._auth_transport(), method, url, headers)
+        refreshed = 0
+        while True:
+            status, data = self._exchange(method, target, headers, timeout)
+            if status == 401 and refreshed < MAX_REFRESHES and self._refresh(headers, method, url):
+                refreshed += 1
+                continue
+            if status >= 300:
+                raise gexc.from_http_status(status, f"{method} {url}: {_error_message(data)}")
+            return data
 
+    def _exchange(
+        self, method: str, target: str, headers: dict[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        """One request on this thread's connection: (status, body)."""
+        import requests
+
+        connection, reused = self._connection(timeout)
         try:
-            answer = self.http.urlopen(method, url, headers=_HEADERS[method], timeout=timeout)
-        except urllib3.exceptions.HTTPError as exc:  # what the library raises for it: retried alike
-            raise requests.exceptions.ConnectionError(f"{method} {url}: {exc}") from exc
-        if answer.status >= 300:
-            raise gexc.from_http_status(answer.status, f"{method} {url}: {_error_message(answer.data)}")
-        return cast(bytes, answer.data)
+            connection.request(method, target, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, answer.read()
+        except (http.client.HTTPException, OSError) as exc:
+            connection.close()
+            self._local.connection = None
+            if reused and isinstance(exc, _STALE):  # closed by the server while idle: again, on a new one
+                return self._exchange(method, target, headers, timeout)
+            raise requests.exceptions.ConnectionError(f"{method} {self._url(target)}: {exc}") from exc
+
+    def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection (opened when there is none) and whether it served a call before."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = (
+                http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.context)
+                if self.https
+                else http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            )
+            self._local.connection = connection
+            return connection, False
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection, True
+
+    def _auth_transport(self) -> Any:
+        if self._auth is None:
+            import google.auth.transport.requests
+
+            self._auth = google.auth.transport.requests.Request()
+        return self._auth
+
+    def _refresh(self, headers: dict[str, str], method: str, url: str) -> bool:
+        """A 401: refresh the token (credentials that have one) and put it in `headers`."""
+        if not getattr(self.credentials, "token", None):
+            return False
+        self.credentials.refresh(self._auth_transport())
+        self.credentials.before_request(self._auth_transport(), method, url, headers)
+        return True
+
+    def _url(self, target: str) -> str:
+        return f"{'https' if self.https else 'http'}://{self.netloc}{target}"
 
 
 _HEADERS = {"POST": {"Content-Length": "0", "User-Agent": "backstop"}, "GET": {"User-Agent": "backstop"}}
+MAX_REFRESHES = 2  # a 401 refreshes the token and sends the call again, at most twice (as AuthorizedHttp)
+# A kept-alive connection the server closed while it was idle: the call never reached it.
+_STALE = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 _direct: weakref.WeakKeyDictionary[Any, DirectCalls | None] = weakref.WeakKeyDictionary()
 _direct_lock = threading.Lock()
 
