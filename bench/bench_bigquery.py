@@ -224,7 +224,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="put the section into bench/RESULTS.md")
     args = parser.parse_args()
     result = run([int(n) for n in args.rows.split(",") if n], args.repeats)
-    from bench.run import section
+    from bench.results import section
 
     text = section(result)
     print(text)

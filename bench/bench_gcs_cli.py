@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", type=int, default=3, help="20 MB objects")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
-    from bench.run import section
+    from bench.results import section
 
     print(section(run(args.objects, args.large, args.repeats)))
     return 0

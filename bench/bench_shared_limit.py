@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.results import replace_section
+from bench.results import markdown, replace_section
 
 MARK = "## The shared write limit"
 
@@ -127,18 +127,11 @@ def run(rates: list[float], counts: list[int], seconds: float) -> list[dict[str,
 
 
 def as_markdown(rows: list[dict[str, Any]], started: str) -> str:
-    head = list(rows[0])
-    lines = [
-        f"{MARK} ({started})",
-        "",
-        "`python -m bench.bench_shared_limit`: writer processes taking slots from one limit on a Prefect",
-        "server, Backstop's `SharedSlots` against Prefect's `rate_limit` with the same blocks and burst.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
-    lines += ["| " + " | ".join(str(row[k]) for k in head) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    intro = (
+        "`python -m bench.bench_shared_limit`: writer processes taking slots from one limit on a Prefect\n"
+        "server, Backstop's `SharedSlots` against Prefect's `rate_limit` with the same blocks and burst."
+    )
+    return f"{MARK} ({started})\n\n{intro}\n\n{markdown(rows)}\n"
 
 
 def main() -> None:

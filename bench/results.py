@@ -1,9 +1,11 @@
-"""What the benchmarks share: a process's own peak RSS, and replacing one section of RESULTS.md."""
+"""What the benchmarks share: a process's own peak RSS, a result as a markdown section, and replacing
+one section of RESULTS.md."""
 
 from __future__ import annotations
 
 import resource
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
@@ -23,3 +25,31 @@ def replace_section(mark: str, body: str, path: Path = RESULTS) -> None:
     before, after = (text.split(mark, 1) + [""])[:2] if mark in text else (text, "")
     rest = "\n## " + after.split("\n## ", 1)[1] if "\n## " in after else ""
     path.write_text(before.rstrip() + "\n\n" + body.rstrip() + "\n" + rest)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    from backstop.core.report import markdown_table
+
+    return markdown_table(rows) if rows else "_(no rows)_"
+
+
+def section(result: dict[str, Any]) -> str:
+    """One benchmark's result dict as markdown; tolerates other shapes (list-of-dict values become tables)."""
+    parts = [f"## {result.get('title', 'benchmark')}", ""]
+    tables = result.get("tables")
+    if tables is None:  # a foreign result shape: scalars as one table, lists of dicts as their own
+        scalars = [
+            {"measure": k, "value": v}
+            for k, v in result.items()
+            if k != "title" and not isinstance(v, (list, dict))
+        ]
+        tables = [{"title": "Figures", "rows": scalars}] if scalars else []
+        tables += [
+            {"title": k, "rows": v}
+            for k, v in result.items()
+            if isinstance(v, list) and v and isinstance(v[0], dict)
+        ]
+    for table in tables:
+        parts += [f"### {table['title']}", "", markdown(table["rows"]), ""]
+    parts += [f"- {note}" for note in result.get("notes", [])]
+    return "\n".join(parts).rstrip() + "\n"

