@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import os
+import ssl
 import threading
 import weakref
 from collections.abc import Iterator
@@ -72,7 +73,6 @@ class DirectCalls:
     """
 
     def __init__(self, client: Any) -> None:
-        import ssl
         from urllib.parse import urlsplit
 
         import certifi
@@ -173,8 +173,9 @@ class DirectCalls:
 
 _HEADERS = {"POST": {"Content-Length": "0", "User-Agent": "backstop"}, "GET": {"User-Agent": "backstop"}}
 MAX_REFRESHES = 2  # a 401 refreshes the token and sends the call again, at most twice (as AuthorizedHttp)
-# A kept-alive connection the server closed while it was idle: the call never reached it.
-_STALE = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+# A kept-alive connection the server closed while it was idle: the call never reached it (http.client's
+# RemoteDisconnected is a ConnectionResetError; over TLS the close shows as an SSL EOF).
+_STALE = (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 _direct: weakref.WeakKeyDictionary[Any, DirectCalls | None] = weakref.WeakKeyDictionary()
 _direct_lock = threading.Lock()
 
