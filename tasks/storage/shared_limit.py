@@ -210,13 +210,14 @@ class SharedSlots:
     def take(self) -> None:
         with self._lock:  # one request for the block, the other threads wait for it
             if self._left == 0:
-                self._context.copy().run(self._acquire)
-                self._left = self._block
+                self._left = self._context.copy().run(self._acquire)
             self._left -= 1
 
-    def _acquire(self) -> None:
+    def _acquire(self) -> int:
+        """Add a block to the queue and wait for its turn; the slots it holds."""
+        taken = self._block
         with _client() as client:
-            client.increment_concurrency_slots(names=[self.name], slots=self._block, mode="rate_limit")
+            client.increment_concurrency_slots(names=[self.name], slots=taken, mode="rate_limit")
             added = time.monotonic()
             limit = _record(client, self.bucket)
         if limit is None:
@@ -227,9 +228,10 @@ class SharedSlots:
         # ahead of it fits in the burst. The server's clock is not read: the time since the answer
         # is less than the time since the server added the block.
         wait = (int(limit["active_slots"]) - burst_for(rate)) / rate - (time.monotonic() - added)
-        self._block = block_for(rate)  # the next block follows the rate
+        self._block = block_for(rate)  # the next block follows the rate; this one holds what it took
         if wait > 0:
             time.sleep(wait)
+        return taken
 
     def throttled(self, floor: float) -> None:
         """A write was answered 429 / 5xx: halve the shared rate (not below `floor`)."""
