@@ -37,6 +37,8 @@ import uuid
 from functools import partial
 from typing import Any
 
+from bench.results import peak_per_second
+
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 PROJECT = "backstop-demo"
@@ -81,17 +83,6 @@ def plain_loop(client: Any, source: str, dest: str) -> None:
     src = client.bucket(source)
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda n: src.copy_blob(src.blob(n), client.bucket(dest), n), names))
-
-
-def peak_per_second(times: list[float]) -> int:
-    """The most copies the proxy saw in any 1-second window."""
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] < t - 1.0:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 def phase_rate(times: list[float]) -> int | str:

@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.results import markdown, replace_section
+from bench.results import markdown, peak_per_second, replace_section
 
 MARK = "## The shared write limit"
 
@@ -93,12 +93,7 @@ def one(kind: str, rate: float, writers: int, seconds: float) -> dict[str, Any]:
     times = sorted(t for _ in procs for t in out.get(timeout=600))
     for proc in procs:
         proc.join()
-    span = times[-1] - times[0]
-    peak, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
-            j += 1
-        peak = max(peak, i - j + 1)
+    span, peak = times[-1] - times[0], peak_per_second(times)
     allowed = rate + shared_limit.burst_for(rate) + writers * shared_limit.block_for(rate)
     return {
         "limiter": kind, "rate/s": int(rate), "writers": writers, "writes": len(times),

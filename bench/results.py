@@ -1,5 +1,5 @@
-"""What the benchmarks share: a process's own peak RSS, a result as a markdown section, and replacing
-one section of RESULTS.md."""
+"""What the benchmarks share: a process's own peak RSS, a result as a markdown section, replacing one
+section of RESULTS.md, and the busiest second of a list of times."""
 
 from __future__ import annotations
 
@@ -53,3 +53,14 @@ def section(result: dict[str, Any]) -> str:
         parts += [f"### {table['title']}", "", markdown(table["rows"]), ""]
     parts += [f"- {note}" for note in result.get("notes", [])]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def peak_per_second(times: list[float]) -> int:
+    """The most events (copies, writes) of `times` (seconds) in any 1-second window."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] < t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best

@@ -81,7 +81,7 @@ class DirectCalls:
         self.https = base.scheme == "https"
         self.host, self.port = base.hostname or "", base.port
         self.root = base.path.rstrip("/")
-        self.netloc = base.netloc
+        self.origin = f"{base.scheme}://{base.netloc}"  # what error messages name, with each target
         self.credentials = client._credentials
         self.context: ssl.SSLContext | None = None
         if self.https:
@@ -106,7 +106,7 @@ class DirectCalls:
         )
 
     def _send(self, method: str, target: str, timeout: float) -> bytes:
-        url = self._url(target)
+        url = self.origin + target
         headers = dict(_HEADERS[method])
         self.credentials.before_request(self._auth_transport(), method, url, headers)
         refreshed = 0
@@ -135,7 +135,7 @@ class DirectCalls:
             self._local.connection = None
             if reused and isinstance(exc, _STALE):  # closed by the server while idle: again, on a new one
                 return self._exchange(method, target, headers, timeout)
-            raise requests.exceptions.ConnectionError(f"{method} {self._url(target)}: {exc}") from exc
+            raise requests.exceptions.ConnectionError(f"{method} {self.origin}{target}: {exc}") from exc
 
     def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection (opened when there is none) and whether it served a call before."""
@@ -166,9 +166,6 @@ class DirectCalls:
         self.credentials.refresh(self._auth_transport())
         self.credentials.before_request(self._auth_transport(), method, url, headers)
         return True
-
-    def _url(self, target: str) -> str:
-        return f"{'https' if self.https else 'http'}://{self.netloc}{target}"
 
 
 _HEADERS = {"POST": {"Content-Length": "0", "User-Agent": "backstop"}, "GET": {"User-Agent": "backstop"}}
