@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from localdev.platform import EXTRA_SERVICES, LocalPlatform, Service, free_port, http_ok
+from localdev.servers.kept_state import keep_state
 
 DOCS = "https://airflow.apache.org/docs/apache-airflow/2.10.5/stable-rest-api-ref.html#section/Errors/"
 MAX_LIMIT = 100
@@ -284,9 +285,10 @@ def _service(platform: LocalPlatform) -> Service:
     port = platform.ports.setdefault("airflow", free_port())
     import sys
 
+    kept = ["--state-file", str(platform.state_dir / "airflow.state")] if platform.persistent else []
     return Service(
         "airflow",
-        [sys.executable, "-m", "localdev.servers.airflow_server", "--port", str(port)],
+        [sys.executable, "-m", "localdev.servers.airflow_server", "--port", str(port), *kept],
         lambda: http_ok(f"http://127.0.0.1:{port}/health"),
         endpoints={"AIRFLOW_API_URL": f"http://127.0.0.1:{port}/api/v1"},
         timeout=30.0,
@@ -303,8 +305,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="admin")
+    parser.add_argument("--state-file", help="keep variables, connections and pools here across restarts")
     args = parser.parse_args()
     server = AirflowServer(args.port, args.user, args.password)
+    state = server.state
+    keep_state(args.state_file, state.lock, lambda: state.items, state.items.update)
     print(f"airflow api on {server.url}", flush=True)
     server.httpd.serve_forever()
 

@@ -33,6 +33,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import any_pb2, field_mask_pb2, json_format, message
 
 from localdev.platform import EXTRA_SERVICES, LocalPlatform, Service, free_port, port_open
+from localdev.servers.kept_state import keep_state
 
 SERVICE = "google.cloud.orchestration.airflow.service.v1.Environments"
 SNAPSHOT_FILE = "environment.json"
@@ -61,6 +62,19 @@ class ComposerState:
         self.operations: dict[str, operations_pb2.Operation] = {}
         self.polled: set[str] = set()
         self.snapshots: dict[str, Any] = {}  # path -> SoftwareConfig pb
+
+    def saved(self) -> dict[str, Any]:
+        """What a restart keeps (localdev/servers/kept_state.py): environments and snapshots kept
+        here, as serialized messages (finished operations are not kept)."""
+        return {
+            "environments": {n: pb.SerializeToString() for n, pb in self.environments.items()},
+            "snapshots": {p: pb.SerializeToString() for p, pb in self.snapshots.items()},
+        }
+
+    def restore_saved(self, value: dict[str, Any]) -> None:
+        environment, software = composer.Environment.pb(), composer.SoftwareConfig.pb()
+        self.environments = {n: environment.FromString(b) for n, b in value["environments"].items()}
+        self.snapshots = {p: software.FromString(b) for p, b in value["snapshots"].items()}
 
     def operation(self, parent: str, response: Any, kind: int) -> operations_pb2.Operation:
         """A long-running operation that is done on its first poll."""
@@ -280,6 +294,7 @@ def _service(platform: LocalPlatform) -> Service:
     port = platform.ports.setdefault("composer", free_port())
     airflow = platform.ports.setdefault("airflow", free_port())
     gcs = platform.ports.get("gcs")
+    kept = ["--state-file", str(platform.state_dir / "composer.state")] if platform.persistent else []
     return Service(
         "composer",
         [
@@ -290,6 +305,7 @@ def _service(platform: LocalPlatform) -> Service:
             str(port),
             "--airflow-uri",
             f"http://127.0.0.1:{airflow}",
+            *kept,
         ],
         lambda: port_open(port),
         env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{gcs}"} if gcs else {},
@@ -311,8 +327,12 @@ def main() -> None:
         default=[],
         help="create projects/P/locations/L/environments/E[=gs://bucket/dags] at start (repeatable)",
     )
+    parser.add_argument("--state-file", help="keep environments here across restarts")
     args = parser.parse_args()
-    server = ComposerServer(args.port, args.airflow_uri).start()
+    server = ComposerServer(args.port, args.airflow_uri)
+    state = server.state
+    keep_state(args.state_file, state.lock, state.saved, state.restore_saved)
+    server.start()
     for spec in args.environment:
         server.add_environment(*spec.split("=", 1))
     print(f"composer api on {server.target}", flush=True)

@@ -79,6 +79,20 @@ class GkeBackupModel:
                     f"projects/{DEMO_PROJECT}/locations/{DEMO_LOCATION}/clusters/{cluster}", namespaces
                 )
 
+    # -- kept across restarts (localdev/servers/kept_state.py) ---------------------------------
+    KEPT = ("clusters", "plans", "backups", "contents", "volumes", "restore_plans", "restores", "denied")
+
+    def saved(self) -> dict[str, Any]:
+        """What a restart keeps: clusters, plans, backups, restores (not operations in flight)."""
+        following = next(self._ids)
+        self._ids = itertools.count(following)
+        return {name: getattr(self, name) for name in self.KEPT} | {"next_id": following}
+
+    def restore_saved(self, value: dict[str, Any]) -> None:
+        for name in self.KEPT:
+            setattr(self, name, value[name])
+        self._ids = itertools.count(int(value["next_id"]))
+
     # -- admin hooks (tests, demo) -------------------------------------------------------------
     def add_cluster(self, cluster: str, namespaces: Namespaces) -> None:
         """Model a cluster (full name) holding `namespaces`.

@@ -244,9 +244,16 @@ def admin_call(target: str, action: str, timeout: float = 10.0, **kwargs: Any) -
         return json.loads(call(json.dumps({"action": action, **kwargs}).encode(), timeout=timeout))
 
 
-def run_server(port: int, polls: int = 2, delay: float = 0.5, kube_port: int = 0) -> None:
-    """Serve the demo clusters on 127.0.0.1:`port` (their Kubernetes API on `kube_port`) until interrupted."""
-    server = GkeBackupServer(port=port, polls=polls, delay=delay, kube_port=kube_port).start()
+def run_server(
+    port: int, polls: int = 2, delay: float = 0.5, kube_port: int = 0, state_file: str | None = None
+) -> None:
+    """Serve the demo clusters on 127.0.0.1:`port` (their Kubernetes API on `kube_port`) until
+    interrupted; with `state_file`, what it holds is kept there across restarts."""
+    from localdev.servers.kept_state import keep_state
+
+    server = GkeBackupServer(port=port, polls=polls, delay=delay, kube_port=kube_port)
+    keep_state(state_file, server.lock, server.saved, server.restore_saved)
+    server.start()
     print(f"Backup for GKE local server on {server.target}", flush=True)
     try:
         while True:
@@ -263,9 +270,19 @@ def _service(platform: Any) -> Any:
     port = platform.ports.get("gke") or free_port()
     kube = platform.ports.get("kubernetes") or free_port()
     platform.ports["gke"], platform.ports["kubernetes"] = port, kube
+    kept = ["--state-file", str(platform.state_dir / "gke.state")] if platform.persistent else []
     return Service(
         "gke",
-        [sys.executable, "-m", "localdev.servers.gke_server", "--port", str(port), "--kube-port", str(kube)],
+        [
+            sys.executable,
+            "-m",
+            "localdev.servers.gke_server",
+            "--port",
+            str(port),
+            "--kube-port",
+            str(kube),
+            *kept,
+        ],
         lambda: port_open(port) and port_open(kube),
         endpoints={
             "GKE_BACKUP_EMULATOR_HOST": f"127.0.0.1:{port}",
@@ -290,5 +307,6 @@ if __name__ == "__main__":
     parser.add_argument("--polls", type=int, default=2)
     parser.add_argument("--delay", type=float, default=0.5)
     parser.add_argument("--kube-port", type=int, default=0)
+    parser.add_argument("--state-file", help="keep what the server holds in this file across restarts")
     args = parser.parse_args()
-    run_server(args.port, args.polls, args.delay, args.kube_port)
+    run_server(args.port, args.polls, args.delay, args.kube_port, args.state_file)
