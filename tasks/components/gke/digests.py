@@ -126,12 +126,15 @@ def namespace_changes(
 ) -> list[dict[str, Any]]:
     """Per (backed-up namespace, name in the target): "create" where the target lacks it,
     "unchanged" where its digest equals the backup's, "replace" where it differs or the backup's is
-    not known; a namespace the backup does not hold is a "note" (nothing restored)."""
+    not known; a namespace the backup does not hold is a "note" (nothing restored). Each action is
+    named after the namespace it changes in the target (a renamed one says where it comes from)."""
     actions = []
     for ns, restore_as in pairs:
-        action: dict[str, Any] = {"name": ns, "namespace": ns, "restore_as": restore_as}
+        action: dict[str, Any] = {"name": restore_as, "namespace": ns, "restore_as": restore_as}
+        if restore_as != ns:
+            action["why"] = f"from namespace {ns} of the backup"
         if ns not in recorded:
-            action |= {"change": "note", "why": "not in the backup: nothing to restore"}
+            action |= {"name": ns, "change": "note", "why": "not in the backup: nothing to restore"}
         elif restore_as not in live:
             action["change"] = "create"
         elif recorded[ns] is not None and live[restore_as] == recorded[ns]:
@@ -139,7 +142,9 @@ def namespace_changes(
         else:
             action["change"] = "replace"
             if recorded[ns] is None:
-                action["why"] = "changed while the backup ran: not compared"
+                action["why"] = "; ".join(
+                    filter(None, [action.get("why"), "changed while the backup ran: not compared"])
+                )
         actions.append(action)
     return actions
 

@@ -161,7 +161,13 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
         settings, store, manifest, only=["shop"], rename={"shop": "shop-restored"}, dry_run=True, gke=gke
     )
     assert dry.actions == [
-        {"name": "shop", "change": "create", "namespace": "shop", "restore_as": "shop-restored"}
+        {
+            "name": "shop-restored",
+            "change": "create",
+            "namespace": "shop",
+            "restore_as": "shop-restored",
+            "why": "from namespace shop of the backup",
+        }
     ]
     assert "shop-restored" not in server.namespaces(full(cluster))
 

@@ -53,7 +53,9 @@ def test_plans_compare_each_namespace_with_the_backup() -> None:
     pairs = [("shop", "shop"), ("payments", "payments"), ("jobs", "jobs"), ("cache", "cache")]
     changes = {a["name"]: a["change"] for a in namespace_changes(pairs, recorded, live)}
     assert changes == {"shop": "unchanged", "payments": "replace", "jobs": "replace", "cache": "note"}
-    assert namespace_changes([("shop", "shop-copy")], recorded, live)[0]["change"] == "create"
+    (renamed,) = namespace_changes([("shop", "shop-copy")], recorded, live)
+    assert renamed["name"] == "shop-copy" and renamed["change"] == "create"
+    assert renamed["why"] == "from namespace shop of the backup"
     assert steady({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "4"}) == {"a": "1", "b": None, "c": None}
 
 
@@ -127,7 +129,7 @@ def test_a_backup_without_digests_plans_as_backup_for_gke_restores(
     plan = COMPONENT.plan_restore(
         renamed, manifest, RestoreRequest(source=cluster, only=["shop"], exact=True)
     )
-    assert [(a["name"], a["change"]) for a in plan.actions] == [("shop", "create"), ("exact", "note")]
+    assert [(a["name"], a["change"]) for a in plan.actions] == [("shop-copy", "create"), ("exact", "note")]
     assert not plan.into_original
 
 
