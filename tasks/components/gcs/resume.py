@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 from backstop.core.errors import BackstopError
 from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file, entries_of
@@ -50,7 +50,10 @@ def save_work(
 ) -> WorkRef:
     """Write one batch of objects to copy (source object, pool key) as a work file."""
     key = f"{_prefix(manifest.component, manifest.source)}{manifest.backup_id}/work-{number:06d}.json"
-    rows = [[*astuple(obj), pool] for obj, pool in batch]
+    # SourceObject's fields in order, as load_work reads them (dataclasses.astuple copies deeply: 7x slower)
+    rows = [
+        [o.name, o.generation, o.size, o.crc32c, o.md5, o.properties, o.metadata, pool] for o, pool in batch
+    ]
     store.put_bytes(key, json.dumps(rows, separators=(",", ":")).encode(), content_type="application/json")
     return WorkRef(key, len(batch), sum(obj.size for obj, _ in batch), shared)
 
