@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from backstop.core.errors import ConfigError
 from blocks.components import ComposerSettings, ConfigsSettings, GkeSettings, TierSettings
@@ -102,6 +102,15 @@ class BackstopSettings(Block):
         "storage.objects.overrideUnlockedRetention may still shorten it), 'locked' (nobody can, for production) "
         "or 'off'. Needs backup buckets created with object retention (bootstrap does).",
     )
+    object_retention_step_days: int = Field(
+        default=7,
+        ge=0,
+        le=366,
+        description="A new backup is locked until its keep date rounded up to a multiple of this many days, so "
+        "the unchanged objects it shares with the backup before it need a longer lock once a step, not at every "
+        "backup (an incremental backup of a million unchanged objects otherwise extends a million locks). A backup "
+        "stays locked up to this long past its keep date; 0: exactly its keep date.",
+    )
     secondary_credentials_block: str | None = Field(
         default=None,
         description="GcpCredentials block of the identity that writes the secondary copy (not the backup "
@@ -191,6 +200,12 @@ class BackstopSettings(Block):
         ge=1,
         description="Worker processes of that local Dask cluster (when dask_address is empty).",
     )
+
+    @field_validator("object_retention", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value: Any) -> Any:
+        """`object_retention=off` on the command line or in an imported file: YAML reads it as false."""
+        return "off" if value is False else value
 
     def retention_for(self, component: str, source: str) -> RetentionSettings:
         return (

@@ -131,6 +131,7 @@ class RetentionLock:
     mode: Literal["Unlocked", "Locked"]
     default: RetentionPolicy
     overrides: dict[str, RetentionPolicy] = field(default_factory=dict)
+    step: timedelta = timedelta(0)  # a new backup's date rounded up to a multiple of it (see at_commit)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RetentionLock | None:
@@ -139,13 +140,31 @@ class RetentionLock:
         if mode is None:
             return None
         overrides = {k: RetentionPolicy.from_settings(v) for k, v in settings.retention_overrides.items()}
-        return cls(mode, RetentionPolicy.from_settings(settings.retention), overrides)  # type: ignore[arg-type]
+        step = timedelta(days=getattr(settings, "object_retention_step_days", 0))
+        return cls(mode, RetentionPolicy.from_settings(settings.retention), overrides, step)  # type: ignore[arg-type]
 
     def policy_for(self, component: str, source: str) -> RetentionPolicy:
         """The policy of `component`/`source`, as `BackstopSettings.retention_for` picks it."""
         return self.overrides.get(f"{component}/{source}") or self.overrides.get(component) or self.default
 
     def at_commit(self, component: str, source: str, started_at: datetime, now: datetime) -> datetime | None:
-        """The keep date of a backup being committed (the newest of its source)."""
+        """The date a backup being committed (the newest of its source) is locked to: its keep date,
+        rounded up to a multiple of `step` (counted from the Unix epoch).
+
+        Rounding is what keeps an incremental backup's cost flat: the objects it shares with the
+        backup before it (every unchanged object of a bucket) are already retained until that
+        backup's date, and only need a longer lock when the rounded date moves on, once a step
+        instead of at every backup. The price: a backup stays locked up to `step` past its keep date.
+        """
         policy = self.policy_for(component, source)
-        return keep_until(started_at, newest_keeper_of(policy), policy, now)
+        until = keep_until(started_at, newest_keeper_of(policy), policy, now)
+        return until if until is None else round_up(until, self.step)
+
+
+def round_up(moment: datetime, step: timedelta) -> datetime:
+    """`moment` rounded up to a multiple of `step` since the Unix epoch (unchanged for a zero step)."""
+    if step <= timedelta(0):
+        return moment
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    steps = -((epoch - moment) // step)  # ceiling division
+    return epoch + steps * step

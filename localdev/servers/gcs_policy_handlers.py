@@ -1,7 +1,7 @@
 """The bucket and object handlers of localdev/servers/gcs_policy_server.py that keep what the
 emulator drops: a new bucket's configuration (location, retention policy, object retention,
 default event-based hold), retention policy changes and locking (`lockRetentionPolicy`), object
-holds and object retention on insert and patch, refusing what the real JSON API refuses."""
+holds and object retention on insert, copy, rewrite and patch, refusing what the real JSON API refuses."""
 
 from __future__ import annotations
 
@@ -141,6 +141,15 @@ def object_insert(request: Any, response: Any, storage: Any, *args: Any, **kwarg
     return emu.objects.insert(request, response, storage, *args, **kwargs)
 
 
+def object_copy(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+    """objects.copy / objects.rewrite that keep the `retention` of the destination's metadata (the
+    request body), as objects.insert does: the copy is created retained."""
+    body = request.data if isinstance(request.data, dict) else {}
+    CALL.retention = body.get("retention")
+    handler = emu.objects.rewrite if "/rewriteTo/" in request.path else emu.objects.copy
+    return handler(request, response, storage, *args, **kwargs)
+
+
 def object_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
     """objects.patch that also sets and releases holds and sets object retention: retention needs
     storage.objects.setRetention (and overrideUnlockedRetention to weaken an Unlocked one), every
@@ -165,9 +174,14 @@ def object_patch(request: Any, response: Any, storage: Any, *args: Any, **kwargs
         stamp_retention(bucket, obj)
     if any(value is not None for value in body.values()):
         require({"storage.objects.update"}, bucket_name)
+    changed = "retention" in (request.data or {})
     for field in ("temporaryHold", "eventBasedHold"):
         if field in body and body[field] is not None:
             obj[field] = bool(body.pop(field))
-    emu.objects._patch_object(obj, body)  # metageneration and the other writable fields
+            changed = True
+    if body:
+        emu.objects._patch_object(obj, body)  # metageneration and the other writable fields
+    elif changed:  # a metadata change: a new metageneration, as on Cloud Storage
+        obj["metageneration"] = str(int(obj.get("metageneration") or 1) + 1)
     storage.patch_object(bucket_name, name, obj)
     response.json(obj)

@@ -58,6 +58,7 @@ from localdev.servers.gcs_policy_handlers import (
     bucket_insert,
     bucket_patch,
     lock_retention_policy,
+    object_copy,
     object_insert,
     object_patch,
 )
@@ -132,6 +133,8 @@ def handlers(roles: RoleBook) -> tuple[Any, ...]:
             methods["PATCH"] = object_patch
         if methods.get("POST") is emu.objects.insert:
             methods["POST"] = object_insert
+        if methods.get("POST") in (emu.objects.copy, emu.objects.rewrite):
+            methods["POST"] = object_copy
         if regex.endswith(r"/b/(?P<bucket_name>[-.\w]+)$") and "PATCH" in methods:
             methods["PATCH"] = bucket_patch
         routes.append(

@@ -118,6 +118,7 @@ class PolicyStorage(DiskStorage):
             if retention is not None:
                 require({object_retention.SET_RETENTION}, bucket_name)
                 file_obj["retention"] = retention
+            file_obj["metageneration"] = "1"  # a new object (the emulator's copy made it 2)
             file_obj.setdefault("temporaryHold", False)
             file_obj.setdefault("eventBasedHold", bool(bucket.get("defaultEventBasedHold")))
             stamp_retention(bucket, file_obj)

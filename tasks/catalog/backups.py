@@ -53,9 +53,11 @@ def commit_backup(
     manifest: BackupManifest,
     entries: list[ManifestEntry] | EntrySpool,
     source_state: dict[str, Any] | None = None,
+    reuse: locks.Reuse | None = None,
 ) -> BackupManifest:
-    """Write the manifest (last), then clear the in-progress marker. Returns the committed manifest
-    (a large one as its header). `entries` may be a spool: they are then streamed in name order."""
+    """Write the manifest (last), clear the in-progress marker, lock the backup (`reuse`: what its
+    lock can skip, tasks/catalog/locks.py). Returns the committed manifest (a large one as its
+    header). `entries` may be a spool: they are then streamed in name order."""
     committed = manifest.model_copy(
         update={
             "entries": [],
@@ -71,7 +73,7 @@ def commit_backup(
         if spool is not entries:
             spool.close()
     store.clear_in_progress(manifest)
-    problems = locks.lock_committed(store, committed)  # retained until its keep date (locks.py)
+    problems = locks.lock_committed(store, committed, reuse)  # retained until its keep date (locks.py)
     if problems:
         logging.getLogger(__name__).warning(
             "backup %s committed but not locked (%d objects; prune locks it): %s",

@@ -29,6 +29,7 @@ from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest, ManifestEntry, entries_of
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
+from tasks.catalog import locks
 from tasks.catalog.stored import verify_stored
 from tasks.engine import units
 from tasks.engine.protocol import (
@@ -81,13 +82,14 @@ def backup(
         def done(unit_entries: list[ManifestEntry] | StoredEntries, unit_state: dict[str, Any]) -> None:
             if isinstance(unit_entries, StoredEntries):  # written by the unit: read it here
                 unit_entries = entries_of(store.get_bytes(unit_entries.key), store.where(unit_entries.key))
-            spool.add(unit_entries)
+            spool.add(unit_entries, written=True)
             units.merge_state(state, unit_state)
 
         units.run_units(component, ctx, manifest, plan.units, done, progress)
         units.merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
+        reuse = locks.Reuse(spool.carried, plan.carried_from) if plan.retained_at_write else None
         committed = units.step(
-            f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, spool, state
+            f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, spool, state, reuse
         )
         entry_count = committed.entry_count
     except BaseException as exc:

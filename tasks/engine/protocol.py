@@ -102,6 +102,11 @@ class BackupPlan:
     state: dict[str, Any] = field(default_factory=dict)
     describe: str = ""
     private: Any = None
+    # Locking at commit (tasks/catalog/locks.py) skips what is already retained long enough: the
+    # units' own objects when they create them retained (`locks.retention_at_write`), and the carried
+    # entries when they are `carried_from`'s (retained as long as that backup is locked).
+    retained_at_write: bool = False
+    carried_from: BackupManifest | None = None
 
 
 @dataclass(frozen=True)

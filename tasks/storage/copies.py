@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.api_core.retry import Retry
@@ -29,6 +30,8 @@ from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
 from backstop.core.write_ramp import DEFAULT_RATE, WriteRamp
 from tasks.storage.google_api import RETRY, TIMEOUT, direct_calls, object_path
 from tasks.storage.shared_limit import SharedSlots
+
+Retention = tuple[str, datetime]  # an object retention: (mode "Unlocked" | "Locked", retain-until)
 
 T = TypeVar("T")
 # Copies in flight per process (per worker on a Dask cluster): BACKSTOP_COPY_THREADS, default 16.
@@ -141,13 +144,16 @@ def run_stream(fn: Callable[[Any], Any], items: Iterable[Any], ahead: int | None
             f.cancel()
 
 
-def rewrite(src_blob: Any, dest_blob: Any) -> Any:
+def rewrite(src_blob: Any, dest_blob: Any, retention: Retention | None = None) -> Any:
     """Server-side rewrite of `src_blob` (its generation, when it names one) to `dest_blob`'s
     bucket and name, with `dest_blob`'s KMS key, following rewrite tokens for large objects (each
-    call is one write on the destination's ramp); returns the new object as a Blob."""
+    call is one write on the destination's ramp); returns the new object as a Blob. `retention`
+    (mode, retain-until): the new object is created with that object retention."""
     ramp = ramp_for(dest_blob.bucket.name)
     direct = direct_calls(dest_blob.client)
     if direct is None:  # a proxy or netrc file in the environment: the library honours them
+        if retention:  # sent as the destination's metadata
+            dest_blob.retention.mode, dest_blob.retention.retain_until_time = retention
         ramp.wait()
         token, _, _ = dest_blob.rewrite(src_blob, timeout=TIMEOUT, retry=ramp.retry)
         while token is not None:
@@ -160,22 +166,27 @@ def rewrite(src_blob: Any, dest_blob: Any) -> Any:
         params["sourceGeneration"] = src_blob.generation
     if dest_blob.kms_key_name and "cryptoKeyVersions" not in dest_blob.kms_key_name:
         params["destinationKmsKeyName"] = dest_blob.kms_key_name
+    body = _retention_body(retention)
     while True:
         ramp.wait()
-        answer = ramp.retry(direct.post)(path, params, TIMEOUT)
+        answer = ramp.retry(direct.post)(path, params, TIMEOUT, body)
         if answer["done"]:
             return _as_blob(answer["resource"], dest_blob.bucket)
         params["rewriteToken"] = answer["rewriteToken"]
 
 
-def copy_object(src_blob: Any, dest_bucket: Any, dest_name: str) -> Any:
+def copy_object(src_blob: Any, dest_bucket: Any, dest_name: str, retention: Retention | None = None) -> Any:
     """Server-side copy of `src_blob` (its generation, when it names one) to `dest_name` in
     `dest_bucket`, in one call (objects up to a few MB with no KMS key; `rewrite` for the others), on the
-    destination's write ramp; returns the new object as a Blob."""
+    destination's write ramp; returns the new object as a Blob. `retention` (mode, retain-until): the
+    copy is created with that object retention, in the same call (the destination's metadata in the
+    request body; the rest of it is the source's)."""
     ramp = ramp_for(dest_bucket.name)
     ramp.wait()
     direct = direct_calls(src_blob.client)  # the source bucket's client sends it, as in the library
     if direct is None:  # a proxy or netrc file in the environment: the library honours them
+        if retention:  # the library's copy sends no metadata: a rewrite does
+            return rewrite(src_blob, dest_bucket.blob(dest_name), retention)
         return src_blob.bucket.copy_blob(
             src_blob, dest_bucket, dest_name, source_generation=src_blob.generation,
             timeout=TIMEOUT, retry=ramp.retry,
@@ -184,7 +195,20 @@ def copy_object(src_blob: Any, dest_bucket: Any, dest_name: str) -> Any:
         f"{object_path(src_blob.bucket.name, src_blob.name)}/copyTo{object_path(dest_bucket.name, dest_name)}"
     )
     params = {"sourceGeneration": src_blob.generation} if src_blob.generation else {}
-    return _as_blob(ramp.retry(direct.post)(path, params, TIMEOUT), dest_bucket)
+    return _as_blob(ramp.retry(direct.post)(path, params, TIMEOUT, _retention_body(retention)), dest_bucket)
+
+
+def _retention_body(retention: Retention | None) -> dict[str, Any] | None:
+    """The destination metadata that creates an object with `retention` (None: none sent)."""
+    if retention is None:
+        return None
+    mode, until = retention
+    return {
+        "retention": {
+            "mode": mode,
+            "retainUntilTime": until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+    }
 
 
 def _as_blob(resource: dict[str, Any], bucket: Any) -> Any:

@@ -92,12 +92,16 @@ class DirectCalls:
         self._auth: Any = None  # google-auth's transport for a token refresh, made on the first one
         self._local = threading.local()
 
-    def post(self, path: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """POST `path` (under /storage/v1) with query `params` and no body; the JSON answer."""
+    def post(
+        self, path: str, params: dict[str, Any], timeout: float, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """POST `path` (under /storage/v1) with query `params` and `body` (JSON; none when None); the
+        JSON answer."""
         target = (
             f"{self.root}/storage/v1{path}?{urlencode(params)}" if params else f"{self.root}/storage/v1{path}"
         )
-        return cast(dict[str, Any], json.loads(self._send("POST", target, timeout)))
+        data = json.dumps(body).encode() if body is not None else None
+        return cast(dict[str, Any], json.loads(self._send("POST", target, timeout, data)))
 
     def get_media(self, bucket: str, name: str, timeout: float) -> bytes:
         """The bytes of the live object `name` in `bucket` (one GET, as the library's download)."""
@@ -105,36 +109,38 @@ class DirectCalls:
             "GET", f"{self.root}/download/storage/v1{object_path(bucket, name)}?alt=media", timeout
         )
 
-    def _send(self, method: str, target: str, timeout: float) -> bytes:
+    def _send(self, method: str, target: str, timeout: float, data: bytes | None = None) -> bytes:
         url = self.origin + target
         headers = dict(_HEADERS[method])
+        if data is not None:
+            headers |= {"Content-Type": "application/json", "Content-Length": str(len(data))}
         self.credentials.before_request(self._auth_transport(), method, url, headers)
         refreshed = 0
         while True:
-            status, data = self._exchange(method, target, headers, timeout)
+            status, answer = self._exchange(method, target, headers, timeout, data)
             if status == 401 and refreshed < MAX_REFRESHES and self._refresh(headers, method, url):
                 refreshed += 1
                 continue
             if status >= 300:
-                raise gexc.from_http_status(status, f"{method} {url}: {_error_message(data)}")
-            return data
+                raise gexc.from_http_status(status, f"{method} {url}: {_error_message(answer)}")
+            return answer
 
     def _exchange(
-        self, method: str, target: str, headers: dict[str, str], timeout: float
+        self, method: str, target: str, headers: dict[str, str], timeout: float, data: bytes | None = None
     ) -> tuple[int, bytes]:
         """One request on this thread's connection: (status, body)."""
         import requests
 
         connection, reused = self._connection(timeout)
         try:
-            connection.request(method, target, headers=headers)
+            connection.request(method, target, body=data, headers=headers)
             answer = connection.getresponse()
             return answer.status, answer.read()
         except (http.client.HTTPException, OSError) as exc:
             connection.close()
             self._local.connection = None
             if reused and isinstance(exc, _STALE):  # closed by the server while idle: again, on a new one
-                return self._exchange(method, target, headers, timeout)
+                return self._exchange(method, target, headers, timeout, data)
             raise requests.exceptions.ConnectionError(f"{method} {self.origin}{target}: {exc}") from exc
 
     def _connection(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from backstop.core.errors import BackstopError, NotFound
+from backstop.core.errors import BackstopError, NotFound, Unavailable
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.parallel import batched, parallel_map
@@ -71,6 +71,17 @@ def _extend(store: BackupStore, key: str, until: datetime) -> str | None:
     except BackstopError as exc:
         return str(exc)
     return None
+
+
+def ensure_retained(store: BackupStore, blob: Any, until: datetime) -> None:
+    """Retain `blob` (an object of the store, as the API answered it) until `until` at least: a patch
+    when it is not yet; a failure raises (PermissionDenied / Unavailable naming it)."""
+    current = retained_until(blob)
+    if current is not None and current >= until:
+        return
+    problem = _extend(store, blob.name, until)
+    if problem:
+        raise Unavailable(f"object created without its retention, and not retained since: {problem}")
 
 
 def extend_retention(store: BackupStore, keys: Iterable[str], until: datetime) -> list[str]:

@@ -62,20 +62,33 @@ class _Spool:
 
 
 class EntrySpool(_Spool):
-    """A backup's entries, kept on disk and read back in name order."""
+    """A backup's entries, kept on disk and read back in name order. An entry added as `written`
+    (by this run's units) is told apart from one carried over from an earlier backup (`carried`)."""
 
-    schema = "CREATE TABLE t (name TEXT PRIMARY KEY, size INTEGER, body TEXT) WITHOUT ROWID;"
+    schema = (
+        "CREATE TABLE t (name TEXT PRIMARY KEY, size INTEGER, body TEXT, written INTEGER NOT NULL DEFAULT 0)"
+        " WITHOUT ROWID;"
+    )
 
     def __init__(self, entries: Iterable[ManifestEntry] = ()) -> None:
         super().__init__()
         self.add(entries)
 
-    def add(self, entries: Iterable[ManifestEntry]) -> None:
-        self.add_rows((e.name, e.size, e.model_dump_json()) for e in entries)
+    def add(self, entries: Iterable[ManifestEntry], written: bool = False) -> None:
+        self.add_rows(((e.name, e.size, e.model_dump_json()) for e in entries), written)
 
-    def add_rows(self, rows: Iterable[Row]) -> None:
+    def add_rows(self, rows: Iterable[Row], written: bool = False) -> None:
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO t VALUES (?, ?, ?)", rows)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO t VALUES (?, ?, ?, ?)", ((*row, int(written)) for row in rows)
+            )
+
+    def carried(self) -> Iterator[ManifestEntry]:
+        """The entries not added as `written`, in name order."""
+        cursor = self.db.cursor()
+        cursor.arraysize = 1000
+        for (body,) in cursor.execute("SELECT body FROM t WHERE written = 0 ORDER BY name"):
+            yield ManifestEntry.model_validate_json(body)
 
     @property
     def total_bytes(self) -> int:

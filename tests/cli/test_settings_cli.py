@@ -42,6 +42,17 @@ def test_an_unknown_component_is_refused(saved_settings: str, capsys: pytest.Cap
     assert "no component 'gcss'" in capsys.readouterr().err
 
 
+def test_object_retention_off_as_typed_is_off(
+    saved_settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML reads an unquoted `off` as false; the setting takes it as the word the user typed."""
+    assert main(["--settings", saved_settings, "settings", "set", "object_retention=off"]) == 0
+    capsys.readouterr()
+    assert shown(saved_settings, capsys)["object_retention"] == "off"
+    assert main(["--settings", saved_settings, "settings", "set", "object_retention=forever"]) == 2
+    assert "object_retention" in capsys.readouterr().err
+
+
 def stale_within(component: str) -> timedelta:
     from prefect.client.orchestration import get_client
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from backstop.core.retention import BackupRef, RetentionPolicy, apply_policy, keep_rule_spans
-from backstop.core.retention_lock import RetentionLock, keep_until, later, plan_until
+from backstop.core.retention_lock import RetentionLock, keep_until, later, plan_until, round_up
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +67,21 @@ def test_keep_rule_spans_name_their_bound() -> None:
     }  # fmt: skip
     assert dict(keep_rule_spans(policy, "longest"))["keep_monthly"] == 372
     assert dict(keep_rule_spans(policy, "longest"))["keep_yearly"] == 732
+
+
+def test_a_step_rounds_the_commit_date_up_so_a_week_of_daily_backups_shares_one_date() -> None:
+    lock = RetentionLock("Unlocked", GFS, step=timedelta(days=7))
+    # 7-day steps from the Unix epoch (a Thursday): 2026-12-10, 2026-12-17, ...
+    dates = {
+        lock.at_commit("gcs", "raw", s, s) for s in (at(f"2026-12-{d:02d}T10:00:00") for d in range(3, 10))
+    }
+    assert dates == {at("2026-12-10T00:00:00"), at("2026-12-17T00:00:00")}
+    # each date is at least the keep date, at most a step past it
+    for day in range(1, 29):
+        started = at(f"2026-11-{day:02d}T23:59:00")
+        exact = RetentionLock("Unlocked", GFS).at_commit("gcs", "raw", started, started)
+        rounded = lock.at_commit("gcs", "raw", started, started)
+        assert exact is not None and rounded is not None
+        assert exact <= rounded < exact + timedelta(days=7)
+    assert round_up(at("2026-12-17T00:00:00"), timedelta(days=7)) == at("2026-12-17T00:00:00")
+    assert round_up(at("2026-12-17T00:00:01"), timedelta(0)) == at("2026-12-17T00:00:01")

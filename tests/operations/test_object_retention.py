@@ -11,13 +11,18 @@ from typing import Any
 
 import pytest
 
+from backstop.core.errors import ValidationFailed
 from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.retention import RetentionPolicy
+from backstop.core.retention_lock import RetentionLock
 from blocks.settings import BackstopSettings
 from localdev.platform import PROJECT
 from tasks.catalog import backups as catalog
 from tasks.catalog import locks
 from tasks.catalog.stored import verify_stored
+from tasks.components.gcs import plan as gcs_plan
+from tasks.components.gcs.copy import copy_batch
+from tasks.engine.calls import ComponentCalls
 from tasks.engine.secondary import copy_to_secondary
 from tasks.operations import iam
 from tasks.operations.prune import prune
@@ -171,3 +176,78 @@ def test_prune_extends_a_promoted_backup_never_shortens_and_never_deletes_what_i
     # a shorter policy later never shortens what is locked
     prune(pruner, "gcs", source, LAST_ONE, later, grace_hours=0)
     assert locks.manifest_retained_until(owner, newer) == until
+
+
+def test_a_bucket_backup_creates_its_copies_retained_and_later_backups_only_extend_what_falls_short(
+    policy_host: Any,
+) -> None:
+    """Cost that stays flat: a copy is created retained (one request, not a copy and a patch), and a
+    backup of unchanged objects leaves them alone while the backup before it holds them long enough
+    (an object patched shows as a new metageneration); every object still reaches its backup's date."""
+    domains = Domains(policy_host, GFS)
+    store = BackupStore(
+        policy_host, domains.primary, lock=RetentionLock("Unlocked", GFS, step=timedelta(days=7))
+    )
+    settings = BackstopSettings(project=PROJECT, backup_bucket=domains.primary)
+    source = policy_host.create_bucket(unique("src"))
+    for i in range(12):
+        source.blob(f"d/{i:02}.txt").upload_from_string(f"object {i}".encode())
+    gcs = ComponentCalls("gcs")
+
+    def pool() -> dict[str, Any]:
+        return {b.name: b for b in policy_host.list_blobs(domains.primary, prefix=f"pool/gcs/{source.name}/")}
+
+    def watermark(manifest: BackupManifest) -> datetime:
+        until = locks.manifest_retained_until(store, manifest)
+        assert until is not None
+        for key in locks.backup_keys(store, manifest):  # every object at least as long
+            assert store.stat(key).retention.retain_until_time >= until, key
+        return until
+
+    first = gcs.backup(settings, store, source.name)
+    until = watermark(first)
+    # the keep date (the newest backup's day + 7 daily backups), rounded up to a multiple of 7 days
+    assert until.timestamp() % (7 * 86400) == 0
+    assert until >= first.started_at + timedelta(days=7)
+    copies = pool()
+    assert len(copies) == 12
+    assert {(b.metageneration, b.retention.retain_until_time) for b in copies.values()} == {(1, until)}
+
+    source.blob("d/new.txt").upload_from_string(b"one more")
+    second = gcs.backup(settings, store, source.name)
+    assert (second.source_state["copied"], second.source_state["reused"]) == (1, 12)
+    assert watermark(second) == until
+    assert {(b.metageneration, b.retention.retain_until_time) for b in pool().values()} == {(1, until)}
+
+    # the policy now keeps backups longer: the backup before no longer holds them long enough
+    longer = RetentionPolicy(keep_last=1, keep_daily=40, keep_weekly=4, keep_monthly=12)
+    store.lock = RetentionLock("Unlocked", longer, step=timedelta(days=7))
+    third = gcs.backup(settings, store, source.name)
+    later = watermark(third)
+    assert later >= until + timedelta(days=30)
+    assert {(b.metageneration, b.retention.retain_until_time) for b in pool().values()} == {(2, later)}
+    assert store.get_bytes(second.path)  # and nothing of the older backups was lost
+    assert len(list(store.iter_entries(third))) == 13
+
+
+def test_a_copy_tried_again_onto_its_retained_key_takes_the_copy_made_before(policy_host: Any) -> None:
+    """A unit that runs again (a retry, a run that left no checkpoint) meets its own earlier copies,
+    which are retained and cannot be replaced: it takes them, and a copy that was not the same
+    object is refused by its checksum."""
+    domains = Domains(policy_host, GFS)
+    store = BackupStore(policy_host, domains.primary, lock=domains.lock)
+    source = policy_host.create_bucket(unique("src"))
+    source.blob("a.txt").upload_from_string(b"the data")
+    obj = gcs_plan.source_object(source.get_blob("a.txt"))
+    key = gcs_plan.pool_key(source.name, obj.name, obj.generation)
+    retention = ("Unlocked", datetime.now(UTC) + timedelta(days=3))
+    first = copy_batch(policy_host, source.name, [(obj, key)], store, retention=retention)
+    again = copy_batch(policy_host, source.name, [(obj, key)], store, retention=retention)
+    assert again == first and store.get_bytes(key) == b"the data"
+    assert store.stat(key).retention.retain_until_time >= retention[1] - timedelta(seconds=1)
+
+    other = gcs_plan.source_object(
+        source.blob("b.txt").upload_from_string(b"other") or source.get_blob("b.txt")
+    )
+    with pytest.raises(ValidationFailed, match="crc32c"):  # not the bytes the key was made for
+        copy_batch(policy_host, source.name, [(other, key)], store, retention=retention)

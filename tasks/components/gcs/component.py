@@ -19,7 +19,7 @@ from backstop.core.manifest import BackupManifest, ManifestEntry
 from backstop.core.names import check_bucket
 from blocks.clients import storage_client
 from blocks.settings import BackstopSettings
-from tasks.catalog import points
+from tasks.catalog import locks, points
 from tasks.components.gcs import resume as gcs_resume
 from tasks.components.gcs.copy import copy_batch, remove_bucket  # the copy path
 from tasks.components.gcs.options import NOUN, PART, GcsOptions
@@ -51,6 +51,7 @@ from tasks.engine.protocol import (
 )
 from tasks.storage import shared_limit
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.object_lock import extend_retention
 from tasks.storage.parallel import growing_batches
 from tasks.storage.spool import EntrySpool
 
@@ -157,6 +158,15 @@ class GcsComponent(LifecycleMethods):
         shared = units.spreads(ctx)
         if shared:  # one write rate for the pool bucket across the cluster's workers
             shared_limit.prepare(ctx.store.bucket_name, ctx.settings.gcs_write_rate)
+        retention = locks.retention_at_write(ctx.store, manifest)
+        if (
+            resumed
+            and retention
+            and extend_retention(ctx.store, (e.stored_key for e in unfinished), retention[1])
+        ):
+            previous_locked = None  # the commit then locks every carried entry itself
+        else:
+            previous_locked = previous
         says = [f"unchanged objects reused from backup {previous.backup_id}"] if previous else []
         says += [f"copies of unfinished run(s) {', '.join(resumed)} reused"] if resumed else []
         return LifecyclePlan(
@@ -169,6 +179,8 @@ class GcsComponent(LifecycleMethods):
             carried=kept,
             state={"resumed_from": resumed} if resumed else {},
             private=(counts, unfinished),
+            retained_at_write=True,
+            carried_from=previous_locked,
             describe=f"gs://{bucket}: listing and copying in batches"
             + (f" ({'; '.join(says)})" if says else ""),
         )
@@ -180,7 +192,13 @@ class GcsComponent(LifecycleMethods):
         batch = gcs_resume.load_work(ctx.store, unit)
         client = storage_client(ctx.settings.project)
         entries = copy_batch(
-            client, manifest.source, batch, ctx.store, rate=ctx.settings.gcs_write_rate, shared=unit.shared
+            client,
+            manifest.source,
+            batch,
+            ctx.store,
+            rate=ctx.settings.gcs_write_rate,
+            shared=unit.shared,
+            retention=locks.retention_at_write(ctx.store, manifest),
         )
         # The entries go back as the key of the checkpoint that also lets a later run resume this one.
         key = gcs_resume.save(ctx.store, manifest, entries)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from google.api_core import exceptions as gexc
+
 from backstop.core.errors import Conflict, NotFound, ValidationFailed
 from backstop.core.manifest import ManifestEntry
 from tasks.components.gcs.plan import (
@@ -18,23 +20,38 @@ from tasks.components.gcs.plan import (
     source_object,
 )
 from tasks.storage.bucket import BackupStore
-from tasks.storage.copies import copy_object, ramp_for, rewrite, run_all, run_stream
+from tasks.storage.copies import Retention, copy_object, ramp_for, rewrite, run_all, run_stream
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.object_lock import ensure_retained
 
 COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
 
 
 # -- backup: source -> pool ---------------------------------------------------------------
-def _server_copy(source: Any, obj: SourceObject, store: BackupStore, key: str) -> Any:
-    """Copy one source generation into the pool, server-side.
+def _server_copy(
+    source: Any, obj: SourceObject, store: BackupStore, key: str, retention: Retention | None
+) -> Any:
+    """Copy one source generation into the pool, server-side, created with `retention`.
 
     Small objects use the one-call copy; large ones, and any copy that must be encrypted with a
     KMS key, use rewrite with its resumption tokens (the path Google recommends for big objects).
+    A key an earlier try already copied to and retained (a retried unit, a run that left no
+    checkpoint) cannot be replaced: that copy is taken (a pool key names one generation, so its bytes
+    are these; the caller checks its crc32c).
     """
     src = source.blob(obj.name, generation=obj.generation)
-    if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
-        return copy_object(src, store.bucket, key)
-    return rewrite(src, store.blob(key))
+    try:
+        if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
+            dest = copy_object(src, store.bucket, key, retention)
+        else:
+            dest = rewrite(src, store.blob(key), retention)
+    except gexc.Forbidden:
+        dest = store.stat(key) if retention is not None else None
+        if dest is None:
+            raise
+    if retention is not None:  # a server that ignored it (or an older copy's shorter one): a patch
+        ensure_retained(store, dest, retention[1])
+    return dest
 
 
 def copy_batch(
@@ -44,12 +61,14 @@ def copy_batch(
     store: BackupStore,
     rate: float | None = None,
     shared: bool = False,
+    retention: Retention | None = None,
 ) -> list[ManifestEntry]:
     """Copy one batch of source generations into the pool; verify each copy's crc32c.
 
     The copies run on the process's shared copy workers (see the module docstring); `rate` is
     the write rate (objects/s) the backup bucket starts at (default 1,000); `shared`: take it from
-    the bucket's rate limit shared by every worker (tasks/storage/shared_limit.py).
+    the bucket's rate limit shared by every worker (tasks/storage/shared_limit.py); `retention`:
+    each copy is created with it (tasks/catalog/locks.py `retention_at_write`).
     """
 
     source = client.bucket(bucket)
@@ -59,7 +78,7 @@ def copy_batch(
         obj, key = item
         try:
             with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
-                dest = _server_copy(source, obj, store, key)
+                dest = _server_copy(source, obj, store, key, retention)
         except NotFound:
             # Overwritten or deleted since it was listed: a bucket without versioning keeps no
             # older generation. Take the live one (the backup is then not one point in time for
@@ -71,7 +90,7 @@ def copy_batch(
             obj = source_object(live)
             key = pool_key(bucket, obj.name, obj.generation)
             with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
-                dest = _server_copy(source, obj, store, key)
+                dest = _server_copy(source, obj, store, key, retention)
         if dest.crc32c != obj.crc32c or int(dest.size or 0) != obj.size:
             raise ValidationFailed(
                 f"copy of gs://{bucket}/{obj.name} to {store.where(key)} has crc32c {dest.crc32c} / {dest.size} bytes, "
