@@ -9,6 +9,7 @@ import functools
 import random
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from backstop.core.manifest import BackupManifest, ManifestEntry
@@ -44,16 +45,26 @@ class StoredListing:
     """What `store` holds where some entries' stored keys live: each folder (the backup's, or its
     component's pool) listed once, when an entry in it is first looked up, and spooled to disk."""
 
-    def __init__(self, store: BackupStore) -> None:
-        self.store, self.spool, self.prefixes = store, KeySpool(), set[str]()
+    def __init__(self, store: BackupStore, retention: bool = False) -> None:
+        """`retention`: keep each object's retain-until too (`retained_until`)."""
+        self.store, self.spool, self.prefixes, self.retention = store, KeySpool(), set[str](), retention
 
     def lookup(self, entries: list[ManifestEntry]) -> dict[str, Held]:
         """stored key -> (size, crc32c, kms key) of each entry's stored object that exists."""
         for prefix in sorted({_common_prefix(e.stored_key) for e in entries} - self.prefixes):
             listing = self.store.iter_list(prefix)
-            self.spool.add((b.name, int(b.size or 0), b.crc32c, b.kms_key_name) for b in listing)
+            if self.retention:
+                self.spool.add_retained(
+                    (b.name, int(b.size or 0), b.crc32c, b.kms_key_name, _until(b)) for b in listing
+                )
+            else:
+                self.spool.add((b.name, int(b.size or 0), b.crc32c, b.kms_key_name) for b in listing)
             self.prefixes.add(prefix)
         return self.spool.lookup([e.stored_key for e in entries])
+
+    def retained_until(self, keys: list[str]) -> dict[str, datetime]:
+        """stored key -> retain-until of those of `keys` listed (by `lookup`) with one."""
+        return self.spool.retained_until(keys)
 
     def __enter__(self) -> StoredListing:
         return self
@@ -186,6 +197,11 @@ def read_back_problem(store: BackupStore, item: list[Any], got: tuple[int, str])
 
 
 BATCH = 5000  # entries looked up at a time
+
+
+def _until(blob: Any) -> str | None:
+    """A listed object's retain-until as the API wrote it (None: not retained)."""
+    return (blob._properties.get("retention") or {}).get("retainUntilTime")
 
 
 def _common_prefix(key: str) -> str:

@@ -30,9 +30,9 @@ from tasks.engine import units
 from tasks.engine.protocol import Context
 from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
-from tasks.storage.copies import ramp_for, rewrite, run_all
+from tasks.storage.copies import Retention, ramp_for, rewrite, run_all
 from tasks.storage.google_api import converted_errors
-from tasks.storage.object_lock import retention_enabled
+from tasks.storage.object_lock import ensure_retained, extend_retention, retention_enabled
 from tasks.storage.parallel import Batches, batched
 from tasks.storage.spool import Held
 
@@ -64,13 +64,21 @@ def copy_to_secondary(
     def same(held: Held | None, entry: ManifestEntry) -> bool:
         return held is not None and held[0] == entry.size and (not entry.crc32c or held[1] == entry.crc32c)
 
+    retention = _retention(primary, secondary, manifest)
+
     def to_copy() -> Generator[str]:
-        """The stored keys the secondary lacks, a batch of entries at a time (never all in memory)."""
+        """The stored keys the secondary lacks, a batch of entries at a time (never all in memory);
+        those it holds but retains for less long than the copy's date are extended here."""
         nonlocal objects
-        with StoredListing(secondary) as present:
+        with StoredListing(secondary, retention=retention is not None) as present:
             for batch in batched(primary.iter_entries(manifest), BATCH):
                 held = present.lookup(batch)
-                yield from sorted({e.stored_key for e in batch if not same(held.get(e.stored_key), e)})
+                there = {e.stored_key for e in batch if same(held.get(e.stored_key), e)}
+                yield from sorted({e.stored_key for e in batch} - there)
+                if retention is not None:
+                    until = present.retained_until(sorted(there))
+                    short = [k for k in sorted(there) if k not in until or until[k] < retention[1]]
+                    problems.extend(extend_retention(secondary, short, retention[1]))
                 objects += len(batch)
 
     def done(found: list[str]) -> None:
@@ -78,12 +86,16 @@ def copy_to_secondary(
 
     # The chunk files of a large manifest first (a few), then every stored object the secondary lacks.
     chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
-    problems += copy_objects(primary, secondary, None, [k for k in chunk_keys if secondary.stat(k) is None])
+    problems += copy_objects(
+        primary, secondary, None, [k for k in chunk_keys if secondary.stat(k) is None], retention
+    )
     keys = to_copy()
     if shared_rate is not None:  # one write rate for the secondary bucket across the cluster's workers
         shared_limit.prepare(secondary.bucket_name, shared_rate)
     try:
-        batches.run(functools.partial(copy_objects, primary, secondary, shared_rate), keys, done)
+        batches.run(
+            functools.partial(copy_objects, primary, secondary, shared_rate, retention=retention), keys, done
+        )
     finally:
         keys.close()
         if shared_rate is not None:
@@ -112,7 +124,7 @@ def copy_to_secondary(
     updated = manifest.model_copy(update={"secondary": record})
     if not problems:
         index.write_manifest(secondary, updated)  # last: its presence means the secondary copy is complete
-        _lock_copy(primary, secondary, updated)
+        _lock_copy(secondary, updated, retention)
     index.write_manifest(primary, updated)
     return updated
 
@@ -121,18 +133,25 @@ SHOWN = 200  # failed copies a unit names (the others are counted)
 
 
 def copy_objects(
-    primary: BackupStore, secondary: BackupStore, shared_rate: float | None, keys: list[str]
+    primary: BackupStore,
+    secondary: BackupStore,
+    shared_rate: float | None,
+    keys: list[str],
+    retention: Retention | None = None,
 ) -> list[str]:
     """Copy `keys` from `primary` to `secondary` server-side, on the process's copy workers (a unit
-    of the secondary copy); the problems (at most SHOWN named). `shared_rate`: the secondary
-    bucket's writes take its rate limit shared by every worker (a Dask cluster)."""
+    of the secondary copy), each created with `retention`; the problems (at most SHOWN named).
+    `shared_rate`: the secondary bucket's writes take its rate limit shared by every worker (a
+    Dask cluster)."""
     if shared_rate is not None:
         ramp_for(secondary.bucket_name, shared_rate, True)
 
     def copy(key: str) -> str | None:
         try:
             with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
-                rewrite(primary.bucket.blob(key), secondary.blob(key))  # on the secondary's write ramp
+                copied = rewrite(primary.bucket.blob(key), secondary.blob(key), retention)  # secondary's ramp
+                if retention is not None:
+                    ensure_retained(secondary, copied, retention[1])
         except BackstopError as exc:
             return str(exc)
         return None
@@ -142,14 +161,24 @@ def copy_objects(
     return problems[:SHOWN] + more
 
 
-def _lock_copy(primary: BackupStore, secondary: BackupStore, manifest: BackupManifest) -> None:
-    """Retain the secondary copy as long as the primary is retained (or as its commit would be)."""
-    until = locks.manifest_retained_until(primary, manifest)
-    problems = (
-        locks.lock_backup(secondary, manifest, until)
-        if until is not None and secondary.lock is not None and retention_enabled(secondary)
-        else locks.lock_committed(secondary, manifest)
+def _retention(primary: BackupStore, secondary: BackupStore, manifest: BackupManifest) -> Retention | None:
+    """The retention of the secondary copy: as long as the primary is retained (or as its commit
+    would be); None when the secondary does not lock."""
+    if secondary.lock is None or not retention_enabled(secondary):
+        return None
+    until = locks.manifest_retained_until(primary, manifest) or secondary.lock.at_commit(
+        manifest.component, manifest.source, manifest.started_at, utcnow()
     )
+    return None if until is None else (secondary.lock.mode, until)
+
+
+def _lock_copy(secondary: BackupStore, manifest: BackupManifest, retention: Retention | None) -> None:
+    """Lock the secondary copy: its stored objects were copied or extended to `retention` already,
+    then its manifest's own objects and, last, `manifest.json` (the watermark)."""
+    if retention is None:
+        return
+    problems = extend_retention(secondary, locks.own_keys(secondary, manifest), retention[1])
+    problems = problems or extend_retention(secondary, [manifest.path], retention[1])
     if problems:
         logging.getLogger(__name__).warning(
             "secondary copy of %s not locked (the next prune of the secondary locks it): %s",

@@ -18,6 +18,7 @@ import sqlite3
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from backstop.core.manifest import ManifestEntry
@@ -109,13 +110,33 @@ Held = tuple[int, str | None, str | None]  # (size, crc32c, kms key name) of a s
 
 
 class KeySpool(_Spool):
-    """A listing: key -> (size, crc32c, kms key name)."""
+    """A listing: key -> (size, crc32c, kms key name), and the object's retain-until when the
+    listing keeps it (`add_retained`)."""
 
-    schema = "CREATE TABLE t (key TEXT PRIMARY KEY, size INTEGER, crc32c TEXT, kms TEXT) WITHOUT ROWID;"
+    schema = "CREATE TABLE t (key TEXT PRIMARY KEY, size INTEGER, crc32c TEXT, kms TEXT, until TEXT) WITHOUT ROWID;"
 
     def add(self, items: Iterable[tuple[str, int, str | None, str | None]]) -> None:
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO t VALUES (?, ?, ?, ?)", items)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO t (key, size, crc32c, kms) VALUES (?, ?, ?, ?)", items
+            )
+
+    def add_retained(self, items: Iterable[tuple[str, int, str | None, str | None, str | None]]) -> None:
+        """Items with the object's retain-until (RFC 3339, as listed; None: not retained)."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO t VALUES (?, ?, ?, ?, ?)", items)
+
+    def retained_until(self, keys: list[str]) -> dict[str, datetime]:
+        """The retain-until of each of `keys` the listing holds with one."""
+        found: dict[str, datetime] = {}
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            part = keys[start : start + LOOKUP_BATCH]
+            query = (
+                f"SELECT key, until FROM t WHERE until IS NOT NULL AND key IN ({','.join('?' * len(part))})"
+            )
+            for key, until in self.db.execute(query, part):
+                found[key] = datetime.fromisoformat(until.replace("Z", "+00:00"))
+        return found
 
     def lookup(self, keys: list[str]) -> dict[str, Held]:
         """What the listing says of each of `keys` that it holds."""

@@ -5,7 +5,7 @@ with each job acting as its own service account of deployments/iam/roles.yaml.""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -251,3 +251,43 @@ def test_a_copy_tried_again_onto_its_retained_key_takes_the_copy_made_before(pol
     )
     with pytest.raises(ValidationFailed, match="crc32c"):  # not the bytes the key was made for
         copy_batch(policy_host, source.name, [(other, key)], store, retention=retention)
+
+
+def test_the_secondary_copy_creates_its_copies_retained_and_extends_only_what_falls_short(
+    policy_host: Any,
+) -> None:
+    domains = Domains(policy_host, GFS)
+    lock = RetentionLock("Unlocked", GFS, step=timedelta(days=7))
+    primary = BackupStore(policy_host, domains.primary, lock=lock)
+    secondary = BackupStore(policy_host, domains.secondary, lock=lock)
+    settings = BackstopSettings(project=PROJECT, backup_bucket=domains.primary)
+    source = policy_host.create_bucket(unique("src"))
+    for i in range(8):
+        source.blob(f"d/{i}.txt").upload_from_string(f"object {i}".encode())
+    gcs = ComponentCalls("gcs")
+
+    def copies() -> set[tuple[int, datetime]]:
+        listed = policy_host.list_blobs(domains.secondary, prefix=f"pool/gcs/{source.name}/")
+        return {(b.metageneration, b.retention.retain_until_time) for b in listed}
+
+    first = gcs.backup(settings, primary, source.name)
+    assert copy_to_secondary(primary, secondary, first).secondary.ok
+    until = locks.manifest_retained_until(primary, first)
+    assert until is not None and locks.manifest_retained_until(secondary, first) == until
+    assert copies() == {(1, until)}  # created retained: no patch
+
+    source.blob("d/new.txt").upload_from_string(b"one more")
+    second = gcs.backup(settings, primary, source.name)
+    assert copy_to_secondary(primary, secondary, second).secondary.ok
+    assert copies() == {(1, until)}  # the 8 it held were retained long enough: left alone
+
+    # the secondary held them less long than the primary now does (a longer policy): extended
+    primary.lock = RetentionLock("Unlocked", replace(GFS, keep_daily=40), step=timedelta(days=7))
+    third = gcs.backup(settings, primary, source.name)
+    later = locks.manifest_retained_until(primary, third)
+    assert later is not None and later > until
+    assert copy_to_secondary(primary, secondary, third).secondary.ok
+    assert copies() == {(2, later)}
+    assert locks.manifest_retained_until(secondary, third) == later
+    for key in locks.backup_keys(secondary, third):
+        assert secondary.stat(key).retention.retain_until_time >= later, key
