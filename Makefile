@@ -4,6 +4,8 @@
 PYTHON ?= python3.11
 VENV ?= $(if $(filter python3.11,$(PYTHON)),.venv,.venv-$(notdir $(PYTHON)))
 PYTEST_ARGS ?=
+# Test files spread over this many processes (each with its own emulators and Prefect harness).
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -20,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/backstop demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 up: $(STAMP)
 	$(BIN)/backstop up
