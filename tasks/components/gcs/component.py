@@ -215,6 +215,11 @@ class GcsComponent(LifecycleMethods):
         gcs_resume.forget_finished(ctx.store, manifest)
         return source_state(manifest.source, ctx.options.prefixes, counts, entries)
 
+    def discard(self, ctx: Context, manifest: BackupManifest, entries: Any) -> None:
+        """A failed run: its keeper of the pool bucket's shared write rate stops (its copies stay for
+        the next run to resume, and prune sweeps what nothing references)."""
+        shared_limit.stop(ctx.store.bucket_name)
+
     def check(
         self, ctx: Context, manifest: BackupManifest, sample_percent: float, damaged: set[str]
     ) -> list[str]:
