@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from google.api_core import exceptions as gexc
+
 from backstop.core.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
 from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
@@ -149,7 +151,17 @@ def copy_objects(
     def copy(key: str) -> str | None:
         try:
             with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
-                copied = rewrite(primary.bucket.blob(key), secondary.blob(key), retention)  # secondary's ramp
+                try:
+                    copied = rewrite(
+                        primary.bucket.blob(key), secondary.blob(key), retention
+                    )  # secondary's ramp
+                except gexc.Forbidden:
+                    # Made and retained already (a retried request whose first answer was lost, a copy
+                    # running beside this one): a retained object cannot be replaced, it is taken; the
+                    # check against the manifest after the copies compares its size and crc32c.
+                    copied = secondary.stat(key) if retention is not None else None
+                    if copied is None:
+                        raise
                 if retention is not None:
                     ensure_retained(secondary, copied, retention[1])
         except BackstopError as exc:

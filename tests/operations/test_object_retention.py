@@ -23,7 +23,7 @@ from tasks.catalog.stored import verify_stored
 from tasks.components.gcs import plan as gcs_plan
 from tasks.components.gcs.copy import copy_batch
 from tasks.engine.calls import ComponentCalls
-from tasks.engine.secondary import copy_to_secondary
+from tasks.engine.secondary import copy_objects, copy_to_secondary
 from tasks.operations import iam
 from tasks.operations.prune import prune
 from tasks.storage.bucket import BackupStore, open_store
@@ -275,6 +275,11 @@ def test_the_secondary_copy_creates_its_copies_retained_and_extends_only_what_fa
     until = locks.manifest_retained_until(primary, first)
     assert until is not None and locks.manifest_retained_until(secondary, first) == until
     assert copies() == {(1, until)}  # created retained: no patch
+    # copied again (a request retried after its answer was lost, a copy running beside it): the
+    # retained copy cannot be replaced, and is taken as it is
+    keys = [e.stored_key for e in primary.iter_entries(first)]
+    assert copy_objects(primary, secondary, None, keys, ("Unlocked", until)) == []
+    assert copies() == {(1, until)}
 
     source.blob("d/new.txt").upload_from_string(b"one more")
     second = gcs.backup(settings, primary, source.name)
