@@ -156,10 +156,11 @@ def copy_objects(
                         primary.bucket.blob(key), secondary.blob(key), retention
                     )  # secondary's ramp
                 except gexc.Forbidden:
-                    # Made and retained already (a retried request whose first answer was lost, a copy
-                    # running beside this one): a retained object cannot be replaced, it is taken; the
-                    # check against the manifest after the copies compares its size and crc32c.
-                    copied = secondary.stat(key) if retention is not None else None
+                    # Made already and retained, or kept by the bucket's retention policy (a retried
+                    # request whose first answer was lost, a copy running beside this one): it cannot
+                    # be replaced and is taken; the check against the manifest after the copies
+                    # compares its size and crc32c.
+                    copied = secondary.stat(key)
                     if copied is None:
                         raise
                 if retention is not None:

@@ -245,6 +245,14 @@ def test_a_copy_tried_again_onto_its_retained_key_takes_the_copy_made_before(pol
     again = copy_batch(policy_host, source.name, [(obj, key)], store, retention=retention)
     assert again == first and store.get_bytes(key) == b"the data"
     assert store.stat(key).retention.retain_until_time >= retention[1] - timedelta(seconds=1)
+    # without object retention, the bucket's retention policy (7 days, from harden) keeps it the same way
+    unlocked = BackupStore(policy_host, domains.primary)
+    source.blob("c.txt").upload_from_string(b"more data")
+    young = gcs_plan.source_object(source.get_blob("c.txt"))
+    items = [(young, gcs_plan.pool_key(source.name, young.name, young.generation))]
+    made = copy_batch(policy_host, source.name, items, unlocked)
+    assert unlocked.stat(items[0][1]).retention.retain_until_time is None
+    assert copy_batch(policy_host, source.name, items, unlocked) == made
 
     other = gcs_plan.source_object(
         source.blob("b.txt").upload_from_string(b"other") or source.get_blob("b.txt")

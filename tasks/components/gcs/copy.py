@@ -35,9 +35,9 @@ def _server_copy(
 
     Small objects use the one-call copy; large ones, and any copy that must be encrypted with a
     KMS key, use rewrite with its resumption tokens (the path Google recommends for big objects).
-    A key an earlier try already copied to and retained (a retried unit, a run that left no
-    checkpoint) cannot be replaced: that copy is taken (a pool key names one generation, so its bytes
-    are these; the caller checks its crc32c).
+    A key an earlier try already copied to and retained or held by the bucket's retention policy (a
+    retried unit, a run that left no checkpoint) cannot be replaced: that copy is taken (a pool key
+    names one generation, so its bytes are these; the caller checks its crc32c).
     """
     src = source.blob(obj.name, generation=obj.generation)
     try:
@@ -46,7 +46,7 @@ def _server_copy(
         else:
             dest = rewrite(src, store.blob(key), retention)
     except gexc.Forbidden:
-        dest = store.stat(key) if retention is not None else None
+        dest = store.stat(key)
         if dest is None:
             raise
     if retention is not None:  # a server that ignored it (or an older copy's shorter one): a patch
