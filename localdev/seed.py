@@ -109,8 +109,8 @@ def seed_platform(
     composer.airflow_auth_block = composer.airflow_auth_block or AIRFLOW_AUTH_BLOCK
     composer.encryption_key_block = composer.encryption_key_block or COMPOSER_KEY_BLOCK
     if settings.gke is None:
-        settings.gke = GkeSettings(
-            clusters=[GkeClusterSettings(cluster=SAMPLE_CLUSTER, drill_namespaces=["shop"])]
+        settings.gke = GkeSettings(  # the local Backup for GKE finishes an operation at once: poll often
+            clusters=[GkeClusterSettings(cluster=SAMPLE_CLUSTER, drill_namespaces=["shop"])], poll_seconds=0.5
         )
     elif SAMPLE_CLUSTER not in [c.cluster for c in settings.gke.clusters]:
         settings.gke.clusters.append(GkeClusterSettings(cluster=SAMPLE_CLUSTER, drill_namespaces=["shop"]))
