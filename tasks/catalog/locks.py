@@ -50,8 +50,16 @@ def own_keys(store: BackupStore, manifest: BackupManifest) -> Iterator[str]:
 def lock_backup(store: BackupStore, manifest: BackupManifest, until: datetime) -> list[str]:
     """Retain every object of `manifest` until `until` at least, `manifest.json` last. Problems."""
     rest = (key for key in backup_keys(store, manifest) if key != manifest.path)  # streamed
-    problems = extend_retention(store, rest, until)
-    if problems:  # the watermark only once everything under it holds
+    return lock_then_watermark(store, manifest, rest, until)
+
+
+def lock_then_watermark(
+    store: BackupStore, manifest: BackupManifest, keys: Iterable[str], until: datetime
+) -> list[str]:
+    """Retain `keys` (every object of the backup not yet retained that long) until `until`, then
+    `manifest.json`: the watermark only once everything under it holds. Problems."""
+    problems = extend_retention(store, keys, until)
+    if problems:
         return problems
     return extend_retention(store, [manifest.path], until)
 
@@ -93,10 +101,7 @@ def lock_committed(store: BackupStore, manifest: BackupManifest, reuse: Reuse | 
         if parent_until is None or parent_until < until
         else iter(())
     )
-    problems = extend_retention(store, itertools.chain(carried, own_keys(store, manifest)), until)
-    if problems:  # the watermark only once everything under it holds
-        return problems
-    return extend_retention(store, [manifest.path], until)
+    return lock_then_watermark(store, manifest, itertools.chain(carried, own_keys(store, manifest)), until)
 
 
 @dataclass

@@ -190,8 +190,9 @@ def _lock_copy(secondary: BackupStore, manifest: BackupManifest, retention: Rete
     then its manifest's own objects and, last, `manifest.json` (the watermark)."""
     if retention is None:
         return
-    problems = extend_retention(secondary, locks.own_keys(secondary, manifest), retention[1])
-    problems = problems or extend_retention(secondary, [manifest.path], retention[1])
+    problems = locks.lock_then_watermark(
+        secondary, manifest, locks.own_keys(secondary, manifest), retention[1]
+    )
     if problems:
         logging.getLogger(__name__).warning(
             "secondary copy of %s not locked (the next prune of the secondary locks it): %s",
