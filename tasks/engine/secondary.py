@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.api_core import exceptions as gexc
-
 from backstop.core.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
 from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
 from blocks.settings import BackstopSettings
@@ -34,7 +32,7 @@ from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import Retention, ramp_for, rewrite, run_all
 from tasks.storage.google_api import converted_errors
-from tasks.storage.object_lock import ensure_retained, extend_retention, retention_enabled
+from tasks.storage.object_lock import created_retained, extend_retention, retention_enabled
 from tasks.storage.parallel import Batches, batched
 from tasks.storage.spool import Held
 
@@ -78,8 +76,9 @@ def copy_to_secondary(
                 there = {e.stored_key for e in batch if same(held.get(e.stored_key), e)}
                 yield from sorted({e.stored_key for e in batch} - there)
                 if retention is not None:
-                    until = present.retained_until(sorted(there))
-                    short = [k for k in sorted(there) if k not in until or until[k] < retention[1]]
+                    held_keys = sorted(there)
+                    until = present.retained_until(held_keys)
+                    short = [k for k in held_keys if k not in until or until[k] < retention[1]]
                     problems.extend(extend_retention(secondary, short, retention[1]))
                 objects += len(batch)
 
@@ -151,20 +150,14 @@ def copy_objects(
     def copy(key: str) -> str | None:
         try:
             with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
-                try:
-                    copied = rewrite(
-                        primary.bucket.blob(key), secondary.blob(key), retention
-                    )  # secondary's ramp
-                except gexc.Forbidden:
-                    # Made already and retained, or kept by the bucket's retention policy (a retried
-                    # request whose first answer was lost, a copy running beside this one): it cannot
-                    # be replaced and is taken; the check against the manifest after the copies
-                    # compares its size and crc32c.
-                    copied = secondary.stat(key)
-                    if copied is None:
-                        raise
-                if retention is not None:
-                    ensure_retained(secondary, copied, retention[1])
+                # on the secondary's write ramp; a key already made is taken (checked against the
+                # manifest after the copies)
+                created_retained(
+                    secondary,
+                    key,
+                    retention,
+                    lambda: rewrite(primary.bucket.blob(key), secondary.blob(key), retention),
+                )
         except BackstopError as exc:
             return str(exc)
         return None

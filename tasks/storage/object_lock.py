@@ -12,7 +12,7 @@ bucket configuration): `retention_enabled` says so once per store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from google.api_core import exceptions as gexc
 
 from backstop.core.errors import BackstopError, NotFound, Unavailable
 from tasks.storage.bucket import BackupStore
+from tasks.storage.copies import Retention
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 from tasks.storage.parallel import batched, parallel_map
 
@@ -71,6 +72,27 @@ def _extend(store: BackupStore, key: str, until: datetime) -> str | None:
     except BackstopError as exc:
         return str(exc)
     return None
+
+
+def created_retained(
+    store: BackupStore, key: str, retention: Retention | None, make: Callable[[], Any]
+) -> Any:
+    """The object `make()` writes at `key` of `store`, created with `retention` (None: none asked).
+
+    A key already made that the bucket will not let be replaced (retained, or younger than the
+    bucket's retention policy: a request retried after its answer was lost, a unit run again, a copy
+    beside this one) is taken as it is; the caller checks its checksum. Either way it ends retained
+    until `retention`'s date (a patch where the server did not apply it, or an older copy's is shorter).
+    """
+    try:
+        made = make()
+    except gexc.Forbidden:
+        made = store.stat(key)
+        if made is None:
+            raise
+    if retention is not None:
+        ensure_retained(store, made, retention[1])
+    return made
 
 
 def ensure_retained(store: BackupStore, blob: Any, until: datetime) -> None:

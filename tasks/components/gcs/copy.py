@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from google.api_core import exceptions as gexc
-
 from backstop.core.errors import Conflict, NotFound, ValidationFailed
 from backstop.core.manifest import ManifestEntry
 from tasks.components.gcs.plan import (
@@ -22,7 +20,7 @@ from tasks.components.gcs.plan import (
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import Retention, copy_object, ramp_for, rewrite, run_all, run_stream
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
-from tasks.storage.object_lock import ensure_retained
+from tasks.storage.object_lock import created_retained
 
 COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
 
@@ -40,18 +38,9 @@ def _server_copy(
     names one generation, so its bytes are these; the caller checks its crc32c).
     """
     src = source.blob(obj.name, generation=obj.generation)
-    try:
-        if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
-            dest = copy_object(src, store.bucket, key, retention)
-        else:
-            dest = rewrite(src, store.blob(key), retention)
-    except gexc.Forbidden:
-        dest = store.stat(key)
-        if dest is None:
-            raise
-    if retention is not None:  # a server that ignored it (or an older copy's shorter one): a patch
-        ensure_retained(store, dest, retention[1])
-    return dest
+    if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
+        return created_retained(store, key, retention, lambda: copy_object(src, store.bucket, key, retention))
+    return created_retained(store, key, retention, lambda: rewrite(src, store.blob(key), retention))
 
 
 def copy_batch(
