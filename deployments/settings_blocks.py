@@ -36,9 +36,19 @@ def default_project() -> str:
     return project
 
 
+# Where a fresh install (the local platform's) keeps its secondary copy: another location than the
+# primary's default ("US"), in the same country. A first setup names its own (--secondary-location).
+DEFAULT_SECONDARY_LOCATION = "US-EAST1"
+
+
 def default_settings(project: str, bucket: str = "backstop-backups") -> BackstopSettings:
     """The settings document a fresh install starts from (edit it in the UI)."""
-    return BackstopSettings(project=project, backup_bucket=bucket, secondary_bucket=f"{bucket}-dr")
+    return BackstopSettings(
+        project=project,
+        backup_bucket=bucket,
+        secondary_bucket=f"{bucket}-dr",
+        secondary_location=DEFAULT_SECONDARY_LOCATION,
+    )
 
 
 def save_default_settings(
@@ -61,9 +71,11 @@ def save_first_setup(
     backup_bucket: str | None = None,
     secondary_bucket: str | None = None,
     location: str | None = None,
+    secondary_location: str | None = None,
 ) -> bool:
     """Save settings `name` with these fields (a first setup against Google Cloud), keeping every other
-    field of an existing block; True when saved. A new block needs a project and a backup bucket."""
+    field of an existing block; True when saved. A new block needs a project and a backup bucket, and
+    a secondary bucket a location other than the primary's (InvalidInput, nothing saved, otherwise)."""
     from backstop.core.names import check_bucket
 
     values: dict[str, Any] = {
@@ -73,6 +85,7 @@ def save_first_setup(
             "backup_bucket": backup_bucket and check_bucket(backup_bucket),
             "secondary_bucket": secondary_bucket and check_bucket(secondary_bucket),
             "location": location,
+            "secondary_location": secondary_location,
         }.items()
         if value
     }
@@ -89,8 +102,22 @@ def save_first_setup(
         settings = BackstopSettings(**values)
     else:
         settings = current.model_copy(update=values)
+    _check_secondary_location(settings)
     settings.save(name, overwrite=True)
     return True
+
+
+def _check_secondary_location(settings: BackstopSettings) -> None:
+    """A secondary bucket is for the loss of the primary's region: refuse one bootstrap would create
+    where the primary is."""
+    if not settings.secondary_bucket:
+        return
+    where = (settings.secondary_location or "").upper()
+    if not where or where == settings.location.upper():
+        raise InvalidInput(
+            f"secondary bucket {settings.secondary_bucket!r} needs --secondary-location, another location "
+            f"than the primary's ({settings.location}): a copy in the same location does not survive its loss"
+        )
 
 
 # -- notifications -------------------------------------------------------------------------

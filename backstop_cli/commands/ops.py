@@ -57,6 +57,9 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.add_argument("--backup-bucket", help="primary backup bucket")
     p.add_argument("--secondary-bucket", help="bucket in another region for verified copies")
     p.add_argument("--location", help="location of new buckets and BigQuery jobs (e.g. EU, us-central1)")
+    p.add_argument(
+        "--secondary-location", help="location of the secondary bucket: another one than --location (e.g. US)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=bootstrap)
 
@@ -210,6 +213,7 @@ def bootstrap(args: argparse.Namespace) -> int:
         "backup_bucket": args.backup_bucket,
         "secondary_bucket": args.secondary_bucket,
         "location": args.location,
+        "secondary_location": args.secondary_location,
     }
     result = run_bootstrap(args.settings, notify=args.notify, first_setup=first_setup)
     emit(args, result, fields_table(result))

@@ -14,6 +14,7 @@ import json
 import os
 import pty
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -87,6 +88,13 @@ def test_platform_down_is_one_error_line_and_nothing_in_home(tmp_path: Path) -> 
     stale = env | {"PREFECT_API_URL": api, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
     assert_one_error_line(run(stale, "list"), "not reachable at", "start it with `backstop up`")
     assert_one_error_line(run(env, "alerts"), "alert receiver not running")
+    # another home's platform answers on the default Prefect port: still not this home's server
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        taken = env | {"BACKSTOP_PREFECT_PORT": str(other.getsockname()[1])}
+        for argv in (["preflight"], ["backup", "gcs", "--bucket", "b"]):
+            assert_one_error_line(
+                run(taken, *argv), "no Prefect server: PREFECT_API_URL is not set", "backstop up"
+            )
     assert time.monotonic() - started < 60  # no temporary Prefect server, no minutes of retries
     assert list(user_home.iterdir()) == []  # nothing written under the user's home
 
@@ -217,6 +225,10 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     assert [row["component"] for row in seeded["seed"]] == ["gcs", "bigquery", "configs", "composer", "gke"]
     settings = json.loads(ok(shell, "settings", "show", "--json"))
     assert "demo-raw-data" in settings["gcs_sources"] and "demo_sales" in settings["bigquery_datasets"]
+    # the fresh install passes its own weekly preflight: the secondary bucket is not where the primary is
+    findings = json.loads(ok(shell, "preflight", "--json"))
+    located = {(f["bucket"], f["check"]): f for f in findings if f["check"].endswith("location")}
+    assert located[("backstop-backups-dr", "secondary location")]["level"] == "ok", located
     deployed = json.loads(ok(shell, "deploy", "--json"))
     assert "backstop-flow-run-failed" in deployed["automations"]  # alerts exist on a fresh setup
 
@@ -350,11 +362,17 @@ def test_settings_edits_are_validated_and_a_first_setup_names_its_buckets(
     receiver = shell["BACKSTOP_ALERTS_URL"] + "/elsewhere"
     argv = ["--settings", "first", "bootstrap", "--project", "p-first", "--backup-bucket", "first-backups"]
     argv += ["--secondary-bucket", "first-backups-dr", "--location", "EU", "--notify", f"webhook:{receiver}"]
-    result = json.loads(ok(shell, *argv, "--json"))
+    assert_one_error_line(  # a secondary where the primary is: refused before anything is made
+        run(shell, *argv),
+        "secondary bucket 'first-backups-dr' needs --secondary-location, another location than the primary's (EU)",
+    )
+    assert run(shell, "--settings", "first", "settings", "show").returncode != 0  # no block saved
+    result = json.loads(ok(shell, *argv, "--secondary-location", "europe-west4", "--json"))
     assert result["backup_buckets_created"] == ["first-backups", "first-backups-dr"]
     assert result["notify_block"] == "custom-webhook/backstop-alerts"
     first = json.loads(ok(shell, "--settings", "first", "settings", "show", "--json"))
     assert (first["project"], first["backup_bucket"], first["location"]) == ("p-first", "first-backups", "EU")
+    assert first["secondary_location"] == "europe-west4"
     assert first["notify_block"] == "custom-webhook/backstop-alerts"
     shown = json.loads(ok(shell, "settings", "show", "--json"))  # set, then exported, edited, imported
     assert shown["retention"]["keep_last"] == 4 and shown["objectives"]["gcs"]["rpo_hours"] == 12
