@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backstop.core.catalog_index import INDEXED_NAME, source_prefix
@@ -50,8 +50,8 @@ from tasks.catalog.holds import move_holds
 from tasks.catalog.locks import extend_kept, manifest_retained_until
 from tasks.engine import units
 from tasks.engine.protocol import Context
-from tasks.operations.deletes import delete_listed
-from tasks.storage.bucket import INPROGRESS_PREFIX, BackupStore
+from tasks.operations.deletes import delete_listed, hold_reason
+from tasks.storage.bucket import INPROGRESS_PREFIX, RESUME_PREFIX, BackupStore
 from tasks.storage.parallel import Batches
 from tasks.storage.spool import KeySpool
 
@@ -203,12 +203,28 @@ def sharer_manifests(store: BackupStore, component: str, damaged: list[str]) -> 
 
 
 def running_sharers(store: BackupStore, component: str) -> set[str]:
-    """In-progress backups of the components that may reuse `component`'s pool objects."""
-    return {
-        key.rsplit("/", 1)[-1]
-        for other in POOL_SHARERS.get(component, ())
-        for key in store.list(f"{INPROGRESS_PREFIX}{other}/")
-    }
+    """In-progress backups of the components that may reuse `component`'s pool objects (a marker
+    left behind by a run that committed is not one: BackupStore.in_progress)."""
+    return {backup_id for other in POOL_SHARERS.get(component, ()) for backup_id in store.in_progress(other)}
+
+
+def finished_run_files(
+    store: BackupStore, component: str, source: str, running: set[str], before: datetime, now: datetime
+) -> dict[str, Any]:
+    """The in-progress markers and resume checkpoints (tasks/components/gcs/resume.py) of this
+    source's runs that are no longer in progress, written before `before`, that the bucket lets go
+    of by `now`: key -> listed blob. A run cannot remove them where its account may not delete (the
+    backup writer) or while the bucket's retention policy keeps them; those still kept wait for a
+    later prune, unreported (they are no backup data)."""
+    found = {}
+    for folder in (INPROGRESS_PREFIX, RESUME_PREFIX):
+        prefix = f"{folder}{component}/{source}/"
+        for key, blob in store.list(prefix).items():
+            run = key[len(prefix) :].split("/", 1)[0].removesuffix(".json")
+            created = blob.time_created
+            if run not in running and created is not None and created < before and not hold_reason(blob, now):
+                found[key] = blob
+    return found
 
 
 def sweep(
@@ -230,6 +246,7 @@ def sweep(
         for m in index.list_manifests(store, component, source, on_damaged=damaged.append)
         if m.component == component
     ]
+    looked = datetime.now(UTC)  # a run that starts after this is not in `running`: its files stay
     running: set[str] = set(store.in_progress(component, source))
     listed = store.list(f"{component}/{source}/")
     extra = unindexed_manifests(store, listed, remaining, damaged)
@@ -244,6 +261,9 @@ def sweep(
             now - timedelta(hours=grace_hours), referenced,
         )  # fmt: skip
         _delete(store, {key: listed[key] for key in orphans}, now, report, batches)
+        before = min(now - timedelta(hours=grace_hours), looked)
+        finished = finished_run_files(store, component, source, running, before, now)
+        _delete(store, finished, now, report, batches)
 
         if damaged:
             report.notes.append(f"pool sweep skipped: {len(damaged)} damaged manifest(s) ({damaged[0]})")

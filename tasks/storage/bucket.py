@@ -23,6 +23,7 @@ from blocks.settings import BackstopSettings
 from tasks.storage.manifests import ManifestStore
 
 INPROGRESS_PREFIX = "_inprogress/"
+RESUME_PREFIX = "_resume/"  # work files and checkpoints of runs (tasks/components/gcs/resume.py)
 
 
 class BackupStore(ManifestStore):
@@ -51,20 +52,24 @@ class BackupStore(ManifestStore):
         self.delete([f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"])
 
     def in_progress(
-        self, component: str, source: str, younger_than_hours: float = 24.0
+        self, component: str, source: str | None = None, younger_than_hours: float = 24.0
     ) -> builtins.list[str]:
-        """Backup ids of runs of this source that started recently and have not committed.
+        """Backup ids of runs of this source (None: of any source of `component`) that started
+        recently and have not committed.
 
-        A marker whose backup has a manifest is not a running backup: its delete was refused
-        (a bucket retention policy keeps the marker as long as any other object).
+        A marker whose backup has a manifest is not a running backup: its delete was refused (a
+        bucket retention policy keeps the marker as long as any other object, and the backup writer
+        may not delete at all); prune removes such markers (tasks/operations/prune.py).
         """
         now = datetime.now(UTC)
         running = []
-        for key, blob in self.list(f"{INPROGRESS_PREFIX}{component}/{source}/").items():
+        folder = f"{INPROGRESS_PREFIX}{component}/"
+        for key, blob in self.list(folder + (f"{source}/" if source else "")).items():
             created = blob.time_created or now
             if (now - created).total_seconds() < younger_than_hours * 3600:
-                backup_id = key.rsplit("/", 1)[-1].removesuffix(".json")
-                if not self._committed(component, source, backup_id):
+                of_source, name = key[len(folder) :].rsplit("/", 1)
+                backup_id = name.removesuffix(".json")
+                if not self._committed(component, of_source, backup_id):
                     running.append(backup_id)
         return running
 

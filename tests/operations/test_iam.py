@@ -232,3 +232,64 @@ def test_the_jobs_that_spread_on_dask_manage_their_work_files_under_resume_and_n
     writer = BackupStore(storage_client_as(PROJECT, iam.email("backstop-backup-writer", PROJECT)), bucket)
     with pytest.raises(gexc.Forbidden):  # the backup writer holds no condition: no delete anywhere
         writer.bucket.blob(f"{WORK_PREFIX}x/work.json").delete()
+
+
+def test_what_the_writer_cannot_delete_stops_no_prune_and_prune_removes_it(
+    policy_gcs: Any, monkeypatch: Any
+) -> None:
+    """The backup writer may not delete, so the in-progress marker and the resume checkpoints of each
+    of its runs stay behind after the commit. A Composer marker left so must not count as a running
+    backup (it would stop the Cloud Storage pool sweep for good), and prune, which may delete,
+    removes the markers and checkpoints of runs that ended, never those of a run in progress."""
+    from datetime import timedelta
+
+    from backstop.core.manifest import ManifestEntry, utcnow
+    from backstop.core.retention import RetentionPolicy
+    from blocks.clients import storage_client_as
+    from tasks.catalog import backups as catalog
+    from tasks.components.gcs import resume
+    from tasks.operations.prune import prune
+    from tasks.storage.bucket import BackupStore
+    from tasks.storage.google_api import crc32c_b64
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
+    bucket = policy_gcs.create_bucket(unique("backups")).name
+    for name, pairs in iam.bindings(iam.load_spec(), PROJECT, {"backup": [bucket]}).items():
+        grant(policy_gcs, name, pairs)
+    writer, pruner = (
+        BackupStore(storage_client_as(PROJECT, iam.email(job, PROJECT)), bucket)
+        for job in ("backstop-backup-writer", "backstop-pruner")
+    )
+    source = unique("src")
+
+    def backup(component: str, name: str, key: str) -> Any:
+        manifest = catalog.begin_backup(writer, component, name)
+        data = key.encode()
+        if writer.stat(key) is None:
+            writer.put_bytes(key, data)
+        entry = ManifestEntry(name="obj", stored_key=key, size=len(data), crc32c=crc32c_b64(data))
+        resume.save(writer, manifest, [entry])  # the checkpoint a batch of a Cloud Storage backup writes
+        return catalog.commit_backup(writer, manifest, [entry])
+
+    old = backup("gcs", source, f"pool/gcs/{source}/1/obj")
+    new = backup("gcs", source, f"pool/gcs/{source}/2/obj")
+    composer = backup("composer", "env-a", f"pool/gcs/{source}/2/obj")  # reuses the newer copy
+    left = {b.name for b in policy_gcs.list_blobs(bucket, prefix="_")}
+    assert len(left) == 3 + 3  # three markers, three checkpoints: none of the writer's deletes went through
+
+    keep_one = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    later = utcnow() + timedelta(minutes=1)
+    report = prune(pruner, "gcs", source, keep_one, later, grace_hours=0)
+    assert report.removed == [old.backup_id] and report.not_deleted == [] and report.notes == []
+    assert pruner.stat(f"pool/gcs/{source}/1/obj") is None  # the pool was swept
+    assert pruner.stat(f"pool/gcs/{source}/2/obj") is not None
+    assert {b.name for b in policy_gcs.list_blobs(bucket, prefix="_")} == {
+        k for k in left if composer.backup_id in k
+    }  # the gcs runs' markers and checkpoints are gone; Composer's are its own prune's
+
+    running = catalog.begin_backup(writer, "gcs", source)  # a run in progress keeps its files
+    resume.save(writer, running, [new.entries[0]])
+    prune(pruner, "gcs", source, keep_one, later, grace_hours=0)
+    prune(pruner, "composer", "env-a", keep_one, later, grace_hours=0)
+    remaining = [b.name for b in policy_gcs.list_blobs(bucket, prefix="_")]
+    assert len(remaining) == 2 and all(running.backup_id in k for k in remaining), remaining

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from backstop.core.errors import BackstopError
 from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file, entries_of
 from tasks.components.gcs.plan import SourceObject
-from tasks.storage.bucket import BackupStore
+from tasks.storage.bucket import RESUME_PREFIX, BackupStore
 from tasks.storage.spool import EntrySpool
 
-RESUME_PREFIX = "_resume/"
 Item = tuple[SourceObject, str]  # an object to copy, and its pool key
 log = logging.getLogger(__name__)
 
