@@ -42,7 +42,7 @@ def text_table(
     cols = list(columns or rows[0].keys())
     cells = [[_lines(_cell(row.get(c)), width) for c in cols] for row in rows]
     widths = [max(len(c), *(len(line) for r in cells for line in r[i])) for i, c in enumerate(cols)]
-    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()
     rule = "  ".join("-" * w for w in widths)
     body = []
     for row in cells:
