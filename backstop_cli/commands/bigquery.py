@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from backstop.core.names import check_dataset, check_table, parse_time
-from backstop.core.report import text_table
+from backstop.core.report import fields_table, text_table
 from backstop_cli.main import emit
 
 
@@ -44,5 +44,5 @@ def restore_as_of(args: argparse.Namespace) -> int:
         args.settings,
     )
     actions = summary.pop("actions", [])
-    emit(args, summary | {"actions": actions}, text_table([summary]) + "\n\n" + text_table(actions))
+    emit(args, summary | {"actions": actions}, fields_table(summary) + "\n\n" + text_table(actions))
     return 0

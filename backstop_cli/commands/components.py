@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound
 from backstop.core.names import check_percent
-from backstop.core.report import left_out, text_table
+from backstop.core.report import fields_table, left_out, text_table
 from backstop_cli.main import emit
 
 if TYPE_CHECKING:
@@ -241,7 +241,10 @@ def restore(args: argparse.Namespace) -> int:
         summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
-    text = [text_table([{k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts")}])]
+    shown_fields = {
+        k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts") and v != ""
+    }
+    text = [fields_table(shown_fields)]
     parts = summary.get("parts") or {}
     if len(parts) > 1 or any(p != "all" for p in parts):  # which backup each part came from
         text += ["", text_table([{"part": p} | c for p, c in parts.items()])]
