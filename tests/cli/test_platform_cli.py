@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import shutil
 import socket
 import subprocess
@@ -314,32 +315,49 @@ def chromium() -> str | None:
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
-def test_the_deployments_page_loads_in_headless_chromium(
+def test_the_ui_lists_the_deployments_and_shows_a_restore_run_form_in_headless_chromium(
     user: dict[str, str], seeded: dict[str, Any], tmp_path: Path
 ) -> None:
     """The deployments `backstop deploy` made (above, or here when run alone) as the UI shows them
-    in a browser."""
+    in a browser, and the form a user fills to start a restore from the UI: every parameter of the
+    flow, with its description, and the bucket to restore as the one required field."""
     browser = chromium()
     if browser is None:
         pytest.skip("no chromium binary on this machine (Debian package `chromium`); none is downloaded")
     shell = source_env(user)
+    api = Api(shell["PREFECT_API_URL"])
     try:
-        Api(shell["PREFECT_API_URL"]).deployment_id("backup-gcs", "gcs-daily-backup")
+        api.deployment_id("backup-gcs", "gcs-daily-backup")
     except httpx.HTTPStatusError:
         ok(shell, "deploy", "--json")
     ui = prefect_ui(user)
-    page = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-         "--virtual-time-budget=20000", "--dump-dom", f"{ui}/deployments"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+
+    def page(path: str) -> str:
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+             "--virtual-time-budget=20000", "--dump-dom", f"{ui}{path}"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "Can't connect to Server API" not in done.stdout
+        return done.stdout
+
+    listed = page("/deployments")
     deployed = {
         d["name"]
         for d in yaml.safe_load((Path(__file__).parents[2] / "prefect.yaml").read_text())["deployments"]
     }
-    shown = {name for name in deployed if f">{name}<" in page.stdout}
-    assert len(shown) >= 5, page.stdout[-2000:]  # the first page of the deployments `deploy` made
-    assert "Can't connect to Server API" not in page.stdout
+    shown = {name for name in deployed if f">{name}<" in listed}
+    assert len(shown) >= 5, listed[-2000:]  # the first page of the deployments `deploy` made
+
+    restore = api.deployment_id("restore-gcs", "gcs-restore")
+    schema = api.call("GET", f"deployments/{restore}")["parameter_openapi_schema"]
+    form = " ".join(re.sub(r"<[^>]+>", " ", page(f"/deployments/deployment/{restore}/run")).split())
+    assert "Parameters" in form and "Submit" in form, form[-2000:]
+    for name, field in schema["properties"].items():
+        described = " ".join(field["description"].split("`")[0].split())  # up to its first code span
+        assert f"{name} " in form and described in form, (name, described, form)
+    required = [n for n in schema["properties"] if f"{n} (Optional)" not in form]
+    assert required == ["source"], required  # the bucket is the one field a user must fill
 
 
 def test_settings_edits_are_validated_and_a_first_setup_names_its_buckets(
