@@ -380,14 +380,15 @@ def save_demo_settings(work_dir: Path) -> Any:
     from blocks.clients import storage_client
     from blocks.components import ComposerSettings, ConfigSource, ConfigsSettings
     from blocks.settings import BackstopSettings
+    from deployments.settings_blocks import DEFAULT_SECONDARY_LOCATION
     from localdev.platform import PROJECT
     from localdev.seed import seed_sample_configs
     from tasks.components.gke.plans import GkeClusterSettings, GkeSettings
 
     client = storage_client(PROJECT)
-    for name in (BACKUP_BUCKET, SECONDARY_BUCKET):
+    for name, location in ((BACKUP_BUCKET, "US"), (SECONDARY_BUCKET, DEFAULT_SECONDARY_LOCATION)):
         if client.lookup_bucket(name) is None:
-            client.create_bucket(name)
+            client.create_bucket(name, location=location)
     configs_dir = seed_sample_configs(work_dir / "configs")
     Secret(value=SecretStr("admin:admin")).save(
         "demo-airflow-auth", overwrite=True
@@ -398,6 +399,7 @@ def save_demo_settings(work_dir: Path) -> Any:
         project=PROJECT,
         backup_bucket=BACKUP_BUCKET,
         secondary_bucket=SECONDARY_BUCKET,
+        secondary_location=DEFAULT_SECONDARY_LOCATION,
         gcs_sources=[DEMO_BUCKET],
         bigquery_datasets=[DEMO_DATASET],
         composer=ComposerSettings(
