@@ -52,6 +52,22 @@ def text_table(
     return "\n".join([line, rule, *body])
 
 
+def table_and_details(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], key: str, width: int = 100
+) -> str:
+    """Rows as a table of `columns` (what every row has), then, for each row with other fields, one
+    wrapped paragraph `<key>: field value, field value, ...`: a row of a dozen component-specific
+    counts would otherwise make a table twice as wide as a terminal."""
+    text = text_table([{c: row.get(c) for c in columns} for row in rows])
+    for row in rows:
+        extra = [f"{k.replace('_', ' ')} {_cell(v)}" for k, v in row.items() if k not in columns]
+        if extra:
+            text += "\n" + textwrap.fill(
+                f"{row.get(key)}: " + ", ".join(extra), width, subsequent_indent="  ", break_on_hyphens=False
+            )
+    return text
+
+
 def _plain(value: Any) -> str:
     """A value as a person reads it: lists one item a line, mappings `key: value` a line."""
     if isinstance(value, dict):

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound
 from backstop.core.names import check_percent
-from backstop.core.report import fields_table, left_out, text_table
+from backstop.core.report import fields_table, left_out, table_and_details, text_table
 from backstop_cli.main import emit
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
 ACTION_COLUMNS = ("name", "change", "why")
+# What every backup reports; a component's own counts follow the table, a line a backup.
+BACKUP_COLUMNS = ("status", "component", "source", "size", "started_utc", "seconds", "entries", "backup_id")
 MAX_ROWS = 200  # action rows in the table (--json has them all)
 
 
@@ -164,7 +166,7 @@ def backup(args: argparse.Namespace) -> int:
         rows = backup_flow(
             args.sources or [], options, not args.no_validate, args.sample_percent or 0, args.settings
         )
-    emit(args, rows, text_table(rows))
+    emit(args, rows, table_and_details(rows, BACKUP_COLUMNS, "source"))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backstop.core.report import joined, left_out, text_table
+from backstop.core.report import joined, left_out, table_and_details, text_table
 
 CAUSE = (
     "400 POST http://127.0.0.1:9050/bigquery/v2/projects/demo/queries?prettyPrint=false: "
@@ -29,3 +29,22 @@ def test_cut_lists_say_how_many_were_left_out() -> None:
     assert left_out(200, 2003, "--json lists every action") == (
         "1803 more row(s) not shown (first 200 of 2003): --json lists every action"
     )
+
+
+def test_a_backup_table_keeps_the_common_columns_and_puts_a_components_own_counts_under_it() -> None:
+    rows = [
+        {
+            "status": "validated",
+            "source": "prod",
+            "backup_id": "b1",
+            "resource_count": 104,
+            "source_size": "4.5 GB",
+        },
+        {"status": "validated", "source": "raw", "backup_id": "b2"},
+    ]
+    text = table_and_details(rows, ["status", "source", "backup_id"], "source", width=30)
+    lines = text.splitlines()
+    assert lines[0].split() == ["status", "source", "backup_id"]  # no column for one component's counts
+    assert lines[2].split() == ["validated", "prod", "b1"] and lines[3].split() == ["validated", "raw", "b2"]
+    assert lines[4:] == ["prod: resource count 104,", "  source size 4.5 GB"]  # wrapped, nothing cut
+    assert max(map(len, lines)) <= 30
