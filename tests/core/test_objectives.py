@@ -146,6 +146,24 @@ def test_trend_rows_newest_first_with_size_change() -> None:
     assert rows[0]["seconds"] == 1.0 and rows[0]["entries"] == 1
 
 
+def test_trend_compares_a_backup_with_the_last_one_of_the_same_parts() -> None:
+    """Composer's hourly metadata backups and its daily DAG backups alternate: each is compared with
+    its own kind, not with the other (a 99% "drop" every hour)."""
+
+    def composer(hours_ago: float, parts: list[str], size: int) -> Any:
+        made = backup("analytics", hours_ago, size=size, component="composer")
+        return header_of(made).model_copy(update={"parts": parts})
+
+    manifests = [
+        composer(1, ["metadata"], 11),
+        composer(2, ["dags", "config"], 1_000),
+        composer(3, ["metadata"], 10),
+        composer(26, ["dags", "config"], 800),
+    ]
+    rows = trend_rows(manifests, last_n=4)
+    assert [r["size_change_pct"] for r in rows] == [10.0, 25.0, None, None]
+
+
 def failed_run(source: str, hours_ago: float, kind: str = "backup", error: str = "NotFound") -> RunRecord:
     return RunRecord(
         run_id=f"r{hours_ago}",
