@@ -62,7 +62,13 @@ def prune(args: argparse.Namespace) -> int:
         text += "\nkept by the bucket (holds, retention policy):\n" + "\n".join(
             f"  {k}" for k in result["kept_by_bucket"]
         )
-    notes = [n for s in result["summaries"] for n in s["notes"]]
+    # what changed or needs a look, each named by its bucket and source (a hold that stays is no news)
+    notes = [
+        f"{s['bucket']} {s['component']}/{s['source']}: {n}"
+        for s in result["summaries"]
+        for n in s["notes"]
+        if not n.endswith(" is held")
+    ]
     if notes:
         text += "\n" + "\n".join(notes)
     emit(args, result, text)

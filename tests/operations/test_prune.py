@@ -253,6 +253,10 @@ def test_prune_flow_and_cli_dry_run_then_prune_both_buckets(
     text = capsys.readouterr().out
     assert "backup_id" in text and "decision" in text and "matches no keep rule" in text
     assert "6 kept, 3 would remove" in text  # primary: 3 kept, 2 removed; secondary: 3 kept, 1 removed
+    held = [line for line in text.splitlines() if "would be held" in line]  # each note says where
+    assert [line.split(":")[0] for line in held] == [
+        f"{b} gcs/{source}" for b in (primary.bucket_name, secondary.bucket_name)
+    ]
     assert len(index.list_manifests(primary, "gcs", source)) == 5
 
     result = prune_backups("gcs", source, False, saved_settings)
