@@ -307,12 +307,6 @@ def _run_on_platform(args: argparse.Namespace) -> int:
     down = unreachable(include_unset=False, needs=needs)
     if down:
         raise Unavailable(down)
-    if not _prefect_api_url():  # no platform runs from this home and no server is named
-        raise Unavailable(
-            unreachable(include_unset=True, needs=needs)
-            or f"no Prefect server: PREFECT_API_URL is not set and no local platform runs from {state_dir()}: "
-            "start it with `backstop up` there (or set PREFECT_API_URL)"
-        )
     if needs == "catalog":  # it answers for what is reachable and names the rest (exit 3)
         args.unreachable = unreachable_rows(unreachable_services())
     try:
@@ -323,6 +317,11 @@ def _run_on_platform(args: argparse.Namespace) -> int:
         down = unreachable(include_unset=True, needs=needs)
         if down:
             raise Unavailable(down) from exc
+        if not _prefect_api_url():  # another home's platform holds the default port: not ours
+            raise Unavailable(
+                f"no Prefect server: PREFECT_API_URL is not set and no local platform runs from {state_dir()}: "
+                "start it with `backstop up` there (or set PREFECT_API_URL)"
+            ) from exc
         raise
 
 
