@@ -272,17 +272,39 @@ def entries_of(data: bytes, where: str) -> list[ManifestEntry]:
 
 def parse_chunk(data: bytes, ref: ChunkRef, where: str) -> list[ManifestEntry]:
     """The entries of one chunk file, after checking it against the digest its header sealed."""
-    if hashlib.sha256(data).hexdigest() != ref.sha256:
-        raise ValidationFailed(f"{where}: manifest chunk does not match its digest (edited or damaged)")
+    _check_sealed(data, ref, where)
     try:
         entries = _ENTRY_LIST.validate_json(data)  # parsed and checked in one pass, in Rust
     except (ValueError, TypeError) as exc:
         raise ValidationFailed(f"{where}: damaged manifest chunk ({str(exc).splitlines()[0]})") from None
-    if len(entries) != ref.entries:
+    return _check_count(entries, ref, where)
+
+
+def chunk_stored(data: bytes, ref: ChunkRef, where: str) -> list[tuple[str, int]]:
+    """(stored_key, size) of each entry of one chunk file, checked against its sealed digest: what
+    prune needs of every kept manifest, read ~5x faster than whole entries (plain JSON, no model)."""
+    _check_sealed(data, ref, where)
+    try:
+        stored = [(str(row["stored_key"]), int(row["size"])) for row in json.loads(data)]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValidationFailed(f"{where}: damaged manifest chunk ({exc!r})") from None
+    return _check_count(stored, ref, where)
+
+
+def _check_sealed(data: bytes, ref: ChunkRef, where: str) -> None:
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise ValidationFailed(f"{where}: manifest chunk does not match its digest (edited or damaged)")
+
+
+C = TypeVar("C")
+
+
+def _check_count(items: list[C], ref: ChunkRef, where: str) -> list[C]:
+    if len(items) != ref.entries:
         raise ValidationFailed(
-            f"{where}: manifest chunk holds {len(entries)} entries, header says {ref.entries}"
+            f"{where}: manifest chunk holds {len(items)} entries, header says {ref.entries}"
         )
-    return entries
+    return items
 
 
 def new_backup_id(now: datetime | None = None) -> str:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import builtins
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from backstop.core.errors import NotFound, ValidationFailed
 from backstop.core.manifest import (
@@ -32,11 +32,14 @@ from backstop.core.manifest import (
     ManifestEntry,
     as_header,
     chunk_file,
+    chunk_stored,
     parse_chunk,
 )
 from backstop.core.retention_lock import RetentionLock
 from tasks.storage.objects import ObjectStore
 from tasks.storage.spool import Row
+
+T = TypeVar("T")
 
 UPDATES_DIR = "_manifest/"  # inside a backup folder: later versions of its manifest's mutable fields
 
@@ -171,14 +174,26 @@ class ManifestStore(ObjectStore):
         if manifest.entries or not manifest.chunks:
             yield from manifest.entries
             return
+        yield from self._iter_chunks(manifest, parse_chunk)
 
-        def read(ref: ChunkRef) -> builtins.list[ManifestEntry]:
+    def iter_stored(self, manifest: BackupManifest) -> Iterator[tuple[str, int]]:
+        """(stored_key, size) of each entry of `manifest`, as iter_entries reads them, without
+        building the entries (prune's scan of what every kept backup references)."""
+        if manifest.entries or not manifest.chunks:
+            yield from ((e.stored_key, e.size) for e in manifest.entries)
+            return
+        yield from self._iter_chunks(manifest, chunk_stored)
+
+    def _iter_chunks(
+        self, manifest: BackupManifest, parse: Callable[[bytes, ChunkRef, str], builtins.list[T]]
+    ) -> Iterator[T]:
+        def read(ref: ChunkRef) -> builtins.list[T]:
             key = manifest.folder + ref.key
             try:
                 data = self.get_bytes(key)
             except NotFound:
                 raise ValidationFailed(f"{self.where(key)}: manifest chunk missing") from None
-            return parse_chunk(data, ref, self.where(key))
+            return parse(data, ref, self.where(key))
 
         with ThreadPoolExecutor(max_workers=1) as ahead:
             chunks = iter(manifest.chunks)

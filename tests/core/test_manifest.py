@@ -3,7 +3,16 @@ from datetime import UTC, datetime
 import pytest
 
 from backstop.core.errors import InvalidInput, ValidationFailed
-from backstop.core.manifest import BackupManifest, ManifestEntry, backup_time, new_backup_id, select
+from backstop.core.manifest import (
+    BackupManifest,
+    ManifestEntry,
+    backup_time,
+    chunk_file,
+    chunk_stored,
+    new_backup_id,
+    parse_chunk,
+    select,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +65,18 @@ def test_select_filters_and_orders_newest_first() -> None:
     assert select([old, new, other], source="raw") == [new, old]
     assert select([old, new, other], validated_only=True) == [old]
     assert select([old, new, other], before=datetime(2026, 11, 10, tzinfo=UTC)) == [old]
+
+
+def test_prune_reads_the_keys_and_sizes_a_chunk_sealed_and_nothing_edited() -> None:
+    entries = [
+        ManifestEntry(
+            name=f"o{i}", stored_key=f"pool/gcs/b/{i}", size=i, crc32c="AAAAAA==", metadata={"k": "v"}
+        )
+        for i in range(5)
+    ]
+    ref, data = chunk_file([(e.name, e.size, e.model_dump_json()) for e in entries])
+    assert chunk_stored(data, ref, "c") == [(e.stored_key, e.size) for e in parse_chunk(data, ref, "c")]
+    with pytest.raises(ValidationFailed, match="does not match its digest"):
+        chunk_stored(data.replace(b"pool/gcs/b/3", b"pool/gcs/b/9"), ref, "c")
+    with pytest.raises(ValidationFailed, match="holds 5 entries, header says 6"):
+        chunk_stored(data, ref.model_copy(update={"entries": 6}), "c")
