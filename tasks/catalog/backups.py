@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,34 @@ def begin_backup(
     )
     store.mark_in_progress(manifest)
     return manifest
+
+
+HEARTBEAT_SECONDS = 3600.0  # a running backup's sign of life (BackupStore.in_progress waits 24 hours)
+
+
+@contextlib.contextmanager
+def beating(store: BackupStore, manifest: BackupManifest, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """While the body runs, add a heartbeat beside the run's in-progress marker every `every`
+    seconds: a backup that runs for days stays in progress, so prune neither sweeps the copies it
+    has made nor its checkpoints. A heartbeat that fails is logged; the backup goes on."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                store.mark_in_progress(manifest, beat=utcnow())
+            except Exception as exc:  # a transient failure: the next beat may pass
+                logging.getLogger(__name__).warning(
+                    "heartbeat of %s not written: %s", manifest.backup_id, str(exc).splitlines()[0]
+                )
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{manifest.backup_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
 
 
 def commit_backup(

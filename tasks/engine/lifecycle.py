@@ -72,25 +72,34 @@ def backup(
     spool: EntrySpool | None = None
     try:
         manifest = catalog.begin_backup(store, component.name, source, ctx.options.model_dump(mode="json"))
-        plan = units.step(f"plan-{component.name}-{source}", component.plan_backup, ctx, manifest)
-        if plan.describe:
-            units.log(ctx, plan.describe)
-        state = dict(plan.state)
-        # Every entry goes to a spool on disk (a streaming plan fills its own as units are taken).
-        spool = plan.carried if isinstance(plan.carried, EntrySpool) else EntrySpool(plan.carried)
+        with catalog.beating(store, manifest):  # a run of days stays in progress for prune
+            plan = units.step(f"plan-{component.name}-{source}", component.plan_backup, ctx, manifest)
+            if plan.describe:
+                units.log(ctx, plan.describe)
+            state = dict(plan.state)
+            # Every entry goes to a spool on disk (a streaming plan fills its own as units are taken).
+            spool = plan.carried if isinstance(plan.carried, EntrySpool) else EntrySpool(plan.carried)
 
-        def done(unit_entries: list[ManifestEntry] | StoredEntries, unit_state: dict[str, Any]) -> None:
-            if isinstance(unit_entries, StoredEntries):  # written by the unit: read it here
-                unit_entries = entries_of(store.get_bytes(unit_entries.key), store.where(unit_entries.key))
-            spool.add(unit_entries, written=True)
-            units.merge_state(state, unit_state)
+            def done(unit_entries: list[ManifestEntry] | StoredEntries, unit_state: dict[str, Any]) -> None:
+                if isinstance(unit_entries, StoredEntries):  # written by the unit: read it here
+                    unit_entries = entries_of(
+                        store.get_bytes(unit_entries.key), store.where(unit_entries.key)
+                    )
+                spool.add(unit_entries, written=True)
+                units.merge_state(state, unit_state)
 
-        units.run_units(component, ctx, manifest, plan.units, done, progress)
-        units.merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
-        reuse = locks.Reuse(spool.carried, plan.carried_from) if plan.retained_at_write else None
-        committed = units.step(
-            f"commit-{component.name}-{source}", catalog.commit_backup, store, manifest, spool, state, reuse
-        )
+            units.run_units(component, ctx, manifest, plan.units, done, progress)
+            units.merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
+            reuse = locks.Reuse(spool.carried, plan.carried_from) if plan.retained_at_write else None
+            committed = units.step(
+                f"commit-{component.name}-{source}",
+                catalog.commit_backup,
+                store,
+                manifest,
+                spool,
+                state,
+                reuse,
+            )
         entry_count = committed.entry_count
     except BaseException as exc:
         try:

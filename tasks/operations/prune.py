@@ -51,7 +51,7 @@ from tasks.catalog.locks import extend_kept, manifest_retained_until
 from tasks.engine import units
 from tasks.engine.protocol import Context
 from tasks.operations.deletes import delete_listed, hold_reason
-from tasks.storage.bucket import INPROGRESS_PREFIX, RESUME_PREFIX, BackupStore
+from tasks.storage.bucket import INPROGRESS_PREFIX, RESUME_PREFIX, BackupStore, run_of
 from tasks.storage.parallel import Batches
 from tasks.storage.spool import KeySpool
 
@@ -220,7 +220,7 @@ def finished_run_files(
     for folder in (INPROGRESS_PREFIX, RESUME_PREFIX):
         prefix = f"{folder}{component}/{source}/"
         for key, blob in store.list(prefix).items():
-            run = key[len(prefix) :].split("/", 1)[0].removesuffix(".json")
+            run = run_of(key[len(prefix) :].split("/", 1)[0])
             created = blob.time_created
             if run not in running and created is not None and created < before and not hold_reason(blob, now):
                 found[key] = blob

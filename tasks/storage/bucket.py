@@ -23,6 +23,7 @@ from blocks.settings import BackstopSettings
 from tasks.storage.manifests import ManifestStore
 
 INPROGRESS_PREFIX = "_inprogress/"
+BEAT = "+"  # a heartbeat of a running backup: `<backup_id>+<time>.json` beside its `<backup_id>.json`
 RESUME_PREFIX = "_resume/"  # work files and checkpoints of runs (tasks/components/gcs/resume.py)
 
 
@@ -42,8 +43,11 @@ class BackupStore(ManifestStore):
         return reopen_store, (*where, self.chunk_entries, credentials_block_in_use(), self.lock)
 
     # -- in-progress markers (prune does not sweep data a running backup may reuse) ------
-    def mark_in_progress(self, manifest: BackupManifest) -> str:
-        key = f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"
+    def mark_in_progress(self, manifest: BackupManifest, beat: datetime | None = None) -> str:
+        """Mark the run in progress; with `beat`, a later sign that it still runs (a new object each
+        time: the backup writer may not replace one)."""
+        name = manifest.backup_id + ("" if beat is None else f"{BEAT}{beat.astimezone(UTC):%Y%m%dT%H%M%SZ}")
+        key = f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{name}.json"
         body = {"backup_id": manifest.backup_id, "started_at": manifest.started_at.isoformat()}
         self.put_bytes(key, json.dumps(body).encode(), content_type="application/json")
         return key
@@ -54,24 +58,27 @@ class BackupStore(ManifestStore):
     def in_progress(
         self, component: str, source: str | None = None, younger_than_hours: float = 24.0
     ) -> builtins.list[str]:
-        """Backup ids of runs of this source (None: of any source of `component`) that started
-        recently and have not committed.
+        """Backup ids of runs of this source (None: of any source of `component`) whose marker or
+        latest heartbeat is recent (a backup beats every hour while it runs, so one that runs for
+        days stays in progress) and that have not committed.
 
         A marker whose backup has a manifest is not a running backup: its delete was refused (a
         bucket retention policy keeps the marker as long as any other object, and the backup writer
         may not delete at all); prune removes such markers (tasks/operations/prune.py).
         """
         now = datetime.now(UTC)
-        running = []
+        latest: dict[tuple[str, str], datetime] = {}
         folder = f"{INPROGRESS_PREFIX}{component}/"
         for key, blob in self.list(folder + (f"{source}/" if source else "")).items():
-            created = blob.time_created or now
-            if (now - created).total_seconds() < younger_than_hours * 3600:
-                of_source, name = key[len(folder) :].rsplit("/", 1)
-                backup_id = name.removesuffix(".json")
-                if not self._committed(component, of_source, backup_id):
-                    running.append(backup_id)
-        return running
+            of_source, name = key[len(folder) :].rsplit("/", 1)
+            run = (of_source, run_of(name))
+            latest[run] = max(latest.get(run, blob.time_created or now), blob.time_created or now)
+        return [
+            backup_id
+            for (of_source, backup_id), at in latest.items()
+            if (now - at).total_seconds() < younger_than_hours * 3600
+            and not self._committed(component, of_source, backup_id)
+        ]
 
     def _committed(self, component: str, source: str, backup_id: str) -> bool:
         try:
@@ -79,6 +86,12 @@ class BackupStore(ManifestStore):
         except BackstopError:
             return False
         return self.stat(f"{component}/{source}/{day:%Y/%m/%d}/{backup_id}/{MANIFEST_NAME}") is not None
+
+
+def run_of(name: str) -> str:
+    """The backup id of a run file's name under `_inprogress/` or `_resume/` (a marker, a heartbeat,
+    a folder of checkpoints)."""
+    return name.removesuffix(".json").split(BEAT, 1)[0]
 
 
 def reopen_store(

@@ -6,7 +6,7 @@ The plan writes each batch of objects to copy as a work file under
 what travels to a worker (a thread, or a Dask worker on another machine) is a few bytes, never an
 object list. Each finished batch writes a checkpoint (the entries it copied) beside it
 (`done-<hash>.json`). A later backup of the same bucket reuses the copies of runs
-that are still marked in progress (their marker is younger than 24 hours): while any run of the
+that are still marked in progress (their marker, or its hourly heartbeat, is younger than 24 hours): while any run of the
 bucket is in progress, prune does not sweep its pool, so those copies are still there, and once
 the new backup commits its manifest references them. Checkpoints of runs no longer in progress
 (committed, or expired) are removed by the next backup; a first backup of 100 million objects
