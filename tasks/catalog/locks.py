@@ -36,7 +36,7 @@ from tasks.storage.object_lock import extend_retention, retained_until, retentio
 def backup_keys(store: BackupStore, manifest: BackupManifest) -> Iterator[str]:
     """Every object `manifest` references, `manifest.json` last: its entries' stored objects (its
     folder's data and the pool), its chunks and its update records."""
-    yield from (key for key, _ in store.iter_stored(manifest))
+    yield from (e.stored_key for e in store.iter_stored(manifest))
     yield from own_keys(store, manifest)
     yield manifest.path
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from backstop.core.manifest import BackupManifest, ManifestEntry
+from backstop.core.manifest import BackupManifest, ManifestEntry, Stored
 from backstop.core.names import check_percent
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import run_all
@@ -49,7 +49,7 @@ class StoredListing:
         """`retention`: keep each object's retain-until too (`retained_until`)."""
         self.store, self.spool, self.prefixes, self.retention = store, KeySpool(), set[str](), retention
 
-    def lookup(self, entries: list[ManifestEntry]) -> dict[str, Held]:
+    def lookup(self, entries: Sequence[ManifestEntry | Stored]) -> dict[str, Held]:
         """stored key -> (size, crc32c, kms key) of each entry's stored object that exists."""
         for prefix in sorted({_common_prefix(e.stored_key) for e in entries} - self.prefixes):
             listing = self.store.iter_list(prefix)
@@ -73,9 +73,10 @@ class StoredListing:
         self.spool.close()
 
 
-def against_listing(
-    store: BackupStore, entries: Iterable[ManifestEntry]
-) -> Iterator[tuple[ManifestEntry, Held | None]]:
+E = TypeVar("E", ManifestEntry, Stored)
+
+
+def against_listing(store: BackupStore, entries: Iterable[E]) -> Iterator[tuple[E, Held | None]]:
     """Each of `entries` with what `store` holds at its stored key (None: nothing), looked up
     BATCH entries at a time in one `StoredListing` (never the whole listing in memory)."""
     with StoredListing(store) as listed:
@@ -115,7 +116,7 @@ def verify_stored(
 
     def to_read() -> Generator[list[Any]]:
         """Every entry checked against the listing; [stored key, name, size, crc32c] of those to re-read."""
-        for entry, there in against_listing(store, store.iter_entries(manifest)):
+        for entry, there in against_listing(store, store.iter_stored(manifest)):
             where = f"{entry.name!r} ({store.where(entry.stored_key)})"
             if there is None:
                 damaged(entry.name, f"missing: {where}")

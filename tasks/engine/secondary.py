@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from backstop.core.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
-from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, utcnow
+from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, Stored, utcnow
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index, locks
@@ -61,7 +61,7 @@ def copy_to_secondary(
     batches = units.UnitBatches(Context(settings, primary), "secondary", label) if settings else Batches()
     shared_rate = settings.gcs_write_rate if settings and batches.spread else None
 
-    def same(held: Held | None, entry: ManifestEntry) -> bool:
+    def same(held: Held | None, entry: ManifestEntry | Stored) -> bool:
         return held is not None and held[0] == entry.size and (not entry.crc32c or held[1] == entry.crc32c)
 
     retention = _retention(primary, secondary, manifest)
@@ -102,7 +102,7 @@ def copy_to_secondary(
         if shared_rate is not None:
             shared_limit.stop(secondary.bucket_name)
     versions: set[str] = set()
-    for entry, there in against_listing(secondary, primary.iter_entries(manifest)):
+    for entry, there in against_listing(secondary, primary.iter_stored(manifest)):
         where = f"{entry.name!r} ({secondary.where(entry.stored_key)})"
         if there is None:
             problems.append(f"missing in secondary: {where}")

@@ -299,7 +299,7 @@ def _referenced(store: BackupStore, manifests: list[BackupManifest], damaged: li
     try:
         for manifest in manifests:
             try:
-                spool.add((key, size, None, None) for key, size in store.iter_stored(manifest))
+                spool.add((e.stored_key, e.size, None, None) for e in store.iter_stored(manifest))
             except ValidationFailed as exc:
                 damaged.append(str(exc))
     except BaseException:

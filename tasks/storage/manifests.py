@@ -30,6 +30,7 @@ from backstop.core.manifest import (
     BackupManifest,
     ChunkRef,
     ManifestEntry,
+    Stored,
     as_header,
     chunk_file,
     chunk_stored,
@@ -176,11 +177,12 @@ class ManifestStore(ObjectStore):
             return
         yield from self._iter_chunks(manifest, parse_chunk)
 
-    def iter_stored(self, manifest: BackupManifest) -> Iterator[tuple[str, int]]:
-        """(stored_key, size) of each entry of `manifest`, as iter_entries reads them, without
-        building the entries (prune's scan of what every kept backup references)."""
+    def iter_stored(self, manifest: BackupManifest) -> Iterator[Stored]:
+        """Name, stored key, size and crc32c of each entry of `manifest`, as iter_entries reads them,
+        without building the entries (prune's scan of what the kept backups reference, validation's
+        and the secondary copy's check of every stored object)."""
         if manifest.entries or not manifest.chunks:
-            yield from ((e.stored_key, e.size) for e in manifest.entries)
+            yield from (Stored(e.name, e.stored_key, e.size, e.crc32c) for e in manifest.entries)
             return
         yield from self._iter_chunks(manifest, chunk_stored)
 

@@ -75,7 +75,9 @@ def test_prune_reads_the_keys_and_sizes_a_chunk_sealed_and_nothing_edited() -> N
         for i in range(5)
     ]
     ref, data = chunk_file([(e.name, e.size, e.model_dump_json()) for e in entries])
-    assert chunk_stored(data, ref, "c") == [(e.stored_key, e.size) for e in parse_chunk(data, ref, "c")]
+    assert chunk_stored(data, ref, "c") == [
+        (e.name, e.stored_key, e.size, e.crc32c) for e in parse_chunk(data, ref, "c")
+    ]
     with pytest.raises(ValidationFailed, match="does not match its digest"):
         chunk_stored(data.replace(b"pool/gcs/b/3", b"pool/gcs/b/9"), ref, "c")
     with pytest.raises(ValidationFailed, match="holds 5 entries, header says 6"):
