@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from backstop.core.errors import BackstopError, ConfigError, InvalidInput, ValidationFailed
-from backstop.core.manifest import BackupManifest, ManifestEntry, SecondaryCopy, Stored, utcnow
+from backstop.core.manifest import BackupManifest, SecondaryCopy, Stored, utcnow
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index, locks
@@ -61,7 +61,7 @@ def copy_to_secondary(
     batches = units.UnitBatches(Context(settings, primary), "secondary", label) if settings else Batches()
     shared_rate = settings.gcs_write_rate if settings and batches.spread else None
 
-    def same(held: Held | None, entry: ManifestEntry | Stored) -> bool:
+    def same(held: Held | None, entry: Stored) -> bool:
         return held is not None and held[0] == entry.size and (not entry.crc32c or held[1] == entry.crc32c)
 
     retention = _retention(primary, secondary, manifest)
@@ -71,7 +71,7 @@ def copy_to_secondary(
         those it holds but retains for less long than the copy's date are extended here."""
         nonlocal objects
         with StoredListing(secondary, retention=retention is not None) as present:
-            for batch in batched(primary.iter_entries(manifest), BATCH):
+            for batch in batched(primary.iter_stored(manifest), BATCH):
                 held = present.lookup(batch)
                 there = {e.stored_key for e in batch if same(held.get(e.stored_key), e)}
                 yield from sorted({e.stored_key for e in batch} - there)
