@@ -157,7 +157,8 @@ def remove_manifests(
             report.removed.append(manifest.backup_id)
             gone.append(manifest.folder)
             _unindex(store, manifest, report)
-            # the in-progress marker a writer without delete permission had to leave behind
+            # the in-progress marker a writer without delete permission had to leave behind: with
+            # its manifest gone it would read as a running backup (and stop this prune's pool sweep)
             store.clear_in_progress(manifest)
     return gone
 

@@ -53,7 +53,10 @@ class BackupStore(ManifestStore):
         return key
 
     def clear_in_progress(self, manifest: BackupManifest) -> None:
-        self.delete([f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}.json"])
+        """Remove the run's marker and its heartbeats (best effort: a writer that may not delete,
+        or the bucket's retention policy, leaves them for prune)."""
+        prefix = f"{INPROGRESS_PREFIX}{manifest.component}/{manifest.source}/{manifest.backup_id}"
+        self.delete([k for k in self.list(prefix) if run_of(k.rsplit("/", 1)[-1]) == manifest.backup_id])
 
     def in_progress(
         self, component: str, source: str | None = None, younger_than_hours: float = 24.0
@@ -71,8 +74,8 @@ class BackupStore(ManifestStore):
         folder = f"{INPROGRESS_PREFIX}{component}/"
         for key, blob in self.list(folder + (f"{source}/" if source else "")).items():
             of_source, name = key[len(folder) :].rsplit("/", 1)
-            run = (of_source, run_of(name))
-            latest[run] = max(latest.get(run, blob.time_created or now), blob.time_created or now)
+            run, at = (of_source, run_of(name)), blob.time_created or now
+            latest[run] = max(latest.get(run, at), at)
         return [
             backup_id
             for (of_source, backup_id), at in latest.items()

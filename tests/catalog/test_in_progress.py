@@ -46,10 +46,12 @@ def test_a_backup_that_beats_stays_in_progress_past_its_markers_window_and_prune
     store.put_bytes(f"pool/gcs/{source}/1/obj", data)
     entry = ManifestEntry(name="obj", stored_key=f"pool/gcs/{source}/1/obj", size=len(data))
     catalog.commit_backup(store, manifest, [entry])
+    assert list(store.list(f"_inprogress/gcs/{source}/")) == []  # the commit clears marker and heartbeats
+    store.mark_in_progress(manifest, beat=utcnow())  # as a writer that may not delete leaves them
     assert store.in_progress("gcs", source) == []  # committed: its heartbeats are no running backup
 
     keep = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     report = prune(store, "gcs", source, keep, utcnow() + timedelta(minutes=1), grace_hours=0)
     assert report.not_deleted == [] and report.notes == []
-    assert list(store.list(f"_inprogress/gcs/{source}/")) == []  # marker and heartbeats swept
+    assert list(store.list(f"_inprogress/gcs/{source}/")) == []  # the heartbeat left swept
     assert store.stat(f"pool/gcs/{source}/1/obj") is not None  # the backup itself untouched
