@@ -27,6 +27,8 @@ JSON API does for the hardening checks, so the real `google-cloud-storage` clien
 - requests are served by one thread per connection, one request at a time (the emulator's storage
   is not thread-safe; serving connections in threads is what keeps a 16-thread client from timing
   out on connect); connections are kept open between requests (HTTP/1.1), as Google's are.
+- the batch endpoint (`POST /batch/storage/v1`, at most 100 requests a batch) serves each of its
+  requests as the same request sent alone (localdev/servers/gcs_batch.py).
 - with `--data-dir`, buckets and objects are kept on disk (localdev/servers/gcs_disk.py).
 
 Run: `python -m localdev.servers.gcs_policy_server --port 4445 [--roles deployments/iam/roles.yaml]
@@ -49,6 +51,7 @@ from typing import Any
 from gcp_storage_emulator import server as emu
 from gcp_storage_emulator.handlers import buckets as emu_buckets
 
+from localdev.servers import gcs_batch as batch
 from localdev.servers import gcs_object_retention as object_retention
 from localdev.servers.gcs_disk import LOCK, flush, flush_every, relink
 from localdev.servers.gcs_iam import Denied, RoleBook, require_permissions, route_needs, test_iam_permissions
@@ -162,18 +165,37 @@ class _Handler(emu.RequestHandler):  # type: ignore[misc]
         # A chunked body is read only by the handlers that want it: the connection closes after it.
         stream = self.rfile
         length = self.headers.get("Content-Length")
+        body = b""
         if length:
-            self.rfile = io.BytesIO(stream.read(int(length)))
+            body = stream.read(int(length))
+            self.rfile = io.BytesIO(body)
         elif self.headers.get("Transfer-Encoding"):
             self.close_connection = True
         try:
-            with self.lock:  # one lock for every server of this process: each routes with its own roles
-                emu.HANDLERS = self.server.handlers
-                emu.Router(self).handle(method)
-                if method != "GET":  # the handlers above change buckets and objects in place too
-                    self.storage.dirty = True
+            if method == "POST" and self.path.partition("?")[0] == batch.PATH:
+                self._batch(body)
+            else:
+                self._route(self, method)
         finally:
             self.rfile = stream
+
+    def _route(self, request: Any, method: str) -> None:
+        """Serve `request` (this connection's, or one part of a batch) through the server's routes."""
+        with self.lock:  # one lock for every server of this process: each routes with its own roles
+            emu.HANDLERS = self.server.handlers
+            emu.Router(request).handle(method)
+            if method != "GET":  # the handlers above change buckets and objects in place too
+                self.storage.dirty = True
+
+    def _batch(self, request: bytes) -> None:
+        status, content_type, body = batch.serve_batch(
+            self, request, lambda part: self._route(part, part.command)
+        )
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_GET(self) -> None:
         self._serve("GET")

@@ -14,6 +14,9 @@ count the writes a bucket took per second. And it can rot bytes: the downloads o
 in `rotten` come back with their first byte flipped while their metadata (size, crc32c in a
 listing) stays what was stored, as silent corruption under the service's checksum looks to a reader.
 
+A batch request (`/batch/storage/v1`) is taken apart: each of its requests is refused, delayed,
+recorded and forwarded as if sent alone, and the answers go back as one batch response.
+
 Use: `with throttling_proxy("http://127.0.0.1:4443", [429, 429, 503]) as proxy: ... proxy.url`.
 """
 
@@ -30,6 +33,7 @@ from http import server as http_server
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from localdev.servers import gcs_batch as batch
 from localdev.servers.listening import Server
 
 MESSAGES = {
@@ -90,7 +94,33 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
 
         def _relay(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status = state.refusal(self.command, self.path)
+            if self.command == "POST" and urlsplit(self.path).path == batch.PATH:
+                self._batch(body)
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
+            self._answer(*self._one(self.command, self.path, headers, body))
+
+        def _batch(self, body: bytes) -> None:
+            """A batch: each of its requests refused, delayed, recorded and forwarded as if sent
+            alone (one after the other: how far Google runs a batch's requests at once is not
+            documented, so a batch gains no latency over the same requests on one connection)."""
+            found = batch.requests_of(self.headers.get("Content-Type", ""), dict(self.headers.items()), body)
+            if isinstance(found, str):
+                self._answer(400, {"Content-Type": "text/plain"}, found.encode())
+                return
+            replies = []
+            for content_id, method, path, headers, data in found:
+                kept = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
+                status, answer_headers, answer = self._one(method, path, kept, data)
+                replies.append((content_id, batch.reply(status, answer_headers, answer)))
+            content_type, data = batch.answer(replies)
+            self._answer(200, {"Content-Type": content_type}, data)
+
+        def _one(
+            self, method: str, path: str, headers: dict[str, str], body: bytes
+        ) -> tuple[int, dict[str, str], bytes]:
+            """One request: refused, or delayed, recorded and forwarded; (status, headers, body)."""
+            status = state.refusal(method, path)
             if status is not None:
                 reason, message = MESSAGES.get(status, ("error", "error"))
                 error = {
@@ -98,21 +128,17 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
                     "message": message,
                     "errors": [{"reason": reason, "message": message}],
                 }
-                self._answer(
-                    status, {"Content-Type": "application/json"}, json.dumps({"error": error}).encode()
-                )
-                return
+                return status, {"Content-Type": "application/json"}, json.dumps({"error": error}).encode()
             if state.latency:
                 time.sleep(state.latency)
-            state.forwarded(self.command, self.path)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
+            state.forwarded(method, path)
             for attempt in (1, 2):  # a kept-alive upstream connection may have been closed meanwhile
                 if self.upstream_conn is None:
                     self.upstream_conn = http.client.HTTPConnection(
                         target.hostname or "", target.port, timeout=120
                     )
                 try:
-                    self.upstream_conn.request(self.command, self.path, body=body or None, headers=headers)
+                    self.upstream_conn.request(method, path, body=body or None, headers=headers)
                     answer = self.upstream_conn.getresponse()
                     data = answer.read()
                     break
@@ -121,10 +147,9 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
                     self.upstream_conn = None
                     if attempt == 2:
                         raise
-            if data and answer.status == 200 and state.rots(self.command, self.path):
+            if data and answer.status == 200 and state.rots(method, path):
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
-            kept = {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP}
-            self._answer(answer.status, kept, data)
+            return answer.status, {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP}, data
 
         def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
             self.send_response(status)

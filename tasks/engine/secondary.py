@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +30,15 @@ from tasks.engine import units
 from tasks.engine.protocol import Context
 from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
-from tasks.storage.copies import Retention, ramp_for, rewrite, run_all
+from tasks.storage.copies import (
+    ONE_CALL_BYTES,
+    Retention,
+    batch_groups,
+    ramp_for,
+    rewrite,
+    rewrite_many,
+    run_all,
+)
 from tasks.storage.google_api import converted_errors
 from tasks.storage.object_lock import created_retained, extend_retention, retention_enabled
 from tasks.storage.parallel import Batches, batched
@@ -66,15 +74,16 @@ def copy_to_secondary(
 
     retention = _retention(primary, secondary, manifest)
 
-    def to_copy() -> Generator[str]:
-        """The stored keys the secondary lacks, a batch of entries at a time (never all in memory);
-        those it holds but retains for less long than the copy's date are extended here."""
+    def to_copy() -> Generator[tuple[str, int]]:
+        """The stored keys the secondary lacks, with their sizes, a batch of entries at a time (never
+        all in memory); those it holds but retains for less long than the copy's date are extended
+        here."""
         nonlocal objects
         with StoredListing(secondary, retention=retention is not None) as present:
             for batch in batched(primary.iter_stored(manifest), BATCH):
                 held = present.lookup(batch)
                 there = {e.stored_key for e in batch if same(held.get(e.stored_key), e)}
-                yield from sorted({e.stored_key for e in batch} - there)
+                yield from sorted({(e.stored_key, e.size) for e in batch if e.stored_key not in there})
                 if retention is not None:
                     held_keys = sorted(there)
                     until = present.retained_until(held_keys)
@@ -88,7 +97,7 @@ def copy_to_secondary(
     # The chunk files of a large manifest first (a few), then every stored object the secondary lacks.
     chunk_keys = [manifest.folder + c.key for c in manifest.chunks]
     problems += copy_objects(
-        primary, secondary, None, [k for k in chunk_keys if secondary.stat(k) is None], retention
+        primary, secondary, None, [(k, 0) for k in chunk_keys if secondary.stat(k) is None], retention
     )
     keys = to_copy()
     if shared_rate is not None:  # one write rate for the secondary bucket across the cluster's workers
@@ -137,17 +146,17 @@ def copy_objects(
     primary: BackupStore,
     secondary: BackupStore,
     shared_rate: float | None,
-    keys: list[str],
+    keys: Sequence[Sequence[Any]],
     retention: Retention | None = None,
 ) -> list[str]:
-    """Copy `keys` from `primary` to `secondary` server-side, on the process's copy workers (a unit
-    of the secondary copy), each created with `retention`; the problems (at most SHOWN named).
-    `shared_rate`: the secondary bucket's writes take its rate limit shared by every worker (a
-    Dask cluster)."""
+    """Copy `keys` ([key, size] each) from `primary` to `secondary` server-side, on the process's
+    copy workers (a unit of the secondary copy), each created with `retention`, the small ones in
+    batch requests; the problems (at most SHOWN named). `shared_rate`: the secondary bucket's
+    writes take its rate limit shared by every worker (a Dask cluster)."""
     if shared_rate is not None:
         ramp_for(secondary.bucket_name, shared_rate, True)
 
-    def copy(key: str) -> str | None:
+    def copy(key: str, made: Any | None) -> str | None:
         try:
             with converted_errors(f"copying {primary.where(key)} to {secondary.where(key)}"):
                 # on the secondary's write ramp; a key already made is taken (checked against the
@@ -156,13 +165,19 @@ def copy_objects(
                     secondary,
                     key,
                     retention,
-                    lambda: rewrite(primary.bucket.blob(key), secondary.blob(key), retention),
+                    lambda: made or rewrite(primary.bucket.blob(key), secondary.blob(key), retention),
                 )
         except BackstopError as exc:
             return str(exc)
         return None
 
-    problems = [p for p in run_all(copy, keys) if p]
+    def copy_group(group: list[Sequence[Any]]) -> list[str | None]:
+        small = [key for key, size in group if size <= ONE_CALL_BYTES]
+        pairs = [(primary.bucket.blob(key), secondary.blob(key)) for key in small]
+        made = dict(zip(small, rewrite_many(secondary.client, pairs, retention), strict=True))
+        return [copy(key, made.get(key)) for key, _ in group]
+
+    problems = [p for group in run_all(copy_group, batch_groups(keys)) for p in group if p]
     more = [f"and {len(problems) - SHOWN} more copies failed"] if len(problems) > SHOWN else []
     return problems[:SHOWN] + more
 

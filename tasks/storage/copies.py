@@ -11,6 +11,10 @@ starts at the settings' `gcs_write_rate`, doubles at most every 20 minutes of su
 runs with `copy_retry`: google-cloud-storage's own retry predicate (429, 408, 5xx, dropped
 connections) with truncated exponential backoff and full jitter (google.api_core's retry), whose
 errors also slow the ramp down. The bytes never pass through the worker: copies are server-side.
+
+Small objects are copied up to BATCH_CALLS at a time in one request to the JSON API's batch
+endpoint (`rewrite_many`); a copy the batch did not make (its error, a server without batches) is
+then made alone, retried as above: the batch saves requests, the copy alone stays the authority.
 """
 
 from __future__ import annotations
@@ -24,16 +28,20 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
 
 from backstop.core.write_ramp import DEFAULT_RATE, WriteRamp
-from tasks.storage.google_api import RETRY, TIMEOUT, direct_calls, object_path
+from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, direct_calls, object_path
 from tasks.storage.shared_limit import SharedSlots
 
 Retention = tuple[str, datetime]  # an object retention: (mode "Unlocked" | "Locked", retain-until)
 
 T = TypeVar("T")
+# Objects up to this size are copied in one call (a copy, or a rewrite in a batch request); larger
+# ones by rewrite, its resumption tokens followed.
+ONE_CALL_BYTES = 16 * 1024 * 1024
 # Copies in flight per process (per worker on a Dask cluster): BACKSTOP_COPY_THREADS, default 16.
 WORKERS = int(os.environ.get("BACKSTOP_COPY_THREADS") or 16)
 # Google's recommended backoff for Cloud Storage: from 1 s, doubling, at most 32 s between tries;
@@ -64,13 +72,15 @@ class BucketRamp:
             **BACKOFF,
         )
 
-    def wait(self) -> None:
-        """Block until this bucket may take one more write."""
+    def wait(self, writes: int = 1) -> None:
+        """Block until this bucket may take `writes` more writes."""
         if self.shared is not None:
-            self.shared.take()
+            for _ in range(writes):
+                self.shared.take()
             return
         with self._lock:
-            delay = self.ramp.reserve(time.monotonic())
+            now = time.monotonic()
+            delay = max(self.ramp.reserve(now) for _ in range(writes))
         if delay > 0:
             time.sleep(delay)
 
@@ -144,6 +154,13 @@ def run_stream(fn: Callable[[Any], Any], items: Iterable[Any], ahead: int | None
             f.cancel()
 
 
+def batch_groups(items: Sequence[T]) -> list[list[T]]:
+    """`items` in groups for batch requests: at most BATCH_CALLS a group, and as many groups as
+    there are copy workers when the items are fewer (every worker busy)."""
+    size = min(BATCH_CALLS, max(1, -(-len(items) // WORKERS)))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
 def rewrite(src_blob: Any, dest_blob: Any, retention: Retention | None = None) -> Any:
     """Server-side rewrite of `src_blob` (its generation, when it names one) to `dest_blob`'s
     bucket and name, with `dest_blob`'s KMS key, following rewrite tokens for large objects (each
@@ -173,6 +190,49 @@ def rewrite(src_blob: Any, dest_blob: Any, retention: Retention | None = None) -
         if answer["done"]:
             return _as_blob(answer["resource"], dest_blob.bucket)
         params["rewriteToken"] = answer["rewriteToken"]
+
+
+def rewrite_many(
+    client: Any, pairs: Sequence[tuple[Any, Any]], retention: Retention | None = None
+) -> list[Any | None]:
+    """Server-side rewrites of small objects, (source blob, destination blob) each as `rewrite`
+    makes them, sent by `client` as one request to the JSON API's batch endpoint (at most
+    BATCH_CALLS; every destination in one bucket); each new object as a Blob, or None for a rewrite the batch did not
+    finish: an error, a rewrite needing more calls, or no batch endpoint. The caller makes those
+    one at a time (`rewrite`, `copy_object`: retried, their errors raised), so a batch only ever
+    saves requests.
+
+    Why: one request per copy costs the client ~0.27 ms of CPU and the server its HTTP handling; in
+    a batch of 100, 10,000 copies took 0.3 s of client CPU instead of 2.2 s and 1.8 s of the local
+    server's instead of 3.5 (bench/RESULTS.md). Each copy is still one write on the destination's
+    ramp, as Cloud Storage counts it."""
+    if not pairs:
+        return []
+    direct = direct_calls(client)
+    if direct is None or not direct.batches:
+        return [None] * len(pairs)
+    ramp = ramp_for(pairs[0][1].bucket.name)
+    ramp.wait(len(pairs))
+    body = _retention_body(retention)
+    calls = []
+    for src, dest in pairs:
+        params: dict[str, Any] = {"sourceGeneration": src.generation} if src.generation else {}
+        if dest.kms_key_name and "cryptoKeyVersions" not in dest.kms_key_name:
+            params["destinationKmsKeyName"] = dest.kms_key_name
+        path = f"{object_path(src.bucket.name, src.name)}/rewriteTo{object_path(dest.bucket.name, dest.name)}"
+        calls.append((path, params, body))
+    try:
+        answers = ramp.retry(direct.post_batch)(calls, TIMEOUT)
+    except (gexc.NotFound, gexc.MethodNotAllowed, gexc.MethodNotImplemented):
+        direct.batches = False  # a server without the batch endpoint: one request a copy from now on
+        return [None] * len(pairs)
+    except Exception as exc:  # noqa: BLE001 - each copy is then made alone, whose error is the one to report
+        _log.debug("batch of %d rewrites failed (%s): made one at a time", len(pairs), exc)
+        return [None] * len(pairs)
+    return [
+        _as_blob(answer["resource"], dest.bucket) if isinstance(answer, dict) and answer.get("done") else None
+        for answer, (_, dest) in zip(answers, pairs, strict=True)
+    ]
 
 
 def copy_object(src_blob: Any, dest_bucket: Any, dest_name: str, retention: Retention | None = None) -> Any:

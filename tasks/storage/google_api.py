@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 import os
 import ssl
 import threading
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +64,9 @@ class DirectCalls:
     and credentials (google-auth's `before_request` adds the token and refreshes it when due, as
     the client's session does; a 401 refreshes it and the call is sent again, at most twice).
 
+    `post_batch` sends many such calls as one request to the batch endpoint (multipart/mixed, as
+    https://cloud.google.com/storage/docs/batch describes it), each answered on its own.
+
     Why: in a backup or restore of many small objects the client's CPU is the limit. A copy through
     google-cloud-storage and requests costs ~1.1 ms of client CPU, through urllib3 and google-auth's
     AuthorizedHttp ~0.45 ms, through http.client ~0.27 ms (measured: bench/RESULTS.md); what urllib3
@@ -90,6 +95,7 @@ class DirectCalls:
                 cafile=verify if isinstance(verify, str) else certifi.where()
             )
         self._auth: Any = None  # google-auth's transport for a token refresh, made on the first one
+        self.batches = True  # False once the server showed it has no batch endpoint
         self._local = threading.local()
 
     def post(
@@ -101,41 +107,86 @@ class DirectCalls:
             f"{self.root}/storage/v1{path}?{urlencode(params)}" if params else f"{self.root}/storage/v1{path}"
         )
         data = json.dumps(body).encode() if body is not None else None
-        return cast(dict[str, Any], json.loads(self._send("POST", target, timeout, data)))
+        return cast(dict[str, Any], json.loads(self._send("POST", target, timeout, data)[1]))
+
+    def post_batch(
+        self, calls: list[tuple[str, dict[str, Any], dict[str, Any] | None]], timeout: float
+    ) -> list[dict[str, Any] | Exception]:
+        """POST each (path, params, body) of `calls` as `post` does, all in one request to the JSON
+        API's batch endpoint (at most `BATCH_CALLS`); each call's JSON answer, or its error (as
+        `post` raises it) when it failed. A failure of the batch request itself is raised."""
+        boundary = f"backstop_{uuid.uuid4().hex}"
+        out = io.BytesIO()
+        for n, (path, params, body) in enumerate(calls):
+            data = json.dumps(body).encode() if body is not None else b""
+            query = f"?{urlencode(params)}" if params else ""
+            out.write(
+                f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{n}>\r\n\r\n"
+                f"POST {self.root}/storage/v1{path}{query} HTTP/1.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            )
+            out.write(data + b"\r\n")
+        out.write(f"--{boundary}--\r\n".encode())
+        content_type, answer = self._send(
+            "POST",
+            f"{self.root}/batch/storage/v1",
+            timeout,
+            out.getvalue(),
+            f"multipart/mixed; boundary={boundary}",
+        )
+        replies = _batch_replies(answer, content_type)
+        results: list[dict[str, Any] | Exception] = []
+        for n, (path, _, _) in enumerate(calls):
+            status, data = replies.get(f"response-{n}", (500, b"no answer in the batch response"))
+            if status >= 300:
+                results.append(
+                    gexc.from_http_status(status, f"POST {self.origin}{path}: {_error_message(data)}")
+                )
+            else:
+                results.append(json.loads(data))
+        return results
 
     def get_media(self, bucket: str, name: str, timeout: float) -> bytes:
         """The bytes of the live object `name` in `bucket` (one GET, as the library's download)."""
         return self._send(
             "GET", f"{self.root}/download/storage/v1{object_path(bucket, name)}?alt=media", timeout
-        )
+        )[1]
 
-    def _send(self, method: str, target: str, timeout: float, data: bytes | None = None) -> bytes:
+    def _send(
+        self,
+        method: str,
+        target: str,
+        timeout: float,
+        data: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[str, bytes]:
+        """Send one request (a token refreshed on a 401); the answer's (Content-Type, body)."""
         url = self.origin + target
         headers = dict(_HEADERS[method])
         if data is not None:
-            headers |= {"Content-Type": "application/json", "Content-Length": str(len(data))}
+            headers |= {"Content-Type": content_type, "Content-Length": str(len(data))}
         self.credentials.before_request(self._auth_transport(), method, url, headers)
         refreshed = 0
         while True:
-            status, answer = self._exchange(method, target, headers, timeout, data)
+            status, kind, answer = self._exchange(method, target, headers, timeout, data)
             if status == 401 and refreshed < MAX_REFRESHES and self._refresh(headers, method, url):
                 refreshed += 1
                 continue
             if status >= 300:
                 raise gexc.from_http_status(status, f"{method} {url}: {_error_message(answer)}")
-            return answer
+            return kind, answer
 
     def _exchange(
         self, method: str, target: str, headers: dict[str, str], timeout: float, data: bytes | None = None
-    ) -> tuple[int, bytes]:
-        """One request on this thread's connection: (status, body)."""
+    ) -> tuple[int, str, bytes]:
+        """One request on this thread's connection: (status, Content-Type, body)."""
         import requests
 
         connection, reused = self._connection(timeout)
         try:
             connection.request(method, target, body=data, headers=headers)
             answer = connection.getresponse()
-            return answer.status, answer.read()
+            return answer.status, answer.getheader("Content-Type", ""), answer.read()
         except (http.client.HTTPException, OSError) as exc:
             connection.close()
             self._local.connection = None
@@ -196,6 +247,47 @@ def direct_calls(client: Any) -> DirectCalls | None:
 def object_path(bucket: str, name: str) -> str:
     """The JSON API path of an object: /b/<bucket>/o/<name, escaped as the library does>."""
     return f"/b/{quote(bucket, safe='')}/o/{quote(name, safe='~')}"
+
+
+BATCH_CALLS = 100  # Google's limit of calls in one batch request
+
+
+def _batch_replies(body: bytes, content_type: str) -> dict[str, tuple[int, bytes]]:
+    """The parts of a batch response: Content-ID -> (status, body) of the HTTP response it holds."""
+    kind, _, params = content_type.partition(";")
+    boundary = next(
+        (
+            v.strip().strip('"')
+            for k, _, v in (p.strip().partition("=") for p in params.split(";"))
+            if k == "boundary"
+        ),
+        "",
+    )
+    if kind.strip().lower() != "multipart/mixed" or not boundary:
+        raise gexc.InternalServerError(f"batch response is {content_type!r}, not multipart/mixed")
+    replies: dict[str, tuple[int, bytes]] = {}
+    for piece in body.split(b"--" + boundary.encode())[1:]:
+        if piece.startswith(b"--"):
+            break
+        head, _, reply = piece.partition(b"\r\n\r\n")
+        content_id = ""
+        for line in head.split(b"\r\n"):
+            key, _, value = line.decode("latin-1").partition(":")
+            if key.strip().lower() == "content-id":
+                content_id = value.strip().strip("<>")
+        status_line, _, rest = reply.partition(b"\r\n")
+        headers, _, data = rest.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(v)
+                for k, _, v in (h.partition(b":") for h in headers.split(b"\r\n"))
+                if k.strip().lower() == b"content-length"
+            ),
+            None,
+        )
+        data = data[:length] if length is not None else data.removesuffix(b"\r\n")
+        replies[content_id] = (int(status_line.split(b" ")[1]), data)
+    return replies
 
 
 def _error_message(data: bytes) -> str:

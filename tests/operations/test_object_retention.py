@@ -285,7 +285,7 @@ def test_the_secondary_copy_creates_its_copies_retained_and_extends_only_what_fa
     assert copies() == {(1, until)}  # created retained: no patch
     # copied again (a request retried after its answer was lost, a copy running beside it): the
     # retained copy cannot be replaced, and is taken as it is
-    keys = [e.stored_key for e in primary.iter_entries(first)]
+    keys = [(e.stored_key, e.size) for e in primary.iter_entries(first)]
     assert copy_objects(primary, secondary, None, keys, ("Unlocked", until)) == []
     assert copies() == {(1, until)}
 

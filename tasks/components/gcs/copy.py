@@ -18,16 +18,30 @@ from tasks.components.gcs.plan import (
     source_object,
 )
 from tasks.storage.bucket import BackupStore
-from tasks.storage.copies import Retention, copy_object, ramp_for, rewrite, run_all, run_stream
-from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.copies import (
+    ONE_CALL_BYTES,
+    Retention,
+    batch_groups,
+    copy_object,
+    ramp_for,
+    rewrite,
+    rewrite_many,
+    run_all,
+    run_stream,
+)
+from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, converted_errors
 from tasks.storage.object_lock import created_retained
-
-COPY_MAX_BYTES = 16 * 1024 * 1024  # above this, rewrite with tokens
+from tasks.storage.parallel import batched
 
 
 # -- backup: source -> pool ---------------------------------------------------------------
 def _server_copy(
-    source: Any, obj: SourceObject, store: BackupStore, key: str, retention: Retention | None
+    source: Any,
+    obj: SourceObject,
+    store: BackupStore,
+    key: str,
+    retention: Retention | None,
+    made: Any | None = None,
 ) -> Any:
     """Copy one source generation into the pool, server-side, created with `retention`.
 
@@ -35,10 +49,13 @@ def _server_copy(
     KMS key, use rewrite with its resumption tokens (the path Google recommends for big objects).
     A key an earlier try already copied to and retained or held by the bucket's retention policy (a
     retried unit, a run that left no checkpoint) cannot be replaced: that copy is taken (a pool key
-    names one generation, so its bytes are these; the caller checks its crc32c).
+    names one generation, so its bytes are these; the caller checks its crc32c). `made`: the copy a
+    batch request already made.
     """
     src = source.blob(obj.name, generation=obj.generation)
-    if obj.size <= COPY_MAX_BYTES and store.kms_key_name is None:
+    if made is not None:
+        return created_retained(store, key, retention, lambda: made)
+    if obj.size <= ONE_CALL_BYTES and store.kms_key_name is None:
         return created_retained(store, key, retention, lambda: copy_object(src, store.bucket, key, retention))
     return created_retained(store, key, retention, lambda: rewrite(src, store.blob(key), retention))
 
@@ -63,11 +80,11 @@ def copy_batch(
     source = client.bucket(bucket)
     ramp_for(store.bucket_name, rate, shared)
 
-    def copy(item: tuple[SourceObject, str]) -> ManifestEntry | None:
+    def copy(item: tuple[SourceObject, str], made: Any | None = None) -> ManifestEntry | None:
         obj, key = item
         try:
             with converted_errors(f"copying gs://{bucket}/{obj.name}#{obj.generation} to {store.where(key)}"):
-                dest = _server_copy(source, obj, store, key, retention)
+                dest = _server_copy(source, obj, store, key, retention, made)
         except NotFound:
             # Overwritten or deleted since it was listed: a bucket without versioning keeps no
             # older generation. Take the live one (the backup is then not one point in time for
@@ -87,15 +104,23 @@ def copy_batch(
             )
         return entry_for(obj, key)
 
-    return [entry for entry in run_all(copy, items) if entry is not None]
+    def copy_group(group: list[tuple[SourceObject, str]]) -> list[ManifestEntry | None]:
+        small = [(obj, key) for obj, key in group if obj.size <= ONE_CALL_BYTES]
+        pairs = [(source.blob(obj.name, generation=obj.generation), store.blob(key)) for obj, key in small]
+        made = dict(zip((key for _, key in small), rewrite_many(client, pairs, retention), strict=True))
+        return [copy(item, made.get(item[1])) for item in group]
+
+    copied = run_all(copy_group, batch_groups(items))
+    return [entry for group in copied for entry in group if entry is not None]
 
 
 # -- restore: pool -> target --------------------------------------------------------------
-def _restore_object(target: Any, store: BackupStore, entry: ManifestEntry) -> int:
-    """Copy one entry from the pool to `target`, with its properties and custom metadata."""
+def _restore_object(target: Any, store: BackupStore, entry: ManifestEntry, made: Any | None = None) -> int:
+    """Copy one entry from the pool to `target`, with its properties and custom metadata (`made`:
+    the copy a batch request already made)."""
     bucket = target.name
     with converted_errors(f"restoring {store.where(entry.stored_key)} to gs://{bucket}/{entry.name}"):
-        dest = rewrite(store.bucket.blob(entry.stored_key), target.blob(entry.name))
+        dest = made or rewrite(store.bucket.blob(entry.stored_key), target.blob(entry.name))
         # The stored copy may carry an older generation's metadata (same bytes reused): patch
         # to exactly the backed-up properties; a None value removes a key in a JSON-API patch.
         wanted = {p: entry.metadata.get("properties", {}).get(p) for p in KEPT_PROPERTIES}
@@ -151,13 +176,21 @@ def write_objects(
 
     target = client.bucket(bucket)
     ramp_for(bucket, rate)
-    run_stream(lambda entry: _restore_object(target, store, entry), wanted())
+    run_stream(lambda group: _restore_group(client, target, store, group), batched(wanted(), BATCH_CALLS))
 
 
 def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[ManifestEntry]) -> int:
     """Copy `entries` from the pool to `bucket` (on the shared copy workers); the bytes copied."""
     target = client.bucket(bucket)
-    return sum(run_all(lambda entry: _restore_object(target, store, entry), entries))
+    return sum(run_all(lambda group: _restore_group(client, target, store, group), batch_groups(entries)))
+
+
+def _restore_group(client: Any, target: Any, store: BackupStore, entries: list[ManifestEntry]) -> int:
+    """Restore `entries`, the small ones copied in one batch request first; the bytes copied."""
+    small = [e for e in entries if e.size <= ONE_CALL_BYTES]
+    pairs = [(store.bucket.blob(e.stored_key), target.blob(e.name)) for e in small]
+    made = dict(zip((e.name for e in small), rewrite_many(client, pairs), strict=True))
+    return sum(_restore_object(target, store, e, made.get(e.name)) for e in entries)
 
 
 def remove_bucket(client: Any, bucket: str) -> None:

@@ -1,0 +1,105 @@
+"""The JSON API's batch endpoint on the enforcing local Cloud Storage server, as Google's client
+library and Backstop's batched copies send it: each request of a batch is served, and refused, as
+the same request sent alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from blocks.clients import LocalPrincipalCredentials, storage_client
+from localdev.platform import PROJECT
+from tasks.storage.copies import rewrite_many
+from tasks.storage.google_api import crc32c_b64, direct_calls, object_path
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client_as(policy_gcs: storage.Client, monkeypatch: pytest.MonkeyPatch) -> Callable[[str | None], Any]:
+    """A client of the enforcing server built as Backstop builds them (its copies sent directly),
+    acting as a principal (None: the server's owner)."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", policy_gcs._connection.API_BASE_URL)
+
+    def make(member: str | None = None) -> Any:
+        client = storage_client(PROJECT, LocalPrincipalCredentials(member) if member else None)
+        assert direct_calls(client) is not None
+        return client
+
+    return make
+
+
+def _grant(bucket: Any, role: str, member: str) -> None:
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.bindings.append({"role": role, "members": {member}})
+    bucket.set_iam_policy(policy)
+
+
+def test_the_client_librarys_own_batch_deletes_and_patches_each_object(policy_gcs: storage.Client) -> None:
+    bucket = policy_gcs.create_bucket(unique("batch-lib"))
+    for name in ("a", "b", "c"):
+        bucket.blob(name).upload_from_string(name.encode())
+    with policy_gcs.batch(raise_exception=False) as batch:
+        bucket.blob("a").delete()
+        bucket.blob("missing").delete()
+        kept = bucket.blob("c")
+        kept.metadata = {"reviewed": "yes"}
+        kept.patch()
+    assert [r.status_code // 100 for r in batch._responses] == [2, 4, 2]
+    assert batch._responses[1].status_code == 404
+    assert {b.name: b.metadata for b in policy_gcs.list_blobs(bucket.name)} == {
+        "b": None,
+        "c": {"reviewed": "yes"},
+    }
+
+
+def test_a_batch_of_copies_is_refused_copy_by_copy_as_the_same_copies_alone(
+    policy_gcs: storage.Client, client_as: Callable[[str | None], Any]
+) -> None:
+    """A writer that may read the source and create (not replace) objects in the target: in one
+    batch, a new copy is made, a copy over an existing object is refused (403), a copy of a missing
+    object is not found (404), and the refused ones change nothing."""
+    member = f"serviceAccount:batch-writer@{PROJECT}.iam.gserviceaccount.com"
+    source = policy_gcs.create_bucket(unique("batch-src"))
+    target = policy_gcs.create_bucket(unique("batch-dst"))
+    _grant(source, "roles/storage.objectViewer", member)
+    _grant(target, "roles/storage.objectCreator", member)
+    source.blob("new").upload_from_string(b"new bytes")
+    source.blob("over").upload_from_string(b"replacement")
+    target.blob("over").upload_from_string(b"original")
+
+    writer = client_as(member)
+    src, dst = writer.bucket(source.name), writer.bucket(target.name)
+    names = ["new", "over", "missing"]
+    made = rewrite_many(writer, [(src.blob(n), dst.blob(n)) for n in names])
+    assert made[0] is not None and made[0].crc32c == crc32c_b64(b"new bytes")
+    assert made[1:] == [None, None]
+    calls = [
+        (f"{object_path(source.name, n)}/rewriteTo{object_path(target.name, n)}", {}, None) for n in names
+    ]
+    answers = direct_calls(writer).post_batch(calls[1:], 30)
+    assert [type(a) for a in answers] == [gexc.Forbidden, gexc.NotFound]
+    assert "storage.objects.delete" in str(answers[0])
+    assert {b.name: b.download_as_bytes() for b in policy_gcs.list_blobs(target.name)} == {
+        "new": b"new bytes",
+        "over": b"original",
+    }
+
+
+def test_a_batch_over_google_s_limit_of_100_requests_is_refused_whole(
+    policy_gcs: storage.Client, client_as: Callable[[str | None], Any]
+) -> None:
+    bucket = policy_gcs.create_bucket(unique("batch-limit"))
+    bucket.blob("o").upload_from_string(b"x")
+    calls = [
+        (f"{object_path(bucket.name, 'o')}/rewriteTo{object_path(bucket.name, f'c{i}')}", {}, None)
+        for i in range(101)
+    ]
+    with pytest.raises(gexc.BadRequest, match="at most 100 requests"):
+        direct_calls(client_as(None)).post_batch(calls, 30)
+    assert [b.name for b in policy_gcs.list_blobs(bucket.name)] == ["o"]
