@@ -32,6 +32,7 @@ from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import (
     ONE_CALL_BYTES,
+    Copy,
     Retention,
     batch_groups,
     ramp_for,
@@ -172,9 +173,9 @@ def copy_objects(
         return None
 
     def copy_group(group: list[Sequence[Any]]) -> list[str | None]:
-        small = [key for key, size in group if size <= ONE_CALL_BYTES]
-        pairs = [(primary.bucket.blob(key), secondary.blob(key)) for key in small]
-        made = dict(zip(small, rewrite_many(secondary.client, pairs, retention), strict=True))
+        small = [Copy(primary.bucket_name, key, None, key) for key, size in group if size <= ONE_CALL_BYTES]
+        copies = rewrite_many(secondary.client, secondary.bucket, small, secondary.kms_key_name, retention)
+        made = dict(zip((c.dest_name for c in small), copies, strict=True))
         return [copy(key, made.get(key)) for key, _ in group]
 
     problems = [p for group in run_all(copy_group, batch_groups(keys)) for p in group if p]

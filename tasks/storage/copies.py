@@ -26,14 +26,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud.storage.retry import DEFAULT_RETRY as STORAGE_RETRY
 
 from backstop.core.write_ramp import DEFAULT_RATE, WriteRamp
-from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, direct_calls, object_path
+from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, batched_calls, direct_calls, object_path
 from tasks.storage.shared_limit import SharedSlots
 
 Retention = tuple[str, datetime]  # an object retention: (mode "Unlocked" | "Locked", retain-until)
@@ -192,46 +191,61 @@ def rewrite(src_blob: Any, dest_blob: Any, retention: Retention | None = None) -
         params["rewriteToken"] = answer["rewriteToken"]
 
 
+class Copy(NamedTuple):
+    """One object copy of a batch: the source (bucket, name, generation: None for the live one)
+    and the destination's name (in the batch's destination bucket)."""
+
+    bucket: str
+    name: str
+    generation: int | None
+    dest_name: str
+
+
 def rewrite_many(
-    client: Any, pairs: Sequence[tuple[Any, Any]], retention: Retention | None = None
+    client: Any,
+    dest_bucket: Any,
+    copies: Sequence[Copy],
+    kms_key_name: str | None = None,
+    retention: Retention | None = None,
 ) -> list[Any | None]:
-    """Server-side rewrites of small objects, (source blob, destination blob) each as `rewrite`
-    makes them, sent by `client` as one request to the JSON API's batch endpoint (at most
-    BATCH_CALLS; every destination in one bucket); each new object as a Blob, or None for a rewrite the batch did not
-    finish: an error, a rewrite needing more calls, or no batch endpoint. The caller makes those
-    one at a time (`rewrite`, `copy_object`: retried, their errors raised), so a batch only ever
-    saves requests.
+    """Server-side rewrites of small objects into `dest_bucket` (with `kms_key_name`, `retention`),
+    as `rewrite` makes them, sent by `client` as one request to the JSON API's batch endpoint (at
+    most BATCH_CALLS); each new object as a Blob, or None for a rewrite the batch did not finish: an
+    error, a rewrite needing more calls, or no batch endpoint. The caller makes those one at a time
+    (`rewrite`, `copy_object`: retried, their errors raised), so a batch only ever saves requests.
 
     Why: one request per copy costs the client ~0.27 ms of CPU and the server its HTTP handling; in
     a batch of 100, 10,000 copies took 0.3 s of client CPU instead of 2.2 s and 1.8 s of the local
     server's instead of 3.5 (bench/RESULTS.md). Each copy is still one write on the destination's
     ramp, as Cloud Storage counts it."""
-    if not pairs:
+    if not copies:
         return []
+    ramp = ramp_for(dest_bucket.name)
+    body = _retention_body(retention)
+    key = (
+        {"destinationKmsKeyName": kms_key_name}
+        if kms_key_name and "cryptoKeyVersions" not in kms_key_name
+        else {}
+    )
+    calls = [
+        (
+            "POST",
+            f"{object_path(c.bucket, c.name)}/rewriteTo{object_path(dest_bucket.name, c.dest_name)}",
+            ({"sourceGeneration": c.generation} if c.generation else {}) | key,
+            body,
+        )
+        for c in copies
+    ]
     direct = direct_calls(client)
     if direct is None or not direct.batches:
-        return [None] * len(pairs)
-    ramp = ramp_for(pairs[0][1].bucket.name)
-    ramp.wait(len(pairs))
-    body = _retention_body(retention)
-    calls = []
-    for src, dest in pairs:
-        params: dict[str, Any] = {"sourceGeneration": src.generation} if src.generation else {}
-        if dest.kms_key_name and "cryptoKeyVersions" not in dest.kms_key_name:
-            params["destinationKmsKeyName"] = dest.kms_key_name
-        path = f"{object_path(src.bucket.name, src.name)}/rewriteTo{object_path(dest.bucket.name, dest.name)}"
-        calls.append((path, params, body))
-    try:
-        answers = ramp.retry(direct.post_batch)(calls, TIMEOUT)
-    except (gexc.NotFound, gexc.MethodNotAllowed, gexc.MethodNotImplemented):
-        direct.batches = False  # a server without the batch endpoint: one request a copy from now on
-        return [None] * len(pairs)
-    except Exception as exc:  # noqa: BLE001 - each copy is then made alone, whose error is the one to report
-        _log.debug("batch of %d rewrites failed (%s): made one at a time", len(pairs), exc)
-        return [None] * len(pairs)
+        return [None] * len(copies)
+    ramp.wait(len(copies))
+    answers = batched_calls(client, calls, ramp.retry)
+    if answers is None:
+        return [None] * len(copies)
     return [
-        _as_blob(answer["resource"], dest.bucket) if isinstance(answer, dict) and answer.get("done") else None
-        for answer, (_, dest) in zip(answers, pairs, strict=True)
+        _as_blob(answer["resource"], dest_bucket) if isinstance(answer, dict) and answer.get("done") else None
+        for answer in answers
     ]
 
 

@@ -9,12 +9,13 @@ import base64
 import http.client
 import io
 import json
+import logging
 import os
 import ssl
 import threading
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import quote, urlencode
@@ -24,6 +25,8 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
 from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable
+
+_log = logging.getLogger(__name__)
 
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
 RETRY = Retry(
@@ -64,7 +67,7 @@ class DirectCalls:
     and credentials (google-auth's `before_request` adds the token and refreshes it when due, as
     the client's session does; a 401 refreshes it and the call is sent again, at most twice).
 
-    `post_batch` sends many such calls as one request to the batch endpoint (multipart/mixed, as
+    `batch` sends many such calls as one request to the batch endpoint (multipart/mixed, as
     https://cloud.google.com/storage/docs/batch describes it), each answered on its own.
 
     Why: in a backup or restore of many small objects the client's CPU is the limit. A copy through
@@ -109,20 +112,19 @@ class DirectCalls:
         data = json.dumps(body).encode() if body is not None else None
         return cast(dict[str, Any], json.loads(self._send("POST", target, timeout, data)[1]))
 
-    def post_batch(
-        self, calls: list[tuple[str, dict[str, Any], dict[str, Any] | None]], timeout: float
-    ) -> list[dict[str, Any] | Exception]:
-        """POST each (path, params, body) of `calls` as `post` does, all in one request to the JSON
-        API's batch endpoint (at most `BATCH_CALLS`); each call's JSON answer, or its error (as
-        `post` raises it) when it failed. A failure of the batch request itself is raised."""
+    def batch(self, calls: Sequence[Call], timeout: float) -> list[dict[str, Any] | Exception]:
+        """Send each (method, path under /storage/v1, query params, JSON body or None) of `calls`
+        as one request to the JSON API's batch endpoint (at most `BATCH_CALLS`); each call's JSON
+        answer ({} when it has none), or its error as google.api_core raises it. A failure of the
+        batch request itself is raised."""
         boundary = f"backstop_{uuid.uuid4().hex}"
         out = io.BytesIO()
-        for n, (path, params, body) in enumerate(calls):
+        for n, (method, path, params, body) in enumerate(calls):
             data = json.dumps(body).encode() if body is not None else b""
             query = f"?{urlencode(params)}" if params else ""
             out.write(
                 f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{n}>\r\n\r\n"
-                f"POST {self.root}/storage/v1{path}{query} HTTP/1.1\r\n"
+                f"{method} {self.root}/storage/v1{path}{query} HTTP/1.1\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
             )
             out.write(data + b"\r\n")
@@ -136,14 +138,14 @@ class DirectCalls:
         )
         replies = _batch_replies(answer, content_type)
         results: list[dict[str, Any] | Exception] = []
-        for n, (path, _, _) in enumerate(calls):
+        for n, (method, path, _, _) in enumerate(calls):
             status, data = replies.get(f"response-{n}", (500, b"no answer in the batch response"))
             if status >= 300:
                 results.append(
-                    gexc.from_http_status(status, f"POST {self.origin}{path}: {_error_message(data)}")
+                    _call_error(status, f"{method} {self.origin}{self.root}/storage/v1{path}", data)
                 )
             else:
-                results.append(json.loads(data))
+                results.append(json.loads(data) if data.strip() else {})
         return results
 
     def get_media(self, bucket: str, name: str, timeout: float) -> bytes:
@@ -288,6 +290,38 @@ def _batch_replies(body: bytes, content_type: str) -> dict[str, tuple[int, bytes
         data = data[:length] if length is not None else data.removesuffix(b"\r\n")
         replies[content_id] = (int(status_line.split(b" ")[1]), data)
     return replies
+
+
+Call = tuple[str, str, dict[str, Any], dict[str, Any] | None]  # method, path, query, JSON body
+
+
+def batched_calls(
+    client: Any, calls: Sequence[Call], retry: Any = RETRY
+) -> list[dict[str, Any] | Exception] | None:
+    """`calls` sent by `client` as one batch request (`DirectCalls.batch`, retried by `retry`): each
+    call's answer or error. None when they were not sent as one: a client whose calls go through
+    the library (`direct_calls`), a server with no batch endpoint (then never tried again), or a
+    batch request that failed; the caller then makes each call alone, whose error is the one to
+    report: a batch only ever saves requests."""
+    direct = direct_calls(client)
+    if direct is None or not direct.batches or not calls:
+        return None
+    try:
+        return cast(list[dict[str, Any] | Exception], retry(direct.batch)(calls, TIMEOUT))
+    except (gexc.NotFound, gexc.MethodNotAllowed, gexc.MethodNotImplemented):
+        direct.batches = False  # a server without the batch endpoint: one request a call from now on
+    except Exception as exc:  # noqa: BLE001 - each call is then made alone
+        _log.debug("batch of %d calls failed (%s): made one at a time", len(calls), exc)
+    return None
+
+
+def _call_error(status: int, what: str, data: bytes) -> Exception:
+    """The google.api_core error of one call's answer, its errors' reasons kept (as the library's)."""
+    try:
+        errors = json.loads(data)["error"].get("errors") or []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        errors = []
+    return gexc.from_http_status(status, f"{what}: {_error_message(data)}", errors=errors)
 
 
 def _error_message(data: bytes) -> str:

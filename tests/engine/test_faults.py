@@ -101,13 +101,14 @@ CHILD = textwrap.dedent(
         from tasks.components.gcs import copy as gcs_copy
         from tasks.storage import copies
         copies.WORKERS = 1  # one copy worker: 'object-N' is a point in the restore's stream
-        restore_object, restored = gcs_copy._restore_object, []
-        def restore_then_mark(*a, **k):
-            result = restore_object(*a, **k)
-            restored.append(result)
+        gcs_copy.BATCH_CALLS = copies.BATCH_CALLS = 10  # batch requests of 10: "object-N" after every tenth
+        restore_group, restored = gcs_copy._restore_group, []
+        def restore_then_mark(client, target, store, entries):
+            result = restore_group(client, target, store, entries)
+            restored.extend(entries)
             reached(f"object-{len(restored)}")
             return result
-        gcs_copy._restore_object = restore_then_mark
+        gcs_copy._restore_group = restore_then_mark
         manifest = store.read_manifest(sys.argv[8])
         ComponentCalls("gcs").restore(settings, store, manifest, target=sys.argv[7])
     Path(marker).write_text("finished")

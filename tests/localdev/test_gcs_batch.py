@@ -13,8 +13,9 @@ from google.cloud import storage
 
 from blocks.clients import LocalPrincipalCredentials, storage_client
 from localdev.platform import PROJECT
-from tasks.storage.copies import rewrite_many
+from tasks.storage.copies import Copy, rewrite_many
 from tasks.storage.google_api import crc32c_b64, direct_calls, object_path
+from tasks.storage.objects import ObjectStore
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -74,15 +75,16 @@ def test_a_batch_of_copies_is_refused_copy_by_copy_as_the_same_copies_alone(
     target.blob("over").upload_from_string(b"original")
 
     writer = client_as(member)
-    src, dst = writer.bucket(source.name), writer.bucket(target.name)
+    dst = writer.bucket(target.name)
     names = ["new", "over", "missing"]
-    made = rewrite_many(writer, [(src.blob(n), dst.blob(n)) for n in names])
+    made = rewrite_many(writer, dst, [Copy(source.name, n, None, n) for n in names])
     assert made[0] is not None and made[0].crc32c == crc32c_b64(b"new bytes")
     assert made[1:] == [None, None]
     calls = [
-        (f"{object_path(source.name, n)}/rewriteTo{object_path(target.name, n)}", {}, None) for n in names
+        ("POST", f"{object_path(source.name, n)}/rewriteTo{object_path(target.name, n)}", {}, None)
+        for n in names
     ]
-    answers = direct_calls(writer).post_batch(calls[1:], 30)
+    answers = direct_calls(writer).batch(calls[1:], 30)
     assert [type(a) for a in answers] == [gexc.Forbidden, gexc.NotFound]
     assert "storage.objects.delete" in str(answers[0])
     assert {b.name: b.download_as_bytes() for b in policy_gcs.list_blobs(target.name)} == {
@@ -97,9 +99,37 @@ def test_a_batch_over_google_s_limit_of_100_requests_is_refused_whole(
     bucket = policy_gcs.create_bucket(unique("batch-limit"))
     bucket.blob("o").upload_from_string(b"x")
     calls = [
-        (f"{object_path(bucket.name, 'o')}/rewriteTo{object_path(bucket.name, f'c{i}')}", {}, None)
+        ("POST", f"{object_path(bucket.name, 'o')}/rewriteTo{object_path(bucket.name, f'c{i}')}", {}, None)
         for i in range(101)
     ]
     with pytest.raises(gexc.BadRequest, match="at most 100 requests"):
-        direct_calls(client_as(None)).post_batch(calls, 30)
+        direct_calls(client_as(None)).batch(calls, 30)
     assert [b.name for b in policy_gcs.list_blobs(bucket.name)] == ["o"]
+
+
+def test_deletes_in_one_batch_keep_what_the_bucket_protects_and_name_why(
+    policy_gcs: storage.Client, client_as: Callable[[str | None], Any]
+) -> None:
+    """Prune's deletes go 100 to a batch request: a held object and one under the bucket's
+    retention policy are kept (and say why), a missing one counts as deleted, the rest are gone."""
+    bucket = policy_gcs.create_bucket(unique("batch-del"))
+    for i in range(5):
+        bucket.blob(f"plain/{i}").upload_from_string(b"x")
+    held = bucket.blob("held")
+    held.upload_from_string(b"h")
+    held.temporary_hold = True
+    held.patch()
+    store = ObjectStore(client_as(None), bucket.name)
+    keys = [*(f"plain/{i}" for i in range(5)), "held", "missing"]
+    outcome = store.delete_objects(keys)
+    assert sorted(outcome.deleted) == sorted([*(f"plain/{i}" for i in range(5)), "missing"])
+    assert outcome.kept == {"held": "temporary hold"} and not outcome.failed
+    assert [b.name for b in policy_gcs.list_blobs(bucket.name)] == ["held"]
+
+    bucket.retention_period = 3600
+    bucket.patch()
+    bucket.blob("young/a").upload_from_string(b"a")
+    bucket.blob("young/b").upload_from_string(b"b")
+    outcome = store.delete_objects(["young/a", "young/b"])
+    assert not outcome.deleted and set(outcome.kept) == {"young/a", "young/b"}
+    assert all(why.startswith("bucket retention policy") for why in outcome.kept.values())

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from backstop.core.errors import Conflict, NotFound, ValidationFailed
+from backstop.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from backstop.core.manifest import ManifestEntry
 from tasks.components.gcs.plan import (
     KEPT_PROPERTIES,
@@ -20,6 +20,7 @@ from tasks.components.gcs.plan import (
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import (
     ONE_CALL_BYTES,
+    Copy,
     Retention,
     batch_groups,
     copy_object,
@@ -31,6 +32,7 @@ from tasks.storage.copies import (
 )
 from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, converted_errors
 from tasks.storage.object_lock import created_retained
+from tasks.storage.objects import DeleteOutcome, ObjectStore
 from tasks.storage.parallel import batched
 
 
@@ -105,9 +107,11 @@ def copy_batch(
         return entry_for(obj, key)
 
     def copy_group(group: list[tuple[SourceObject, str]]) -> list[ManifestEntry | None]:
-        small = [(obj, key) for obj, key in group if obj.size <= ONE_CALL_BYTES]
-        pairs = [(source.blob(obj.name, generation=obj.generation), store.blob(key)) for obj, key in small]
-        made = dict(zip((key for _, key in small), rewrite_many(client, pairs, retention), strict=True))
+        small = [
+            Copy(bucket, obj.name, obj.generation, key) for obj, key in group if obj.size <= ONE_CALL_BYTES
+        ]
+        copies = rewrite_many(client, store.bucket, small, store.kms_key_name, retention)
+        made = dict(zip((c.dest_name for c in small), copies, strict=True))
         return [copy(item, made.get(item[1])) for item in group]
 
     copied = run_all(copy_group, batch_groups(items))
@@ -187,25 +191,36 @@ def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[Ma
 
 def _restore_group(client: Any, target: Any, store: BackupStore, entries: list[ManifestEntry]) -> int:
     """Restore `entries`, the small ones copied in one batch request first; the bytes copied."""
-    small = [e for e in entries if e.size <= ONE_CALL_BYTES]
-    pairs = [(store.bucket.blob(e.stored_key), target.blob(e.name)) for e in small]
-    made = dict(zip((e.name for e in small), rewrite_many(client, pairs), strict=True))
+    small = [Copy(store.bucket_name, e.stored_key, None, e.name) for e in entries if e.size <= ONE_CALL_BYTES]
+    made = dict(zip((c.dest_name for c in small), rewrite_many(client, target, small), strict=True))
     return sum(_restore_object(target, store, e, made.get(e.name)) for e in entries)
 
 
 def remove_bucket(client: Any, bucket: str) -> None:
-    """Delete a scratch bucket and everything in it (nothing when it does not exist)."""
+    """Delete a scratch bucket and everything in it (nothing when it does not exist): a page of
+    names at a time (the first ones left, listed again after each page is deleted: no paging over
+    a listing that changes, never the whole bucket in memory), deleted in batch requests."""
     with converted_errors(f"removing scratch bucket gs://{bucket}"):
         found = client.lookup_bucket(bucket, timeout=TIMEOUT, retry=RETRY)
         if found is None:
             return
-        ramp = ramp_for(bucket)
+        ramp, store = ramp_for(bucket), ObjectStore(client, bucket)
 
-        def delete(blob: Any) -> None:
-            ramp.wait()
-            blob.delete(timeout=TIMEOUT, retry=ramp.retry)
+        def delete(group: list[str]) -> list[tuple[str, str, str]]:
+            ramp.wait(len(group))
+            return store.delete_many(group)
 
-        run_stream(
-            delete, list(client.list_blobs(bucket, timeout=TIMEOUT))
-        )  # listed first: no paging while deleting
+        while names := [
+            b.name for b in client.list_blobs(bucket, max_results=PAGE, timeout=TIMEOUT, retry=RETRY)
+        ]:
+            outcome = DeleteOutcome.of(r for done in run_all(delete, batch_groups(names)) for r in done)
+            left = [
+                *outcome.failed.values(),
+                *(f"{k}: kept by the bucket ({why})" for k, why in outcome.kept.items()),
+            ]
+            if left:
+                raise Unavailable(f"{len(left)} object(s) not deleted, first: {left[0]}")
         found.delete(timeout=TIMEOUT)
+
+
+PAGE = 1000  # names listed, then deleted, at a time
