@@ -2,9 +2,10 @@
 
     python -m bench.bench_gcs_cli --objects 10000 [--large 3] [--repeats 2]
 
-Both sides run end to end as processes (start-up included) on one local platform (fake-gcs-server,
-memory backend, and a Prefect server, started here on free ports and stopped at the end), in the
-same run, alternating, each full backup and restore into fresh buckets:
+Both sides run end to end as processes (start-up included) on one local platform (the local Cloud
+Storage server of `backstop up`, in memory, or fake-gcs-server with BACKSTOP_GCS_SERVER=fake, and a
+Prefect server, started here on free ports and stopped at the end), in the same run, alternating,
+each full backup and restore into fresh buckets:
 - Backstop: `backstop backup gcs --bucket SRC` (validated after: counts, sizes, crc32c, a sampled
   read-back) into a fresh backup bucket, then `backstop restore gcs --bucket SRC --backup-id ID
   --target NEW` (verified after against the backup);

@@ -53,6 +53,7 @@ class ProxyState:
     latency: float = 0.0
     copies: list[tuple[float, str]] = field(default_factory=list)
     rotten: set[str] = field(default_factory=set)  # object names whose downloads get a byte flipped
+    batches: list[int] = field(default_factory=list)  # the requests each batch request held
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def rots(self, method: str, path: str) -> bool:
@@ -108,6 +109,8 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
             if isinstance(found, str):
                 self._answer(400, {"Content-Type": "text/plain"}, found.encode())
                 return
+            with state.lock:
+                state.batches.append(len(found))
             replies = []
             for content_id, method, path, headers, data in found:
                 kept = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}

@@ -83,6 +83,14 @@ class BucketRamp:
         if delay > 0:
             time.sleep(delay)
 
+    def batch_size(self) -> int:
+        """The writes one batch request may carry: a tenth of a second's worth at the bucket's
+        current rate (at least 1, at most BATCH_CALLS), so that a batch is no larger a burst of
+        writes than the ramp lets through."""
+        with self._lock:
+            rate = self.ramp.rate
+        return max(1, min(BATCH_CALLS, int(rate / 10)))
+
     def _throttled(self, exc: Exception) -> None:
         with self._lock:
             before = self.ramp.rate
@@ -236,17 +244,22 @@ def rewrite_many(
         )
         for c in copies
     ]
-    direct = direct_calls(client)
-    if direct is None or not direct.batches:
-        return [None] * len(copies)
-    ramp.wait(len(copies))
-    answers = batched_calls(client, calls, ramp.retry)
-    if answers is None:
-        return [None] * len(copies)
-    return [
-        _as_blob(answer["resource"], dest_bucket) if isinstance(answer, dict) and answer.get("done") else None
-        for answer in answers
-    ]
+    made: list[Any | None] = []
+    step = ramp.batch_size()
+    for start in range(0, len(calls), step):
+        direct = direct_calls(client)
+        part = calls[start : start + step]
+        if direct is None or not direct.batches:
+            made += [None] * (len(calls) - start)
+            break
+        ramp.wait(len(part))
+        found = batched_calls(client, part, ramp.retry)
+        answers: list[Any] = [*found] if found is not None else [None] * len(part)
+        made += [
+            _as_blob(a["resource"], dest_bucket) if isinstance(a, dict) and a.get("done") else None
+            for a in answers
+        ]
+    return made
 
 
 def copy_object(src_blob: Any, dest_bucket: Any, dest_name: str, retention: Retention | None = None) -> Any:

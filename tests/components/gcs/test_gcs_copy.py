@@ -10,6 +10,7 @@ import pytest
 from localdev.servers.throttling_proxy import throttling_proxy
 from tasks.components.gcs import plan as gcs_plan
 from tasks.engine.calls import ComponentCalls
+from tasks.storage import copies
 from tests.conftest import read_all, seed_objects, unique
 
 gcs_component = ComponentCalls("gcs")
@@ -74,3 +75,23 @@ def test_backup_and_restore_back_off_through_429_and_503_and_stay_byte_identical
     assert len(manifest.entries) == len(contents)
     gcs_component.validate(settings, store, manifest, 100)
     assert read_all(gcs, target) == contents
+
+
+def test_copies_go_in_batch_requests_no_larger_than_a_tenth_of_a_second_of_the_write_rate(
+    gcs: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the default-like rate a backup's copies go many to a batch request; at 50 writes/s a batch
+    carries at most 5 (no bigger a burst than the ramp allows); either way every object is copied."""
+    source, contents = seed(gcs, 60)
+    emulator = os.environ["STORAGE_EMULATOR_HOST"]
+    monkeypatch.setattr(copies, "WORKERS", 2)  # 60 copies in 2 groups of 30 (as 800 on 16 workers)
+    for rate, most in ((1_000_000.0, 100), (50.0, 5)):
+        settings.gcs_write_rate = rate
+        with throttling_proxy(emulator, []) as proxy:
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+            manifest = gcs_component.backup(settings, None, source, validate_after=False)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+        settings.backup_bucket = unique("batch-backups")  # the next rate copies everything again
+        gcs.create_bucket(settings.backup_bucket)
+        assert len(manifest.entries) == len(contents) and sum(proxy.batches) == len(contents)
+        assert max(proxy.batches) <= most and (rate < 1000 or max(proxy.batches) > 5), proxy.batches
