@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from backstop.core.errors import NotFound
-from tasks.storage.copies import copy_object, rewrite
+from tasks.storage.copies import Copy, copy_object, rewrite, rewrite_many
 from tasks.storage.google_api import crc32c_b64, direct_calls
 from tasks.storage.objects import ObjectStore
 from tests.conftest import unique
@@ -55,6 +55,20 @@ def test_copies_and_rewrites_of_escaped_names_hold_the_same_bytes_and_report_the
             assert (new.size, new.crc32c, new.generation) == (stored.size, stored.crc32c, stored.generation)
             assert new.crc32c == crc32c_b64(contents[name])
             assert ObjectStore(gcs, target.name).get_bytes(key) == contents[name]
+
+
+def test_batched_copies_and_deletes_of_escaped_names_hold_the_same_bytes(
+    gcs: Any, buckets: tuple[Any, Any, dict[str, bytes]]
+) -> None:
+    source, target, contents = buckets
+    made = rewrite_many(gcs, target, [Copy(source.name, n, None, f"batch/{n}") for n in NAMES])
+    assert [m.name if m is not None else None for m in made] == [f"batch/{n}" for n in NAMES]
+    store = ObjectStore(gcs, target.name)
+    for name in NAMES:
+        assert store.get_bytes(f"batch/{name}") == contents[name]
+    outcome = store.delete_objects([f"batch/{n}" for n in NAMES])
+    assert sorted(outcome.deleted) == sorted(f"batch/{n}" for n in NAMES) and not outcome.failed
+    assert list(gcs.list_blobs(target.name, prefix="batch/")) == []
 
 
 def test_a_copy_takes_the_generation_it_names_not_the_live_object(gcs: Any) -> None:
