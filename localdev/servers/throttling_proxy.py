@@ -15,7 +15,8 @@ in `rotten` come back with their first byte flipped while their metadata (size, 
 listing) stays what was stored, as silent corruption under the service's checksum looks to a reader.
 
 A batch request (`/batch/storage/v1`) is taken apart: each of its requests is refused, delayed,
-recorded and forwarded as if sent alone, and the answers go back as one batch response.
+recorded and forwarded as if sent alone, and the answers go back as one batch response (or, with
+`no_batches`, it is answered 404, as by a server without the batch endpoint).
 
 Use: `with throttling_proxy("http://127.0.0.1:4443", [429, 429, 503]) as proxy: ... proxy.url`.
 """
@@ -54,6 +55,7 @@ class ProxyState:
     copies: list[tuple[float, str]] = field(default_factory=list)
     rotten: set[str] = field(default_factory=set)  # object names whose downloads get a byte flipped
     batches: list[int] = field(default_factory=list)  # the requests each batch request held
+    no_batches: bool = False  # answer batch requests 404, as a server without the batch endpoint
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def rots(self, method: str, path: str) -> bool:
@@ -105,6 +107,11 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
             """A batch: each of its requests refused, delayed, recorded and forwarded as if sent
             alone (one after the other: how far Google runs a batch's requests at once is not
             documented, so a batch gains no latency over the same requests on one connection)."""
+            if state.no_batches:
+                with state.lock:
+                    state.batches.append(0)
+                self._answer(404, {"Content-Type": "text/plain"}, b"Not Found")
+                return
             found = batch.requests_of(self.headers.get("Content-Type", ""), dict(self.headers.items()), body)
             if isinstance(found, str):
                 self._answer(400, {"Content-Type": "text/plain"}, found.encode())

@@ -98,7 +98,6 @@ class DirectCalls:
                 cafile=verify if isinstance(verify, str) else certifi.where()
             )
         self._auth: Any = None  # google-auth's transport for a token refresh, made on the first one
-        self.batches = True  # False once the server showed it has no batch endpoint
         self._local = threading.local()
 
     def post(
@@ -111,6 +110,15 @@ class DirectCalls:
         )
         data = json.dumps(body).encode() if body is not None else None
         return cast(dict[str, Any], json.loads(self._send("POST", target, timeout, data)[1]))
+
+    @property
+    def batches(self) -> bool:
+        """Whether this endpoint takes batch requests (not yet shown otherwise, in this process)."""
+        return self.origin + self.root not in _NO_BATCHES
+
+    def no_batches(self) -> None:
+        """This endpoint has no batch endpoint: every client of this process sends calls alone."""
+        _NO_BATCHES.add(self.origin + self.root)
 
     def batch(self, calls: Sequence[Call], timeout: float) -> list[dict[str, Any] | Exception]:
         """Send each (method, path under /storage/v1, query params, JSON body or None) of `calls`
@@ -293,6 +301,7 @@ def _batch_replies(body: bytes, content_type: str) -> dict[str, tuple[int, bytes
 
 
 Call = tuple[str, str, dict[str, Any], dict[str, Any] | None]  # method, path, query, JSON body
+_NO_BATCHES: set[str] = set()  # endpoints that showed they take no batch requests
 
 
 def batched_calls(
@@ -300,16 +309,19 @@ def batched_calls(
 ) -> list[dict[str, Any] | Exception] | None:
     """`calls` sent by `client` as one batch request (`DirectCalls.batch`, retried by `retry`): each
     call's answer or error. None when they were not sent as one: a client whose calls go through
-    the library (`direct_calls`), a server with no batch endpoint (then never tried again), or a
-    batch request that failed; the caller then makes each call alone, whose error is the one to
+    the library (`direct_calls`), a server with no batch endpoint or refusing the batch request
+    (404, 405, 501, 400: then never tried again), or a batch request that failed otherwise; the
+    caller then makes each call alone, whose error is the one to
     report: a batch only ever saves requests."""
     direct = direct_calls(client)
     if direct is None or not direct.batches or not calls:
         return None
     try:
         return cast(list[dict[str, Any] | Exception], retry(direct.batch)(calls, TIMEOUT))
-    except (gexc.NotFound, gexc.MethodNotAllowed, gexc.MethodNotImplemented):
-        direct.batches = False  # a server without the batch endpoint: one request a call from now on
+    except (gexc.NotFound, gexc.MethodNotAllowed, gexc.MethodNotImplemented, gexc.BadRequest):
+        # a server without the batch endpoint, or one that does not take it as sent: one request a
+        # call from now on (a batch request that failed otherwise is tried again next time)
+        direct.no_batches()
     except Exception as exc:  # noqa: BLE001 - each call is then made alone
         _log.debug("batch of %d calls failed (%s): made one at a time", len(calls), exc)
     return None

@@ -95,3 +95,22 @@ def test_copies_go_in_batch_requests_no_larger_than_a_tenth_of_a_second_of_the_w
         gcs.create_bucket(settings.backup_bucket)
         assert len(manifest.entries) == len(contents) and sum(proxy.batches) == len(contents)
         assert max(proxy.batches) <= most and (rate < 1000 or max(proxy.batches) > 5), proxy.batches
+
+
+def test_a_server_without_the_batch_endpoint_gets_one_batch_request_then_single_copies(
+    gcs: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, contents = seed(gcs, 30)
+    emulator = os.environ["STORAGE_EMULATOR_HOST"]
+    with throttling_proxy(emulator, []) as proxy:
+        proxy.no_batches = True
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        manifest = gcs_component.backup(settings, None, source, validate_after=False)
+        tried = list(proxy.batches)
+        target = unique("nobatch-restored")
+        report = gcs_component.restore(settings, None, manifest, target=target)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    # the first batch requests (those sent at once by the copy workers) were refused, none after
+    assert set(tried) == {0} and len(tried) <= copies.WORKERS and proxy.batches == tried
+    assert len(proxy.copies) == 2 * len(contents) and report.created == len(contents)
+    assert read_all(gcs, target) == contents
