@@ -54,9 +54,9 @@ def _server_copy(
     names one generation, so its bytes are these; the caller checks its crc32c). `made`: the copy a
     batch request already made.
     """
-    src = source.blob(obj.name, generation=obj.generation)
     if made is not None:
         return created_retained(store, key, retention, lambda: made)
+    src = source.blob(obj.name, generation=obj.generation)
     if obj.size <= ONE_CALL_BYTES and store.kms_key_name is None:
         return created_retained(store, key, retention, lambda: copy_object(src, store.bucket, key, retention))
     return created_retained(store, key, retention, lambda: rewrite(src, store.blob(key), retention))
