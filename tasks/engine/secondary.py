@@ -32,15 +32,15 @@ from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import (
     ONE_CALL_BYTES,
+    WORKERS,
     Copy,
     Retention,
-    batch_groups,
     ramp_for,
     rewrite,
     rewrite_many,
     run_all,
 )
-from tasks.storage.google_api import converted_errors
+from tasks.storage.google_api import batch_groups, converted_errors
 from tasks.storage.object_lock import created_retained, extend_retention, retention_enabled
 from tasks.storage.parallel import Batches, batched
 from tasks.storage.spool import Held
@@ -178,7 +178,7 @@ def copy_objects(
         made = dict(zip((c.dest_name for c in small), copies, strict=True))
         return [copy(key, made.get(key)) for key, _ in group]
 
-    problems = [p for group in run_all(copy_group, batch_groups(keys)) for p in group if p]
+    problems = [p for group in run_all(copy_group, batch_groups(keys, WORKERS)) for p in group if p]
     more = [f"and {len(problems) - SHOWN} more copies failed"] if len(problems) > SHOWN else []
     return problems[:SHOWN] + more
 

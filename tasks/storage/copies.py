@@ -161,13 +161,6 @@ def run_stream(fn: Callable[[Any], Any], items: Iterable[Any], ahead: int | None
             f.cancel()
 
 
-def batch_groups(items: Sequence[T]) -> list[list[T]]:
-    """`items` in groups for batch requests: at most BATCH_CALLS a group, and as many groups as
-    there are copy workers when the items are fewer (every worker busy)."""
-    size = min(BATCH_CALLS, max(1, -(-len(items) // WORKERS)))
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
 def rewrite(src_blob: Any, dest_blob: Any, retention: Retention | None = None) -> Any:
     """Server-side rewrite of `src_blob` (its generation, when it names one) to `dest_blob`'s
     bucket and name, with `dest_blob`'s KMS key, following rewrite tokens for large objects (each
@@ -245,9 +238,8 @@ def rewrite_many(
         for c in copies
     ]
     made: list[Any | None] = []
-    step = ramp.batch_size()
+    step, direct = ramp.batch_size(), direct_calls(client)
     for start in range(0, len(calls), step):
-        direct = direct_calls(client)
         part = calls[start : start + step]
         if direct is None or not direct.batches:
             made += [None] * (len(calls) - start)

@@ -17,7 +17,7 @@ import uuid
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import google_crc32c
@@ -27,6 +27,7 @@ from google.api_core.retry import Retry
 from backstop.core.errors import BackstopError, NotFound, PermissionDenied, Unavailable
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Transient errors are retried for a bounded time, never for the client's default 10 minutes.
 RETRY = Retry(
@@ -260,6 +261,13 @@ def object_path(bucket: str, name: str) -> str:
 
 
 BATCH_CALLS = 100  # Google's limit of calls in one batch request
+
+
+def batch_groups(items: Sequence[T], workers: int) -> list[list[T]]:
+    """`items` in groups for batch requests: at most BATCH_CALLS a group, and as many groups as
+    `workers` when the items are fewer (every worker busy, also when each call goes alone)."""
+    size = min(BATCH_CALLS, max(1, -(-len(items) // workers)))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def _batch_replies(body: bytes, content_type: str) -> dict[str, tuple[int, bytes]]:

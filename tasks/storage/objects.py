@@ -19,10 +19,10 @@ from google.api_core import exceptions as gexc
 from backstop.core.errors import BackstopError, NotFound
 from backstop.core.retention_lock import RetentionLock
 from tasks.storage.google_api import (
-    BATCH_CALLS,
     RETRY,
     TIMEOUT,
     Call,
+    batch_groups,
     batched_calls,
     converted_errors,
     direct_calls,
@@ -224,9 +224,9 @@ class ObjectStore:
         return results
 
     def delete_objects(self, keys: builtins.list[str], workers: int = 16) -> DeleteOutcome:
-        """Delete `keys` (BATCH_CALLS a request). Absent keys count as deleted; held or retained
+        """Delete `keys` (up to BATCH_CALLS a request). Absent keys count as deleted; held or retained
         ones as kept by the bucket."""
-        groups = [keys[i : i + BATCH_CALLS] for i in range(0, len(keys), BATCH_CALLS)]
+        groups = batch_groups(keys, workers)
         return DeleteOutcome.of(r for done in parallel_map(self.delete_many, groups, workers) for r in done)
 
     def delete(self, keys: builtins.list[str], workers: int = 16) -> builtins.list[str]:

@@ -20,9 +20,9 @@ from tasks.components.gcs.plan import (
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import (
     ONE_CALL_BYTES,
+    WORKERS,
     Copy,
     Retention,
-    batch_groups,
     copy_object,
     ramp_for,
     rewrite,
@@ -30,7 +30,7 @@ from tasks.storage.copies import (
     run_all,
     run_stream,
 )
-from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, batch_groups, converted_errors
 from tasks.storage.object_lock import created_retained
 from tasks.storage.objects import DeleteOutcome, ObjectStore
 from tasks.storage.parallel import batched
@@ -114,7 +114,7 @@ def copy_batch(
         made = dict(zip((c.dest_name for c in small), copies, strict=True))
         return [copy(item, made.get(item[1])) for item in group]
 
-    copied = run_all(copy_group, batch_groups(items))
+    copied = run_all(copy_group, batch_groups(items, WORKERS))
     return [entry for group in copied for entry in group if entry is not None]
 
 
@@ -186,7 +186,9 @@ def write_objects(
 def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[ManifestEntry]) -> int:
     """Copy `entries` from the pool to `bucket` (on the shared copy workers); the bytes copied."""
     target = client.bucket(bucket)
-    return sum(run_all(lambda group: _restore_group(client, target, store, group), batch_groups(entries)))
+    return sum(
+        run_all(lambda group: _restore_group(client, target, store, group), batch_groups(entries, WORKERS))
+    )
 
 
 def _restore_group(client: Any, target: Any, store: BackupStore, entries: list[ManifestEntry]) -> int:
@@ -213,7 +215,9 @@ def remove_bucket(client: Any, bucket: str) -> None:
         while names := [
             b.name for b in client.list_blobs(bucket, max_results=PAGE, timeout=TIMEOUT, retry=RETRY)
         ]:
-            outcome = DeleteOutcome.of(r for done in run_all(delete, batch_groups(names)) for r in done)
+            outcome = DeleteOutcome.of(
+                r for done in run_all(delete, batch_groups(names, WORKERS)) for r in done
+            )
             left = [
                 *outcome.failed.values(),
                 *(f"{k}: kept by the bucket ({why})" for k, why in outcome.kept.items()),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from localdev.servers.throttling_proxy import throttling_proxy
+from tasks.components.gcs import copy as gcs_copy
 from tasks.components.gcs import plan as gcs_plan
 from tasks.engine.calls import ComponentCalls
 from tasks.storage import copies
@@ -84,7 +85,7 @@ def test_copies_go_in_batch_requests_no_larger_than_a_tenth_of_a_second_of_the_w
     carries at most 5 (no bigger a burst than the ramp allows); either way every object is copied."""
     source, contents = seed(gcs, 60)
     emulator = os.environ["STORAGE_EMULATOR_HOST"]
-    monkeypatch.setattr(copies, "WORKERS", 2)  # 60 copies in 2 groups of 30 (as 800 on 16 workers)
+    monkeypatch.setattr(gcs_copy, "WORKERS", 2)  # 60 copies in 2 groups of 30 (as 800 on 16 workers)
     for rate, most in ((1_000_000.0, 100), (50.0, 5)):
         settings.gcs_write_rate = rate
         with throttling_proxy(emulator, []) as proxy:
