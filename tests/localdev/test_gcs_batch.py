@@ -133,3 +133,29 @@ def test_deletes_in_one_batch_keep_what_the_bucket_protects_and_name_why(
     outcome = store.delete_objects(["young/a", "young/b"])
     assert not outcome.deleted and set(outcome.kept) == {"young/a", "young/b"}
     assert all(why.startswith("bucket retention policy") for why in outcome.kept.values())
+
+
+def test_an_exact_restores_batched_deletes_fail_on_an_object_the_bucket_holds(
+    client_as: Callable[[str | None], Any],
+) -> None:
+    from backstop.core.errors import PermissionDenied
+    from tasks.components.gcs.restore import delete_objects
+    from tasks.storage.spool import KeySpool
+
+    client = client_as(None)
+    bucket = client.create_bucket(unique("exact-held"))
+    names = [f"added-{i}" for i in range(6)]
+    for name in names:
+        bucket.blob(name).upload_from_string(b"after the backup")
+    held = bucket.blob("added-3")
+    held.temporary_hold = True
+    held.patch()
+    with KeySpool() as deletes:
+        deletes.add((name, 16, None, None) for name in names)
+        with pytest.raises(
+            PermissionDenied, match=r"gs://exact-held.*/added-3: kept by the bucket \(temporary hold\)"
+        ):
+            delete_objects(client, bucket.name, deletes)
+    assert [b.name for b in client.list_blobs(bucket.name)] == ["added-3"]
+    held.temporary_hold = False
+    held.patch()

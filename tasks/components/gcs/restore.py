@@ -21,6 +21,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
+from backstop.core.errors import PermissionDenied
 from backstop.core.manifest import ManifestEntry, chunk_file, entries_of
 from blocks.clients import storage_client
 from tasks.components.gcs.copy import restore_batch
@@ -36,7 +37,8 @@ from tasks.engine.protocol import Context
 from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import ramp_for, run_stream
-from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.google_api import BATCH_CALLS, RETRY, TIMEOUT, converted_errors
+from tasks.storage.objects import ObjectStore
 from tasks.storage.parallel import batched, growing
 from tasks.storage.spool import EntrySpool, KeySpool
 
@@ -130,18 +132,31 @@ def _plan_deletes(planned: Planned, there: KeySpool, wanted: KeySpool, scope: Sc
 
 
 def delete_objects(client: Any, bucket: str, deletes: KeySpool) -> None:
-    """Delete the objects an exact restore planned to delete from `bucket` (one already gone is fine)."""
-    target, ramp = client.bucket(bucket), ramp_for(bucket)
+    """Delete the objects an exact restore planned to delete from `bucket` (one already gone is
+    fine), up to BATCH_CALLS in a batch request as prune does, each delete a write on the bucket's
+    ramp (batches of at most a tenth of a second of its rate, as copies go). One the bucket keeps
+    (a hold, a retention policy) fails the restore, naming it; one that failed is sent again alone,
+    its error raised."""
+    store, ramp = ObjectStore(client, bucket), ramp_for(bucket)
 
-    def delete(name: str) -> None:
-        ramp.wait()
+    def delete_alone(name: str) -> None:
         with converted_errors(f"deleting gs://{bucket}/{name}"):
             try:
-                target.blob(name).delete(timeout=TIMEOUT, retry=ramp.retry)
+                store.bucket.blob(name).delete(timeout=TIMEOUT, retry=ramp.retry)
             except gexc.NotFound:
                 return
 
-    run_stream(delete, (name for name, _ in deletes.items()))
+    def delete(names: list[str]) -> None:
+        while names:
+            part, names = names[: ramp.batch_size()], names[ramp.batch_size() :]
+            ramp.wait(len(part))
+            for name, outcome, why in store.delete_many(part):
+                if outcome == "kept":
+                    raise PermissionDenied(f"deleting gs://{bucket}/{name}: kept by the bucket ({why})")
+                if outcome == "failed":
+                    delete_alone(name)
+
+    run_stream(delete, batched((name for name, _ in deletes.items()), BATCH_CALLS))
 
 
 def verify_bucket(client: Any, bucket: str, entries: Iterable[ManifestEntry]) -> list[str]:

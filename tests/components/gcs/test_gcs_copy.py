@@ -115,3 +115,22 @@ def test_a_server_without_the_batch_endpoint_gets_one_batch_request_then_single_
     assert set(tried) == {0} and len(tried) <= copies.WORKERS and proxy.batches == tried
     assert len(proxy.copies) == 2 * len(contents) and report.created == len(contents)
     assert read_all(gcs, target) == contents
+
+
+def test_an_exact_restores_deletes_go_in_batch_requests(
+    gcs: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What appeared after the backup is deleted many to a batch request, and only that."""
+    source, contents = seed(gcs, 12)
+    manifest = gcs_component.backup(settings, store, source)
+    added = [f"d{i % 3}/added-{i:03d}" for i in range(40)]
+    for name in added:
+        gcs.bucket(source).blob(name).upload_from_string(b"after the backup")
+    emulator = os.environ["STORAGE_EMULATOR_HOST"]
+    with throttling_proxy(emulator, []) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        report = gcs_component.restore(settings, store, manifest, overwrite=True, exact=True, yes=True)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    assert sorted(a["name"] for a in report.actions if a["change"] == "delete") == sorted(added)
+    assert read_all(gcs, source) == contents
+    assert sum(proxy.batches) == len(added) and max(proxy.batches) > 1, proxy.batches
