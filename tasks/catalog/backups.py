@@ -53,11 +53,13 @@ HEARTBEAT_SECONDS = 3600.0  # a running backup's sign of life (BackupStore.in_pr
 
 
 @contextlib.contextmanager
-def beating(store: BackupStore, manifest: BackupManifest, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+def beating(store: BackupStore, manifest: BackupManifest, every: float | None = None) -> Iterator[None]:
     """While the body runs, add a heartbeat beside the run's in-progress marker every `every`
-    seconds: a backup that runs for days stays in progress, so prune neither sweeps the copies it
-    has made nor its checkpoints. A heartbeat that fails is logged; the backup goes on."""
+    seconds (default HEARTBEAT_SECONDS): a backup that runs for days stays in progress, so prune
+    neither sweeps the copies it has made nor its checkpoints. A heartbeat that fails is logged;
+    the backup goes on."""
     stop = threading.Event()
+    every = every or HEARTBEAT_SECONDS
 
     def beat() -> None:
         while not stop.wait(every):

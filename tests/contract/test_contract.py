@@ -4,7 +4,8 @@ Each test asserts what a user would see: the data restored equals the data backe
 backup is named and refused with nothing written, an original location is never changed without
 --overwrite and an approval, a backup id of another source is refused, a missing primary is served
 from the secondary, a killed backup leaves no manifest, a drill passes and leaves nothing behind,
-prune keeps what the newest backup needs, and every failure leaves a record.
+prune keeps what the newest backup needs, a backup that runs for days stays in progress (its heartbeat),
+and every failure leaves a record.
 """
 
 from __future__ import annotations
@@ -257,6 +258,34 @@ def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_run_completes(
     assert index.list_manifests(store, subject.component, source) == []
     manifest = lifecycle.backup(subject.component, settings, source, store=store)
     assert manifest.status == "validated"
+
+
+def test_a_backup_running_past_its_markers_window_stays_in_progress_by_its_heartbeat(
+    subject: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup beats beside its in-progress marker while it runs (hourly; here every 0.1 s), so one
+    that runs longer than the marker's window (24 hours; here 0.5 s) is still in progress to prune,
+    which then keeps off the copies it has made; the commit clears marker and heartbeats."""
+    from tasks.engine.protocol import get_component
+
+    window = 0.5 / 3600
+    monkeypatch.setattr(catalog, "HEARTBEAT_SECONDS", 0.1)
+    component = get_component(subject.component)
+    plan_backup = component.plan_backup
+    seen: list[list[str]] = []
+
+    def long_plan(ctx: Any, manifest: Any) -> Any:
+        time.sleep(1.0)  # the marker alone is stale now
+        seen.append(store.in_progress(subject.component, manifest.source, younger_than_hours=window))
+        seen.append([manifest.backup_id])
+        return plan_backup(ctx, manifest)
+
+    monkeypatch.setattr(component, "plan_backup", long_plan)
+    source = subject.seed()
+    manifest = lifecycle.backup(subject.component, settings, source, store=store)
+    assert manifest.status == "validated" and seen[0] == seen[1], seen
+    assert store.in_progress(subject.component, source) == []
+    assert list(store.list(f"_inprogress/{subject.component}/{source}/")) == []
 
 
 def test_drill_passes_and_removes_its_scratch_target(subject: Any, settings: Any, store: Any) -> None:
