@@ -90,16 +90,17 @@ def backup(
 
             units.run_units(component, ctx, manifest, plan.units, done, progress)
             units.merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
-            reuse = locks.Reuse(spool.carried, plan.carried_from) if plan.retained_at_write else None
-            committed = units.step(
-                f"commit-{component.name}-{source}",
-                catalog.commit_backup,
-                store,
-                manifest,
-                spool,
-                state,
-                reuse,
-            )
+        # The commit clears the in-progress marker and heartbeats: no beat may come after it.
+        reuse = locks.Reuse(spool.carried, plan.carried_from) if plan.retained_at_write else None
+        committed = units.step(
+            f"commit-{component.name}-{source}",
+            catalog.commit_backup,
+            store,
+            manifest,
+            spool,
+            state,
+            reuse,
+        )
         entry_count = committed.entry_count
     except BaseException as exc:
         try:

@@ -275,15 +275,17 @@ def test_a_backup_running_past_its_markers_window_stays_in_progress_by_its_heart
     seen: list[list[str]] = []
 
     def long_plan(ctx: Any, manifest: Any) -> Any:
-        time.sleep(1.0)  # the marker alone is stale now
-        seen.append(store.in_progress(subject.component, manifest.source, younger_than_hours=window))
-        seen.append([manifest.backup_id])
+        time.sleep(0.6)  # the marker alone is stale now: only a heartbeat keeps the run in progress
+        deadline, found = time.monotonic() + 20, []  # (a loaded machine may write a beat late)
+        while not found and time.monotonic() < deadline:
+            found = store.in_progress(subject.component, manifest.source, younger_than_hours=window)
+        seen.append(found)
         return plan_backup(ctx, manifest)
 
     monkeypatch.setattr(component, "plan_backup", long_plan)
     source = subject.seed()
     manifest = lifecycle.backup(subject.component, settings, source, store=store)
-    assert manifest.status == "validated" and seen[0] == seen[1], seen
+    assert manifest.status == "validated" and seen == [[manifest.backup_id]], seen
     assert store.in_progress(subject.component, source) == []
     assert list(store.list(f"_inprogress/{subject.component}/{source}/")) == []
 

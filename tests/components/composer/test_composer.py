@@ -214,7 +214,9 @@ def test_reference_mode_stores_no_values(gcs: Any, store: Any, configured: Any, 
     configured.composer = configured.composer.model_copy(
         update={"secrets_mode": "reference", "encryption_key_block": None}
     )
-    source = make_environment(gcs, airflows[0], {})
+    own = AirflowServer().start()  # seeded here: the test does not depend on another having run
+    seed_airflow(own)
+    source = make_environment(gcs, own, {})
     manifest = COMPONENT.backup(configured, store, source, parts=["metadata", "config"])
     stored = all_stored_bytes(gcs, configured.backup_bucket)
     assert b"$secret_ref" in stored and b"$encrypted" not in stored
@@ -226,6 +228,7 @@ def test_reference_mode_stores_no_values(gcs: Any, store: Any, configured: Any, 
     )
     with pytest.raises(NotFound, match="holds no snapshot, dags part"):
         COMPONENT.restore(configured, store, manifest, target=target, only=["snapshot", "dags"])
+    own.stop()
 
 
 def test_unknown_environment_is_named(store: Any, configured: Any) -> None:
