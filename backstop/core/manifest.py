@@ -9,8 +9,9 @@ Layout in the backup bucket:
     <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/manifest.json
     <component>/<source>/<yyyy>/<mm>/<dd>/<backup_id>/_chunks/<sha256>.json   (format 2 only)
 A manifest of more than INLINE_ENTRIES entries is written in format 2: its entries in
-content-addressed chunk files (written first), manifest.json the header whose digest seals the
-chunk digests. Format 1 keeps the entries in manifest.json; both are read.
+content-addressed chunk files (written first; cut where the entries' names say, `chunk_rows`, so
+backups that differ in a few entries have the same chunks elsewhere), manifest.json the header
+whose digest seals the chunk digests. Format 1 keeps the entries in manifest.json; both are read.
 In memory a format 2 manifest read from the store is its header: `entries` stays empty and
 readers stream the entries chunk by chunk (`BackupStore.iter_entries`), one chunk at a time.
 Component data that belongs to one backup lives beside its manifest; data shared between backups
@@ -22,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import zlib
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
@@ -34,7 +37,7 @@ from backstop.core.names import check_backup_id
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1  # one file: header and entries together
 CHUNKED_FORMAT = 2  # header in manifest.json; entries in content-addressed chunk files beside it
-CHUNK_ENTRIES = 50_000  # entries per chunk file (a few tens of MB at most)
+CHUNK_ENTRIES = 50_000  # at most 2x this many entries a chunk file, half of it on average (`chunk_rows`)
 INLINE_ENTRIES = 1_000  # at most this many entries stay in manifest.json (format 1): a manifest
 # read for its header (listing, retention, lookups) costs little however large the backup
 CHUNKS_DIR = "_chunks/"
@@ -247,6 +250,24 @@ B = TypeVar("B", bound=BackupSummary)
 def as_header(manifest: BackupManifest, chunks: list[ChunkRef]) -> BackupManifest:
     """The format 2 header of `manifest` whose entries are in `chunks`."""
     return manifest.model_copy(update={"format": CHUNKED_FORMAT, "entries": [], "chunks": chunks})
+
+
+def chunk_rows(rows: Iterable[tuple[str, int, str]], size: int) -> Iterator[list[tuple[str, int, str]]]:
+    """Entry rows (name, size, JSON), in name order, cut into chunks where their names say: after a
+    row whose name's CRC-32 is a multiple of size // 2 (so size / 2 rows a chunk on average), or at
+    2 x size rows. The cuts depend on the names, not on positions: two backups whose entries differ
+    in a few places (objects added, changed, deleted) cut alike everywhere else, and share those
+    chunks (the same bytes, so the same digest), which prune then reads once for all of them. Cut
+    every `size` rows, one object added near the start would change every chunk after it."""
+    every = max(1, size // 2)
+    chunk: list[tuple[str, int, str]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= 2 * size or zlib.crc32(row[0].encode()) % every == 0:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def chunk_file(rows: list[tuple[str, int, str]]) -> tuple[ChunkRef, bytes]:

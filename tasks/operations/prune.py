@@ -295,12 +295,14 @@ def sweep(
 
 def _referenced(store: BackupStore, manifests: list[BackupManifest], damaged: list[str]) -> KeySpool:
     """The stored keys of `manifests`, streamed from their entries into a disk-backed set; a
-    manifest whose chunks cannot be read goes to `damaged` (the pool sweep is then skipped)."""
+    manifest whose chunks cannot be read goes to `damaged` (the pool sweep is then skipped). A chunk
+    the manifests share (unchanged entries: tasks/storage/manifests.py) is read once for all."""
     spool = KeySpool()
+    seen: set[str] = set()
     try:
         for manifest in manifests:
             try:
-                spool.add((e.stored_key, e.size, None, None) for e in store.iter_stored(manifest))
+                spool.add((e.stored_key, e.size, None, None) for e in store.iter_stored(manifest, seen))
             except ValidationFailed as exc:
                 damaged.append(str(exc))
     except BaseException:

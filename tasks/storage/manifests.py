@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from itertools import chain, islice
 from typing import Any, TypeVar
 
 from backstop.core.errors import NotFound, ValidationFailed
@@ -33,6 +34,7 @@ from backstop.core.manifest import (
     Stored,
     as_header,
     chunk_file,
+    chunk_rows,
     chunk_stored,
     parse_chunk,
 )
@@ -58,7 +60,8 @@ class ManifestStore(ObjectStore):
     ) -> None:
         super().__init__(client, bucket_name, kms_key_name, lock)
         self.hold_validated = hold_validated
-        # A manifest with more entries than this is written in chunks of this many.
+        # A manifest with more entries than this (or INLINE_ENTRIES) is written in chunks of about
+        # half this many (chunk_rows).
         self.chunk_entries = int(os.environ.get("BACKSTOP_CHUNK_ENTRIES", CHUNK_ENTRIES))
 
     def write_manifest(self, manifest: BackupManifest, rows: Iterable[Row] | None = None) -> BackupManifest:
@@ -116,26 +119,20 @@ class ManifestStore(ObjectStore):
     def _write_entries(
         self, manifest: BackupManifest, rows: Iterable[Row]
     ) -> tuple[BackupManifest, builtins.list[str]]:
-        """`manifest` with its entries from `rows`: inline when few, else in chunk files written
-        here as they fill (returned as its header, with the chunk keys)."""
-        buffer: builtins.list[Row] = []
+        """`manifest` with its entries from `rows`: inline when few, else in chunk files cut where
+        the entries' names say (`chunk_rows`), written here one at a time as they fill (returned as
+        its header, with the chunk keys)."""
+        rows = iter(rows)
+        inline = min(INLINE_ENTRIES, self.chunk_entries)
+        head = builtins.list(islice(rows, inline + 1))
+        if len(head) <= inline:
+            entries = [ManifestEntry.model_validate_json(body) for _, _, body in head]
+            return manifest.model_copy(update={"entries": entries, "chunks": []}), []
         refs: builtins.list[ChunkRef] = []
-
-        def flush(part: builtins.list[Row]) -> None:
+        for part in chunk_rows(chain(head, rows), self.chunk_entries):
             ref, data = chunk_file(part)
             self.put_bytes(manifest.folder + ref.key, data, content_type="application/json")
             refs.append(ref)
-
-        for row in rows:
-            buffer.append(row)
-            if len(buffer) > self.chunk_entries:
-                flush(buffer[: self.chunk_entries])
-                buffer = buffer[self.chunk_entries :]
-        if not refs and len(buffer) <= min(INLINE_ENTRIES, self.chunk_entries):
-            entries = [ManifestEntry.model_validate_json(body) for _, _, body in buffer]
-            return manifest.model_copy(update={"entries": entries, "chunks": []}), []
-        for start in range(0, len(buffer), self.chunk_entries):
-            flush(buffer[start : start + self.chunk_entries])
         return as_header(manifest, refs), [manifest.folder + r.key for r in refs]
 
     def manifest_keys(
@@ -177,14 +174,24 @@ class ManifestStore(ObjectStore):
             return
         yield from self._iter_chunks(manifest, parse_chunk)
 
-    def iter_stored(self, manifest: BackupManifest) -> Iterator[Stored]:
+    def iter_stored(self, manifest: BackupManifest, seen: set[str] | None = None) -> Iterator[Stored]:
         """Name, stored key, size and crc32c of each entry of `manifest`, as iter_entries reads them,
         without building the entries (prune's scan of what the kept backups reference, validation's
-        and the secondary copy's check of every stored object)."""
+        and the secondary copy's check of every stored object).
+
+        With `seen` (chunk digests), a chunk whose digest is in it is skipped: its entries are those
+        of a chunk read before (another backup's: the header seals each chunk's digest, so the
+        same digest means the same entries), and the digest of each chunk read is added to it."""
         if manifest.entries or not manifest.chunks:
             yield from (Stored(e.name, e.stored_key, e.size, e.crc32c) for e in manifest.entries)
             return
-        yield from self._iter_chunks(manifest, chunk_stored)
+        if seen is None:
+            yield from self._iter_chunks(manifest, chunk_stored)
+            return
+        unread = manifest.model_copy(update={"chunks": [c for c in manifest.chunks if c.sha256 not in seen]})
+        if unread.chunks:
+            yield from self._iter_chunks(unread, chunk_stored)
+        seen.update(c.sha256 for c in unread.chunks)
 
     def _iter_chunks(
         self, manifest: BackupManifest, parse: Callable[[bytes, ChunkRef, str], builtins.list[T]]

@@ -8,6 +8,7 @@ from backstop.core.manifest import (
     ManifestEntry,
     backup_time,
     chunk_file,
+    chunk_rows,
     chunk_stored,
     new_backup_id,
     parse_chunk,
@@ -82,3 +83,23 @@ def test_prune_reads_the_keys_and_sizes_a_chunk_sealed_and_nothing_edited() -> N
         chunk_stored(data.replace(b"pool/gcs/b/3", b"pool/gcs/b/9"), ref, "c")
     with pytest.raises(ValidationFailed, match="holds 5 entries, header says 6"):
         chunk_stored(data, ref.model_copy(update={"entries": 6}), "c")
+
+
+def test_chunks_are_cut_where_the_names_say_so_backups_that_differ_in_a_few_entries_share_the_rest() -> None:
+    def rows(names: list[str]) -> list[tuple[str, int, str]]:
+        return [(n, 1, f'{{"name":"{n}"}}') for n in names]
+
+    def digests(names: list[str]) -> list[str]:
+        return [chunk_file(part)[0].sha256 for part in chunk_rows(rows(names), 100)]
+
+    names = [f"data/{i:06d}" for i in range(10_000)]
+    parts = list(chunk_rows(rows(names), 100))
+    assert [r for part in parts for r in part] == rows(names)  # every row, in order
+    assert max(map(len, parts)) <= 200 and 70 <= len(parts) <= 330  # 50 a chunk on average
+
+    before = digests(names)
+    added = sorted([*names, "data/000100-new", "data/005000-new"])  # objects appear near the start
+    removed = names[7:]  # the oldest objects expire
+    for later in (added, removed):
+        after = digests(later)
+        assert len(set(before) - set(after)) <= 2 and len(set(after) - set(before)) <= 2
