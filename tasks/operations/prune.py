@@ -256,7 +256,8 @@ def sweep(
     ]
     remaining += extra
     # The stored keys of the remaining manifests, on disk: read once, for the folders and the pool.
-    with _referenced(store, remaining, damaged) as referenced:
+    seen: set[str] = set()  # the chunks read (a chunk shared by several manifests is read once)
+    with _referenced(store, remaining, damaged, seen) as referenced:
         orphans = orphaned_keys(
             listed, component, source, remaining, running, just_removed or [],
             now - timedelta(hours=grace_hours), referenced,
@@ -283,7 +284,8 @@ def sweep(
     running = set(store.in_progress(component, source)) | running_sharers(store, component)
     later = index.list_manifests(store, component, source, on_damaged=damaged.append)
     later += sharer_manifests(store, component, damaged)
-    with _referenced(store, later, damaged) as referenced:
+    # A chunk read above is not read again: what it references is not in `unreferenced`.
+    with _referenced(store, later, damaged, seen) as referenced:
         pool = {key: blob for key, blob in unreferenced.items() if key not in referenced}
     if running or damaged:
         report.notes.append(
@@ -293,12 +295,14 @@ def sweep(
     _delete(store, pool, now, report, batches)
 
 
-def _referenced(store: BackupStore, manifests: list[BackupManifest], damaged: list[str]) -> KeySpool:
+def _referenced(
+    store: BackupStore, manifests: list[BackupManifest], damaged: list[str], seen: set[str]
+) -> KeySpool:
     """The stored keys of `manifests`, streamed from their entries into a disk-backed set; a
     manifest whose chunks cannot be read goes to `damaged` (the pool sweep is then skipped). A chunk
-    the manifests share (unchanged entries: tasks/storage/manifests.py) is read once for all."""
+    whose digest is in `seen` is not read (a chunk of unchanged entries that several manifests
+    share, tasks/storage/manifests.py, is read once for all); those read are added to it."""
     spool = KeySpool()
-    seen: set[str] = set()
     try:
         for manifest in manifests:
             try:
