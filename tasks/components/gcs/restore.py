@@ -148,7 +148,8 @@ def delete_objects(client: Any, bucket: str, deletes: KeySpool) -> None:
 
     def delete(names: list[str]) -> None:
         while names:
-            part, names = names[: ramp.batch_size()], names[ramp.batch_size() :]
+            step = ramp.batch_size()
+            part, names = names[:step], names[step:]
             ramp.wait(len(part))
             for name, outcome, why in store.delete_many(part):
                 if outcome == "kept":
