@@ -141,9 +141,26 @@ def write_and_verify(
     progress.report(what, 2, 4, unit="steps (open, plan done; writing)")
     units.step(f"write-{name}", component.apply_restore, ctx, manifest, plan, request)
     progress.report(what, 3, 4, unit="steps (written; verifying)")
-    return units.step(
+    problems: list[str] = units.step(
         f"verify-restore-{name}", component.verify_restored, ctx, manifest, plan.target, request.only
     )
+    if request.exact:
+        problems += units.step(f"verify-exact-{name}", left_after_exact, component, ctx, manifest, request)
+    return problems
+
+
+def left_after_exact(
+    component: Any, ctx: Context, manifest: BackupManifest, request: RestoreRequest
+) -> list[str]:
+    """What an exact restore was to delete and the target still holds: the restore planned again
+    must find nothing left to delete (the comparison of the target with the backup sees only what
+    the backup holds, not what should be gone)."""
+    again = component.plan_restore(ctx, manifest, request)
+    return [
+        f"still in {again.target} after an exact restore: {a['name']} (not in the backup)"
+        for a in again.actions
+        if a["change"] == "delete"
+    ]
 
 
 def open_and_plan(

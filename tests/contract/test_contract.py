@@ -182,6 +182,30 @@ def test_exact_deletes_only_additions_in_scope_with_overwrite_and_approval(
     assert subject.state(source) == at_backup and report.approval.startswith("approved")
 
 
+def test_an_exact_restore_that_leaves_something_added_in_scope_fails_naming_it(
+    subject: Any, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The post-restore check of an exact restore also sees what should be gone: an addition in
+    scope that is still there after the writes (here written while the restore ran) fails it."""
+    from tasks.engine.protocol import get_component
+
+    source = subject.seed()
+    manifest = lifecycle.backup(subject.component, settings, source, subject.scope_options, store=store)
+    assert manifest.status == "validated", manifest.validation
+    component = get_component(subject.component)
+    apply_restore = component.apply_restore
+
+    def written_meanwhile(ctx: Any, manifest: Any, plan: Any, request: Any) -> None:
+        apply_restore(ctx, manifest, plan, request)
+        subject.add_in_scope(source)
+
+    monkeypatch.setattr(component, "apply_restore", written_meanwhile)
+    request = RestoreRequest(source=source, overwrite=True, exact=True)
+    with pytest.raises(ValidationFailed, match="after an exact restore") as failed:
+        restore.restore(subject.component, settings, request, yes=True, store=store)
+    assert "added" in str(failed.value)
+
+
 def test_backup_of_another_source_is_refused_with_nothing_written(
     subject: Any, settings: Any, store: Any
 ) -> None:
