@@ -86,6 +86,33 @@ def against_listing(store: BackupStore, entries: Iterable[E]) -> Iterator[tuple[
                 yield entry, held.get(entry.stored_key)
 
 
+@dataclass
+class ChunkOutcome:
+    """What checking one manifest chunk against the listing found: entries checked, (name, problem)
+    of each that differs, and [stored key, name, size, crc32c] of each chosen to re-read."""
+
+    checked: int = 0
+    damaged: list[tuple[str, str]] = field(default_factory=list)
+    chosen: list[list[Any]] = field(default_factory=list)
+
+
+class SharedCheck:
+    """What re-verifying several backups of one source shares in one run: one listing of the bucket
+    (each folder listed once for all of them, not once a backup) and the outcome of each manifest
+    chunk (a chunk the backups share, tasks/storage/manifests.py, is read and compared once; its
+    outcome holds for each backup that has it). Only with a `read` that chooses by stored key."""
+
+    def __init__(self, store: BackupStore) -> None:
+        self.listing = StoredListing(store)
+        self.chunks: dict[str, ChunkOutcome] = {}
+
+    def __enter__(self) -> SharedCheck:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listing.spool.close()
+
+
 def verify_stored(
     store: BackupStore,
     manifest: BackupManifest,
@@ -94,6 +121,7 @@ def verify_stored(
     read: Callable[[str], bool] | None = None,
     later: Callable[[list[Any]], None] | None = None,
     batches: Batches | None = None,
+    shared: SharedCheck | None = None,
 ) -> StoredCheck:
     """Check every stored object of `manifest` against its entry; re-read a sample.
 
@@ -105,44 +133,58 @@ def verify_stored(
     count. `read(stored key)` chooses the objects to re-read instead of a random sample
     (re-verification's window); `later` takes each chosen [stored key, name, size, crc32c] instead
     of it being read here (re-verification reads what all the backups of a source chose at once:
-    an object several backups share is downloaded once, and the units span backups).
+    an object several backups share is downloaded once, and the units span backups). `shared`
+    (with `read`): the listing and the chunk outcomes of the other backups of the run.
     """
     check = StoredCheck()
-    chosen = set() if read is not None else sample_indexes(manifest.entry_count, sample_percent, seed)
+    sample = set() if read is not None else sample_indexes(manifest.entry_count, sample_percent, seed)
+    owned = StoredListing(store) if shared is None else None
+    listing = shared.listing if shared is not None else owned
+    assert listing is not None
+    known = shared.chunks if shared is not None and read is not None else {}
 
-    def damaged(name: str, problem: str) -> None:
-        check.problems.append(problem)
-        check.damaged[name] = problem
+    def compare(entries: list[Stored]) -> ChunkOutcome:
+        """One chunk's entries against the listing: what differs, and what to re-read."""
+        out = ChunkOutcome()
+        for batch in batched(entries, BATCH):
+            held = listing.lookup(batch)
+            for entry in batch:
+                there, where = held.get(entry.stored_key), f"{entry.name!r} ({store.where(entry.stored_key)})"
+                if there is None:
+                    out.damaged.append((entry.name, f"missing: {where}"))
+                elif there[0] != entry.size:
+                    problem = f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}"
+                    out.damaged.append((entry.name, problem))
+                elif entry.crc32c and there[1] and there[1] != entry.crc32c:
+                    problem = f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}"
+                    out.damaged.append((entry.name, problem))
+                elif read(entry.stored_key) if read is not None else check.checked + out.checked in sample:
+                    out.chosen.append([entry.stored_key, entry.name, entry.size, entry.crc32c])
+                out.checked += 1
+        return out
 
     def to_read() -> Generator[list[Any]]:
         """Every entry checked against the listing; [stored key, name, size, crc32c] of those to re-read."""
-        for entry, there in against_listing(store, store.iter_stored(manifest)):
-            where = f"{entry.name!r} ({store.where(entry.stored_key)})"
-            if there is None:
-                damaged(entry.name, f"missing: {where}")
-            elif there[0] != entry.size:
-                damaged(
-                    entry.name,
-                    f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}",
-                )
-            elif entry.crc32c and there[1] and there[1] != entry.crc32c:
-                damaged(
-                    entry.name,
-                    f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}",
-                )
-            elif read(entry.stored_key) if read is not None else check.checked in chosen:
-                check.read_back += 1
-                item = [entry.stored_key, entry.name, entry.size, entry.crc32c]
+        for digest, entries in store.stored_by_chunk(manifest, known):
+            outcome = known[digest] if entries is None and digest else compare(entries or [])
+            if digest and shared is not None and read is not None:
+                known[digest] = outcome
+            for name, problem in outcome.damaged:
+                check.problems.append(problem)
+                check.damaged[name] = problem
+            check.checked += outcome.checked
+            check.read_back += len(outcome.chosen)
+            for item in outcome.chosen:
                 if later is not None:
                     later(item)
                 else:
                     yield item
-            check.checked += 1
 
     def done(found: ReadBack) -> None:
         check.bytes_read += found.bytes
         for name, _key, _got, problem in found.differs:
-            damaged(name, problem)
+            check.problems.append(problem)
+            check.damaged[name] = problem
         if found.more:
             check.problems.append(f"and {found.more} more object(s) differ on read-back in {store.where()}")
 
@@ -151,6 +193,8 @@ def verify_stored(
         (batches or Batches()).run(functools.partial(read_back, store), items, done)
     finally:
         items.close()
+        if owned is not None:
+            owned.spool.close()
     return check
 
 

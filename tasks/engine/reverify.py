@@ -36,7 +36,15 @@ from backstop.core.reverify import (
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
 from tasks.catalog import index
-from tasks.catalog.stored import SHOWN, ReadBack, StoredCheck, read_back, read_back_problem, verify_stored
+from tasks.catalog.stored import (
+    SHOWN,
+    ReadBack,
+    SharedCheck,
+    StoredCheck,
+    read_back,
+    read_back_problem,
+    verify_stored,
+)
 from tasks.engine import units
 from tasks.engine.lifecycle import loaded
 from tasks.engine.protocol import COMPONENTS, Context, get_component, stored_options
@@ -81,33 +89,35 @@ def check_source(
     def chosen(key: str) -> bool:
         return in_window(position(key), start, share)
 
-    for header in sorted(headers, key=lambda h: (h.started_at, h.backup_id), reverse=True):
-        try:
-            manifest = index.load(store, header)
-        except NotFound:
-            continue  # pruned while we ran
-        except ValidationFailed as exc:
-            result.damaged[header.backup_id] = [str(exc)]  # unreadable: nothing to mark it in
-            continue
+    # One listing of the bucket for all the backups, and each chunk they share compared once.
+    with SharedCheck(store) as shared:
+        for header in sorted(headers, key=lambda h: (h.started_at, h.backup_id), reverse=True):
+            try:
+                manifest = index.load(store, header)
+            except NotFound:
+                continue  # pruned while we ran
+            except ValidationFailed as exc:
+                result.damaged[header.backup_id] = [str(exc)]  # unreadable: nothing to mark it in
+                continue
 
-        def later(item: list[Any], backup_id: str = manifest.backup_id) -> None:
-            if item[0] not in reads.wanted:  # read once: its bytes count for the first source to ask
-                reads.wanted[item[0]] = item
-                result.bytes_read += int(item[2] or 0)
-            reads.holders.setdefault(item[0], []).append((checked, backup_id, item[1]))
+            def later(item: list[Any], backup_id: str = manifest.backup_id) -> None:
+                if item[0] not in reads.wanted:  # read once: its bytes count for the first source to ask
+                    reads.wanted[item[0]] = item
+                    result.bytes_read += int(item[2] or 0)
+                reads.holders.setdefault(item[0], []).append((checked, backup_id, item[1]))
 
-        try:
-            stored = verify_stored(store, manifest, 0, read=chosen, later=later)
-        except ValidationFailed as exc:  # a chunk of its manifest is missing or damaged
-            stored = StoredCheck(problems=[str(exc)])
-        gone: list[str] = []
-        if copy == "primary":
-            ctx = Context(settings, store, stored_options(component, manifest))
-            gone = component.gone_outside(ctx, loaded(component, store, manifest))
-        checked[manifest.backup_id] = (manifest, stored, gone)
-        result.backups += 1
-        result.objects += stored.checked
-        result.read_back += stored.read_back
+            try:
+                stored = verify_stored(store, manifest, 0, read=chosen, later=later, shared=shared)
+            except ValidationFailed as exc:  # a chunk of its manifest is missing or damaged
+                stored = StoredCheck(problems=[str(exc)])
+            gone: list[str] = []
+            if copy == "primary":
+                ctx = Context(settings, store, stored_options(component, manifest))
+                gone = component.gone_outside(ctx, loaded(component, store, manifest))
+            checked[manifest.backup_id] = (manifest, stored, gone)
+            result.backups += 1
+            result.objects += stored.checked
+            result.read_back += stored.read_back
     return result, checked
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import chain, islice
@@ -182,20 +182,39 @@ class ManifestStore(ObjectStore):
         With `seen` (chunk digests), a chunk whose digest is in it is skipped: its entries are those
         of a chunk read before (another backup's: the header seals each chunk's digest, so the
         same digest means the same entries), and the digest of each chunk read is added to it."""
+        read: builtins.list[str] = []
+        for digest, stored in self.stored_by_chunk(manifest, seen if seen is not None else ()):
+            yield from stored or ()
+            read += [digest] if digest else []
+        if seen is not None:  # only once every chunk was read: a damaged one leaves them all unseen
+            seen.update(read)
+
+    def stored_by_chunk(
+        self, manifest: BackupManifest, known: Container[str] = ()
+    ) -> Iterator[tuple[str | None, builtins.list[Stored] | None]]:
+        """`iter_stored` a chunk at a time: (its digest, its entries), and (digest, None) for a chunk
+        whose digest is in `known` (not read). A manifest with its entries inline is one (None,
+        entries)."""
         if manifest.entries or not manifest.chunks:
-            yield from (Stored(e.name, e.stored_key, e.size, e.crc32c) for e in manifest.entries)
+            yield None, [Stored(e.name, e.stored_key, e.size, e.crc32c) for e in manifest.entries]
             return
-        if seen is None:
-            yield from self._iter_chunks(manifest, chunk_stored)
-            return
-        unread = manifest.model_copy(update={"chunks": [c for c in manifest.chunks if c.sha256 not in seen]})
+        unread = manifest.model_copy(update={"chunks": [c for c in manifest.chunks if c.sha256 not in known]})
+        yield from ((c.sha256, None) for c in manifest.chunks if c.sha256 in known)
         if unread.chunks:
-            yield from self._iter_chunks(unread, chunk_stored)
-        seen.update(c.sha256 for c in unread.chunks)
+            yield from self._read_chunks(unread, chunk_stored)
 
     def _iter_chunks(
         self, manifest: BackupManifest, parse: Callable[[bytes, ChunkRef, str], builtins.list[T]]
     ) -> Iterator[T]:
+        for _, items in self._read_chunks(manifest, parse):
+            yield from items
+
+    def _read_chunks(
+        self, manifest: BackupManifest, parse: Callable[[bytes, ChunkRef, str], builtins.list[T]]
+    ) -> Iterator[tuple[str, builtins.list[T]]]:
+        """(digest, what `parse` made of it) of each chunk of `manifest`, in order, the next one
+        read ahead."""
+
         def read(ref: ChunkRef) -> builtins.list[T]:
             key = manifest.folder + ref.key
             try:
@@ -206,11 +225,12 @@ class ManifestStore(ObjectStore):
 
         with ThreadPoolExecutor(max_workers=1) as ahead:
             chunks = iter(manifest.chunks)
-            pending = ahead.submit(read, next(chunks))
+            first = next(chunks)
+            pending = (first.sha256, ahead.submit(read, first))
             for ref in chunks:
-                current, pending = pending, ahead.submit(read, ref)
-                yield from current.result()
-            yield from pending.result()
+                current, pending = pending, (ref.sha256, ahead.submit(read, ref))
+                yield current[0], current[1].result()
+            yield pending[0], pending[1].result()
 
     def with_entries(self, manifest: BackupManifest) -> BackupManifest:
         """`manifest` with every entry in memory (for components whose backups are small)."""

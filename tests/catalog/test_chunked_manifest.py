@@ -139,3 +139,31 @@ def test_backups_that_differ_in_a_few_objects_share_chunks_and_prune_keeps_what_
     target = unique("restored")
     gcs_component.restore(settings, store, index.find(store, third.backup_id), target=target)
     assert snapshot(gcs, target) == before
+
+
+def test_reverification_compares_a_shared_chunk_once_and_tells_every_backup_that_holds_it(
+    gcs: Any, settings: Any, store: Any
+) -> None:
+    """Two backups of an unchanged bucket have the same chunks: re-verification compares each once
+    (one listing, one read for both), yet counts and marks both, each naming the damaged object."""
+    from tasks.engine.reverify import reverify
+    from tests.contract.test_contract import flip_one_byte
+
+    source, _, first = chunked_backup(gcs, settings, store, count=12, per_chunk=4)
+    second = gcs_component.backup(settings, store, source, validate_after=True)
+    first = gcs_component.validate(settings, store, index.find(store, first.backup_id))
+    assert (first.status, second.status) == ("validated", "validated")
+    shared = [c.sha256 for c in index.find(store, second.backup_id).chunks]
+    assert shared == [c.sha256 for c in index.find(store, first.backup_id).chunks]
+    victim = next(e for e in store.iter_entries(index.find(store, first.backup_id)) if e.size)
+    flip_one_byte(store, victim.stored_key)
+
+    report = reverify(settings, store, ["gcs"], share=1.0)
+    (result,) = [r for r in report.sources if (r.source, r.where) == (source, "primary")]
+    entries = index.find(store, first.backup_id).entry_count
+    # every object compared for each backup; all but the damaged one (the listing shows it) re-read
+    assert (result.backups, result.objects, result.read_back) == (2, 2 * entries, 2 * (entries - 1))
+    assert sorted(result.damaged) == sorted([first.backup_id, second.backup_id])
+    for backup_id in (first.backup_id, second.backup_id):
+        assert any(repr(victim.name) in p for p in result.damaged[backup_id]), result.damaged
+        assert index.find(store, backup_id).status == "invalid"
