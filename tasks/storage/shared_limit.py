@@ -173,11 +173,13 @@ class _Keeper(threading.Thread):
                 seen = read_rate(self.bucket)
                 if seen is None:
                     return
-                rate, _, since = seen
+                rate, held, since = seen
                 now = time.monotonic()
-                # In use: a writer took slots since the last sample (the keeper's own updates of the
-                # rate also touch the record, but only after a whole busy period or a throttle).
-                busy = since <= 2 * self.interval()
+                # In use: the slots writers queued at their last take (the record as of then) last
+                # until about now, give or take a sample. At a low rate a block of MIN_BLOCK slots
+                # covers seconds; the record's creation and the keeper's own updates of the rate
+                # touch it too, but hold no slots.
+                busy = held > 0 and since <= held / rate + 2 * self.interval()
                 if busy:
                     idle_since = now
                 elif now - idle_since > IDLE_STOP_SECONDS:
