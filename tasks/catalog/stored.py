@@ -138,10 +138,10 @@ def verify_stored(
     """
     check = StoredCheck()
     sample = set() if read is not None else sample_indexes(manifest.entry_count, sample_percent, seed)
-    owned = StoredListing(store) if shared is None else None
-    listing = shared.listing if shared is not None else owned
-    assert listing is not None
-    known = shared.chunks if shared is not None and read is not None else {}
+    listing = shared.listing if shared is not None else StoredListing(store)
+    # A chunk's outcome is the same for every backup only when what is re-read depends on the key
+    # alone (not on the entry's position, as a random sample does).
+    known = shared.chunks if shared is not None and read is not None else None
 
     def compare(entries: list[Stored]) -> ChunkOutcome:
         """One chunk's entries against the listing: what differs, and what to re-read."""
@@ -165,10 +165,14 @@ def verify_stored(
 
     def to_read() -> Generator[list[Any]]:
         """Every entry checked against the listing; [stored key, name, size, crc32c] of those to re-read."""
-        for digest, entries in store.stored_by_chunk(manifest, known):
-            outcome = known[digest] if entries is None and digest else compare(entries or [])
-            if digest and shared is not None and read is not None:
-                known[digest] = outcome
+        for digest, entries in store.stored_by_chunk(manifest, known or ()):
+            if entries is not None:
+                outcome = compare(entries)
+                if digest and known is not None:
+                    known[digest] = outcome
+            else:  # a chunk another backup of the run has (stored_by_chunk did not read it)
+                assert known is not None and digest is not None
+                outcome = known[digest]
             for name, problem in outcome.damaged:
                 check.problems.append(problem)
                 check.damaged[name] = problem
@@ -193,8 +197,8 @@ def verify_stored(
         (batches or Batches()).run(functools.partial(read_back, store), items, done)
     finally:
         items.close()
-        if owned is not None:
-            owned.spool.close()
+        if shared is None:
+            listing.spool.close()
     return check
 
 
