@@ -31,13 +31,12 @@ from tasks.engine.protocol import Context
 from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import (
-    ONE_CALL_BYTES,
     WORKERS,
     Copy,
     Retention,
+    made_in_batches,
     ramp_for,
     rewrite,
-    rewrite_many,
     run_all,
 )
 from tasks.storage.google_api import batch_groups, converted_errors
@@ -173,9 +172,8 @@ def copy_objects(
         return None
 
     def copy_group(group: list[Sequence[Any]]) -> list[str | None]:
-        small = [Copy(primary.bucket_name, key, None, key) for key, size in group if size <= ONE_CALL_BYTES]
-        copies = rewrite_many(secondary.client, secondary.bucket, small, secondary.kms_key_name, retention)
-        made = dict(zip((c.dest_name for c in small), copies, strict=True))
+        copies = [(Copy(primary.bucket_name, key, None, key), size) for key, size in group]
+        made = made_in_batches(secondary.client, secondary.bucket, copies, secondary.kms_key_name, retention)
         return [copy(key, made.get(key)) for key, _ in group]
 
     problems = [p for group in run_all(copy_group, batch_groups(keys, WORKERS)) for p in group if p]

@@ -254,6 +254,21 @@ def rewrite_many(
     return made
 
 
+def made_in_batches(
+    client: Any,
+    dest_bucket: Any,
+    copies: Iterable[tuple[Copy, int]],
+    kms_key_name: str | None = None,
+    retention: Retention | None = None,
+) -> dict[str, Any]:
+    """Of `copies` (each with its size), those up to ONE_CALL_BYTES made in batch requests
+    (`rewrite_many`): destination name -> the new object. The caller makes every other copy alone:
+    the larger ones, and any the batches did not make."""
+    small = [copy for copy, size in copies if size <= ONE_CALL_BYTES]
+    made = rewrite_many(client, dest_bucket, small, kms_key_name, retention)
+    return {copy.dest_name: blob for copy, blob in zip(small, made, strict=True) if blob is not None}
+
+
 def copy_object(src_blob: Any, dest_bucket: Any, dest_name: str, retention: Retention | None = None) -> Any:
     """Server-side copy of `src_blob` (its generation, when it names one) to `dest_name` in
     `dest_bucket`, in one call (objects up to a few MB with no KMS key; `rewrite` for the others), on the

@@ -24,9 +24,9 @@ from tasks.storage.copies import (
     Copy,
     Retention,
     copy_object,
+    made_in_batches,
     ramp_for,
     rewrite,
-    rewrite_many,
     run_all,
     run_stream,
 )
@@ -107,11 +107,8 @@ def copy_batch(
         return entry_for(obj, key)
 
     def copy_group(group: list[tuple[SourceObject, str]]) -> list[ManifestEntry | None]:
-        small = [
-            Copy(bucket, obj.name, obj.generation, key) for obj, key in group if obj.size <= ONE_CALL_BYTES
-        ]
-        copies = rewrite_many(client, store.bucket, small, store.kms_key_name, retention)
-        made = dict(zip((c.dest_name for c in small), copies, strict=True))
+        copies = [(Copy(bucket, obj.name, obj.generation, key), obj.size) for obj, key in group]
+        made = made_in_batches(client, store.bucket, copies, store.kms_key_name, retention)
         return [copy(item, made.get(item[1])) for item in group]
 
     copied = run_all(copy_group, batch_groups(items, WORKERS))
@@ -193,8 +190,8 @@ def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[Ma
 
 def _restore_group(client: Any, target: Any, store: BackupStore, entries: list[ManifestEntry]) -> int:
     """Restore `entries`, the small ones copied in one batch request first; the bytes copied."""
-    small = [Copy(store.bucket_name, e.stored_key, None, e.name) for e in entries if e.size <= ONE_CALL_BYTES]
-    made = dict(zip((c.dest_name for c in small), rewrite_many(client, target, small), strict=True))
+    copies = [(Copy(store.bucket_name, e.stored_key, None, e.name), e.size) for e in entries]
+    made = made_in_batches(client, target, copies)
     return sum(_restore_object(target, store, e, made.get(e.name)) for e in entries)
 
 
