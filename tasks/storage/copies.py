@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
@@ -90,6 +90,16 @@ class BucketRamp:
         with self._lock:
             rate = self.ramp.rate
         return max(1, min(BATCH_CALLS, int(rate / 10)))
+
+    def batches(self, items: Sequence[T]) -> Iterator[Sequence[T]]:
+        """`items` in parts of `batch_size()`, each part's writes taken from the ramp before it is
+        given out (for batch requests of one write an item)."""
+        start = 0
+        while start < len(items):
+            part = items[start : start + self.batch_size()]
+            self.wait(len(part))
+            yield part
+            start += len(part)
 
     def _throttled(self, exc: Exception) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ or the retention policy) apart from failures (`kept_reason`, `DeleteOutcome`).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -185,13 +185,13 @@ class ObjectStore:
                 pass
             return sorted(pages.prefixes)
 
-    def delete_one(self, key: str) -> tuple[str, str, str]:
+    def delete_one(self, key: str, retry: Any = RETRY) -> tuple[str, str, str]:
         """Delete `key`: (key, "deleted" | "kept" | "failed", why). Absent counts as deleted; held or
         retained as kept by the bucket."""
         try:
             with converted_errors(f"deleting {self.where(key)}"):
                 try:
-                    self.bucket.blob(key).delete(timeout=TIMEOUT, retry=RETRY)
+                    self.bucket.blob(key).delete(timeout=TIMEOUT, retry=retry)
                 except gexc.Forbidden as exc:
                     reason = kept_reason(exc)
                     if reason is None:
@@ -203,14 +203,15 @@ class ObjectStore:
             return key, "failed", str(exc)
         return key, "deleted", ""
 
-    def delete_many(self, keys: builtins.list[str]) -> builtins.list[tuple[str, str, str]]:
+    def delete_many(self, keys: Sequence[str], retry: Any = RETRY) -> builtins.list[tuple[str, str, str]]:
         """Delete up to BATCH_CALLS `keys` in one batch request, each as `delete_one` does (each
         answered, and refused, as if sent alone); a delete the batch did not settle (an error other
-        than not found or kept by the bucket, no batch endpoint) is made alone by `delete_one`."""
+        than not found or kept by the bucket, no batch endpoint) is made alone by `delete_one`.
+        `retry`: the batch request's and those deletes' (a bucket's write ramp's slows it down)."""
         calls: builtins.list[Call] = [
             ("DELETE", object_path(self.bucket_name, key), {}, None) for key in keys
         ]
-        found = batched_calls(self.client, calls) if len(keys) > 1 else None
+        found = batched_calls(self.client, calls, retry) if len(keys) > 1 else None
         answers: builtins.list[Any] = [*found] if found is not None else [None] * len(keys)
         results = []
         for key, answer in zip(keys, answers, strict=True):
@@ -220,7 +221,7 @@ class ObjectStore:
             elif reason is not None:
                 results.append((key, "kept", reason))
             else:
-                results.append(self.delete_one(key))
+                results.append(self.delete_one(key, retry))
         return results
 
     def delete_objects(self, keys: builtins.list[str], workers: int = 16) -> DeleteOutcome:

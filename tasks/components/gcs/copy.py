@@ -206,8 +206,7 @@ def remove_bucket(client: Any, bucket: str) -> None:
         ramp, store = ramp_for(bucket), ObjectStore(client, bucket)
 
         def delete(group: list[str]) -> list[tuple[str, str, str]]:
-            ramp.wait(len(group))
-            return store.delete_many(group)
+            return [r for part in ramp.batches(group) for r in store.delete_many(part, ramp.retry)]
 
         while names := [
             b.name for b in client.list_blobs(bucket, max_results=PAGE, timeout=TIMEOUT, retry=RETRY)

@@ -134,9 +134,9 @@ def _plan_deletes(planned: Planned, there: KeySpool, wanted: KeySpool, scope: Sc
 def delete_objects(client: Any, bucket: str, deletes: KeySpool) -> None:
     """Delete the objects an exact restore planned to delete from `bucket` (one already gone is
     fine), up to BATCH_CALLS in a batch request as prune does, each delete a write on the bucket's
-    ramp (batches of at most a tenth of a second of its rate, as copies go). One the bucket keeps
-    (a hold, a retention policy) fails the restore, naming it; one that failed is sent again alone,
-    its error raised."""
+    ramp (`BucketRamp.batches`: a tenth of a second of its rate a request, as copies go). One the
+    bucket keeps (a hold, a retention policy) fails the restore, naming it; one that failed is sent
+    again alone, its error raised."""
     store, ramp = ObjectStore(client, bucket), ramp_for(bucket)
 
     def delete_alone(name: str) -> None:
@@ -147,11 +147,8 @@ def delete_objects(client: Any, bucket: str, deletes: KeySpool) -> None:
                 return
 
     def delete(names: list[str]) -> None:
-        while names:
-            step = ramp.batch_size()
-            part, names = names[:step], names[step:]
-            ramp.wait(len(part))
-            for name, outcome, why in store.delete_many(part):
+        for part in ramp.batches(names):
+            for name, outcome, why in store.delete_many(part, ramp.retry):
                 if outcome == "kept":
                     raise PermissionDenied(f"deleting gs://{bucket}/{name}: kept by the bucket ({why})")
                 if outcome == "failed":
