@@ -5,6 +5,7 @@ secondary copy's checks before they trust a backup).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -76,10 +77,14 @@ class StoredListing:
 E = TypeVar("E", ManifestEntry, Stored)
 
 
-def against_listing(store: BackupStore, entries: Iterable[E]) -> Iterator[tuple[E, Held | None]]:
+def against_listing(
+    store: BackupStore, entries: Iterable[E], listing: StoredListing | None = None
+) -> Iterator[tuple[E, Held | None]]:
     """Each of `entries` with what `store` holds at its stored key (None: nothing), looked up
-    BATCH entries at a time in one `StoredListing` (never the whole listing in memory)."""
-    with StoredListing(store) as listed:
+    BATCH entries at a time in one `StoredListing` (never the whole listing in memory): `listing`,
+    kept open for the caller's next entries, or one of its own."""
+    with contextlib.ExitStack() as own:
+        listed = listing or own.enter_context(StoredListing(store))
         for batch in batched(entries, BATCH):
             held = listed.lookup(batch)
             for entry in batch:
@@ -146,21 +151,19 @@ def verify_stored(
     def compare(entries: list[Stored]) -> ChunkOutcome:
         """One chunk's entries against the listing: what differs, and what to re-read."""
         out = ChunkOutcome()
-        for batch in batched(entries, BATCH):
-            held = listing.lookup(batch)
-            for entry in batch:
-                there, where = held.get(entry.stored_key), f"{entry.name!r} ({store.where(entry.stored_key)})"
-                if there is None:
-                    out.damaged.append((entry.name, f"missing: {where}"))
-                elif there[0] != entry.size:
-                    problem = f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}"
-                    out.damaged.append((entry.name, problem))
-                elif entry.crc32c and there[1] and there[1] != entry.crc32c:
-                    problem = f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}"
-                    out.damaged.append((entry.name, problem))
-                elif read(entry.stored_key) if read is not None else check.checked + out.checked in sample:
-                    out.chosen.append([entry.stored_key, entry.name, entry.size, entry.crc32c])
-                out.checked += 1
+        for entry, there in against_listing(store, entries, listing):
+            where = f"{entry.name!r} ({store.where(entry.stored_key)})"
+            if there is None:
+                out.damaged.append((entry.name, f"missing: {where}"))
+            elif there[0] != entry.size:
+                problem = f"size differs: {where} holds {there[0]} bytes, manifest says {entry.size}"
+                out.damaged.append((entry.name, problem))
+            elif entry.crc32c and there[1] and there[1] != entry.crc32c:
+                problem = f"checksum differs: {where} crc32c {there[1]}, manifest says {entry.crc32c}"
+                out.damaged.append((entry.name, problem))
+            elif read(entry.stored_key) if read is not None else check.checked + out.checked in sample:
+                out.chosen.append([entry.stored_key, entry.name, entry.size, entry.crc32c])
+            out.checked += 1
         return out
 
     def to_read() -> Generator[list[Any]]:
