@@ -105,11 +105,27 @@ def staleness_automation(
 
 
 def replace_automation(automation: AutomationCore) -> UUID:
-    """Create `automation`, deleting earlier ones of the same name (so bootstrap can be re-run)."""
+    """Make sure `automation` exists, once: an existing one of the same name and definition is kept,
+    the others of that name are deleted, and it is created if none was kept (so deploy can be re-run).
+
+    Keeping an unchanged one matters for the staleness automations: Prefect starts a proactive
+    trigger's window afresh when it is made again, so a `backstop deploy` run more often than the RPO
+    (in CI, say) would otherwise restart the window each time and the alert would never fire."""
     with get_client(sync_client=True) as client:
+        kept: UUID | None = None
         for old in client.read_automations_by_name(automation.name):
-            client.delete_automation(old.id)
-        return client.create_automation(automation)
+            if kept is None and _definition(old) == _definition(automation):
+                kept = old.id
+            else:
+                client.delete_automation(old.id)
+        return kept or client.create_automation(automation)
+
+
+def _definition(automation: AutomationCore) -> dict[str, Any]:
+    """What an automation does (its trigger's generated id left out), to compare one read back."""
+    found = automation.model_dump(mode="json", include=set(AutomationCore.model_fields))
+    found["trigger"].pop("id", None)
+    return found
 
 
 def create_automations(

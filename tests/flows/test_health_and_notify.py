@@ -353,3 +353,25 @@ def test_staleness_automation_fires_when_no_backup_completes(
         in post["text"]
     )
     assert time.monotonic() - started >= 9
+
+
+def test_deploying_again_keeps_an_unchanged_automation_and_replaces_a_changed_one(
+    notifying_settings: str,
+) -> None:
+    """A staleness automation made again would start its window afresh (Prefect's proactive
+    trigger): a `backstop deploy` re-run keeps an unchanged one, so the RPO is not restarted."""
+    from prefect.client.orchestration import get_client
+
+    from blocks.settings import load_settings
+    from deployments.automations import notification_block_id, replace_automation, staleness_automation
+
+    component = unique("comp")
+    block_id = notification_block_id(load_settings(notifying_settings).notify_block or "")
+    first = replace_automation(staleness_automation(component, [f"{component}-validate"], 24, block_id))
+    again = replace_automation(staleness_automation(component, [f"{component}-validate"], 24, block_id))
+    assert again == first
+    changed = replace_automation(staleness_automation(component, [f"{component}-validate"], 12, block_id))
+    with get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(f"backstop-stale-{component}")
+    assert [a.id for a in found] == [changed] and changed != first
+    assert found[0].trigger.within == timedelta(hours=12)  # type: ignore[union-attr]
