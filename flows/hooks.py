@@ -71,12 +71,32 @@ R = TypeVar("R")
 
 
 class BackstopFlow(Flow[P, R]):
-    """A Prefect flow whose JSON parameters are stored as they are.
+    """A Prefect flow whose JSON parameters are stored as they are, and whose runs called in a process
+    (the CLI, the demo, a script, a parent flow) send no flow-run heartbeat.
 
     Prefect stores a run's parameters through FastAPI's `jsonable_encoder`, and importing FastAPI for
     it costs every CLI command ~0.15 s before its first request. Backstop's parameters are JSON values
     and pydantic models (a component's options): those are stored as JSON as the encoder would store
-    them (a model as its JSON dump, a tuple as a list); any other value takes Prefect's own path."""
+    them (a model as its JSON dump, a tuple as a list); any other value takes Prefect's own path.
+
+    Prefect's heartbeat thread sleeps in 1 s steps and is joined when a run ends: up to a second
+    added to every run, each subflow of a drill or a recovery included (and so to the recovery time
+    they measure). Heartbeats tell the server that a process died: the top-level run of a deployment,
+    which Prefect's worker starts without calling the flow, keeps them and covers its subflows; a run
+    called from a terminal is watched there, and one that fails or is interrupted is marked so by
+    Prefect's engine anyway."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from prefect.settings import (
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+            get_current_settings,
+            temporary_settings,
+        )
+
+        if get_current_settings().flows.heartbeat_frequency is None:
+            return super().__call__(*args, **kwargs)
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return super().__call__(*args, **kwargs)
 
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -291,7 +291,7 @@ def drill_and_health(settings: Any, results: list[dict[str, Any]]) -> None:
         results.append(
             {
                 "component": row["component"],
-                "step": "restore drill (scratch target)",
+                "step": f"restore drill of {row['component']} {row['source']} (scratch target)",
                 "source": row["source"],
                 "backup_id": row["backup_id"],
                 "objects": "",

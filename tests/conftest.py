@@ -121,14 +121,10 @@ def store(gcs: Any, settings: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """A Prefect test server for the session; flow runs skip the 1 s heartbeat wait at exit."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    """A Prefect test server for the session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with (
-        prefect_test_harness(server_startup_timeout=120),
-        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-    ):
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 

@@ -161,28 +161,13 @@ def backup(args: argparse.Namespace) -> int:
     if args.sample_percent is not None:
         check_percent(args.sample_percent, "--sample-percent")
     options = options_for(component, options_from(args, component.Options))
-    backup_flow = without_heartbeat(component_flow(args.component, "backup"))
+    backup_flow = component_flow(args.component, "backup")
     with terminal_progress(args):
         rows = backup_flow(
             args.sources or [], options, not args.no_validate, args.sample_percent or 0, args.settings
         )
     emit(args, rows, table_and_details(rows, BACKUP_COLUMNS, "source"))
     return 0
-
-
-def without_heartbeat(flow: Any) -> Any:
-    """`flow`, run in this process with no flow-run heartbeat. Its thread sleeps in 1 s steps and
-    is joined when the run ends: up to a second added to every command. Heartbeats let the server
-    tell that a run on a worker died (deployments keep them); a CLI run is watched by the user at
-    the terminal, and one that fails or is interrupted is marked so by Prefect's engine anyway."""
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            return flow(*args, **kwargs)
-
-    return run
 
 
 def refuse_early(component: Any, args: argparse.Namespace) -> tuple[Any, contextlib.ExitStack]:
@@ -239,7 +224,7 @@ def restore(args: argparse.Namespace) -> int:
     component = get_component(args.component)
     request, already_read = refuse_early(component, args)
     with already_read, cli_approval(args.yes), terminal_progress(args):
-        restore_flow = without_heartbeat(component_flow(args.component, "restore"))
+        restore_flow = component_flow(args.component, "restore")
         summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
