@@ -76,10 +76,12 @@ def restore_scope(
     chosen = [check_namespace(n) for n in only or []]
     if selectors and (chosen or all(s["namespace"] for s in selectors)):
         chosen = sorted(set(chosen) | {s["namespace"] for s in selectors if s["namespace"]})
-    missing = [n for n in chosen if backed_up and n not in backed_up]
+    # the plan's chosen namespaces, else (a plan of all of them) those whose contents it recorded
+    held = backed_up or sorted(state.get("namespace_digests") or {})
+    missing = [n for n in chosen if held and n not in held]
     if missing:
         raise NotFound(
-            f"namespace(s) {', '.join(missing)} not in backup {manifest.backup_id} ({', '.join(backed_up)})"
+            f"namespace(s) {', '.join(missing)} not in backup {manifest.backup_id} ({', '.join(held)})"
         )
     renames = parse_renames(rename)
     if suffix:  # a scratch restore: only named namespaces, each under a new name

@@ -170,6 +170,11 @@ def test_restore_into_a_renamed_namespace_and_another_cluster(
         }
     ]
     assert "shop-restored" not in server.namespaces(full(cluster))
+    # a backup of every namespace: one it did not hold is refused by name, nothing restored
+    with pytest.raises(
+        NotFound, match=rf"namespace\(s\) nowhere not in backup {manifest.backup_id} \(.*shop"
+    ):
+        COMPONENT.restore(settings, store, manifest, only=["nowhere"], gke=gke)
 
     report = COMPONENT.restore(
         settings, store, manifest, only=["shop"], rename={"shop": "shop-restored"}, gke=gke
