@@ -13,7 +13,7 @@ tasks/catalog/points.py reads the headers and hands them here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -170,18 +170,18 @@ def history(
 
 
 def narrowed(
-    point: RestorePoint, only: Sequence[str] | None, aliases: dict[str, str] | None = None
+    point: RestorePoint, only: Sequence[str] | None, part_named: Callable[[str], str] = str
 ) -> list[str]:
-    """The parts a restore of `point` covers: those `only` names (through `aliases`: Composer's
-    "snapshot" is part of "config"), else all of them. `only` of a component without parts
-    narrows within its one part.
+    """The parts a restore of `point` covers: those `only` names (through `part_named`: Composer's
+    "snapshot" is part of "config", its file dags/etl.py of "dags"), else all of them. `only` of a
+    component without parts narrows within its one part.
 
     Raises NotFound naming every wanted part that has no backup at or before T.
     """
     names = [p.part for p in point.parts]
     wanted = names
     if only and WHOLE not in names:
-        wanted = list(dict.fromkeys(n for n in ((aliases or {}).get(o, o) for o in only) if n in names))
+        wanted = list(dict.fromkeys(n for n in map(part_named, only) if n in names))
     missing = [p for p in wanted if p in point.missing]
     if missing:
         when = f"at or before {point.as_of.isoformat(timespec='seconds')}" if point.as_of else "yet"

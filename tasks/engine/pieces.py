@@ -71,9 +71,9 @@ def pieces_of(
     if point is None and not component.parts:
         return [Piece(request)], None
     point = point or point_of(component, settings, request, store)
-    wanted = narrowed(point, request.only, component.part_aliases)
+    wanted = narrowed(point, request.only, component.part_named)
     if not wanted:
-        known = ", ".join([*(p.part for p in point.parts), *component.part_aliases])
+        known = ", ".join([*(p.part for p in point.parts), *component.part_names])
         raise InvalidInput(
             f"{component.name} has no part {', '.join(request.only or [])}: choose from {known}"
         )
@@ -81,8 +81,7 @@ def pieces_of(
     for backup_id, parts in point.by_backup(wanted).items():
         asked = request.only
         if component.parts:  # each piece restores its own parts (and what `only` names of them)
-            aliases = component.part_aliases
-            asked = [o for o in request.only or parts if aliases.get(o, o) in parts]
+            asked = [o for o in request.only or parts if component.part_named(o) in parts]
         piece = copy.copy(request)
         piece.backup_id, piece.before, piece.only = backup_id, None, asked
         pieces.append(Piece(piece, parts))
@@ -116,8 +115,7 @@ def part_counts(component: Any, piece: Piece, point: RestorePoint | None) -> dic
             restored = sum(
                 1
                 for a in plan.actions
-                if a["change"] in ("create", "replace")
-                and component.part_aliases.get(a.get("part", ""), a.get("part")) == part
+                if a["change"] in ("create", "replace") and component.part_named(a.get("part", "")) == part
             )
         moment = times.get(part) or manifest.started_at
         found[part] = {

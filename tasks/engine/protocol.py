@@ -211,7 +211,7 @@ class Component(Protocol):
     # The parts a source has, each backed up on its own schedule (Composer: dags, config, metadata);
     # () = one implicit part, the whole source. A restore point takes each part from its own backup.
     parts: tuple[str, ...]
-    part_aliases: dict[str, str]  # other names `only` may give a part by (Composer: snapshot -> config)
+    part_names: tuple[str, ...]  # other names `only` takes (Composer: snapshot, dags/FILE, ...)
     Options: ClassVar[type[BaseModel]]
     # False: the lifecycle hands this component manifests with every entry in memory (few entries).
     # True: large manifests come as headers and the component streams `store.iter_entries`.
@@ -313,7 +313,12 @@ class LifecycleMethods:
     name: str
     streams_entries = False
     parts: tuple[str, ...] = ()
-    part_aliases: dict[str, str] = {}  # noqa: RUF012 (read only)
+    part_names: tuple[str, ...] = ()
+
+    def part_named(self, name: str) -> str:
+        """The part a name `only` gives (or an action's "part") belongs to: itself unless a
+        component says otherwise (Composer: snapshot -> config, dags/etl.py -> dags)."""
+        return name
 
     def finish(
         self, ctx: Context, manifest: BackupManifest, plan: BackupPlan, entries: list[ManifestEntry]

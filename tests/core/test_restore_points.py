@@ -66,7 +66,7 @@ def test_a_part_with_no_backup_before_t_is_missing_and_refused_by_name_unless_na
         narrowed(point, None)
     assert narrowed(point, ["metadata"]) == ["metadata"]
     with pytest.raises(NotFound, match="part config"):
-        narrowed(point, ["snapshot"], {"snapshot": "config"})
+        narrowed(point, ["snapshot"], lambda o: "config" if o == "snapshot" else o)
 
 
 def test_a_component_without_parts_has_one_implicit_part() -> None:

@@ -46,7 +46,10 @@ from tasks.components.composer.parts import (
     SNAPSHOT_FILE,
     check_parts,
     composer_settings,
+    is_file_pattern,
+    matches,
     part_of,
+    selection,
 )
 from tasks.components.composer.scratch import plan_into_bucket
 from tasks.components.gcs import component as gcs
@@ -91,8 +94,13 @@ class ComposerComponent(LifecycleMethods):
     name = NAME
     noun, part = NOUN, PART
     parts = PARTS
-    part_aliases = {"snapshot": "config"}  # noqa: RUF012 (read only)
+    part_names = ("snapshot", "dags/FILE", "plugins/FILE", "data/FILE")
     Options = ComposerOptions
+
+    def part_named(self, name: str) -> str:
+        """The snapshot is part of config; files of the environment's bucket (dags/etl.py,
+        plugins/, data/*.csv) are part of dags."""
+        return "config" if name == "snapshot" else "dags" if is_file_pattern(name) else name
 
     def entry_part(self, entry: ManifestEntry) -> str:
         """dags, config (the snapshot file too) or metadata."""
@@ -223,9 +231,11 @@ class ComposerComponent(LifecycleMethods):
 
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         cs = composer_settings(ctx.settings)
-        parts = check_parts(request.only or list(PARTS), allow_snapshot=True)
+        chosen = selection(request.only, allow_snapshot=True)
+        parts = chosen.parts
+        chosen.check_matched([e for e in manifest.entries if part_of(e) == "dags"], manifest.backup_id)
         entries = {
-            p: [e for e in manifest.entries if part_of(e) == p]
+            p: [e for e in manifest.entries if part_of(e) == p and chosen.takes(e)]
             for p in ("dags", "metadata", "config", "snapshot")
         }
         taken = set(manifest.source_state.get("parts", [])) | ({"snapshot"} if entries["snapshot"] else set())
@@ -238,13 +248,16 @@ class ComposerComponent(LifecycleMethods):
         original = str(manifest.source_state.get("environment") or environment_name(cs, manifest.source))
         target = request.target or original
         if target.startswith("gs://"):  # every part's files into a bucket (drills)
-            return plan_into_bucket(client, manifest, target, parts)
+            return plan_into_bucket(client, manifest, target, chosen)
         env = get_environment(composer_client(), target)
         bucket = environment_bucket(env)
         actions: list[dict[str, Any]] = []
         private: dict[str, Any] = {"bucket": bucket, "env": env}
         if "dags" in parts and (entries["dags"] or (request.exact and "dags" in taken)):
-            private["dags"], private["extra"] = self.plan_dags(client, bucket, entries["dags"], request.exact)
+            private["dags"], extra = self.plan_dags(client, bucket, entries["dags"], request.exact)
+            private["extra"] = [
+                n for n in extra if not chosen.patterns or any(matches(n, p) for p in chosen.patterns)
+            ]
             change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
             actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in private["dags"]]
             actions += [
@@ -370,11 +383,12 @@ class ComposerComponent(LifecycleMethods):
         self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         cs = composer_settings(ctx.settings)
-        parts = set(only or PARTS)
-        objects = [e for e in manifest.entries if part_of(e) == "dags"] if "dags" in parts else []
+        chosen = selection(only, allow_snapshot=True)
+        parts = set(chosen.parts)
+        objects = [e for e in manifest.entries if part_of(e) == "dags" and chosen.takes(e)]
         client = storage_client(ctx.settings.project)
         if target.startswith("gs://"):
-            files = [e for e in manifest.entries if part_of(e) in parts]
+            files = [e for e in manifest.entries if chosen.takes(e)]
             return gcs.verify_objects(client, target.removeprefix("gs://"), files)
         env = get_environment(composer_client(), environment_name(cs, target))
         problems = gcs.verify_objects(client, environment_bucket(env), objects)

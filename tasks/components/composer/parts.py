@@ -3,13 +3,18 @@ model (tasks/components/composer/component.py is the component)."""
 
 from __future__ import annotations
 
-from backstop.core.errors import InvalidInput
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.manifest import ManifestEntry
 from blocks.components import ComposerSettings
 from blocks.settings import BackstopSettings
 
 PARTS = ("dags", "metadata", "config")
 SNAPSHOT_FILE = "composer/snapshot.json"
+# The folders of the environment's bucket the dags part holds: `only` may name files in them.
+BUCKET_FOLDERS = ("dags/", "plugins/", "data/")
 
 
 def composer_settings(settings: BackstopSettings) -> ComposerSettings:
@@ -29,5 +34,56 @@ def check_parts(parts: list[str], allow_snapshot: bool = False) -> list[str]:
     known = (*PARTS, "snapshot") if allow_snapshot else PARTS
     unknown = [p for p in parts if p not in known]
     if unknown:
-        raise InvalidInput(f"unknown composer part(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+        files = (
+            " (or files of the environment's bucket: dags/..., plugins/..., data/...)"
+            if allow_snapshot
+            else ""
+        )
+        raise InvalidInput(
+            f"unknown composer part(s) {', '.join(unknown)}: choose from {', '.join(known)}{files}"
+        )
     return list(dict.fromkeys(parts))
+
+
+def is_file_pattern(name: str) -> bool:
+    """Whether a name `only` gives is files of the environment's bucket (dags/etl.py, plugins/,
+    data/*.csv: part of the dags part), not a part."""
+    return name.startswith(BUCKET_FOLDERS)
+
+
+def matches(name: str, pattern: str) -> bool:
+    """A pattern ending in / is a folder (everything under it), else a glob (fnmatch, * crosses /)."""
+    return name.startswith(pattern) if pattern.endswith("/") else fnmatchcase(name, pattern)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a restore of a Composer backup takes: whole parts, and of the dags part only the
+    files `patterns` match when there are any."""
+
+    parts: list[str]
+    patterns: list[str]
+
+    def takes(self, entry: ManifestEntry) -> bool:
+        part = part_of(entry)
+        if part == "dags" and self.patterns:
+            return any(matches(entry.name, p) for p in self.patterns)
+        return part in self.parts
+
+    def check_matched(self, entries: list[ManifestEntry], backup_id: str) -> None:
+        """NotFound naming the patterns no entry of the backup matches (nothing restored for them)."""
+        unmatched = [p for p in self.patterns if not any(matches(e.name, p) for e in entries)]
+        if unmatched:
+            raise NotFound(f"no file in backup {backup_id} matches {', '.join(map(repr, unmatched))}")
+
+
+def selection(only: list[str] | None, allow_snapshot: bool = False) -> Selection:
+    """The Selection `only` asks for (None: every part). Naming the dags part whole wins over
+    patterns of its files."""
+    named = [o for o in only or PARTS if not is_file_pattern(o)]
+    patterns = [o for o in only or [] if is_file_pattern(o)]
+    if "dags" in named:
+        patterns = []
+    elif patterns:
+        named.append("dags")
+    return Selection(check_parts(named, allow_snapshot), list(dict.fromkeys(patterns)))

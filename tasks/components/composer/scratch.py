@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from backstop.core.manifest import BackupManifest
-from tasks.components.composer.parts import part_of
+from tasks.components.composer.parts import Selection, part_of
 from tasks.components.gcs import component as gcs
 from tasks.engine.protocol import RestorePlan
 
 
-def plan_into_bucket(client: Any, manifest: BackupManifest, target: str, parts: list[str]) -> RestorePlan:
+def plan_into_bucket(client: Any, manifest: BackupManifest, target: str, chosen: Selection) -> RestorePlan:
     """A drill cannot create a Composer environment: it restores the files of every part asked
     (DAGs, plugins and data, the Airflow metadata exports, the environment config) into a
     scratch bucket, where verification compares each with the backup."""
     bucket = target.removeprefix("gs://")
-    entries = [e for e in manifest.entries if part_of(e) in parts]
+    entries = [e for e in manifest.entries if chosen.takes(e)]
     planned = (
         gcs.plan_objects(client, bucket, entries, overwrite=True)
         if client.lookup_bucket(bucket) is not None

@@ -199,6 +199,50 @@ def test_round_trip_into_an_empty_environment(gcs: Any, store: Any, configured: 
     )
 
 
+def test_dag_files_restore_alone_by_name_folder_or_glob(
+    gcs: Any, store: Any, configured: Any, airflows: Any
+) -> None:
+    """`only` may name files of the environment's bucket instead of whole parts: those come back
+    and nothing else is touched; a name the backup does not hold is refused, nothing restored."""
+    from tasks.engine.calls import ComponentCalls
+
+    COMPONENT = ComponentCalls("composer")
+    source = make_environment(gcs, airflows[0], DAGS)
+    manifest = COMPONENT.validate(configured, store, COMPONENT.backup(configured, store, source), 100)
+    bucket = gcs.bucket(_bucket_of(source))
+    bucket.blob("dags/etl.py").upload_from_string(b"broken = True\n")
+    bucket.blob("plugins/helpers.py").upload_from_string(b"changed = True\n")
+    bucket.blob("dags/sql/report.sql").delete()
+    bucket.blob("dags/added.py").upload_from_string(b"added = True\n")
+
+    def held(name: str) -> bytes | None:
+        blob = bucket.blob(name)
+        return blob.download_as_bytes() if blob.exists() else None
+
+    with pytest.raises(NotFound, match=f"no file in backup {manifest.backup_id} matches 'dags/nothing.py'"):
+        COMPONENT.restore(
+            configured, store, manifest, only=["dags/etl.py", "dags/nothing.py"], overwrite=True, yes=True
+        )
+    assert held("dags/etl.py") == b"broken = True\n"  # refused before anything was written
+
+    one = COMPONENT.restore(configured, store, manifest, only=["dags/etl.py"], overwrite=True, yes=True)
+    assert [(a["name"], a["change"]) for a in one.actions] == [("dags/etl.py", "replace")]
+    assert held("dags/etl.py") == DAGS["dags/etl.py"]
+    assert held("plugins/helpers.py") == b"changed = True\n" and held("dags/sql/report.sql") is None
+
+    folder = COMPONENT.restore(configured, store, manifest, only=["dags/sql/"])
+    assert folder.created == 1 and held("dags/sql/report.sql") == DAGS["dags/sql/report.sql"]
+
+    # exact within a glob: what was added under it goes, the plugin outside it stays as it is
+    exact = COMPONENT.restore(
+        configured, store, manifest, only=["dags/*.py"], overwrite=True, exact=True, yes=True
+    )
+    assert [(a["name"], a["change"]) for a in exact.actions if a["change"] != "unchanged"] == [
+        ("dags/added.py", "delete")
+    ]
+    assert held("dags/added.py") is None and held("plugins/helpers.py") == b"changed = True\n"
+
+
 def _bucket_of(short: str) -> str:
     from blocks.clients import composer_client
 
@@ -348,6 +392,14 @@ def test_flows_and_cli(gcs: Any, composer_api: Any, saved_settings: str, airflow
         source, target=target, only=["dags"], dry_run=True, settings_block=saved_settings
     )
     assert again["backup_id"] == rows[0]["backup_id"] and again["unchanged"] == 1
+    # one DAG file through the restore point: the backup holding the dags part supplies it
+    target_bucket = gcs.bucket(_bucket_of(target.rsplit("/", 1)[-1]))
+    target_bucket.blob("dags/flow.py").upload_from_string(b"broken\n")
+    one = restore_composer(
+        source, target=target, only=["dags/flow.py"], overwrite=True, settings_block=saved_settings
+    )
+    assert one["backup_id"] == rows[0]["backup_id"] and one["overwritten"] == 1
+    assert target_bucket.blob("dags/flow.py").download_as_bytes() == b"x = 1\n"
 
     code = main(
         [
