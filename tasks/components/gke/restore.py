@@ -136,6 +136,10 @@ def restore_backup(
         restore = run_restore(settings, gke, manifest, scope, target, log)
         check_outcome(restore, manifest, scope.cluster, overwrite)
         report.created = int(restore.resources_restored_count)
+        if resources and not report.created:  # the filter matched nothing the backup holds
+            raise NotFound(
+                f"nothing in backup {manifest.backup_id} matches {', '.join(resources)}: nothing restored"
+            )
         report.actions.append(
             {
                 "restore": restore.name,

@@ -329,6 +329,10 @@ def test_restore_chosen_resources_brings_back_only_those(
         "Deployment/frontend",
         "PersistentVolumeClaim/data",
     ]
+    with pytest.raises(
+        NotFound, match=f"nothing in backup {manifest.backup_id} matches shop/Deployment/gone"
+    ):
+        COMPONENT.restore(settings, store, manifest, resources=["shop/Deployment/gone"], gke_config=gke)
     with pytest.raises(InvalidInput, match="malformed resource 'shop/frontend/x/y'"):
         COMPONENT.restore(settings, store, manifest, resources=["shop/frontend/x/y"], gke_config=gke)
 
