@@ -20,6 +20,7 @@ from backstop.core.manifest import BackupManifest
 from blocks.clients import gke_backup_client
 from blocks.settings import BackstopSettings
 from tasks.components.gke.api import NAME, Log, follow, gke_settings, gke_types, location_path, logger
+from tasks.components.gke.digests import is_system
 from tasks.components.gke.namespaces import delete_namespaces, scratch_namespaces
 from tasks.components.gke.plans import (
     GkeSettings,
@@ -76,9 +77,10 @@ def restore_scope(
     chosen = [check_namespace(n) for n in only or []]
     if selectors and (chosen or all(s["namespace"] for s in selectors)):
         chosen = sorted(set(chosen) | {s["namespace"] for s in selectors if s["namespace"]})
-    # the plan's chosen namespaces, else (a plan of all of them) those whose contents it recorded
+    # the plan's chosen namespaces, else (a plan of all of them) those whose contents it recorded,
+    # which leave out the system ones (Backup for GKE answers for those)
     held = backed_up or sorted(state.get("namespace_digests") or {})
-    missing = [n for n in chosen if held and n not in held]
+    missing = [n for n in chosen if held and n not in held and (backed_up or not is_system(n))]
     if missing:
         raise NotFound(
             f"namespace(s) {', '.join(missing)} not in backup {manifest.backup_id} ({', '.join(held)})"
