@@ -51,6 +51,11 @@ class ManifestHeader(BackupIdentity, BaseModel):
     parts: list[str] | None = Field(
         default=None, description="Parts the backup holds (Composer); None: every part of its component."
     )
+    method: str | None = Field(
+        default=None,
+        description="How the backup was taken, where a component has several ways (BigQuery: read, "
+        "extract, snapshot, whose stored sizes are not comparable); None: its one way.",
+    )
 
 
 # What a later status record of a header changes (validation, re-verification, secondary copy).
@@ -82,6 +87,7 @@ def header_of(manifest: BackupManifest, digest: str | None = None) -> ManifestHe
         secondary_at=manifest.secondary.at if manifest.secondary else None,
         secondary_ok=manifest.secondary.ok if manifest.secondary else None,
         parts=parts_of(manifest),
+        method=manifest.source_state.get("method"),
     )
 
 

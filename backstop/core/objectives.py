@@ -339,25 +339,26 @@ def breaches(rows: Iterable[HealthRow]) -> list[str]:
     return [f"{r.component}/{r.source}: {'; '.join(r.problems)}" for r in rows if r.status == "breach"]
 
 
-def _parts(manifest: BackupSummary) -> tuple[str, ...]:
-    """The parts a backup holds (a catalog header's record; () for every part)."""
-    return tuple(sorted(getattr(manifest, "parts", None) or ()))
+def _shape(manifest: BackupSummary) -> tuple[tuple[str, ...], str | None]:
+    """The parts a backup holds (a catalog header's record; () for every part) and how it was taken."""
+    return tuple(sorted(getattr(manifest, "parts", None) or ())), getattr(manifest, "method", None)
 
 
 def trend_rows(manifests: Iterable[BackupSummary], last_n: int = 10) -> list[dict[str, Any]]:
     """Duration, size and entry count of the newest `last_n` backups of each component / source.
 
     Also the change in size against the previous backup of the same source that holds the same
-    parts, so growth or a sudden drop (a source emptied by mistake) stands out, and a part backed up
-    on its own schedule (Composer's hourly metadata beside its daily DAGs) is not a change.
+    parts and was taken the same way, so growth or a sudden drop (a source emptied by mistake) stands
+    out, and a part backed up on its own schedule (Composer's hourly metadata beside its daily DAGs)
+    or another method (a BigQuery snapshot keeps its rows in BigQuery, not in the bucket) is not a change.
     """
     manifests = list(manifests)
     rows: list[dict[str, Any]] = []
     for component, source in sorted({(m.component, m.source) for m in manifests}):
         recent = select(manifests, component, source)
         for index, manifest in enumerate(recent[: max(last_n, 0)]):
-            shape = _parts(manifest)
-            previous = next((m for m in recent[index + 1 :] if _parts(m) == shape), None)
+            shape = _shape(manifest)
+            previous = next((m for m in recent[index + 1 :] if _shape(m) == shape), None)
             change = None
             if previous is not None and previous.total_bytes:
                 change = round(100 * (manifest.total_bytes - previous.total_bytes) / previous.total_bytes, 1)

@@ -164,6 +164,25 @@ def test_trend_compares_a_backup_with_the_last_one_of_the_same_parts() -> None:
     assert [r["size_change_pct"] for r in rows] == [10.0, 25.0, None, None]
 
 
+def test_trend_compares_a_bigquery_backup_with_the_last_one_taken_the_same_way() -> None:
+    """A snapshot backup stores table descriptions, its rows stay in BigQuery: against an export
+    of the same dataset it is no "-100%" drop."""
+
+    def bigquery(hours_ago: float, method: str, size: int) -> Any:
+        made = backup("sales", hours_ago, size=size, component="bigquery")
+        made.source_state["method"] = method
+        return header_of(made)
+
+    manifests = [
+        bigquery(1, "snapshot", 900),
+        bigquery(2, "read", 3_300_000),
+        bigquery(25, "snapshot", 800),
+        bigquery(26, "read", 3_000_000),
+    ]
+    rows = trend_rows(manifests, last_n=4)
+    assert [r["size_change_pct"] for r in rows] == [12.5, 10.0, None, None]
+
+
 def failed_run(source: str, hours_ago: float, kind: str = "backup", error: str = "NotFound") -> RunRecord:
     return RunRecord(
         run_id=f"r{hours_ago}",

@@ -257,12 +257,17 @@ def _extract_table(
 
 
 def source_state(
-    settings: BackstopSettings, dataset: str, manifest: BackupManifest, entries: list[ManifestEntry]
+    settings: BackstopSettings,
+    dataset: str,
+    manifest: BackupManifest,
+    entries: list[ManifestEntry],
+    method: str,
 ) -> dict[str, Any]:
-    """The state the backup was taken from: the snapshot time and rows per table."""
+    """The state the backup was taken from: the snapshot time and rows per table (and the method)."""
     return {
         "project": settings.project,
         "dataset": dataset,
+        "method": method,
         "snapshot_time": manifest.started_at.isoformat(),
         "tables": {
             e.name: e.metadata.get("table_rows") for e in entries if e.metadata.get("kind") == "table"

@@ -101,7 +101,8 @@ class BigQueryComponent(LifecycleMethods):
     def finish(
         self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: list[ManifestEntry]
     ) -> dict[str, Any]:
-        return source_state(ctx.settings, manifest.source, manifest, entries)
+        method = backup_method(ctx.settings, ctx.options.method)
+        return source_state(ctx.settings, manifest.source, manifest, entries, method)
 
     def discard(self, ctx: Context, manifest: BackupManifest, entries: list[ManifestEntry]) -> None:
         """Drop the snapshot tables an abandoned snapshot-method backup made."""

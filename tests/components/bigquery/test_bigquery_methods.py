@@ -33,6 +33,7 @@ def table_ids(bq: Any, dataset_id: str) -> dict[str, str]:
 def test_snapshot_backup_validate_restore_and_prune_with_cmek(
     bq: Any, gcs: Any, settings: Any, dataset: str
 ) -> None:
+    from backstop.core.catalog_index import header_of
     from backstop.core.manifest import utcnow
     from backstop.core.retention import RetentionPolicy
     from tasks.components.bigquery.snapshot import snapshot_dataset
@@ -45,6 +46,7 @@ def test_snapshot_backup_validate_restore_and_prune_with_cmek(
     first = bq_component.backup(settings, store, dataset, tables=tables, method="snapshot")
     entries = {e.name: e for e in first.entries}
     assert first.options["method"] == "snapshot" and first.kms_key_name == KMS
+    assert header_of(first).method == "snapshot"  # its size is compared with snapshots only (health)
     events = entries["events"].metadata
     assert (
         events["snapshot_table"]
