@@ -10,10 +10,10 @@ Tables whose schema changed since T need a restore from a backup instead.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from backstop.core.errors import BackstopError, Conflict, InvalidInput
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound
 from backstop.core.names import check_dataset
 from blocks.settings import BackstopSettings
 from tasks.components.bigquery import history
@@ -46,7 +46,13 @@ def restore_as_of(
     target = check_dataset(target or default_target(dataset, moment))
     if target == dataset:
         raise InvalidInput("a point-in-time restore needs another target dataset than its source")
+    if moment > datetime.now(UTC):
+        raise InvalidInput(f"{moment.isoformat()} is in the future: nothing to restore as of it")
+    with converted_errors(f"BigQuery dataset {project}.{dataset}"):  # a missing one lists no tables
+        client.get_dataset(f"{project}.{dataset}", timeout=TIMEOUT, retry=RETRY)
     names = list_tables(client, project, dataset, only)
+    if not names:
+        raise NotFound(f"BigQuery dataset {project}.{dataset} holds no table or view: nothing to restore")
     metas: dict[str, dict[str, Any]] = {}
     for name in names:
         with converted_errors(f"BigQuery table {project}.{dataset}.{name}"):

@@ -442,6 +442,13 @@ def test_point_in_time_restore_straight_from_bigquery(bq: Any, settings: Any, da
         restore_as_of(
             settings, dataset, moment - timedelta(days=30), target=dataset + "_old", only=["events"]
         )
+    with pytest.raises(InvalidInput, match="is in the future"):
+        restore_as_of(settings, dataset, moment + timedelta(days=1), target=dataset + "_next")
+    with pytest.raises(NotFound, match=f"BigQuery dataset {PROJECT}.no_such_dataset: not found"):
+        restore_as_of(settings, "no_such_dataset", moment, target=dataset + "_none")
+    bq.create_dataset(f"{PROJECT}.{dataset}_empty", timeout=20)
+    with pytest.raises(NotFound, match="holds no table or view: nothing to restore"):
+        restore_as_of(settings, dataset + "_empty", moment, target=dataset + "_none")
 
 
 def test_restore_drill_restores_verifies_and_removes_the_scratch_dataset(
