@@ -104,6 +104,8 @@ def prune_backups(
     """
     if source and not component:
         raise InvalidInput("prune: --source needs --component")
+    if component:
+        get_component(component)  # InvalidInput naming the known ones
     if source:
         check_source_name(source)
     settings = load_settings(settings_block)

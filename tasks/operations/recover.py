@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, ValidationFailed
 from backstop.core.manifest import utcnow
@@ -40,6 +40,9 @@ from tasks.operations.recover_checks import component_check, user_checks
 from tasks.storage.bucket import BackupStore, open_store
 
 Notify = Callable[[str, str], None]
+
+# A recovery as of a time ahead of this clock by more than this is refused (a typo, not clock skew).
+FUTURE_SLACK = timedelta(minutes=5)
 
 
 # -- the catalog of operations ---------------------------------------------------------------
@@ -151,6 +154,8 @@ def plan_operation(
     `exact` (the default): what appeared after T in each recovered scope is planned as deletes,
     covered by the operation's one approval; False (`--keep-newer`) keeps it.
     """
+    if as_of > utcnow() + FUTURE_SLACK:
+        raise InvalidInput(f"{as_of.isoformat()} is in the future: recover as of now or a time before it")
     wanted = wanted_sources(settings, components, sources)
     plan = plan_recovery(
         as_of,

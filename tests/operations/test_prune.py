@@ -259,6 +259,8 @@ def test_prune_flow_and_cli_dry_run_then_prune_both_buckets(
     ]
     assert len(index.list_manifests(primary, "gcs", source)) == 5
 
+    assert main(["--settings", saved_settings, "prune", "--component", "gsc", "--dry-run"]) == 2
+    assert "unknown component 'gsc'" in capsys.readouterr().err  # a typo is no empty "(nothing)"
     result = prune_backups("gcs", source, False, saved_settings)
     assert result["problems"] == []
     assert len(index.list_manifests(primary, "gcs", source)) == 3

@@ -190,6 +190,9 @@ def test_dry_run_plans_only_and_the_platform_drill_recovers_into_scratch_and_cle
     assert (
         code == 0 and [s["overwrites"] for s in planned["steps"]] == ["replaces 0, deletes 0, creates 0"] * 3
     )
+    # a time ahead (a typo of the year) is refused, not planned as the newest state
+    assert main(["--settings", block, "recover", "--as-of", "2099-01-01", "--dry-run"]) == 2
+    assert "2099-01-01T00:00:00+00:00 is in the future" in capsys.readouterr().err
     subjects["gcs"].change(sources["gcs"])
     subjects["gcs"].add_in_scope(sources["gcs"])
 
