@@ -20,6 +20,7 @@ from backstop.core.report import joined
 from blocks.settings import BackstopSettings, load_settings
 from flows.hooks import backstop_flow
 from tasks.engine import secondary
+from tasks.engine.protocol import get_component
 from tasks.storage.bucket import open_store
 
 
@@ -62,6 +63,8 @@ def copy_backups_to_secondary(component: str = "", settings_block: str = "defaul
     Raises:
         ValidationFailed: when a copy could not be verified (after all others were copied).
     """
+    if component:
+        get_component(component)  # InvalidInput naming the known ones
     settings = load_settings(settings_block)
     secondary.secondary_store(settings)  # a clear ConfigError / NotFound before any work
     pending = secondary.pending_copies(open_store(settings), component or None)

@@ -12,6 +12,16 @@ from backstop.core.report import fields_table, text_table
 from backstop_cli.main import emit
 
 
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def register(verbs: Any, groups: dict[str, Any]) -> None:
     p = verbs.add_parser(
         "drill", help="restore the latest validated backups into scratch targets, verify, time"
@@ -24,7 +34,9 @@ def register(verbs: Any, groups: dict[str, Any]) -> None:
     p.set_defaults(handler=drill)
 
     p = verbs.add_parser("health", help="backup age against RPO, last drill against RTO, recent failures")
-    p.add_argument("--trend", type=int, default=5, help="newest backups per source in the trend table")
+    p.add_argument(
+        "--trend", type=_not_negative, default=5, help="newest backups per source in the trend table"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=health, needs="catalog")
 

@@ -13,7 +13,9 @@ def test_every_command_module_exists_and_registers() -> None:
     build_parser()
 
 
-@pytest.mark.parametrize("argv", [[], ["backup"], ["restore", "gcs"], ["list", "--bogus"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["backup"], ["restore", "gcs"], ["list", "--bogus"], ["health", "--trend", "-3"]]
+)
 def test_usage_errors_are_one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -142,3 +142,5 @@ def test_cli_drill_then_health(
     assert re.search(rf"^ok\s+gcs\s+{source}\s", out, re.M), out
     assert main(["--settings", saved_settings, "drill", "--component", "nope"]) == 2
     assert "error: unknown component 'nope'" in capsys.readouterr().err
+    assert main(["--settings", saved_settings, "copy-secondary", "--component", "nope"]) == 2
+    assert "error: unknown component 'nope'" in capsys.readouterr().err  # not an empty "(nothing)"
