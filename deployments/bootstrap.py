@@ -27,6 +27,7 @@ from deployments.settings_blocks import (
 )
 from deployments.spec import deployable, load_spec, run_prefect_deploy
 from deployments.work_pool import ensure_work_pool, job_environment
+from tasks.engine.progress import report
 
 
 def bootstrap(
@@ -92,7 +93,13 @@ def deploy(
     result = bootstrap(settings_block, notify=notify)
     ready, missing = deployable(load_spec())
     # Deploy what exists; a component whose flows are not written yet is named, not fatal.
-    result["deploy_output"] = run_prefect_deploy(api_url, names=None if not missing else ready)
+    what = f"deploying {len(ready)} deployments"
+    report(what, 0, len(ready), unit="deployments")
+    result["deploy_output"] = run_prefect_deploy(
+        api_url,
+        names=None if not missing else ready,
+        deployed=lambda n: report(what, n, len(ready), unit="deployments"),
+    )
     result["deployed"] = ready
     result["not_deployed_missing_entrypoint"] = missing
     settings = load_settings(settings_block)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from backstop.core.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
+DEPLOYED_LINE = "View Deployment in UI"  # what `prefect deploy` prints once per deployment made
 
 
 def load_spec(path: Path = PREFECT_YAML) -> dict[str, Any]:
@@ -50,17 +53,44 @@ def deployable(spec: dict[str, Any], project_dir: Path = ROOT) -> tuple[list[str
 
 
 def run_prefect_deploy(
-    api_url: str | None = None, project_dir: Path = ROOT, names: list[str] | None = None, timeout: float = 600
+    api_url: str | None = None,
+    project_dir: Path = ROOT,
+    names: list[str] | None = None,
+    timeout: float = 600,
+    deployed: Callable[[int], None] = lambda _: None,
 ) -> str:
-    """`prefect --no-prompt deploy --all` (or `-n NAME ...`) in `project_dir`; Unavailable on failure."""
+    """`prefect --no-prompt deploy --all` (or `-n NAME ...`) in `project_dir`, its output read as it
+    comes (`deployed(n)` after each deployment it reports); Unavailable on failure or timeout."""
     env = dict(os.environ, DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     if api_url:
         env["PREFECT_API_URL"] = api_url
     prefect = Path(sys.executable).with_name("prefect")
     which = [arg for name in names for arg in ("-n", name)] if names is not None else ["--all"]
     command = [str(prefect) if prefect.exists() else "prefect", "--no-prompt", "deploy", *which]
-    done = subprocess.run(command, cwd=project_dir, env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-        raise Unavailable(f"prefect deploy failed in {project_dir}: {' | '.join(tail)}")
-    return done.stdout
+    lines: list[str] = []
+    with subprocess.Popen(
+        command, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            made = 0
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith(DEPLOYED_LINE):
+                    made += 1
+                    deployed(made)
+        finally:
+            timer.cancel()
+    if process.returncode != 0:
+        tail = [line.strip() for line in lines if line.strip()][-5:]
+        why = f"timed out after {timeout:g} s" if expired.is_set() else "failed"
+        raise Unavailable(f"prefect deploy {why} in {project_dir}: {' | '.join(tail)}")
+    return "".join(lines)

@@ -18,7 +18,15 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # A dead emulator must fail a test in seconds, not after the default 30 s of retries.
 os.environ.setdefault("BACKSTOP_RETRY_TIMEOUT", "4")
 
-from localdev.platform import PROJECT, LocalPlatform  # noqa: E402
+from localdev.platform import EMULATOR_ENV, EXTRA_JOB_ENV, PROJECT, LocalPlatform  # noqa: E402
+
+# The suite runs on the services it starts. A shell that sourced a platform's env (`source
+# .backstop/env`, as the README does) would otherwise point the CLI calls made in this process at
+# that platform, running or stopped.
+PLATFORM_ENV = (*EMULATOR_ENV, *EXTRA_JOB_ENV, "PREFECT_API_URL", "PREFECT_UI_URL", "PREFECT_HOME", "BACKSTOP_HOME",
+                "BACKSTOP_ALERTS_URL", "BACKSTOP_ALERTS_HOOK_URL")  # fmt: skip
+for _key in PLATFORM_ENV:
+    os.environ.pop(_key, None)
 
 
 @pytest.fixture(scope="session")

@@ -233,14 +233,16 @@ def bootstrap(args: argparse.Namespace) -> int:
 
 
 def deploy(args: argparse.Namespace) -> int:
+    from backstop_cli.progress import terminal_progress
     from deployments.bootstrap import deploy as run_deploy
 
-    result = run_deploy(
-        args.settings,
-        os.environ.get("PREFECT_API_URL"),
-        automations=not args.no_automations,
-        notify=args.notify,
-    )
+    with terminal_progress(args):
+        result = run_deploy(
+            args.settings,
+            os.environ.get("PREFECT_API_URL"),
+            automations=not args.no_automations,
+            notify=args.notify,
+        )
     shown = {k: v for k, v in result.items() if k != "deploy_output"}
     emit(args, result, fields_table(shown))
     return 0

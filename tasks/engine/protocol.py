@@ -273,6 +273,10 @@ class Component(Protocol):
         """The part an entry belongs to (one of `parts`, or WHOLE)."""
         ...
 
+    def part_named(self, name: str) -> str:
+        """The part a name `only` gives belongs to (Composer: dags/etl.py -> dags)."""
+        ...
+
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         """What restoring `manifest` as `request` asks would change; writes nothing.
 

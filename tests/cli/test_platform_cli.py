@@ -231,8 +231,9 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     findings = json.loads(ok(shell, "preflight", "--json"))
     located = {(f["bucket"], f["check"]): f for f in findings if f["check"].endswith("location")}
     assert located[("backstop-backups-dr", "secondary location")]["level"] == "ok", located
-    deployed = json.loads(ok(shell, "deploy", "--json"))
-    assert "backstop-flow-run-failed" in deployed["automations"]  # alerts exist on a fresh setup
+    deployed = on_a_terminal(shell, "deploy")  # as the README has it: a progress line, then the table
+    assert re.search(r"deploying \d+ deployments", deployed), deployed[-2000:]
+    assert "backstop-flow-run-failed" in deployed  # alerts exist on a fresh setup
 
     # the worker runs the scheduled backup as the CLI would, and the trigger runs its validation;
     # a second run of the same deployment on a bucket that does not exist fails
