@@ -47,7 +47,6 @@ from tasks.components.composer.parts import (
     check_parts,
     composer_settings,
     is_file_pattern,
-    matches,
     part_of,
     selection,
 )
@@ -255,9 +254,7 @@ class ComposerComponent(LifecycleMethods):
         private: dict[str, Any] = {"bucket": bucket, "env": env}
         if "dags" in parts and (entries["dags"] or (request.exact and "dags" in taken)):
             private["dags"], extra = self.plan_dags(client, bucket, entries["dags"], request.exact)
-            private["extra"] = [
-                n for n in extra if not chosen.patterns or any(matches(n, p) for p in chosen.patterns)
-            ]
+            private["extra"] = [n for n in extra if chosen.takes_file(n)]
             change = {"create": "create", "overwrite": "replace", "unchanged": "unchanged"}
             actions += [{"name": e.name, "part": "dags", "change": change[a]} for e, a in private["dags"]]
             actions += [

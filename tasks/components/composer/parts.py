@@ -4,8 +4,8 @@ model (tasks/components/composer/component.py is the component)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
+from backstop.core.archive import matches
 from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.manifest import ManifestEntry
 from blocks.components import ComposerSettings
@@ -51,28 +51,26 @@ def is_file_pattern(name: str) -> bool:
     return name.startswith(BUCKET_FOLDERS)
 
 
-def matches(name: str, pattern: str) -> bool:
-    """A pattern ending in / is a folder (everything under it), else a glob (fnmatch, * crosses /)."""
-    return name.startswith(pattern) if pattern.endswith("/") else fnmatchcase(name, pattern)
-
-
 @dataclass(frozen=True)
 class Selection:
     """What a restore of a Composer backup takes: whole parts, and of the dags part only the
-    files `patterns` match when there are any."""
+    files `patterns` match when there are any (the patterns of configuration files,
+    backstop/core/archive.py: a folder ends in /, `*` stays in one folder, `**` spans them)."""
 
     parts: list[str]
     patterns: list[str]
 
+    def takes_file(self, name: str) -> bool:
+        """Whether a file of the environment's bucket is selected (every one without patterns)."""
+        return not self.patterns or matches(name, self.patterns)
+
     def takes(self, entry: ManifestEntry) -> bool:
         part = part_of(entry)
-        if part == "dags" and self.patterns:
-            return any(matches(entry.name, p) for p in self.patterns)
-        return part in self.parts
+        return part in self.parts and (part != "dags" or self.takes_file(entry.name))
 
     def check_matched(self, entries: list[ManifestEntry], backup_id: str) -> None:
         """NotFound naming the patterns no entry of the backup matches (nothing restored for them)."""
-        unmatched = [p for p in self.patterns if not any(matches(e.name, p) for e in entries)]
+        unmatched = [p for p in self.patterns if not any(matches(e.name, [p]) for e in entries)]
         if unmatched:
             raise NotFound(f"no file in backup {backup_id} matches {', '.join(map(repr, unmatched))}")
 
