@@ -77,9 +77,9 @@ def restore_scope(
     chosen = [check_namespace(n) for n in only or []]
     if selectors and (chosen or all(s["namespace"] for s in selectors)):
         chosen = sorted(set(chosen) | {s["namespace"] for s in selectors if s["namespace"]})
-    # the plan's chosen namespaces, else (a plan of all of them) those whose contents it recorded,
-    # which leave out the system ones (Backup for GKE answers for those)
-    held = backed_up or sorted(state.get("namespace_digests") or {})
+    # a backup of every namespace records their contents without the system ones: Backup for GKE
+    # answers for those
+    held = held_namespaces(manifest)
     missing = [n for n in chosen if held and n not in held and (backed_up or not is_system(n))]
     if missing:
         raise NotFound(
@@ -97,6 +97,13 @@ def restore_scope(
     cluster_kinds = sorted({(s["group"], s["kind"]) for s in selectors if not s["namespace"]})
     config = restore_config(chosen, renames, overwrite, cluster_kinds if selectors else None)
     return Scope(cluster, cluster_name, chosen, renames, selectors, config)
+
+
+def held_namespaces(manifest: BackupManifest) -> list[str]:
+    """The namespaces a backup holds: its plan's chosen ones, else (a plan of every namespace) those
+    whose contents it recorded; [] when it recorded neither."""
+    state = manifest.source_state
+    return state.get("namespaces") or sorted(state.get("namespace_digests") or {})
 
 
 def restore_backup(
@@ -125,14 +132,12 @@ def restore_backup(
     report = RestoreReport(
         NAME, manifest.source, manifest.backup_id, target or manifest.source, dry_run=dry_run
     )
-    state = manifest.source_state
-    backed_up = state.get("namespaces") or sorted(state.get("namespace_digests") or {})
     if resources:  # chosen objects merged into their namespaces: a row per object, none per namespace
         report.actions = [{"resource": r, "restore_as": _restored_as(r, scope.renames)} for r in resources]
     else:
         report.actions = [
             {"namespace": ns, "restore_as": scope.renames.get(ns, ns)}
-            for ns in (scope.chosen or backed_up or ["*"])
+            for ns in (scope.chosen or held_namespaces(manifest) or ["*"])
         ]
     if not dry_run and keep != []:
         restore = run_restore(settings, gke, manifest, scope, target, log)
