@@ -148,6 +148,10 @@ def verify_stored(
     # alone (not on the entry's position, as a random sample does).
     known = shared.chunks if shared is not None and read is not None else None
 
+    def damaged(name: str, problem: str) -> None:
+        check.problems.append(problem)
+        check.damaged[name] = problem
+
     def compare(entries: list[Stored]) -> ChunkOutcome:
         """One chunk's entries against the listing: what differs, and what to re-read."""
         out = ChunkOutcome()
@@ -177,8 +181,7 @@ def verify_stored(
                 assert known is not None and digest is not None
                 outcome = known[digest]
             for name, problem in outcome.damaged:
-                check.problems.append(problem)
-                check.damaged[name] = problem
+                damaged(name, problem)
             check.checked += outcome.checked
             check.read_back += len(outcome.chosen)
             for item in outcome.chosen:
@@ -190,8 +193,7 @@ def verify_stored(
     def done(found: ReadBack) -> None:
         check.bytes_read += found.bytes
         for name, _key, _got, problem in found.differs:
-            check.problems.append(problem)
-            check.damaged[name] = problem
+            damaged(name, problem)
         if found.more:
             check.problems.append(f"and {found.more} more object(s) differ on read-back in {store.where()}")
 
