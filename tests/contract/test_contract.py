@@ -2,15 +2,16 @@
 
 Each test asserts what a user would see: the data restored equals the data backed up, a damaged
 backup is named and refused with nothing written, an original location is never changed without
---overwrite and an approval, a backup id of another source is refused, a missing primary is served
-from the secondary, a killed backup leaves no manifest, a drill passes and leaves nothing behind,
-prune keeps what the newest backup needs, a backup that runs for days stays in progress (its heartbeat),
-and every failure leaves a record.
+--overwrite and an approval, a part the backup does not hold is refused by name, a backup id of
+another source is refused, a missing primary is served from the secondary, a killed backup leaves no
+manifest, a drill passes and leaves nothing behind, prune keeps what the newest backup needs, a
+backup that runs for days stays in progress (its heartbeat), and every failure leaves a record.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +97,22 @@ def test_damaged_backup_is_named_by_validation_and_refused_by_restore(
     state_before = subject.state(target) if not subject.gone(target) else None
     request = RestoreRequest(source=source, target=target, backup_id=manifest.backup_id)
     with pytest.raises(ValidationFailed, match="damaged"):
+        restore.restore(subject.component, settings, request, store=store)
+    assert (subject.state(target) if not subject.gone(target) else None) == state_before  # nothing written
+
+
+def test_a_restore_of_a_part_the_backup_does_not_hold_is_refused_naming_it(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    """`only` naming what the backup does not hold (a typo of a table, file, prefix, namespace)
+    restores nothing and says so, by name: no restore passes having restored none of what was asked."""
+    source, _, manifest = backed_up(subject, settings, store)
+    target = subject.new_target(source)
+    state_before = subject.state(target) if not subject.gone(target) else None
+    request = RestoreRequest(
+        source=source, target=target, backup_id=manifest.backup_id, only=[subject.absent_part]
+    )
+    with pytest.raises(NotFound, match=re.escape(subject.absent_part)):
         restore.restore(subject.component, settings, request, store=store)
     assert (subject.state(target) if not subject.gone(target) else None) == state_before  # nothing written
 

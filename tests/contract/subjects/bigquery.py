@@ -18,6 +18,8 @@ class BigQuerySubject:
     """A dataset with one table; an exact restore's scope is the dataset."""
 
     component = "bigquery"
+    # a name `only` takes that the seeded backup does not hold (a table)
+    absent_part = "no_such_table"
     scope_options: dict[str, Any] | None = None
 
     def __init__(self, bq: Any, settings: Any) -> None:

@@ -18,6 +18,8 @@ class ComposerSubject:
     and the Airflow variables, connections and pools."""
 
     component = "composer"
+    # a name `only` takes that the seeded backup does not hold (a DAG file)
+    absent_part = "dags/no_such_dag.py"
     # The shipped schedules: DAGs and config daily, metadata hourly (prefect.yaml).
     split_parts = [["dags", "config"], ["metadata"]]
     scope_options: dict[str, Any] | None = None

@@ -20,6 +20,8 @@ class ConfigsSubject:
     (secret-looking files and excluded ones are never in it)."""
 
     component = "configs"
+    # a name `only` takes that the seeded backup does not hold (a file pattern)
+    absent_part = "nothing-here/*.yaml"
     scope_options: dict[str, Any] | None = None
 
     def __init__(self, settings: Any, root: Path) -> None:

@@ -17,6 +17,8 @@ class GcsSubject:
     """A bucket; an exact restore's scope is the backed-up prefix data/ (scope_options)."""
 
     component = "gcs"
+    # a name `only` takes that the seeded backup does not hold (an object prefix)
+    absent_part = "nothing-here/"
     scope_options: dict[str, Any] | None = {"prefixes": ["data/"]}
 
     def __init__(self, gcs: Any, settings: Any) -> None:

@@ -21,6 +21,8 @@ class GkeSubject:
     scope is the cluster's own system namespaces."""
 
     component = "gke"
+    # a name `only` takes that the seeded backup does not hold (a namespace)
+    absent_part = "nowhere"
     scope_options: dict[str, Any] | None = None
     namespaces = {
         "shop": {"resources": 40, "pods": 6, "volumes": 2, "bytes": 2 * 2**30},
