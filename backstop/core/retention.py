@@ -1,8 +1,16 @@
 """Which backups to keep and which to remove, with a reason for each. Pure: no Prefect, no I/O.
 
-Like restic's `ApplyPolicy`: `apply_policy(backups, policy, now)` takes the backups of ONE
+Like restic's `ApplyPolicy`: `apply_policy(backups, policy, now, parts)` takes the backups of ONE
 (component, source) group and returns a `RetentionPlan` whose `keep` and `remove` lists partition
 the input, every entry with its reason(s). `plan_groups` splits a catalog into those groups.
+
+Part by part. A source backed up in parts on their own schedules (Cloud Composer: DAGs and config
+daily, metadata hourly; backstop/core/restore_points.py) is restored from the newest backup of each
+part, so the rules below apply to each part on its own, over the backups that hold it: the newest
+DAG backup of each day is that day's daily keeper for `dags` although 23 metadata backups follow it,
+and the floor keeps the newest validated backup of every part. A backup is removed only when no part
+keeps it. (Applied to the source as a whole, hourly metadata backups took every keep slot and a
+weekly prune removed every DAG backup.) A component without parts has one part, the whole source.
 
 Rules, newest first (by start time, then backup id):
 - A backup that has not finished (status "in_progress", or no finish time) is kept.
@@ -34,9 +42,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from backstop.core.catalog_index import parts_of
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, backup_time
 from backstop.core.names import BACKUP_ID
+from backstop.core.restore_points import declared, holds
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class BackupRef:
     status: str = "complete"
     component: str = ""
     source: str = ""
+    parts: tuple[str, ...] | None = None  # the parts it holds (None: every part of its component)
 
     @property
     def finished(self) -> bool:
@@ -69,6 +80,7 @@ def ref_of(manifest: BackupManifest) -> BackupRef:
         status=manifest.status if manifest.finished_at is not None else "in_progress",
         component=manifest.component,
         source=manifest.source,
+        parts=None if (held := parts_of(manifest)) is None else tuple(held),
     )
 
 
@@ -219,13 +231,17 @@ _BUCKETS: list[tuple[str, Callable[[datetime], str]]] = [
 ]
 
 
-def apply_policy(backups: Sequence[BackupRef], policy: RetentionPolicy, now: datetime) -> RetentionPlan:
+def apply_policy(
+    backups: Sequence[BackupRef], policy: RetentionPolicy, now: datetime, parts: Sequence[str] = ()
+) -> RetentionPlan:
     """Decide, for the backups of one (component, source), which to keep and which to remove.
 
     Args:
         backups: the backups of one group, in any order (ids must be unique).
         policy: the retention policy of that group.
         now: the moment the plan is made (for keep_within_days).
+        parts: the component's parts (empty: one part, the whole source); the rules keep each
+            part's backups on their own, and a reason names its part when there are several.
 
     Returns:
         A RetentionPlan: keep (newest first, each with its reasons) and remove (each with one reason).
@@ -238,58 +254,34 @@ def apply_policy(backups: Sequence[BackupRef], policy: RetentionPolicy, now: dat
     if len(refs) != len(ordered):
         raise InvalidInput("retention: the same backup id appears twice in one group")
     reasons: dict[str, list[str]] = {b.backup_id: [] for b in ordered}
-
     for b in ordered:
         if not b.finished:
             reasons[b.backup_id].append("in progress / not finished")
-
-    validated = [b for b in ordered if b.finished and b.validated]
-    for b in validated[: policy.min_validated]:
-        reasons[b.backup_id].append("newest validated")
-
-    candidates = [b for b in ordered if b.finished and not b.invalid]
-    if policy.empty:
-        for b in candidates:
-            reasons[b.backup_id].append("policy has no keep rule: keeping everything")
-    for b in candidates[: policy.keep_last]:
-        reasons[b.backup_id].append(f"last {policy.keep_last}")
-    counts = {
-        "daily": policy.keep_daily,
-        "weekly": policy.keep_weekly,
-        "monthly": policy.keep_monthly,
-        "yearly": policy.keep_yearly,
-    }
-    last_seen: dict[str, str] = {}
+    names = declared(parts)
     keepers: dict[str, list[str]] = {}
-    for b in candidates:
-        moment = b.started_at.astimezone(UTC)
-        for rule, bucket_of in _BUCKETS:
-            bucket = bucket_of(moment)
-            if counts[rule] > 0 and last_seen.get(rule) != bucket:
-                reasons[b.backup_id].append(f"{rule} {bucket}")
-                keepers.setdefault(b.backup_id, []).append(rule)
-                counts[rule] -= 1
-                last_seen[rule] = bucket
-        if policy.keep_within_days > 0 and now - b.started_at < timedelta(days=policy.keep_within_days):
-            reasons[b.backup_id].append(f"within {policy.keep_within_days:g}d")
+    newest_validated: dict[str, BackupRef] = {}
+    for part in names:
+        holding = [b for b in ordered if holds(b, part)]
+        for backup_id, found in _keep_rules(holding, policy, now).items():
+            said = [reason for reason, _ in found]
+            reasons[backup_id] += said if len(names) == 1 else [f"{part}: {', '.join(said)}"]
+            rules = keepers.setdefault(backup_id, [])
+            rules += [rule for _, rule in found if rule and rule not in rules]
+        validated = [b for b in holding if b.finished and b.validated]
+        if validated:
+            newest_validated[part] = validated[0]
 
-    plan = RetentionPlan(refs=refs, keepers=keepers)
-    newest_validated = validated[0] if validated else None
+    plan = RetentionPlan(refs=refs, keepers={b: rules for b, rules in keepers.items() if rules})
     for b in ordered:
         if reasons[b.backup_id]:
             plan.keep.append((b.backup_id, reasons[b.backup_id]))
         elif b.invalid:
-            newer = newest_validated is not None and (
-                newest_validated.started_at,
-                newest_validated.backup_id,
-            ) > (
-                b.started_at,
-                b.backup_id,
-            )
-            if newer and newest_validated is not None:
-                plan.remove.append(
-                    (b.backup_id, f"{b.status}; newer validated backup {newest_validated.backup_id} exists")
-                )
+            newer = [newest_validated.get(part) for part in names if holds(b, part)]
+            if all(
+                n is not None and (n.started_at, n.backup_id) > (b.started_at, b.backup_id) for n in newer
+            ):
+                ids = ", ".join(dict.fromkeys(n.backup_id for n in newer if n is not None))
+                plan.remove.append((b.backup_id, f"{b.status}; newer validated backup {ids} exists"))
             else:
                 plan.keep.append((b.backup_id, [f"{b.status}, kept until a newer validated backup exists"]))
         else:
@@ -297,16 +289,60 @@ def apply_policy(backups: Sequence[BackupRef], policy: RetentionPolicy, now: dat
     return plan
 
 
+def _keep_rules(
+    ordered: Sequence[BackupRef], policy: RetentionPolicy, now: datetime
+) -> dict[str, list[tuple[str, str]]]:
+    """backup id -> (reason, period rule or "") of every keep rule that keeps it, for backups
+    `ordered` newest first (those of one part): the validated floor, last N, the period buckets,
+    keep_within_days."""
+    found: dict[str, list[tuple[str, str]]] = {}
+
+    def keep(b: BackupRef, reason: str, rule: str = "") -> None:
+        found.setdefault(b.backup_id, []).append((reason, rule))
+
+    validated = [b for b in ordered if b.finished and b.validated]
+    for b in validated[: policy.min_validated]:
+        keep(b, "newest validated")
+    candidates = [b for b in ordered if b.finished and not b.invalid]
+    if policy.empty:
+        for b in candidates:
+            keep(b, "policy has no keep rule: keeping everything")
+    for b in candidates[: policy.keep_last]:
+        keep(b, f"last {policy.keep_last}")
+    counts = {
+        "daily": policy.keep_daily,
+        "weekly": policy.keep_weekly,
+        "monthly": policy.keep_monthly,
+        "yearly": policy.keep_yearly,
+    }
+    last_seen: dict[str, str] = {}
+    for b in candidates:
+        moment = b.started_at.astimezone(UTC)
+        for rule, bucket_of in _BUCKETS:
+            bucket = bucket_of(moment)
+            if counts[rule] > 0 and last_seen.get(rule) != bucket:
+                keep(b, f"{rule} {bucket}", rule)
+                counts[rule] -= 1
+                last_seen[rule] = bucket
+        if policy.keep_within_days > 0 and now - b.started_at < timedelta(days=policy.keep_within_days):
+            keep(b, f"within {policy.keep_within_days:g}d")
+    return found
+
+
 def plan_groups(
     manifests: Iterable[BackupManifest],
     policy_for: Callable[[str, str], RetentionPolicy],
     now: datetime,
+    parts_for: Callable[[str], Sequence[str]] = lambda component: (),
 ) -> dict[tuple[str, str], RetentionPlan]:
-    """Apply each (component, source) group's policy to its manifests."""
+    """Apply each (component, source) group's policy to its manifests (`parts_for`: a component's parts)."""
     groups: dict[tuple[str, str], list[BackupRef]] = {}
     for manifest in manifests:
         groups.setdefault((manifest.component, manifest.source), []).append(ref_of(manifest))
-    return {key: apply_policy(refs, policy_for(*key), now) for key, refs in sorted(groups.items())}
+    return {
+        key: apply_policy(refs, policy_for(*key), now, parts_for(key[0]))
+        for key, refs in sorted(groups.items())
+    }
 
 
 # -- mark and sweep (which stored objects no remaining manifest needs) ---------------------------

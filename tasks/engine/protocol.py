@@ -361,6 +361,12 @@ def get_component(name: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def component_parts(name: str) -> tuple[str, ...]:
+    """The parts of the registered component `name` (Composer: dags, config, metadata), each with
+    backups and a restore point of its own; () for a component without parts or not registered."""
+    return tuple(get_component(name).parts) if name in COMPONENTS else ()
+
+
 def options_for(component: Any, options: Any) -> Any:
     """`options` (a dict, a model or None) as an instance of the component's Options model."""
     model: type[BaseModel] = component.Options

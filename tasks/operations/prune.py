@@ -49,7 +49,7 @@ from tasks.catalog import index
 from tasks.catalog.holds import move_holds
 from tasks.catalog.locks import extend_kept, manifest_retained_until
 from tasks.engine import units
-from tasks.engine.protocol import Context
+from tasks.engine.protocol import Context, component_parts
 from tasks.operations.deletes import delete_listed, hold_reason
 from tasks.storage.bucket import INPROGRESS_PREFIX, RESUME_PREFIX, BackupStore, run_of
 from tasks.storage.parallel import Batches
@@ -123,7 +123,8 @@ def plan_prune(
     damaged: list[str] = []
     manifests = index.list_manifests(store, component, source, on_damaged=damaged.append)
     by_id = {m.backup_id: m for m in manifests if m.component == component}
-    return apply_policy([ref_of(m) for m in by_id.values()], policy, now), by_id, damaged
+    refs = [ref_of(m) for m in by_id.values()]
+    return apply_policy(refs, policy, now, component_parts(component)), by_id, damaged
 
 
 def remove_manifests(
@@ -351,7 +352,9 @@ def prune(
     report = PruneReport(component, source, store.bucket_name, dry_run, plan)
     report.notes += [f"damaged manifest left in place: {d}" for d in damaged]
     if store.hold_validated:
-        holds = move_holds(store, component, source, list(by_id.values()), dry_run)
+        holds = move_holds(
+            store, component, source, list(by_id.values()), component_parts(component), dry_run
+        )
         report.notes += holds.notes(dry_run)
         report.not_deleted += holds.problems
     locked = extend_kept(store, plan, by_id, policy, now, dry_run)

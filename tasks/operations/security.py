@@ -23,6 +23,7 @@ from typing import Any
 from backstop.core.errors import BackstopError
 from blocks.settings import BackstopSettings
 from tasks.catalog.holds import unheld_newest
+from tasks.engine.protocol import component_parts
 from tasks.operations.buckets import Finding, bucket_facts
 from tasks.operations.harden import shortest_retention_days
 from tasks.storage.bucket import BackupStore
@@ -264,12 +265,14 @@ def trust_findings(settings: BackstopSettings) -> list[Finding]:
 
 
 def hold_findings(client: Any, settings: BackstopSettings, bucket: str) -> list[Finding]:
-    """Whether the newest validated backup of every source in `bucket` is held (tasks/catalog/holds.py)."""
+    """Whether the latest restore point of every source in `bucket` is held (tasks/catalog/holds.py)."""
     if not settings.hold_newest_validated:
         return [Finding("warning", bucket, "holds", "hold_newest_validated is off: no backup is held")]
-    unheld = unheld_newest(BackupStore(client, bucket))
+    unheld = unheld_newest(BackupStore(client, bucket), component_parts)
     if not unheld:
-        return [Finding("ok", bucket, "holds", "the newest validated backup of every source is held")]
+        return [
+            Finding("ok", bucket, "holds", "the newest validated backup of every source (and part) is held")
+        ]
     return [
         Finding(
             "warning",

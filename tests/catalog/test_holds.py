@@ -35,9 +35,17 @@ def held_store(policy_gcs: Any) -> BackupStore:
     return BackupStore(policy_gcs, policy_gcs.create_bucket(unique("backups")).name, hold_validated=True)
 
 
-def backup(store: BackupStore, source: str, generation: int, days_ago: float = 0) -> BackupManifest:
-    """One committed backup: a file in its folder and a pool object, through the shared lifecycle."""
-    manifest = catalog.begin_backup(store, "gcs", source)
+def backup(
+    store: BackupStore,
+    source: str,
+    generation: int,
+    days_ago: float = 0,
+    component: str = "gcs",
+    parts: list[str] | None = None,
+) -> BackupManifest:
+    """One committed backup: a file in its folder and a pool object, through the shared lifecycle
+    (`parts`: the parts it holds, for a component backed up in parts)."""
+    manifest = catalog.begin_backup(store, component, source)
     if days_ago:
         started = utcnow() - timedelta(days=days_ago)
         store.clear_in_progress(manifest)
@@ -47,7 +55,7 @@ def backup(store: BackupStore, source: str, generation: int, days_ago: float = 0
     entries = []
     for key, data in (
         (f"{manifest.folder}state/source.json", f"state {manifest.backup_id}".encode()),
-        (f"pool/gcs/{source}/{generation}/obj", f"generation {generation}".encode()),
+        (f"pool/{component}/{source}/{generation}/obj", f"generation {generation}".encode()),
     ):
         if store.stat(key) is None:
             store.put_bytes(key, data)
@@ -56,7 +64,7 @@ def backup(store: BackupStore, source: str, generation: int, days_ago: float = 0
                 name=key.rsplit("/", 2)[-2], stored_key=key, size=len(data), crc32c=crc32c_b64(data)
             )
         )
-    return catalog.commit_backup(store, manifest, entries)
+    return catalog.commit_backup(store, manifest, entries, {"parts": parts} if parts else None)
 
 
 def validate(store: BackupStore, manifest: BackupManifest) -> BackupManifest:
@@ -95,6 +103,28 @@ def test_holds_move_forward_across_backup_validate_prune(held_store: BackupStore
     assert report.removed == [b.backup_id] and held(store, c)
     [remaining] = index.list_manifests(store, "gcs", source)
     assert remaining.backup_id == c.backup_id and remaining.validated
+
+
+def test_the_newest_backup_of_each_part_stays_held_and_kept(held_store: BackupStore) -> None:
+    """Composer's DAGs are backed up daily and its metadata hourly: the holds and prune keep the
+    newest validated backup of each part (the latest restore point), not only the newest backup."""
+    store, source = held_store, unique("env")
+    dags = validate(
+        store, backup(store, source, 1, days_ago=0.5, component="composer", parts=["dags", "config"])
+    )
+    metadata = [
+        validate(
+            store,
+            backup(store, source, 2 + n, days_ago=0.3 - n / 10, component="composer", parts=["metadata"]),
+        )
+        for n in range(3)
+    ]
+    report = prune(store, "composer", source, KEEP_ONE, utcnow())
+    assert sorted(report.removed) == sorted(m.backup_id for m in metadata[:2])
+    assert held(store, dags) and held(store, metadata[2])
+    assert any(dags.backup_id in n and metadata[2].backup_id in n and "are held" in n for n in report.notes)
+    names = {m.backup_id for m in index.list_manifests(store, "composer", source)}
+    assert names == {dags.backup_id, metadata[2].backup_id}
 
 
 def test_a_held_manifest_survives_prune_is_reported_and_the_rest_is_pruned(held_store: BackupStore) -> None:

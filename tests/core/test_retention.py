@@ -218,6 +218,98 @@ def test_plan_groups_splits_by_component_and_source_and_reads_settings() -> None
     assert [r["decision"] for r in rows] == ["keep", "remove", "remove"]
 
 
+# -- sources backed up in parts (Cloud Composer) -----------------------------------------------------
+
+PARTS = ("dags", "config", "metadata")
+
+
+def composer_schedule(days: int) -> list[BackupRef]:
+    """The shipped Composer schedules for `days` days up to NOW: DAGs and config daily at 00:15,
+    metadata hourly at :05."""
+    refs = []
+    for day in range(days):
+        midnight = (NOW - timedelta(days=day)).replace(hour=0, minute=0)
+        for minutes, parts in [(15, ("dags", "config"))] + [(60 * h + 5, ("metadata",)) for h in range(24)]:
+            started = midnight + timedelta(minutes=minutes)
+            if started <= NOW:
+                refs.append(
+                    BackupRef(
+                        f"{started:%Y%m%dT%H%M%S}Z-{minutes:06x}", started, True, "validated", parts=parts
+                    )
+                )
+    return refs
+
+
+def test_each_part_keeps_its_own_backups_so_every_kept_day_restores_whole() -> None:
+    backups = composer_schedule(40)
+    plan = apply_policy(backups, RetentionPolicy(), NOW, PARTS)
+    kept = [b for b in backups if b.backup_id in plan.keep_ids]
+    dags = [b for b in kept if b.parts == ("dags", "config")]
+    # daily 7 (today and the six days before), weekly 4 and monthly 12 add the older weeks' and months'
+    assert len({b.started_at.date() for b in dags}) >= 7, [b.backup_id for b in dags]
+    reasons = dict(plan.keep)
+    newest_dags = max(dags, key=lambda b: b.started_at)
+    assert reasons[newest_dags.backup_id][0].startswith("dags: newest validated, last 3, daily")
+    # the end of each of the seven newest days restores every part from a kept backup
+    for day in range(7):
+        end = (NOW - timedelta(days=day)).replace(hour=23, minute=59)
+        for part in PARTS:
+            before = [b for b in backups if part in (b.parts or ()) and b.started_at <= end]
+            newest = max(before, key=lambda b: b.started_at)
+            assert newest.backup_id in plan.keep_ids, (part, day)
+    # applied to the source as a whole, hourly metadata took every keep slot: no DAG backup stayed
+    whole = apply_policy(backups, RetentionPolicy(), NOW)
+    assert not [b for b in backups if b.backup_id in whole.keep_ids and b.parts == ("dags", "config")]
+
+
+def test_an_invalid_backup_of_several_parts_goes_only_when_each_part_has_a_newer_validated_one() -> None:
+    def at(hours: float, parts: tuple[str, ...] | None, status: str = "validated") -> BackupRef:
+        started = NOW - timedelta(hours=hours)
+        return BackupRef(
+            f"{started:%Y%m%dT%H%M%S}Z-{int(hours):06x}", started, status == "validated", status, parts=parts
+        )
+
+    broken = at(10, None, "invalid")  # a full backup (every part) that failed validation
+    newer_metadata = at(5, ("metadata",))
+    policy = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    plan = apply_policy([broken, newer_metadata], policy, NOW, PARTS)
+    assert broken.backup_id in plan.keep_ids  # no newer validated backup of dags or config yet
+    newer_dags = at(4, ("dags", "config"))
+    plan = apply_policy([broken, newer_metadata, newer_dags], policy, NOW, PARTS)
+    assert dict(plan.remove)[broken.backup_id].startswith("invalid; newer validated backup")
+
+
+parts_st = st.sampled_from([None, ("dags", "config"), ("metadata",), ("dags",), ("config", "metadata")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=24 * 400, allow_nan=False),
+            st.sampled_from(["validated", "validated", "complete", "invalid", "in_progress"]),
+            parts_st,
+        ),
+        max_size=40,
+    ),
+    policy_st,
+)
+def test_with_parts_each_part_keeps_at_least_what_its_backups_alone_would(items, policy) -> None:
+    backups = [
+        BackupRef(r.backup_id, r.started_at, r.validated, r.status, parts=parts)
+        for r, parts in ((ref(h, s, i), parts) for i, (h, s, parts) in enumerate(items))
+    ]
+    plan = apply_policy(backups, policy, NOW, PARTS)
+    kept = set(plan.keep_ids)
+    assert kept | set(plan.remove_ids) == {b.backup_id for b in backups} and kept.isdisjoint(plan.remove_ids)
+    for part in PARTS:
+        holding = [b for b in backups if b.parts is None or part in b.parts]
+        alone = apply_policy(holding, policy, NOW)
+        assert set(alone.keep_ids) <= kept, part
+    again = apply_policy([b for b in backups if b.backup_id in kept], policy, NOW, PARTS)
+    assert again.remove == []
+
+
 # -- mark and sweep -------------------------------------------------------------------------------
 
 catalog_st = st.lists(

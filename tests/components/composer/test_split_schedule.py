@@ -107,3 +107,42 @@ def test_split_schedule_restore_recover_and_drill_bring_every_dag_back(
 
     (drilled,) = json.loads(backstop("drill", "--component", "composer", "--json"))
     assert drilled["passed"] and "dags 2" in drilled["restored"], drilled
+
+
+def test_prune_keeps_each_part_s_newest_backup_so_the_dags_survive_hourly_metadata(
+    environment: tuple[str, Any], composer_settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retention applies part by part: keeping the newest backup (keep_last 1) keeps the newest of
+    the DAGs too, not only the newest run (metadata), and the restore still brings every DAG back."""
+    from backstop_cli.main import main
+    from blocks.settings import RetentionSettings, load_settings
+
+    short, bucket = environment
+    settings = load_settings(composer_settings)
+    settings.retention = RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    settings.save(composer_settings, overwrite=True)
+
+    def backstop(*argv: str) -> str:
+        capsys.readouterr()
+        assert main(["--settings", composer_settings, *argv]) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    def backup(*parts: str) -> str:
+        argv = [a for part in parts for a in ("--part", part)]
+        (row,) = json.loads(backstop("backup", "composer", "--environment", short, *argv, "--json"))
+        return str(row["backup_id"])
+
+    dags = backup("dags", "config")
+    older_metadata, newest_metadata = backup("metadata"), backup("metadata")
+
+    pruned = json.loads(backstop("prune", "--component", "composer", "--source", short, "--json"))
+    decisions = {r["backup_id"]: (r["decision"], r["reason"]) for r in pruned["rows"]}
+    assert decisions[dags][0] == "keep" and decisions[dags][1].startswith("dags: newest validated"), decisions
+    assert decisions[newest_metadata][0] == "keep" and decisions[older_metadata][0] == "remove", decisions
+    listed = json.loads(backstop("list", "--component", "composer", "--source", short, "--json"))
+    assert {r["backup_id"] for r in listed["backups"]} == {dags, newest_metadata}
+
+    bucket.blob("dags/etl.py").upload_from_string(b"broken\n")
+    bucket.blob("dags/report.py").delete()
+    backstop("restore", "composer", "--source", short, "--overwrite", "--yes")
+    assert {b.name: b.download_as_bytes() for b in bucket.client.list_blobs(bucket.name)} == DAGS
