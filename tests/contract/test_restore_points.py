@@ -172,3 +172,30 @@ def test_the_triggered_validation_takes_the_backup_of_every_part_written_since(
     )
     assert {p: c["backup_id"] for p, c in report.parts.items()} == expected_parts(subject, backups)
     assert subject.state(target) == before
+
+
+def test_prune_keeping_one_backup_keeps_each_part_s_newest_so_the_restore_point_stays_whole(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    from backstop.core.manifest import utcnow
+    from backstop.core.retention import RetentionPolicy
+    from tasks.operations.prune import prune
+
+    source, before, backups = split_backups(subject, settings, store)
+    last = subject.split_parts[-1]  # backed up again: the newest run holds only these parts
+    again = lifecycle.backup(
+        subject.component, settings, source, subject.part_options(last), True, store=store
+    )
+    keep_one = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    report = prune(store, subject.component, source, keep_one, utcnow(), grace_hours=0)
+    assert report.removed == [backups[-1].backup_id], report.plan.rows()
+    assert {m.backup_id for m in index.list_manifests(store, subject.component, source)} == {
+        *(b.backup_id for b in backups[:-1]),
+        again.backup_id,
+    }
+
+    subject.change(source)
+    restore.restore(
+        subject.component, settings, RestoreRequest(source=source, overwrite=True), yes=True, store=store
+    )
+    assert subject.state(source) == before
