@@ -51,6 +51,11 @@ class ManifestHeader(BackupIdentity, BaseModel):
     parts: list[str] | None = Field(
         default=None, description="Parts the backup holds (Composer); None: every part of its component."
     )
+    scope: list[str] | None = Field(
+        default=None,
+        description="What a backup of part of its source was narrowed to (Cloud Storage prefixes, "
+        "BigQuery tables); None: the whole source. Never a restore point of the whole source.",
+    )
     method: str | None = Field(
         default=None,
         description="How the backup was taken, where a component has several ways (BigQuery: read, "
@@ -87,6 +92,7 @@ def header_of(manifest: BackupManifest, digest: str | None = None) -> ManifestHe
         secondary_at=manifest.secondary.at if manifest.secondary else None,
         secondary_ok=manifest.secondary.ok if manifest.secondary else None,
         parts=parts_of(manifest),
+        scope=scope_of(manifest),
         method=manifest.source_state.get("method"),
     )
 
@@ -95,6 +101,20 @@ def parts_of(manifest: BackupManifest) -> list[str] | None:
     """The parts a backup holds, as its source state records them (None: not recorded = all)."""
     parts = manifest.source_state.get("parts")
     return [str(p) for p in parts] if isinstance(parts, list) else None
+
+
+# The options that narrowed a backup written before its source state recorded `scope` (December
+# 2026): Cloud Storage's --prefix and BigQuery's --table (`backstop catalog rebuild` re-reads them).
+SCOPE_OPTIONS = ("prefixes", "tables")
+
+
+def scope_of(manifest: BackupManifest) -> list[str] | None:
+    """What a backup of part of its source holds (its source state's `scope`, else the options that
+    narrowed an older one); None: the whole source."""
+    scope = manifest.source_state.get("scope")
+    if scope is None:
+        scope = next((manifest.options[k] for k in SCOPE_OPTIONS if manifest.options.get(k)), None)
+    return [str(s) for s in scope] if isinstance(scope, list) and scope else None
 
 
 def source_prefix(component: str | None = None, source: str | None = None) -> str:

@@ -129,6 +129,11 @@ def holds(header: PartsHeader, part: str) -> bool:
     return part == WHOLE or held is None or part in held
 
 
+def scoped(header: PartsHeader) -> bool:
+    """Whether a backup was narrowed to part of its source (`--prefix`, `--table`: its `scope`)."""
+    return getattr(header, "scope", None) is not None
+
+
 def assemble(
     component: str,
     source: str,
@@ -148,7 +153,9 @@ def assemble(
     )
     chosen = []
     for part in declared(parts):
-        found = next((h for h in usable if holds(h, part)), None)
+        found = next((h for h in usable if holds(h, part) and not scoped(h)), None)
+        if found is None:  # only backups of part of the source (`--prefix`): the newest of them
+            found = next((h for h in usable if holds(h, part)), None)
         chosen.append(
             PointPart(
                 part=part,
@@ -163,10 +170,13 @@ def history(
     component: str, source: str, parts: Sequence[str], headers: Iterable[PartsHeader]
 ) -> list[RestorePoint]:
     """Every distinct restore point of `source`, newest first: one at each validated backup's start
-    (the moment a new backup changes what the source can be restored to)."""
+    that changes what the source can be restored to."""
     headers = list(headers)
     moments = sorted({h.started_at for h in headers if h.validated}, reverse=True)
-    return [assemble(component, source, parts, headers, moment) for moment in moments]
+    points = [assemble(component, source, parts, headers, moment) for moment in moments]
+    # a backup of part of the source taken after one of all of it changes no point: listed once
+    after = [*points[1:], None]
+    return [p for p, older in zip(points, after, strict=True) if older is None or p.parts != older.parts]
 
 
 def narrowed(

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from backstop.core.catalog_index import parts_of
+from backstop.core.catalog_index import parts_of, scope_of
 from backstop.core.errors import InvalidInput
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, backup_time
 from backstop.core.names import BACKUP_ID
@@ -60,6 +60,7 @@ class BackupRef:
     component: str = ""
     source: str = ""
     parts: tuple[str, ...] | None = None  # the parts it holds (None: every part of its component)
+    scope: tuple[str, ...] | None = None  # what a backup of part of the source holds (None: all of it)
 
     @property
     def finished(self) -> bool:
@@ -81,6 +82,7 @@ def ref_of(manifest: BackupManifest) -> BackupRef:
         component=manifest.component,
         source=manifest.source,
         parts=None if (held := parts_of(manifest)) is None else tuple(held),
+        scope=None if (scope := scope_of(manifest)) is None else tuple(scope),
     )
 
 
@@ -257,26 +259,25 @@ def apply_policy(
     for b in ordered:
         if not b.finished:
             reasons[b.backup_id].append("in progress / not finished")
-    names = declared(parts)
     keepers: dict[str, list[str]] = {}
     newest_validated: dict[str, BackupRef] = {}
-    for part in names:
-        holding = [b for b in ordered if holds(b, part)]
-        for backup_id, found in _keep_rules(holding, policy, now).items():
+    chains = series(ordered, parts)
+    for label, members in chains.items():
+        for backup_id, found in _keep_rules(members, policy, now).items():
             said = [reason for reason, _ in found]
-            reasons[backup_id] += said if len(names) == 1 else [f"{part}: {', '.join(said)}"]
+            reasons[backup_id] += said if len(chains) == 1 else [f"{label}: {', '.join(said)}"]
             rules = keepers.setdefault(backup_id, [])
             rules += [rule for _, rule in found if rule and rule not in rules]
-        validated = [b for b in holding if b.finished and b.validated]
+        validated = [b for b in members if b.finished and b.validated]
         if validated:
-            newest_validated[part] = validated[0]
+            newest_validated[label] = validated[0]
 
     plan = RetentionPlan(refs=refs, keepers={b: rules for b, rules in keepers.items() if rules})
     for b in ordered:
         if reasons[b.backup_id]:
             plan.keep.append((b.backup_id, reasons[b.backup_id]))
         elif b.invalid:
-            newer = [newest_validated.get(part) for part in names if holds(b, part)]
+            newer = [newest_validated.get(label) for label, members in chains.items() if b in members]
             if all(
                 n is not None and (n.started_at, n.backup_id) > (b.started_at, b.backup_id) for n in newer
             ):
@@ -287,6 +288,21 @@ def apply_policy(
         else:
             plan.remove.append((b.backup_id, f"matches no keep rule ({policy.describe()})"))
     return plan
+
+
+def series(ordered: Sequence[BackupRef], parts: Sequence[str] = ()) -> dict[str, list[BackupRef]]:
+    """The backups each restore point series is made of, by label, keeping `ordered`'s order: one
+    series per part of the component (the backups holding it: `parts`, or the whole source), and one
+    per scope that backups were narrowed to (`--prefix events/`: those backups and the whole-source
+    ones, which hold that scope too), like restic's snapshots grouped by paths."""
+    names = declared(parts)
+    chains = {
+        name if len(names) > 1 else "whole source": [b for b in ordered if holds(b, name) and b.scope is None]
+        for name in names
+    }
+    for scope in dict.fromkeys(b.scope for b in ordered if b.scope is not None):
+        chains[f"backups of {', '.join(scope)}"] = [b for b in ordered if b.scope in (None, scope)]
+    return chains
 
 
 def _keep_rules(

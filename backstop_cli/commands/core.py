@@ -71,6 +71,8 @@ def list_backups(args: argparse.Namespace) -> int:
             "entries": m.entry_count,
             "bytes": m.total_bytes,
             "status": m.status,
+            "parts": m.parts,  # None: every part (Composer backs its parts up on their own schedules)
+            "scope": m.scope,  # None: the whole source (else the --prefix / --table it was narrowed to)
         }
         for m in found
     ]
@@ -78,9 +80,11 @@ def list_backups(args: argparse.Namespace) -> int:
     if args.all:
         records = list_runs(store, args.component, args.source, on_damaged=damaged.append)
         runs = [r.row() | {"transient": r.transient} for r in records if r.failed]
+    partial = any(m.parts or m.scope for m in found)  # say what each holds where one holds less
     shown = [
-        {k: v for k, v in b.items() if k not in ("started_at", "bytes")}
+        {k: v for k, v in b.items() if k not in ("started_at", "bytes", "parts", "scope")}
         | {"started_utc": f"{m.started_at:%Y-%m-%d %H:%M:%S}", "size": human_bytes(m.total_bytes)}
+        | ({"holds": ", ".join(m.parts or m.scope or ["all"])} if partial else {})
         for b, m in zip(backups, found, strict=True)
     ]
     text = text_table(shown)

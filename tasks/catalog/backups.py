@@ -191,6 +191,8 @@ def resolve_backup(
         if not h.expired
     ]
     chosen = index.first_loadable(store, headers, where, report, validated_only)
+    if chosen is None and where is not None:  # none holds all that is asked: the newest (said by the caller)
+        chosen = index.first_loadable(store, headers, None, report, validated_only)
     if chosen is None:
         what = f"{component}/{source}" if source else component
         kind = "validated backup" if validated_only else "backup"

@@ -39,7 +39,7 @@ class HoldReport:
     problems: list[str] = field(default_factory=list)
 
     def notes(self, dry_run: bool) -> list[str]:
-        would = "would " if dry_run else ""
+        would = "would be " if dry_run else ""
         out = []
         if self.held:
             now = "held" if not self.placed else ("would be held" if dry_run else "now held")

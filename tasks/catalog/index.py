@@ -164,6 +164,8 @@ def read_headers(
                 header = header.model_copy(update={k: getattr(newest, k) for k in STATUS_FIELDS})
                 if header.parts is None:  # a header written before headers recorded parts
                     header = header.model_copy(update={"parts": newest.parts})
+                if header.scope is None:  # ... or scope (`catalog rebuild` writes a record that does)
+                    header = header.model_copy(update={"scope": newest.scope})
             except (ValidationFailed, NotFound) as exc:
                 return _header_from_manifest(store, key, str(exc), report)
         return header

@@ -90,6 +90,8 @@ def backup(
 
             units.run_units(component, ctx, manifest, plan.units, done, progress)
             units.merge_state(state, component.finish(ctx, manifest, plan, _entries(component, spool)))
+            if (scope := component.scope(ctx.options)) is not None:
+                state["scope"] = scope  # a backup of part of the source (the catalog header says so)
         # The commit clears the in-progress marker and heartbeats: no beat may come after it.
         reuse = locks.Reuse(spool.carried, plan.carried_from) if plan.retained_at_write else None
         committed = units.step(

@@ -11,8 +11,10 @@ original location, verify what was written, drill. A component supplies only wha
 - `check`: checks of its own beyond the stored objects' sizes and checksums;
 - `plan_restore` / `apply_restore` / `verify_restored`: what a restore would change, doing it,
   comparing the target with the backup;
-- `scratch_target` / `remove_target`: isolated targets for drills.
-Steps in parentheses, `delete`, `holds`, `gone_outside` and `notes` have defaults in `LifecycleMethods`, the base class
+- `scratch_target` / `remove_target`: isolated targets for drills;
+- `scope` (/ `within`): what an option narrows a backup to (Cloud Storage prefixes, BigQuery tables),
+  so a backup of part of a source is never taken for the whole (`holds`).
+Steps in parentheses, `delete`, `holds`, `scope`, `gone_outside` and `notes` have defaults in `LifecycleMethods`, the base class
 of the registered components: a component overrides them only where it differs.
 
 Adding a component: one module with a class like the ones registered below, its options model, one
@@ -260,6 +262,11 @@ class Component(Protocol):
         """Whether a backup holds what a restore asks for (the newest that does is chosen)."""
         ...
 
+    def scope(self, options: Any) -> list[str] | None:
+        """What a backup taken with `options` was narrowed to (Cloud Storage prefixes, BigQuery
+        tables); None: the whole source."""
+        ...
+
     def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
         """What the backup holds outside the backup bucket that no longer exists (a Backup for GKE
         backup, a snapshot table), one line each; re-verification marks such a backup expired."""
@@ -337,8 +344,21 @@ class LifecycleMethods:
         """Nothing outside the store by default (prune deletes the stored objects)."""
 
     def holds(self, manifest: BackupManifest, request: RestoreRequest) -> bool:
-        """Whether `manifest` holds what `request` asks (the newest backup that does is restored)."""
-        return True
+        """Whether `manifest` holds what `request` asks (the newest backup that does is restored): a
+        backup of the whole source holds everything; a backup narrowed to a scope (`scope`) holds a
+        restore of names within it (`within`), never one of the whole source."""
+        scope = self.scope(stored_options(self, manifest))
+        if scope is None:
+            return True
+        return bool(request.only) and all(any(self.within(o, s) for s in scope) for o in request.only or [])
+
+    def scope(self, options: Any) -> list[str] | None:
+        """The whole source by default: no option narrows a backup."""
+        return None
+
+    def within(self, name: str, scope: str) -> bool:
+        """Whether a name `only` gives lies within one item of a backup's scope (itself by default)."""
+        return name == scope
 
     def gone_outside(self, ctx: Context, manifest: BackupManifest) -> list[str]:
         """Nothing outside the backup bucket by default: nothing there can be gone."""

@@ -33,6 +33,7 @@ from tasks.engine.protocol import (
     RestoreRequest,
     get_component,
     options_for,
+    stored_options,
 )
 from tasks.engine.secondary import RestoreSource, open_for_restore
 from tasks.storage.bucket import BackupStore, open_store
@@ -193,6 +194,11 @@ def open_and_plan(
         request,
     )
     piece.plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
+    scope = None if request.backup_id else component.scope(stored_options(component, piece.manifest))
+    if scope and not component.holds(piece.manifest, request):  # chosen, though it holds part only
+        why = f"backup {piece.manifest.backup_id} holds only this part of {request.source}: the rest is not restored"
+        piece.plan.actions.append({"name": ", ".join(scope), "change": "note", "why": why})
+        units.log(ctx, why)
     return ctx
 
 

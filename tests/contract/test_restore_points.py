@@ -199,3 +199,38 @@ def test_prune_keeping_one_backup_keeps_each_part_s_newest_so_the_restore_point_
         subject.component, settings, RestoreRequest(source=source, overwrite=True), yes=True, store=store
     )
     assert subject.state(source) == before
+
+
+def test_a_backup_of_part_of_the_source_is_never_the_restore_point_of_the_whole(
+    subject: Any, settings: Any, store: Any
+) -> None:
+    """A backup narrowed to part of the source (Cloud Storage `--prefix`, BigQuery `--table`) taken
+    after one of the whole: a restore of the whole still reads the whole one, a restore of what lies
+    in the part reads the newer part, and prune keeping one backup keeps one of each."""
+    from backstop.core.manifest import utcnow
+    from backstop.core.retention import RetentionPolicy
+    from tasks.catalog import points
+    from tasks.operations.prune import prune
+
+    if not subject.scope_options:
+        pytest.skip(f"{subject.component}: its subject takes no backup of part of a source")
+    source = subject.seed()
+    before = subject.state(source)
+    whole = lifecycle.backup(subject.component, settings, source, store=store)
+    part = lifecycle.backup(subject.component, settings, source, subject.scope_options, store=store)
+    assert whole.status == part.status == "validated"
+
+    target = subject.new_target(source)
+    report = restore.restore(
+        subject.component, settings, RestoreRequest(source=source, target=target), store=store
+    )
+    assert report.backup_id == whole.backup_id and subject.state(target) == before
+    point = points.restore_point(store, subject.component, source, get_component(subject.component).parts)
+    assert point.backup_ids == [whole.backup_id]
+
+    asked = RestoreRequest(source=source, target=subject.new_target(source), only=subject.within_scope)
+    assert restore.restore(subject.component, settings, asked, store=store).backup_id == part.backup_id
+
+    keep_one = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    report = prune(store, subject.component, source, keep_one, utcnow(), grace_hours=0)
+    assert report.removed == [] and set(report.plan.keep_ids) == {whole.backup_id, part.backup_id}

@@ -92,3 +92,16 @@ def test_history_lists_one_point_per_validated_backup_newest_first() -> None:
     }
     assert points[2].missing == ["dags", "config"]
     assert "dags, config: none" in points[2].label()
+
+
+def test_a_backup_of_part_of_the_source_is_the_point_only_where_none_of_the_whole_exists() -> None:
+    def scoped(hours: float, scope: list[str] | None) -> ManifestHeader:
+        return header(hours, None).model_copy(update={"component": "gcs", "scope": scope})
+
+    whole, part = scoped(5, None), scoped(1, ["events/"])
+    assert assemble("gcs", "lake", (), [whole, part]).backup_ids == [whole.backup_id]
+    assert assemble("gcs", "lake", (), [part]).backup_ids == [
+        part.backup_id
+    ]  # all there is: named in the plan
+    # the part taken after the whole changes no restore point: the whole one is listed once
+    assert [p.backup_ids for p in history("gcs", "lake", (), [whole, part])] == [[whole.backup_id]]

@@ -310,6 +310,31 @@ def test_with_parts_each_part_keeps_at_least_what_its_backups_alone_would(items,
     assert again.remove == []
 
 
+def test_backups_of_part_of_the_source_are_kept_as_a_series_of_their_own() -> None:
+    """Hourly backups of `--prefix events/` beside a daily backup of the whole bucket: keep_last 2
+    keeps the two newest of each series, never hourly parts in place of the whole ones."""
+
+    def at(hours: float, scope: tuple[str, ...] | None) -> BackupRef:
+        started = NOW - timedelta(hours=hours)
+        return BackupRef(
+            f"{started:%Y%m%dT%H%M%S}Z-{int(hours * 10):06x}", started, True, "validated", scope=scope
+        )
+
+    wholes = [at(24 * d + 12, None) for d in range(3)]
+    events = [at(h, ("events/",)) for h in range(1, 8)]
+    policy = RetentionPolicy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    plan = apply_policy([*wholes, *events], policy, NOW)
+    assert set(plan.keep_ids) == {
+        wholes[0].backup_id,
+        wholes[1].backup_id,
+        events[0].backup_id,
+        events[1].backup_id,
+    }
+    reasons = dict(plan.keep)
+    assert reasons[wholes[0].backup_id] == ["whole source: newest validated, last 2"]
+    assert reasons[events[0].backup_id] == ["backups of events/: newest validated, last 2"]
+
+
 # -- mark and sweep -------------------------------------------------------------------------------
 
 catalog_st = st.lists(

@@ -71,6 +71,10 @@ class BigQueryComponent(LifecycleMethods):
     def sources(self, settings: BackstopSettings) -> list[str]:
         return list(settings.bigquery_datasets)
 
+    def scope(self, options: Any) -> list[str] | None:
+        """A backup with `--table` holds those tables and views of the dataset only."""
+        return list(options.tables) if options.tables else None
+
     def check_source(self, settings: BackstopSettings, source: str) -> str:
         return check_dataset(source)
 

@@ -132,6 +132,14 @@ class GcsComponent(LifecycleMethods):
     def sources(self, settings: BackstopSettings) -> list[str]:
         return list(settings.gcs_sources)
 
+    def scope(self, options: Any) -> list[str] | None:
+        """A backup with `--prefix` holds those prefixes of the bucket only."""
+        return list(options.prefixes) if options.prefixes else None
+
+    def within(self, name: str, scope: str) -> bool:
+        """An object, prefix or glob `only` names lies under a backed-up prefix."""
+        return name.startswith(scope)
+
     def check_source(self, settings: BackstopSettings, source: str) -> str:
         return check_bucket(source.removeprefix("gs://"))
 

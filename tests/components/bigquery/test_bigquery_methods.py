@@ -78,18 +78,22 @@ def test_snapshot_backup_validate_restore_and_prune_with_cmek(
     assert bq_component.check_restored(settings, store, first, target) == []
 
     # Prune: the older backup's snapshot tables go with its manifest; the newer backup keeps its own.
-    second = bq_component.backup(settings, store, dataset, tables=["events"], method="snapshot")
+    second = bq_component.backup(settings, store, dataset, method="snapshot")
     second = bq_component.validate(settings, store, second, 0)
     pruned = prune(store, "bigquery", dataset, RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0,
                    keep_monthly=0), utcnow(), grace_hours=0, release=lambda m: bq_component.delete(settings, m))  # fmt: skip
     assert pruned.plan.remove_ids == [first.backup_id]
     assert table_ids(bq, snapshot_dataset(dataset)) == {
-        second.entries[1].metadata["snapshot_table"].split(".")[-1]: "SNAPSHOT"
+        e.metadata["snapshot_table"].split(".")[-1]: "SNAPSHOT"
+        for e in second.entries
+        if e.metadata.get("snapshot_table")
     }
     assert [m.backup_id for m in index.list_manifests(store, "bigquery")] == [second.backup_id]
 
     # A snapshot dropped behind Backstop's back fails validation, naming the table.
-    bq.delete_table(second.entries[1].metadata["snapshot_table"], timeout=20)
+    bq.delete_table(
+        next(e for e in second.entries if e.name == "events").metadata["snapshot_table"], timeout=20
+    )
     with pytest.raises(ValidationFailed, match="'events'.*no longer exists"):
         bq_component.validate(settings, store, second, 0)
 

@@ -20,6 +20,7 @@ class GcsSubject:
     # a name `only` takes that the seeded backup does not hold (an object prefix)
     absent_part = "nothing-here/"
     scope_options: dict[str, Any] | None = {"prefixes": ["data/"]}
+    within_scope = ["data/part-1.csv"]  # what `only` names inside that scope
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings
