@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from backstop.core.manifest import BackupSummary, select
-from backstop.core.restore_points import WHOLE, declared, holds
+from backstop.core.restore_points import WHOLE, declared, newest_holding
 from backstop.core.runs import RunRecord
 from backstop.core.watch import Watch, watched_problems
 
@@ -252,7 +252,7 @@ def rpo_check(
     shown = []
     for part in declared(parts):
         rpo_hours = getattr(objectives, "part_rpo_hours", {}).get(part, objectives.rpo_hours)
-        last = next((m for m in good if holds(m, part)), None)  # type: ignore[arg-type]
+        last = newest_holding(good, part)  # type: ignore[type-var]
         what = "" if part == WHOLE else f"part {part}: "
         if last is None:
             check.ok = False

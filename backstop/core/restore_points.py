@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -134,6 +134,16 @@ def scoped(header: PartsHeader) -> bool:
     return getattr(header, "scope", None) is not None
 
 
+H = TypeVar("H", bound=PartsHeader)
+
+
+def newest_holding(headers: Sequence[H], part: str) -> H | None:
+    """The first of `headers` (newest first) that holds `part`, one of the whole source before one
+    narrowed to part of it (`scoped`); one of those only where no other holds it."""
+    found = next((h for h in headers if holds(h, part) and not scoped(h)), None)
+    return found or next((h for h in headers if holds(h, part)), None)
+
+
 def assemble(
     component: str,
     source: str,
@@ -153,9 +163,7 @@ def assemble(
     )
     chosen = []
     for part in declared(parts):
-        found = next((h for h in usable if holds(h, part) and not scoped(h)), None)
-        if found is None:  # only backups of part of the source (`--prefix`): the newest of them
-            found = next((h for h in usable if holds(h, part)), None)
+        found = newest_holding(usable, part)
         chosen.append(
             PointPart(
                 part=part,

@@ -241,6 +241,18 @@ def test_a_dag_backup_failing_every_day_breaches_though_hourly_metadata_backups_
     assert row.rpo_ok and not row.problems
 
 
+def test_backups_of_part_of_a_bucket_keep_no_rpo_of_the_whole_while_its_full_backups_stop() -> None:
+    def prefix_backup(hours_ago: float) -> ManifestHeader:
+        narrowed = backup("raw", hours_ago).model_copy(update={"source_state": {"scope": ["events/"]}})
+        return header_of(narrowed)
+
+    stale_whole = header_of(backup("raw", 50))  # the daily full backups failed since
+    (row,) = health_rows([stale_whole, prefix_backup(1), prefix_backup(2)], [], objectives, NOW)
+    assert row.status == "breach" and row.last_backup_id == stale_whole.backup_id, row
+    (row,) = health_rows([prefix_backup(1)], [], objectives, NOW)  # all there is: its own age counts
+    assert row.rpo_ok
+
+
 # -- watched: drill age, re-verification, secondary lag ------------------------------------------
 def verified(days_ago: float, source: str = "raw", damaged: list[str] | None = None) -> Any:
     from backstop.core.reverify import SourceResult, VerificationReport
