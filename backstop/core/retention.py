@@ -262,15 +262,22 @@ def apply_policy(
     keepers: dict[str, list[str]] = {}
     newest_validated: dict[str, BackupRef] = {}
     chains = series(ordered, parts)
+    said: dict[str, dict[tuple[str, ...], list[str]]] = {}  # backup id -> reasons -> series giving them
     for label, members in chains.items():
         for backup_id, found in _keep_rules(members, policy, now).items():
-            said = [reason for reason, _ in found]
-            reasons[backup_id] += said if len(chains) == 1 else [f"{label}: {', '.join(said)}"]
+            said.setdefault(backup_id, {}).setdefault(tuple(r for r, _ in found), []).append(label)
             rules = keepers.setdefault(backup_id, [])
             rules += [rule for _, rule in found if rule and rule not in rules]
         validated = [b for b in members if b.finished and b.validated]
         if validated:
             newest_validated[label] = validated[0]
+    for backup_id, by_reasons in said.items():
+        if len(by_reasons) == 1 and len(next(iter(by_reasons.values()))) == len(chains):  # all alike
+            reasons[backup_id] += next(iter(by_reasons))
+        else:  # which series keeps it, and why: "dags, config: daily 2026-12-04; metadata: last 3"
+            reasons[backup_id] += [
+                f"{', '.join(labels)}: {', '.join(why)}" for why, labels in by_reasons.items()
+            ]
 
     plan = RetentionPlan(refs=refs, keepers={b: rules for b, rules in keepers.items() if rules})
     for b in ordered:

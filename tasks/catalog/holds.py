@@ -42,13 +42,17 @@ class HoldReport:
         would = "would be " if dry_run else ""
         out = []
         if self.held:
-            now = "held" if not self.placed else ("would be held" if dry_run else "now held")
+            several = len(self.held) > 1
             what = (
-                f"newest validated backup {self.held[0]} is"
-                if len(self.held) == 1
-                else f"newest validated backups of the parts, {', '.join(self.held)}, are"
+                f"newest validated backups of the parts, {', '.join(self.held)},"
+                if several
+                else f"newest validated backup {self.held[0]}"
             )
-            out.append(f"hold: {what} {now}")
+            verb = "are" if several else "is"
+            state = (
+                f"{verb} held" if not self.placed else ("would be held" if dry_run else f"{verb} now held")
+            )
+            out.append(f"hold: {what} {state}")
         if self.released:
             out.append(f"hold {would}released from {len(self.released)} older backup object(s)")
         return out

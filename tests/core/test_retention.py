@@ -249,7 +249,7 @@ def test_each_part_keeps_its_own_backups_so_every_kept_day_restores_whole() -> N
     assert len({b.started_at.date() for b in dags}) >= 7, [b.backup_id for b in dags]
     reasons = dict(plan.keep)
     newest_dags = max(dags, key=lambda b: b.started_at)
-    assert reasons[newest_dags.backup_id][0].startswith("dags: newest validated, last 3, daily")
+    assert reasons[newest_dags.backup_id][0].startswith("dags, config: newest validated, last 3, daily")
     # the end of each of the seven newest days restores every part from a kept backup
     for day in range(7):
         end = (NOW - timedelta(days=day)).replace(hour=23, minute=59)

@@ -137,7 +137,9 @@ def test_prune_keeps_each_part_s_newest_backup_so_the_dags_survive_hourly_metada
 
     pruned = json.loads(backstop("prune", "--component", "composer", "--source", short, "--json"))
     decisions = {r["backup_id"]: (r["decision"], r["reason"]) for r in pruned["rows"]}
-    assert decisions[dags][0] == "keep" and decisions[dags][1].startswith("dags: newest validated"), decisions
+    assert decisions[dags][0] == "keep" and decisions[dags][1].startswith("dags, config: newest validated"), (
+        decisions
+    )
     assert decisions[newest_metadata][0] == "keep" and decisions[older_metadata][0] == "remove", decisions
     listed = json.loads(backstop("list", "--component", "composer", "--source", short, "--json"))
     assert {r["backup_id"] for r in listed["backups"]} == {dags, newest_metadata}
