@@ -114,7 +114,9 @@ def scope_of(manifest: BackupManifest) -> list[str] | None:
     scope = manifest.source_state.get("scope")
     if scope is None:
         scope = next((manifest.options[k] for k in SCOPE_OPTIONS if manifest.options.get(k)), None)
-    return [str(s) for s in scope] if isinstance(scope, list) and scope else None
+    if not isinstance(scope, list) or not scope or "" in scope:  # an empty prefix: the whole source
+        return None
+    return sorted({str(s) for s in scope})
 
 
 def source_prefix(component: str | None = None, source: str | None = None) -> str:

@@ -105,3 +105,18 @@ def test_a_backup_of_part_of_the_source_is_the_point_only_where_none_of_the_whol
     ]  # all there is: named in the plan
     # the part taken after the whole changes no restore point: the whole one is listed once
     assert [p.backup_ids for p in history("gcs", "lake", (), [whole, part])] == [[whole.backup_id]]
+
+
+def test_a_scope_is_recorded_in_one_form_and_an_empty_prefix_is_the_whole_source() -> None:
+    from backstop.core.catalog_index import scope_of
+    from backstop.core.manifest import BackupManifest
+
+    def scope(state: dict[str, object], options: dict[str, object] | None = None) -> list[str] | None:
+        manifest = BackupManifest(
+            backup_id=new_backup_id(T), component="gcs", source="lake", started_at=T, source_state=state
+        )
+        return scope_of(manifest.model_copy(update={"options": options or {}}))
+
+    assert scope({"scope": ["b/", "a/", "a/"]}) == ["a/", "b/"]
+    assert scope({}, {"prefixes": ["events/"]}) == ["events/"]  # recorded before scopes were
+    assert scope({}, {"prefixes": ["", "events/"]}) is None and scope({}, {"prefixes": []}) is None

@@ -73,7 +73,7 @@ class BigQueryComponent(LifecycleMethods):
 
     def scope(self, options: Any) -> list[str] | None:
         """A backup with `--table` holds those tables and views of the dataset only."""
-        return list(options.tables) if options.tables else None
+        return sorted(set(options.tables)) if options.tables else None
 
     def check_source(self, settings: BackstopSettings, source: str) -> str:
         return check_dataset(source)

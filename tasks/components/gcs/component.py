@@ -133,8 +133,9 @@ class GcsComponent(LifecycleMethods):
         return list(settings.gcs_sources)
 
     def scope(self, options: Any) -> list[str] | None:
-        """A backup with `--prefix` holds those prefixes of the bucket only."""
-        return list(options.prefixes) if options.prefixes else None
+        """A backup with `--prefix` holds those prefixes of the bucket only (an empty prefix: all of it)."""
+        prefixes = options.prefixes or []
+        return None if not prefixes or "" in prefixes else sorted(set(prefixes))
 
     def within(self, name: str, scope: str) -> bool:
         """An object, prefix or glob `only` names lies under a backed-up prefix."""

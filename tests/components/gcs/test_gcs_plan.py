@@ -100,3 +100,24 @@ def test_the_entry_spool_gives_entries_back_in_name_order_last_write_winning() -
         spool.add([entry_for(obj("a", 9), "k/a9")])
         assert [(e.name, e.generation) for e in spool] == [("a", 9), ("b", 1), ("c", 1)]
         assert len(spool) == 3 and spool.total_bytes == 30
+
+
+def test_a_prefix_backup_holds_a_restore_of_names_under_its_prefixes_and_never_of_the_whole_bucket() -> None:
+    from backstop.core.manifest import BackupManifest, utcnow
+    from tasks.components.gcs.component import COMPONENT
+    from tasks.components.gcs.options import GcsOptions
+    from tasks.engine.protocol import RestoreRequest
+
+    assert COMPONENT.scope(GcsOptions(prefixes=["b/", "a/", "a/"])) == ["a/", "b/"]
+    assert COMPONENT.scope(GcsOptions(prefixes=["", "a/"])) is None and COMPONENT.scope(GcsOptions()) is None
+    narrowed = BackupManifest(
+        backup_id="20261207T000000Z-000001", component="gcs", source="lake", started_at=utcnow(),
+        options={"prefixes": ["events/"]},
+    )  # fmt: skip
+    whole = narrowed.model_copy(update={"options": {}})
+
+    def holds(manifest: BackupManifest, only: list[str] | None) -> bool:
+        return COMPONENT.holds(manifest, RestoreRequest(source="lake", only=only))
+
+    assert holds(narrowed, ["events/2026/a.json", "events/"]) and holds(whole, None)
+    assert not holds(narrowed, None) and not holds(narrowed, ["events/a", "models/b"])
