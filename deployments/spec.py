@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,29 @@ def deployments_by_component(spec: dict[str, Any], prefix: str) -> dict[str, lis
 def validation_deployments(spec: dict[str, Any]) -> dict[str, list[str]]:
     """Validation deployment names per component ('gcs' -> ['gcs-validate']) from the spec."""
     return deployments_by_component(spec, "validate_")
+
+
+def validations_by_part(
+    spec: dict[str, Any], parts_of: Callable[[str], Sequence[str]]
+) -> dict[str, dict[tuple[str, ...], list[str]]]:
+    """Per component, the parts each validation deployment follows backups of -> those deployments
+    ('composer' -> {('dags', 'config'): ['composer-dags-validate'], ('metadata',): [...]}; a component
+    without parts: {(): [its validation deployments]}). A validation follows the backup deployments its
+    triggers name; a backup deployment holds the parts its `options.parts` names, else every part."""
+    by_name = {d["name"]: d for d in spec.get("deployments", [])}
+    found: dict[str, dict[tuple[str, ...], list[str]]] = {}
+    for component, names in validation_deployments(spec).items():
+        every = tuple(parts_of(component))
+        for name in names:
+            held: list[str] = []
+            for trigger in by_name[name].get("triggers") or []:
+                backups = (trigger.get("match_related") or {}).get("prefect.resource.name") or []
+                for backup in [backups] if isinstance(backups, str) else backups:
+                    options = (by_name.get(backup, {}).get("parameters") or {}).get("options") or {}
+                    held += [p for p in options.get("parts") or every if p not in held]
+            parts = tuple(p for p in every if p in held) if every and held else every
+            found.setdefault(component, {}).setdefault(parts, []).append(name)
+    return found
 
 
 def deployable(spec: dict[str, Any], project_dir: Path = ROOT) -> tuple[list[str], list[str]]:

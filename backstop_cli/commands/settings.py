@@ -148,20 +148,24 @@ def _follow_objectives(before: Any, after: Any) -> None:
     from blocks.settings import PLAN_OBJECTIVES
 
     names = sorted(set(PLAN_OBJECTIVES) | set(before.objectives) | set(after.objectives))
-    changed = [c for c in names if before.objectives_for(c).rpo_hours != after.objectives_for(c).rpo_hours]
+    changed = [c for c in names if _watched(before.objectives_for(c)) != _watched(after.objectives_for(c))]
     if not changed:
         return
     from backstop.core.errors import BackstopError
     from deployments.automations import follow_objectives
 
     try:
-        for component in follow_objectives(after, changed):
-            rpo = after.objectives_for(component).rpo_hours
-            print(f"updated automation backstop-stale-{component}: alerts after {rpo:g} h without a backup")
+        for name, hours in follow_objectives(after, changed):
+            print(f"updated automation {name}: alerts after {hours:g} h without a backup")
     except BackstopError as exc:
         print(
             f"the staleness alerts of {', '.join(changed)} keep their old RPO ({exc}): run `backstop deploy`"
         )
+
+
+def _watched(objectives: Any) -> tuple[float, dict[str, float]]:
+    """What the staleness automations follow of a component's objectives: its RPO and its parts'."""
+    return objectives.rpo_hours, dict(objectives.part_rpo_hours)
 
 
 def _component_objectives(data: dict[str, Any], key: str, settings: Any) -> None:

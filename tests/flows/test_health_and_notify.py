@@ -133,6 +133,53 @@ def test_hook_with_no_notify_block_does_not_hide_the_failure(saved_settings: str
     assert "broken on purpose x" in (state.message or "")
 
 
+def test_each_group_of_composer_parts_has_its_own_staleness_alert_on_its_own_validations(
+    notifying_settings: str,
+) -> None:
+    """Hourly metadata validations must not keep quiet an alert about DAG backups that stopped: the
+    DAGs and config (validated after the daily backup) and the metadata (after the hourly one) are
+    watched apart, each within its RPO, and a part's RPO changed in the settings is followed."""
+    from prefect.client.orchestration import get_client
+
+    from blocks.settings import load_settings
+    from deployments.automations import (
+        create_automations,
+        follow_objectives,
+        notification_block_id,
+        replace_automation,
+        staleness_automation,
+    )
+    from deployments.spec import load_spec
+
+    settings = load_settings(notifying_settings)
+    block_id = notification_block_id(settings.notify_block or "")
+    replace_automation(
+        staleness_automation("composer", ["composer-validate"], 1, block_id)
+    )  # an older deploy's
+    made = create_automations(settings, load_spec())
+    with get_client(sync_client=True) as client:
+        dags = client.read_automation(made["backstop-stale-composer-dags-config"])
+        metadata = client.read_automation(made["backstop-stale-composer-metadata"])
+        assert not client.read_automations_by_name("backstop-stale-composer")  # the whole-component one went
+    assert dags is not None and metadata is not None
+    assert dags.trigger.within == timedelta(hours=24)  # type: ignore[union-attr]
+    assert dags.trigger.match_related["prefect.resource.name"] == ["composer-dags-validate"]  # type: ignore[union-attr,index]
+    assert metadata.trigger.within == timedelta(hours=1)  # type: ignore[union-attr]
+    assert metadata.trigger.match_related["prefect.resource.name"] == ["composer-metadata-validate"]  # type: ignore[union-attr,index]
+
+    composer = settings.objectives_for("composer")
+    settings.objectives["composer"] = composer.model_copy(
+        update={"part_rpo_hours": {"dags": 12, "config": 24}}
+    )
+    assert follow_objectives(settings, ["composer"]) == [
+        ("backstop-stale-composer-dags-config", 12.0),
+        ("backstop-stale-composer-metadata", 1.0),
+    ]
+    with get_client(sync_client=True) as client:
+        (dags,) = client.read_automations_by_name("backstop-stale-composer-dags-config")
+    assert dags.trigger.within == timedelta(hours=12)  # type: ignore[union-attr]
+
+
 def test_failure_automation_is_created_and_posts(notifying_settings: str, receiver: Receiver) -> None:
     from prefect.client.orchestration import get_client
 
