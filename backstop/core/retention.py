@@ -272,12 +272,7 @@ def apply_policy(
         if validated:
             newest_validated[label] = validated[0]
     for backup_id, by_reasons in said.items():
-        if len(by_reasons) == 1 and len(next(iter(by_reasons.values()))) == len(chains):  # all alike
-            reasons[backup_id] += next(iter(by_reasons))
-        else:  # which series keeps it, and why: "dags, config: daily 2026-12-04; metadata: last 3"
-            reasons[backup_id] += [
-                f"{', '.join(labels)}: {', '.join(why)}" for why, labels in by_reasons.items()
-            ]
+        reasons[backup_id] += _worded(by_reasons, len(chains))
 
     plan = RetentionPlan(refs=refs, keepers={b: rules for b, rules in keepers.items() if rules})
     for b in ordered:
@@ -310,6 +305,15 @@ def series(ordered: Sequence[BackupRef], parts: Sequence[str] = ()) -> dict[str,
     for scope in dict.fromkeys(b.scope for b in ordered if b.scope is not None):
         chains[f"backups of {', '.join(scope)}"] = [b for b in ordered if b.scope in (None, scope)]
     return chains
+
+
+def _worded(by_reasons: dict[tuple[str, ...], list[str]], series_count: int) -> list[str]:
+    """A kept backup's reasons, from reasons -> the series giving them: as they are when every series
+    gives the same, else which series keeps it and why ("dags, config: daily 2026-12-04; metadata: last 3")."""
+    (why, labels), *others = by_reasons.items()
+    if not others and len(labels) == series_count:
+        return list(why)
+    return [f"{', '.join(labels)}: {', '.join(why)}" for why, labels in by_reasons.items()]
 
 
 def _keep_rules(
