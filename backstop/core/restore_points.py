@@ -44,6 +44,11 @@ class PointPart(BaseModel):
     part: str
     backup_id: str | None = None
     backup_time: datetime | None = None
+    scope: list[str] | None = None  # what that backup holds when it holds part of the source only
+
+    def label(self) -> str:
+        """'dags', or 'all (events/ only)' for a backup of part of the source."""
+        return f"{self.part} ({', '.join(self.scope)} only)" if self.scope else self.part
 
 
 class RestorePoint(BaseModel):
@@ -111,6 +116,7 @@ class RestorePoint(BaseModel):
                 p.part: {
                     "backup_id": p.backup_id,
                     "backup_time": p.backup_time.isoformat() if p.backup_time else None,
+                    "scope": p.scope,
                 }
                 for p in self.parts
             },
@@ -169,6 +175,7 @@ def assemble(
                 part=part,
                 backup_id=found.backup_id if found else None,
                 backup_time=found.started_at if found else None,
+                scope=getattr(found, "scope", None),
             )
         )
     return RestorePoint(component=component, source=source, as_of=as_of, parts=chosen)

@@ -100,9 +100,9 @@ def test_a_backup_of_part_of_the_source_is_the_point_only_where_none_of_the_whol
 
     whole, part = scoped(5, None), scoped(1, ["events/"])
     assert assemble("gcs", "lake", (), [whole, part]).backup_ids == [whole.backup_id]
-    assert assemble("gcs", "lake", (), [part]).backup_ids == [
-        part.backup_id
-    ]  # all there is: named in the plan
+    only_part = assemble("gcs", "lake", (), [part])  # all there is: said in the plan and the listing
+    assert only_part.backup_ids == [part.backup_id] and only_part.parts[0].label() == "all (events/ only)"
+    assert only_part.row()["parts"]["all"]["scope"] == ["events/"]
     # the part taken after the whole changes no restore point: the whole one is listed once
     assert [p.backup_ids for p in history("gcs", "lake", (), [whole, part])] == [[whole.backup_id]]
 
