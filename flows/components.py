@@ -214,8 +214,9 @@ def _dump(options: Any) -> dict[str, Any] | None:
 
 
 def flow_parameters(request: RestoreRequest) -> dict[str, Any]:
-    """The restore flow's parameters for `request`: what is not given is empty, as in the UI's form."""
-    given = {f.name: getattr(request, f.name) for f in fields(RestoreRequest)}
+    """The restore flow's parameters for `request`: what is not given is empty, as in the UI's form
+    (`exclude` is the restore's own, never a user's)."""
+    given = {f.name: getattr(request, f.name) for f in fields(RestoreRequest) if f.name != "exclude"}
     for name in ("target", "backup_id", "before"):
         given[name] = given[name] or ""
     given["only"] = list(request.only or [])

@@ -46,6 +46,9 @@ class PlannedSource(BaseModel):
     backup_time: datetime | None = Field(default=None, description="The oldest backup time of its parts.")
     distance_seconds: float | None = Field(default=None, description="T minus backup_time.")
     parts: list[PointPart] = Field(default_factory=list)
+    overlays: list[PointPart] = Field(
+        default_factory=list, description="Newer backups of part of the source laid over its base."
+    )
 
     @property
     def missing(self) -> bool:
@@ -59,9 +62,12 @@ class PlannedSource(BaseModel):
     def label(self) -> str:
         if self.backup_id is None:
             return "NONE before T"
-        if len(self.parts) <= 1:
+        if len(self.parts) <= 1 and not self.overlays:
             return self.backup_id
-        return RestorePoint(component=self.component, source=self.source, parts=self.parts).label()
+        point = RestorePoint(
+            component=self.component, source=self.source, parts=self.parts, overlays=self.overlays
+        )
+        return point.label()
 
 
 class RecoveryStep(BaseModel):
@@ -71,6 +77,9 @@ class RecoveryStep(BaseModel):
     source: str
     backup_id: str
     parts: dict[str, str] = Field(default_factory=dict, description="Part -> the backup it is restored from.")
+    overlays: list[PointPart] = Field(
+        default_factory=list, description="Newer backups of part of the source restored over the parts."
+    )
     target: str | None = Field(default=None, description="None: the original location.")
     overwrites: str = Field(default="", description="What the step replaces or deletes (from its dry run).")
     status: StepStatus = "pending"
@@ -177,6 +186,7 @@ def plan_recovery(as_of: datetime, points: list[RestorePoint]) -> list[PlannedSo
                 backup_time=oldest,
                 distance_seconds=(as_of - oldest).total_seconds() if oldest else None,
                 parts=point.parts,
+                overlays=point.overlays,
             )
         )
     return planned

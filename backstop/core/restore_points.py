@@ -6,6 +6,14 @@ recovers to is the source at T, so a restore point takes, for each part the sour
 validated backup started at or before T that holds that part. A component without parts has one
 implicit part, `WHOLE`: its restore point is simply the newest validated backup at or before T.
 
+A backup can also be narrowed to part of its source (`backup gcs --prefix models/`, `backup
+bigquery --table events`: its `scope`). Such backups are laid over the newest backup of the whole:
+a point takes, besides each part's base backup, every newer backup of part of the source whose scope
+newer ones do not already hold (`overlays`), and a restore of the point reads each of them for its
+scope less what newer ones hold (`layers`): models/ from this morning's backup of it, the rest from
+last night's backup of the whole bucket. Where no backup of the whole exists, the newest backup of
+part of it is the base and older ones with other scopes lie under it.
+
 The backups come in as catalog headers (backstop/core/catalog_index.py) whose `parts` say what each
 holds; `None` (a backup without a parts record) holds every part of its component.
 tasks/catalog/points.py reads the headers and hands them here.
@@ -58,6 +66,8 @@ class RestorePoint(BaseModel):
     source: str
     as_of: datetime | None = None
     parts: list[PointPart] = Field(default_factory=list)
+    # backups of part of the source laid over a part's base backup, newest first (see the module)
+    overlays: list[PointPart] = Field(default_factory=list)
 
     @property
     def missing(self) -> list[str]:
@@ -67,16 +77,18 @@ class RestorePoint(BaseModel):
     @property
     def backup_ids(self) -> list[str]:
         """The backups the point is made of, newest first, each once."""
-        found = sorted(
-            ((p.backup_time or backup_time(p.backup_id), p.backup_id) for p in self.parts if p.backup_id),
-            reverse=True,
-        )
+        found = sorted(((_time_of(p), p.backup_id or "") for p in self.chosen), reverse=True)
         return list(dict.fromkeys(b for _, b in found))
+
+    @property
+    def chosen(self) -> list[PointPart]:
+        """Every part and overlay that has a backup."""
+        return [p for p in [*self.parts, *self.overlays] if p.backup_id]
 
     @property
     def time(self) -> datetime | None:
         """The newest backup time in the point (what a listing shows the point as)."""
-        times = [p.backup_time for p in self.parts if p.backup_time]
+        times = [p.backup_time for p in self.chosen if p.backup_time]
         return max(times) if times else None
 
     @property
@@ -87,7 +99,7 @@ class RestorePoint(BaseModel):
 
     def by_backup(self, parts: Sequence[str] | None = None) -> dict[str, list[str]]:
         """backup id -> the parts (of `parts`, default all) restored from it, newest backup first."""
-        wanted = [p for p in self.parts if p.backup_id and (parts is None or p.part in parts)]
+        wanted = [p for p in self.chosen if parts is None or p.part in parts]
         order = {b: i for i, b in enumerate(self.backup_ids)}
         grouped: dict[str, list[str]] = {}
         for p in sorted(wanted, key=lambda p: order[p.backup_id or ""]):
@@ -97,11 +109,27 @@ class RestorePoint(BaseModel):
     def part_map(self) -> dict[str, str | None]:
         return {p.part: p.backup_id for p in self.parts}
 
+    def layers(self) -> list[tuple[PointPart, list[str]]]:
+        """What a restore of the point reads, newest backup first: each part's overlays and base,
+        each with the scope items it leaves to newer backups of that part (what they hold). Newest
+        first, so that a view of the base finds the tables laid over it already written."""
+        found = sorted(self.chosen, key=lambda p: (_time_of(p), p.backup_id or ""), reverse=True)
+        laid: list[tuple[PointPart, list[str]]] = []
+        newer: dict[str, list[str]] = {}
+        for layer in found:
+            laid.append((layer, list(newer.get(layer.part, []))))
+            newer.setdefault(layer.part, []).extend(layer.scope or [])
+        return laid
+
     def label(self) -> str:
-        """'dags, config: ID1; metadata: ID2' (or the one backup id)."""
-        if len(self.parts) == 1 and self.parts[0].part == WHOLE:
+        """'dags, config: ID1; metadata: ID2', 'all: ID1; events/: ID2' (or the one backup id)."""
+        if len(self.parts) == 1 and self.parts[0].part == WHOLE and not self.overlays:
             return self.parts[0].backup_id or "none"
-        shown = [f"{', '.join(ps)}: {b}" for b, ps in self.by_backup().items()]
+        if self.overlays:
+            shown = [f"{p.label() if p.part != WHOLE or not p.scope else ', '.join(p.scope)}: {p.backup_id}"
+                     for p, _ in self.layers()[::-1]]  # fmt: skip
+        else:
+            shown = [f"{', '.join(ps)}: {b}" for b, ps in self.by_backup().items()]
         if self.missing:
             shown.append(f"{', '.join(self.missing)}: none")
         return "; ".join(shown)
@@ -120,8 +148,21 @@ class RestorePoint(BaseModel):
                 }
                 for p in self.parts
             },
+            "overlays": [
+                {
+                    "part": p.part,
+                    "backup_id": p.backup_id,
+                    "backup_time": p.backup_time.isoformat() if p.backup_time else None,
+                    "scope": p.scope,
+                }
+                for p in self.overlays
+            ],
             "missing": self.missing,
         }
+
+
+def _time_of(part: PointPart) -> datetime:
+    return part.backup_time or backup_time(part.backup_id or "")
 
 
 def declared(parts: Sequence[str]) -> list[str]:
@@ -143,6 +184,30 @@ def scoped(header: PartsHeader) -> bool:
 H = TypeVar("H", bound=PartsHeader)
 
 
+def covered(scope: Sequence[str], by: Sequence[str]) -> bool:
+    """Whether every item of `scope` lies within an item of `by` (the same name, or under a prefix
+    ending in '/')."""
+    return all(any(item == b or (b.endswith("/") and item.startswith(b)) for b in by) for item in scope)
+
+
+def laid(headers: Sequence[H], part: str) -> list[H]:
+    """The backups a restore of `part` reads, newest first (`headers` newest first): each backup of
+    part of the source whose scope newer ones do not already hold, down to the newest backup of the
+    whole source."""
+    chosen: list[H] = []
+    held: list[str] = []
+    for h in headers:
+        if not holds(h, part):
+            continue
+        scope = getattr(h, "scope", None)
+        if scope is None:
+            return [*chosen, h]
+        if not covered(scope, held):
+            chosen.append(h)
+            held += scope
+    return chosen
+
+
 def newest_holding(headers: Sequence[H], part: str) -> H | None:
     """The first of `headers` (newest first) that holds `part`, one of the whole source before one
     narrowed to part of it (`scoped`); one of those only where no other holds it."""
@@ -159,26 +224,31 @@ def assemble(
 ) -> RestorePoint:
     """The restore point of `source` at `as_of` (None: the latest) from its backups' headers.
 
-    Each part comes from the newest validated backup started at or before `as_of` that holds it;
-    a part with none is listed with no backup (see `RestorePoint.missing`).
+    Each part comes from the newest validated backup started at or before `as_of` that holds it
+    (one of the whole source before one of part of it), with the newer backups of part of it laid
+    over (`overlays`); a part with none is listed with no backup (see `RestorePoint.missing`).
     """
     usable = sorted(
         (h for h in headers if h.validated and (as_of is None or h.started_at <= as_of)),
         key=lambda h: (h.started_at, h.backup_id),
         reverse=True,
     )
-    chosen = []
+    point = RestorePoint(component=component, source=source, as_of=as_of)
     for part in declared(parts):
-        found = newest_holding(usable, part)
-        chosen.append(
-            PointPart(
-                part=part,
-                backup_id=found.backup_id if found else None,
-                backup_time=found.started_at if found else None,
-                scope=getattr(found, "scope", None),
-            )
-        )
-    return RestorePoint(component=component, source=source, as_of=as_of, parts=chosen)
+        layers = laid(usable, part)
+        base = next((h for h in layers if not scoped(h)), layers[0] if layers else None)
+        point.parts.append(_point_part(part, base))
+        point.overlays += [_point_part(part, h) for h in layers if h is not base]
+    return point
+
+
+def _point_part(part: str, found: PartsHeader | None) -> PointPart:
+    return PointPart(
+        part=part,
+        backup_id=found.backup_id if found else None,
+        backup_time=found.started_at if found else None,
+        scope=getattr(found, "scope", None),
+    )
 
 
 def history(
@@ -189,9 +259,13 @@ def history(
     headers = list(headers)
     moments = sorted({h.started_at for h in headers if h.validated}, reverse=True)
     points = [assemble(component, source, parts, headers, moment) for moment in moments]
-    # a backup of part of the source taken after one of all of it changes no point: listed once
+    # a backup that changes no part (one whose scope a newer backup holds) is not a point of its own
     after = [*points[1:], None]
-    return [p for p, older in zip(points, after, strict=True) if older is None or p.parts != older.parts]
+    return [
+        p
+        for p, older in zip(points, after, strict=True)
+        if older is None or (p.parts, p.overlays) != (older.parts, older.overlays)
+    ]
 
 
 def narrowed(

@@ -119,10 +119,17 @@ def list_restore_points(args: argparse.Namespace, store: Any, before: Any) -> in
             "source": p.source,
             "as_of_utc": f"{p.as_of:%Y-%m-%d %H:%M:%S}" if p.as_of else "",
             "parts": "; ".join(
-                f"{part.label()}: {part.backup_id} ({part.backup_time:%Y-%m-%d %H:%M:%S})"
-                if part.backup_id and part.backup_time
-                else f"{part.part}: none"
-                for part in p.parts
+                [
+                    f"{part.label()}: {part.backup_id} ({part.backup_time:%Y-%m-%d %H:%M:%S})"
+                    if part.backup_id and part.backup_time
+                    else f"{part.part}: none"
+                    for part in p.parts
+                ]
+                + [  # newer backups of part of the source, laid over
+                    f"+ {', '.join(o.scope or [])}: {o.backup_id} ({o.backup_time:%Y-%m-%d %H:%M:%S})"
+                    for o in p.overlays
+                    if o.backup_time
+                ]
             ),
         }
         for p in found

@@ -4,7 +4,8 @@ A restore of a restore point (backstop/core/restore_points.py) made of several b
 of them as one piece (the parts it supplies), and tasks/engine/restore.py plans, approves, writes
 and verifies all pieces as one restore. `--backup-id` is one piece holding whatever that backup
 holds; a component without parts restores the newest backup (at or before T) that holds what is
-asked, as one piece.
+asked, as one piece, unless newer backups of part of the source lie over it (the point's `layers`):
+then each of those backups is a piece for its scope, less what newer ones hold (`exclude`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Piece:
 
     request: RestoreRequest
     parts: list[str] | None = None
+    label: str | None = None  # what the report calls it when it is one layer of several (its scope)
+    note: str | None = None  # what the restore must say of it (the layers hold part of the source only)
     source: RestoreSource | None = None
     damaged: dict[str, str] = field(default_factory=dict)
     manifest: Any = None
@@ -68,6 +71,10 @@ def pieces_of(
     backup that holds what `only` asks)."""
     if request.backup_id:
         return [Piece(request)], None
+    if not component.parts and not request.only:
+        laid = point or point_of(component, settings, request, store)
+        if laid.overlays:
+            return layered(request, laid), laid
     if point is None and not component.parts:
         return [Piece(request)], None
     point = point or point_of(component, settings, request, store)
@@ -86,6 +93,24 @@ def pieces_of(
         piece.backup_id, piece.before, piece.only = backup_id, None, asked
         pieces.append(Piece(piece, parts))
     return pieces, point
+
+
+def layered(request: RestoreRequest, point: RestorePoint) -> list[Piece]:
+    """One piece per layer of `point`, newest first: each backup restores what it holds less what
+    newer backups of part of the source hold (they restore it)."""
+    pieces = []
+    for layer, newer in point.layers():
+        piece = copy.copy(request)
+        piece.backup_id, piece.before, piece.exclude = layer.backup_id, None, newer or None
+        label = ", ".join(layer.scope) if layer.scope else layer.part
+        pieces.append(Piece(piece, [layer.part], label=label))
+    scopes = [item for layer, _ in point.layers() for item in layer.scope or []]
+    if all(layer.scope for layer, _ in point.layers()):  # no backup of the whole source under them
+        pieces[-1].note = (
+            f"no backup of all of {request.source}: only {', '.join(sorted(scopes))} restored "
+            "(from backups of those parts); the rest is not restored"
+        )
+    return pieces
 
 
 def check_validated(piece: Piece) -> None:
@@ -107,7 +132,11 @@ def part_counts(component: Any, piece: Piece, point: RestorePoint | None) -> dic
     times = {p.part: p.backup_time for p in point.parts} if point else {}
     found: dict[str, dict[str, Any]] = {}
     for part in names:
-        if part == WHOLE:
+        if piece.label:  # one layer of several: what it restores is what it planned (less newer layers)
+            entries = plan.count("create") + plan.count("replace") + plan.count("unchanged")
+            restored = plan.count("create") + plan.count("replace")
+            part = piece.label
+        elif part == WHOLE:
             entries = manifest.entry_count
             restored = plan.count("create") + plan.count("replace")
         else:

@@ -136,6 +136,10 @@ class RestoreRequest:
     # Bring the target to the backup's state in the restored scope: what it holds there that the
     # backup does not (added after the backup) is planned as "delete" (refused without overwrite).
     exact: bool = False
+    # What this backup leaves to newer backups of part of the source read in the same restore (a
+    # restore point's layers: backstop/core/restore_points.py): scope items (prefixes, tables) it
+    # neither writes, verifies nor deletes in. Set by the restore itself, never by the user.
+    exclude: list[str] | None = None
 
 
 @dataclass
@@ -298,9 +302,15 @@ class Component(Protocol):
         ...
 
     def verify_restored(
-        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
+        self,
+        ctx: Context,
+        manifest: BackupManifest,
+        target: str,
+        only: list[str] | None,
+        exclude: list[str] | None = None,
     ) -> list[str]:
-        """Differences between `target` and the backup (of the parts in `only`)."""
+        """Differences between `target` and the backup (of the parts in `only`, less the scope items
+        in `exclude`: only components with a `scope` are given any)."""
         ...
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:

@@ -143,7 +143,13 @@ def write_and_verify(
     units.step(f"write-{name}", component.apply_restore, ctx, manifest, plan, request)
     progress.report(what, 3, 4, unit="steps (written; verifying)")
     problems: list[str] = units.step(
-        f"verify-restore-{name}", component.verify_restored, ctx, manifest, plan.target, request.only
+        f"verify-restore-{name}",
+        component.verify_restored,
+        ctx,
+        manifest,
+        plan.target,
+        request.only,
+        request.exclude,
     )
     if request.exact:
         problems += units.step(f"verify-exact-{name}", left_after_exact, component, ctx, manifest, request)
@@ -195,9 +201,13 @@ def open_and_plan(
     )
     piece.plan.actions += [{"name": n, "change": "skipped", "why": p} for n, p in opened.damaged.items()]
     scope = None if request.backup_id else component.scope(stored_options(component, piece.manifest))
-    if scope and not component.holds(piece.manifest, request):  # chosen, though it holds part only
-        why = f"backup {piece.manifest.backup_id} holds only this part of {request.source}: the rest is not restored"
-        piece.plan.actions.append({"name": ", ".join(scope), "change": "note", "why": why})
+    if piece.note or (scope and not component.holds(piece.manifest, request)):  # holds part only
+        why = piece.note or (
+            f"backup {piece.manifest.backup_id} holds only this part of {request.source}: the rest is not restored"
+        )
+        piece.plan.actions.append(
+            {"name": ", ".join(scope or [piece.label or ""]), "change": "note", "why": why}
+        )
         units.log(ctx, why)
     return ctx
 

@@ -106,7 +106,9 @@ def wanted_sources(
 def step_point(step: RecoveryStep, as_of: datetime) -> RestorePoint:
     """The restore point a step restores, pinned to the backups its plan chose."""
     parts = [PointPart(part=part, backup_id=backup_id) for part, backup_id in step.parts.items()]
-    return RestorePoint(component=step.component, source=step.source, as_of=as_of, parts=parts)
+    return RestorePoint(
+        component=step.component, source=step.source, as_of=as_of, parts=parts, overlays=step.overlays
+    )
 
 
 def _request(step: RecoveryStep, exact: bool, dry_run: bool = False) -> RestoreRequest:
@@ -180,6 +182,7 @@ def plan_operation(
             source=planned.source,
             backup_id=planned.backup_id,
             parts={p.part: p.backup_id for p in planned.parts if p.backup_id},
+            overlays=planned.overlays,
         )
         if planned.missing_parts:
             step.overwrites = f"not restorable: no backup of part {', '.join(planned.missing_parts)} before T"

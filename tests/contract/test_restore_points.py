@@ -201,36 +201,56 @@ def test_prune_keeping_one_backup_keeps_each_part_s_newest_so_the_restore_point_
     assert subject.state(source) == before
 
 
-def test_a_backup_of_part_of_the_source_is_never_the_restore_point_of_the_whole(
+def test_a_newer_backup_of_part_of_the_source_is_laid_over_the_whole_one(
     subject: Any, settings: Any, store: Any
 ) -> None:
     """A backup narrowed to part of the source (Cloud Storage `--prefix`, BigQuery `--table`) taken
-    after one of the whole: a restore of the whole still reads the whole one, a restore of what lies
-    in the part reads the newer part, and prune keeping one backup keeps one of each."""
+    after one of the whole: a restore of the whole reads the part from the newer backup and the rest
+    from the whole one (neither alone is the source as it was), a restore of what lies in the part
+    reads the newer part, the drill restores and checks both, and prune keeping one backup keeps one
+    of each."""
     from backstop.core.manifest import utcnow
     from backstop.core.retention import RetentionPolicy
     from tasks.catalog import points
+    from tasks.engine import drill
     from tasks.operations.prune import prune
 
     if not subject.scope_options:
         pytest.skip(f"{subject.component}: its subject takes no backup of part of a source")
     source = subject.seed()
-    before = subject.state(source)
+    at_whole = subject.state(source)
     whole = lifecycle.backup(subject.component, settings, source, store=store)
+    subject.add_in_scope(source)  # the part changes: only the newer backup of it holds this
+    subject.change(source)  # and the rest: after the backup of the part, in no backup of it
     part = lifecycle.backup(subject.component, settings, source, subject.scope_options, store=store)
     assert whole.status == part.status == "validated"
+    expected = subject.laid_over(at_whole, subject.state(source))
+    assert expected not in (at_whole, subject.state(source))  # neither backup alone restores it
 
+    point = points.restore_point(store, subject.component, source, get_component(subject.component).parts)
+    assert point.backup_ids == [part.backup_id, whole.backup_id]
     target = subject.new_target(source)
     report = restore.restore(
         subject.component, settings, RestoreRequest(source=source, target=target), store=store
     )
-    assert report.backup_id == whole.backup_id and subject.state(target) == before
-    point = points.restore_point(store, subject.component, source, get_component(subject.component).parts)
-    assert point.backup_ids == [whole.backup_id]
+    assert report.backup_id == f"{part.backup_id}, {whole.backup_id}"
+    assert subject.state(target) == expected
 
     asked = RestoreRequest(source=source, target=subject.new_target(source), only=subject.within_scope)
     assert restore.restore(subject.component, settings, asked, store=store).backup_id == part.backup_id
 
+    drilled = drill.drill(subject.component, settings, source, store=store, record=False)
+    assert drilled.passed, drilled.problems
+    assert {counts["backup_id"] for counts in drilled.parts.values()} == {whole.backup_id, part.backup_id}
+    assert all(counts["restored"] for counts in drilled.parts.values()), drilled.parts
+
     keep_one = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     report = prune(store, subject.component, source, keep_one, utcnow(), grace_hours=0)
     assert report.removed == [] and set(report.plan.keep_ids) == {whole.backup_id, part.backup_id}
+
+    # recovering the source as of now brings it back to what the two backups hold together
+    scheduled = {"gcs": "gcs_sources", "bigquery": "bigquery_datasets"}[subject.component]
+    configured = settings.model_copy(update={scheduled: [source]})
+    operation = recover(configured, utcnow(), [subject.component], [source], yes=True, store=store)
+    assert operation.outcome == "succeeded", operation.message
+    assert subject.state(source) == expected

@@ -94,17 +94,54 @@ def test_history_lists_one_point_per_validated_backup_newest_first() -> None:
     assert "dags, config: none" in points[2].label()
 
 
-def test_a_backup_of_part_of_the_source_is_the_point_only_where_none_of_the_whole_exists() -> None:
-    def scoped(hours: float, scope: list[str] | None) -> ManifestHeader:
-        return header(hours, None).model_copy(update={"component": "gcs", "scope": scope})
+def scoped(hours: float, scope: list[str] | None) -> ManifestHeader:
+    return header(hours, None).model_copy(update={"component": "gcs", "scope": scope})
 
-    whole, part = scoped(5, None), scoped(1, ["events/"])
-    assert assemble("gcs", "lake", (), [whole, part]).backup_ids == [whole.backup_id]
-    only_part = assemble("gcs", "lake", (), [part])  # all there is: said in the plan and the listing
-    assert only_part.backup_ids == [part.backup_id] and only_part.parts[0].label() == "all (events/ only)"
+
+def test_a_newer_backup_of_part_of_the_source_is_laid_over_the_whole_one() -> None:
+    whole, events, older_events = scoped(5, None), scoped(1, ["events/"]), scoped(2, ["events/"])
+    models = scoped(3, ["models/"])
+    before_whole = scoped(6, ["logs/"])  # older than the whole backup: the whole one holds logs/ too
+    point = assemble("gcs", "lake", (), [whole, events, older_events, models, before_whole])
+    assert point.part_map() == {WHOLE: whole.backup_id}
+    # the older events/ backup is covered by the newer one: not read
+    assert [o.backup_id for o in point.overlays] == [events.backup_id, models.backup_id]
+    assert point.backup_ids == [events.backup_id, models.backup_id, whole.backup_id]
+    # newest first, each leaving to newer backups what they hold
+    assert [(p.backup_id, left) for p, left in point.layers()] == [
+        (events.backup_id, []),
+        (models.backup_id, ["events/"]),
+        (whole.backup_id, ["events/", "models/"]),
+    ]
+    assert (
+        point.label() == f"all: {whole.backup_id}; models/: {models.backup_id}; events/: {events.backup_id}"
+    )
+    assert [o["scope"] for o in point.row()["overlays"]] == [["events/"], ["models/"]]
+    # each backup of part of the source after the whole one is a point of its own; the covered one too
+    # (at its time it was the newest of events/)
+    listed = history("gcs", "lake", (), [whole, events, older_events, models, before_whole])
+    assert [len(p.backup_ids) for p in listed] == [3, 3, 2, 1, 1]
+
+
+def test_a_backup_of_part_of_the_source_is_the_base_only_where_none_of_the_whole_exists() -> None:
+    events, models = scoped(1, ["events/"]), scoped(2, ["models/"])
+    only_part = assemble("gcs", "lake", (), [events])  # all there is: said in the plan and the listing
+    assert only_part.backup_ids == [events.backup_id] and only_part.parts[0].label() == "all (events/ only)"
     assert only_part.row()["parts"]["all"]["scope"] == ["events/"]
-    # the part taken after the whole changes no restore point: the whole one is listed once
-    assert [p.backup_ids for p in history("gcs", "lake", (), [whole, part])] == [[whole.backup_id]]
+    both = assemble("gcs", "lake", (), [events, models])
+    assert both.part_map() == {WHOLE: events.backup_id}
+    assert [(p.backup_id, left) for p, left in both.layers()] == [
+        (events.backup_id, []),
+        (models.backup_id, ["events/"]),
+    ]
+
+
+def test_a_prefix_within_a_newer_backups_prefix_is_covered_and_a_wider_one_is_not() -> None:
+    from backstop.core.restore_points import covered
+
+    assert covered(["events/2026/"], ["events/"]) and covered(["events"], ["events"])
+    assert not covered(["events/"], ["events/2026/"]) and not covered(["ev"], ["events/"])
+    assert not covered(["a", "b"], ["a"])
 
 
 def test_a_scope_is_recorded_in_one_form_and_an_empty_prefix_is_the_whole_source() -> None:

@@ -137,6 +137,7 @@ class BigQueryComponent(LifecycleMethods):
             request.only,
             request.options.schema_only,
             request.exact,
+            request.exclude,
         )
 
     def apply_restore(
@@ -145,9 +146,14 @@ class BigQueryComponent(LifecycleMethods):
         apply_dataset_restore(ctx.settings, ctx.store, manifest, plan, request.overwrite)
 
     def verify_restored(
-        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
+        self,
+        ctx: Context,
+        manifest: BackupManifest,
+        target: str,
+        only: list[str] | None,
+        exclude: list[str] | None = None,
     ) -> list[str]:
-        return verify_restored(ctx.settings, manifest, target, only, ctx.options.schema_only)
+        return verify_restored(ctx.settings, manifest, target, only, ctx.options.schema_only, exclude)
 
     def delete(self, settings: BackstopSettings, manifest: BackupManifest) -> None:
         """Free what a backup holds outside the bucket: the snapshot tables of a "snapshot" backup."""

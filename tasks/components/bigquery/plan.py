@@ -173,6 +173,7 @@ def plan_dataset_restore(
     only: list[str] | None = None,
     schema_only: bool = False,
     exact: bool = False,
+    exclude: list[str] | None = None,
 ) -> RestorePlan:
     """What restoring `manifest` into dataset `target` changes: the dataset, then tables and views in order.
 
@@ -180,8 +181,12 @@ def plan_dataset_restore(
     or saved dataset labels / description that differ from the target's, is a "replace" (the lifecycle
     refuses it without overwrite); an empty table is recreated. With `exact`, the tables and views of
     the target that the backup does not hold are "delete"s, when the backup was of the whole dataset
-    and the restore is too (a backup of chosen tables deletes nothing).
+    and the restore is too (a backup of chosen tables deletes nothing). The tables in `exclude` (left
+    to a newer backup of them in the same restore) are neither planned nor deleted.
     """
+    if exclude:
+        kept = [e for e in manifest.entries if e.name not in exclude]
+        manifest = manifest.model_copy(update={"entries": kept})
     client, _ = clients(settings)
     project, target = settings.project, check_dataset(target)
     ref = f"{project}.{target}"
@@ -208,7 +213,7 @@ def plan_dataset_restore(
         actions += [
             {"name": name, "drop": name, "target": f"{ref}.{name}", "change": "delete", "action": "delete",
              "why": "not in the backup"}
-            for name in sorted(listed_tables(client, ref) - held)
+            for name in sorted(listed_tables(client, ref) - held - set(exclude or ()))
         ]  # fmt: skip
     return RestorePlan(
         target=target, into_original=target == manifest.source, actions=head + actions, private=(exists, meta)

@@ -324,13 +324,17 @@ def verify_restored(
     target: str,
     only: list[str] | None = None,
     schema_only: bool = False,
+    exclude: list[str] | None = None,
 ) -> list[str]:
-    """Differences between the restored dataset `target` and the backup: row counts and content digests."""
+    """Differences between the restored dataset `target` and the backup: row counts and content
+    digests (of the tables in `only`, none of those in `exclude`)."""
     client, read_client = clients(settings)
     project = settings.project
     problems = []
     for entry in manifest.entries:
         if entry.metadata.get("kind") != "table" or (only and entry.name not in only):
+            continue
+        if exclude and entry.name in exclude:
             continue
         geo = geography_columns(entry.metadata["schema"])
         try:

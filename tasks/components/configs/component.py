@@ -345,7 +345,12 @@ class ConfigsComponent(LifecycleMethods):
                 location.delete(action["name"])
 
     def verify_restored(
-        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
+        self,
+        ctx: Context,
+        manifest: BackupManifest,
+        target: str,
+        only: list[str] | None,
+        exclude: list[str] | None = None,  # never given: backups of the whole only (no `scope`)
     ) -> list[str]:
         return verify_restored_files(manifest, open_location(target, ctx.store.client), only)
 

@@ -241,9 +241,11 @@ class GcsComponent(LifecycleMethods):
 
     def plan_restore(self, ctx: Context, manifest: BackupManifest, request: RestoreRequest) -> RestorePlan:
         bucket = request.target or manifest.source
-        wanted = matching(ctx.store.iter_entries(manifest), request.only)
+        wanted = matching(ctx.store.iter_entries(manifest), request.only, request.exclude)
         prefixes = manifest.source_state.get("prefixes") or None
-        scope = (lambda name: in_scope(name, prefixes, request.only)) if request.exact else None
+        scope = (
+            (lambda name: in_scope(name, prefixes, request.only, request.exclude)) if request.exact else None
+        )
         planned = plan_bucket(storage_client(ctx.settings.project), bucket, wanted, scope)
         if request.only and not planned.counts:
             planned.close()
@@ -273,10 +275,15 @@ class GcsComponent(LifecycleMethods):
             planned.close()
 
     def verify_restored(
-        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
+        self,
+        ctx: Context,
+        manifest: BackupManifest,
+        target: str,
+        only: list[str] | None,
+        exclude: list[str] | None = None,
     ) -> list[str]:
         bucket = target.removeprefix("gs://")
-        wanted = matching(ctx.store.iter_entries(manifest), only)
+        wanted = matching(ctx.store.iter_entries(manifest), only, exclude)
         return verify_bucket(storage_client(ctx.settings.project), bucket, wanted)
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:

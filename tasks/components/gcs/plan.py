@@ -208,20 +208,30 @@ def plan_restore(
     return plan
 
 
-def in_scope(name: str, prefixes: list[str] | None, only: list[str] | None) -> bool:
+def in_scope(
+    name: str, prefixes: list[str] | None, only: list[str] | None, exclude: list[str] | None = None
+) -> bool:
     """Whether object `name` lies in what a backup of `prefixes` (all: None or []) restores when
-    asked for `only` (object names or prefixes ending in '/' or '*', as `matching`): the scope
-    an exact restore deletes in."""
+    asked for `only` (object names or prefixes ending in '/' or '*', as `matching`), less the
+    prefixes in `exclude` (left to newer backups of them): the scope an exact restore deletes in."""
     if prefixes and not any(name.startswith(p) for p in prefixes):
+        return False
+    if exclude and name.startswith(tuple(exclude)):
         return False
     return not only or any(
         part.endswith(("/", "*")) and name.startswith(part.rstrip("*")) or name == part for part in only
     )
 
 
-def matching(entries: Iterable[ManifestEntry], only: list[str] | None) -> Iterator[ManifestEntry]:
-    """Entries named in `only`: an exact object name, or a prefix ending in '/' or '*' (streamed)."""
+def matching(
+    entries: Iterable[ManifestEntry], only: list[str] | None, exclude: list[str] | None = None
+) -> Iterator[ManifestEntry]:
+    """Entries named in `only`: an exact object name, or a prefix ending in '/' or '*' (streamed);
+    none under a prefix in `exclude`."""
+    left = tuple(exclude or ())
     for entry in entries:
+        if left and entry.name.startswith(left):
+            continue
         if not only or any(
             part.endswith(("/", "*")) and entry.name.startswith(part.rstrip("*")) or entry.name == part
             for part in only

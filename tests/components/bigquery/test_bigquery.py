@@ -511,3 +511,33 @@ def test_avro_round_trip_every_main_type_and_corrupted_avro_is_caught(
     finally:
         for ds in (dataset, dataset + "_restored"):
             bq.delete_dataset(ds, delete_contents=True, not_found_ok=True, timeout=20)
+
+
+def test_a_newer_backup_of_one_table_is_laid_over_the_whole_dataset(
+    bq: Any, settings: Any, store: Any, dataset: str
+) -> None:
+    """Nightly the whole dataset, hourly `--table events`: a restore of the dataset takes events from
+    the hourly backup and every other table and view from the nightly one."""
+    from tasks.engine import restore
+    from tasks.engine.protocol import RestoreRequest
+
+    whole = bq_component.backup(settings, store, dataset, validate_after=True)
+    types_then = rows_of(bq, dataset, "types")
+    bq.query(f"DELETE FROM `{PROJECT}.{dataset}.events` WHERE id > 2000", timeout=20).result(timeout=60)
+    part = bq_component.backup(settings, store, dataset, tables=["events"], validate_after=True)
+    events_then = rows_of(bq, dataset, "events")
+    bq.query(f"DELETE FROM `{PROJECT}.{dataset}.types` WHERE id > 1", timeout=20).result(timeout=60)
+    assert len(events_then) == 2000 and rows_of(bq, dataset, "types") != types_then
+
+    target = dataset + "_laid"
+    report = restore.restore("bigquery", settings, RestoreRequest(source=dataset, target=target), store=store)
+    assert report.backup_id == f"{part.backup_id}, {whole.backup_id}"
+    assert rows_of(bq, target, "events") == events_then  # from the hourly backup (2,000 rows)
+    assert rows_of(bq, target, "types") == types_then  # from the nightly one
+    assert query_value(bq, f"SELECT COUNT(*) FROM `{PROJECT}.{target}.big_spenders`") == query_value(
+        bq, f"SELECT COUNT(*) FROM `{PROJECT}.{dataset}.big_spenders`"
+    )  # the view over events, from the nightly backup
+    assert {p: c["backup_id"] for p, c in report.parts.items()} == {
+        "all": whole.backup_id,
+        "events": part.backup_id,
+    }

@@ -54,6 +54,12 @@ class GcsSubject:
     def add_outside_scope(self, source: str) -> None:
         self.gcs.bucket(source).blob("other/notes.txt").upload_from_string(b"not backed up")
 
+    def laid_over(self, whole: Any, part: Any) -> Any:
+        """The state a restore reads from a backup of the whole (`whole`) with a newer backup of
+        the scope (`part`) laid over it: data/ as `part` has it, the rest as `whole` has it."""
+        inside = {k: v for k, v in part.items() if k.startswith("data/")}
+        return {k: v for k, v in whole.items() if not k.startswith("data/")} | inside
+
     def new_target(self, source: str) -> str:
         return unique("restored")
 
