@@ -233,3 +233,32 @@ def test_a_triggered_validation_takes_every_backup_written_since_not_only_the_la
 
     (again,) = validate_gcs(source=source, settings_block=saved_settings)  # nothing new: the latest again
     assert again["backup_id"] == second.backup_id and again["status"] == "validated"
+
+
+def test_a_long_restore_says_its_note_before_the_rows_it_cuts(
+    gcs: Any, saved_settings: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The text output lists 200 actions: what must be read (a note that the rest of the bucket is
+    not restored) comes before 210 creates, not after the cut."""
+    source = seed(gcs, 420)
+    backup = [
+        "--settings",
+        saved_settings,
+        "backup",
+        "gcs",
+        "--bucket",
+        source,
+        "--prefix",
+        "p0/",
+        "--prefix",
+        "p1/",
+    ]
+    assert main(backup) == 0
+    capsys.readouterr()
+    assert (
+        main(["--settings", saved_settings, "restore", "gcs", "--bucket", source, "--target", unique("t")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "created         210" in out and "more row(s) not shown (first 200 of 211)" in out
+    assert "holds only this part of" in out, out[-1500:]
