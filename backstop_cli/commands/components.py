@@ -239,7 +239,8 @@ def restore(args: argparse.Namespace) -> int:
     text = [fields_table(shown_fields)]
     parts = summary.get("parts") or {}
     if len(parts) > 1 or any(p != "all" for p in parts):  # which backup each part came from
-        text += ["", text_table([{"part": p} | c for p, c in parts.items()])]
+        rows = [{"part": p} | c | {"backup_time": _utc(c.get("backup_time"))} for p, c in parts.items()]
+        text += ["", text_table(rows)]
     if shown:
         text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:MAX_ROWS]])]
         cut = left_out(min(len(shown), MAX_ROWS), len(shown), "--json lists every action")
@@ -247,3 +248,10 @@ def restore(args: argparse.Namespace) -> int:
     text += [a["diff"] for a in shown if a.get("diff")]
     emit(args, summary, "\n".join(text))
     return 0
+
+
+def _utc(iso: str | None) -> str:
+    """'2026-12-07 12:57:21' for a row a person reads (the JSON keeps the full ISO time)."""
+    from datetime import UTC, datetime
+
+    return f"{datetime.fromisoformat(iso).astimezone(UTC):%Y-%m-%d %H:%M:%S}" if iso else ""
