@@ -219,10 +219,16 @@ def one_plan(pieces: list[Piece]) -> RestorePlan:
     for plan in plans:
         for change, count in plan.done.items():
             done[change] = done.get(change, 0) + count
+    # what an earlier piece already plans for the same name is not planned again (the dataset that
+    # the tables of a backup laid over another go into); a piece's own actions are all kept
+    actions: list[dict[str, Any]] = []
+    for plan in plans:
+        seen = {(a.get("name"), a["change"]) for a in actions}
+        actions += [a for a in plan.actions if not seen or (a.get("name"), a["change"]) not in seen]
     return RestorePlan(
         target=plans[0].target,
         into_original=any(p.into_original for p in plans),
-        actions=[a for p in plans for a in p.actions],
+        actions=actions,
         done=done,
     )
 

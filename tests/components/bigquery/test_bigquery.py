@@ -532,6 +532,7 @@ def test_a_newer_backup_of_one_table_is_laid_over_the_whole_dataset(
     target = dataset + "_laid"
     report = restore.restore("bigquery", settings, RestoreRequest(source=dataset, target=target), store=store)
     assert report.backup_id == f"{part.backup_id}, {whole.backup_id}"
+    assert report.created == 6  # the dataset, three tables and two views: each once
     assert rows_of(bq, target, "events") == events_then  # from the hourly backup (2,000 rows)
     assert rows_of(bq, target, "types") == types_then  # from the nightly one
     assert query_value(bq, f"SELECT COUNT(*) FROM `{PROJECT}.{target}.big_spenders`") == query_value(
