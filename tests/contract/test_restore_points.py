@@ -215,14 +215,14 @@ def test_a_newer_backup_of_part_of_the_source_is_laid_over_the_whole_one(
     from tasks.engine import drill
     from tasks.operations.prune import prune
 
-    if not subject.scope_options:
+    if not subject.subset_options:
         pytest.skip(f"{subject.component}: its subject takes no backup of part of a source")
     source = subject.seed()
     at_whole = subject.state(source)
     whole = lifecycle.backup(subject.component, settings, source, store=store)
-    subject.add_in_scope(source)  # the part changes: only the newer backup of it holds this
-    subject.change(source)  # and the rest: after the backup of the part, in no backup of it
-    part = lifecycle.backup(subject.component, settings, source, subject.scope_options, store=store)
+    subject.change_in_subset(source)  # only the newer backup, of the part, holds this
+    part = lifecycle.backup(subject.component, settings, source, subject.subset_options, store=store)
+    subject.change_outside_subset(source)  # and this no backup holds
     assert whole.status == part.status == "validated"
     expected = subject.laid_over(at_whole, subject.state(source))
     assert expected not in (at_whole, subject.state(source))  # neither backup alone restores it
@@ -236,7 +236,7 @@ def test_a_newer_backup_of_part_of_the_source_is_laid_over_the_whole_one(
     assert report.backup_id == f"{part.backup_id}, {whole.backup_id}"
     assert subject.state(target) == expected
 
-    asked = RestoreRequest(source=source, target=subject.new_target(source), only=subject.within_scope)
+    asked = RestoreRequest(source=source, target=subject.new_target(source), only=subject.within_subset)
     assert restore.restore(subject.component, settings, asked, store=store).backup_id == part.backup_id
 
     drilled = drill.drill(subject.component, settings, source, store=store, record=False)

@@ -21,6 +21,9 @@ class BigQuerySubject:
     # a name `only` takes that the seeded backup does not hold (a table)
     absent_part = "no_such_table"
     scope_options: dict[str, Any] | None = None
+    # a backup of part of the dataset (laid over one of the whole), and what `only` names inside it
+    subset_options: dict[str, Any] | None = {"tables": ["people"]}
+    within_subset = ["people"]
 
     def __init__(self, bq: Any, settings: Any) -> None:
         self.bq, self.settings = bq, settings
@@ -73,6 +76,18 @@ class BigQuerySubject:
         other = f"{source}_other"
         self.bq.create_dataset(bigquery.Dataset(f"{PROJECT}.{other}"), exists_ok=True, timeout=20)
         self._table(f"{PROJECT}.{other}.added_later")
+
+    def change_in_subset(self, source: str) -> None:
+        self.change(source)  # rows of people deleted
+
+    def change_outside_subset(self, source: str) -> None:
+        self._table(f"{PROJECT}.{source}.added_later")  # a table no backup of people holds
+
+    def laid_over(self, whole: Any, part: Any) -> Any:
+        """A backup of the whole dataset with a newer one of people laid over it: the tables of
+        the whole one, the rows of people as the newer one has them."""
+        tables, _, description = whole
+        return tables, part[1], description
 
     def new_target(self, source: str) -> str:
         return unique("target").replace("-", "_")

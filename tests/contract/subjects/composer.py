@@ -23,6 +23,7 @@ class ComposerSubject:
     # The shipped schedules: DAGs and config daily, metadata hourly (prefect.yaml).
     split_parts = [["dags", "config"], ["metadata"]]
     scope_options: dict[str, Any] | None = None
+    subset_options: dict[str, Any] | None = None  # it takes no backup of part of a source
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings

@@ -23,6 +23,7 @@ class ConfigsSubject:
     # a name `only` takes that the seeded backup does not hold (a file pattern)
     absent_part = "nothing-here/*.yaml"
     scope_options: dict[str, Any] | None = None
+    subset_options: dict[str, Any] | None = None  # it takes no backup of part of a source
 
     def __init__(self, settings: Any, root: Path) -> None:
         self.settings, self.root = settings, root

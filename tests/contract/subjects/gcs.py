@@ -21,6 +21,9 @@ class GcsSubject:
     absent_part = "nothing-here/"
     scope_options: dict[str, Any] | None = {"prefixes": ["data/"]}
     within_scope = ["data/part-1.csv"]  # what `only` names inside that scope
+    # a backup of part of the bucket (laid over one of the whole), and what `only` names inside it
+    subset_options: dict[str, Any] | None = scope_options
+    within_subset = within_scope
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings
@@ -54,9 +57,15 @@ class GcsSubject:
     def add_outside_scope(self, source: str) -> None:
         self.gcs.bucket(source).blob("other/notes.txt").upload_from_string(b"not backed up")
 
+    def change_in_subset(self, source: str) -> None:
+        self.add_in_scope(source)
+
+    def change_outside_subset(self, source: str) -> None:
+        self.change(source)
+
     def laid_over(self, whole: Any, part: Any) -> Any:
         """The state a restore reads from a backup of the whole (`whole`) with a newer backup of
-        the scope (`part`) laid over it: data/ as `part` has it, the rest as `whole` has it."""
+        the part (`part`) laid over it: data/ as `part` has it, the rest as `whole` has it."""
         inside = {k: v for k, v in part.items() if k.startswith("data/")}
         return {k: v for k, v in whole.items() if not k.startswith("data/")} | inside
 

@@ -24,6 +24,7 @@ class GkeSubject:
     # a name `only` takes that the seeded backup does not hold (a namespace)
     absent_part = "nowhere"
     scope_options: dict[str, Any] | None = None
+    subset_options: dict[str, Any] | None = None  # it takes no backup of part of a source
     namespaces = {
         "shop": {"resources": 40, "pods": 6, "volumes": 2, "bytes": 2 * 2**30},
         "payments": {"resources": 20, "pods": 4, "volumes": 1, "bytes": 2**30},
