@@ -29,7 +29,7 @@ from prefect.states import Cancelled
 from backstop.core.errors import REFUSALS, BackstopError, ConfigError, ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id
-from backstop.core.report import human_bytes, joined
+from backstop.core.report import human_bytes, joined, read_first
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import backstop_flow
 from tasks.catalog import backups as catalog
@@ -179,9 +179,18 @@ def restore_backup(
     for action in report.actions:
         if action["change"] in ("skipped", "note", "blocked"):
             log.warning("%s: %s %s", action["change"], action.get("name"), action.get("why", ""))
+    parts = summary.pop("parts")
     create_table_artifact([summary], key=f"{component}-restore", description=f"{component} restore")
+    summary["parts"] = parts
+    if len(parts) > 1 or any(p != "all" for p in parts):
+        create_table_artifact(
+            [{"part": p} | c for p, c in parts.items()],
+            key=f"{component}-restore-parts",
+            description="Which backup each part of the restore point came from",
+        )
     if report.actions:
-        shown = [{k: v for k, v in a.items() if k != "diff"} for a in report.actions[:MAX_ACTION_ROWS]]
+        ordered = read_first(report.actions)
+        shown = [{k: v for k, v in a.items() if k != "diff"} for a in ordered[:MAX_ACTION_ROWS]]
         left_out = len(report.actions) - len(shown)
         create_table_artifact(
             shown,

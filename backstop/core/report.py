@@ -110,3 +110,14 @@ def human_bytes(size: float) -> str:
             return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024
     return f"{size:,.1f} TB"
+
+
+# The changes of a restore plan a person must read first, in this order; the others follow.
+READ_FIRST = ("note", "blocked", "delete", "replace", "skipped")
+
+
+def read_first(actions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A restore plan's actions with notes, blocked, deletes, replaces and skips first (each in plan
+    order), so that a table cut at N rows never cuts them off behind creates."""
+    rank = {change: i for i, change in enumerate(READ_FIRST)}
+    return sorted(actions, key=lambda a: rank.get(a.get("change", ""), len(READ_FIRST)))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound
 from backstop.core.names import check_percent
-from backstop.core.report import fields_table, left_out, table_and_details, text_table
+from backstop.core.report import fields_table, left_out, read_first, table_and_details, text_table
 from backstop_cli.main import emit
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ ACTION_COLUMNS = ("name", "change", "why")
 # What every backup reports; a component's own counts follow the table, a line a backup.
 BACKUP_COLUMNS = ("status", "component", "source", "size", "started_utc", "seconds", "entries", "backup_id")
 MAX_ROWS = 200  # action rows in the table (--json has them all)
-FIRST = ("note", "blocked", "delete", "replace", "skipped")  # the action rows shown before the others
 
 
 def _flag(name: str, info: Any) -> str:
@@ -229,10 +228,7 @@ def restore(args: argparse.Namespace) -> int:
         summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
     shown = [a for a in actions if a.get("change") != "unchanged"] or actions
-    # what a person must read first comes first, so a long list of creates never cuts it off
-    shown = sorted(
-        shown, key=lambda a: FIRST.index(a.get("change")) if a.get("change") in FIRST else len(FIRST)
-    )
+    shown = read_first(shown)  # a long list of creates never cuts off what must be read
     shown_fields = {
         k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts") and v != ""
     }

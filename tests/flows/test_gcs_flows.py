@@ -262,3 +262,13 @@ def test_a_long_restore_says_its_note_before_the_rows_it_cuts(
     out = capsys.readouterr().out
     assert "created         210" in out and "more row(s) not shown (first 200 of 211)" in out
     assert "holds only this part of" in out, out[-1500:]
+    # the run's artifact in the UI lists it first too
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gcs-restore-actions"]))
+        )
+    (rows,) = [json.loads(a.data) for a in found if source in str(a.data)]
+    assert rows[0]["change"] == "note" and "holds only this part of" in rows[0]["why"], rows[:2]
