@@ -310,7 +310,7 @@ class Component(Protocol):
         exclude: list[str] | None = None,
     ) -> list[str]:
         """Differences between `target` and the backup (of the parts in `only`, less the scope items
-        in `exclude`: only components with a `scope` are given any)."""
+        in `exclude`, which only a component with a `scope` is ever given)."""
         ...
 
     def scratch_target(self, manifest: BackupManifest, suffix: str) -> str:

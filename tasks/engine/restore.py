@@ -149,7 +149,7 @@ def write_and_verify(
         manifest,
         plan.target,
         request.only,
-        request.exclude,
+        *([request.exclude] if request.exclude else []),  # given only to components with a scope
     )
     if request.exact:
         problems += units.step(f"verify-exact-{name}", left_after_exact, component, ctx, manifest, request)

@@ -377,12 +377,7 @@ class ComposerComponent(LifecycleMethods):
             load_snapshot(private["env"], private["snapshot"])
 
     def verify_restored(
-        self,
-        ctx: Context,
-        manifest: BackupManifest,
-        target: str,
-        only: list[str] | None,
-        exclude: list[str] | None = None,  # never given: backups of the whole only (no `scope`)
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         cs = composer_settings(ctx.settings)
         chosen = selection(only, allow_snapshot=True)

@@ -345,12 +345,7 @@ class ConfigsComponent(LifecycleMethods):
                 location.delete(action["name"])
 
     def verify_restored(
-        self,
-        ctx: Context,
-        manifest: BackupManifest,
-        target: str,
-        only: list[str] | None,
-        exclude: list[str] | None = None,  # never given: backups of the whole only (no `scope`)
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         return verify_restored_files(manifest, open_location(target, ctx.store.client), only)
 

@@ -251,12 +251,7 @@ class GkeComponent(LifecycleMethods):
             ctx.info(f"deleted namespace(s) {', '.join(deletes)} of {plan.target}: not in the backup")
 
     def verify_restored(
-        self,
-        ctx: Context,
-        manifest: BackupManifest,
-        target: str,
-        only: list[str] | None,
-        exclude: list[str] | None = None,  # never given: backups of the whole only (no `scope`)
+        self, ctx: Context, manifest: BackupManifest, target: str, only: list[str] | None
     ) -> list[str]:
         """The restored namespaces of `target` hold what the backup's digests say (compare.py); where
         they cannot be compared or still differ (fields a cluster assigns that digests do not drop),
