@@ -30,6 +30,7 @@ from backstop.core.errors import REFUSALS, BackstopError, ConfigError, Validatio
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id
 from backstop.core.report import human_bytes, joined, read_first
+from backstop.core.restore_points import part_rows
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import backstop_flow
 from tasks.catalog import backups as catalog
@@ -179,12 +180,12 @@ def restore_backup(
     for action in report.actions:
         if action["change"] in ("skipped", "note", "blocked"):
             log.warning("%s: %s %s", action["change"], action.get("name"), action.get("why", ""))
-    parts = summary.pop("parts")
-    create_table_artifact([summary], key=f"{component}-restore", description=f"{component} restore")
-    summary["parts"] = parts
-    if len(parts) > 1 or any(p != "all" for p in parts):
+    shown_summary = {k: v for k, v in summary.items() if k != "parts"}  # the parts: a table of their own
+    create_table_artifact([shown_summary], key=f"{component}-restore", description=f"{component} restore")
+    parts = part_rows(report.parts)
+    if parts:
         create_table_artifact(
-            [{"part": p} | c for p, c in parts.items()],
+            parts,
             key=f"{component}-restore-parts",
             description="Which backup each part of the restore point came from",
         )

@@ -58,6 +58,12 @@ class PointPart(BaseModel):
         """'dags', or 'all (events/ only)' for a backup of part of the source."""
         return f"{self.part} ({', '.join(self.scope)} only)" if self.scope else self.part
 
+    @property
+    def share(self) -> str:
+        """What it gives as one layer of a restore: 'events/' for a backup of part of the source,
+        else its part ('all', 'dags')."""
+        return ", ".join(self.scope) if self.scope else self.part
+
 
 class RestorePoint(BaseModel):
     """A source as of `as_of` (None: the latest), part by part."""
@@ -126,8 +132,7 @@ class RestorePoint(BaseModel):
         if len(self.parts) == 1 and self.parts[0].part == WHOLE and not self.overlays:
             return self.parts[0].backup_id or "none"
         if self.overlays:
-            shown = [f"{p.label() if p.part != WHOLE or not p.scope else ', '.join(p.scope)}: {p.backup_id}"
-                     for p, _ in self.layers()[::-1]]  # fmt: skip
+            shown = [f"{p.share}: {p.backup_id}" for p, _ in self.layers()[::-1]]
         else:
             shown = [f"{', '.join(ps)}: {b}" for b, ps in self.by_backup().items()]
         if self.missing:
@@ -163,6 +168,14 @@ class RestorePoint(BaseModel):
 
 def _time_of(part: PointPart) -> datetime:
     return part.backup_time or backup_time(part.backup_id or "")
+
+
+def part_rows(parts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A restore report's `parts` (part -> its backup and counts) as table rows, none when there is
+    nothing to tell: the one part, the whole source, from one backup."""
+    if list(parts) in ([], [WHOLE]):
+        return []
+    return [{"part": part} | counts for part, counts in parts.items()]
 
 
 def declared(parts: Sequence[str]) -> list[str]:

@@ -216,6 +216,7 @@ def refuse_early(component: Any, args: argparse.Namespace) -> tuple[Any, context
 
 
 def restore(args: argparse.Namespace) -> int:
+    from backstop.core.restore_points import part_rows
     from backstop_cli.progress import terminal_progress
     from flows.components import component_flow, flow_parameters
     from tasks.engine.approval import cli_approval
@@ -233,10 +234,9 @@ def restore(args: argparse.Namespace) -> int:
         k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts") and v != ""
     }
     text = [fields_table(shown_fields)]
-    parts = summary.get("parts") or {}
-    if len(parts) > 1 or any(p != "all" for p in parts):  # which backup each part came from
-        rows = [{"part": p} | c | {"backup_time": _utc(c.get("backup_time"))} for p, c in parts.items()]
-        text += ["", text_table(rows)]
+    rows = part_rows(summary.get("parts") or {})  # which backup each part came from
+    if rows:
+        text += ["", text_table([r | {"backup_time": _utc(r.get("backup_time"))} for r in rows])]
     if shown:
         text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:MAX_ROWS]])]
         cut = left_out(min(len(shown), MAX_ROWS), len(shown), "--json lists every action")

@@ -98,14 +98,14 @@ def pieces_of(
 def layered(request: RestoreRequest, point: RestorePoint) -> list[Piece]:
     """One piece per layer of `point`, newest first: each backup restores what it holds less what
     newer backups of part of the source hold (they restore it)."""
+    layers = point.layers()
     pieces = []
-    for layer, newer in point.layers():
+    for layer, newer in layers:
         piece = copy.copy(request)
         piece.backup_id, piece.before, piece.exclude = layer.backup_id, None, newer or None
-        label = ", ".join(layer.scope) if layer.scope else layer.part
-        pieces.append(Piece(piece, [layer.part], label=label))
-    scopes = [item for layer, _ in point.layers() for item in layer.scope or []]
-    if all(layer.scope for layer, _ in point.layers()):  # no backup of the whole source under them
+        pieces.append(Piece(piece, [layer.part], label=layer.share))
+    scopes = [item for layer, _ in layers for item in layer.scope or []]
+    if all(layer.scope for layer, _ in layers):  # no backup of the whole source under them
         pieces[-1].note = (
             f"no backup of all of {request.source}: only {', '.join(sorted(scopes))} restored "
             "(from backups of those parts); the rest is not restored"
@@ -132,8 +132,9 @@ def part_counts(component: Any, piece: Piece, point: RestorePoint | None) -> dic
     times = {p.part: p.backup_time for p in point.parts} if point else {}
     found: dict[str, dict[str, Any]] = {}
     for part in names:
-        if piece.label:  # one layer of several: what it restores is what it planned (less newer layers)
-            entries = plan.count("create") + plan.count("replace") + plan.count("unchanged")
+        if piece.label:  # one layer of several: all it holds, or what it planned less newer layers
+            planned = plan.count("create") + plan.count("replace") + plan.count("unchanged")
+            entries = planned if piece.request.exclude else manifest.entry_count
             restored = plan.count("create") + plan.count("replace")
             part = piece.label
         elif part == WHOLE:

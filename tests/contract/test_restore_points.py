@@ -243,6 +243,17 @@ def test_a_newer_backup_of_part_of_the_source_is_laid_over_the_whole_one(
     assert drilled.passed, drilled.problems
     assert {counts["backup_id"] for counts in drilled.parts.values()} == {whole.backup_id, part.backup_id}
     assert all(counts["restored"] for counts in drilled.parts.values()), drilled.parts
+    # a drill whose scratch target already holds it all restores nothing of either backup: it fails
+    component = get_component(subject.component)
+    scratch = component.scratch_target(index.find(store, part.backup_id), "prefilled")
+    restore.restore(subject.component, settings, RestoreRequest(source=source, target=scratch), store=store)
+    prefilled = drill.drill(
+        subject.component, settings, source, suffix="prefilled", store=store, record=False
+    )
+    assert not prefilled.passed
+    for backup in (part, whole):
+        assert any(f"of backup {backup.backup_id}" in p and "restored none" in p for p in prefilled.problems)
+    assert subject.gone(scratch)
 
     keep_one = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     report = prune(store, subject.component, source, keep_one, utcnow(), grace_hours=0)

@@ -216,6 +216,12 @@ def in_scope(
     prefixes in `exclude` (left to newer backups of them): the scope an exact restore deletes in."""
     if prefixes and not any(name.startswith(p) for p in prefixes):
         return False
+    return named(name, only, exclude)
+
+
+def named(name: str, only: list[str] | None, exclude: list[str] | None = None) -> bool:
+    """Whether object `name` is named in `only` (all when empty: an exact object name, or a prefix
+    ending in '/' or '*') and lies under no prefix in `exclude`."""
     if exclude and name.startswith(tuple(exclude)):
         return False
     return not only or any(
@@ -226,16 +232,12 @@ def in_scope(
 def matching(
     entries: Iterable[ManifestEntry], only: list[str] | None, exclude: list[str] | None = None
 ) -> Iterator[ManifestEntry]:
-    """Entries named in `only`: an exact object name, or a prefix ending in '/' or '*' (streamed);
-    none under a prefix in `exclude`."""
-    left = tuple(exclude or ())
+    """The entries `named` in `only` and under no prefix in `exclude` (streamed)."""
+    if not only and not exclude:
+        yield from entries
+        return
     for entry in entries:
-        if left and entry.name.startswith(left):
-            continue
-        if not only or any(
-            part.endswith(("/", "*")) and entry.name.startswith(part.rstrip("*")) or entry.name == part
-            for part in only
-        ):
+        if named(entry.name, only, exclude):
             yield entry
 
 
