@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, Unavailable
+from backstop_cli.home import state_dir
 
 COMMAND_MODULES = [
     "backstop_cli.commands.core",
@@ -50,30 +51,9 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InvalidInput(f"{self.prog}: {message}")
 
 
-CHECKOUT = Path(__file__).resolve().parent.parent  # the source tree of an editable install
-
-
-def state_dir() -> Path:
-    """The platform's home: BACKSTOP_HOME, else `.backstop` here, else the `.backstop` of the
-    checkout this command was installed from when a platform was started there (so a shell in
-    another folder still finds it)."""
-    return find_home(os.environ.get("BACKSTOP_HOME"), Path.cwd(), CHECKOUT)
-
-
-def find_home(given: str | None, cwd: Path, checkout: Path) -> Path:
-    """See state_dir: `given` wins; `.backstop` of `cwd` when it exists; else that of `checkout`
-    when it holds a platform's state; else `.backstop` of `cwd` (where `up` would start one)."""
-    if given:
-        return Path(given).resolve()
-    here = (cwd / ".backstop").resolve()
-    there = checkout / ".backstop"
-    if not here.exists() and (checkout / "pyproject.toml").exists() and (there / "platform.json").exists():
-        return there
-    return here
-
-
-def load_platform_env() -> None:
-    """Use the running local platform's endpoints unless the environment already names services."""
+def load_platform_env(fresh: bool = False) -> None:
+    """Use the running local platform's endpoints unless the environment already names services.
+    `fresh`: in a process where Prefect is imported but has not read them yet (a warm command)."""
     try:
         from localdev.platform import LocalPlatform
     except ModuleNotFoundError:  # a production install: no local platform to point at
@@ -85,7 +65,7 @@ def load_platform_env() -> None:
     for key, value in (dead | platform.env()).items():
         if key != "PREFECT_UI_URL":
             os.environ.setdefault(key, value)
-    prefect_defaults()
+    prefect_defaults(fresh)
 
 
 def _verb(argv: Sequence[str]) -> str | None:
@@ -99,13 +79,14 @@ def _verb(argv: Sequence[str]) -> str | None:
     return None
 
 
-def prefect_defaults() -> None:
+def prefect_defaults(fresh: bool = False) -> None:
     """No telemetry, no temporary Prefect server, and Prefect's home (profiles, flow results) under the
     platform's home rather than the user's. Prefect reads these when it is imported, so they are set
-    only in a process that has not imported it yet (the CLI; not a test calling main())."""
+    only in a process that has not imported it yet (the CLI; not a test calling main()), or where
+    its settings are read again (`fresh`: a warm command)."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if "prefect" not in sys.modules:
+    if fresh or "prefect" not in sys.modules:
         home = Path(os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect")))
         home.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(home / "storage"))

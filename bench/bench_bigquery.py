@@ -7,7 +7,8 @@ Prefect server, started here on free ports and stopped at the end), in the same 
 - Backstop: the `backstop` CLI as users run it (`backstop backup bigquery --dataset D`, which
   validates the backup after it, 5% sample; the same with `--no-validate`; `backstop restore bigquery
   --dataset D --backup-id ID --target T`, which verifies the restored table's rows and digest),
-  CLI start-up included.
+  CLI start-up included: with the warm process `backstop up` starts (backstop_cli/warm.py), and
+  cold (BACKSTOP_WARM=0: every command imports Prefect and the Google clients itself).
 - plain: bench/plain_bigquery.py, Storage Read API -> pyarrow -> one Parquet file (zstd, Backstop's
   codec) -> upload; back: download -> create the table -> load job. No hashes, counts or manifest.
 Each side is the best of `--repeats` runs (other work on a shared machine only adds time); the CPU
@@ -32,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+import backstop_cli.commands.platform  # noqa: F401  (the local platform's `warm` service)
 from localdev.platform import PROJECT, LocalPlatform
 
 HERE = Path(__file__).parent
@@ -62,8 +64,12 @@ def arrow_data(rows: int) -> pa.Table:
     )
 
 
+COLD = {"BACKSTOP_WARM": "0"}  # the command imports everything itself (no `backstop warm` used)
+
+
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds (the process and its children) and stdout of one command."""
+    """Wall seconds, CPU seconds (the process and its children; not a warm command's child, which is
+    the warm server's) and stdout of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=HERE.parent)
@@ -112,9 +118,10 @@ def measure(rows: int, repeats: int, env: dict[str, str], client: Any, workdir: 
             "plain backup": [sys.executable, PLAIN, "backup", PROJECT, dataset, "events", BUCKET, f"plain/{dataset}-{i}.parquet"],
             "backstop backup": [*cli, "backup", "bigquery", "--dataset", dataset, "--json"],
             "backstop backup --no-validate": [*cli, "backup", "bigquery", "--dataset", dataset, "--no-validate", "--json"],
+            "backstop backup, cold": [*cli, "backup", "bigquery", "--dataset", dataset, "--json"],
         }  # fmt: skip
         for name, command in steps.items():
-            wall, cpu, out = timed(command, env)
+            wall, cpu, out = timed(command, env | (COLD if name.endswith("cold") else {}))
             runs.setdefault(name, []).append((wall, cpu))
             if name == "backstop backup":
                 (row,) = json.loads(out)
@@ -125,11 +132,13 @@ def measure(rows: int, repeats: int, env: dict[str, str], client: Any, workdir: 
                               f"{dataset}.events", f"{dataset}_plain_{i}", "events"],
             "backstop restore": [*cli, "restore", "bigquery", "--dataset", dataset, "--backup-id", backup_id,
                                  "--target", f"{dataset}_backstop_{i}", "--json"],
+            "backstop restore, cold": [*cli, "restore", "bigquery", "--dataset", dataset, "--backup-id", backup_id,
+                                       "--target", f"{dataset}_cold_{i}", "--json"],
         }  # fmt: skip
         for name, command in steps.items():
-            wall, cpu, out = timed(command, env)
+            wall, cpu, out = timed(command, env | (COLD if name.endswith("cold") else {}))
             runs.setdefault(name, []).append((wall, cpu))
-        for target in (f"{dataset}_plain_{i}", f"{dataset}_backstop_{i}"):
+        for target in (f"{dataset}_plain_{i}", f"{dataset}_backstop_{i}", f"{dataset}_cold_{i}"):
             restored = client.get_table(f"{PROJECT}.{target}.events", timeout=60)
             count = list(
                 client.query(f"SELECT COUNT(*) FROM `{PROJECT}.{target}.events`").result(timeout=120)
@@ -143,11 +152,16 @@ def measure(rows: int, repeats: int, env: dict[str, str], client: Any, workdir: 
 
 
 def cli_start_seconds(env: dict[str, str], repeats: int = 3) -> dict[str, float]:
-    """`backstop --help` (the parser: every command module imported) and `backstop backup bigquery
-    --help` (the same path a backup takes before its flow starts), best of `repeats`."""
+    """`backstop --help` (the parser: every command module imported; never warm) and `backstop backup
+    bigquery --help` (the path a backup takes before its flow starts: the component's options model,
+    Prefect imported), warm and cold, best of `repeats`."""
     out = {}
-    for label, args in (("backstop --help", ["--help"]), ("backstop backup bigquery --help", ["backup", "bigquery", "--help"])):  # fmt: skip
-        out[label] = min(timed([BACKSTOP, *args], env)[0] for _ in range(repeats))
+    for label, args, extra in (
+        ("backstop --help", ["--help"], {}),
+        ("backstop backup bigquery --help", ["backup", "bigquery", "--help"], {}),
+        ("backstop backup bigquery --help, cold", ["backup", "bigquery", "--help"], COLD),
+    ):
+        out[label] = min(timed([BACKSTOP, *args], env | extra)[0] for _ in range(repeats))
     return out
 
 
@@ -158,8 +172,8 @@ def run(sizes: list[int], repeats: int = 2) -> dict[str, Any]:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="bench-bq-") as workdir:
         platform = LocalPlatform.with_free_ports(
-            workdir, services=("gcs", "bigquery", "prefect"), persistent=False
-        )
+            workdir, services=("gcs", "bigquery", "prefect", "warm"), persistent=False
+        )  # as `backstop up` starts it: commands go to its warm process unless BACKSTOP_WARM=0
         platform_env = platform.up()
         env = os.environ | platform_env | {
             "BACKSTOP_HOME": workdir, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -196,11 +210,13 @@ def as_tables(
     rows = []
     for size, steps in results.items():
         for plain, ours in (("plain backup", "backstop backup"), ("plain backup", "backstop backup --no-validate"),
-                            ("plain restore", "backstop restore")):  # fmt: skip
+                            ("plain backup", "backstop backup, cold"), ("plain restore", "backstop restore"),
+                            ("plain restore", "backstop restore, cold")):  # fmt: skip
             (pw, pc_), (bw, bc) = steps[plain], steps[ours]
             rows.append({
                 "rows": size, "step": ours.removeprefix("backstop "), "backstop_s": round(bw, 2),
-                "plain_s": round(pw, 2), "ratio": f"{bw / pw:.2f}x", "backstop_cpu_s": round(bc, 2),
+                "plain_s": round(pw, 2), "ratio": f"{bw / pw:.2f}x",
+                "backstop_cpu_s": round(bc, 2) if ours.endswith("cold") else "(warm child)",
                 "plain_cpu_s": round(pc_, 2), "backstop_runs_s": ", ".join(map(str, steps["_all"][ours])),
                 "plain_runs_s": ", ".join(map(str, steps["_all"][plain])),
             })  # fmt: skip

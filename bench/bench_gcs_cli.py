@@ -3,8 +3,9 @@
     python -m bench.bench_gcs_cli --objects 10000 [--large 3] [--repeats 2]
 
 Both sides run end to end as processes (start-up included) on one local platform (the local Cloud
-Storage server of `backstop up`, in memory, or fake-gcs-server with BACKSTOP_GCS_SERVER=fake, and a
-Prefect server, started here on free ports and stopped at the end), in the same run, alternating,
+Storage server of `backstop up`, in memory, or fake-gcs-server with BACKSTOP_GCS_SERVER=fake, a
+Prefect server and the CLI's warm process, started here on free ports and stopped at the end; the
+backstop commands run in the warm process as after `backstop up`), in the same run, alternating,
 each full backup and restore into fresh buckets:
 - Backstop: `backstop backup gcs --bucket SRC` (validated after: counts, sizes, crc32c, a sampled
   read-back) into a fresh backup bucket, then `backstop restore gcs --bucket SRC --backup-id ID
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import backstop_cli.commands.platform  # noqa: F401  (the local platform's `warm` service)
 from bench.bench_bigquery import timed
 from bench.bench_gcs import rclone, seed_source, unique
 from localdev.platform import PROJECT, LocalPlatform
@@ -111,7 +113,9 @@ def run(objects: int, large: int = 3, repeats: int = 2) -> dict[str, Any]:
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="bench-gcs-") as workdir:
-        platform = LocalPlatform.with_free_ports(workdir, services=("gcs", "prefect"), persistent=False)
+        platform = LocalPlatform.with_free_ports(  # as `backstop up` starts them, its warm process too
+            workdir, services=("gcs", "prefect", "warm"), persistent=False
+        )
         platform_env = platform.up()
         env = os.environ | platform_env | {
             "BACKSTOP_HOME": workdir, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

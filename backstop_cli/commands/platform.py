@@ -16,7 +16,9 @@ from typing import Any
 import localdev  # noqa: F401  (absent in a production install: then these verbs are not offered)
 from backstop.core.errors import ConfigError, Unavailable
 from backstop.core.report import left_out, text_table
-from backstop_cli.main import emit, state_dir
+from backstop_cli.home import state_dir
+from backstop_cli.main import emit
+from localdev.platform import EXTRA_SERVICES
 
 
 def register(verbs: Any, groups: dict[str, Any]) -> None:
@@ -92,6 +94,24 @@ def alerts(args: argparse.Namespace) -> int:
 PLATFORM_SERVICES = ("gcs", "bigquery", "prefect", "gke", "airflow", "composer", "alerts")
 
 
+def warm_service(platform: Any) -> Any:
+    """`backstop warm` for the platform's home: the command line's imports kept warm (backstop_cli/warm.py)."""
+    import sys
+
+    from backstop_cli.warm import ping, socket_path
+    from localdev.platform import Service
+
+    return Service(
+        "warm",
+        [sys.executable, "-m", "backstop_cli.warm", "--home", str(platform.state_dir)],
+        lambda: ping(socket_path(platform.state_dir)),
+        timeout=90.0,
+    )
+
+
+EXTRA_SERVICES["warm"] = warm_service  # `backstop up` starts it after the worker
+
+
 def _platform(services: tuple[str, ...] = PLATFORM_SERVICES, home: Any = None) -> Any:
     import localdev.servers.airflow_server  # noqa: F401  (each registers its local server)
     import localdev.servers.alerts_receiver  # noqa: F401
@@ -114,7 +134,8 @@ def setup(args: argparse.Namespace) -> int:
 def up(args: argparse.Namespace) -> int:
     platform = _platform()
     platform.up(echo=print)
-    env = _platform(("worker",)).up(echo=print)  # a process worker for the deployments, once Prefect is up
+    # a process worker for the deployments, once Prefect is up; the command line's warm process
+    env = _platform(("worker", "warm")).up(echo=print)
     ui = platform.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_UI_URL")
     emit(args, {"env": env, "ui": ui}, f"Prefect UI: {ui}\nclient environment: source {state_dir() / 'env'}")
     return 0

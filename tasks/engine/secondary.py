@@ -31,9 +31,9 @@ from tasks.engine.protocol import Context
 from tasks.storage import shared_limit
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import (
-    WORKERS,
     Copy,
     Retention,
+    copy_workers,
     made_in_batches,
     ramp_for,
     rewrite,
@@ -176,7 +176,7 @@ def copy_objects(
         made = made_in_batches(secondary.client, secondary.bucket, copies, secondary.kms_key_name, retention)
         return [copy(key, made.get(key)) for key, _ in group]
 
-    problems = [p for group in run_all(copy_group, batch_groups(keys, WORKERS)) for p in group if p]
+    problems = [p for group in run_all(copy_group, batch_groups(keys, copy_workers())) for p in group if p]
     more = [f"and {len(problems) - SHOWN} more copies failed"] if len(problems) > SHOWN else []
     return problems[:SHOWN] + more
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from tasks.storage.bucket import BackupStore
-from tasks.storage.copies import WORKERS, run_all
+from tasks.storage.copies import copy_workers, run_all
 from tasks.storage.google_api import batch_groups
 from tasks.storage.object_lock import retained_until
 from tasks.storage.objects import DeleteOutcome
@@ -72,7 +72,7 @@ def delete_batch(store: BackupStore, items: list[list[Any]]) -> Deleted:
     """Delete the [key, size] `items` on the process's copy workers (a unit of prune's sweep)."""
     sizes = {key: size for key, size in items}
     outcome = DeleteOutcome.of(
-        r for done in run_all(store.delete_many, batch_groups(list(sizes), WORKERS)) for r in done
+        r for done in run_all(store.delete_many, batch_groups(list(sizes), copy_workers())) for r in done
     )
     kept = [f"{store.where(k)}: kept by the bucket ({why})" for k, why in outcome.kept.items()]
     failed = list(outcome.failed.values())

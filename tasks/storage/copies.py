@@ -1,10 +1,10 @@
 """Cloud Storage copies: one pool of copy workers per process, a write ramp per destination bucket.
 
 Every object copy of a Cloud Storage backup (source -> pool), restore (pool -> target) and scratch
-cleanup runs on one thread pool of `WORKERS` threads shared by every batch of the process: batches
+cleanup runs on one thread pool of `copy_workers()` threads shared by every batch of the process: batches
 that run at once (several backup units, a restore's stream) queue their objects on the same workers,
 so a batch's last slow object never leaves the others idle and the emulator or the bucket never sees
-more than `WORKERS` requests from this process at once.
+more than `copy_workers()` requests from this process at once.
 
 Each write first takes a slot of its destination bucket's write ramp (backstop/core/write_ramp.py:
 starts at the settings' `gcs_write_rate`, doubles at most every 20 minutes of sustained load), and
@@ -42,7 +42,13 @@ T = TypeVar("T")
 # ones by rewrite, its resumption tokens followed.
 ONE_CALL_BYTES = 16 * 1024 * 1024
 # Copies in flight per process (per worker on a Dask cluster): BACKSTOP_COPY_THREADS, default 16.
-WORKERS = int(os.environ.get("BACKSTOP_COPY_THREADS") or 16)
+# Read when used (a warm `backstop` process runs each command with the command's environment).
+
+
+def copy_workers() -> int:
+    return int(os.environ.get("BACKSTOP_COPY_THREADS") or 16)
+
+
 # Google's recommended backoff for Cloud Storage: from 1 s, doubling, at most 32 s between tries;
 # the total stays bounded by the store's retry timeout (BACKSTOP_RETRY_TIMEOUT).
 BACKOFF = {"initial": 1.0, "maximum": 32.0, "multiplier": 2.0}
@@ -136,7 +142,7 @@ def _workers() -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="backstop-copy")
+            _pool = ThreadPoolExecutor(max_workers=copy_workers(), thread_name_prefix="backstop-copy")
         return _pool
 
 
@@ -155,7 +161,7 @@ def run_all(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
 def run_stream(fn: Callable[[Any], Any], items: Iterable[Any], ahead: int | None = None) -> None:
     """`fn` over `items` on the shared copy workers, taking items lazily (at most `ahead` queued or
     running); the first error stops taking items, cancels what has not started, and is raised."""
-    limit = ahead or 2 * WORKERS
+    limit = ahead or 2 * copy_workers()
     running: set[Future[Any]] = set()
     try:
         for item in items:

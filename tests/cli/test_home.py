@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backstop_cli.main import find_home
+from backstop_cli.home import find_home
 
 
 def test_the_home_is_given_or_here_or_the_checkouts_running_one(tmp_path: Path) -> None:

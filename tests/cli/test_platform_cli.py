@@ -216,7 +216,17 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     user: dict[str, str], seeded: dict[str, Any]
 ) -> None:
     first = status(user)
-    assert set(first) == {"gcs", "bigquery", "prefect", "gke", "airflow", "composer", "alerts", "worker"}
+    assert set(first) == {
+        "gcs",
+        "bigquery",
+        "prefect",
+        "gke",
+        "airflow",
+        "composer",
+        "alerts",
+        "worker",
+        "warm",
+    }
     again = ok(user, "up")  # harmless a second time: same processes, same ports
     assert "worker: already running" in again and status(user) == first
 
@@ -248,6 +258,12 @@ def test_readme_order_worker_runs_a_deployment_and_a_failure_alerts(
     assert validations, f"no completed gcs-validate run: {api.runs_of('validate-gcs', 'gcs-validate')}"
     listed = json.loads(ok(shell, "list", "--component", "gcs", "--json"))["backups"]
     assert [(b["source"], b["status"]) for b in listed] == [("demo-raw-data", "validated")]
+    # the commands ran in children of the warm process `backstop up` started, and say what cold ones do
+    warm_log = (Path(user["BACKSTOP_HOME"]) / "logs" / "warm.log").read_text()
+    for verbs in ("bootstrap", "seed", "settings show", "preflight", "deploy", "list"):
+        assert f"runs backstop {verbs}\n" in warm_log, warm_log
+    cold = ok(shell | {"BACKSTOP_WARM": "0"}, "list", "--component", "gcs", "--json")
+    assert json.loads(cold)["backups"] == listed
 
     # the failure reaches the local receiver and `backstop alerts` shows it
     failed = api.wait_final(failing, 120)

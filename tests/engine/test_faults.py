@@ -52,7 +52,7 @@ OBJECTS = 40
 # (the kill lands somewhere in the next batch).
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from localdev.platform import PROJECT
     from blocks.clients import storage_client
@@ -99,8 +99,8 @@ CHILD = textwrap.dedent(
         ComponentCalls("gcs").backup(settings, store, source, progress=lambda done, total: reached(f"batch-{done}"))
     else:
         from tasks.components.gcs import copy as gcs_copy
-        from tasks.storage import copies, google_api
-        gcs_copy.WORKERS = copies.WORKERS = 1  # one copy worker: 'object-N' is a point in the restore's stream
+        from tasks.storage import google_api
+        os.environ["BACKSTOP_COPY_THREADS"] = "1"  # one copy worker: 'object-N' is a point in the restore's stream
         gcs_copy.BATCH_CALLS = google_api.BATCH_CALLS = 10  # batch requests of 10: "object-N" after every tenth
         restore_group, restored = gcs_copy._restore_group, []
         def restore_then_mark(client, target, store, entries):

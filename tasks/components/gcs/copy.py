@@ -20,10 +20,10 @@ from tasks.components.gcs.plan import (
 from tasks.storage.bucket import BackupStore
 from tasks.storage.copies import (
     ONE_CALL_BYTES,
-    WORKERS,
     Copy,
     Retention,
     copy_object,
+    copy_workers,
     made_in_batches,
     ramp_for,
     rewrite,
@@ -111,7 +111,7 @@ def copy_batch(
         made = made_in_batches(client, store.bucket, copies, store.kms_key_name, retention)
         return [copy(item, made.get(item[1])) for item in group]
 
-    copied = run_all(copy_group, batch_groups(items, WORKERS))
+    copied = run_all(copy_group, batch_groups(items, copy_workers()))
     return [entry for group in copied for entry in group if entry is not None]
 
 
@@ -184,7 +184,9 @@ def restore_batch(client: Any, store: BackupStore, bucket: str, entries: list[Ma
     """Copy `entries` from the pool to `bucket` (on the shared copy workers); the bytes copied."""
     target = client.bucket(bucket)
     return sum(
-        run_all(lambda group: _restore_group(client, target, store, group), batch_groups(entries, WORKERS))
+        run_all(
+            lambda group: _restore_group(client, target, store, group), batch_groups(entries, copy_workers())
+        )
     )
 
 
@@ -212,7 +214,7 @@ def remove_bucket(client: Any, bucket: str) -> None:
             b.name for b in client.list_blobs(bucket, max_results=PAGE, timeout=TIMEOUT, retry=RETRY)
         ]:
             outcome = DeleteOutcome.of(
-                r for done in run_all(delete, batch_groups(names, WORKERS)) for r in done
+                r for done in run_all(delete, batch_groups(names, copy_workers())) for r in done
             )
             left = [
                 *outcome.failed.values(),

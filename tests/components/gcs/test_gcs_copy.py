@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from localdev.servers.throttling_proxy import throttling_proxy
-from tasks.components.gcs import copy as gcs_copy
 from tasks.components.gcs import plan as gcs_plan
 from tasks.engine.calls import ComponentCalls
 from tasks.storage import copies
@@ -85,7 +84,7 @@ def test_copies_go_in_batch_requests_no_larger_than_a_tenth_of_a_second_of_the_w
     carries at most 5 (no bigger a burst than the ramp allows); either way every object is copied."""
     source, contents = seed(gcs, 60)
     emulator = os.environ["STORAGE_EMULATOR_HOST"]
-    monkeypatch.setattr(gcs_copy, "WORKERS", 2)  # 60 copies in 2 groups of 30 (as 800 on 16 workers)
+    monkeypatch.setenv("BACKSTOP_COPY_THREADS", "2")  # 60 copies in 2 groups of 30 (as 800 on 16 workers)
     for rate, most in ((1_000_000.0, 100), (50.0, 5)):
         settings.gcs_write_rate = rate
         with throttling_proxy(emulator, []) as proxy:
@@ -112,7 +111,7 @@ def test_a_server_without_the_batch_endpoint_gets_one_batch_request_then_single_
         report = gcs_component.restore(settings, None, manifest, target=target)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
     # the first batch requests (those sent at once by the copy workers) were refused, none after
-    assert set(tried) == {0} and len(tried) <= copies.WORKERS and proxy.batches == tried
+    assert set(tried) == {0} and len(tried) <= copies.copy_workers() and proxy.batches == tried
     assert len(proxy.copies) == 2 * len(contents) and report.created == len(contents)
     assert read_all(gcs, target) == contents
 

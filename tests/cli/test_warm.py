@@ -1,0 +1,157 @@
+"""`backstop warm`: a command run in the warm process says and exits exactly as a cold one; Ctrl-C on
+the command reaches its child; a server whose code changed stops and the command runs cold.
+
+The server runs as `backstop up` starts it (`python -m backstop_cli.warm --home H`) for its own home;
+the commands are the real `backstop` script. No platform is needed: the commands here fail for it
+(no Prefect server), or hang on one that never answers. Commands through a running platform go warm
+in tests/cli/test_platform_cli.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backstop_cli import warm
+from localdev.platform import EMULATOR_ENV, free_port
+
+pytestmark = pytest.mark.integration
+
+BACKSTOP = str(Path(sys.executable).with_name("backstop"))
+CHECKOUT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> dict[str, str]:
+    """A user's shell whose Prefect server is at a free port where nothing answers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "BACKSTOP_", "BQEMU_")) and k not in EMULATOR_ENV
+    }
+    return env | {
+        "BACKSTOP_HOME": str(tmp_path / "home"),
+        "HOME": str(tmp_path),
+        "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
+    }
+
+
+class Server:
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home, self.log = home, home.parent / "warm.log"
+        command = [sys.executable, "-m", "backstop_cli.warm", "--home", str(home)]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=CHECKOUT
+            )
+        deadline = time.monotonic() + 90
+        while not warm.ping(warm.socket_path(home)):
+            assert self.process.poll() is None and time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.2)
+
+    def children(self) -> list[int]:
+        """The pids of the commands it forked, from its log."""
+        return [
+            int(line.split()[3]) for line in self.log.read_text().splitlines() if " runs backstop " in line
+        ]
+
+
+@pytest.fixture
+def server(shell: dict[str, str]) -> Iterator[Server]:
+    home = Path(shell["BACKSTOP_HOME"])
+    home.mkdir()
+    running = Server(home, shell)
+    yield running
+    if running.process.poll() is None:
+        running.process.terminate()
+        running.process.wait(30)
+
+
+def run(env: dict[str, str], *argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BACKSTOP, *argv], env=env, capture_output=True, text=True, timeout=120, cwd=CHECKOUT, **kwargs
+    )
+
+
+def test_a_warm_command_says_and_exits_as_a_cold_one(shell: dict[str, str], server: Server) -> None:
+    commands = [
+        ("list",),  # needs Prefect: one error line, exit 2
+        ("restore", "gcs", "--bucket", "b", "--bucjet", "c"),  # a mistyped flag, with the suggestion
+        ("backup", "nope"),  # an unknown component
+        ("list", "--help"),  # argparse's own exit
+    ]
+    for argv in commands:
+        warm_run = run(shell, *argv)
+        cold_run = run(shell | {"BACKSTOP_WARM": "0"}, *argv)
+        assert (warm_run.returncode, warm_run.stdout, warm_run.stderr) == (
+            cold_run.returncode,
+            cold_run.stdout,
+            cold_run.stderr,
+        ), argv
+    assert warm_run.returncode == 0 and "--restore-points" in warm_run.stdout
+    assert run(shell, "list").stderr.startswith("error: Prefect server not reachable")
+    # each command but the cold ones ran in a child of the server; its log names no option's value
+    log = server.log.read_text()
+    assert len(server.children()) == len(commands) + 1, log
+    assert (
+        "runs backstop restore gcs\n" in log and "--bucket" not in log and "runs backstop backup nope" in log
+    )
+
+
+def test_ctrl_c_on_a_warm_command_interrupts_its_child(shell: dict[str, str], server: Server) -> None:
+    """A Prefect server that accepts connections and never answers: the command hangs in its
+    child until Ctrl-C, which the command passes on; the child ends as a cold command would."""
+    hanging = socket.create_server(("127.0.0.1", 0))
+    env = shell | {"PREFECT_API_URL": f"http://127.0.0.1:{hanging.getsockname()[1]}/api"}
+    with hanging:
+        command = subprocess.Popen(
+            [BACKSTOP, "list"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=CHECKOUT,
+        )
+        hanging.settimeout(60)
+        held = [
+            hanging.accept()[0] for _ in range(2)
+        ]  # the command's reachability check, then Prefect's client
+        child = server.children()[-1]
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=60)
+        for conn in held:
+            conn.close()
+    assert command.returncode == 130 and "interrupted" in err, (command.returncode, out, err)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists(), f"the command's child {child} still runs"
+    assert server.process.poll() is None  # the server goes on serving
+    assert run(shell, "list").returncode == 2 and len(server.children()) == 2
+
+
+def test_a_server_whose_code_changed_stops_and_the_command_runs_cold(
+    shell: dict[str, str], server: Server
+) -> None:
+    assert run(shell, "list").returncode == 2 and len(server.children()) == 1
+    source = CHECKOUT / "backstop_cli" / "home.py"
+    before = source.stat()
+    try:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))  # an edit
+        done = run(shell, "list")
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert done.returncode == 2 and done.stderr.startswith("error: Prefect server not reachable")
+    assert server.process.wait(30) == 0 and len(server.children()) == 1  # it ran cold
+    assert "changed: stopping" in server.log.read_text()
+    assert not warm.socket_path(server.home).exists()
+    assert run(shell, "list").returncode == 2  # and so do the commands after it
