@@ -29,7 +29,7 @@ from prefect.states import Cancelled
 from backstop.core.errors import REFUSALS, BackstopError, ConfigError, ValidationFailed
 from backstop.core.manifest import BackupManifest
 from backstop.core.names import check_backup_id
-from backstop.core.report import human_bytes, joined, read_first
+from backstop.core.report import human_bytes, joined, summarized
 from backstop.core.restore_points import part_rows
 from blocks.settings import DEFAULT_BLOCK_NAME, load_settings
 from flows.hooks import backstop_flow
@@ -190,13 +190,14 @@ def restore_backup(
             description="Which backup each part of the restore point came from",
         )
     if report.actions:
-        ordered = read_first(report.actions)
+        ordered = summarized(report.actions, MAX_ACTION_ROWS)  # by folder when they do not fit
         shown = [{k: v for k, v in a.items() if k != "diff"} for a in ordered[:MAX_ACTION_ROWS]]
-        left_out = len(report.actions) - len(shown)
+        left_out = len(ordered) - len(shown)
         create_table_artifact(
             shown,
             key=f"{component}-restore-actions",
             description="What the restore did or would do"
+            + (f" ({len(report.actions):,} actions, by folder)" if len(ordered) < len(report.actions) else "")
             + (f" (first {len(shown)}; {left_out} more in the flow's result)" if left_out else ""),
         )
     diffs = [f"### {a['name']}\n```diff\n{a['diff']}```" for a in report.actions if a.get("diff")]

@@ -121,3 +121,30 @@ def read_first(actions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     order), so that a table cut at N rows never cuts them off behind creates."""
     rank = {change: i for i, change in enumerate(READ_FIRST)}
     return sorted(actions, key=lambda a: rank.get(a.get("change", ""), len(READ_FIRST)))
+
+
+def summarized(actions: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """A restore plan's actions for a person, in `read_first` order: each action as it is when they fit
+    in `limit` rows; else notes and blocked actions as they are and the others one row per change and
+    top folder (`create  events/ (1,990)`, the why they share or "various"): a restore of a
+    million objects reads as a few lines, not as its first 200 creates."""
+    ordered = read_first(actions)
+    if len(ordered) <= limit:
+        return ordered
+    rows: list[dict[str, Any]] = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for action in ordered:
+        change, name = str(action.get("change", "")), str(action.get("name", ""))
+        if change in ("note", "blocked"):
+            rows.append(action)
+            continue
+        head, slash, _ = name.partition("/")
+        groups.setdefault((change, head + slash if slash else name), []).append(action)
+    for (change, folder), members in groups.items():
+        if len(members) == 1:
+            rows.append(members[0])
+            continue
+        whys = {str(m.get("why", "")) for m in members}
+        why = whys.pop() if len(whys) == 1 else "various"
+        rows.append({"name": f"{folder} ({len(members):,})", "change": change, "why": why})
+    return rows

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from backstop.core.errors import Conflict, InvalidInput, NotFound
 from backstop.core.names import check_percent
-from backstop.core.report import fields_table, left_out, read_first, table_and_details, text_table
+from backstop.core.report import fields_table, left_out, summarized, table_and_details, text_table
 from backstop_cli.main import emit
 
 if TYPE_CHECKING:
@@ -228,8 +228,8 @@ def restore(args: argparse.Namespace) -> int:
         restore_flow = component_flow(args.component, "restore")
         summary = restore_flow(**flow_parameters(request), settings_block=args.settings)
     actions = summary.get("actions", [])
-    shown = [a for a in actions if a.get("change") != "unchanged"] or actions
-    shown = read_first(shown)  # a long list of creates never cuts off what must be read
+    changed = [a for a in actions if a.get("change") != "unchanged"] or actions
+    shown = summarized(changed, MAX_ROWS)  # a long list of creates never cuts off what must be read
     shown_fields = {
         k: v for k, v in summary.items() if k not in ("actions", "conflicted", "parts") and v != ""
     }
@@ -240,6 +240,8 @@ def restore(args: argparse.Namespace) -> int:
     if shown:
         text += ["", text_table([{c: a.get(c, "") for c in ACTION_COLUMNS} for a in shown[:MAX_ROWS]])]
         cut = left_out(min(len(shown), MAX_ROWS), len(shown), "--json lists every action")
+        if not cut and len(shown) < len(changed):
+            cut = f"{len(changed):,} actions, by folder: --json lists each"
         text += [cut] if cut else []
     text += [a["diff"] for a in shown if a.get("diff")]
     emit(args, summary, "\n".join(text))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backstop.core.report import joined, left_out, table_and_details, text_table
+from backstop.core.report import joined, left_out, summarized, table_and_details, text_table
 
 CAUSE = (
     "400 POST http://127.0.0.1:9050/bigquery/v2/projects/demo/queries?prettyPrint=false: "
@@ -48,3 +48,33 @@ def test_a_backup_table_keeps_the_common_columns_and_puts_a_components_own_count
     assert lines[2].split() == ["validated", "prod", "b1"] and lines[3].split() == ["validated", "raw", "b2"]
     assert lines[4:] == ["prod: resource count 104,", "  source size 4.5 GB"]  # wrapped, nothing cut
     assert max(map(len, lines)) <= 30
+
+
+def test_a_long_restore_plan_reads_by_folder_with_notes_and_blocked_actions_as_they_are() -> None:
+    creates = [
+        {"name": f"events/2026/{i:05d}.json", "change": "create", "why": "absent in target"}
+        for i in range(1990)
+    ]
+    creates += [{"name": f"models/m{i}.bin", "change": "create", "why": "absent in target"} for i in range(3)]
+    deletes = [
+        {"name": f"tmp/{i}", "change": "delete", "why": "not in the backup (--exact)"} for i in range(300)
+    ]
+    note = {"name": "bucket", "change": "note", "why": "the backup holds only events/ and models/"}
+    blocked = {"name": "locked/a", "change": "blocked", "why": "retention until 2027-01-01"}
+    rows = summarized(
+        [*creates, *deletes, note, blocked, {"name": "top.txt", "change": "create", "why": "new"}], 200
+    )
+    assert rows == [
+        note,
+        blocked,
+        {"name": "tmp/ (300)", "change": "delete", "why": "not in the backup (--exact)"},
+        {"name": "events/ (1,990)", "change": "create", "why": "absent in target"},
+        {"name": "models/ (3)", "change": "create", "why": "absent in target"},
+        {"name": "top.txt", "change": "create", "why": "new"},
+    ]
+    few = [*creates[:3], note]
+    assert summarized(few, 200) == [note, *creates[:3]]  # when they fit: every action as it is
+    mixed = [
+        {"name": f"a/{i}", "change": "replace", "why": "differs" if i % 2 else "newer"} for i in range(5)
+    ]
+    assert summarized(mixed, 2) == [{"name": "a/ (5)", "change": "replace", "why": "various"}]

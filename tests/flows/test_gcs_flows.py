@@ -260,8 +260,12 @@ def test_a_long_restore_says_its_note_before_the_rows_it_cuts(
         == 0
     )
     out = capsys.readouterr().out
-    assert "created         210" in out and "more row(s) not shown (first 200 of 211)" in out
+    assert "created         210" in out and "211 actions, by folder: --json lists each" in out
     assert "holds only this part of" in out, out[-1500:]
+    lines = out.splitlines()  # the note, then a row per folder of the creates
+    note = next(i for i, line in enumerate(lines) if "holds only this part of" in line)
+    folders = [line.split()[:3] for line in lines[note + 1 :] if "absent" in line or "(" in line]
+    assert folders[:2] == [["p0/", "(105)", "create"], ["p1/", "(105)", "create"]], out[-1500:]
     # the run's artifact in the UI lists it first too
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
