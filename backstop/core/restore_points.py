@@ -115,16 +115,23 @@ class RestorePoint(BaseModel):
     def part_map(self) -> dict[str, str | None]:
         return {p.part: p.backup_id for p in self.parts}
 
-    def layers(self) -> list[tuple[PointPart, list[str]]]:
+    def layers(
+        self, asks: Callable[[PointPart, list[str]], bool] = lambda layer, newer: True
+    ) -> list[tuple[PointPart, list[str]]]:
         """What a restore of the point reads, newest backup first: each part's overlays and base,
         each with the scope items it leaves to newer backups of that part (what they hold). Newest
-        first, so that a view of the base finds the tables laid over it already written."""
+        first, so that a view of the base finds the tables laid over it already written.
+        `asks(layer, newer)`: whether a restore wants anything of a layer less what the newer ones
+        read hold (a restore of some names: `--only`); a layer it does not want is not read, and
+        leaves nothing to the older ones."""
         found = sorted(self.chosen, key=lambda p: (_time_of(p), p.backup_id or ""), reverse=True)
         laid: list[tuple[PointPart, list[str]]] = []
         newer: dict[str, list[str]] = {}
         for layer in found:
-            laid.append((layer, list(newer.get(layer.part, []))))
-            newer.setdefault(layer.part, []).extend(layer.scope or [])
+            left = list(newer.get(layer.part, []))
+            if asks(layer, left):
+                laid.append((layer, left))
+                newer.setdefault(layer.part, []).extend(layer.scope or [])
         return laid
 
     def label(self) -> str:

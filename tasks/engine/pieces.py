@@ -11,13 +11,14 @@ then each of those backups is a piece for its scope, less what newer ones hold (
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from backstop.core.catalog_index import parts_of
 from backstop.core.errors import InvalidInput, ValidationFailed
 from backstop.core.names import parse_time
-from backstop.core.restore_points import WHOLE, RestorePoint, narrowed
+from backstop.core.restore_points import WHOLE, PointPart, RestorePoint, narrowed
 from blocks.settings import BackstopSettings
 from tasks.catalog import points
 from tasks.engine.protocol import RestorePlan, RestoreRequest
@@ -71,10 +72,11 @@ def pieces_of(
     backup that holds what `only` asks)."""
     if request.backup_id:
         return [Piece(request)], None
-    if not component.parts and not request.only:
+    if not component.parts:
         laid = point or point_of(component, settings, request, store)
-        if laid.overlays:
-            return layered(request, laid), laid
+        pieces = layered(component, request, laid) if laid.overlays else []
+        if pieces:
+            return pieces, laid
     if point is None and not component.parts:
         return [Piece(request)], None
     point = point or point_of(component, settings, request, store)
@@ -95,22 +97,39 @@ def pieces_of(
     return pieces, point
 
 
-def layered(request: RestoreRequest, point: RestorePoint) -> list[Piece]:
-    """One piece per layer of `point`, newest first: each backup restores what it holds less what
-    newer backups of part of the source hold (they restore it)."""
-    layers = point.layers()
+def layered(component: Any, request: RestoreRequest, point: RestorePoint) -> list[Piece]:
+    """One piece per layer of `point` the restore wants (with `only`: those holding what it names
+    that newer ones do not), newest first: each backup restores what it holds less what newer
+    backups of part of the source hold (they restore it)."""
+    layers = point.layers(functools.partial(_asks, component, request.only) if request.only else _every)
     pieces = []
     for layer, newer in layers:
         piece = copy.copy(request)
         piece.backup_id, piece.before, piece.exclude = layer.backup_id, None, newer or None
         pieces.append(Piece(piece, [layer.part], label=layer.share))
     scopes = [item for layer, _ in layers for item in layer.scope or []]
-    if all(layer.scope for layer, _ in layers):  # no backup of the whole source under them
+    if pieces and not request.only and all(layer.scope for layer, _ in layers):  # no backup of the whole
         pieces[-1].note = (
             f"no backup of all of {request.source}: only {', '.join(sorted(scopes))} restored "
             "(from backups of those parts); the rest is not restored"
         )
     return pieces
+
+
+def _every(layer: PointPart, newer: list[str]) -> bool:
+    return True
+
+
+def _asks(component: Any, only: list[str], layer: PointPart, newer: list[str]) -> bool:
+    """Whether a name of `only` lies in `layer` (a backup of the whole, or of its scope, or it names
+    more than the scope: `--only models/` of a backup of models/v2/) and in no newer layer's scope."""
+    for name in only:
+        if any(component.within(name, item) for item in newer):
+            continue  # a newer backup restores it
+        scope = layer.scope
+        if scope is None or any(component.within(name, s) or component.within(s, name) for s in scope):
+            return True
+    return False
 
 
 def check_validated(piece: Piece) -> None:

@@ -238,6 +238,11 @@ def test_a_newer_backup_of_part_of_the_source_is_laid_over_the_whole_one(
 
     asked = RestoreRequest(source=source, target=subject.new_target(source), only=subject.within_subset)
     assert restore.restore(subject.component, settings, asked, store=store).backup_id == part.backup_id
+    if subject.spanning_subset:  # names in both backups' shares: each read from its own backup
+        asked = RestoreRequest(source=source, target=subject.new_target(source), only=subject.spanning_subset)
+        spanning = restore.restore(subject.component, settings, asked, store=store)
+        assert spanning.backup_id == f"{part.backup_id}, {whole.backup_id}"
+        assert subject.state(asked.target) == expected
 
     drilled = drill.drill(subject.component, settings, source, store=store, record=False)
     assert drilled.passed, drilled.problems

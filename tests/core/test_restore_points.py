@@ -117,6 +117,13 @@ def test_a_newer_backup_of_part_of_the_source_is_laid_over_the_whole_one() -> No
         point.label() == f"all: {whole.backup_id}; models/: {models.backup_id}; events/: {events.backup_id}"
     )
     assert [o["scope"] for o in point.row()["overlays"]] == [["events/"], ["models/"]]
+    # a restore that wants nothing of the models/ backup's share does not read it, and the older
+    # backup restores models/ itself (nothing is left to a backup that is not read)
+    no_models = point.layers(lambda layer, newer: layer.scope != ["models/"])
+    assert [(p.backup_id, left) for p, left in no_models] == [
+        (events.backup_id, []),
+        (whole.backup_id, ["events/"]),
+    ]
     # each backup of part of the source after the whole one is a point of its own; the covered one too
     # (at its time it was the newest of events/)
     listed = history("gcs", "lake", (), [whole, events, older_events, models, before_whole])

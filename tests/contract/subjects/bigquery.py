@@ -24,6 +24,7 @@ class BigQuerySubject:
     # a backup of part of the dataset (laid over one of the whole), and what `only` names inside it
     subset_options: dict[str, Any] | None = {"tables": ["people"]}
     within_subset = ["people"]
+    spanning_subset: list[str] | None = None  # its seed has one table: nothing beside the subset
 
     def __init__(self, bq: Any, settings: Any) -> None:
         self.bq, self.settings = bq, settings

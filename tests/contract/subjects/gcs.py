@@ -24,6 +24,8 @@ class GcsSubject:
     # a backup of part of the bucket (laid over one of the whole), and what `only` names inside it
     subset_options: dict[str, Any] | None = scope_options
     within_subset = within_scope
+    # what `only` names across the subset and the rest (None: its seed has nothing beside the subset)
+    spanning_subset: list[str] | None = ["data/", "readme.txt"]
 
     def __init__(self, gcs: Any, settings: Any) -> None:
         self.gcs, self.settings = gcs, settings
