@@ -163,8 +163,9 @@ def run_warm(argv: Sequence[str]) -> int | None:
 
 
 def _python() -> str:
-    """The Python environment a process runs in (a virtual environment's own folder)."""
-    return f"{sys.prefix} {sys.version}"
+    """The Python a process runs in: its environment's folder, its version and the PYTHONPATH it
+    was started with (the server's modules are imported from its own sys.path)."""
+    return f"{sys.prefix} {sys.version} {os.environ.get('PYTHONPATH', '')}"
 
 
 def _pass_on(conn: socket.socket, sig: int) -> None:

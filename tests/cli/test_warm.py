@@ -155,3 +155,13 @@ def test_a_server_whose_code_changed_stops_and_the_command_runs_cold(
     assert "changed: stopping" in server.log.read_text()
     assert not warm.socket_path(server.home).exists()
     assert run(shell, "list").returncode == 2  # and so do the commands after it
+
+
+def test_a_command_with_another_python_path_runs_cold(
+    shell: dict[str, str], server: Server, tmp_path: Path
+) -> None:
+    """The server's modules come from its own sys.path: a command whose PYTHONPATH differs (another
+    checkout first, say) is not run there."""
+    elsewhere = run(shell | {"PYTHONPATH": str(tmp_path)}, "list")
+    assert elsewhere.stderr.startswith("error: Prefect server not reachable") and server.children() == []
+    assert run(shell, "list").returncode == 2 and len(server.children()) == 1
