@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, Unavailable
+from backstop_cli import words
 from backstop_cli.home import state_dir
 
 COMMAND_MODULES = [
@@ -66,17 +67,6 @@ def load_platform_env(fresh: bool = False) -> None:
         if key != "PREFECT_UI_URL":
             os.environ.setdefault(key, value)
     prefect_defaults(fresh)
-
-
-def _verb(argv: Sequence[str]) -> str | None:
-    """The command's verb: the first word that is neither an option nor the value of --settings."""
-    tokens = iter(argv)
-    for token in tokens:
-        if token == "--settings":
-            next(tokens, None)
-        elif not token.startswith("-"):
-            return token
-    return None
 
 
 def prefect_defaults(fresh: bool = False) -> None:
@@ -165,7 +155,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES, argv: Sequence[str] =
     for verb in ("backup", "restore"):
         group = verbs.add_parser(verb, help=f"{verb} one component")
         groups[verb] = group.add_subparsers(dest="component", required=True, parser_class=ArgumentParser)
-    words = _skip_settings(argv)
+    given = words.without_settings(argv)
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -174,21 +164,10 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES, argv: Sequence[str] =
                 raise
             continue
         if "argv" in inspect.signature(module.register).parameters:
-            module.register(verbs, groups, argv=words)
+            module.register(verbs, groups, argv=given)
         else:
             module.register(verbs, groups)
     return parser
-
-
-def _skip_settings(argv: Sequence[str]) -> list[str]:
-    """`argv` without the global `--settings NAME` (its value is no verb)."""
-    words, tokens = [], iter(argv)
-    for token in tokens:
-        if token == "--settings":
-            next(tokens, None)
-        else:
-            words.append(token)
-    return words
 
 
 def quiet_prefect_console(argv: Sequence[str]) -> None:
@@ -251,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before the parser of a component verb, which imports Prefect (the component's options model):
     # Prefect reads its settings when imported, so the platform's endpoints must be in the
     # environment by then. Other verbs are parsed first: help and typos answer at once.
-    if _verb(argv) in ("backup", "restore"):
+    if words.verb(argv) in ("backup", "restore"):
         load_platform_env()
     try:
         parser = build_parser(argv=argv)

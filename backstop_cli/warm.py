@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop_cli.home import state_dir
+from backstop_cli.words import verb, verb_and_component
 
 COLD_VERBS = frozenset({"setup", "up", "down", "status", "demo", "warm"})  # verbs that run cold
 HANDSHAKE_SECONDS = 10  # a server that does not say it started the command by then is stuck
@@ -94,36 +95,11 @@ def _messages(conn: socket.socket) -> Iterator[dict[str, Any]]:
 # -- the command's side -----------------------------------------------------------------------
 
 
-def _verb(argv: Sequence[str]) -> str | None:
-    tokens = iter(argv)
-    for token in tokens:
-        if token == "--settings":
-            next(tokens, None)
-        elif not token.startswith("-"):
-            return token
-    return None
-
-
-def _words(argv: Sequence[str]) -> str:
-    """The verb and its component (`restore gcs`): what the server's log says a command is (its
-    other words may name what an operator would rather not see in a log)."""
-    tokens, words = iter(argv), list[str]()
-    for token in tokens:
-        if token == "--settings":
-            next(tokens, None)
-        elif token.startswith("-"):
-            if words:  # the values of options follow
-                break
-        elif len(words) < 2:
-            words.append(token)
-    return " ".join(words)
-
-
 def run_warm(argv: Sequence[str]) -> int | None:
     """Run the command in the warm server of this home: its exit code, or None when it is to run cold
     (no server, BACKSTOP_WARM=0, a verb of the platform itself, another Python, the server's code
     changed)."""
-    if os.environ.get("BACKSTOP_WARM", "1") == "0" or _verb(argv) in COLD_VERBS or _verb(argv) is None:
+    if os.environ.get("BACKSTOP_WARM", "1") == "0" or verb(argv) in COLD_VERBS or verb(argv) is None:
         return None
     path = socket_path(state_dir())
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -311,7 +287,7 @@ def _serve_one(listener: socket.socket, conn: socket.socket, fingerprint: str) -
             listener.close()
             forked = True
             return Command(conn, request, fds)
-        print(f"backstop warm: pid {pid} runs backstop {_words(request['argv'])}", flush=True)
+        print(f"backstop warm: pid {pid} runs backstop {verb_and_component(request['argv'])}", flush=True)
         return True
     except (OSError, ValueError) as exc:
         print(f"backstop warm: a command's request failed: {exc}", flush=True)
