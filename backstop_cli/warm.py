@@ -149,6 +149,11 @@ def _pass_on(conn: socket.socket, sig: int) -> None:
         _send(conn, {"signal": int(sig)})
 
 
+def supported() -> bool:
+    """Whether this system has what the server needs: the peer's uid and descriptor passing."""
+    return hasattr(socket, "SO_PEERCRED") and hasattr(socket, "send_fds") and hasattr(os, "fork")
+
+
 def ping(path: Path) -> bool:
     """Whether a warm server answers on `path`."""
     try:
@@ -216,7 +221,16 @@ def serve(home: Path) -> int | Command:
     from backstop_cli import ending
     from backstop_cli.main import prefect_defaults
 
+    if not supported():
+        print(
+            "backstop warm: needs Linux (SO_PEERCRED and descriptor passing): commands run cold", flush=True
+        )
+        return 2
     os.environ["BACKSTOP_HOME"] = str(home)  # the server's own Prefect home; commands bring theirs
+    # A process that forks must not run other threads: no BLAS thread pool (numpy), no jemalloc
+    # background thread (pyarrow; its default pool is mimalloc anyway).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
     prefect_defaults()
     ending.install_exit()  # first of the exit handlers, so that in each child it runs last
     ending.set_code(0)
@@ -236,6 +250,9 @@ def serve(home: Path) -> int | Command:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the system
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"backstop warm: serving {home} on {path} (pid {server})", flush=True)
+    threads = _threads()
+    if threads > 1:  # forking now could deadlock a child on a lock another thread holds
+        print(f"backstop warm: {threads} threads run in this process: forks may be unsafe", flush=True)
     try:
         while True:
             conn, _ = listener.accept()
@@ -297,6 +314,14 @@ def _serve_one(listener: socket.socket, conn: socket.socket, fingerprint: str) -
             for fd in fds:
                 os.close(fd)
             conn.close()
+
+
+def _threads() -> int:
+    """Threads of this process, Python's and native ones (Linux)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def _peer_uid(conn: socket.socket) -> int:

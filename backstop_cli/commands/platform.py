@@ -135,7 +135,9 @@ def up(args: argparse.Namespace) -> int:
     platform = _platform()
     platform.up(echo=print)
     # a process worker for the deployments, once Prefect is up; the command line's warm process
-    env = _platform(("worker", "warm")).up(echo=print)
+    from backstop_cli.warm import supported
+
+    env = _platform(("worker", "warm") if supported() else ("worker",)).up(echo=print)
     ui = platform.running().get("prefect", {}).get("endpoints", {}).get("PREFECT_UI_URL")
     emit(args, {"env": env, "ui": ui}, f"Prefect UI: {ui}\nclient environment: source {state_dir() / 'env'}")
     return 0

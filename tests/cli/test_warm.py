@@ -102,6 +102,8 @@ def test_a_warm_command_says_and_exits_as_a_cold_one(shell: dict[str, str], serv
     # each command but the cold ones ran in a child of the server; its log names no option's value
     log = server.log.read_text()
     assert len(server.children()) == len(commands) + 1, log
+    # it forks with no other thread running (one holding a lock would deadlock a child)
+    assert "threads run in this process" not in log and "multi-threaded" not in log, log
     assert (
         "runs backstop restore gcs\n" in log and "--bucket" not in log and "runs backstop backup nope" in log
     )
