@@ -12,7 +12,8 @@ a cold `backstop` would, with the command's environment, and ends like it.
 What keeps it safe:
 - the socket is in a directory only this user can open, and the server answers only its own user;
 - a server whose code changed since it started (Backstop's files, or an install into its Python
-  environment) says so and stops: the command runs cold, never old code in an incident;
+  environment) says so and starts again with the new code: the command runs cold meanwhile, never
+  old code in an incident;
 - the local platform's own verbs (`up`, `down`, `demo`, ...) and BACKSTOP_WARM=0 always run cold, and
   so does a command of another Python than the server's.
 
@@ -39,6 +40,7 @@ from backstop_cli.home import state_dir
 from backstop_cli.words import verb, verb_and_component
 
 COLD_VERBS = frozenset({"setup", "up", "down", "status", "demo", "warm"})  # verbs that run cold
+RESTART = -1  # what `serve` returns when the code changed: the server starts again with it
 HANDSHAKE_SECONDS = 10  # a server that does not say it started the command by then is stuck
 PASSED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 PACKAGES = ("backstop", "backstop_cli", "flows", "tasks", "blocks", "deployments", "localdev")
@@ -216,8 +218,8 @@ class Command:
 
 def serve(home: Path) -> int | Command:
     """Serve the commands of `home` until stopped (SIGTERM, Ctrl-C) or until the code changes: the
-    server's exit code; in a child forked for a command, that Command (run it with `run_command`, at
-    the top of the stack, so that the child ends as a cold command's process does)."""
+    server's exit code (RESTART: start again); in a child forked for a command, that Command (run
+    it with `run_command`, at the top of the stack: the child ends as a cold command's process does)."""
     from backstop_cli import ending
     from backstop_cli.main import prefect_defaults
 
@@ -258,8 +260,8 @@ def serve(home: Path) -> int | Command:
             conn, _ = listener.accept()
             outcome = _serve_one(listener, conn, fingerprint)
             if outcome is None:
-                print("backstop warm: Backstop's code or its environment changed: stopping", flush=True)
-                return 0
+                print("backstop warm: Backstop's code or its environment changed: starting again", flush=True)
+                return RESTART
             if isinstance(outcome, Command):
                 return outcome
     except KeyboardInterrupt:
@@ -274,7 +276,7 @@ def serve(home: Path) -> int | Command:
 
 def _serve_one(listener: socket.socket, conn: socket.socket, fingerprint: str) -> bool | Command | None:
     """Fork a child for the command on `conn`: True in the server, the Command in the child; None
-    when the code changed (the server stops)."""
+    when the code changed (the server starts again)."""
     fds: list[int] = []
     forked = False
     try:
@@ -407,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome = serve(home)
     if isinstance(outcome, Command):
         run_command(outcome)
+    if outcome == RESTART:  # the same process (pid), with the code as it is now
+        os.execv(sys.executable, [sys.executable, "-m", "backstop_cli.warm", "--home", str(home)])
     return int(outcome) if isinstance(outcome, int) else 1
 
 
