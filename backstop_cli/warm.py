@@ -228,6 +228,11 @@ def serve(home: Path) -> int | Command:
             "backstop warm: needs Linux (SO_PEERCRED and descriptor passing): commands run cold", flush=True
         )
         return 2
+    path = socket_path(home)
+    _private_dir(path.parent)
+    if ping(path):
+        print(f"backstop warm: another one already serves {home} on {path}", flush=True)
+        return 1
     os.environ["BACKSTOP_HOME"] = str(home)  # the server's own Prefect home; commands bring theirs
     # A process that forks must not run other threads: no BLAS thread pool (numpy), no jemalloc
     # background thread (pyarrow; its default pool is mimalloc anyway).
@@ -241,10 +246,8 @@ def serve(home: Path) -> int | Command:
 
     gc.freeze()  # children share the imported modules' pages instead of copying them on first touch
     fingerprint = code_fingerprint()
-    path = socket_path(home)
-    _private_dir(path.parent)
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+        path.unlink()  # left by a server that died
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(16)

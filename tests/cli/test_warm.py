@@ -107,6 +107,13 @@ def test_a_warm_command_says_and_exits_as_a_cold_one(shell: dict[str, str], serv
     assert (
         "runs backstop restore gcs\n" in log and "--bucket" not in log and "runs backstop backup nope" in log
     )
+    # a second server for the same home says so and leaves the first one serving
+    second = subprocess.run(
+        [sys.executable, "-m", "backstop_cli.warm", "--home", str(server.home)],
+        env=shell, capture_output=True, text=True, timeout=120, cwd=CHECKOUT,
+    )  # fmt: skip
+    assert second.returncode == 1 and "another one already serves" in second.stdout
+    assert run(shell, "list").returncode == 2 and len(server.children()) == len(commands) + 2
 
 
 def test_ctrl_c_on_a_warm_command_interrupts_its_child(shell: dict[str, str], server: Server) -> None:
