@@ -226,6 +226,11 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # everything relative (the platform's home) would fail with a traceback
+        print("error: the current folder no longer exists: cd to one that does", file=sys.stderr)
+        return 2
     quiet_prefect_console(argv)
     # Before the parser of a component verb, which imports Prefect (the component's options model):
     # Prefect reads its settings when imported, so the platform's endpoints must be in the

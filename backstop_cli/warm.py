@@ -103,7 +103,10 @@ def run_warm(argv: Sequence[str]) -> int | None:
     changed)."""
     if os.environ.get("BACKSTOP_WARM", "1") == "0" or verb(argv) in COLD_VERBS or verb(argv) is None:
         return None
-    path = socket_path(state_dir())
+    try:
+        path, cwd = socket_path(state_dir()), os.getcwd()
+    except OSError:  # a folder that was deleted under the shell: the cold command says so
+        return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(path))
@@ -111,7 +114,7 @@ def run_warm(argv: Sequence[str]) -> int | None:
         conn.close()
         return None
     with conn:
-        request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ), "python": _python()}
+        request = {"argv": list(argv), "cwd": cwd, "env": dict(os.environ), "python": _python()}
         try:
             _send(conn, request, fds=(0, 1, 2))
         except OSError:  # a closed stdin, say: nothing to hand over

@@ -183,3 +183,19 @@ def test_a_command_with_another_python_path_runs_cold(
     elsewhere = run(shell | {"PYTHONPATH": str(tmp_path)}, "list")
     assert elsewhere.stderr.startswith("error: Prefect server not reachable") and server.children() == []
     assert run(shell, "list").returncode == 2 and len(server.children()) == 1
+
+
+def test_a_command_in_a_deleted_folder_is_one_error_line(
+    shell: dict[str, str], server: Server, tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run(
+        ["bash", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "{BACKSTOP}" list'],
+        env=shell, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (
+        done.returncode == 2
+        and done.stderr == "error: the current folder no longer exists: cd to one that does\n"
+    )
+    assert server.children() == []
