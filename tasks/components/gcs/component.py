@@ -197,7 +197,7 @@ class GcsComponent(LifecycleMethods):
     def run_unit(
         self, ctx: Context, manifest: BackupManifest, unit: gcs_resume.WorkRef
     ) -> tuple[list[ManifestEntry] | StoredEntries, dict[str, Any]]:
-        """Copy the batch of one work file (the unit is its key: a few bytes to ship to a worker)."""
+        """Copy the batch of one unit (on a Dask cluster, the key of its work file: a few bytes)."""
         batch = gcs_resume.load_work(ctx.store, unit)
         client = storage_client(ctx.settings.project)
         entries = copy_batch(
@@ -209,11 +209,14 @@ class GcsComponent(LifecycleMethods):
             shared=unit.shared,
             retention=locks.retention_at_write(ctx.store, manifest),
         )
-        # The entries go back as the key of the checkpoint that also lets a later run resume this one.
+        # The checkpoint lets a later run resume this one; from another process the entries go back
+        # as its key (a few bytes), on the flow's threads as they are.
         key = gcs_resume.save(ctx.store, manifest, entries)
         listed = {obj.name: obj.generation for obj, _ in batch}
         state = {"changed_during_backup": sum(listed[e.name] != e.generation for e in entries)}
-        return (StoredEntries(key, len(entries)) if key else []), state
+        if unit.items is not None or not key:
+            return entries, state
+        return StoredEntries(key, len(entries)), state
 
     def finish(
         self, ctx: Context, manifest: BackupManifest, plan: LifecyclePlan, entries: Any

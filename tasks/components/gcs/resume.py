@@ -1,10 +1,10 @@
 """Work files and checkpoints of a Cloud Storage backup: small references for the copy tasks, and
 resuming a backup that died (the copies it made are reused, not made again).
 
-The plan writes each batch of objects to copy as a work file under
-`_resume/gcs/<bucket>/<backup_id>/work-<n>.json`; a copy task gets only its key (`WorkRef`), so
-what travels to a worker (a thread, or a Dask worker on another machine) is a few bytes, never an
-object list. Each finished batch writes a checkpoint (the entries it copied) beside it
+When the copies run on a Dask cluster, the plan writes each batch of objects to copy as a work
+file under `_resume/gcs/<bucket>/<backup_id>/work-<n>.json`; a copy task gets only its key
+(`WorkRef`), so what travels to a worker on another machine is a few bytes, never an object list.
+On the flow's own threads the batch is handed over as it is. Each finished batch writes a checkpoint (the entries it copied) beside it
 (`done-<hash>.json`). A later backup of the same bucket reuses the copies of runs
 that are still marked in progress (their marker, or its hourly heartbeat, is younger than 24 hours): while any run of the
 bucket is in progress, prune does not sweep its pool, so those copies are still there, and once
@@ -42,23 +42,30 @@ class WorkRef:
     objects: int
     bytes: int
     shared: bool = False  # writes take the pool bucket's rate limit shared by every worker
+    items: tuple[Item, ...] | None = None  # the batch itself when its copy runs in this process
 
 
 def save_work(
     store: BackupStore, manifest: BackupManifest, number: int, batch: list[Item], shared: bool = False
 ) -> WorkRef:
-    """Write one batch of objects to copy (source object, pool key) as a work file."""
+    """One batch of objects to copy (source object, pool key): written as a work file when it goes
+    to another process (`shared`: a Dask cluster), else handed over as it is."""
+    size = sum(obj.size for obj, _ in batch)
+    if not shared:  # the flow's threads: nothing travels, no work file to write and read back
+        return WorkRef("", len(batch), size, items=tuple(batch))
     key = f"{_prefix(manifest.component, manifest.source)}{manifest.backup_id}/work-{number:06d}.json"
     # SourceObject's fields in order, as load_work reads them (dataclasses.astuple copies deeply: 7x slower)
     rows = [
         [o.name, o.generation, o.size, o.crc32c, o.md5, o.properties, o.metadata, pool] for o, pool in batch
     ]
     store.put_bytes(key, json.dumps(rows, separators=(",", ":")).encode(), content_type="application/json")
-    return WorkRef(key, len(batch), sum(obj.size for obj, _ in batch), shared)
+    return WorkRef(key, len(batch), size, shared)
 
 
 def load_work(store: BackupStore, ref: WorkRef) -> list[Item]:
-    """The batch a work file holds."""
+    """The batch of a unit: its own, or the one its work file holds."""
+    if ref.items is not None:
+        return list(ref.items)
     rows = json.loads(store.get_bytes(ref.key))
     return [
         (SourceObject(n, g, s, c, m, tuple(map(tuple, p)), tuple(map(tuple, d))), pool)
