@@ -101,7 +101,7 @@ def run_warm(argv: Sequence[str]) -> int | None:
     """Run the command in the warm server of this home: its exit code, or None when it is to run cold
     (no server, BACKSTOP_WARM=0, a verb of the platform itself, another Python, the server's code
     changed)."""
-    if os.environ.get("BACKSTOP_WARM", "1") == "0" or verb(argv) in COLD_VERBS or verb(argv) is None:
+    if os.environ.get("BACKSTOP_WARM", "1") == "0" or verb(argv) in (*COLD_VERBS, None):
         return None
     try:
         path, cwd = socket_path(state_dir()), os.getcwd()

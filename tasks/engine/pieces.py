@@ -101,7 +101,9 @@ def layered(component: Any, request: RestoreRequest, point: RestorePoint) -> lis
     """One piece per layer of `point` the restore wants (with `only`: those holding what it names
     that newer ones do not), newest first: each backup restores what it holds less what newer
     backups of part of the source hold (they restore it)."""
-    layers = point.layers(functools.partial(_asks, component, request.only) if request.only else _every)
+    layers = (
+        point.layers(functools.partial(_asks, component, request.only)) if request.only else point.layers()
+    )
     pieces = []
     for layer, newer in layers:
         piece = copy.copy(request)
@@ -114,10 +116,6 @@ def layered(component: Any, request: RestoreRequest, point: RestorePoint) -> lis
             "(from backups of those parts); the rest is not restored"
         )
     return pieces
-
-
-def _every(layer: PointPart, newer: list[str]) -> bool:
-    return True
 
 
 def _asks(component: Any, only: list[str], layer: PointPart, newer: list[str]) -> bool:

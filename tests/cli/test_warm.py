@@ -53,10 +53,7 @@ class Server:
             self.process = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=CHECKOUT
             )
-        deadline = time.monotonic() + 90
-        while not warm.ping(warm.socket_path(home)):
-            assert self.process.poll() is None and time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.2)
+        wait_serving(self, 1)
 
     def children(self) -> list[int]:
         """The pids of the commands it forked, from its log."""
