@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from localdev.servers.throttling_proxy import throttling_proxy
+from tasks.components.gcs import copy as gcs_copy
 from tasks.components.gcs import plan as gcs_plan
 from tasks.engine.calls import ComponentCalls
 from tasks.storage import copies
@@ -84,7 +85,8 @@ def test_copies_go_in_batch_requests_no_larger_than_a_tenth_of_a_second_of_the_w
     carries at most 5 (no bigger a burst than the ramp allows); either way every object is copied."""
     source, contents = seed(gcs, 60)
     emulator = os.environ["STORAGE_EMULATOR_HOST"]
-    monkeypatch.setenv("BACKSTOP_COPY_THREADS", "2")  # 60 copies in 2 groups of 30 (as 800 on 16 workers)
+    # 60 copies in 2 groups of 30 (as 800 on 16 workers); the process's copy pool keeps its size
+    monkeypatch.setattr(gcs_copy, "copy_workers", lambda: 2)
     for rate, most in ((1_000_000.0, 100), (50.0, 5)):
         settings.gcs_write_rate = rate
         with throttling_proxy(emulator, []) as proxy:
