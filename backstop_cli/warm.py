@@ -55,6 +55,9 @@ PRELOAD = (
     "backstop_cli.commands.retention",
     "backstop_cli.commands.settings",
     "prefect",
+    "prefect.flow_engine",  # imported by a flow's first call, a task's, and a flow run's graph
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
     "flows.components",
     "flows.recover",
     "flows.drill",
@@ -203,7 +206,11 @@ def _preload() -> None:
         except ModuleNotFoundError as exc:
             if not (exc.name or "").startswith("localdev"):
                 raise
+    from blocks.clients import LIBRARIES
     from tasks.engine.protocol import COMPONENTS, get_component
+
+    for name in LIBRARIES:  # the Google clients' libraries, which the components import when used
+        importlib.import_module(name)
 
     for name in COMPONENTS:  # every component's module, its clients and its options model
         get_component(name)

@@ -54,6 +54,19 @@ COMPOSER_EMULATOR = "COMPOSER_EMULATOR_HOST"
 KUBERNETES_EMULATOR = "KUBERNETES_EMULATOR_HOST"
 CREDENTIALS_BLOCK = "BACKSTOP_CREDENTIALS_BLOCK"
 POOL_SIZE = 64
+# The client libraries the functions below import when first called (a command that needs none of
+# BigQuery's does not pay for it); `backstop warm` imports them all once (backstop_cli/warm.py).
+LIBRARIES = (
+    "google.cloud.storage",
+    "google.cloud.bigquery",
+    "google.cloud.bigquery_storage_v1",
+    "google.cloud.bigquery_storage_v1.services.big_query_read.transports",
+    "google.cloud.gke_backup_v1",
+    "google.cloud.gke_backup_v1.services.backup_for_gke.transports",
+    "google.cloud.orchestration.airflow.service_v1",
+    "google.cloud.orchestration.airflow.service_v1.services.environments.transports",
+    "grpc",
+)
 
 # Credentials of the settings' credentials block, set when the settings are loaded
 # (blocks.settings.load_settings); None means Application Default Credentials.

@@ -439,12 +439,13 @@ def policy_gcs_service(platform: LocalPlatform) -> Service:
 
 
 def bigquery_service(platform: LocalPlatform) -> Service:
-    """bqemulator: REST and the Storage Read API over gRPC."""
+    """bqemulator: REST and the Storage Read API over gRPC (read sessions let go once read:
+    localdev/servers/bigquery_emulator.py)."""
     rest, grpc_port = platform.ports["bigquery"], platform.ports["bigquery_grpc"]
     data = platform.state_dir / "bigquery"
     mode = ["--persistent", "--data-dir", str(data)] if platform.persistent else ["--ephemeral"]
     local_root = platform.state_dir / "bigquery-gcs"
-    command = [str(Path(sys.executable).parent / "bqemulator"), "start", "--rest-port", str(rest)]
+    command = [sys.executable, "-m", "localdev.servers.bigquery_emulator", "start", "--rest-port", str(rest)]
     command += ["--grpc-port", str(grpc_port), "--project", PROJECT, "--log-level", "warning", *mode]
     return Service(
         "bigquery",
