@@ -3,7 +3,8 @@
 A backup of ten million objects cannot hold its entries, its source listing or the pool's
 listing in memory. The operations that need them whole (sorting a backup's entries into its
 manifest, looking up what a stored object holds) put them in a temporary SQLite file instead:
-the standard library's well-tested B-tree, in the worker's temp directory, gone when closed.
+the standard library's well-tested B-tree, in a temporary file that nothing else can see (gone with
+the connection, or with the process however it ends).
 
 - `EntrySpool`: a backup's manifest entries by name (each kept as its JSON), read back in name
   order; entries added twice under one name keep the last.
@@ -13,9 +14,7 @@ the standard library's well-tested B-tree, in the worker's temp directory, gone 
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -27,23 +26,21 @@ Row = tuple[str, int, str]  # (name, size, the entry's JSON)
 LOOKUP_BATCH = 500  # keys per query (SQLite allows 999 parameters by default in old builds)
 
 
-def _remove(db: sqlite3.Connection, path: str) -> None:
-    db.close()
-    if os.path.exists(path):
-        os.unlink(path)
-
-
 class _Spool:
-    """One temporary SQLite database with one table; closed (and deleted) by `close()`."""
+    """One temporary SQLite database with one table, closed by `close()` (at the latest when
+    garbage collected: a dry run's plan).
+
+    SQLite's own temporary database (an empty file name): a file in SQLite's temp directory
+    (SQLITE_TMPDIR, TMPDIR, else /var/tmp or /tmp) that SQLite removes from the folder as soon as
+    it is opened, so nothing is left behind however the process ends (a killed backup left its
+    spools in /tmp before). Pages beyond the cache go to that file: memory stays flat.
+    """
 
     schema = ""
 
     def __init__(self) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="backstop-spool-", suffix=".sqlite")
-        os.close(fd)
-        self.db = sqlite3.connect(self.path, check_same_thread=False)
-        # Removed when closed, or at the latest when the spool is garbage collected (a dry run's plan).
-        self._finalizer = weakref.finalize(self, _remove, self.db, self.path)
+        self.db = sqlite3.connect("", check_same_thread=False)
+        self._finalizer = weakref.finalize(self, self.db.close)
         # A scratch file: no journal, no fsync; it is rebuilt by rerunning the operation.
         self.db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;" + self.schema
