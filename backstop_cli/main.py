@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, Unavailable
-from backstop_cli import words
+from backstop_cli import ending, words
 from backstop_cli.home import state_dir
 
 COMMAND_MODULES = [
@@ -257,9 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackstopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM in the `backstop` script (ending.Terminated)
+        terminated = isinstance(exc, ending.Terminated)
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 def _run_on_platform(args: argparse.Namespace) -> int:

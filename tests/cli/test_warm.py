@@ -113,9 +113,15 @@ def test_a_warm_command_says_and_exits_as_a_cold_one(shell: dict[str, str], serv
     assert run(shell, "list").returncode == 2 and len(server.children()) == len(commands) + 2
 
 
-def test_ctrl_c_on_a_warm_command_interrupts_its_child(shell: dict[str, str], server: Server) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "says"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_or_kill_on_a_warm_command_ends_its_child(
+    shell: dict[str, str], server: Server, signum: int, code: int, says: str
+) -> None:
     """A Prefect server that accepts connections and never answers: the command hangs in its
-    child until Ctrl-C, which the command passes on; the child ends as a cold command would."""
+    child until Ctrl-C (or `kill`), which the command passes on; the child unwinds and ends as a
+    cold command would (SIGTERM too: its finally blocks run)."""
     hanging = socket.create_server(("127.0.0.1", 0))
     env = shell | {"PREFECT_API_URL": f"http://127.0.0.1:{hanging.getsockname()[1]}/api"}
     with hanging:
@@ -132,11 +138,11 @@ def test_ctrl_c_on_a_warm_command_interrupts_its_child(shell: dict[str, str], se
             hanging.accept()[0] for _ in range(2)
         ]  # the command's reachability check, then Prefect's client
         child = server.children()[-1]
-        command.send_signal(signal.SIGINT)
+        command.send_signal(signum)
         out, err = command.communicate(timeout=60)
         for conn in held:
             conn.close()
-    assert command.returncode == 130 and "interrupted" in err, (command.returncode, out, err)
+    assert command.returncode == code and err.strip().endswith(says), (command.returncode, out, err)
     deadline = time.monotonic() + 30
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -276,3 +276,43 @@ def test_a_long_restore_says_its_note_before_the_rows_it_cuts(
         )
     (rows,) = [json.loads(a.data) for a in found if source in str(a.data)]
     assert rows[0]["change"] == "note" and "holds only this part of" in rows[0]["why"], rows[:2]
+
+
+def test_a_backup_killed_with_sigterm_ends_as_an_abandoned_run_not_a_backup(
+    gcs: Any, settings: Any, prefect_harness: None, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kill` (SIGTERM) on a `backstop backup` in its copies: the command unwinds as on Ctrl-C,
+    says "terminated" and exits 143, and the catalog has the run as abandoned, no backup of it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    source = seed(gcs, 60)
+    settings.gcs_write_rate = 5.0  # 60 copies: ~12 s, time to stop it in the middle
+    block = unique("settings")
+    settings.save(block)
+    env = os.environ | {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "BACKSTOP_WARM": "0"}
+    command = subprocess.Popen(
+        [str(Path(sys.executable).with_name("backstop")), "--settings", block, "backup", "gcs", "--bucket", source],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(gcs.list_blobs(settings.backup_bucket, prefix="pool/", max_results=1)):
+            assert command.poll() is None and time.monotonic() < deadline, command.communicate()
+            time.sleep(0.1)
+    finally:
+        command.send_signal(signal.SIGTERM)
+        out, err = command.communicate(timeout=120)
+    assert command.returncode == 143 and err.strip().endswith("terminated"), (command.returncode, err[-2000:])
+
+    assert main(["--settings", block, "list", "--all", "--component", "gcs", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    runs = [(r["kind"], r["outcome"]) for r in listing["runs"] if r["source"] == source]
+    assert runs == [("backup", "abandoned")]  # as a Ctrl-C leaves it
+    assert source not in {b["source"] for b in listing["backups"]}
