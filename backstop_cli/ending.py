@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable
 
@@ -54,21 +53,11 @@ def set_reporter(report: Callable[[int], None]) -> None:
     _reporters.append(report)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, `timeout`, a supervisor stopping the command): the command unwinds as on
-    Ctrl-C (a backup in flight is recorded as abandoned, its temporary files are removed) and exits
-    143, where Python's default would end the process on the spot."""
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def run_main(argv: list[str]) -> None:
     """`main(argv)`, then exit with its code (SystemExit)."""
-    from backstop_cli.main import main
+    from backstop_cli.main import main, unwind_on_sigterm
 
-    signal.signal(signal.SIGTERM, _terminated)
+    unwind_on_sigterm()
     try:
         _code[0] = _as_code(main(argv))
     except SystemExit as exc:  # argparse's --help, a handler's sys.exit

@@ -18,13 +18,14 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, Unavailable
-from backstop_cli import ending, words
+from backstop_cli import words
 from backstop_cli.home import state_dir
 
 COMMAND_MODULES = [
@@ -224,6 +225,22 @@ def _quiet_broken_pipe() -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a supervisor stopping the command): the command unwinds as on
+    Ctrl-C (a backup in flight is recorded as abandoned, its temporary files are removed) and exits
+    143, where Python's default would end the process on the spot."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM raises Terminated in this process (the `backstop` script and a warm command's child,
+    not `main()` called in a test's process)."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -257,8 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackstopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM in the `backstop` script (ending.Terminated)
-        terminated = isinstance(exc, ending.Terminated)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM in the `backstop` script (Terminated)
+        terminated = isinstance(exc, Terminated)
         print("terminated" if terminated else "interrupted", file=sys.stderr)
         return 143 if terminated else 130
 
