@@ -25,6 +25,7 @@ from tasks.components.bigquery.schema import (
     schema_to_json,
 )
 from tasks.components.bigquery.snapshot import snapshot_table
+from tasks.storage import scratch
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors, crc32c_b64
 
@@ -183,7 +184,7 @@ def backup_table(
         )
         expected = counted.result()
     if not parts:  # an empty table still gets a file
-        with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
+        with tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder()) as directory:
             empty = os.path.join(directory, "part-00000.parquet")
             _write_empty(empty, meta["schema"])
             upload(0, empty, 0)

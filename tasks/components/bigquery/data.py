@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from tasks.components.bigquery.digest import DIGEST_SCHEME, GroupDigests, row_hasher
 from tasks.components.bigquery.schema import TableDigest, normalize_batch
+from tasks.storage import scratch
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
 READ_TIMEOUT = 600.0
@@ -157,7 +158,7 @@ def read_to_files(
     handed to `on_part(index, path, rows)` as it is finished; returns the content digest."""
     from tasks.components.bigquery.schema import geography_columns
 
-    with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
+    with tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder()) as directory:
         batches = read_batches(read_client, project, dataset, table, snapshot_time, geography_columns(schema))
         if data_format != "avro":
             return write_parquet_parts(batches, directory, on_part)
@@ -359,6 +360,6 @@ def table_digest(
 
 
 def temp_path(suffix: str = ".parquet") -> str:
-    handle, path = tempfile.mkstemp(prefix="backstop-bq-", suffix=suffix)
+    handle, path = tempfile.mkstemp(prefix="backstop-bq-", suffix=suffix, dir=scratch.folder())
     os.close(handle)
     return path

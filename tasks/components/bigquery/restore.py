@@ -29,6 +29,7 @@ from tasks.components.bigquery.schema import (
 )
 from tasks.components.bigquery.snapshot import restore_from_snapshot, validate_snapshot
 from tasks.engine.protocol import RestorePlan
+from tasks.storage import scratch
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
 
@@ -98,7 +99,7 @@ def validate_table(
     has_digest = bool(entry.metadata.get("content_digest"))
     parts = parts_of(manifest, entry)
     by_groups = percent > 0 and not compare_source and has_group_digests(entry, parts)
-    with tempfile.TemporaryDirectory(prefix="backstop-bq-") as directory:
+    with tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder()) as directory:
         # the content check reads every row, so each file is fetched once, whole; the row-group
         # check reads the sampled groups only, by range
         whole = directory if percent > 0 and not by_groups else None
@@ -153,8 +154,12 @@ def _fetch_and_count(
     paths: list[str] = []
     parts, fmt, name = parts_of(manifest, entry), data_format_of(entry), entry.name
     # Avro has no footer to read remotely: its blocks are counted in a local copy
-    scratch = tempfile.TemporaryDirectory(prefix="backstop-bq-") if not directory and fmt == "avro" else None
-    into = directory or (scratch.name if scratch else None)
+    local = (
+        tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder())
+        if not directory and fmt == "avro"
+        else None
+    )
+    into = directory or (local.name if local else None)
     try:
         for part in parts:
             try:
@@ -177,8 +182,8 @@ def _fetch_and_count(
                     f"manifest says {part.rows}"
                 )
     finally:
-        if scratch is not None:
-            scratch.cleanup()
+        if local is not None:
+            local.cleanup()
     total = sum(p.rows or 0 for p in parts)
     if total != table_rows(entry):
         problems.append(f"table {name!r}: part files hold {total} rows, manifest says {table_rows(entry)}")

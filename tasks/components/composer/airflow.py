@@ -32,6 +32,7 @@ from backstop.core.errors import (
 )
 from backstop.core.manifest import ManifestEntry
 from backstop.core.secretbox import Mode, SecretBox, protect_connection, protect_variable, reveal
+from tasks.storage import scratch
 from tasks.storage.bucket import BackupStore
 from tasks.storage.parallel import parallel_map
 
@@ -273,7 +274,7 @@ def check_python_files(python: str | None, store: BackupStore, entries: list[Man
     problems = [p for p in (compile_problem(name, data) for name, data in sources.items()) if p]
     if problems or not python or not any(n.startswith("dags/") for n in sources):
         return problems
-    with tempfile.TemporaryDirectory(prefix="backstop-dagbag-") as root:
+    with tempfile.TemporaryDirectory(prefix="backstop-dagbag-", dir=scratch.folder()) as root:
         for entry in entries:  # every file: DAGs read SQL, templates and data next to them
             path = Path(root, entry.name)
             path.parent.mkdir(parents=True, exist_ok=True)

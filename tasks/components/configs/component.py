@@ -47,6 +47,7 @@ from tasks.components.configs.locations import Location, collect_gcs, collect_lo
 from tasks.components.configs.options import NOUN, PART, ConfigsOptions
 from tasks.engine.protocol import BackupPlan as LifecyclePlan
 from tasks.engine.protocol import Context, LifecycleMethods, RestorePlan, RestoreRequest
+from tasks.storage import scratch
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import crc32c_b64
 
@@ -90,7 +91,7 @@ def archive_source(
     store: BackupStore, manifest: BackupManifest, source: ConfigSource, client: Any | None = None
 ) -> tuple[ManifestEntry, dict[str, Any]]:
     """Archive `source` into the backup's folder; returns its entry and the source state."""
-    with tempfile.TemporaryDirectory(prefix="backstop-configs-build-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="backstop-configs-build-", dir=scratch.folder()) as tmp:
         archive = Path(tmp) / ARCHIVE_NAME
         writer = ArchiveWriter(archive)
         try:
@@ -154,7 +155,7 @@ def check_backup(store: BackupStore, manifest: BackupManifest) -> tuple[list[str
     entry = manifest.entries[0]
     where = store.where(entry.stored_key)
     warnings: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="backstop-configs-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="backstop-configs-check-", dir=scratch.folder()) as tmp:
         archive = _download_archive(store, manifest, tmp)
         data = archive.read_bytes()
         if entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
@@ -189,7 +190,7 @@ def staged_contents(
     store: BackupStore, manifest: BackupManifest, records: list[FileRecord]
 ) -> dict[str, bytes]:
     """The bytes of `records` from the backup's archive, each checked against its sha256."""
-    with tempfile.TemporaryDirectory(prefix="backstop-configs-stage-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="backstop-configs-stage-", dir=scratch.folder()) as tmp:
         archive = _download_archive(store, manifest, tmp)
         staged = Path(tmp) / "staged"
         staged.mkdir()
