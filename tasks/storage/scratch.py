@@ -1,11 +1,11 @@
 """This process's folder for large temporary files (BigQuery's Parquet and Avro parts, the configs
 and DAGs staged for a check): `<temp dir>/backstop-scratch-<host>-<pid>-<random>`.
 
-Each use still removes its own files (TemporaryDirectory inside the folder), and the folder goes
-when its process exits. What a process killed
-outright leaves (SIGKILL, the kernel's out-of-memory killer: no code of it runs) is removed by the
-next process that makes its folder: the folders of this host whose process no longer runs. Another
-host's folders (a temp dir shared between containers) and another user's are left alone.
+Each use takes a temporary directory inside it (`directory`) and removes it when done; the folder
+goes when its process exits. What a process killed outright leaves (SIGKILL, the kernel's
+out-of-memory killer: no code of it runs) is removed by the next process that makes its folder: the
+folders of this host whose process no longer runs. Another host's folders (a temp dir shared between
+containers) and another user's are left alone.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ def folder() -> str:
             _folder = (os.getpid(), path)
             atexit.register(_remove, os.getpid(), path)
         return _folder[1]
+
+
+def directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory in this process's scratch folder (removed when the `with` ends)."""
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=folder())
 
 
 def _remove(pid: int, path: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -184,7 +183,7 @@ def backup_table(
         )
         expected = counted.result()
     if not parts:  # an empty table still gets a file
-        with tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder()) as directory:
+        with scratch.directory("backstop-bq-") as directory:
             empty = os.path.join(directory, "part-00000.parquet")
             _write_empty(empty, meta["schema"])
             upload(0, empty, 0)

@@ -158,7 +158,7 @@ def read_to_files(
     handed to `on_part(index, path, rows)` as it is finished; returns the content digest."""
     from tasks.components.bigquery.schema import geography_columns
 
-    with tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder()) as directory:
+    with scratch.directory("backstop-bq-") as directory:
         batches = read_batches(read_client, project, dataset, table, snapshot_time, geography_columns(schema))
         if data_format != "avro":
             return write_parquet_parts(batches, directory, on_part)

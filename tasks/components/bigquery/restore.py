@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,7 +98,7 @@ def validate_table(
     has_digest = bool(entry.metadata.get("content_digest"))
     parts = parts_of(manifest, entry)
     by_groups = percent > 0 and not compare_source and has_group_digests(entry, parts)
-    with tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder()) as directory:
+    with scratch.directory("backstop-bq-") as directory:
         # the content check reads every row, so each file is fetched once, whole; the row-group
         # check reads the sampled groups only, by range
         whole = directory if percent > 0 and not by_groups else None
@@ -154,11 +153,7 @@ def _fetch_and_count(
     paths: list[str] = []
     parts, fmt, name = parts_of(manifest, entry), data_format_of(entry), entry.name
     # Avro has no footer to read remotely: its blocks are counted in a local copy
-    local = (
-        tempfile.TemporaryDirectory(prefix="backstop-bq-", dir=scratch.folder())
-        if not directory and fmt == "avro"
-        else None
-    )
+    local = scratch.directory("backstop-bq-") if not directory and fmt == "avro" else None
     into = directory or (local.name if local else None)
     try:
         for part in parts:

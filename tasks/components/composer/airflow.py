@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -274,7 +273,7 @@ def check_python_files(python: str | None, store: BackupStore, entries: list[Man
     problems = [p for p in (compile_problem(name, data) for name, data in sources.items()) if p]
     if problems or not python or not any(n.startswith("dags/") for n in sources):
         return problems
-    with tempfile.TemporaryDirectory(prefix="backstop-dagbag-", dir=scratch.folder()) as root:
+    with scratch.directory("backstop-dagbag-") as root:
         for entry in entries:  # every file: DAGs read SQL, templates and data next to them
             path = Path(root, entry.name)
             path.parent.mkdir(parents=True, exist_ok=True)

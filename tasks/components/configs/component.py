@@ -91,7 +91,7 @@ def archive_source(
     store: BackupStore, manifest: BackupManifest, source: ConfigSource, client: Any | None = None
 ) -> tuple[ManifestEntry, dict[str, Any]]:
     """Archive `source` into the backup's folder; returns its entry and the source state."""
-    with tempfile.TemporaryDirectory(prefix="backstop-configs-build-", dir=scratch.folder()) as tmp:
+    with scratch.directory("backstop-configs-build-") as tmp:
         archive = Path(tmp) / ARCHIVE_NAME
         writer = ArchiveWriter(archive)
         try:
@@ -155,7 +155,7 @@ def check_backup(store: BackupStore, manifest: BackupManifest) -> tuple[list[str
     entry = manifest.entries[0]
     where = store.where(entry.stored_key)
     warnings: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="backstop-configs-check-", dir=scratch.folder()) as tmp:
+    with scratch.directory("backstop-configs-check-") as tmp:
         archive = _download_archive(store, manifest, tmp)
         data = archive.read_bytes()
         if entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
@@ -190,7 +190,7 @@ def staged_contents(
     store: BackupStore, manifest: BackupManifest, records: list[FileRecord]
 ) -> dict[str, bytes]:
     """The bytes of `records` from the backup's archive, each checked against its sha256."""
-    with tempfile.TemporaryDirectory(prefix="backstop-configs-stage-", dir=scratch.folder()) as tmp:
+    with scratch.directory("backstop-configs-stage-") as tmp:
         archive = _download_archive(store, manifest, tmp)
         staged = Path(tmp) / "staged"
         staged.mkdir()
