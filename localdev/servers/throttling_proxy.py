@@ -10,7 +10,8 @@ It can also answer like the real service rather than a local emulator: `latency`
 every request (Google's JSON API takes tens of milliseconds per copy, the local server well under
 one), so that the parallelism of the client, not the emulator's CPU, bounds the throughput; and it
 records when each copy went through (`copies`: (monotonic time, destination bucket)), so a test can
-count the writes a bucket took per second. And it can rot bytes: the downloads of the objects named
+count the writes a bucket took per second, and every request it served (`requests`: method and
+path), so a test can count the round trips a step takes. And it can rot bytes: the downloads of the objects named
 in `rotten` come back with their first byte flipped while their metadata (size, crc32c in a
 listing) stays what was stored, as silent corruption under the service's checksum looks to a reader.
 
@@ -53,6 +54,7 @@ class ProxyState:
     refused: list[tuple[int, str]] = field(default_factory=list)
     latency: float = 0.0
     copies: list[tuple[float, str]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request served
     rotten: set[str] = field(default_factory=set)  # object names whose downloads get a byte flipped
     batches: list[int] = field(default_factory=list)  # the requests each batch request held
     no_batches: bool = False  # answer batch requests 404, as a server without the batch endpoint
@@ -141,6 +143,8 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
                 return status, {"Content-Type": "application/json"}, json.dumps({"error": error}).encode()
             if state.latency:
                 time.sleep(state.latency)
+            with state.lock:
+                state.requests.append((method, path))
             state.forwarded(method, path)
             for attempt in (1, 2):  # a kept-alive upstream connection may have been closed meanwhile
                 if self.upstream_conn is None:

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,9 +61,9 @@ def write_entry(store: BackupStore, manifest: BackupManifest, first: bool) -> li
         store.put_bytes(key, _json(header_of(manifest)), content_type="application/json")
         return [key]
     entry = IdEntry(backup_id=b, component=c, source=s, manifest=manifest.path)
-    store.put_bytes(header_key(c, s, b), _json(header_of(manifest)), content_type="application/json")
-    store.put_bytes(id_key(b), _json(entry), content_type="application/json")
-    return [header_key(c, s, b), id_key(b)]
+    written = {header_key(c, s, b): _json(header_of(manifest)), id_key(b): _json(entry)}
+    parallel_map(lambda key: store.put_bytes(key, written[key], content_type="application/json"), [*written])
+    return [*written]
 
 
 def entry_keys(store: BackupStore, backup: BackupSummary) -> list[str]:
@@ -127,6 +128,23 @@ def scan_manifests(
     return [m for m in found if m.component == component and m.source == source]
 
 
+# Headers read inside `headers_read_once()`, by (bucket, component, source).
+_read_once: ContextVar[dict[tuple[str, str | None, str | None], list[ManifestHeader]] | None] = ContextVar(
+    "headers_read_once", default=None
+)
+
+
+@contextmanager
+def headers_read_once() -> Iterator[None]:
+    """Inside the block, `read_headers` reads a source's headers in a bucket once: a restore reads
+    them to find its restore point, then to open the backup, and both must see the same catalog."""
+    token = _read_once.set({})
+    try:
+        yield
+    finally:
+        _read_once.reset(token)
+
+
 def read_headers(
     store: BackupStore,
     component: str | None = None,
@@ -137,7 +155,23 @@ def read_headers(
 
     A source not (yet) fully indexed is read from its manifests, with a warning to rebuild; a
     damaged header is reported (through `on_damaged`, else raised) and its manifest read instead.
+    Inside `headers_read_once()`, as read the first time.
     """
+    memo, key = _read_once.get(), (store.where(), component, source)
+    if memo is not None and key in memo:
+        return list(memo[key])
+    headers = _read_headers(store, component, source, on_damaged)
+    if memo is not None:
+        memo[key] = headers
+    return list(headers)
+
+
+def _read_headers(
+    store: BackupStore,
+    component: str | None,
+    source: str | None,
+    on_damaged: Callable[[str], None] | None,
+) -> list[ManifestHeader]:
     listed = store.list(source_prefix(component, source))
     keys, statuses, indexed = group_listing(sorted(listed))
     wanted = sources(store, component) if source is None else [(component or "", source)]
@@ -328,12 +362,17 @@ def write_manifest(
     store: BackupStore, manifest: BackupManifest, rows: Iterable[Row] | None = None
 ) -> BackupManifest:
     """Write a manifest (`BackupStore.write_manifest`: call it last) and its index entry."""
-    first = store.stat(manifest.path) is None
-    manifest = store.write_manifest(manifest, rows)
-    write_entry(store, manifest, first)
-    if first:
-        mark_indexed_if_alone(store, manifest)
+    found = store.stat(manifest.path)
+    manifest = store.write_manifest(manifest, rows, found=found)
+    if found is None:  # the first write: header and id entry, and the source marked indexed if new
+        parallel_map(lambda index: index(store, manifest), [_first_entry, mark_indexed_if_alone])
+    else:
+        write_entry(store, manifest, first=False)
     return manifest
+
+
+def _first_entry(store: BackupStore, manifest: BackupManifest) -> None:
+    write_entry(store, manifest, first=True)
 
 
 def list_manifests(

@@ -21,6 +21,7 @@ from backstop.core.names import check_backup_id, parse_time
 from backstop.core.restore_points import RestorePoint
 from blocks.settings import BackstopSettings
 from tasks.catalog import backups as catalog
+from tasks.catalog import index
 from tasks.catalog.stored import verify_stored
 from tasks.engine import progress, units
 from tasks.engine.approval import require_approval
@@ -250,8 +251,9 @@ def restore(
     started = time.monotonic()
     backup_id = request.backup_id
     try:
-        pieces, point = pieces_of(component, settings, request, store, point)
-        contexts = [open_and_plan(component, settings, piece, store) for piece in pieces]
+        with index.headers_read_once():  # the restore point and the backups it names: one catalog
+            pieces, point = pieces_of(component, settings, request, store, point)
+            contexts = [open_and_plan(component, settings, piece, store) for piece in pieces]
         backup_id = ", ".join(p.manifest.backup_id for p in pieces)
         plan = one_plan(pieces)
         conflicts = refuse_conflicts(plan, request, backup_id)

@@ -40,7 +40,8 @@ class BackupStore(ManifestStore):
         from blocks.clients import credentials_block_in_use
 
         where = (self.client.project, self.bucket_name, self.kms_key_name, self.hold_validated)
-        return reopen_store, (*where, self.chunk_entries, credentials_block_in_use(), self.lock)
+        known = self.retention_enabled  # the bucket's retention, once asked: not asked again per unit
+        return reopen_store, (*where, self.chunk_entries, credentials_block_in_use(), self.lock, known)
 
     # -- in-progress markers (prune does not sweep data a running backup may reuse) ------
     def mark_in_progress(self, manifest: BackupManifest, beat: datetime | None = None) -> str:
@@ -59,11 +60,16 @@ class BackupStore(ManifestStore):
         self.delete([k for k in self.list(prefix) if run_of(k.rsplit("/", 1)[-1]) == manifest.backup_id])
 
     def in_progress(
-        self, component: str, source: str | None = None, younger_than_hours: float = 24.0
+        self,
+        component: str,
+        source: str | None = None,
+        younger_than_hours: float = 24.0,
+        other_than: str | None = None,
     ) -> builtins.list[str]:
         """Backup ids of runs of this source (None: of any source of `component`) whose marker or
         latest heartbeat is recent (a backup beats every hour while it runs, so one that runs for
-        days stays in progress) and that have not committed.
+        days stays in progress) and that have not committed; `other_than`: a run left out (the
+        caller's own, which is running: its manifest is not looked for).
 
         A marker whose backup has a manifest is not a running backup: its delete was refused (a
         bucket retention policy keeps the marker as long as any other object, and the backup writer
@@ -79,7 +85,8 @@ class BackupStore(ManifestStore):
         return [
             backup_id
             for (of_source, backup_id), at in latest.items()
-            if (now - at).total_seconds() < younger_than_hours * 3600
+            if backup_id != other_than
+            and (now - at).total_seconds() < younger_than_hours * 3600
             and not self._committed(component, of_source, backup_id)
         ]
 
@@ -105,6 +112,7 @@ def reopen_store(
     chunk_entries: int,
     credentials_block: str | None,
     lock: RetentionLock | None = None,
+    retention_enabled: bool | None = None,
 ) -> BackupStore:
     """A pickled BackupStore on the other side: a new client for the same project, bucket and key,
     built as the pickling process builds its clients (emulator variables, the same credentials block,
@@ -114,6 +122,7 @@ def reopen_store(
     adopt_credentials_block(credentials_block)
     store = BackupStore(storage_client(project), bucket_name, kms_key_name, hold_validated, lock)
     store.chunk_entries = chunk_entries
+    store.retention_enabled = retention_enabled
     return store
 
 

@@ -45,6 +45,7 @@ from tasks.storage.spool import Row
 T = TypeVar("T")
 
 UPDATES_DIR = "_manifest/"  # inside a backup folder: later versions of its manifest's mutable fields
+ASK: Any = object()  # `write_manifest(found=...)` not given: look the manifest up
 
 
 class ManifestStore(ObjectStore):
@@ -64,7 +65,9 @@ class ManifestStore(ObjectStore):
         # half this many (chunk_rows).
         self.chunk_entries = int(os.environ.get("BACKSTOP_CHUNK_ENTRIES", CHUNK_ENTRIES))
 
-    def write_manifest(self, manifest: BackupManifest, rows: Iterable[Row] | None = None) -> BackupManifest:
+    def write_manifest(
+        self, manifest: BackupManifest, rows: Iterable[Row] | None = None, found: Any = ASK
+    ) -> BackupManifest:
         """Write a manifest (the catalog's `index.write_manifest` calls this and then indexes it).
         Call it last: its presence means the backup is complete.
 
@@ -77,9 +80,11 @@ class ManifestStore(ObjectStore):
         and never replaces `manifest.json` (see the module docstring).
         With `hold_validated`, a validated manifest (and that record) gets a temporary hold; when
         that is refused (a validator without storage.objects.update) it is logged, not raised.
+        `found`: `manifest.json` as the caller just looked it up (`stat`), else it is looked up here.
         Returns the manifest as written (a format 2 manifest as its header).
         """
-        found = self.stat(manifest.path)
+        if found is ASK:
+            found = self.stat(manifest.path)
         first = found is None
         if first:
             if rows is None and manifest.chunks and not manifest.entries:  # a header: chunks copied

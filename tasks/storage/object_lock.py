@@ -39,8 +39,10 @@ def retention_enabled(store: BackupStore) -> bool:
     if store.lock is None:
         return False
     if store.retention_enabled is None:
-        with converted_errors(f"bucket {store.where()}"):
-            bucket = store.client.get_bucket(store.bucket_name, timeout=TIMEOUT, retry=RETRY)
+        bucket = store.checked  # the backup's own check of the bucket read it a moment ago
+        if bucket is None:
+            with converted_errors(f"bucket {store.where()}"):
+                bucket = store.client.get_bucket(store.bucket_name, timeout=TIMEOUT, retry=RETRY)
         store.retention_enabled = bucket.object_retention_mode == "Enabled"
         if not store.retention_enabled:
             logging.getLogger(__name__).warning(

@@ -90,6 +90,7 @@ class ObjectStore:
         # Object retention on what backups reference (tasks/storage/object_lock.py); None: off.
         self.lock = lock
         self.retention_enabled: bool | None = None  # whether the bucket has it, once asked
+        self.checked: Any = None  # the bucket's metadata as `check_bucket` found it
         self.bucket = client.bucket(bucket_name)
 
     def where(self, key: str = "") -> str:
@@ -111,9 +112,10 @@ class ObjectStore:
                 )
 
     def check_bucket(self) -> None:
-        """Raise NotFound unless the backup bucket exists."""
+        """Raise NotFound unless the backup bucket exists (its metadata kept in `checked`)."""
         with converted_errors(f"backup bucket {self.where()}"):
-            if self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT, retry=RETRY) is None:
+            self.checked = self.client.lookup_bucket(self.bucket_name, timeout=TIMEOUT, retry=RETRY)
+            if self.checked is None:
                 raise NotFound(f"backup bucket {self.where()} does not exist")
 
     def blob(self, key: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -151,15 +152,23 @@ class GcsComponent(LifecycleMethods):
         backup's entries are merged; reused entries go to the spool the lifecycle commits from."""
         bucket, prefixes = manifest.source, ctx.options.prefixes
         objects = list_source(storage_client(ctx.settings.project), bucket, prefixes)
-        previous = points.previous_backup(ctx.store, NAME, bucket)
-        unfinished, resumed = gcs_resume.copied_by_unfinished(ctx.store, manifest)
-        kept, counts = EntrySpool(), PlanCounts()
+        # What the plan reads of the backup bucket is read while the listing's first page comes.
+        reads = ThreadPoolExecutor(3)
+        got_previous = reads.submit(points.previous_backup, ctx.store, NAME, bucket)
+        got_unfinished = reads.submit(gcs_resume.copied_by_unfinished, ctx.store, manifest)
+        got_retention = reads.submit(locks.retention_at_write, ctx.store, manifest)
         try:
-            first = next(objects, None)  # an unknown bucket fails here, before any unit
+            try:
+                first = next(objects, None)  # an unknown bucket fails here, before any unit
+            finally:
+                reads.shutdown()
+            previous, retention = got_previous.result(), got_retention.result()
+            unfinished, resumed = got_unfinished.result()
         except BaseException:
-            kept.close()
-            unfinished.close()
+            if got_unfinished.exception() is None:
+                got_unfinished.result()[0].close()
             raise
+        kept, counts = EntrySpool(), PlanCounts()
         listing = itertools.chain([first] if first else [], objects)
         earlier = heapq.merge(
             ctx.store.iter_entries(previous) if previous else iter(()), unfinished, key=lambda e: e.name
@@ -167,7 +176,6 @@ class GcsComponent(LifecycleMethods):
         shared = units.spreads(ctx)
         if shared:  # one write rate for the pool bucket across the cluster's workers
             shared_limit.prepare(ctx.store.bucket_name, ctx.settings.gcs_write_rate)
-        retention = locks.retention_at_write(ctx.store, manifest)
         if (
             resumed
             and retention

@@ -24,6 +24,7 @@ from backstop.core.errors import BackstopError
 from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file, entries_of
 from tasks.components.gcs.plan import SourceObject
 from tasks.storage.bucket import RESUME_PREFIX, BackupStore
+from tasks.storage.parallel import parallel_map
 from tasks.storage.spool import EntrySpool
 
 Item = tuple[SourceObject, str]  # an object to copy, and its pool key
@@ -89,9 +90,7 @@ def copied_by_unfinished(store: BackupStore, manifest: BackupManifest) -> tuple[
     """The entries copied by other runs of this source still in progress, and their backup ids."""
     spool, used = EntrySpool(), []
     prefix = _prefix(manifest.component, manifest.source)
-    for backup_id in store.in_progress(manifest.component, manifest.source):
-        if backup_id == manifest.backup_id:
-            continue
+    for backup_id in store.in_progress(manifest.component, manifest.source, other_than=manifest.backup_id):
         for key in sorted(store.list(f"{prefix}{backup_id}/done-")):
             try:
                 spool.add(entries_of(store.get_bytes(key), store.where(key)))
@@ -105,9 +104,16 @@ def copied_by_unfinished(store: BackupStore, manifest: BackupManifest) -> tuple[
 
 def forget_finished(store: BackupStore, manifest: BackupManifest) -> None:
     """Remove checkpoints of runs no longer in progress (best effort: a retention policy may keep them)."""
-    running = set(store.in_progress(manifest.component, manifest.source)) | {manifest.backup_id}
     prefix = _prefix(manifest.component, manifest.source)
-    stale = [k for k in store.list(prefix) if k[len(prefix) :].split("/", 1)[0] not in running]
+    others, checkpoints = parallel_map(
+        lambda read: read(),
+        [
+            lambda: store.in_progress(manifest.component, manifest.source, other_than=manifest.backup_id),
+            lambda: store.list(prefix),
+        ],
+    )
+    running = {*others, manifest.backup_id}
+    stale = [k for k in checkpoints if k[len(prefix) :].split("/", 1)[0] not in running]
     if stale:
         outcome = store.delete_objects(stale)
         if outcome.failed or outcome.kept:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
 from localdev.servers.throttling_proxy import throttling_proxy
 from tasks.components.gcs import copy as gcs_copy
 from tasks.components.gcs import plan as gcs_plan
+from tasks.engine import restore
 from tasks.engine.calls import ComponentCalls
+from tasks.engine.protocol import RestoreRequest
 from tasks.storage import copies
 from tests.conftest import read_all, seed_objects, unique
 
@@ -135,3 +138,40 @@ def test_an_exact_restores_deletes_go_in_batch_requests(
     assert sorted(a["name"] for a in report.actions if a["change"] == "delete") == sorted(added)
     assert read_all(gcs, source) == contents
     assert sum(proxy.batches) == len(added) and max(proxy.batches) > 1, proxy.batches
+
+
+def test_a_backup_and_a_restore_read_nothing_twice(
+    gcs: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round trips are the time of a step against Cloud Storage (tens of ms each), and most of a
+    backup's time outside its copies: the backup bucket's metadata is read once, a backup's own
+    manifest is looked up once when it is committed and once when its validation is recorded, and
+    a restore of the latest backup lists its source's catalog once (for the restore point and for
+    opening the backup it names)."""
+    source, contents = seed(gcs, 20)
+    emulator = os.environ["STORAGE_EMULATOR_HOST"]
+    bucket = settings.backup_bucket
+    with throttling_proxy(emulator, []) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        settings.validate_sample_percent = 100
+        manifest = gcs_component.backup(settings, None, source, validate_after=True)
+        backup_requests = list(proxy.requests)
+        proxy.requests.clear()
+        target = unique("once-restored")
+        report = restore.restore("gcs", settings, RestoreRequest(source=source, target=target))
+        restore_requests = list(proxy.requests)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    assert report.backup_id == manifest.backup_id and read_all(gcs, target) == contents
+
+    def paths(requests: list[tuple[str, str]], method: str) -> list[str]:
+        return [urlsplit(p).path for m, p in requests if m == method]
+
+    manifest_at = f"/storage/v1/b/{bucket}/o/{quote(manifest.path, safe='')}"
+    assert paths(backup_requests, "GET").count(f"/storage/v1/b/{bucket}") == 1
+    assert paths(backup_requests, "GET").count(manifest_at) == 2
+    catalog = f"catalog/gcs/{source}/"
+    listings = [
+        p for m, p in restore_requests if m == "GET" and urlsplit(p).path == f"/storage/v1/b/{bucket}/o"
+    ]
+    assert [p for p in listings if parse_qs(urlsplit(p).query).get("prefix") == [catalog]] != []
+    assert len([p for p in listings if parse_qs(urlsplit(p).query).get("prefix") == [catalog]]) == 1
