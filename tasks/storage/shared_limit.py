@@ -38,6 +38,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from backstop.core.write_ramp import PERIOD_SECONDS, SharedSchedule
 
@@ -73,6 +74,44 @@ def _client() -> Any:
 
     # A client of our own (not the run's, which `with` would close): httpx_settings set on purpose.
     return get_client(sync_client=True, httpx_settings={})
+
+
+BUSY_WAITS = (0.05, 1.0, 60.0)  # a busy server: first wait, longest wait, give up after (seconds)
+BUSY_STATUSES = {429, 502, 503}
+
+
+def _once(method: str, path: str, **request: Any) -> Any:
+    """One request to the Prefect API (its URL, headers and auth as Prefect's client has them),
+    answered or raised, tried again soon while the server is busy: the `httpx.Response`.
+
+    A server on SQLite (the local platform's) answers 503 at once while another write holds the
+    database. Prefect's client sleeps 2**n s after every busy answer (2, 4, 8, 16 s), even when
+    told to try once; a writer waiting there holds every copy thread of its process (they wait
+    on its block): one busy answer stalled a worker's copies for seconds. Here a busy answer is
+    tried again after 50 ms, doubling up to 1 s, for up to 60 s; any other error is raised at once.
+    A request the server answered busy changed nothing (its transaction did not commit).
+    """
+    import httpx
+
+    wait, longest, give_up = BUSY_WAITS
+    deadline = time.monotonic() + give_up
+    with _client() as client:
+        http = client._client  # Prefect's httpx client: base URL, auth and headers set
+        while True:
+            try:
+                # httpx's own send, not Prefect's (which retries with its own waits)
+                answer = httpx.Client.send(http, http.build_request(method, path, **request))
+                if answer.status_code not in BUSY_STATUSES:
+                    answer.raise_for_status()
+                    return answer
+            except httpx.TransportError:
+                if time.monotonic() + wait > deadline:
+                    raise
+            else:
+                if time.monotonic() + wait > deadline:
+                    answer.raise_for_status()
+            time.sleep(wait)
+            wait = min(longest, 2 * wait)
 
 
 def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
@@ -217,13 +256,21 @@ class SharedSlots:
 
     def _acquire(self) -> int:
         """Add a block to the queue and wait for its turn; the slots it holds."""
+        import httpx
+
         taken = self._block
-        with _client() as client:
-            client.increment_concurrency_slots(names=[self.name], slots=taken, mode="rate_limit")
-            added = time.monotonic()
-            limit = _record(client, self.bucket)
-        if limit is None:
-            raise RuntimeError(f"the shared write limit {self.name} is gone from the Prefect server")
+        _once(
+            "POST",
+            "/v2/concurrency_limits/increment",
+            json={"names": [self.name], "slots": taken, "mode": "rate_limit"},
+        )
+        added = time.monotonic()
+        try:
+            limit = _once("GET", f"/v2/concurrency_limits/{quote(self.name, safe='')}").json()
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+            raise RuntimeError(f"the shared write limit {self.name} is gone from the Prefect server") from exc
         rate = float(limit["slot_decay_per_second"])
         # The queue's length right after the block was added (blocks added since only make it
         # longer: the wait is never too short) drains at the rate; the block starts once what is
