@@ -11,9 +11,19 @@ Google's front ends have no such limit, so the local platform must not either: i
 from __future__ import annotations
 
 import socket
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Server(ThreadingHTTPServer):
     request_queue_size = socket.SOMAXCONN
     daemon_threads = True
+
+
+def answer(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], data: bytes) -> None:
+    """Send `data` as the whole answer (its length set) with `status` and `headers`."""
+    handler.send_response(status)
+    for key, value in headers.items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

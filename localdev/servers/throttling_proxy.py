@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from localdev.servers import gcs_batch as batch
-from localdev.servers.listening import Server
+from localdev.servers.listening import Server, answer
 
 MESSAGES = {
     429: ("rateLimitExceeded", "The rate of change requests to the object is too high; please slow down."),
@@ -166,12 +166,7 @@ def _handler(upstream: str, state: ProxyState) -> type[http_server.BaseHTTPReque
             return answer.status, {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP}, data
 
         def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            answer(self, status, headers, data)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
 

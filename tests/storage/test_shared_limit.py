@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from localdev.servers.listening import Server, answer
 from tasks.storage import shared_limit
 from tests.conftest import unique
 
@@ -74,16 +75,11 @@ def busy_api(upstream: str, busy: int) -> Iterator[list[int]]:
             self._answer(reply.status, {k: v for k, v in reply.getheaders() if k.lower() not in skip}, data)
 
         def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            answer(self, status, headers, data)
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _relay
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{server.server_address[1]}"}):
