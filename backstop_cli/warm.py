@@ -404,14 +404,19 @@ def _settings_from_environment(argv: Sequence[str]) -> None:
 
 
 def _signals_from(conn: socket.socket, done: threading.Event) -> None:
-    """Raise in this process the signals the command passes on; the command gone (before the exit
-    code was sent) is a hang-up."""
+    """Raise in this process's main thread the signals the command passes on; the command gone
+    (before the exit code was sent) is a hang-up. To the main thread itself: a signal the kernel
+    hands to this thread (as `os.kill` of its own process does) leaves a main thread blocked on a
+    lock (waiting for Prefect's client on its event loop thread) blocked until that wait ends,
+    a minute against a server that never answers."""
+    main = threading.main_thread().ident
+    assert main is not None
     with contextlib.suppress(OSError, ValueError):
         for message in _messages(conn):
             if "signal" in message:
-                os.kill(os.getpid(), int(message["signal"]))
+                signal.pthread_kill(main, int(message["signal"]))
     if not done.is_set():
-        os.kill(os.getpid(), signal.SIGHUP)
+        signal.pthread_kill(main, signal.SIGHUP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
