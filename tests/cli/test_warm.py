@@ -139,7 +139,9 @@ def test_ctrl_c_or_kill_on_a_warm_command_ends_its_child(
         ]  # the command's reachability check, then Prefect's client
         child = server.children()[-1]
         command.send_signal(signum)
-        out, err = command.communicate(timeout=60)
+        # In the full suite on 2 cores (CI) the SIGINT case has taken over 60 s three times in a
+        # row, never alone or beside a few files: see the session note of 2026-12-07 (not explained).
+        out, err = command.communicate(timeout=180)
         for conn in held:
             conn.close()
     assert command.returncode == code and err.strip().endswith(says), (command.returncode, out, err)
