@@ -405,10 +405,8 @@ def _settings_from_environment(argv: Sequence[str]) -> None:
 
 def _signals_from(conn: socket.socket, done: threading.Event) -> None:
     """Raise in this process's main thread the signals the command passes on; the command gone
-    (before the exit code was sent) is a hang-up. To the main thread itself: a signal the kernel
-    hands to this thread (as `os.kill` of its own process does) leaves a main thread blocked on a
-    lock (waiting for Prefect's client on its event loop thread) blocked until that wait ends,
-    a minute against a server that never answers."""
+    (before the exit code was sent) is a hang-up. Sent to the main thread itself, where Python runs
+    its handlers: `os.kill` of its own process lets the kernel hand the signal to any thread."""
     main = threading.main_thread().ident
     assert main is not None
     with contextlib.suppress(OSError, ValueError):

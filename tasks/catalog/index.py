@@ -37,7 +37,7 @@ from backstop.core.errors import BackstopError, NotFound, ValidationFailed
 from backstop.core.manifest import MANIFEST_NAME, BackupManifest, BackupSummary
 from tasks.storage.bucket import BackupStore
 from tasks.storage.manifests import UPDATES_DIR
-from tasks.storage.parallel import parallel_map
+from tasks.storage.parallel import at_once, parallel_map
 from tasks.storage.spool import Row
 
 log = logging.getLogger(__name__)
@@ -365,14 +365,12 @@ def write_manifest(
     found = store.stat(manifest.path)
     manifest = store.write_manifest(manifest, rows, found=found)
     if found is None:  # the first write: header and id entry, and the source marked indexed if new
-        parallel_map(lambda index: index(store, manifest), [_first_entry, mark_indexed_if_alone])
+        at_once(
+            lambda: write_entry(store, manifest, first=True), lambda: mark_indexed_if_alone(store, manifest)
+        )
     else:
         write_entry(store, manifest, first=False)
     return manifest
-
-
-def _first_entry(store: BackupStore, manifest: BackupManifest) -> None:
-    write_entry(store, manifest, first=True)
 
 
 def list_manifests(

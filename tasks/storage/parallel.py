@@ -19,6 +19,11 @@ def parallel_map(fn: Callable[[Any], T], items: list[Any], workers: int = 16) ->
         return list(pool.map(fn, items))
 
 
+def at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Each of `calls` on its own thread (a few independent reads or writes); their results in order."""
+    return parallel_map(lambda call: call(), list(calls))
+
+
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """`items` in lists of at most `size`, consumed lazily (itertools.batched is Python 3.12+)."""
     batch: list[T] = []

@@ -135,14 +135,12 @@ def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
     client.update_global_concurrency_limit(limit_name(bucket), GlobalConcurrencyLimitUpdate(**shape))
 
 
-def _record(client: Any, bucket: str) -> dict[str, Any] | None:
+def _record(bucket: str) -> dict[str, Any] | None:
     """The bucket's limit as the server holds it (slots as of its last update); None when absent."""
     import httpx
 
     try:
-        answer = client.request(
-            "GET", "/v2/concurrency_limits/{id_or_name}", path_params={"id_or_name": limit_name(bucket)}
-        )
+        answer = _once("GET", f"/v2/concurrency_limits/{quote(limit_name(bucket), safe='')}")
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:
             return None
@@ -154,8 +152,7 @@ def _record(client: Any, bucket: str) -> dict[str, Any] | None:
 def read_rate(bucket: str) -> tuple[float, int, float] | None:
     """(writes/s, slots held, seconds since a writer last took slots) of the bucket's limit on the
     server; None when absent."""
-    with _client() as client:
-        limit = _record(client, bucket)
+    limit = _record(bucket)
     if limit is None:
         return None
     taken = datetime.fromisoformat(limit["updated"].replace("Z", "+00:00"))
@@ -256,8 +253,6 @@ class SharedSlots:
 
     def _acquire(self) -> int:
         """Add a block to the queue and wait for its turn; the slots it holds."""
-        import httpx
-
         taken = self._block
         _once(
             "POST",
@@ -265,12 +260,9 @@ class SharedSlots:
             json={"names": [self.name], "slots": taken, "mode": "rate_limit"},
         )
         added = time.monotonic()
-        try:
-            limit = _once("GET", f"/v2/concurrency_limits/{quote(self.name, safe='')}").json()
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code != 404:
-                raise
-            raise RuntimeError(f"the shared write limit {self.name} is gone from the Prefect server") from exc
+        limit = _record(self.bucket)
+        if limit is None:
+            raise RuntimeError(f"the shared write limit {self.name} is gone from the Prefect server")
         rate = float(limit["slot_decay_per_second"])
         # The queue's length right after the block was added (blocks added since only make it
         # longer: the wait is never too short) drains at the rate; the block starts once what is
@@ -287,7 +279,7 @@ class SharedSlots:
         self._context.copy().run(self._halve, floor)
 
     def _halve(self, floor: float) -> None:
-        with _client() as client:
-            limit = _record(client, self.bucket)
-            if limit is not None:
+        limit = _record(self.bucket)
+        if limit is not None:
+            with _client() as client:
                 _set(client, self.bucket, max(floor, float(limit["slot_decay_per_second"]) / 2), create=False)

@@ -24,7 +24,7 @@ from backstop.core.errors import BackstopError
 from backstop.core.manifest import BackupManifest, ManifestEntry, chunk_file, entries_of
 from tasks.components.gcs.plan import SourceObject
 from tasks.storage.bucket import RESUME_PREFIX, BackupStore
-from tasks.storage.parallel import parallel_map
+from tasks.storage.parallel import at_once
 from tasks.storage.spool import EntrySpool
 
 Item = tuple[SourceObject, str]  # an object to copy, and its pool key
@@ -105,12 +105,9 @@ def copied_by_unfinished(store: BackupStore, manifest: BackupManifest) -> tuple[
 def forget_finished(store: BackupStore, manifest: BackupManifest) -> None:
     """Remove checkpoints of runs no longer in progress (best effort: a retention policy may keep them)."""
     prefix = _prefix(manifest.component, manifest.source)
-    others, checkpoints = parallel_map(
-        lambda read: read(),
-        [
-            lambda: store.in_progress(manifest.component, manifest.source, other_than=manifest.backup_id),
-            lambda: store.list(prefix),
-        ],
+    others, checkpoints = at_once(
+        lambda: store.in_progress(manifest.component, manifest.source, other_than=manifest.backup_id),
+        lambda: store.list(prefix),
     )
     running = {*others, manifest.backup_id}
     stale = [k for k in checkpoints if k[len(prefix) :].split("/", 1)[0] not in running]
