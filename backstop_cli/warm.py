@@ -133,7 +133,10 @@ def run_warm(argv: Sequence[str]) -> int | None:
         if not first or "pid" not in first:  # stale, another Python, or it stopped: it did not start
             return None
         conn.settimeout(None)
-        previous = {sig: signal.signal(sig, lambda sig, _: _pass_on(conn, sig)) for sig in PASSED_SIGNALS}
+        # A signal this process ignores (started by `nohup`, or in the background of a script) is
+        # ignored as a cold command would: not passed on.
+        passed = [sig for sig in PASSED_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+        previous = {sig: signal.signal(sig, lambda sig, _: _pass_on(conn, sig)) for sig in passed}
         try:
             for reply in replies:
                 if "exit" in reply:
@@ -355,8 +358,12 @@ def run_command(command: Command) -> None:
     ending.set_code(1)  # until the command returns (the server's own code was 0)
     conn, request = command.conn, command.request
     os.setpgid(0, 0)  # a group of its own: stopping the server (`backstop down`) lets running commands end
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The signals the command passes on do what they do in a cold command started from a terminal,
+    # whatever the server inherited: a server started with Ctrl-C ignored (`nohup`, the background
+    # of a script) would otherwise hand that to every child, and Ctrl-C would never end a command.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
     for target, fd in enumerate(command.fds):
         os.dup2(fd, target)
         os.close(fd)
