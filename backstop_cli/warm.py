@@ -54,6 +54,7 @@ PRELOAD = (
     "backstop_cli.commands.recover",
     "backstop_cli.commands.retention",
     "backstop_cli.commands.settings",
+    "backstop_cli.prefect_logging",
     "prefect",
     "prefect.flow_engine",  # imported by a flow's first call, a task's, and a flow run's graph
     "prefect.task_engine",
@@ -400,14 +401,14 @@ def _settings_from_environment(argv: Sequence[str]) -> None:
     """What a cold command sets before Prefect is imported, then Prefect's settings and logging read
     again from this command's environment."""
     from prefect.context import refresh_global_settings_context
-    from prefect.logging.configuration import setup_logging
 
     from backstop_cli.main import load_platform_env, quiet_prefect_console
+    from backstop_cli.prefect_logging import setup_logging
 
     quiet_prefect_console(argv)
     load_platform_env(fresh=True)
     refresh_global_settings_context()
-    setup_logging(incremental=False)
+    setup_logging()
 
 
 def _signals_from(conn: socket.socket, done: threading.Event) -> None:

@@ -87,15 +87,16 @@ class BackstopFlow(Flow[P, R]):
     Prefect's engine anyway."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from prefect.settings import (
-            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-            get_current_settings,
-            temporary_settings,
-        )
+        from prefect.context import SettingsContext
 
-        if get_current_settings().flows.heartbeat_frequency is None:
+        context = SettingsContext.get()
+        if context is None or context.settings.flows.heartbeat_frequency is None:
             return super().__call__(*args, **kwargs)
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        # A copy with only that changed: Prefect's temporary_settings builds its settings anew from
+        # every source (~35 ms of every command)
+        settings = context.settings
+        flows = settings.flows.model_copy(update={"heartbeat_frequency": None})
+        with SettingsContext(profile=context.profile, settings=settings.model_copy(update={"flows": flows})):
             return super().__call__(*args, **kwargs)
 
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
