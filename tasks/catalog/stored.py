@@ -42,6 +42,11 @@ class StoredCheck:
     bytes_read: int = 0
 
 
+# What a listing is asked for of each object: what the check compares, nothing more (a full
+# object resource is ~700 bytes of JSON; a listing of millions of objects reads every one).
+LISTED = "items(name,size,crc32c,kmsKeyName,retention),nextPageToken"
+
+
 class StoredListing:
     """What `store` holds where some entries' stored keys live: each folder (the backup's, or its
     component's pool) listed once, when an entry in it is first looked up, and spooled to disk."""
@@ -53,7 +58,7 @@ class StoredListing:
     def lookup(self, entries: Sequence[ManifestEntry | Stored]) -> dict[str, Held]:
         """stored key -> (size, crc32c, kms key) of each entry's stored object that exists."""
         for prefix in sorted({_common_prefix(e.stored_key) for e in entries} - self.prefixes):
-            listing = self.store.iter_list(prefix)
+            listing = self.store.iter_list(prefix, fields=LISTED)
             if self.retention:
                 self.spool.add_retained(
                     (b.name, int(b.size or 0), b.crc32c, b.kms_key_name, _until(b)) for b in listing

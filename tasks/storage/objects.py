@@ -172,10 +172,13 @@ class ObjectStore:
                 for b in self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
             }
 
-    def iter_list(self, prefix: str) -> Iterator[Any]:
-        """Every object under `prefix`, page by page, in name order (never held whole)."""
+    def iter_list(self, prefix: str, fields: str | None = None) -> Iterator[Any]:
+        """Every object under `prefix`, page by page, in name order (never held whole); `fields`:
+        only those properties of each (a partial response: smaller pages)."""
         with converted_errors(f"listing {self.where(prefix)}"):
-            yield from self.client.list_blobs(self.bucket, prefix=prefix, timeout=TIMEOUT, retry=RETRY)
+            yield from self.client.list_blobs(
+                self.bucket, prefix=prefix, fields=fields, timeout=TIMEOUT, retry=RETRY
+            )
 
     def list_prefixes(self, prefix: str) -> builtins.list[str]:
         """The sub-folders directly under `prefix` (a delimiter listing: no object is returned)."""
