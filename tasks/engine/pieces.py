@@ -108,6 +108,8 @@ def layered(component: Any, request: RestoreRequest, point: RestorePoint) -> lis
     for layer, newer in layers:
         piece = copy.copy(request)
         piece.backup_id, piece.before, piece.exclude = layer.backup_id, None, newer or None
+        if request.only:  # what it names of this layer only: a backup is not asked for what it lacks
+            piece.only = _asked(component, request.only, layer, newer)
         pieces.append(Piece(piece, [layer.part], label=layer.share))
     scopes = [item for layer, _ in layers for item in layer.scope or []]
     if pieces and not request.only and all(layer.scope for layer, _ in layers):  # no backup of the whole
@@ -119,15 +121,21 @@ def layered(component: Any, request: RestoreRequest, point: RestorePoint) -> lis
 
 
 def _asks(component: Any, only: list[str], layer: PointPart, newer: list[str]) -> bool:
-    """Whether a name of `only` lies in `layer` (a backup of the whole, or of its scope, or it names
-    more than the scope: `--only models/` of a backup of models/v2/) and in no newer layer's scope."""
-    for name in only:
-        if any(component.within(name, item) for item in newer):
-            continue  # a newer backup restores it
-        scope = layer.scope
-        if scope is None or any(component.within(name, s) or component.within(s, name) for s in scope):
-            return True
-    return False
+    """Whether a name of `only` is restored from `layer` (see `_asked`)."""
+    return bool(_asked(component, only, layer, newer))
+
+
+def _asked(component: Any, only: list[str], layer: PointPart, newer: list[str]) -> list[str]:
+    """The names of `only` restored from `layer`: those in it (a backup of the whole, or of its
+    scope, or naming more than the scope: `--only models/` of a backup of models/v2/) and in no
+    newer layer's scope (a newer backup restores those)."""
+    scope = layer.scope
+    return [
+        name
+        for name in only
+        if not any(component.within(name, item) for item in newer)
+        and (scope is None or any(component.within(name, s) or component.within(s, name) for s in scope))
+    ]
 
 
 def check_validated(piece: Piece) -> None:

@@ -15,7 +15,8 @@ COMPOSER_PARENT = "projects/backstop-demo/locations/europe-west1"
 
 
 class BigQuerySubject:
-    """A dataset with one table; an exact restore's scope is the dataset."""
+    """A dataset with two tables (people, and orders beside it); an exact restore's scope is the
+    dataset."""
 
     component = "bigquery"
     # a name `only` takes that the seeded backup does not hold (a table)
@@ -24,7 +25,7 @@ class BigQuerySubject:
     # a backup of part of the dataset (laid over one of the whole), and what `only` names inside it
     subset_options: dict[str, Any] | None = {"tables": ["people"]}
     within_subset = ["people"]
-    spanning_subset: list[str] | None = None  # its seed has one table: nothing beside the subset
+    spanning_subset: list[str] | None = ["people", "orders"]  # orders: only in the whole backup
 
     def __init__(self, bq: Any, settings: Any) -> None:
         self.bq, self.settings = bq, settings
@@ -41,6 +42,11 @@ class BigQuerySubject:
         assert (
             self.bq.insert_rows_json(table, [{"id": i, "name": f"n{i}"} for i in range(20)], timeout=20) == []
         )
+        orders = self.bq.create_table(
+            bigquery.Table(f"{PROJECT}.{dataset}.orders", schema=[bigquery.SchemaField("id", "INT64")]),
+            timeout=20,
+        )
+        assert self.bq.insert_rows_json(orders, [{"id": i} for i in range(3)], timeout=20) == []
         return dataset
 
     def state(self, where: str) -> Any:
@@ -49,7 +55,17 @@ class BigQuerySubject:
         )
         tables = sorted(t.table_id for t in self.bq.list_tables(f"{PROJECT}.{where}", timeout=20))
         description = self.bq.get_table(f"{PROJECT}.{where}.people", timeout=20).description
-        return tables, [tuple(r.values()) for r in rows], description
+        orders = (
+            [
+                r[0]
+                for r in self.bq.query(f"SELECT id FROM `{PROJECT}.{where}.orders` ORDER BY id").result(
+                    timeout=30
+                )
+            ]
+            if "orders" in tables
+            else None
+        )
+        return tables, [tuple(r.values()) for r in rows], description, orders
 
     def change(self, source: str) -> None:
         self.bq.query(f"DELETE FROM `{PROJECT}.{source}.people` WHERE id < 5").result(timeout=30)
@@ -87,8 +103,8 @@ class BigQuerySubject:
     def laid_over(self, whole: Any, part: Any) -> Any:
         """A backup of the whole dataset with a newer one of people laid over it: the tables of
         the whole one, the rows of people as the newer one has them."""
-        tables, _, description = whole
-        return tables, part[1], description
+        tables, _, description, orders = whole
+        return tables, part[1], description, orders
 
     def new_target(self, source: str) -> str:
         return unique("target").replace("-", "_")
