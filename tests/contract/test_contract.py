@@ -266,19 +266,21 @@ def test_secondary_copy_with_a_flipped_byte_is_not_verified(subject: Any, settin
     assert any(repr(entry.name) in p for p in copied.secondary.problems)
 
 
-def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_run_completes(
-    subject: Any, settings: Any, store: Any, tmp_path: Path
-) -> None:
+def _backup_held_before_its_commit(
+    subject: Any, settings: Any, source: str, tmp_path: Path, on_sigterm: bool = False
+) -> subprocess.Popen[bytes]:
+    """A backup of `source` in a process of its own, held once its units are done, before its
+    commit; `on_sigterm`: SIGTERM unwinds it as in the `backstop` script and a warm command's child."""
     from prefect.settings import PREFECT_API_URL
 
-    source = subject.seed()
     ready = tmp_path / "ready"
     child = (
         "import os, sys, time\n"
         "from blocks.settings import BackstopSettings\n"
         "from tasks.catalog import backups as catalog\n"
         "from tasks.engine import lifecycle\n"
-        "settings = BackstopSettings.model_validate_json(os.environ['BS_SETTINGS'])\n"
+        + ("from backstop_cli.main import unwind_on_sigterm\nunwind_on_sigterm()\n" if on_sigterm else "")
+        + "settings = BackstopSettings.model_validate_json(os.environ['BS_SETTINGS'])\n"
         "def hang(*args, **kwargs):\n"
         "    open(os.environ['BS_READY'], 'w').write('units done')\n"
         "    time.sleep(120)\n"
@@ -288,15 +290,43 @@ def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_run_completes(
     env = os.environ | {"BS_SETTINGS": settings.model_dump_json(), "BS_READY": str(ready)}
     if PREFECT_API_URL.value():
         env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
-    process = subprocess.Popen([sys.executable, "-c", child, subject.component, source], cwd=ROOT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-c", child, subject.component, source], cwd=ROOT, env=env, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 90
     while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ready.exists(), f"the backup process ended early ({process.returncode})"
+    return process
+
+
+def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_run_completes(
+    subject: Any, settings: Any, store: Any, tmp_path: Path
+) -> None:
+    source = subject.seed()
+    process = _backup_held_before_its_commit(subject, settings, source, tmp_path)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()
 
     assert index.list_manifests(store, subject.component, source) == []
+    manifest = lifecycle.backup(subject.component, settings, source, store=store)
+    assert manifest.status == "validated"
+
+
+def test_sigterm_mid_backup_ends_as_an_abandoned_run_not_a_backup(
+    subject: Any, settings: Any, store: Any, tmp_path: Path
+) -> None:
+    """`kill` (SIGTERM) on a backup in flight: it unwinds as on Ctrl-C, its run is recorded as
+    abandoned, no backup of it is listed, and the next run completes."""
+    source = subject.seed()
+    process = _backup_held_before_its_commit(subject, settings, source, tmp_path, on_sigterm=True)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+
+    assert process.returncode != 0 and b"Terminated" in err, err[-2000:]
+    assert index.list_manifests(store, subject.component, source) == []
+    runs = [(r.kind, r.outcome, r.error_kind) for r in catalog.list_runs(store, subject.component, source)]
+    assert runs == [("backup", "abandoned", "Terminated")]
     manifest = lifecycle.backup(subject.component, settings, source, store=store)
     assert manifest.status == "validated"
 
