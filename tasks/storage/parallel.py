@@ -1,8 +1,11 @@
-"""A thread pool map for I/O-bound calls (listings, reads, deletes) that keeps order, batching, and
+"""A thread pool map for I/O-bound calls (listings, reads, deletes) that keeps order, iterators read
+ahead on threads of their own (`prefetch`, `prefetch_many`), batching, and
 `Batches`: how a long step runs its per-object work (here, or as units on a task runner)."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -22,6 +25,58 @@ def parallel_map(fn: Callable[[Any], T], items: list[Any], workers: int = 16) ->
 def at_once(*calls: Callable[[], Any]) -> list[Any]:
     """Each of `calls` on its own thread (a few independent reads or writes); their results in order."""
     return parallel_map(lambda call: call(), list(calls))
+
+
+def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """Iterate `items` on a background thread, at most `depth` ahead (overlaps reading with writing)."""
+    return prefetch_many([items], depth)
+
+
+def prefetch_many(sources: list[Iterator[T]], depth: int = 4) -> Iterator[T]:
+    """Items of all `sources`, each iterated on its own thread, merged; at most `depth` wait in memory.
+
+    The first error of any source is raised in the consumer; closing the consumer stops the threads.
+    """
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce(items: Iterator[T]) -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put("error", exc)
+
+    threads = [
+        threading.Thread(target=produce, args=(src,), name="read-ahead", daemon=True) for src in sources
+    ]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            kind, value = buffer.get()
+            if kind == "end":
+                running -= 1
+            elif kind == "error":
+                raise value
+            else:
+                yield value
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -19,6 +19,7 @@ from tasks.components.bigquery.digest import DIGEST_SCHEME, GroupDigests, row_ha
 from tasks.components.bigquery.schema import TableDigest, normalize_batch
 from tasks.storage import scratch
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.parallel import prefetch_many
 
 READ_TIMEOUT = 600.0
 # Rows per Parquet part file: big tables become several files (and several load jobs on restore).
@@ -87,61 +88,6 @@ def read_batches(
     names = [stream.name for stream in session.streams]
     shares = [names[i::READ_THREADS] for i in range(min(READ_THREADS, len(names)))]
     yield from prefetch_many([itertools.chain.from_iterable(map(stream_batches, share)) for share in shares])
-
-
-def prefetch(items: Iterator[T], depth: int = 4) -> Iterator[T]:
-    """Iterate `items` on a background thread, at most `depth` ahead (overlaps reading with writing)."""
-    return prefetch_many([items], depth)
-
-
-def prefetch_many(sources: list[Iterator[T]], depth: int = 4) -> Iterator[T]:
-    """Items of all `sources`, each iterated on its own thread, merged; at most `depth` wait in memory.
-
-    The first error of any source is raised in the consumer; closing the consumer stops the threads.
-    """
-    import queue
-    import threading
-
-    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce(items: Iterator[T]) -> None:
-        try:
-            for item in items:
-                if not put("item", item):
-                    return
-            put("end", None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put("error", exc)
-
-    threads = [
-        threading.Thread(target=produce, args=(src,), name="bigquery-read", daemon=True) for src in sources
-    ]
-    for thread in threads:
-        thread.start()
-    running = len(threads)
-    try:
-        while running:
-            kind, value = buffer.get()
-            if kind == "end":
-                running -= 1
-            elif kind == "error":
-                raise value
-            else:
-                yield value
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=5)
 
 
 def read_to_files(

@@ -31,6 +31,7 @@ from tasks.engine.protocol import RestorePlan
 from tasks.storage import scratch
 from tasks.storage.bucket import BackupStore
 from tasks.storage.google_api import RETRY, TIMEOUT, converted_errors
+from tasks.storage.parallel import prefetch
 
 
 # -- validate ------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def _check_content(
     digest, sampled = TableDigest(), []
     for path in paths:
         # decoded on a thread of its own (Arrow's decoder releases the GIL) while the last batch is hashed
-        for batch in bqio.prefetch(file_batches(path, data_format_of(entry), entry.metadata["schema"])):
+        for batch in prefetch(file_batches(path, data_format_of(entry), entry.metadata["schema"])):
             hashes = sample_hash(batch)
             if sample_percent is not None:
                 sampled.append(hashes[sample_mask(hashes, sample_percent)])

@@ -210,7 +210,7 @@ def test_parquet_row_groups_gather_many_batches(tmp_path: object, monkeypatch: p
 
 
 def test_prefetch_hands_reader_errors_to_the_consumer() -> None:
-    from tasks.components.bigquery.data import prefetch
+    from tasks.storage.parallel import prefetch
 
     def broken() -> object:
         yield 1

@@ -176,15 +176,18 @@ def test_a_backup_and_a_restore_read_nothing_twice(
     assert [p for p in listings if parse_qs(urlsplit(p).query).get("prefix") == [catalog]] != []
     assert len([p for p in listings if parse_qs(urlsplit(p).query).get("prefix") == [catalog]]) == 1
     # the stored objects are checked (validation, and opening the backup to restore) against a
-    # listing of only what is compared: name, size, crc32c, CMEK key, retention
+    # listing of only what is compared (name, size, crc32c, CMEK key, retention), of the pool in
+    # shards listed at once: one a first character of the keys (a hex digit)
     pool = f"pool/gcs/{source}/"
     checked = [
         parse_qs(urlsplit(p).query)
         for m, p in backup_requests + restore_requests
         if m == "GET" and urlsplit(p).path == f"/storage/v1/b/{bucket}/o"
     ]
-    checked = [q for q in checked if q.get("prefix") == [pool]]
-    assert len(checked) == 2  # the validation's, the restore's
+    checked = [q for q in checked if q.get("prefix", [""])[0].startswith(pool)]
+    shards = sorted({b.name[: len(pool) + 1] for b in gcs.list_blobs(bucket, prefix=pool)})
+    assert len(shards) > 1 and all(s[-1] in "0123456789abcdef" for s in shards)
+    assert sorted(q["prefix"][0] for q in checked) == sorted(shards * 2)  # the validation's, the restore's
     assert all(
         q.get("fields") == ["items(name,size,crc32c,kmsKeyName,retention),nextPageToken"] for q in checked
     )
