@@ -175,10 +175,8 @@ class ObjectStore:
     def iter_list(self, prefix: str, fields: str | None = None) -> Iterator[Any]:
         """Every object under `prefix`, page by page, in name order (never held whole); `fields`:
         only those properties of each (a partial response: smaller pages)."""
-        with converted_errors(f"listing {self.where(prefix)}"):
-            yield from self.client.list_blobs(
-                self.bucket, prefix=prefix, fields=fields, timeout=TIMEOUT, retry=RETRY
-            )
+        for page in self._pages(prefix, fields):
+            yield from page
 
     def iter_list_shards(self, shards: Sequence[str], fields: str | None = None) -> Iterator[Any]:
         """Every object under each of `shards` (prefixes that do not overlap), the shards listed at
@@ -188,13 +186,12 @@ class ObjectStore:
         for page in prefetch_many([self._pages(shard, fields) for shard in shards], depth=2 * len(shards)):
             yield from page
 
-    def _pages(self, prefix: str, fields: str | None) -> Iterator[builtins.list[Any]]:
+    def _pages(self, prefix: str, fields: str | None) -> Iterator[Iterable[Any]]:
+        """The pages of a listing of `prefix`, as they come (each makes its objects as it is read)."""
         with converted_errors(f"listing {self.where(prefix)}"):
-            listing = self.client.list_blobs(
+            yield from self.client.list_blobs(
                 self.bucket, prefix=prefix, fields=fields, timeout=TIMEOUT, retry=RETRY
-            )
-            for page in listing.pages:
-                yield list(page)
+            ).pages
 
     def list_prefixes(self, prefix: str) -> builtins.list[str]:
         """The sub-folders directly under `prefix` (a delimiter listing: no object is returned)."""
