@@ -80,8 +80,8 @@ BUSY_WAITS = (0.05, 1.0, 60.0)  # a busy server: first wait, longest wait, give 
 BUSY_STATUSES = {429, 502, 503}
 
 
-def _once(method: str, path: str, **request: Any) -> Any:
-    """One request to the Prefect API (its URL, headers and auth as Prefect's client has them),
+def _once(client: Any, method: str, path: str, **request: Any) -> Any:
+    """One request to the Prefect API through `client` (Prefect's: its URL, headers and auth),
     answered or raised, tried again soon while the server is busy: the `httpx.Response`.
 
     A server on SQLite (the local platform's) answers 503 at once while another write holds the
@@ -95,23 +95,22 @@ def _once(method: str, path: str, **request: Any) -> Any:
 
     wait, longest, give_up = BUSY_WAITS
     deadline = time.monotonic() + give_up
-    with _client() as client:
-        http = client._client  # Prefect's httpx client: base URL, auth and headers set
-        while True:
-            try:
-                # httpx's own send, not Prefect's (which retries with its own waits)
-                answer = httpx.Client.send(http, http.build_request(method, path, **request))
-                if answer.status_code not in BUSY_STATUSES:
-                    answer.raise_for_status()
-                    return answer
-            except httpx.TransportError:
-                if time.monotonic() + wait > deadline:
-                    raise
-            else:
-                if time.monotonic() + wait > deadline:
-                    answer.raise_for_status()
-            time.sleep(wait)
-            wait = min(longest, 2 * wait)
+    http = client._client  # Prefect's httpx client: base URL, auth and headers set
+    while True:
+        try:
+            # httpx's own send, not Prefect's (which retries with its own waits)
+            answer = httpx.Client.send(http, http.build_request(method, path, **request))
+            if answer.status_code not in BUSY_STATUSES:
+                answer.raise_for_status()
+                return answer
+        except httpx.TransportError:
+            if time.monotonic() + wait > deadline:
+                raise
+        else:
+            if time.monotonic() + wait > deadline:
+                answer.raise_for_status()
+        time.sleep(wait)
+        wait = min(longest, 2 * wait)
 
 
 def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
@@ -135,12 +134,12 @@ def _set(client: Any, bucket: str, rate: float, create: bool) -> None:
     client.update_global_concurrency_limit(limit_name(bucket), GlobalConcurrencyLimitUpdate(**shape))
 
 
-def _record(bucket: str) -> dict[str, Any] | None:
+def _record(client: Any, bucket: str) -> dict[str, Any] | None:
     """The bucket's limit as the server holds it (slots as of its last update); None when absent."""
     import httpx
 
     try:
-        answer = _once("GET", f"/v2/concurrency_limits/{quote(limit_name(bucket), safe='')}")
+        answer = _once(client, "GET", f"/v2/concurrency_limits/{quote(limit_name(bucket), safe='')}")
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:
             return None
@@ -152,7 +151,8 @@ def _record(bucket: str) -> dict[str, Any] | None:
 def read_rate(bucket: str) -> tuple[float, int, float] | None:
     """(writes/s, slots held, seconds since a writer last took slots) of the bucket's limit on the
     server; None when absent."""
-    limit = _record(bucket)
+    with _client() as client:
+        limit = _record(client, bucket)
     if limit is None:
         return None
     taken = datetime.fromisoformat(limit["updated"].replace("Z", "+00:00"))
@@ -254,13 +254,15 @@ class SharedSlots:
     def _acquire(self) -> int:
         """Add a block to the queue and wait for its turn; the slots it holds."""
         taken = self._block
-        _once(
-            "POST",
-            "/v2/concurrency_limits/increment",
-            json={"names": [self.name], "slots": taken, "mode": "rate_limit"},
-        )
-        added = time.monotonic()
-        limit = _record(self.bucket)
+        with _client() as client:  # one client (a TLS context, ~15 ms to make) for both requests
+            _once(
+                client,
+                "POST",
+                "/v2/concurrency_limits/increment",
+                json={"names": [self.name], "slots": taken, "mode": "rate_limit"},
+            )
+            added = time.monotonic()
+            limit = _record(client, self.bucket)
         if limit is None:
             raise RuntimeError(f"the shared write limit {self.name} is gone from the Prefect server")
         rate = float(limit["slot_decay_per_second"])
@@ -279,7 +281,7 @@ class SharedSlots:
         self._context.copy().run(self._halve, floor)
 
     def _halve(self, floor: float) -> None:
-        limit = _record(self.bucket)
-        if limit is not None:
-            with _client() as client:
+        with _client() as client:
+            limit = _record(client, self.bucket)
+            if limit is not None:
                 _set(client, self.bucket, max(floor, float(limit["slot_decay_per_second"]) / 2), create=False)
