@@ -100,8 +100,10 @@ def test_a_writer_takes_its_block_soon_after_the_server_was_busy(prefect_harness
             started = time.monotonic()
             shared_limit.SharedSlots(bucket, rate).take()
             took = time.monotonic() - started
-        # busy three times, then the block added on the server once
-        assert answered == [503, 503, 503, 200], answered
+        # busy three times, then the block added on the server once (the test server on SQLite may
+        # itself answer busy besides, under a loaded suite: those are asked again too)
+        assert answered[:3] == [503, 503, 503] and answered[-1] == 200, answered
+        assert answered.count(200) == 1 and set(answered) == {503, 200}, answered
         assert took < 5.0, f"the block took {took:.1f} s"
     finally:
         shared_limit.stop(bucket)
